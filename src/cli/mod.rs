@@ -1,0 +1,4 @@
+//! Command lines of both binaries: argument parsing, dispatch, and the mapping of results to exit codes.
+
+pub mod rfetch;
+pub mod rsend;

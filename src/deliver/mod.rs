@@ -1,0 +1,1 @@
+//! Local delivery targets: Maildir, mbox, MDA, and SMTP/LMTP to a local MTA.

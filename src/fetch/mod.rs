@@ -1,0 +1,1 @@
+//! rfetch's job: mailboxes (POP3, IMAP), per-message seen state, the poll loop and the daemon.

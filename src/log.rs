@@ -1,0 +1,1 @@
+//! Logger setup for the binaries (stderr, logfile, syslog) and redaction of secrets in traces.

@@ -1,0 +1,78 @@
+//! The only code that touches sockets and TLS: connecting with timeouts (IPv6 and IPv4,
+//! happy-eyeballs style), implicit TLS and the in-place STARTTLS upgrade over rustls, and the
+//! trust choices (system roots, a trust file, a SHA-256 fingerprint, or the `danger` switch).
+//!
+//! API contract (filled in by the net work; the types below are shared with `account`/`config`):
+//! * `connect(&Endpoint, &ConnectOptions) -> Result<Connection, NetError>`: plain TCP, TCP_NODELAY.
+//! * `connect_tls(&Endpoint, &ConnectOptions, &TlsOptions) -> Result<Connection, NetError>`: implicit TLS.
+//! * `Connection::upgrade_tls(self, &TlsOptions) -> Result<Connection, NetError>`: STARTTLS; the
+//!   caller's protocol buffer must be dropped before this is called (see `session`).
+//! * `Connection` implements `Read + Write`; reads honour `io_timeout`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where to connect: a host name or IP literal, and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// How a connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// No TLS at all (only for loopback relays or when the user explicitly asks).
+    Off,
+    /// Plain connect, then STARTTLS/STLS, mandatory: no fallback to plaintext.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS 465, POP3S 995, IMAPS 993).
+    Implicit,
+}
+
+/// What server certificates are trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// The system's root store (rustls-native-certs).
+    #[default]
+    System,
+    /// Only the CA certificates in this PEM file.
+    File(PathBuf),
+    /// Exactly the leaf certificate with this SHA-256 fingerprint (name and expiry not checked,
+    /// as msmtp's `tls_fingerprint`).
+    Fingerprint([u8; 32]),
+    /// Accept any certificate. Only from a switch whose name says `danger`.
+    DangerAcceptAny,
+}
+
+/// TLS parameters for one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsOptions {
+    pub trust: Trust,
+    /// Name to verify and send as SNI instead of the endpoint host (msmtp `tls_host_override`).
+    pub server_name: Option<String>,
+    /// Client certificate and key (PEM), for servers that want one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Socket parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Bound on connecting (all addresses together).
+    pub connect_timeout: Duration,
+    /// Bound on each read and write once connected.
+    pub io_timeout: Duration,
+    /// Local address to bind (msmtp `source_ip`).
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(120),
+            source_ip: None,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Pure protocol code: no sockets, files, processes or clocks. Bytes in, events and bytes out.
+
+pub mod dotstuff;
+pub mod imap;
+pub mod line;
+pub mod pop3;
+pub mod sasl;
+pub mod smtp;

@@ -1,0 +1,1 @@
+//! (being written) pop3 session

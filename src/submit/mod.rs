@@ -1,0 +1,1 @@
+//! rsend's job: envelope resolution, the header pass, and handing the message to the SMTP session.
