@@ -1,0 +1,85 @@
+//! Test support shared by the integration tests: where the real loopback mail stack is, and
+//! helpers to reach it. Real-server tests never skip: without the stack they fail and say how to
+//! start it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The running test mail stack, as described by `$STACK_DIR/stack.env` (written by
+/// `tests/stack/stack.sh up`).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dir: PathBuf,
+    vars: HashMap<String, String>,
+}
+
+impl Stack {
+    /// Finds the stack: `$POSTIE_STACK_DIR`, else `<repo>/.stack`. Panics with instructions if
+    /// it is not running.
+    pub fn get() -> Stack {
+        let dir = std::env::var_os("POSTIE_STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".stack"));
+        let env_file = dir.join("stack.env");
+        let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| {
+            panic!(
+                "the test mail stack is not running ({}: {e}).\n\
+                 Start it with: sudo tests/stack/stack.sh up  (or run the whole suite with tests/run.sh)",
+                env_file.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect();
+        let stack = Stack { dir, vars };
+        // A stale env file from a stopped stack must not pass for a running one.
+        let port = stack.port("SMTPS_PORT");
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            panic!(
+                "the test mail stack in {} is not answering on port {port}.\n\
+                 Start it with: sudo tests/stack/stack.sh up",
+                stack.dir.display()
+            );
+        }
+        stack
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("stack.env has no {name}"))
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        self.var(name)
+            .parse()
+            .unwrap_or_else(|_| panic!("stack.env: {name} is not a port"))
+    }
+
+    /// The throw-away CA that signed the stack's server certificate.
+    pub fn ca(&self) -> PathBuf {
+        PathBuf::from(self.var("STACK_CA"))
+    }
+
+    /// The SHA-256 fingerprint of the server certificate, as 32 bytes.
+    pub fn server_fingerprint(&self) -> [u8; 32] {
+        let hex: String = self
+            .var("STACK_SERVER_SHA256")
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .collect();
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("fingerprint hex");
+        }
+        out
+    }
+
+    /// Path of the stack control script.
+    pub fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stack/stack.sh")
+    }
+}
