@@ -2,3 +2,4 @@
 
 pub mod rfetch;
 pub mod rsend;
+pub mod rsend_args;
