@@ -43,7 +43,10 @@ pub fn connect_tls(
     opts: &ConnectOptions,
     tls_opts: &TlsOptions,
 ) -> Result<Connection, NetError> {
-    connect(ep, opts)?.upgrade_tls(tls_opts, &ep.host)
+    let peer = dial::target_name(ep);
+    let prepared = tls::prepare(tls_opts, &ep.host, &peer)?;
+    let conn = connect(ep, opts)?;
+    conn.secure(prepared)
 }
 
 impl Connection {
@@ -52,6 +55,15 @@ impl Connection {
     /// its protocol buffer; bytes the server sent after its go-ahead that are still in the socket
     /// are discarded with a warning, never read as TLS-protected data.
     pub fn upgrade_tls(self, tls_opts: &TlsOptions, host: &str) -> Result<Connection, NetError> {
+        let prepared = tls::prepare(tls_opts, host, &self.peer)?;
+        if let Stream::Plain(sock) = &self.stream {
+            discard_pending(sock, &self.peer)?;
+        }
+        self.secure(prepared)
+    }
+
+    /// Runs the TLS handshake on this plain connection.
+    fn secure(self, prepared: tls::Prepared) -> Result<Connection, NetError> {
         let sock = match self.stream {
             Stream::Plain(sock) => sock,
             Stream::Tls(_) => {
@@ -61,8 +73,7 @@ impl Connection {
                 });
             }
         };
-        discard_pending(&sock, &self.peer)?;
-        let stream = tls::handshake(sock, tls_opts, host, &self.peer)?;
+        let stream = tls::handshake(sock, prepared, &self.peer)?;
         let conn = Connection {
             stream: Stream::Tls(Box::new(stream)),
             peer: self.peer,

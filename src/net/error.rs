@@ -37,6 +37,10 @@ pub enum NetError {
     #[error("network timeout: the server did not answer in time")]
     Timeout,
 
+    /// The server stopped answering during the TLS handshake. `host` is `host:port`.
+    #[error("TLS handshake with {host} timed out: the server did not answer in time")]
+    HandshakeTimeout { host: String },
+
     /// A read or write on an established connection failed.
     #[error("network i/o failed")]
     Io(#[source] io::Error),
@@ -80,7 +84,7 @@ impl NetError {
             NetError::HostNotFound { .. } => ErrorKind::HostUnknown,
             NetError::ResolveTemporary { .. } => ErrorKind::HostLookupTemporary,
             NetError::Connect { .. } | NetError::ConnectTimeout { .. } => ErrorKind::Connect,
-            NetError::Timeout => ErrorKind::Timeout,
+            NetError::Timeout | NetError::HandshakeTimeout { .. } => ErrorKind::Timeout,
             NetError::Io(_) => ErrorKind::NetworkIo,
             NetError::Tls { .. } => ErrorKind::Tls,
             NetError::Certificate { .. } | NetError::SystemRoots { .. } => ErrorKind::Certificate,

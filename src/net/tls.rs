@@ -203,12 +203,12 @@ impl ServerCertVerifier for PinnedVerifier {
 }
 
 /// Builds the rustls client configuration for these options.
-pub(crate) fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, NetError> {
+pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientConfig>, NetError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| NetError::Tls {
-            host: String::new(),
+            host: peer.to_string(),
             reason: format!("cannot set up TLS: {e}"),
         })?;
     let builder = match &tls.trust {
@@ -267,25 +267,31 @@ pub(crate) fn server_name(
     })
 }
 
+/// Everything a handshake needs that does not depend on the socket, prepared before connecting
+/// so that a bad trust file or name fails without touching the network.
+pub(crate) struct Prepared {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepared, NetError> {
+    Ok(Prepared {
+        config: client_config(tls, peer)?,
+        name: server_name(tls, host, peer)?,
+    })
+}
+
 /// Runs the client handshake to completion, so certificate failures surface here.
 pub(crate) fn handshake(
     mut sock: TcpStream,
-    tls: &TlsOptions,
-    host: &str,
+    prepared: Prepared,
     peer: &str,
 ) -> Result<TlsStream, NetError> {
-    let config = client_config(tls).map_err(|e| match e {
-        NetError::Tls { reason, .. } => NetError::Tls {
+    let mut conn =
+        ClientConnection::new(prepared.config, prepared.name).map_err(|e| NetError::Tls {
             host: peer.to_string(),
-            reason,
-        },
-        other => other,
-    })?;
-    let name = server_name(tls, host, peer)?;
-    let mut conn = ClientConnection::new(config, name).map_err(|e| NetError::Tls {
-        host: peer.to_string(),
-        reason: e.to_string(),
-    })?;
+            reason: e.to_string(),
+        })?;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
             return Err(handshake_error(e, peer));
@@ -310,9 +316,9 @@ fn handshake_error(err: io::Error, peer: &str) -> NetError {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let Some(rustls_err) = rustls_err else {
         return match err.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                tls("the server did not answer in time".to_string())
-            }
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => NetError::HandshakeTimeout {
+                host: peer.to_string(),
+            },
             io::ErrorKind::UnexpectedEof => {
                 tls("the server closed the connection during the handshake".to_string())
             }
@@ -433,7 +439,7 @@ mod tests {
                 trust: Trust::File(path.clone()),
                 ..TlsOptions::default()
             };
-            let err = client_config(&tls).unwrap_err();
+            let err = client_config(&tls, "p").unwrap_err();
             let text = err.to_string();
             assert!(text.contains(&path.display().to_string()), "{text}");
             assert_eq!(err.kind(), crate::ErrorKind::FileUnreadable);
