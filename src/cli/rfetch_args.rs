@@ -4,7 +4,7 @@
 
 use clap::{ArgAction, Parser};
 
-/// rfetch — fetch mail over POP3/IMAP and deliver it locally (fetchmail compatible).
+/// Fetch mail over POP3/IMAP and deliver it locally (fetchmail compatible)
 ///
 /// Polls the servers (or accounts) named on the command line, or every non-skipped one in
 /// ~/.fetchmailrc (or $FETCHMAILHOME/fetchmailrc, or the native TOML file given with -C), and

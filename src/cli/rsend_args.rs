@@ -4,7 +4,7 @@
 
 use clap::{ArgAction, Parser};
 
-/// rsend — submit a message read on stdin to your mail provider (msmtp/sendmail compatible).
+/// Submit a message read on stdin to your mail provider (msmtp/sendmail compatible)
 ///
 /// Reads a message on standard input and relays it over authenticated SMTP (implicit TLS or
 /// STARTTLS) to the account's server. Recipients come from the command line and, with -t, from
