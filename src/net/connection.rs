@@ -46,7 +46,7 @@ pub fn connect_tls(
     let peer = dial::target_name(ep);
     let prepared = tls::prepare(tls_opts, &ep.host, &peer)?;
     let conn = connect(ep, opts)?;
-    conn.secure(prepared)
+    conn.secure(prepared, false)
 }
 
 impl Connection {
@@ -55,15 +55,19 @@ impl Connection {
     /// its protocol buffer; bytes the server sent after its go-ahead that are still in the socket
     /// are discarded with a warning, never read as TLS-protected data.
     pub fn upgrade_tls(self, tls_opts: &TlsOptions, host: &str) -> Result<Connection, NetError> {
+        let Stream::Plain(sock) = &self.stream else {
+            return Err(NetError::Tls {
+                host: self.peer,
+                reason: "the connection already uses TLS".to_string(),
+            });
+        };
         let prepared = tls::prepare(tls_opts, host, &self.peer)?;
-        if let Stream::Plain(sock) = &self.stream {
-            discard_pending(sock, &self.peer)?;
-        }
-        self.secure(prepared)
+        discard_pending(sock, &self.peer)?;
+        self.secure(prepared, true)
     }
 
     /// Runs the TLS handshake on this plain connection.
-    fn secure(self, prepared: tls::Prepared) -> Result<Connection, NetError> {
+    fn secure(self, prepared: tls::Prepared, after_starttls: bool) -> Result<Connection, NetError> {
         let sock = match self.stream {
             Stream::Plain(sock) => sock,
             Stream::Tls(_) => {
@@ -73,7 +77,7 @@ impl Connection {
                 });
             }
         };
-        let stream = tls::handshake(sock, prepared, &self.peer)?;
+        let stream = tls::handshake(sock, prepared, &self.peer, after_starttls)?;
         let conn = Connection {
             stream: Stream::Tls(Box::new(stream)),
             peer: self.peer,
