@@ -275,6 +275,9 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepared, NetError> {
+    if tls.trust == Trust::DangerAcceptAny {
+        log::warn!("{peer}: accepting any server certificate; the connection is not authenticated");
+    }
     Ok(Prepared {
         config: client_config(tls, peer)?,
         name: server_name(tls, host, peer)?,
@@ -337,9 +340,9 @@ fn handshake_error(err: io::Error, peer: &str, after_starttls: bool) -> NetError
              STARTTLS rather than implicit TLS?)"
                 .to_string(),
         ),
-        rustls::Error::AlertReceived(alert) => {
-            tls(format!("the server sent alert {alert:?}").to_lowercase())
-        }
+        rustls::Error::AlertReceived(alert) => tls(format!(
+            "the server aborted the handshake (alert {alert:?})"
+        )),
         other => tls(other.to_string()),
     }
 }
