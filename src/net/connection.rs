@@ -265,3 +265,48 @@ impl fmt::Debug for Connection {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn connection_is_send() {
+        assert_send::<Connection>();
+    }
+
+    #[test]
+    fn plain_connection_basics() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let mut conn = connect(&ep, &ConnectOptions::default()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        assert!(!conn.is_tls());
+        assert_eq!(conn.peer(), format!("127.0.0.1:{port}"));
+        assert_eq!(conn.peer_fingerprint_sha256(), None);
+        assert_eq!(conn.peer_certificate_der(), None);
+        assert_eq!(conn.protocol_version(), None);
+        assert_eq!(conn.cipher_suite(), None);
+        assert_eq!(
+            format!("{conn:?}"),
+            format!("Connection {{ peer: \"127.0.0.1:{port}\", tls: false }}")
+        );
+        conn.set_io_timeout(Duration::from_millis(50)).unwrap();
+        conn.quickack();
+        let mut buf = [0u8; 8];
+        let err = NetError::from_io(conn.read(&mut buf).unwrap_err());
+        assert!(matches!(err, NetError::Timeout), "{err:?}");
+        conn.write_all(b"ping").unwrap();
+        server.read_exact(&mut buf[..4]).unwrap();
+        assert_eq!(&buf[..4], b"ping");
+        conn.shutdown().unwrap();
+        assert_eq!(server.read(&mut buf).unwrap(), 0);
+    }
+}
