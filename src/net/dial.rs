@@ -124,10 +124,15 @@ fn is_temporary_lookup_failure(e: &io::Error) -> bool {
 /// first (RFC 8305 §4).
 fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let first_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
-    let (mut preferred, mut other): (Vec<_>, Vec<_>) =
-        addrs.into_iter().partition(|a| a.is_ipv6() == first_v6);
-    preferred.dedup();
-    other.dedup();
+    // /etc/hosts often lists an address twice; trying it twice only wastes an attempt slot.
+    let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !unique.contains(&addr) {
+            unique.push(addr);
+        }
+    }
+    let (preferred, other): (Vec<_>, Vec<_>) =
+        unique.into_iter().partition(|a| a.is_ipv6() == first_v6);
     let mut out = Vec::with_capacity(preferred.len() + other.len());
     let mut preferred = preferred.into_iter();
     let mut other = other.into_iter();
@@ -321,7 +326,12 @@ mod tests {
                 sa("[::3]:1"),
             ]
         );
-        let got = interleave(vec![sa("127.0.0.1:1"), sa("[::1]:1")]);
+        let got = interleave(vec![
+            sa("127.0.0.1:1"),
+            sa("[::1]:1"),
+            sa("127.0.0.1:1"),
+            sa("[::1]:1"),
+        ]);
         assert_eq!(got, vec![sa("127.0.0.1:1"), sa("[::1]:1")]);
         assert!(interleave(vec![]).is_empty());
     }
