@@ -45,14 +45,17 @@ CMD=$1; shift
 case $CMD in -h|--help|help) usage ;; esac
 DIR_ARG=${1:-$REPO/.stack}
 [ $# -ge 1 ] && shift
-[ "$(id -u)" = 0 ] || die "must run as root (Dovecot and Postfix switch users); try: sudo $0 $CMD"
+case $CMD in
+  status|env) ;;   # read-only: fine as any user
+  *) [ "$(id -u)" = 0 ] || die "must run as root (Dovecot and Postfix switch users); try: sudo $0 $CMD" ;;
+esac
 
 # ---------------------------------------------------------------------------------------------
 # DIR: Dovecot (as 'mail') and Postfix (as 'postfix') must be able to traverse every parent of
 # DIR. A repository under /root is not, so then DIR becomes a symlink to a directory in /tmp.
 resolve_dir() {
   local d=$DIR_ARG parent
-  if [ ! -e "$d" ] && [ ! -L "$d" ]; then
+  if [ "$CMD" = up ] && [ ! -e "$d" ] && [ ! -L "$d" ]; then
     parent=$(dirname "$(realpath -m "$d")")
     mkdir -p "$parent"
     if ! setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -x "$parent" 2>/dev/null; then
@@ -358,7 +361,7 @@ wait_ports() {
     done
   done
 }
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+pid_alive() { [ -n "${1:-}" ] && { kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ]; }; }
 pidfile_pid() { [ -s "$1" ] && tr -dc '0-9' <"$1" || true; }
 
 # running: every daemon alive (by PID file), every port answering, stack.env present
