@@ -70,7 +70,9 @@ for _ in $(seq 1 20); do
   "$TARGET/release/rfetch" -C "$CONFIG" demo </dev/null || rc=$?
   # rfetch exits 1 when there was no mail (like fetchmail); anything else is an error
   [ $rc = 0 ] || [ $rc = 1 ] || fail "rfetch" $rc
-  fetched=$(grep -l -r 'Subject: hello from postie' "$TMP/Maildir/new" "$TMP/Maildir/cur" 2>/dev/null | head -1 || true)
+  # the newest match: alice's INBOX may still hold messages from earlier demo runs
+  fetched=$(grep -l -r 'Subject: hello from postie' "$TMP/Maildir/new" "$TMP/Maildir/cur" 2>/dev/null \
+    | xargs -r ls -t 2>/dev/null | head -1 || true)
   [ -n "$fetched" ] && break
   sleep 0.25
 done
