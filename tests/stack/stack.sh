@@ -362,13 +362,16 @@ wait_ports() {
   done
 }
 pid_alive() { [ -n "${1:-}" ] && { kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ]; }; }
-pidfile_pid() { [ -s "$1" ] && tr -dc '0-9' <"$1" || true; }
+pidfile_pid() { [ -s "$1" ] && tr -dc '0-9' 2>/dev/null <"$1" || true; }
 
 # running: every daemon alive (by PID file), every port answering, stack.env present
 running() {
   [ -f "$STACK_ENV" ] || return 1
   local f p
-  for f in "$DOVE_PID" "$PF_PID" "$SINK_PID"; do pid_alive "$(pidfile_pid "$f")" || return 1; done
+  # (other users cannot read Dovecot's and Postfix's PID files: for them the ports decide)
+  if [ "$(id -u)" = 0 ]; then
+    for f in "$DOVE_PID" "$PF_PID" "$SINK_PID"; do pid_alive "$(pidfile_pid "$f")" || return 1; done
+  fi
   for p in $(ALL_PORTS); do port_open "$p" || return 1; done
 }
 any_alive() {
@@ -501,7 +504,9 @@ cmd_status() {
   local n f pid
   for n in dovecot:"$DOVE_PID" postfix:"$PF_PID" smtp-sink:"$SINK_PID"; do
     f=${n#*:}; pid=$(pidfile_pid "$f")
-    if pid_alive "$pid"; then echo "${n%%:*}: running, pid $pid"; else echo "${n%%:*}: not running"; fi
+    if pid_alive "$pid"; then echo "${n%%:*}: running, pid $pid"
+    elif [ "$(id -u)" != 0 ]; then echo "${n%%:*}: unknown (PID file readable by root only)"
+    else echo "${n%%:*}: not running"; fi
   done
   echo "ports: smtp=$SMTP_PORT submission=$SUBMISSION_PORT smtps=$SMTPS_PORT sink=$SINK_PORT" \
        "pop3=$POP3_PORT pop3s=$POP3S_PORT imap=$IMAP_PORT imaps=$IMAPS_PORT lmtp=$LMTP_PORT"
