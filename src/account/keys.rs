@@ -77,7 +77,7 @@ pub fn parse_fingerprint(arg: &str) -> Result<[u8; 32], KeyError> {
         })
         .collect();
     let bytes = bytes
-        .filter(|_| hex.len() % 2 == 0 && hex.is_ascii())
+        .filter(|_| hex.len().is_multiple_of(2) && hex.is_ascii())
         .ok_or_else(|| {
             KeyError::Invalid(format!(
                 "invalid tls_fingerprint {arg:?}: expected SHA-256 as colon-separated hex"

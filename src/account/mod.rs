@@ -320,14 +320,22 @@ impl ServerSettings {
 
     /// Which certificates to trust: `tls_certcheck off` beats `tls_fingerprint`, which beats
     /// `tls_trust_file` (msmtp's order).
+    /// Logs a warning when certificate checking is off.
     pub fn trust(&self) -> Result<Trust, SettingError> {
-        if let Some(check) = &self.tls_certcheck
-            && !check.value
+        let trust = self.trust_quiet()?;
+        if trust == Trust::DangerAcceptAny
+            && let Some(check) = &self.tls_certcheck
         {
             log::warn!(
                 "{}: tls_certcheck off: the server certificate is not verified",
                 check.at
             );
+        }
+        Ok(trust)
+    }
+
+    fn trust_quiet(&self) -> Result<Trust, SettingError> {
+        if self.certcheck_disabled() {
             return Ok(Trust::DangerAcceptAny);
         }
         if let Some(Sourced {
@@ -358,6 +366,19 @@ impl ServerSettings {
 
     /// The TLS parameters for a connection to this server.
     pub fn tls_options(&self) -> Result<TlsOptions, SettingError> {
+        Ok(TlsOptions {
+            trust: self.trust()?,
+            server_name: self
+                .tls_host_override
+                .as_ref()
+                .map(|h| h.value.clone())
+                .filter(|h| !h.is_empty()),
+            client_cert: self.client_cert()?,
+        })
+    }
+
+    /// `tls_cert_file` + `tls_key_file`, which come as a pair.
+    pub fn client_cert(&self) -> Result<Option<(PathBuf, PathBuf)>, SettingError> {
         let path = |p: &Option<Sourced<PathBuf>>| {
             p.as_ref()
                 .filter(|s| !s.value.as_os_str().is_empty())
@@ -379,15 +400,7 @@ impl ServerSettings {
                 ));
             }
         };
-        Ok(TlsOptions {
-            trust: self.trust()?,
-            server_name: self
-                .tls_host_override
-                .as_ref()
-                .map(|h| h.value.clone())
-                .filter(|h| !h.is_empty()),
-            client_cert,
-        })
+        Ok(client_cert)
     }
 
     /// Socket parameters: `timeout N` bounds both connecting and each read/write.
@@ -689,7 +702,8 @@ impl SubmitSettings {
             self.endpoint()?;
         }
         if self.tls_mode() != TlsMode::Off {
-            self.tls_options()?;
+            self.server.trust_quiet()?;
+            self.server.client_cert()?;
         }
         Ok(())
     }

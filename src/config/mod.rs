@@ -405,8 +405,10 @@ mod tests {
     }
 
     fn account(name: &str, from: Option<&str>) -> Account {
-        let mut s = SubmitSettings::default();
-        s.from = from.map(|f| Sourced::new(f.to_owned(), Provenance::Builtin));
+        let s = SubmitSettings {
+            from: from.map(|f| Sourced::new(f.to_owned(), Provenance::Builtin)),
+            ..Default::default()
+        };
         Account {
             name: name.into(),
             defined_at: Provenance::Builtin,

@@ -472,6 +472,14 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_password() {
+        let p = parse_ok("account a\nhost h\npassword hunter2\n");
+        let dump = format!("{:?} {:#?}", p, p.accounts);
+        assert!(!dump.contains("hunter2"), "{dump}");
+        assert!(dump.contains("<redacted>"));
+    }
+
+    #[test]
     fn long_lines_are_accepted() {
         let token = "x".repeat(4000);
         let p = parse_ok(&format!("account a\npassword {token}\n"));
