@@ -1,4 +1,6 @@
 //! Command lines of both binaries: argument parsing, dispatch, and the mapping of results to exit codes.
 
 pub mod rfetch;
+pub mod rfetch_args;
 pub mod rsend;
+pub mod rsend_args;
