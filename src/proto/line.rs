@@ -141,9 +141,12 @@ mod tests {
         input.chunks(size).collect()
     }
 
+    /// input, lines, leftover, error
+    type Case<'a> = (&'a [u8], &'a [&'a [u8]], &'a [u8], bool);
+
     #[test]
     fn table() {
-        let cases: &[(&[u8], &[&[u8]], &[u8], bool)] = &[
+        let cases: &[Case] = &[
             (b"", &[], b"", false),
             (b"abc\r\n", &[b"abc"], b"", false),
             (b"abc\n", &[b"abc"], b"", false),
