@@ -1,1 +1,4 @@
 //! rsend's job: envelope resolution, the header pass, and handing the message to the SMTP session.
+
+pub mod address;
+pub mod headers;

@@ -1,0 +1,214 @@
+//! Man pages generated from the same clap definitions as `--help` (clap_mangen), plus the
+//! hand-written sections clap cannot know: exit status, configuration files and keys, and where
+//! we differ from msmtp and fetchmail on purpose. `tests/manpages.rs` keeps `man/*.1` in sync.
+
+use clap::CommandFactory;
+use clap_mangen::Man;
+
+/// A hand-written section: a title and paragraphs of roff-safe text (lines starting with a
+/// key in `\fB...\fR` become tagged paragraphs when written as "KEY\tTEXT").
+pub struct Section {
+    pub title: &'static str,
+    pub body: &'static str,
+}
+
+fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
+    let man = Man::new(cmd);
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let _ = man.render_description_section(&mut out);
+    let _ = man.render_options_section(&mut out);
+    for s in sections {
+        out.extend_from_slice(format!(".SH \"{}\"\n", s.title).as_bytes());
+        for para in s.body.split("\n\n") {
+            let para = para.trim();
+            if para.is_empty() {
+                continue;
+            }
+            match para.split_once('\t') {
+                Some((tag, text)) if !tag.contains('\n') => {
+                    out.extend_from_slice(b".TP\n");
+                    out.extend_from_slice(escape(tag).as_bytes());
+                    out.push(b'\n');
+                    out.extend_from_slice(escape(text.trim()).as_bytes());
+                }
+                _ => {
+                    out.extend_from_slice(b".PP\n");
+                    out.extend_from_slice(escape(para).as_bytes());
+                }
+            }
+            out.push(b'\n');
+        }
+    }
+    let _ = man.render_version_section(&mut out);
+    out
+}
+
+/// Keeps text from being read as roff requests: a leading '.' or '\'' gets a zero-width escape,
+/// backslashes are doubled.
+fn escape(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const RSEND_SECTIONS: &[Section] = &[
+    Section {
+        title: "EXIT STATUS",
+        body: "rsend uses sysexits.h codes as msmtp does, with one deliberate difference: every \
+temporary condition exits 75 (EX_TEMPFAIL), so that cron wrappers and queues can tell \"try again \
+later\" from \"give up\". msmtp exits 69 for 4xx replies and 74 for read timeouts.
+
+0\tThe server accepted the message for every recipient.
+
+64\tUsage error: bad option, -b mode other than m/i/p, no recipients, -f with --read-envelope-from.
+
+65\tThe server refused the message or a recipient permanently (5xx).
+
+66\tA file named in the configuration (trust file, client certificate) cannot be read.
+
+68\tThe host name does not exist.
+
+69\tThe server lacks something required (STARTTLS, AUTH, a mechanism, DSN), or its certificate \
+failed verification.
+
+70\tInternal error.
+
+74\tLocal I/O error (temporary file).
+
+75\tTemporary failure: a 4xx reply, a timeout, connection refused or reset, a temporary DNS failure. \
+Nothing was delivered; try again later.
+
+76\tProtocol error: malformed reply, or a TLS handshake failure (often implicit TLS against a \
+STARTTLS port, or the reverse).
+
+77\tAuthentication failed.
+
+78\tConfiguration error: syntax, unknown account, missing envelope-from, insecure file permissions.",
+    },
+    Section {
+        title: "FILES",
+        body: "~/.msmtprc\tThe user configuration, read unchanged (if it exists; else \
+$XDG_CONFIG_HOME/msmtp/config). Every msmtp directive is understood: defaults, account NAME : \
+PARENTS, account default : NAME, eval, from wildcards, aliases, passwordeval.
+
+/etc/msmtprc\tThe system configuration, read when readable; user accounts come first.
+
+$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rfetch; keys are \
+msmtprc's names (host, port, tls, tls_starttls, tls_trust_file, tls_fingerprint, auth, user, \
+password, passwordeval, from, ...). Used when no msmtp configuration exists, or with -C.
+
+A configuration file that contains a password must belong to the user and must not be readable by \
+group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root.",
+    },
+    Section {
+        title: "SECURITY",
+        body: "TLS is verified against the system roots, or tls_trust_file, or a SHA-256 \
+tls_fingerprint. With STARTTLS configured, a server that does not offer it is an error: there is \
+no fallback to plaintext, and bytes the server sends between its STARTTLS go-ahead and the \
+handshake are discarded. A password never crosses an unencrypted connection unless the user \
+sets danger_plaintext_auth (or --danger-plaintext-auth); automatic authentication without TLS \
+only uses SCRAM-SHA-256 and CRAM-MD5. Secrets are never written to logs or debug output: the \
+protocol trace printed by -v/-d shows AUTH lines as <redacted>.",
+    },
+    Section {
+        title: "DIFFERENCES FROM MSMTP",
+        body: "-r is accepted as a synonym for -f (PHP and other callers pass it). Unknown -o and -O \
+sendmail options produce a warning instead of an error. -bi (newaliases) and -bp (mailq) succeed \
+with nothing to do; -bs and other modes are usage errors. Messages without a header/body separator \
+(echo hello | rsend user@host) get one, so the text becomes the body. A leading mbox From_ line is \
+dropped. Resent-Bcc is removed like Bcc. SIZE is declared and checked before sending, and \
+BODY=8BITMIME / SMTPUTF8 are declared when the message needs them. Recipients given twice are sent \
+once. Lines longer than 500 characters are allowed in msmtprc.",
+    },
+];
+
+const RFETCH_SECTIONS: &[Section] = &[
+    Section {
+        title: "EXIT STATUS",
+        body: "rfetch uses fetchmail's exit codes.
+
+0\tOne or more messages were delivered (with -c: mail is waiting).
+
+1\tNo mail.
+
+2\tSocket or TLS error.
+
+3\tAuthentication failed.
+
+4\tProtocol error.
+
+5\tSyntax error in the arguments or the configuration.
+
+6\tThe rc file has insecure permissions.
+
+7\tThe server reported an error, or timed out.
+
+8\tAnother rfetch is running (lock file), or --quit found none.
+
+9\tThe server reported the mailbox locked or busy.
+
+10\tDelivery failed (SMTP/LMTP listener, MDA, Maildir or mbox).
+
+11\tThe host name does not resolve.
+
+13\tfetchlimit reached.
+
+23\tInternal error.",
+    },
+    Section {
+        title: "DELIVERY CONTRACT",
+        body: "A message is deleted on the server (POP3 DELE, IMAP \\Deleted and EXPUNGE) only \
+after its target confirmed it: the Maildir file was written, synced and renamed into new/ and the \
+directory synced; the mbox was appended, synced and unlocked; the MDA exited 0; the SMTP or LMTP \
+listener answered 250. A temporary failure (MDA exit 75, a 4xx reply, a full disk) leaves the \
+message on the server for the next poll. The record of seen messages is written atomically, so an \
+interrupted rfetch never loses mail and re-fetches at most the message that was in flight.",
+    },
+    Section {
+        title: "FILES",
+        body: "~/.fetchmailrc\tThe fetchmail configuration, read unchanged ($FETCHMAILHOME/fetchmailrc \
+when FETCHMAILHOME is set). It must not be readable by others when it holds a password (exit 6).
+
+$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend (-C FILE).
+
+~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
+the second.",
+    },
+    Section {
+        title: "DIFFERENCES FROM FETCHMAIL",
+        body: "rfetch pipelines POP3 and fetches IMAP messages with one UID FETCH, and is UID \
+based throughout (IMAP UIDVALIDITY is honoured). The seen state is written per message, not at the \
+end of a poll. MDA exit 75 is a temporary failure; other non-zero exits are permanent but the \
+message is still kept. The exit code is 0 only when a message was delivered, not merely retrieved. \
+Passwords never cross unencrypted connections unless --danger-plaintext-auth is given. In daemon \
+mode all accounts are polled concurrently, and IDLE works for many accounts and folders at once.",
+    },
+];
+
+/// The rsend(1) page.
+pub fn rsend_page() -> Vec<u8> {
+    render(
+        super::rsend_args::RsendArgs::command().name("rsend"),
+        RSEND_SECTIONS,
+    )
+}
+
+/// The rfetch(1) page.
+pub fn rfetch_page() -> Vec<u8> {
+    render(
+        super::rfetch_args::RfetchArgs::command().name("rfetch"),
+        RFETCH_SECTIONS,
+    )
+}

@@ -1,0 +1,279 @@
+//! rfetch's command line: fetchmail's options (same letters, same long names), plus `-C/--config`
+//! for the native TOML account file. The clap definition is also the source of `--help` and the
+//! man page.
+
+use clap::{ArgAction, Parser};
+
+/// Fetch mail over POP3/IMAP and deliver it locally (fetchmail compatible)
+///
+/// Polls the servers (or accounts) named on the command line, or every non-skipped one in
+/// ~/.fetchmailrc (or $FETCHMAILHOME/fetchmailrc, or the native TOML file given with -C), and
+/// hands each message to its target: a Maildir, an mbox, an MDA, or a local MTA over SMTP/LMTP.
+/// A message is deleted on the server only after its target confirmed it.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "rfetch",
+    version,
+    disable_version_flag = true,
+    disable_help_flag = true,
+    after_help = "Exit status (fetchmail's): 0 mail delivered; 1 no mail; 2 socket error; 3 authentication \
+failed; 4 protocol error; 5 syntax error; 6 bad rc-file permissions; 7 server error or timeout; 8 another \
+instance is running; 9 server lock busy; 10 SMTP/delivery failure; 11 DNS error; 13 fetchlimit reached; \
+23 internal error."
+)]
+pub struct RfetchArgs {
+    /// Print help.
+    #[arg(short = '?', long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Print the version and a description of each poll, then exit without fetching.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
+    /// Only check whether mail is waiting (exit 0 yes, 1 no).
+    #[arg(short = 'c', long = "check")]
+    pub check: bool,
+    /// Only errors.
+    #[arg(short = 's', long = "silent")]
+    pub silent: bool,
+    /// More output; twice: the (redacted) protocol dialogue.
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the configuration as understood, then exit.
+    #[arg(long = "configdump")]
+    pub configdump: bool,
+    /// Run as a daemon polling every N seconds (0: once).
+    #[arg(short = 'd', long = "daemon", value_name = "SECONDS")]
+    pub daemon: Option<u64>,
+    /// Do not detach from the terminal in daemon mode.
+    #[arg(short = 'N', long = "nodetach")]
+    pub nodetach: bool,
+    /// Stop the running instance.
+    #[arg(short = 'q', long = "quit")]
+    pub quit: bool,
+    /// Log to FILE.
+    #[arg(short = 'L', long = "logfile", value_name = "FILE")]
+    pub logfile: Option<String>,
+    /// Log to syslog (LOG_MAIL).
+    #[arg(long = "syslog", overrides_with = "nosyslog")]
+    pub syslog: bool,
+    /// Do not log to syslog.
+    #[arg(long = "nosyslog")]
+    pub nosyslog: bool,
+    /// fetchmailrc to read ("-" for stdin).
+    #[arg(short = 'f', long = "fetchmailrc", value_name = "FILE")]
+    pub fetchmailrc: Option<String>,
+    /// Native TOML account file (instead of a fetchmailrc).
+    #[arg(
+        short = 'C',
+        long = "config",
+        value_name = "FILE",
+        conflicts_with = "fetchmailrc"
+    )]
+    pub config: Option<String>,
+    /// File for the seen-message state.
+    #[arg(short = 'i', long = "idfile", value_name = "FILE")]
+    pub idfile: Option<String>,
+    /// PID/lock file.
+    #[arg(long = "pidfile", value_name = "FILE")]
+    pub pidfile: Option<String>,
+    /// Postmaster for undeliverable mail.
+    #[arg(long = "postmaster", value_name = "NAME")]
+    pub postmaster: Option<String>,
+    /// Do not send bounces.
+    #[arg(long = "nobounce")]
+    pub nobounce: bool,
+    /// Keep messages the listener refused permanently (default).
+    #[arg(long = "softbounce")]
+    pub softbounce: bool,
+    /// Delete messages the listener refused permanently.
+    #[arg(long = "nosoftbounce")]
+    pub nosoftbounce: bool,
+    /// Do not add a Received header.
+    #[arg(long = "invisible")]
+    pub invisible: bool,
+    /// Protocol: POP3, IMAP (AUTO is treated as IMAP then POP3).
+    #[arg(short = 'p', long = "protocol", alias = "proto", value_name = "PROTO")]
+    pub protocol: Option<String>,
+    /// Use UIDL (POP3): on by default in rfetch.
+    #[arg(short = 'U', long = "uidl")]
+    pub uidl: bool,
+    /// Use IMAP IDLE.
+    #[arg(long = "idle")]
+    pub idle: bool,
+    /// Service (port) to connect to.
+    #[arg(short = 'P', long = "service", alias = "port", value_name = "PORT")]
+    pub service: Option<String>,
+    /// Authentication type: password, cram-md5, oauthbearer, xoauth2, ...
+    #[arg(long = "auth", value_name = "TYPE")]
+    pub auth: Option<String>,
+    /// Network timeout in seconds.
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Envelope header (multidrop).
+    #[arg(short = 'E', long = "envelope", value_name = "HEADER")]
+    pub envelope: Option<String>,
+    /// Prefix to strip from envelope addresses.
+    #[arg(short = 'Q', long = "qvirtual", value_name = "PREFIX")]
+    pub qvirtual: Option<String>,
+    /// Remote user name.
+    #[arg(short = 'u', long = "user", alias = "username", value_name = "NAME")]
+    pub user: Option<String>,
+    /// IMAP folder(s), comma separated.
+    #[arg(short = 'r', long = "folder", value_name = "FOLDER")]
+    pub folder: Option<String>,
+    /// Use implicit TLS.
+    #[arg(long = "ssl")]
+    pub ssl: bool,
+    /// TLS version floor (accepted; rustls uses TLS 1.2 and 1.3 only).
+    #[arg(long = "sslproto", value_name = "VERSION")]
+    pub sslproto: Option<String>,
+    /// Verify the server certificate (default).
+    #[arg(long = "sslcertck")]
+    pub sslcertck: bool,
+    /// Do not verify the server certificate (dangerous).
+    #[arg(long = "nosslcertck")]
+    pub nosslcertck: bool,
+    /// CA certificates to trust.
+    #[arg(long = "sslcertfile", value_name = "FILE")]
+    pub sslcertfile: Option<String>,
+    /// Directory of CA certificates to trust.
+    #[arg(long = "sslcertpath", value_name = "DIR")]
+    pub sslcertpath: Option<String>,
+    /// Expected certificate name.
+    #[arg(long = "sslcommonname", value_name = "NAME")]
+    pub sslcommonname: Option<String>,
+    /// Expected certificate fingerprint.
+    #[arg(long = "sslfingerprint", value_name = "FP")]
+    pub sslfingerprint: Option<String>,
+    /// Client certificate.
+    #[arg(long = "sslcert", value_name = "FILE")]
+    pub sslcert: Option<String>,
+    /// Client key.
+    #[arg(long = "sslkey", value_name = "FILE")]
+    pub sslkey: Option<String>,
+    /// Fetch all messages, also those seen before.
+    #[arg(short = 'a', long = "all", alias = "fetchall")]
+    pub all: bool,
+    /// Keep messages on the server.
+    #[arg(short = 'k', long = "keep")]
+    pub keep: bool,
+    /// Delete messages from the server after delivery (default).
+    #[arg(short = 'K', long = "nokeep")]
+    pub nokeep: bool,
+    /// Delete old (seen) messages before fetching.
+    #[arg(short = 'F', long = "flush")]
+    pub flush: bool,
+    /// Delete oversized messages.
+    #[arg(long = "limitflush")]
+    pub limitflush: bool,
+    /// SMTP host(s) to forward to, comma separated (host[/port]).
+    #[arg(short = 'S', long = "smtphost", value_name = "HOSTS")]
+    pub smtphost: Option<String>,
+    /// Domains to fetch for (multidrop).
+    #[arg(long = "fetchdomains", value_name = "DOMAINS")]
+    pub fetchdomains: Option<String>,
+    /// Domain appended to local recipients in RCPT TO.
+    #[arg(short = 'D', long = "smtpaddress", value_name = "DOMAIN")]
+    pub smtpaddress: Option<String>,
+    /// Full address for RCPT TO.
+    #[arg(long = "smtpname", value_name = "USER@DOMAIN")]
+    pub smtpname: Option<String>,
+    /// SMTP codes meaning spam.
+    #[arg(short = 'Z', long = "antispam", value_name = "CODES")]
+    pub antispam: Option<String>,
+    /// Deliver through this MDA command (run by /bin/sh; %T recipient, %F sender).
+    #[arg(short = 'm', long = "mda", value_name = "COMMAND")]
+    pub mda: Option<String>,
+    /// Write BSMTP to FILE (not supported).
+    #[arg(long = "bsmtp", value_name = "FILE")]
+    pub bsmtp: Option<String>,
+    /// Use LMTP to the smtphost.
+    #[arg(long = "lmtp")]
+    pub lmtp: bool,
+    /// Do not rewrite addresses.
+    #[arg(short = 'n', long = "norewrite")]
+    pub norewrite: bool,
+    /// Skip messages larger than N octets.
+    #[arg(short = 'l', long = "limit", value_name = "OCTETS")]
+    pub limit: Option<u64>,
+    /// Interval between oversized-message warnings.
+    #[arg(short = 'w', long = "warnings", value_name = "SECONDS")]
+    pub warnings: Option<u64>,
+    /// Reconnect to the SMTP listener after N messages.
+    #[arg(short = 'b', long = "batchlimit", value_name = "N")]
+    pub batchlimit: Option<u64>,
+    /// Fetch at most N messages per poll.
+    #[arg(short = 'B', long = "fetchlimit", value_name = "N")]
+    pub fetchlimit: Option<u64>,
+    /// Sizes fetched per command.
+    #[arg(long = "fetchsizelimit", value_name = "N")]
+    pub fetchsizelimit: Option<u64>,
+    /// Binary-search UIDL (accepted; rfetch always lists UIDs in one command).
+    #[arg(long = "fastuidl", value_name = "N")]
+    pub fastuidl: Option<u64>,
+    /// Expunge (POP3: reconnect) every N deletions.
+    #[arg(short = 'e', long = "expunge", value_name = "N")]
+    pub expunge: Option<u64>,
+    /// Bind to interface (not supported).
+    #[arg(short = 'I', long = "interface", value_name = "SPEC")]
+    pub interface: Option<String>,
+    /// Monitor interface (not supported).
+    #[arg(short = 'M', long = "monitor", value_name = "IFACE")]
+    pub monitor: Option<String>,
+    /// Parser trace (accepted, no effect).
+    #[arg(short = 'y', long = "yydebug")]
+    pub yydebug: bool,
+    /// Print progress dots.
+    #[arg(long = "showdots")]
+    pub showdots: bool,
+    /// Allow passwords over unencrypted connections (dangerous).
+    #[arg(long = "danger-plaintext-auth")]
+    pub danger_plaintext_auth: bool,
+    /// Servers (fetchmailrc) or accounts (TOML) to poll; default: all that are not skipped.
+    #[arg(value_name = "SERVER")]
+    pub servers: Vec<String>,
+}
+
+/// Parses rfetch's arguments.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RfetchArgs, clap::Error> {
+    RfetchArgs::try_parse_from(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> RfetchArgs {
+        parse(
+            std::iter::once("rfetch".to_string()).chain(line.split_whitespace().map(String::from)),
+        )
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    #[test]
+    fn common_invocations() {
+        let a = p("-d 300 -N -f /home/u/.fetchmailrc");
+        assert_eq!(a.daemon, Some(300));
+        assert!(a.nodetach);
+        assert_eq!(a.fetchmailrc.as_deref(), Some("/home/u/.fetchmailrc"));
+        let a = p("-akv -p IMAP --ssl -u bob mail.example.org");
+        assert!(a.all && a.keep);
+        assert_eq!(a.verbose, 1);
+        assert_eq!(a.servers, ["mail.example.org"]);
+        let a = p("-d0 -vv --nosyslog -L /tmp/log");
+        assert_eq!(a.daemon, Some(0));
+        assert_eq!(a.verbose, 2);
+        let a = p("-C /tmp/postie.toml demo");
+        assert_eq!(a.config.as_deref(), Some("/tmp/postie.toml"));
+        assert_eq!(a.servers, ["demo"]);
+        let a = p("-K -B 10 -l 100000 --mda /usr/bin/procmail");
+        assert!(a.nokeep);
+        assert_eq!(a.fetchlimit, Some(10));
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        assert!(parse(["rfetch", "-d", "soon"].map(String::from)).is_err());
+        assert!(parse(["rfetch", "--bogus"].map(String::from)).is_err());
+        assert!(parse(["rfetch", "-f", "a", "-C", "b"].map(String::from)).is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! rsend's command line: msmtp's options and the sendmail flags real callers pass (cron, mutt,
+//! git send-email, PHP mail(), mailx), including grouped (`-ti`) and glued (`-FCronDaemon`,
+//! `-oi`, `-B8BITMIME`) forms. The clap definition is also the source of `--help` and the man page.
+
+use clap::{ArgAction, Parser};
+
+/// Submit a message read on stdin to your mail provider (msmtp/sendmail compatible)
+///
+/// Reads a message on standard input and relays it over authenticated SMTP (implicit TLS or
+/// STARTTLS) to the account's server. Recipients come from the command line and, with -t, from
+/// the To/Cc/Bcc headers. Configuration: ~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config, /etc/msmtprc,
+/// or the native $XDG_CONFIG_HOME/postie/config.toml.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "rsend",
+    version,
+    disable_version_flag = true,
+    disable_help_flag = true,
+    after_help = "Exit status: 0 accepted; 64 usage; 65 rejected (5xx); 66 unreadable file; 68 unknown host; \
+69 service unavailable; 70 internal; 74 local I/O; 75 temporary failure, try again later (4xx, timeout, \
+connection refused); 76 protocol error; 77 authentication failed; 78 configuration error."
+)]
+// msmtp-style `--opt[=value]` options are `Option<String>`: given without a value they mean "on"
+// (or "unset" for file/name options), and an empty value means "unset" (use the config file).
+pub struct RsendArgs {
+    /// Use FILE instead of ~/.msmtprc (the system file /etc/msmtprc is still read).
+    #[arg(short = 'C', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Use this account from the configuration.
+    #[arg(
+        short = 'a',
+        long = "account",
+        value_name = "NAME",
+        conflicts_with = "host"
+    )]
+    pub account: Option<String>,
+    /// Use this server and command-line settings only; no configuration file.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Server port.
+    #[arg(long, value_name = "NUMBER")]
+    pub port: Option<u16>,
+    /// Network timeout in seconds, or "off".
+    #[arg(long, alias = "connect-timeout", value_name = "SECONDS")]
+    pub timeout: Option<String>,
+    /// smtp or lmtp.
+    #[arg(long, value_name = "smtp|lmtp")]
+    pub protocol: Option<String>,
+    /// Argument of EHLO/LHLO.
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+    /// Authentication: on, off, or a method (plain, login, cram-md5, scram-sha-256, xoauth2, oauthbearer).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off|METHOD")]
+    pub auth: Option<String>,
+    /// User name for authentication.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "NAME")]
+    pub user: Option<String>,
+    /// Command whose output is the password (there is no --password: it would show in ps).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "COMMAND")]
+    pub passwordeval: Option<String>,
+    /// Use TLS.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub tls: Option<String>,
+    /// STARTTLS (on) or implicit TLS (off).
+    #[arg(long = "tls-starttls", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub tls_starttls: Option<String>,
+    /// CA certificates to trust ("system" for the system store).
+    #[arg(long = "tls-trust-file", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pub tls_trust_file: Option<String>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint.
+    #[arg(long = "tls-fingerprint", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FP")]
+    pub tls_fingerprint: Option<String>,
+    /// Verify the server certificate (off is dangerous).
+    #[arg(long = "tls-certcheck", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub tls_certcheck: Option<String>,
+    /// Client key file.
+    #[arg(long = "tls-key-file", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pub tls_key_file: Option<String>,
+    /// Client certificate file.
+    #[arg(long = "tls-cert-file", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pub tls_cert_file: Option<String>,
+    /// Name to verify the certificate against.
+    #[arg(long = "tls-host-override", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "HOST")]
+    pub tls_host_override: Option<String>,
+    /// Accepted for compatibility; ignored (rustls chooses protocol versions and ciphers).
+    #[arg(long = "tls-priorities", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "STRING", hide = true)]
+    pub tls_priorities: Option<String>,
+    /// Accepted for compatibility; ignored.
+    #[arg(long = "tls-force-sslv3", hide = true)]
+    pub tls_force_sslv3: bool,
+    /// Envelope-from address ('<>' for the null sender); also picks the account whose from matches.
+    #[arg(short = 'f', long = "from", value_name = "ADDRESS")]
+    pub from: Option<String>,
+    /// Same as -f (sendmail's older spelling; PHP and others pass it).
+    #[arg(short = 'r', value_name = "ADDRESS", hide = true)]
+    pub from_r: Option<String>,
+    /// Take the envelope-from from the From header.
+    #[arg(long = "read-envelope-from", conflicts_with_all = ["from", "from_r"])]
+    pub read_envelope_from: bool,
+    /// Full name for an added From header.
+    #[arg(short = 'F', value_name = "NAME")]
+    pub full_name: Option<String>,
+    /// Add the To, Cc and Bcc recipients of the message (or its first Resent- block).
+    #[arg(short = 't', long = "read-recipients")]
+    pub read_recipients: bool,
+    /// DSN notify: off, never, or a list of failure,delay,success.
+    #[arg(short = 'N', long = "dsn-notify", value_name = "LIST")]
+    pub dsn_notify: Option<String>,
+    /// DSN return: off, headers (hdrs) or full.
+    #[arg(short = 'R', long = "dsn-return", value_name = "WHAT")]
+    pub dsn_return: Option<String>,
+    /// Log file ("-" for stdout).
+    #[arg(short = 'X', long = "logfile", value_name = "FILE")]
+    pub logfile: Option<String>,
+    /// Syslog: on, off, or a facility (LOG_MAIL, LOG_USER, LOG_LOCAL0..7).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off|FACILITY")]
+    pub syslog: Option<String>,
+    /// Aliases file for local recipients.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pub aliases: Option<String>,
+    /// Add a From header: auto (when missing), on (always, replacing), off.
+    #[arg(long = "set-from-header", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "auto|on|off")]
+    pub set_from_header: Option<String>,
+    /// Add a Date header when missing: auto or off.
+    #[arg(long = "set-date-header", num_args = 0..=1, require_equals = true, default_missing_value = "auto", value_name = "auto|off")]
+    pub set_date_header: Option<String>,
+    /// Add a Message-ID header when missing: auto or off.
+    #[arg(long = "set-msgid-header", num_args = 0..=1, require_equals = true, default_missing_value = "auto", value_name = "auto|off")]
+    pub set_msgid_header: Option<String>,
+    /// Replace To/Cc/Bcc: on, off, undisclosed_recipients.
+    #[arg(long = "set-to-header", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off|undisclosed_recipients")]
+    pub set_to_header: Option<String>,
+    /// Remove Bcc headers (default on).
+    #[arg(long = "remove-bcc-headers", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub remove_bcc_headers: Option<String>,
+    /// Print the server's greeting, capabilities and certificate, then exit.
+    #[arg(short = 'S', long = "serverinfo")]
+    pub serverinfo: bool,
+    /// Print the configuration that would be used (secrets hidden), then exit.
+    #[arg(short = 'P', long = "pretend")]
+    pub pretend: bool,
+    /// Print the configuration and the (redacted) SMTP dialogue.
+    #[arg(short = 'v', short_alias = 'd', long = "debug", action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Print this help (-h is sendmail's hop count, so help is only --help).
+    #[arg(long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Print version information.
+    #[arg(long = "version")]
+    pub version: bool,
+    /// Allow a password over an unencrypted connection (dangerous).
+    #[arg(long = "danger-plaintext-auth")]
+    pub danger_plaintext_auth: bool,
+    /// Sendmail compatibility: ignored (rsend always reads stdin to the end; a "." line never ends the message).
+    #[arg(short = 'i', hide = true)]
+    pub ignore_dots: bool,
+    /// Sendmail -o options (-oi, -oem, -odi, ...): accepted, -oi ignored, others warned about.
+    #[arg(short = 'o', value_name = "OPTION", hide = true, action = ArgAction::Append)]
+    pub sendmail_o: Vec<String>,
+    /// Sendmail -O option=value: accepted with a warning.
+    #[arg(short = 'O', value_name = "OPTION", hide = true, action = ArgAction::Append)]
+    pub sendmail_big_o: Vec<String>,
+    /// Sendmail -B body type (7BIT, 8BITMIME): accepted; rsend declares 8BITMIME itself when needed.
+    #[arg(short = 'B', value_name = "TYPE", hide = true)]
+    pub body_type: Option<String>,
+    /// Sendmail -b mode: m (the default: deliver the message) and i/p are accepted.
+    #[arg(short = 'b', value_name = "MODE", hide = true)]
+    pub mode: Option<String>,
+    /// Sendmail flags accepted and ignored.
+    #[arg(short = 'G', hide = true)]
+    pub ignore_g: bool,
+    #[arg(short = 'm', hide = true)]
+    pub ignore_m: bool,
+    #[arg(short = 'n', hide = true)]
+    pub ignore_n: bool,
+    #[arg(short = 'h', value_name = "N", hide = true)]
+    pub ignore_h: Option<String>,
+    #[arg(short = 'L', value_name = "TAG", hide = true)]
+    pub ignore_l: Option<String>,
+    #[arg(short = 'A', value_name = "MODE", hide = true)]
+    pub ignore_a: Option<String>,
+    /// Recipients.
+    #[arg(value_name = "RECIPIENT", allow_hyphen_values = false)]
+    pub recipients: Vec<String>,
+}
+
+/// Rewrites the few sendmail forms clap cannot express: msmtp's `-d` takes an optional glued
+/// value (`-d0.1`, a sendmail convention) that must not swallow the next argument. Everything after `--` is left alone.
+pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = false;
+    for a in args {
+        if rest {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            rest = true;
+            out.push(a);
+        } else if a.starts_with("-d") && a.len() > 2 && !a.starts_with("--") {
+            out.push("-d".to_string());
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// What the `-b` mode asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Deliver the message on stdin (-bm, the default).
+    Deliver,
+    /// newaliases (-bi): nothing to do, rsend has no alias database.
+    Newaliases,
+    /// mailq (-bp): rsend keeps no queue.
+    ListQueue,
+}
+
+/// Interprets `-b`; sendmail modes rsend cannot do are usage errors with a clear reason.
+pub fn mode(args: &RsendArgs) -> Result<Mode, String> {
+    match args.mode.as_deref() {
+        None | Some("m") => Ok(Mode::Deliver),
+        Some("i") => Ok(Mode::Newaliases),
+        Some("p") => Ok(Mode::ListQueue),
+        Some(other) => Err(format!(
+            "unsupported operation mode -b{other}: rsend only submits a message read on stdin (-bm)"
+        )),
+    }
+}
+
+/// Warnings for sendmail options that are accepted but have no effect.
+pub fn compat_warnings(args: &RsendArgs) -> Vec<String> {
+    let mut w = Vec::new();
+    for o in &args.sendmail_o {
+        // -oi: dots never end input here; -oem/-oee/-oep/-oeq/-oew: errors go to stderr and the
+        // exit code anyway; -odi/-odb/-odq: delivery is always immediate; -om: meaningless here.
+        let known = o == "i" || o.starts_with('e') || o.starts_with('d') || o == "m";
+        if !known {
+            w.push(format!("ignoring sendmail option -o{o}"));
+        }
+    }
+    for o in &args.sendmail_big_o {
+        w.push(format!("ignoring sendmail option -O{o}"));
+    }
+    w
+}
+
+/// Argument parsing result for the binary.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RsendArgs, clap::Error> {
+    RsendArgs::try_parse_from(normalize(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> RsendArgs {
+        parse(std::iter::once("rsend".to_string()).chain(line.split_whitespace().map(String::from)))
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    #[test]
+    fn debian_cron() {
+        let a = p("-FCronDaemon -i -B8BITMIME -oem root");
+        assert_eq!(a.full_name.as_deref(), Some("CronDaemon"));
+        assert_eq!(a.body_type.as_deref(), Some("8BITMIME"));
+        assert_eq!(a.sendmail_o, ["em"]);
+        assert_eq!(a.recipients, ["root"]);
+        assert!(compat_warnings(&a).is_empty());
+    }
+
+    #[test]
+    fn vixie_cron_and_cronie() {
+        let a = p("-FCronDaemon -odi -oem -oi -t -f user");
+        assert!(a.read_recipients);
+        assert_eq!(a.from.as_deref(), Some("user"));
+        assert_eq!(a.sendmail_o, ["di", "em", "i"]);
+    }
+
+    #[test]
+    fn php_git_mutt_mailx() {
+        let a = p("-t -i -r www@x.org");
+        assert_eq!(a.from_r.as_deref(), Some("www@x.org"));
+        let a = p("-ti -fme@x.org");
+        assert!(a.read_recipients && a.ignore_dots);
+        assert_eq!(a.from.as_deref(), Some("me@x.org"));
+        let a = p("-i -f me@x.org a@b.c d@e.f");
+        assert_eq!(a.recipients, ["a@b.c", "d@e.f"]);
+        let a = p("-oi -f user@host -t");
+        assert!(a.read_recipients);
+        let a = p("-N failure,delay -R hdrs -- -odd@x.org");
+        assert_eq!(a.dsn_notify.as_deref(), Some("failure,delay"));
+        assert_eq!(a.recipients, ["-odd@x.org"]);
+    }
+
+    #[test]
+    fn msmtp_long_options() {
+        let a = p("-a work --tls=off --auth --tls-starttls=off -X - -d0.1 x@y");
+        assert_eq!(a.account.as_deref(), Some("work"));
+        assert_eq!(a.tls.as_deref(), Some("off"));
+        assert_eq!(a.auth.as_deref(), Some("on"));
+        assert_eq!(a.logfile.as_deref(), Some("-"));
+        assert_eq!(a.verbose, 1);
+        assert_eq!(a.recipients, ["x@y"]);
+        let a = p("--host=localhost --port=465 --read-envelope-from -C /tmp/rc x@y");
+        assert_eq!(a.host.as_deref(), Some("localhost"));
+        assert!(a.read_envelope_from);
+    }
+
+    #[test]
+    fn modes_and_warnings() {
+        assert_eq!(mode(&p("-bm x@y")), Ok(Mode::Deliver));
+        assert_eq!(mode(&p("-bp")), Ok(Mode::ListQueue));
+        assert!(mode(&p("-bs")).is_err());
+        assert_eq!(compat_warnings(&p("-oXfoo -Oa=b x@y")).len(), 2);
+    }
+
+    #[test]
+    fn conflicts_are_usage_errors() {
+        let bad = |line: &str| {
+            parse(
+                std::iter::once("rsend".to_string())
+                    .chain(line.split_whitespace().map(String::from)),
+            )
+            .is_err()
+        };
+        assert!(bad("-a x --host=y"));
+        assert!(bad("-f a@b --read-envelope-from"));
+        assert!(bad("--bogus"));
+    }
+}
