@@ -695,6 +695,254 @@ impl SubmitSettings {
             .filter(|p| !p.as_os_str().is_empty())
     }
 
+    /// The resolved settings as `key = value` lines for `--pretend`, each followed by where
+    /// it was set (`# file:line`, `# command line`) or `# default`. The password prints as `*`.
+    pub fn pretend_lines(&self, env: &Env) -> Vec<String> {
+        fn on_off(b: bool) -> String {
+            if b { "on" } else { "off" }.to_owned()
+        }
+        fn at<T>(s: &Option<Sourced<T>>) -> String {
+            match s {
+                Some(s) => format!("# {}", s.at),
+                None => "# default".to_owned(),
+            }
+        }
+        let sv = &self.server;
+        let not_set = || "(not set)".to_owned();
+        let path = |p: Option<&Path>| p.map_or_else(not_set, |p| p.display().to_string());
+        let trust = match self.server.trust_quiet() {
+            Ok(Trust::System) => "system".to_owned(),
+            Ok(Trust::File(p)) => p.display().to_string(),
+            Ok(Trust::Fingerprint(_)) => "(fingerprint)".to_owned(),
+            Ok(Trust::DangerAcceptAny) => "(certificate not checked)".to_owned(),
+            Err(_) => "(empty)".to_owned(),
+        };
+        let rows: Vec<(&str, String, String)> = vec![
+            (
+                "host",
+                sv.host().map_or_else(not_set, str::to_owned),
+                at(&sv.host),
+            ),
+            (
+                "port",
+                self.port().map_or_else(not_set, |p| p.to_string()),
+                at(&sv.port),
+            ),
+            (
+                "source_ip",
+                value(&sv.source_ip)
+                    .flatten()
+                    .map_or_else(not_set, |i| i.to_string()),
+                at(&sv.source_ip),
+            ),
+            ("socket", path(self.socket()), at(&self.socket)),
+            (
+                "timeout",
+                match value(&sv.timeout).flatten() {
+                    Some(t) => t.as_secs().to_string(),
+                    None => "off".to_owned(),
+                },
+                at(&sv.timeout),
+            ),
+            (
+                "protocol",
+                match self.protocol() {
+                    SubmitProtocol::Smtp => "smtp",
+                    SubmitProtocol::Lmtp => "lmtp",
+                }
+                .to_owned(),
+                at(&self.protocol),
+            ),
+            ("domain", self.domain(env), at(&self.domain)),
+            (
+                "auth",
+                match sv.auth() {
+                    AuthSetting::Off => "off".to_owned(),
+                    AuthSetting::Auto => "choose".to_owned(),
+                    AuthSetting::Method(m) => m,
+                },
+                at(&sv.auth),
+            ),
+            (
+                "user",
+                sv.user().map_or_else(not_set, str::to_owned),
+                at(&sv.user),
+            ),
+            (
+                "password",
+                match value(&sv.password) {
+                    Some(Secret::Inline(_)) => "*".to_owned(),
+                    _ => not_set(),
+                },
+                at(&sv.password),
+            ),
+            (
+                "passwordeval",
+                match value(&sv.password) {
+                    Some(Secret::Command(c)) => c,
+                    _ => not_set(),
+                },
+                at(&sv.password),
+            ),
+            ("tls", on_off(self.tls_mode() != TlsMode::Off), at(&sv.tls)),
+            (
+                "tls_starttls",
+                on_off(self.tls_mode() != TlsMode::Implicit),
+                at(&sv.tls_starttls),
+            ),
+            ("tls_trust_file", trust, at(&sv.tls_trust_file)),
+            (
+                "tls_fingerprint",
+                match value(&sv.tls_fingerprint).flatten() {
+                    Some(fp) => fp
+                        .iter()
+                        .map(|b| format!("{b:02X}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                    None => not_set(),
+                },
+                at(&sv.tls_fingerprint),
+            ),
+            (
+                "tls_certcheck",
+                on_off(!sv.certcheck_disabled()),
+                at(&sv.tls_certcheck),
+            ),
+            (
+                "tls_key_file",
+                path(
+                    sv.tls_key_file
+                        .as_ref()
+                        .map(|p| p.value.as_path())
+                        .filter(|p| !p.as_os_str().is_empty()),
+                ),
+                at(&sv.tls_key_file),
+            ),
+            (
+                "tls_cert_file",
+                path(
+                    sv.tls_cert_file
+                        .as_ref()
+                        .map(|p| p.value.as_path())
+                        .filter(|p| !p.as_os_str().is_empty()),
+                ),
+                at(&sv.tls_cert_file),
+            ),
+            (
+                "tls_host_override",
+                value(&sv.tls_host_override)
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(not_set),
+                at(&sv.tls_host_override),
+            ),
+            (
+                "danger_plaintext_auth",
+                on_off(sv.danger_plaintext_auth()),
+                at(&sv.danger_plaintext_auth),
+            ),
+            (
+                "from",
+                self.from_address(env).unwrap_or_else(not_set),
+                at(&self.from),
+            ),
+            (
+                "from_full_name",
+                value(&self.from_full_name)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(not_set),
+                at(&self.from_full_name),
+            ),
+            (
+                "allow_from_override",
+                on_off(self.allow_from_override()),
+                at(&self.allow_from_override),
+            ),
+            (
+                "dsn_notify",
+                match self.dsn_notify() {
+                    DsnNotify::Off => "(not set)".to_owned(),
+                    DsnNotify::Never => "never".to_owned(),
+                    DsnNotify::On {
+                        failure,
+                        delay,
+                        success,
+                    } => [("failure", failure), ("delay", delay), ("success", success)]
+                        .iter()
+                        .filter(|(_, on)| *on)
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                },
+                at(&self.dsn_notify),
+            ),
+            (
+                "dsn_return",
+                match self.dsn_return() {
+                    DsnReturn::Off => "(not set)",
+                    DsnReturn::Headers => "headers",
+                    DsnReturn::Full => "full",
+                }
+                .to_owned(),
+                at(&self.dsn_return),
+            ),
+            (
+                "set_from_header",
+                policy(self.set_from_header()),
+                at(&self.set_from_header),
+            ),
+            (
+                "set_date_header",
+                policy(self.set_date_header()),
+                at(&self.set_date_header),
+            ),
+            (
+                "set_msgid_header",
+                policy(self.set_msgid_header()),
+                at(&self.set_msgid_header),
+            ),
+            (
+                "set_to_header",
+                match self.set_to_header() {
+                    ToHeaderPolicy::On => "on",
+                    ToHeaderPolicy::Off => "off",
+                    ToHeaderPolicy::UndisclosedRecipients => "undisclosed_recipients",
+                }
+                .to_owned(),
+                at(&self.set_to_header),
+            ),
+            (
+                "remove_bcc_headers",
+                on_off(self.remove_bcc_headers()),
+                at(&self.remove_bcc_headers),
+            ),
+            (
+                "logfile",
+                match self.logfile() {
+                    None => not_set(),
+                    Some(LogFile::Stdout) => "-".to_owned(),
+                    Some(LogFile::Path(p)) => p.display().to_string(),
+                },
+                at(&self.logfile),
+            ),
+            (
+                "logfile_time_format",
+                self.logfile_time_format()
+                    .unwrap_or_else(|| "none".to_owned()),
+                at(&self.logfile_time_format),
+            ),
+            (
+                "syslog",
+                self.syslog()
+                    .map_or_else(|| "off".to_owned(), |f| f.to_string()),
+                at(&self.syslog),
+            ),
+            ("aliases", path(self.aliases()), at(&self.aliases)),
+        ];
+        rows.into_iter()
+            .map(|(k, v, a)| format!("{k:<21} = {v}  {a}"))
+            .collect()
+    }
+
     /// Send-time validation (msmtp's check_account): a host or socket, a port, and a usable
     /// TLS trust choice. `from` is checked by the caller, which knows whether `-f` was given.
     pub fn validate(&self) -> Result<(), SettingError> {
@@ -707,6 +955,15 @@ impl SubmitSettings {
         }
         Ok(())
     }
+}
+
+fn policy(p: HeaderPolicy) -> String {
+    match p {
+        HeaderPolicy::Auto => "auto",
+        HeaderPolicy::On => "on",
+        HeaderPolicy::Off => "off",
+    }
+    .to_owned()
 }
 
 /// `protocol` for fetching.
@@ -953,6 +1210,28 @@ mod tests {
         assert_eq!(s.syslog(), None);
         assert_eq!(s.logfile_time_format().as_deref(), Some("%b %d %H:%M:%S"));
         assert_eq!(s.server.auth(), AuthSetting::Off);
+    }
+
+    #[test]
+    fn pretend_hides_the_password_and_cites_provenance() {
+        let mut s = SubmitSettings::default();
+        s.server.host = set("mx".into());
+        s.server.password = set(Secret::Inline("hunter2".into()));
+        let lines = s.pretend_lines(&Env::default());
+        let text = lines.join("\n");
+        assert!(!text.contains("hunter2"));
+        assert!(
+            text.contains("password              = *  # /x/rc:3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("port                  = 25  # default"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host                  = mx  # /x/rc:3"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@ pub mod toml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::account::keys::{self, KeyError};
 use crate::account::matching::from_matches;
-use crate::account::{Account, Env, Provenance, SettingError};
+use crate::account::{Account, Env, Provenance, SettingError, SubmitSettings};
 use crate::error::{Error, ErrorKind};
 
 /// Where in a file something went wrong.
@@ -265,6 +266,37 @@ impl AccountSet {
     }
 }
 
+/// Applies command-line options over an account's submit settings (or over
+/// `SubmitSettings::default()` for `--host` mode). Keys are msmtprc directive names
+/// (`--tls-starttls=off` is `("tls_starttls", "off")`); the provenance is "command line".
+/// Returns the warnings for options accepted but ignored.
+pub fn apply_command_line(
+    settings: &mut SubmitSettings,
+    options: &[(&str, &str)],
+    env: &Env,
+) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = Vec::new();
+    for (key, arg) in options {
+        match keys::set_submit(settings, key, arg, &Provenance::CommandLine, env) {
+            Ok(Some(w)) => warnings.push(w),
+            Ok(None) => {}
+            Err(KeyError::Unknown) => {
+                return Err(ConfigError::invalid(
+                    None,
+                    format!("unknown setting {key} (a bug in the option table)"),
+                ));
+            }
+            Err(KeyError::Invalid(m)) => {
+                return Err(ConfigError::invalid(
+                    None,
+                    format!("--{}: {m}", key.replace('_', "-")),
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
 /// msmtp's user file: `~/.msmtprc` if it exists, else `$XDG_CONFIG_HOME/msmtp/config`.
 pub fn msmtp_user_file(env: &Env) -> Option<PathBuf> {
     let home_rc = env.home.as_ref().map(|h| h.join(".msmtprc"));
@@ -373,7 +405,8 @@ pub fn load_toml(env: &Env, file: Option<&Path>) -> Result<AccountSet, ConfigErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Sourced, SubmitSettings};
+    use crate::account::Sourced;
+    use crate::net::TlsMode;
 
     #[test]
     fn permission_rule_table() {
@@ -465,6 +498,34 @@ mod tests {
             e.to_string().contains(
                 "no configuration file available (looked for: /h/.msmtprc, /etc/msmtprc)"
             ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn command_line_overrides() {
+        let env = Env::default();
+        let mut s = SubmitSettings::default();
+        s.server.host = Some(Sourced::new("mx".into(), Provenance::file("/rc", 2)));
+        let w = apply_command_line(
+            &mut s,
+            &[
+                ("tls", "on"),
+                ("tls_starttls", "off"),
+                ("port", "2465"),
+                ("tls_priorities", "x"),
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(s.tls_mode(), TlsMode::Implicit);
+        assert_eq!(s.port(), Some(2465));
+        assert_eq!(s.server.port.as_ref().unwrap().at, Provenance::CommandLine);
+        let e = apply_command_line(&mut s, &[("tls_starttls", "maybe")], &env).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--tls-starttls: invalid argument"),
             "{e}"
         );
     }
