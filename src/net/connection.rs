@@ -46,7 +46,7 @@ pub fn connect_tls(
     let peer = dial::target_name(ep);
     let prepared = tls::prepare(tls_opts, &ep.host, &peer)?;
     let conn = connect(ep, opts)?;
-    conn.secure(prepared)
+    conn.secure(prepared, false)
 }
 
 impl Connection {
@@ -55,15 +55,19 @@ impl Connection {
     /// its protocol buffer; bytes the server sent after its go-ahead that are still in the socket
     /// are discarded with a warning, never read as TLS-protected data.
     pub fn upgrade_tls(self, tls_opts: &TlsOptions, host: &str) -> Result<Connection, NetError> {
+        let Stream::Plain(sock) = &self.stream else {
+            return Err(NetError::Tls {
+                host: self.peer,
+                reason: "the connection already uses TLS".to_string(),
+            });
+        };
         let prepared = tls::prepare(tls_opts, host, &self.peer)?;
-        if let Stream::Plain(sock) = &self.stream {
-            discard_pending(sock, &self.peer)?;
-        }
-        self.secure(prepared)
+        discard_pending(sock, &self.peer)?;
+        self.secure(prepared, true)
     }
 
     /// Runs the TLS handshake on this plain connection.
-    fn secure(self, prepared: tls::Prepared) -> Result<Connection, NetError> {
+    fn secure(self, prepared: tls::Prepared, after_starttls: bool) -> Result<Connection, NetError> {
         let sock = match self.stream {
             Stream::Plain(sock) => sock,
             Stream::Tls(_) => {
@@ -73,7 +77,7 @@ impl Connection {
                 });
             }
         };
-        let stream = tls::handshake(sock, prepared, &self.peer)?;
+        let stream = tls::handshake(sock, prepared, &self.peer, after_starttls)?;
         let conn = Connection {
             stream: Stream::Tls(Box::new(stream)),
             peer: self.peer,
@@ -259,5 +263,50 @@ impl fmt::Debug for Connection {
             .field("peer", &self.peer)
             .field("tls", &self.is_tls())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn connection_is_send() {
+        assert_send::<Connection>();
+    }
+
+    #[test]
+    fn plain_connection_basics() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let mut conn = connect(&ep, &ConnectOptions::default()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        assert!(!conn.is_tls());
+        assert_eq!(conn.peer(), format!("127.0.0.1:{port}"));
+        assert_eq!(conn.peer_fingerprint_sha256(), None);
+        assert_eq!(conn.peer_certificate_der(), None);
+        assert_eq!(conn.protocol_version(), None);
+        assert_eq!(conn.cipher_suite(), None);
+        assert_eq!(
+            format!("{conn:?}"),
+            format!("Connection {{ peer: \"127.0.0.1:{port}\", tls: false }}")
+        );
+        conn.set_io_timeout(Duration::from_millis(50)).unwrap();
+        conn.quickack();
+        let mut buf = [0u8; 8];
+        let err = NetError::from_io(conn.read(&mut buf).unwrap_err());
+        assert!(matches!(err, NetError::Timeout), "{err:?}");
+        conn.write_all(b"ping").unwrap();
+        server.read_exact(&mut buf[..4]).unwrap();
+        assert_eq!(&buf[..4], b"ping");
+        conn.shutdown().unwrap();
+        assert_eq!(server.read(&mut buf).unwrap(), 0);
     }
 }

@@ -30,11 +30,20 @@ pub(crate) fn bare_host(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// Opens a TCP connection with TCP_NODELAY and read/write timeouts set to `io_timeout`.
+/// Bound used when the connect timeout is zero ("off"): the kernel gives up on unanswered SYNs
+/// after about two minutes anyway.
+const UNBOUNDED_CONNECT: Duration = Duration::from_secs(24 * 3600);
+
+/// Opens a TCP connection with TCP_NODELAY and read/write timeouts set to `io_timeout` (zero
+/// means none). A zero `connect_timeout` means no bound of our own.
 pub(crate) fn tcp_connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<TcpStream, NetError> {
-    let deadline = Instant::now() + opts.connect_timeout;
+    let limit = Some(opts.connect_timeout)
+        .filter(|t| !t.is_zero())
+        .unwrap_or(UNBOUNDED_CONNECT)
+        .min(UNBOUNDED_CONNECT);
+    let deadline = Instant::now() + limit;
     let target = target_name(ep);
-    let mut addrs = interleave(resolve(ep, opts.connect_timeout)?);
+    let mut addrs = interleave(resolve(ep, limit)?);
     if let Some(source) = opts.source_ip {
         addrs.retain(|a| a.is_ipv6() == source.is_ipv6());
         if addrs.is_empty() {
@@ -115,10 +124,15 @@ fn is_temporary_lookup_failure(e: &io::Error) -> bool {
 /// first (RFC 8305 §4).
 fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let first_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
-    let (mut preferred, mut other): (Vec<_>, Vec<_>) =
-        addrs.into_iter().partition(|a| a.is_ipv6() == first_v6);
-    preferred.dedup();
-    other.dedup();
+    // /etc/hosts often lists an address twice; trying it twice only wastes an attempt slot.
+    let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !unique.contains(&addr) {
+            unique.push(addr);
+        }
+    }
+    let (preferred, other): (Vec<_>, Vec<_>) =
+        unique.into_iter().partition(|a| a.is_ipv6() == first_v6);
     let mut out = Vec::with_capacity(preferred.len() + other.len());
     let mut preferred = preferred.into_iter();
     let mut other = other.into_iter();
@@ -312,7 +326,12 @@ mod tests {
                 sa("[::3]:1"),
             ]
         );
-        let got = interleave(vec![sa("127.0.0.1:1"), sa("[::1]:1")]);
+        let got = interleave(vec![
+            sa("127.0.0.1:1"),
+            sa("[::1]:1"),
+            sa("127.0.0.1:1"),
+            sa("[::1]:1"),
+        ]);
         assert_eq!(got, vec![sa("127.0.0.1:1"), sa("[::1]:1")]);
         assert!(interleave(vec![]).is_empty());
     }
@@ -382,6 +401,97 @@ mod tests {
         };
         let s = tcp_connect(&ep, &ConnectOptions::default()).unwrap();
         assert_eq!(s.peer_addr().unwrap(), sa(&format!("127.0.0.1:{port}")));
+    }
+
+    /// A listener whose accept queue is full: Linux drops further SYNs, so connecting to it
+    /// hangs like connecting to a black-holed address.
+    fn black_hole() -> (SocketAddr, Vec<TcpStream>, TcpStream) {
+        use rustix::net::{AddressFamily, SocketType};
+        let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        let listener = TcpStream::from(fd);
+        rustix::net::bind(&listener, &sa("127.0.0.1:0")).unwrap();
+        rustix::net::listen(&listener, 0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Fill the queue (backlog 0 still admits one or two connections).
+        let mut fillers = Vec::new();
+        while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+            assert!(fillers.len() < 10, "accept queue never filled");
+        }
+        (addr, fillers, listener)
+    }
+
+    #[test]
+    fn a_stalled_address_is_overtaken_after_the_attempt_delay() {
+        let (hole, _fillers, _hole_listener) = black_hole();
+        let good = TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let opts = ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            ..ConnectOptions::default()
+        };
+        let start = Instant::now();
+        let deadline = start + opts.connect_timeout;
+        let s = race(&[hole, good_addr], deadline, &opts, "test").unwrap();
+        let took = start.elapsed();
+        assert_eq!(s.peer_addr().unwrap(), good_addr);
+        assert!(
+            took >= ATTEMPT_DELAY && took < ATTEMPT_DELAY * 4,
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn a_stalled_address_times_out_within_the_connect_timeout() {
+        let (hole, _fillers, _hole_listener) = black_hole();
+        let opts = ConnectOptions {
+            connect_timeout: Duration::from_millis(400),
+            ..ConnectOptions::default()
+        };
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port: hole.port(),
+        };
+        let start = Instant::now();
+        let err = tcp_connect(&ep, &opts).unwrap_err();
+        let took = start.elapsed();
+        assert!(matches!(err, NetError::ConnectTimeout { .. }), "{err:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        // The bound (rustix) path reports the expiry the same way.
+        let bound = ConnectOptions {
+            source_ip: Some("127.0.0.1".parse().unwrap()),
+            ..opts.clone()
+        };
+        let start = Instant::now();
+        let err = tcp_connect(&ep, &bound).unwrap_err();
+        assert!(matches!(err, NetError::ConnectTimeout { .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_millis(1500));
+        // Two stalled addresses: the race as a whole is bounded too.
+        let start = Instant::now();
+        let deadline = start + opts.connect_timeout;
+        let err = race(&[hole, hole], deadline, &opts, "test").unwrap_err();
+        assert!(matches!(err, NetError::ConnectTimeout { .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn refusals_from_all_addresses_report_each() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let a = sa(&format!("127.0.0.1:{port}"));
+        let b = sa(&format!("[::1]:{port}"));
+        let opts = ConnectOptions::default();
+        let err = race(&[a, b], Instant::now() + opts.connect_timeout, &opts, "t").unwrap_err();
+        match &err {
+            NetError::Connect { tried, source, .. } => {
+                assert!(tried.contains(&a.to_string()) && tried.contains(&b.to_string()));
+                assert_ne!(source.kind(), io::ErrorKind::TimedOut);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -275,6 +275,9 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepared, NetError> {
+    if tls.trust == Trust::DangerAcceptAny {
+        log::warn!("{peer}: accepting any server certificate; the connection is not authenticated");
+    }
     Ok(Prepared {
         config: client_config(tls, peer)?,
         name: server_name(tls, host, peer)?,
@@ -282,10 +285,12 @@ pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepar
 }
 
 /// Runs the client handshake to completion, so certificate failures surface here.
+/// `after_starttls` only changes the wording when the server answers in plaintext.
 pub(crate) fn handshake(
     mut sock: TcpStream,
     prepared: Prepared,
     peer: &str,
+    after_starttls: bool,
 ) -> Result<TlsStream, NetError> {
     let mut conn =
         ClientConnection::new(prepared.config, prepared.name).map_err(|e| NetError::Tls {
@@ -294,7 +299,7 @@ pub(crate) fn handshake(
         })?;
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
-            return Err(handshake_error(e, peer));
+            return Err(handshake_error(e, peer, after_starttls));
         }
     }
     Ok(StreamOwned::new(conn, sock))
@@ -302,7 +307,7 @@ pub(crate) fn handshake(
 
 /// Classifies a failed handshake: certificate problems (with the fix), plaintext answers (with
 /// the STARTTLS hint), timeouts, and the rest.
-fn handshake_error(err: io::Error, peer: &str) -> NetError {
+fn handshake_error(err: io::Error, peer: &str, after_starttls: bool) -> NetError {
     let tls = |reason: String| NetError::Tls {
         host: peer.to_string(),
         reason,
@@ -327,14 +332,17 @@ fn handshake_error(err: io::Error, peer: &str) -> NetError {
     };
     match rustls_err {
         rustls::Error::InvalidCertificate(c) => cert(certificate_reason(c)),
+        rustls::Error::InvalidMessage(_) if after_starttls => {
+            tls("the server sent something that is not TLS after accepting STARTTLS".to_string())
+        }
         rustls::Error::InvalidMessage(_) => tls(
             "the server answered with something that is not TLS (is this port expecting \
              STARTTLS rather than implicit TLS?)"
                 .to_string(),
         ),
-        rustls::Error::AlertReceived(alert) => {
-            tls(format!("the server sent alert {alert:?}").to_lowercase())
-        }
+        rustls::Error::AlertReceived(alert) => tls(format!(
+            "the server aborted the handshake (alert {alert:?})"
+        )),
         other => tls(other.to_string()),
     }
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# tests/run.sh — the whole test suite, real-server tests included.
+#
+# Starts the private mail stack in <repo>/.stack (tests/stack/stack.sh up; installs the Debian
+# packages it needs when missing) unless one already runs there or in $POSTIE_STACK_DIR, exports
+# POSTIE_STACK_DIR for the tests, runs `cargo build --all-targets` and `cargo test --all-targets`,
+# stops the stack again if it started it, and exits with cargo's status.
+# Needs root (apt, Dovecot, Postfix) unless the stack already runs; uses `sudo -n` when not root.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+STACK="$REPO/tests/stack/stack.sh"
+export POSTIE_STACK_DIR=${POSTIE_STACK_DIR:-$REPO/.stack}
+
+# cargo may live in ~/.cargo/bin on a machine whose PATH does not have it (e.g. under sudo)
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+  PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "run.sh: cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
+
+if [ "$(id -u)" = 0 ]; then AS_ROOT=(); else AS_ROOT=(sudo -n); fi
+
+started=0
+stop_stack() {
+  if [ $started = 1 ]; then "${AS_ROOT[@]}" "$STACK" down "$POSTIE_STACK_DIR" </dev/null || true; fi
+}
+trap stop_stack EXIT
+
+if "$STACK" status "$POSTIE_STACK_DIR" </dev/null >/dev/null 2>&1; then
+  echo "run.sh: using the mail stack already running in $POSTIE_STACK_DIR"
+else
+  t0=$SECONDS
+  started=1
+  "${AS_ROOT[@]}" "$STACK" up "$POSTIE_STACK_DIR" </dev/null
+  echo "run.sh: mail stack up in $((SECONDS - t0)) s"
+fi
+
+set +e
+cargo build --all-targets </dev/null
+status=$?
+if [ $status = 0 ]; then
+  cargo test --all-targets </dev/null
+  status=$?
+fi
+exit $status
