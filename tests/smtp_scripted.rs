@@ -603,3 +603,87 @@ fn starttls_session_works() {
     client.quit().unwrap();
     server.handle.join().unwrap();
 }
+
+/// Collects wire trace lines so tests can check what would be logged.
+struct TraceCapture(std::sync::Mutex<Vec<String>>);
+
+impl log::Log for TraceCapture {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.target() == postie::session::smtp::WIRE_TARGET
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata())
+            && let Ok(mut lines) = self.0.lock()
+        {
+            lines.push(r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static TRACE: TraceCapture = TraceCapture(std::sync::Mutex::new(Vec::new()));
+
+#[test]
+fn wire_trace_redacts_auth_payloads() {
+    let _ = log::set_logger(&TRACE);
+    log::set_max_level(log::LevelFilter::Trace);
+    for (mechs, method) in [
+        ("PLAIN", AuthMethod::Mechanism(Mechanism::Plain)),
+        ("LOGIN", AuthMethod::Mechanism(Mechanism::Login)),
+    ] {
+        let ehlo: &'static str = if mechs == "PLAIN" {
+            "250-scripted\r\n250 AUTH PLAIN\r\n"
+        } else {
+            "250-scripted\r\n250 AUTH LOGIN\r\n"
+        };
+        let mut script = vec![GREETING, Step::Hear(1), Step::Say(ehlo), Step::Hear(1)];
+        if mechs == "LOGIN" {
+            script.extend([
+                Step::Say("334 VXNlcm5hbWU6\r\n"),
+                Step::Hear(1),
+                Step::Say("334 UGFzc3dvcmQ6\r\n"),
+                Step::Hear(1),
+            ]);
+        }
+        script.push(Step::Say("235 2.7.0 ok\r\n"));
+        let server = serve(script);
+        let s = settings(&server, TlsMode::Off, alice(method, true));
+        let client = SmtpClient::connect(&s).unwrap();
+        client.quit().unwrap();
+        server.handle.join().unwrap();
+        let marker = format!(":{} ", server.port);
+        let lines: Vec<String> = TRACE
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&marker))
+            .cloned()
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.ends_with("> EHLO client.test")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(&format!("> AUTH {mechs}"))),
+            "{lines:?}"
+        );
+        for l in &lines {
+            assert!(!l.contains("s3cret"), "{l}");
+            assert!(!l.contains("czNjcmV0LXB3"), "{l}");
+            assert!(!l.contains("AGFsaWNlAHMzY3JldC1wdw"), "{l}");
+        }
+        if mechs == "PLAIN" {
+            assert!(
+                lines.iter().any(|l| l.ends_with("> AUTH PLAIN <redacted>")),
+                "{lines:?}"
+            );
+        } else {
+            assert_eq!(
+                lines.iter().filter(|l| l.ends_with("> <redacted>")).count(),
+                2,
+                "{lines:?}"
+            );
+        }
+    }
+}
