@@ -41,7 +41,12 @@ impl Aliases {
         Ok(out)
     }
 
-    fn expand_into(&self, address: &str, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
+    fn expand_into(
+        &self,
+        address: &str,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), String> {
         if address.contains('@') {
             out.push(address.to_string());
             return Ok(());
@@ -75,8 +80,9 @@ mod tests {
 
     #[test]
     fn expansion() {
-        let a = Aliases::parse("# c\nroot: admin, ops@x.org\nadmin: me@x.org\ndefault: catch@x.org\n")
-            .unwrap();
+        let a =
+            Aliases::parse("# c\nroot: admin, ops@x.org\nadmin: me@x.org\ndefault: catch@x.org\n")
+                .unwrap();
         assert_eq!(a.expand("root").unwrap(), ["me@x.org", "ops@x.org"]);
         assert_eq!(a.expand("nobody").unwrap(), ["catch@x.org"]);
         assert_eq!(a.expand("root@host").unwrap(), ["root@host"]);

@@ -100,7 +100,11 @@ pub fn load_accounts(args: &RsendArgs, env: &Env) -> Result<AccountSet> {
 /// Picks the account (or builds one from --host) and applies the command line.
 pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Result<Resolved> {
     let (name, mut settings, files) = if args.host.is_some() {
-        ("(command line)".to_string(), SubmitSettings::default(), Vec::new())
+        (
+            "(command line)".to_string(),
+            SubmitSettings::default(),
+            Vec::new(),
+        )
     } else {
         let set = load_accounts(args, env)?;
         let (account, _) = set.select(args.account.as_deref(), envelope_from, env)?;
@@ -117,6 +121,13 @@ pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Resu
         settings,
         files,
     })
+}
+
+/// The SMTP session settings without credentials (for --serverinfo: no password is needed).
+pub fn session_settings_without_auth(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
+    let mut plain = s.clone();
+    plain.server.auth = None;
+    session_settings(&plain, env)
 }
 
 /// The SMTP session settings for an account (password resolved only when AUTH is on).
@@ -138,8 +149,8 @@ pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
         AuthSetting::Off => None,
         setting => {
             let method = match &setting {
-                AuthSetting::Method(name) => AuthMethod::Mechanism(
-                    Mechanism::from_name(name).ok_or_else(|| {
+                AuthSetting::Method(name) => {
+                    AuthMethod::Mechanism(Mechanism::from_name(name).ok_or_else(|| {
                         Error::new(
                             ErrorKind::Config,
                             format!(
@@ -147,8 +158,8 @@ pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
                                  cram-md5, scram-sha-256, xoauth2 or oauthbearer)"
                             ),
                         )
-                    })?,
-                ),
+                    })?)
+                }
                 _ => AuthMethod::Auto,
             };
             let user = s.server.user().unwrap_or("").to_string();
@@ -203,10 +214,19 @@ fn read_head(input: &mut dyn Read) -> Result<(headers::Head, Vec<u8>)> {
         match headers::split_head(&buf, n == 0) {
             Ok(Some(head)) => return Ok((head, buf)),
             Ok(None) if n == 0 => {
-                return Err(Error::new(ErrorKind::Internal, "header split needs more input at EOF"));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "header split needs more input at EOF",
+                ));
             }
             Ok(None) => {}
-            Err(e) => return Err(Error::with_source(ErrorKind::Usage, "cannot read the message", e)),
+            Err(e) => {
+                return Err(Error::with_source(
+                    ErrorKind::Usage,
+                    "cannot read the message",
+                    e,
+                ));
+            }
         }
     }
 }
@@ -333,9 +353,8 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         pre
     };
 
-    let body = Spool::read_all(&buffered[head.consumed..], input).map_err(|e| {
-        Error::with_source(ErrorKind::LocalIo, "cannot read the message body", e)
-    })?;
+    let body = Spool::read_all(&buffered[head.consumed..], input)
+        .map_err(|e| Error::with_source(ErrorKind::LocalIo, "cannot read the message body", e))?;
     let size = prepared.header.len() as u64 + body.len();
     let eight_bit = body.is_8bit() || prepared.header.iter().any(|&b| b >= 0x80);
     let mut message = io::Cursor::new(prepared.header).chain(body.reader());
@@ -374,7 +393,10 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
 
     let log_base = LogLine::new(s, &session, &envelope_from, &recipients);
     if args.verbose > 0 {
-        session.connect.io_timeout = session.connect.io_timeout.max(std::time::Duration::from_secs(1));
+        session.connect.io_timeout = session
+            .connect
+            .io_timeout
+            .max(std::time::Duration::from_secs(1));
     }
     let result = (|| {
         let mut client = SmtpClient::connect(&session)?;
@@ -387,7 +409,10 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         if !rejected.is_empty() {
             return Err(Error::new(
                 ErrorKind::RejectedPermanent,
-                format!("could not send mail to all recipients: {}", rejected.join("; ")),
+                format!(
+                    "could not send mail to all recipients: {}",
+                    rejected.join("; ")
+                ),
             ));
         }
         Ok(Sent {
@@ -406,21 +431,22 @@ fn finish_recipients(
     env: &Env,
     envelope_from: &str,
 ) -> Result<Vec<String>> {
-    let aliases = match s.aliases() {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::with_source(
-                    ErrorKind::FileUnreadable,
-                    format!("cannot read aliases file {}", path.display()),
-                    e,
-                )
-            })?;
-            Some(Aliases::parse(&text).map_err(|m| {
-                Error::new(ErrorKind::Config, format!("{}: {m}", path.display()))
-            })?)
-        }
-        None => None,
-    };
+    let aliases =
+        match s.aliases() {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::FileUnreadable,
+                        format!("cannot read aliases file {}", path.display()),
+                        e,
+                    )
+                })?;
+                Some(Aliases::parse(&text).map_err(|m| {
+                    Error::new(ErrorKind::Config, format!("{}: {m}", path.display()))
+                })?)
+            }
+            None => None,
+        };
     let qualify_domain = {
         let d = s.domain(env);
         if d != "localhost" {
@@ -432,9 +458,7 @@ fn finish_recipients(
     let mut out: Vec<String> = Vec::new();
     for r in wanted {
         let expanded = match &aliases {
-            Some(a) => a
-                .expand(&r)
-                .map_err(|m| Error::new(ErrorKind::Config, m))?,
+            Some(a) => a.expand(&r).map_err(|m| Error::new(ErrorKind::Config, m))?,
             None => vec![r],
         };
         for mut addr in expanded {
@@ -461,7 +485,11 @@ impl LogLine {
         let mut fields = format!(
             "host={} tls={} auth={}",
             session.endpoint.host,
-            if session.tls_mode == TlsMode::Off { "off" } else { "on" },
+            if session.tls_mode == TlsMode::Off {
+                "off"
+            } else {
+                "on"
+            },
             if session.auth.is_some() { "on" } else { "off" }
         );
         if let Some(a) = &session.auth {

@@ -120,7 +120,13 @@ mod tests {
 
     #[test]
     fn small_and_large_round_trip() {
-        for size in [0usize, 10, MEMORY_LIMIT, MEMORY_LIMIT + 1, 3 * MEMORY_LIMIT + 7] {
+        for size in [
+            0usize,
+            10,
+            MEMORY_LIMIT,
+            MEMORY_LIMIT + 1,
+            3 * MEMORY_LIMIT + 7,
+        ] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let spool = Spool::read_all(&data[..size.min(5)], &mut &data[size.min(5)..]).unwrap();
             assert_eq!(spool.len(), size as u64);
