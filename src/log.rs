@@ -35,6 +35,10 @@ impl Log for Logger {
         if m.target() == WIRE {
             return self.wire;
         }
+        // Libraries' (rustls') debug chatter is not for users; our own debug lines are.
+        if m.level() > Level::Info && !m.target().starts_with("postie") {
+            return false;
+        }
         m.level() <= self.level
     }
 

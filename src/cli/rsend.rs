@@ -1,7 +1,221 @@
-//! The rsend command line (msmtp options and sendmail flags) and its dispatch.
+//! The rsend entry point: argument parsing (also when called as sendmail, mailq or newaliases),
+//! the logger, the modes (send, --pretend, --serverinfo), and the one place errors become exit
+//! codes (through [`crate::exit::rsend_code`]).
+
+use std::io::Write;
+
+use crate::account::Env;
+use crate::cli::rsend_args::{self, Mode, RsendArgs};
+use crate::error::{Error, ErrorKind};
+use crate::exit::{rsend_code, sysexits};
+use crate::log::Verbosity;
+use crate::net::format_fingerprint;
+use crate::session::smtp::SmtpClient;
+use crate::submit::run;
 
 /// Runs rsend with the process arguments; returns the exit code.
 pub fn main() -> i32 {
-    eprintln!("rsend: not built yet");
-    70
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let program = argv
+        .first()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .unwrap_or_default();
+    // Called as mailq or newaliases through a symlink, as MTAs are.
+    match program.as_str() {
+        "mailq" => {
+            println!("Mail queue is empty (rsend submits directly and keeps no queue)");
+            return sysexits::OK;
+        }
+        "newaliases" => return sysexits::OK,
+        _ => {}
+    }
+    let args = match rsend_args::parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    sysexits::OK
+                }
+                _ => sysexits::USAGE,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let verbosity = match args.verbose {
+        0 => Verbosity::Normal,
+        _ => Verbosity::Debug,
+    };
+    crate::log::init("rsend", verbosity, None);
+    for w in rsend_args::compat_warnings(&args) {
+        log::warn!("{w}");
+    }
+    match run_args(&args, &mut std::io::stdin().lock()) {
+        Ok(()) => sysexits::OK,
+        Err(e) => {
+            let code = rsend_code(e.kind());
+            eprintln!("rsend: {}", e.chain());
+            if let Some(hint) = hint(&e) {
+                eprintln!("rsend: {hint}");
+            }
+            code
+        }
+    }
+}
+
+/// Runs a parsed command line with `input` as the message source.
+pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), Error> {
+    if args.version {
+        println!(
+            "rsend (postie) {}\nTLS: rustls (ring); authentication: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER\nuser configuration: ~/.msmtprc or $XDG_CONFIG_HOME/msmtp/config; native: $XDG_CONFIG_HOME/postie/config.toml\nsystem configuration: /etc/msmtprc",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(());
+    }
+    let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
+    match mode {
+        Mode::Newaliases => return Ok(()),
+        Mode::ListQueue => {
+            println!("Mail queue is empty (rsend submits directly and keeps no queue)");
+            return Ok(());
+        }
+        Mode::Deliver => {}
+    }
+    let env = Env::from_process();
+    if args.pretend {
+        return pretend(args, &env);
+    }
+    if args.serverinfo {
+        if !args.recipients.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "too many arguments: --serverinfo takes no recipients",
+            ));
+        }
+        return serverinfo(args, &env);
+    }
+    let sent = run::send(args, &env, input)?;
+    log::info!(
+        "message accepted for {}: {}",
+        sent.recipients.join(", "),
+        sent.final_reply
+    );
+    Ok(())
+}
+
+fn pretend(args: &RsendArgs, env: &Env) -> Result<(), Error> {
+    let from = args.from.clone().or_else(|| args.from_r.clone());
+    let resolved = run::resolve(args, env, from.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    let files: Vec<String> = resolved
+        .files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let _ = writeln!(out, "loaded configuration files: {}", files.join(", "));
+    let _ = writeln!(out, "using account: {}", resolved.account_name);
+    for line in resolved.settings.pretend_lines(env) {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
+}
+
+fn serverinfo(args: &RsendArgs, env: &Env) -> Result<(), Error> {
+    let resolved = run::resolve(args, env, None)?;
+    let mut settings = run::session_settings_without_auth(&resolved.settings, env)?;
+    settings.auth = None;
+    let client = SmtpClient::connect(&settings)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{} server at {} ({})",
+        match settings.protocol {
+            crate::proto::smtp::Protocol::Smtp => "SMTP",
+            crate::proto::smtp::Protocol::Lmtp => "LMTP",
+        },
+        client.peer(),
+        if client.is_tls() { "TLS" } else { "no TLS" }
+    );
+    if let Some(conn) = client.connection()
+        && conn.is_tls()
+    {
+        let _ = writeln!(out, "TLS session:");
+        if let Some(v) = conn.protocol_version() {
+            let _ = writeln!(out, "    Protocol: {v}");
+        }
+        if let Some(c) = conn.cipher_suite() {
+            let _ = writeln!(out, "    Cipher: {c}");
+        }
+        if let Some(fp) = conn.peer_fingerprint_sha256() {
+            let _ = writeln!(
+                out,
+                "    Certificate SHA256 fingerprint: {}",
+                format_fingerprint(&fp)
+            );
+        }
+    }
+    let _ = writeln!(out, "Greeting: {}", client.greeting().text());
+    let caps = client.capabilities();
+    let _ = writeln!(out, "Capabilities:");
+    if caps.size_extension {
+        match caps.size_limit {
+            Some(n) => {
+                let _ = writeln!(
+                    out,
+                    "    SIZE {n}: maximum message size is {} MiB",
+                    n / (1024 * 1024)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "    SIZE: no fixed maximum message size");
+            }
+        }
+    }
+    for (on, name, what) in [
+        (
+            caps.pipelining,
+            "PIPELINING",
+            "several commands per round trip",
+        ),
+        (caps.starttls, "STARTTLS", "upgrade to TLS"),
+        (caps.eight_bit_mime, "8BITMIME", "8-bit message bodies"),
+        (caps.smtputf8, "SMTPUTF8", "UTF-8 addresses"),
+        (caps.dsn, "DSN", "delivery status notifications"),
+        (caps.chunking, "CHUNKING", "BDAT"),
+    ] {
+        if on {
+            let _ = writeln!(out, "    {name}: {what}");
+        }
+    }
+    if !caps.auth.is_empty() {
+        let _ = writeln!(out, "    AUTH: {}", caps.auth.join(" "));
+    } else if !client.is_tls() && caps.starttls {
+        let _ = writeln!(
+            out,
+            "    AUTH: none offered before STARTTLS (use --tls --tls-starttls to see them)"
+        );
+    }
+    let _ = client.quit();
+    Ok(())
+}
+
+/// A next step for the errors users hit most (anchors/msmtp.md §6: missing hints).
+fn hint(e: &Error) -> Option<&'static str> {
+    let text = e.chain();
+    match e.kind() {
+        ErrorKind::Certificate if text.contains("unknown issuer") => Some(
+            "to trust this server, set tls_trust_file to its CA, or pin it with tls_fingerprint \
+             (rsend --serverinfo --tls-certcheck=off shows the fingerprint)",
+        ),
+        ErrorKind::Tls if text.contains("STARTTLS") => Some(
+            "port and TLS mode disagree: port 465 wants tls_starttls off, 587 wants tls_starttls on",
+        ),
+        ErrorKind::Timeout => Some(
+            "the server stopped answering; if this is port 465, set tls_starttls off (implicit TLS)",
+        ),
+        ErrorKind::Auth => Some("check user and password (or passwordeval) for this account"),
+        _ => None,
+    }
 }
