@@ -168,10 +168,10 @@ trait RcValue {
 
 impl RcValue for bool {
     fn render(&self, kw: &str) -> String {
-        if *self {
-            kw.to_owned()
-        } else {
-            format!("no {kw}")
+        match (*self, kw.strip_prefix("set ")) {
+            (true, _) => kw.to_owned(),
+            (false, Some(name)) => format!("set no {name}"),
+            (false, None) => format!("no {kw}"),
         }
     }
 }
@@ -974,6 +974,7 @@ pub fn parse_fetchmailrc(text: &str, path: &Path) -> Result<FetchmailRc, Fetchma
         pos: 0,
         path,
         warnings: Vec::new(),
+        second_name_line: None,
     };
     let mut rc = FetchmailRc {
         source: path.to_owned(),
@@ -1034,6 +1035,8 @@ struct Parser<'a> {
     pos: usize,
     path: &'a Path,
     warnings: Vec<RcWarning>,
+    /// Line of the second name of the last mapping list, for error messages.
+    second_name_line: Option<u32>,
 }
 
 /// Which options were given with `no`.
@@ -1251,6 +1254,7 @@ impl Parser<'_> {
             self.pos = save;
             return None;
         }
+        self.bump();
         Some((kw, Polarity::Yes, line))
     }
 
@@ -1425,8 +1429,11 @@ impl Parser<'_> {
                 user.remote = Some(Located {
                     value: single_name(&names, wildcard).ok_or_else(|| {
                         self.error(
-                            line,
-                            "several names after `user` must be followed by `here`",
+                            self.second_name_line.unwrap_or(line),
+                            format!(
+                                "unexpected `{}` after the user name (several names after `user` must be followed by `here`)",
+                                names.get(1).map_or("*", |n| n.local.as_str())
+                            ),
                         )
                     })?,
                     line,
@@ -1439,6 +1446,7 @@ impl Parser<'_> {
     /// Names after `user`/`is`/`to`: the first taken literally, then further non-keyword words,
     /// `a=b` mappings and `*`.
     fn mapping_list(&mut self, after: &str) -> Result<(Vec<LocalName>, bool), FetchmailRcError> {
+        self.second_name_line = None;
         let mut names: Vec<LocalName> = Vec::new();
         let mut wildcard = false;
         let first = self.take_name(after)?;
@@ -1475,6 +1483,9 @@ impl Parser<'_> {
                 continue;
             }
             if self.peek_is_value() {
+                if self.second_name_line.is_none() {
+                    self.second_name_line = Some(self.peek_line());
+                }
                 let v = self.take_value(after)?;
                 push(&mut names, v);
                 continue;
