@@ -84,6 +84,9 @@ fn maildir_batched_delivery_confirms_after_sync() {
         let body = format!("Subject: {i}\r\n\r\nx\r\n");
         pending.push(md.deliver_unsynced(&mut body.as_bytes(), &info()).unwrap());
     }
+    // Nothing is visible in new/ before the sync that makes it durable.
+    assert_eq!(fs::read_dir(dir.join("M/new")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(dir.join("M/tmp")).unwrap().count(), 20);
     let receipts = md.sync(pending).unwrap();
     assert_eq!(receipts.len(), 20);
     let mut names: Vec<_> = fs::read_dir(dir.join("M/new"))
@@ -94,6 +97,20 @@ fn maildir_batched_delivery_confirms_after_sync() {
     names.dedup();
     assert_eq!(names.len(), 20);
     assert_eq!(fs::read_dir(dir.join("M/tmp")).unwrap().count(), 0);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn maildir_pending_dropped_without_sync_leaves_nothing() {
+    let dir = temp_dir("md5");
+    let mut md = Maildir::open(dir.join("M")).unwrap();
+    let p = md
+        .deliver_unsynced(&mut &b"Subject: x\r\n\r\n"[..], &info())
+        .unwrap();
+    assert!(p.tmp_path().exists());
+    drop(p);
+    assert_eq!(fs::read_dir(dir.join("M/tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(dir.join("M/new")).unwrap().count(), 0);
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,5 +1,5 @@
 //! The Maildir target (maildir(5), cr.yp.to/proto/maildir.html): write to `tmp/` under a unique
-//! name, rename into `new/`, and make both durable with fsync — batched, because one fsync per
+//! name, fsync, rename into `new/`, fsync `new/` — the fsyncs batched, because one fsync per
 //! message costs more than the whole protocol exchange (DESIGN §6).
 //!
 //! A message counts as delivered only once a [`Maildir::sync`] that covers its [`Pending`] token
@@ -22,19 +22,29 @@ pub struct Maildir {
     seq: u64,
 }
 
-/// A message renamed into `new/` but not yet fsynced: not delivered until [`Maildir::sync`]
-/// turns it into a [`Receipt`]. Dropping it without syncing leaves the file in `new/` (a crash
-/// could lose it, so the caller must not delete the message on the server).
+/// A message written to `tmp/` but neither fsynced nor moved into `new/`: not delivered until
+/// [`Maildir::sync`] turns it into a [`Receipt`]. Dropping it unsynced removes the tmp file.
 #[must_use = "a pending Maildir delivery is not durable until Maildir::sync confirms it"]
 #[derive(Debug)]
 pub struct Pending {
-    path: PathBuf,
+    tmp_path: PathBuf,
     bytes: u64,
+    /// Cleared once `sync` took responsibility for the file.
+    armed: bool,
 }
 
 impl Pending {
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file in `tmp/`.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp_path
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
     }
 }
 
@@ -86,8 +96,7 @@ impl Maildir {
         )
     }
 
-    /// Writes the message to `tmp/` and renames it into `new/` without any fsync. On failure
-    /// the tmp file is removed.
+    /// Writes the message to `tmp/` (no fsync, no rename). On failure the tmp file is removed.
     pub fn deliver_unsynced(
         &mut self,
         msg: &mut dyn Read,
@@ -108,56 +117,63 @@ impl Maildir {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(DeliverError::from_io(
-                        format!("cannot create a file in {}/tmp", target),
+                        format!("cannot create a file in {target}/tmp"),
                         e,
                     ));
                 }
             }
         };
-        let result = (|| {
-            let mut out = io::BufWriter::with_capacity(super::CHUNK, file);
-            let mut bytes = 0u64;
-            stream_lf(msg, |chunk| {
-                bytes += chunk.len() as u64;
-                out.write_all(chunk)
-            })
-            .map_err(|e| e.into_deliver(&target))?;
-            out.flush()
-                .map_err(|e| DeliverError::from_io(format!("cannot write to {target}"), e))?;
-            let name = tmp_path.file_name().unwrap_or_default();
-            let new_path = self.root.join("new").join(name);
-            fs::rename(&tmp_path, &new_path).map_err(|e| {
-                DeliverError::from_io(format!("cannot move a message into {target}/new"), e)
-            })?;
-            Ok(Pending {
-                path: new_path,
-                bytes,
-            })
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp_path);
-        }
-        result
+        // From here on, dropping `pending` (on any error) removes the tmp file.
+        let mut pending = Pending {
+            tmp_path,
+            bytes: 0,
+            armed: true,
+        };
+        let mut out = io::BufWriter::with_capacity(super::CHUNK, file);
+        let mut bytes = 0u64;
+        stream_lf(msg, |chunk| {
+            bytes += chunk.len() as u64;
+            out.write_all(chunk)
+        })
+        .map_err(|e| e.into_deliver(&target))?;
+        out.flush()
+            .map_err(|e| DeliverError::from_io(format!("cannot write to {target}"), e))?;
+        pending.bytes = bytes;
+        Ok(pending)
     }
 
-    /// Makes every pending message durable: fsyncs each file, then `new/` once. Only when this
-    /// returns `Ok` are the messages delivered. On error none of them counts as delivered (some
-    /// may survive a crash and be delivered twice later; none is lost).
+    /// Makes the pending messages durable and visible, in the order the Maildir spec wants:
+    /// fsync each file, rename it from `tmp/` into `new/`, then fsync `new/` once for the whole
+    /// batch. Only when this returns `Ok` are the messages delivered. On error none of them
+    /// counts as delivered: files not yet moved are removed; files already in `new/` are
+    /// complete and may survive, so a later retry can deliver a duplicate but never loses mail
+    /// or leaves a truncated message in `new/`.
     pub fn sync(&mut self, pending: Vec<Pending>) -> Result<Vec<Receipt>, DeliverError> {
-        for p in &pending {
-            File::open(&p.path)
+        let mut moved = Vec::with_capacity(pending.len());
+        for mut p in pending {
+            File::open(&p.tmp_path)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| {
-                    DeliverError::from_io(format!("cannot sync {}", p.path.display()), e)
+                    DeliverError::from_io(format!("cannot sync {}", p.tmp_path.display()), e)
                 })?;
+            let name = p.tmp_path.file_name().unwrap_or_default().to_owned();
+            let new_path = self.root.join("new").join(name);
+            fs::rename(&p.tmp_path, &new_path).map_err(|e| {
+                DeliverError::from_io(
+                    format!("cannot move a message into {}/new", self.root.display()),
+                    e,
+                )
+            })?;
+            p.armed = false;
+            moved.push((new_path, p.bytes));
         }
         sync_dir(&self.root.join("new"))?;
-        Ok(pending
+        Ok(moved
             .into_iter()
-            .map(|p| Receipt {
+            .map(|(path, bytes)| Receipt {
                 location: self.root.display().to_string(),
-                path: Some(p.path),
-                bytes: p.bytes,
+                path: Some(path),
+                bytes,
             })
             .collect())
     }
