@@ -176,3 +176,61 @@ fn unwritable_directory_is_a_write_error_and_state_stays_dirty() {
     assert!(s.is_dirty());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Child half of `sigkill_during_commits_never_tears_the_file`: commits forever.
+#[test]
+fn sigkill_child_commits_forever() {
+    let Some(path) = std::env::var_os("POSTIE_STATE_CHILD") else {
+        return; // only meaningful when spawned by the parent test
+    };
+    let mut s = SeenStore::open(PathBuf::from(path)).unwrap();
+    let k = AccountKey::pop3("h", "u");
+    let imap = AccountKey::imap("h", "u");
+    for i in 1u32.. {
+        s.pop3_record(&k, [format!("u{i}").as_str()]).unwrap();
+        s.imap_record(&imap, "INBOX", 1, [i]);
+        s.commit().unwrap();
+    }
+}
+
+#[test]
+fn sigkill_during_commits_never_tears_the_file() {
+    let dir = temp_dir("sigkill");
+    let path = dir.join("seen");
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..5u64 {
+        let _ = fs::remove_file(&path);
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "sigkill_child_commits_forever",
+                "--test-threads=1",
+            ])
+            .env("POSTIE_STATE_CHILD", &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it commit a while (waiting for the first commit), then kill it mid-flight.
+        let start = std::time::Instant::now();
+        while !path.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20 + round * 17));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let s = SeenStore::open(&path).expect("the state file must never be torn");
+        let k = AccountKey::pop3("h", "u");
+        let imap = AccountKey::imap("h", "u");
+        let n = s.pop3_uids(&k).count() as u32;
+        assert!(n >= 1, "round {round}: nothing committed");
+        // Exactly the first n records, in both sections: one consistent snapshot.
+        for i in 1..=n {
+            assert!(s.pop3_is_seen(&k, &format!("u{i}")), "round {round}: u{i}");
+            assert!(s.imap_is_seen(&imap, "INBOX", 1, i), "round {round}: {i}");
+        }
+        assert!(!s.imap_is_seen(&imap, "INBOX", 1, n + 1));
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
