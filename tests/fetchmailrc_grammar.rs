@@ -435,6 +435,11 @@ fn errors_name_the_line_and_word() {
         ),
         ("poll h\n no timeout\n", 2, "`no timeout` is not valid"),
         ("poll h user u\n no limit 5\n", 2, "`no limit` is not valid"),
+        (
+            "poll h user u\n no frob\n",
+            2,
+            "`no` must be followed by an option name",
+        ),
         ("keep\n", 1, "expected set, defaults, poll or skip"),
         ("poll\n", 1, "expected a value after `poll`"),
         ("poll h user a b\n", 1, "must be followed by `here`"),

@@ -1361,6 +1361,9 @@ impl Parser<'_> {
             }
             let save = self.pos;
             let Some((kw, polarity, line)) = self.take_keyword() else {
+                if kw == "no" {
+                    return Err(self.error(line, "`no` must be followed by an option name"));
+                }
                 let shown = self.describe_peek();
                 return Err(self.error(line, format!("unexpected {shown}")));
             };
