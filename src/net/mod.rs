@@ -2,12 +2,23 @@
 //! happy-eyeballs style), implicit TLS and the in-place STARTTLS upgrade over rustls, and the
 //! trust choices (system roots, a trust file, a SHA-256 fingerprint, or the `danger` switch).
 //!
-//! API contract (filled in by the net work; the types below are shared with `account`/`config`):
-//! * `connect(&Endpoint, &ConnectOptions) -> Result<Connection, NetError>`: plain TCP, TCP_NODELAY.
-//! * `connect_tls(&Endpoint, &ConnectOptions, &TlsOptions) -> Result<Connection, NetError>`: implicit TLS.
-//! * `Connection::upgrade_tls(self, &TlsOptions) -> Result<Connection, NetError>`: STARTTLS; the
-//!   caller's protocol buffer must be dropped before this is called (see `session`).
-//! * `Connection` implements `Read + Write`; reads honour `io_timeout`.
+//! API:
+//! * [`connect`]`(&Endpoint, &ConnectOptions) -> Result<Connection, NetError>`: plain TCP,
+//!   TCP_NODELAY, read/write timeouts = `io_timeout`.
+//! * [`connect_tls`]`(&Endpoint, &ConnectOptions, &TlsOptions)`: implicit TLS, handshake done.
+//! * [`Connection::upgrade_tls`]`(self, &TlsOptions, host)`: STARTTLS; the caller's protocol
+//!   buffer must be dropped before this is called (see `session`).
+//! * [`Connection`] implements `Read + Write`; a timed-out read is an `io::Error` of kind
+//!   `TimedOut`/`WouldBlock`, which [`NetError::from_io`] maps to [`NetError::Timeout`].
+
+mod connection;
+mod dial;
+mod error;
+mod tls;
+
+pub use connection::{Connection, connect, connect_tls};
+pub use error::NetError;
+pub use tls::{format_fingerprint, parse_fingerprint};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,252 @@
+//! An established connection, plain or TLS: byte I/O with timeouts, the in-place STARTTLS
+//! upgrade (discarding anything the server sent after its go-ahead), TLS details for
+//! `--serverinfo`, and the TCP_QUICKACK re-arm (DESIGN.md §6).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use super::tls::{self, TlsStream};
+use super::{ConnectOptions, Endpoint, NetError, TlsOptions, dial};
+
+/// Bound on the bytes discarded before a STARTTLS handshake: a server that keeps talking
+/// after its go-ahead is not negotiating TLS.
+const MAX_DISCARD: usize = 64 * 1024;
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+/// A connection to a server. Reads and writes honour the io timeout; a timed-out read returns
+/// an `io::Error` of kind `TimedOut` or `WouldBlock` (map it with [`NetError::from_io`]).
+pub struct Connection {
+    stream: Stream,
+    /// `host:port`, for messages.
+    peer: String,
+}
+
+/// Opens a plain TCP connection (TCP_NODELAY, read/write timeouts = `io_timeout`).
+pub fn connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<Connection, NetError> {
+    let sock = dial::tcp_connect(ep, opts)?;
+    Ok(Connection {
+        stream: Stream::Plain(sock),
+        peer: dial::target_name(ep),
+    })
+}
+
+/// Opens a connection with TLS from the first byte; the handshake (and certificate check) is
+/// complete when this returns.
+pub fn connect_tls(
+    ep: &Endpoint,
+    opts: &ConnectOptions,
+    tls_opts: &TlsOptions,
+) -> Result<Connection, NetError> {
+    connect(ep, opts)?.upgrade_tls(tls_opts, &ep.host)
+}
+
+impl Connection {
+    /// Starts TLS on this plain connection (after STARTTLS/STLS was accepted), verifying the
+    /// server as `host` unless `tls_opts.server_name` overrides it. The caller must have dropped
+    /// its protocol buffer; bytes the server sent after its go-ahead that are still in the socket
+    /// are discarded with a warning, never read as TLS-protected data.
+    pub fn upgrade_tls(self, tls_opts: &TlsOptions, host: &str) -> Result<Connection, NetError> {
+        let sock = match self.stream {
+            Stream::Plain(sock) => sock,
+            Stream::Tls(_) => {
+                return Err(NetError::Tls {
+                    host: self.peer,
+                    reason: "the connection already uses TLS".to_string(),
+                });
+            }
+        };
+        discard_pending(&sock, &self.peer)?;
+        let stream = tls::handshake(sock, tls_opts, host, &self.peer)?;
+        let conn = Connection {
+            stream: Stream::Tls(Box::new(stream)),
+            peer: self.peer,
+        };
+        // Postfix sends session tickets before its reply; do not let a delayed ACK stall it.
+        conn.quickack();
+        Ok(conn)
+    }
+
+    /// Whether TLS is active.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// `host:port` as connected to (for messages).
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The remote socket address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket().peer_addr()
+    }
+
+    /// The local socket address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket().local_addr()
+    }
+
+    /// The DER of the server's leaf certificate, when TLS is active.
+    pub fn peer_certificate_der(&self) -> Option<Vec<u8>> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s
+                .conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|c| c.as_ref().to_vec()),
+        }
+    }
+
+    /// SHA-256 of the server's leaf certificate, when TLS is active.
+    pub fn peer_fingerprint_sha256(&self) -> Option<[u8; 32]> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s
+                .conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|c| tls::sha256(c.as_ref())),
+        }
+    }
+
+    /// The negotiated protocol version ("TLSv1.3"), when TLS is active.
+    pub fn protocol_version(&self) -> Option<String> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s.conn.protocol_version().map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                other => format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// The negotiated cipher suite ("TLS13_AES_256_GCM_SHA384"), when TLS is active.
+    pub fn cipher_suite(&self) -> Option<String> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s.conn.negotiated_cipher_suite().map(|cs| {
+                let suite = cs.suite();
+                suite
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{suite:?}"))
+            }),
+        }
+    }
+
+    /// Changes the read and write timeout (zero means none).
+    pub fn set_io_timeout(&self, timeout: Duration) -> Result<(), NetError> {
+        let timeout = Some(timeout).filter(|t| !t.is_zero());
+        let sock = self.socket();
+        sock.set_read_timeout(timeout).map_err(NetError::Io)?;
+        sock.set_write_timeout(timeout).map_err(NetError::Io)?;
+        Ok(())
+    }
+
+    /// Re-arms TCP_QUICKACK so the next segment we receive is acknowledged at once instead of
+    /// waiting for the delayed-ACK timer (Linux clears the flag by itself). Call before reads
+    /// that follow a write the server answers in several segments. Failure only costs speed.
+    pub fn quickack(&self) {
+        if let Err(e) = rustix::net::sockopt::set_tcp_quickack(self.socket(), true) {
+            log::debug!("cannot set TCP_QUICKACK on {}: {e}", self.peer);
+        }
+    }
+
+    /// Ends the connection: TLS close_notify when TLS is active, then a TCP shutdown. Errors
+    /// are of no interest to anyone at this point except when the peer is still reading, so
+    /// they are returned but harmless to ignore.
+    pub fn shutdown(&mut self) -> Result<(), NetError> {
+        if let Stream::Tls(s) = &mut self.stream {
+            s.conn.send_close_notify();
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut s.sock).map_err(NetError::from_io)?;
+            }
+        }
+        match self.socket().shutdown(Shutdown::Both) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(NetError::from_io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn socket(&self) -> &TcpStream {
+        match &self.stream {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+/// Reads and drops whatever the server has already sent, without waiting for more.
+fn discard_pending(sock: &TcpStream, peer: &str) -> Result<(), NetError> {
+    sock.set_nonblocking(true).map_err(NetError::Io)?;
+    let mut buf = [0u8; 4096];
+    let mut discarded = 0usize;
+    let result = loop {
+        match (&*sock).read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                discarded += n;
+                if discarded > MAX_DISCARD {
+                    break Err(NetError::Tls {
+                        host: peer.to_string(),
+                        reason: "the server keeps sending data after accepting STARTTLS"
+                            .to_string(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(NetError::Io(e)),
+        }
+    };
+    sock.set_nonblocking(false).map_err(NetError::Io)?;
+    if discarded > 0 {
+        log::warn!(
+            "{peer}: discarded {discarded} bytes the server sent after accepting STARTTLS \
+             (never treated as TLS-protected data)"
+        );
+    }
+    result
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("tls", &self.is_tls())
+            .finish()
+    }
+}

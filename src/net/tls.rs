@@ -1,0 +1,458 @@
+//! TLS client setup over rustls with the ring provider: the trust choices (system roots, a CA
+//! file, a pinned SHA-256 leaf fingerprint, accept-anything), the client certificate, the
+//! server name, the blocking handshake, and turning rustls failures into messages that say what
+//! to change.
+
+use std::io;
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    SignatureScheme, StreamOwned,
+};
+
+use super::{NetError, TlsOptions, Trust};
+
+/// The established TLS stream.
+pub(crate) type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// SHA-256 of a DER certificate.
+pub(crate) fn sha256(der: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Formats a fingerprint as uppercase hex pairs joined by colons ("AB:CD:...").
+pub fn format_fingerprint(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
+/// Parses a SHA-256 fingerprint written as 64 hex digits, plain or with colons between pairs,
+/// in either case. Returns `None` for anything else.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let hex: Vec<u8> = if text.contains(':') {
+        let pairs: Vec<&str> = text.split(':').collect();
+        if pairs.len() != 32 || pairs.iter().any(|p| p.len() != 2) {
+            return None;
+        }
+        pairs.concat().into_bytes()
+    } else {
+        text.as_bytes().to_vec()
+    };
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// The system roots, loaded once per process.
+fn system_roots() -> Result<Arc<RootCertStore>, NetError> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let loaded = rustls_native_certs::load_native_certs();
+            for e in &loaded.errors {
+                log::debug!("system CA store: {e}");
+            }
+            let mut store = RootCertStore::empty();
+            let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
+            if added == 0 {
+                let reason = match loaded.errors.first() {
+                    Some(e) => e.to_string(),
+                    None => "the store is empty".to_string(),
+                };
+                return Err(reason);
+            }
+            Ok(Arc::new(store))
+        })
+        .clone()
+        .map_err(|reason| NetError::SystemRoots { reason })
+}
+
+/// The CA certificates in a PEM file.
+fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
+    let fail = |reason: String| NetError::TrustFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Read first so that a missing or unreadable file reports the OS error plainly.
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut store = RootCertStore::empty();
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| fail(format!("not a valid PEM file ({e})")))?;
+        found += 1;
+        store
+            .add(cert)
+            .map_err(|e| fail(format!("certificate {found} is unusable as a CA ({e})")))?;
+    }
+    if found == 0 {
+        return Err(fail("it holds no PEM certificate".to_string()));
+    }
+    Ok(Arc::new(store))
+}
+
+/// Accepts exactly the leaf with the pinned SHA-256 (or any leaf when `pin` is `None`, the
+/// `danger` switch). Names and validity dates are not checked, as with msmtp's
+/// `tls_fingerprint`, but the handshake signatures still are: they prove the server holds the
+/// certificate's key.
+#[derive(Debug)]
+struct PinnedVerifier {
+    pin: Option<[u8; 32]>,
+    provider: Arc<CryptoProvider>,
+}
+
+/// The error a [`PinnedVerifier`] reports, carried through rustls to [`handshake_error`].
+#[derive(Debug)]
+struct FingerprintMismatch {
+    presented: [u8; 32],
+}
+
+impl std::fmt::Display for FingerprintMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fingerprint mismatch: server presented SHA256 {}",
+            format_fingerprint(&self.presented)
+        )
+    }
+}
+
+impl std::error::Error for FingerprintMismatch {}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = sha256(end_entity.as_ref());
+        match self.pin {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pin) if pin == presented => Ok(ServerCertVerified::assertion()),
+            Some(_) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(FingerprintMismatch { presented })),
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Builds the rustls client configuration for these options.
+pub(crate) fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, NetError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NetError::Tls {
+            host: String::new(),
+            reason: format!("cannot set up TLS: {e}"),
+        })?;
+    let builder = match &tls.trust {
+        Trust::System => builder.with_root_certificates(system_roots()?),
+        Trust::File(path) => builder.with_root_certificates(file_roots(path)?),
+        Trust::Fingerprint(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                pin: Some(*pin),
+                provider,
+            })),
+        Trust::DangerAcceptAny => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                pin: None,
+                provider,
+            })),
+    };
+    let config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert_path, key_path)) => {
+            let fail = |path: &Path, reason: String| NetError::ClientCert {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let pem = std::fs::read(cert_path).map_err(|e| fail(cert_path, e.to_string()))?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(cert_path, format!("not a valid PEM file ({e})")))?;
+            if certs.is_empty() {
+                return Err(fail(cert_path, "it holds no PEM certificate".into()));
+            }
+            let pem = std::fs::read(key_path).map_err(|e| fail(key_path, e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem)
+                .map_err(|e| fail(key_path, format!("no usable private key ({e})")))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| fail(key_path, format!("key does not fit the certificate ({e})")))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name to send as SNI and to verify: the override, else the host. IP literals become
+/// `ServerName::IpAddress`.
+pub(crate) fn server_name(
+    tls: &TlsOptions,
+    host: &str,
+    peer: &str,
+) -> Result<ServerName<'static>, NetError> {
+    let name = tls.server_name.as_deref().unwrap_or(host);
+    let name = super::dial::bare_host(name);
+    ServerName::try_from(name.to_string()).map_err(|_| NetError::Tls {
+        host: peer.to_string(),
+        reason: format!("{name:?} is not a valid server name"),
+    })
+}
+
+/// Runs the client handshake to completion, so certificate failures surface here.
+pub(crate) fn handshake(
+    mut sock: TcpStream,
+    tls: &TlsOptions,
+    host: &str,
+    peer: &str,
+) -> Result<TlsStream, NetError> {
+    let config = client_config(tls).map_err(|e| match e {
+        NetError::Tls { reason, .. } => NetError::Tls {
+            host: peer.to_string(),
+            reason,
+        },
+        other => other,
+    })?;
+    let name = server_name(tls, host, peer)?;
+    let mut conn = ClientConnection::new(config, name).map_err(|e| NetError::Tls {
+        host: peer.to_string(),
+        reason: e.to_string(),
+    })?;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return Err(handshake_error(e, peer));
+        }
+    }
+    Ok(StreamOwned::new(conn, sock))
+}
+
+/// Classifies a failed handshake: certificate problems (with the fix), plaintext answers (with
+/// the STARTTLS hint), timeouts, and the rest.
+fn handshake_error(err: io::Error, peer: &str) -> NetError {
+    let tls = |reason: String| NetError::Tls {
+        host: peer.to_string(),
+        reason,
+    };
+    let cert = |reason: String| NetError::Certificate {
+        host: peer.to_string(),
+        reason,
+    };
+    let rustls_err = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let Some(rustls_err) = rustls_err else {
+        return match err.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                tls("the server did not answer in time".to_string())
+            }
+            io::ErrorKind::UnexpectedEof => {
+                tls("the server closed the connection during the handshake".to_string())
+            }
+            _ => tls(err.to_string()),
+        };
+    };
+    match rustls_err {
+        rustls::Error::InvalidCertificate(c) => cert(certificate_reason(c)),
+        rustls::Error::InvalidMessage(_) => tls(
+            "the server answered with something that is not TLS (is this port expecting \
+             STARTTLS rather than implicit TLS?)"
+                .to_string(),
+        ),
+        rustls::Error::AlertReceived(alert) => {
+            tls(format!("the server sent alert {alert:?}").to_lowercase())
+        }
+        other => tls(other.to_string()),
+    }
+}
+
+const TRUST_HINT: &str = "set tls_trust_file to the CA that signed it, or tls_fingerprint";
+
+fn certificate_reason(err: &CertificateError) -> String {
+    match err {
+        CertificateError::UnknownIssuer => format!("unknown issuer; {TRUST_HINT}"),
+        CertificateError::Other(other) => match other.0.downcast_ref::<FingerprintMismatch>() {
+            Some(mismatch) => mismatch.to_string(),
+            None => other.to_string(),
+        },
+        CertificateError::NotValidForName => {
+            "it is not valid for this name; set tls_host_override to a name it is valid for"
+                .to_string()
+        }
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "it is not valid for {:?} (it names {}); set tls_host_override to a name it is valid for",
+            expected.to_str(),
+            presented.join(", ")
+        ),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "it has expired".to_string()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "it is not valid yet (check the system clock)".to_string()
+        }
+        CertificateError::BadSignature => format!("its signature is invalid; {TRUST_HINT}"),
+        other => format!("{other}; {TRUST_HINT}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_round_trip() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 7 + 0xA0) as u8);
+        let text = format_fingerprint(&bytes);
+        assert_eq!(text.len(), 32 * 3 - 1);
+        assert!(text.starts_with("A0:A7:AE:"));
+        assert_eq!(parse_fingerprint(&text), Some(bytes));
+        assert_eq!(parse_fingerprint(&text.to_lowercase()), Some(bytes));
+        assert_eq!(parse_fingerprint(&text.replace(':', "")), Some(bytes));
+        assert_eq!(parse_fingerprint(&format!("  {text}\n")), Some(bytes));
+    }
+
+    #[test]
+    fn fingerprint_parse_rejects_malformed() {
+        let good = "00".repeat(32);
+        for bad in [
+            "",
+            "00",
+            &good[1..],
+            &format!("{good}00"),
+            &"0g".repeat(32),
+            &"0:00".repeat(16),
+            "00:".repeat(32).as_str(),
+            &"é".repeat(32),
+            &"+1".repeat(32),
+        ] {
+            assert_eq!(parse_fingerprint(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_fingerprint(&good), Some([0; 32]));
+    }
+
+    #[test]
+    fn server_name_prefers_override_and_handles_ip_literals() {
+        let tls = TlsOptions::default();
+        assert!(matches!(
+            server_name(&tls, "::1", "p").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            server_name(&tls, "[::1]", "p").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        let tls = TlsOptions {
+            server_name: Some("mail.example".into()),
+            ..TlsOptions::default()
+        };
+        assert_eq!(
+            server_name(&tls, "127.0.0.1", "p").unwrap(),
+            ServerName::try_from("mail.example").unwrap()
+        );
+    }
+
+    #[test]
+    fn trust_file_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("postie-net-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        for path in [missing, empty] {
+            let tls = TlsOptions {
+                trust: Trust::File(path.clone()),
+                ..TlsOptions::default()
+            };
+            let err = client_config(&tls).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert_eq!(err.kind(), crate::ErrorKind::FileUnreadable);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn certificate_reasons_say_how_to_fix() {
+        let r = certificate_reason(&CertificateError::UnknownIssuer);
+        assert!(r.starts_with("unknown issuer; set tls_trust_file"), "{r}");
+        let r = certificate_reason(&CertificateError::Other(rustls::OtherError(Arc::new(
+            FingerprintMismatch {
+                presented: [0xAB; 32],
+            },
+        ))));
+        assert!(
+            r.starts_with("fingerprint mismatch: server presented SHA256 AB:AB:"),
+            "{r}"
+        );
+    }
+}
