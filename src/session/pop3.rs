@@ -328,15 +328,24 @@ impl Pop3Session {
                 format!("server does not offer SASL {}", mech.mechanism()),
             ));
         }
-        let initial = mech.initial_response()?;
+        let mut initial = mech.initial_response()?;
+        // RFC 5034 §4: an initial response that would make the line longer than 255 octets
+        // is sent after the server's first (empty) challenge instead.
+        let fits = initial
+            .as_ref()
+            .is_none_or(|i| i.len().div_ceil(3) * 4 + mech.mechanism().len() + 8 <= 255);
         self.send(&Command::Auth {
             mechanism: mech.mechanism().to_string(),
-            initial,
+            initial: if fits { initial.take() } else { None },
         })?;
         for _ in 0..32 {
             match self.next_event()? {
                 Event::AuthChallenge(challenge) => {
-                    let response = match mech.step(&challenge) {
+                    let response = match initial.take() {
+                        Some(first) if challenge.is_empty() => Ok(first),
+                        _ => mech.step(&challenge),
+                    };
+                    let response = match response {
                         Ok(r) => r,
                         Err(e) => {
                             let cancel = self.client.auth_response(None);
