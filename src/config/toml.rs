@@ -1,1 +1,561 @@
-//! (being written) native TOML reader
+//! The native TOML config reader. Key names are msmtprc's (and, for fetching, fetchmailrc's
+//! where one exists), applied through the same key vocabulary as msmtprc
+//! ([`crate::account::keys`]), so `tls_starttls = false` means exactly `tls_starttls off`.
+//!
+//! ```toml
+//! default_account = "demo"          # optional; else the account named "default"
+//! [defaults]                        # any account key; applies to every account
+//! tls_trust_file = "/path/ca.crt"
+//! [accounts.demo]
+//! host = "localhost"
+//! port = 465
+//! tls_starttls = false
+//! auth = "plain"                    # or true / "on" for automatic
+//! user = "alice"
+//! passwordeval = "pass show mail"   # or password = "..." (then the file must be mode 600)
+//! from = "alice@localhost"
+//! [accounts.demo.fetch]
+//! protocol = "imap"                 # pop3 | imap (required)
+//! port = 993                        # host, user, password and TLS settings default to the account's
+//! tls_starttls = false
+//! maildir = "~/Maildir"             # or mbox = "...", mda = ["procmail", "-d", "%T"],
+//!                                   # lmtp = "host:port", smtp = "host:port"
+//! keep = false
+//! folders = ["INBOX"]
+//! ```
+//!
+//! Unlike msmtprc, `tls` defaults to on here (a built-in default): a new format has no
+//! compatibility reason to start insecure.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::account::keys::{self, KeyError, KeyValue};
+use crate::account::{
+    Account, Env, FetchProtocol, FetchSettings, Provenance, ServerSettings, Sourced, SubmitSettings,
+};
+
+use super::{ConfigError, Location};
+
+/// A TOML config file, parsed.
+#[derive(Debug, Clone)]
+pub struct ParsedToml {
+    pub path: PathBuf,
+    /// In file order.
+    pub accounts: Vec<Account>,
+    /// Some table has a `password` key (so the permission rule applies).
+    pub has_password: bool,
+    /// `default_account`, if set.
+    pub default_account: Option<String>,
+}
+
+/// A key's value as written: TOML scalars become msmtprc-style text (`true` → `on`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<String>),
+}
+
+impl Scalar {
+    fn to_key_value(&self) -> KeyValue {
+        match self {
+            Scalar::Bool(b) => KeyValue::Text(if *b { "on" } else { "off" }.to_owned()),
+            Scalar::Int(i) => KeyValue::Text(i.to_string()),
+            Scalar::Str(s) => KeyValue::Text(s.clone()),
+            Scalar::List(l) => KeyValue::List(l.clone()),
+        }
+    }
+
+    /// Text for msmtprc keys (a list joins with commas: `dsn_notify = ["failure", "delay"]`).
+    fn to_text(&self) -> String {
+        match self.to_key_value() {
+            KeyValue::Text(t) => t,
+            KeyValue::List(l) => l.join(","),
+        }
+    }
+}
+
+type Key = Option<Spanned<Scalar>>;
+
+/// Declares a table struct whose fields are keys of the vocabulary, plus `entries()` listing
+/// the ones present.
+macro_rules! key_table {
+    ($name:ident { $($key:ident),* $(,)? } $(extra { $($field:ident : $ty:ty),* })?) => {
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $( #[serde(default)] $key: Key, )*
+            $( $( #[serde(default)] $field: $ty, )* )?
+        }
+
+        impl $name {
+            fn entries(&self) -> Vec<(&'static str, &Spanned<Scalar>)> {
+                let mut out = Vec::new();
+                $( if let Some(v) = &self.$key { out.push((stringify!($key), v)); } )*
+                out
+            }
+        }
+    };
+}
+
+key_table!(AccountTable {
+    host, port, source_ip, timeout, auth, user, password, passwordeval, tls, tls_starttls,
+    tls_trust_file, tls_fingerprint, tls_certcheck, tls_key_file, tls_cert_file,
+    tls_host_override, danger_plaintext_auth, socket, protocol, domain, from, from_full_name,
+    allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header,
+    set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog,
+    aliases,
+} extra { fetch: Option<Spanned<FetchTable>> });
+
+key_table!(FetchTable {
+    protocol,
+    host,
+    port,
+    source_ip,
+    timeout,
+    auth,
+    user,
+    password,
+    passwordeval,
+    tls,
+    tls_starttls,
+    tls_trust_file,
+    tls_fingerprint,
+    tls_certcheck,
+    tls_key_file,
+    tls_cert_file,
+    tls_host_override,
+    danger_plaintext_auth,
+    folders,
+    keep,
+    fetchall,
+    idle,
+    maildir,
+    mbox,
+    mda,
+    lmtp,
+    smtp,
+});
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTable {
+    #[serde(default)]
+    default_account: Option<Spanned<String>>,
+    #[serde(default)]
+    defaults: Option<AccountTable>,
+    #[serde(default)]
+    accounts: BTreeMap<String, Spanned<AccountTable>>,
+}
+
+/// Line and column (1-based, in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (u32, u32) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(col).unwrap_or(u32::MAX),
+    )
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+    env: &'a Env,
+}
+
+impl Ctx<'_> {
+    fn location(&self, span: &Range<usize>) -> Location {
+        let (line, col) = line_col(self.text, span.start);
+        Location {
+            path: self.path.to_owned(),
+            line,
+            column: Some(col),
+        }
+    }
+
+    fn provenance(&self, span: &Range<usize>) -> Provenance {
+        Provenance::file(self.path, line_col(self.text, span.start).0)
+    }
+
+    fn error(&self, span: &Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(Some(self.location(span)), message)
+    }
+
+    fn key_error(&self, span: &Range<usize>, key: &str, e: KeyError) -> ConfigError {
+        match e {
+            KeyError::Unknown => self.error(span, format!("unknown key {key}")),
+            KeyError::Invalid(m) => self.error(span, m),
+        }
+    }
+
+    fn apply_submit(
+        &self,
+        s: &mut SubmitSettings,
+        table: &AccountTable,
+    ) -> Result<(), ConfigError> {
+        for (key, v) in table.entries() {
+            let at = self.provenance(&v.span());
+            match keys::set_submit(s, key, &v.get_ref().to_text(), &at, self.env) {
+                Ok(Some(w)) => log::warn!("{at}: {w}"),
+                Ok(None) => {}
+                Err(e) => return Err(self.key_error(&v.span(), key, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The server settings a fetch section inherits from its account: host, login, password and
+/// TLS trust, but not the port, `tls_starttls` or `auth` (those differ between SMTP and
+/// POP3/IMAP).
+fn inherited_server(account: &ServerSettings) -> ServerSettings {
+    ServerSettings {
+        host: account.host.clone(),
+        source_ip: account.source_ip.clone(),
+        timeout: account.timeout.clone(),
+        user: account.user.clone(),
+        password: account.password.clone(),
+        tls: account.tls.clone(),
+        tls_trust_file: account.tls_trust_file.clone(),
+        tls_fingerprint: account.tls_fingerprint.clone(),
+        tls_certcheck: account.tls_certcheck.clone(),
+        tls_key_file: account.tls_key_file.clone(),
+        tls_cert_file: account.tls_cert_file.clone(),
+        tls_host_override: account.tls_host_override.clone(),
+        danger_plaintext_auth: account.danger_plaintext_auth.clone(),
+        ..ServerSettings::default()
+    }
+}
+
+fn build_fetch(
+    ctx: &Ctx<'_>,
+    account: &ServerSettings,
+    table: &Spanned<FetchTable>,
+) -> Result<FetchSettings, ConfigError> {
+    let t = table.get_ref();
+    let Some(proto) = &t.protocol else {
+        return Err(ctx.error(&table.span(), "fetch needs protocol = \"pop3\" or \"imap\""));
+    };
+    let protocol = match proto.get_ref() {
+        Scalar::Str(p) if p.eq_ignore_ascii_case("pop3") => FetchProtocol::Pop3,
+        Scalar::Str(p) if p.eq_ignore_ascii_case("imap") => FetchProtocol::Imap,
+        _ => {
+            return Err(ctx.error(&proto.span(), "protocol must be \"pop3\" or \"imap\""));
+        }
+    };
+    let mut f = FetchSettings::new(Sourced::new(protocol, ctx.provenance(&proto.span())));
+    f.server = inherited_server(account);
+    for (key, v) in t.entries() {
+        if key == "protocol" {
+            continue;
+        }
+        let at = ctx.provenance(&v.span());
+        match keys::set_fetch(&mut f, key, &v.get_ref().to_key_value(), &at, ctx.env) {
+            Ok(Some(w)) => log::warn!("{at}: {w}"),
+            Ok(None) => {}
+            Err(e) => return Err(ctx.key_error(&v.span(), key, e)),
+        }
+    }
+    Ok(f)
+}
+
+/// Parses the native TOML config. `path` is for provenance and messages only.
+pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigError> {
+    let ctx = Ctx { text, path, env };
+    let file: FileTable = ::toml::from_str(text).map_err(|e| {
+        let location = e.span().map(|s| ctx.location(&s)).or(Some(Location {
+            path: path.to_owned(),
+            line: 1,
+            column: None,
+        }));
+        ConfigError::invalid(location, e.message().trim().to_owned())
+    })?;
+
+    let is_password = |(k, _): &(&str, &Spanned<Scalar>)| *k == "password";
+    let mut has_password = file
+        .defaults
+        .as_ref()
+        .is_some_and(|d| d.entries().iter().any(is_password));
+
+    let mut base = SubmitSettings::default();
+    keys::set_submit(&mut base, "tls", "on", &Provenance::Builtin, env)
+        .map_err(|e| ctx.key_error(&(0..0), "tls", e))?;
+    if let Some(d) = &file.defaults {
+        if d.fetch.is_some() {
+            return Err(ctx.error(&(0..0), "[defaults] cannot have a fetch table"));
+        }
+        ctx.apply_submit(&mut base, d)?;
+    }
+
+    let mut tables: Vec<(&String, &Spanned<AccountTable>)> = file.accounts.iter().collect();
+    tables.sort_by_key(|(_, t)| t.span().start);
+
+    let mut accounts = Vec::new();
+    for (name, table) in tables {
+        let t = table.get_ref();
+        has_password |= t.entries().iter().any(is_password)
+            || t.fetch
+                .as_ref()
+                .is_some_and(|f| f.get_ref().entries().iter().any(|(k, _)| *k == "password"));
+        let mut submit = base.clone();
+        ctx.apply_submit(&mut submit, t)?;
+        let fetch = match &t.fetch {
+            Some(f) => Some(build_fetch(&ctx, &submit.server, f)?),
+            None => None,
+        };
+        let has_submit_keys = !t.entries().is_empty() || file.defaults.is_some();
+        accounts.push(Account {
+            name: name.clone(),
+            defined_at: ctx.provenance(&table.span()),
+            submit: (has_submit_keys || fetch.is_none()).then_some(submit),
+            fetch,
+        });
+    }
+
+    let default_account = match &file.default_account {
+        Some(d) => {
+            if !accounts.iter().any(|a| &a.name == d.get_ref()) {
+                return Err(ctx.error(
+                    &d.span(),
+                    format!(
+                        "default_account {} is not defined in [accounts]",
+                        d.get_ref()
+                    ),
+                ));
+            }
+            Some(d.get_ref().clone())
+        }
+        None => None,
+    };
+
+    Ok(ParsedToml {
+        path: path.to_owned(),
+        accounts,
+        has_password,
+        default_account,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{AuthSetting, Secret, Target};
+    use crate::net::{Endpoint, TlsMode, Trust};
+
+    fn env() -> Env {
+        Env {
+            home: Some("/home/a".into()),
+            ..Default::default()
+        }
+    }
+
+    fn parse_ok(text: &str) -> ParsedToml {
+        match parse(text, Path::new("/c.toml"), &env()) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        match parse(text, Path::new("/c.toml"), &env()) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const EXAMPLE: &str = r#"
+[defaults]
+tls_trust_file = "/path/ca.crt"
+
+[accounts.demo]
+host = "localhost"
+port = 465
+tls = true
+tls_starttls = false
+auth = "plain"
+user = "alice"
+password = "alicepw"
+from = "alice@localhost"
+
+[accounts.demo.fetch]
+protocol = "imap"
+port = 993
+tls_starttls = false
+maildir = "/home/a/Maildir"
+keep = false
+folders = ["INBOX"]
+
+[accounts.another]
+host = "mx.example"
+passwordeval = "pass mail"
+auth = true
+"#;
+
+    #[test]
+    fn the_documented_example() {
+        let p = parse_ok(EXAMPLE);
+        assert!(p.has_password);
+        let names: Vec<_> = p.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["demo", "another"], "file order");
+        let demo = &p.accounts[0];
+        assert_eq!(demo.defined_at, Provenance::file("/c.toml", 5));
+        let s = demo.submit().unwrap();
+        assert_eq!(
+            s.endpoint().unwrap(),
+            Endpoint {
+                host: "localhost".into(),
+                port: 465
+            }
+        );
+        assert_eq!(s.tls_mode(), TlsMode::Implicit);
+        assert_eq!(
+            s.tls_options().unwrap().trust,
+            Trust::File("/path/ca.crt".into())
+        );
+        assert_eq!(s.server.auth(), AuthSetting::Method("PLAIN".into()));
+        assert_eq!(
+            s.server.password.as_ref().unwrap().value,
+            Secret::Inline("alicepw".into())
+        );
+        assert_eq!(
+            s.server.port.as_ref().unwrap().at,
+            Provenance::file("/c.toml", 7)
+        );
+        let f = demo.fetch().unwrap();
+        assert_eq!(
+            f.endpoint().unwrap(),
+            Endpoint {
+                host: "localhost".into(),
+                port: 993
+            }
+        );
+        assert_eq!(f.tls_mode(), TlsMode::Implicit);
+        assert_eq!(f.server.user(), Some("alice"));
+        assert_eq!(
+            f.server.password.as_ref().unwrap().value,
+            Secret::Inline("alicepw".into())
+        );
+        assert_eq!(f.server.auth(), AuthSetting::Off, "auth is not inherited");
+        assert_eq!(
+            f.tls_options().unwrap().trust,
+            Trust::File("/path/ca.crt".into())
+        );
+        assert_eq!(f.target(&env()), Target::Maildir("/home/a/Maildir".into()));
+        assert_eq!(f.folders(), vec!["INBOX"]);
+        let other = &p.accounts[1];
+        let s = other.submit().unwrap();
+        assert_eq!(
+            s.tls_mode(),
+            TlsMode::Starttls,
+            "tls defaults to on in TOML"
+        );
+        assert_eq!(s.port(), Some(25));
+        assert_eq!(s.server.auth(), AuthSetting::Auto);
+        assert_eq!(s.server.tls.as_ref().unwrap().at, Provenance::Builtin);
+        assert!(other.fetch.is_none());
+    }
+
+    #[test]
+    fn fetch_defaults_and_targets() {
+        let p = parse_ok(
+            "[accounts.p]\n[accounts.p.fetch]\nprotocol = \"pop3\"\nhost = \"pop.example\"\nmda = [\"procmail\", \"-d\", \"%T\"]\n",
+        );
+        let f = p.accounts[0].fetch().unwrap();
+        assert_eq!(f.endpoint().unwrap().port, 110);
+        assert_eq!(f.tls_mode(), TlsMode::Starttls);
+        assert_eq!(
+            f.target(&env()),
+            Target::Mda(vec!["procmail".into(), "-d".into(), "%T".into()])
+        );
+        assert!(p.accounts[0].submit.is_none());
+        assert!(!p.has_password);
+        let p = parse_ok(
+            "[accounts.p.fetch]\nprotocol = \"imap\"\nhost = \"h\"\ntls_starttls = false\n",
+        );
+        let f = p.accounts[0].fetch().unwrap();
+        assert_eq!(f.endpoint().unwrap().port, 993);
+        assert_eq!(f.target(&env()), Target::Maildir("/home/a/Maildir".into()));
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[accounts.a]\nhots = \"x\"\n",
+                "/c.toml:2:1: unknown field `hots`",
+            ),
+            (
+                "[accounts.a]\nport = 0\n",
+                "/c.toml:2:8: invalid argument \"0\" for port",
+            ),
+            (
+                "[accounts.a]\ntls = \"maybe\"\n",
+                "/c.toml:2:7: invalid argument \"maybe\" for tls",
+            ),
+            (
+                "[accounts.a.fetch]\nhost = \"h\"\n",
+                "/c.toml:1:1: fetch needs protocol",
+            ),
+            (
+                "[accounts.a.fetch]\nprotocol = \"nntp\"\n",
+                "/c.toml:2:12: protocol must be",
+            ),
+            (
+                "[accounts.a.fetch]\nprotocol = \"imap\"\nmda = \"procmail -d %T\"\n",
+                "/c.toml:3:7: mda takes an argument list",
+            ),
+            (
+                "default_account = \"zz\"\n[accounts.a]\n",
+                "/c.toml:1:19: default_account zz is not defined",
+            ),
+            ("[accounts.a]\nhost = \n", "/c.toml:2:"),
+            ("bogus = 1\n", "/c.toml:1:1: unknown field `bogus`"),
+        ];
+        for (text, want) in cases {
+            let e = parse_err(text);
+            assert!(e.starts_with(want), "{text:?}: got {e:?}");
+        }
+    }
+
+    #[test]
+    fn password_detection() {
+        assert!(parse_ok("[defaults]\npassword = \"x\"\n[accounts.a]\n").has_password);
+        assert!(
+            parse_ok("[accounts.a.fetch]\nprotocol = \"pop3\"\npassword = \"x\"\n").has_password
+        );
+        assert!(!parse_ok("[accounts.a]\npasswordeval = \"pass x\"\n").has_password);
+    }
+
+    #[test]
+    fn default_account_and_lists() {
+        let p = parse_ok(
+            "default_account = \"b\"\n[accounts.a]\n[accounts.b]\ndsn_notify = [\"failure\", \"delay\"]\n",
+        );
+        assert_eq!(p.default_account.as_deref(), Some("b"));
+        assert_eq!(
+            p.accounts[1].submit().unwrap().dsn_notify(),
+            crate::account::DsnNotify::On {
+                failure: true,
+                delay: true,
+                success: false
+            }
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé\nx", 0), (1, 1));
+        assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
+        assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+}

@@ -1,0 +1,319 @@
+//! Password sources (msmtp's order: `password`, `passwordeval`, netrc, terminal prompt) and the
+//! rule that a secret never reaches Debug, Display or logs.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use super::Env;
+use super::netrc;
+use crate::error::{Error, ErrorKind};
+
+/// Bound on what we accept from a password command or a terminal line.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+/// Where a password comes from. `Debug` and `Display` never print an inline value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// `password VALUE`.
+    Inline(String),
+    /// `passwordeval CMD`: run through `sh -c`, stdin closed; stdout minus the trailing newline.
+    Command(String),
+    /// `~/.netrc`, then `/etc/netrc`, by host and login.
+    Netrc,
+    /// Ask on `/dev/tty` without echo (only when a terminal is available).
+    Prompt,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Secret::Command(cmd) => f.debug_tuple("Command").field(cmd).finish(),
+            Secret::Netrc => f.write_str("Netrc"),
+            Secret::Prompt => f.write_str("Prompt"),
+        }
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("<redacted>"),
+            Secret::Command(cmd) => write!(f, "passwordeval {cmd}"),
+            Secret::Netrc => f.write_str("netrc"),
+            Secret::Prompt => f.write_str("prompt"),
+        }
+    }
+}
+
+/// What a secret lookup needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    pub host: &'a str,
+    pub user: Option<&'a str>,
+    pub env: &'a Env,
+}
+
+/// A password source that failed (as opposed to one that simply has no password).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot run password command `{command}`")]
+    CommandSpawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("password command `{command}` failed ({status})")]
+    CommandFailed { command: String, status: String },
+    #[error("password command `{command}` printed more than {MAX_SECRET_BYTES} bytes")]
+    CommandTooLong { command: String },
+    #[error("password command `{command}` printed no password")]
+    CommandEmpty { command: String },
+    #[error("password command `{command}` printed something that is not UTF-8")]
+    CommandNotUtf8 { command: String },
+    #[error("cannot read {path}")]
+    Netrc {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the password from the terminal")]
+    Prompt(#[source] std::io::Error),
+}
+
+impl From<SecretError> for Error {
+    fn from(e: SecretError) -> Self {
+        let kind = match &e {
+            SecretError::Netrc { .. } => ErrorKind::FileUnreadable,
+            SecretError::Prompt(_) => ErrorKind::LocalIo,
+            _ => ErrorKind::Config,
+        };
+        Error::with_source(kind, "cannot get the password", e)
+    }
+}
+
+impl Secret {
+    /// The password, or `Ok(None)` when this source has none (no netrc entry, no terminal).
+    pub fn resolve(&self, lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
+        match self {
+            Secret::Inline(pw) => Ok(Some(pw.clone())),
+            Secret::Command(cmd) => run_password_command(cmd).map(Some),
+            Secret::Netrc => netrc_lookup(lookup),
+            Secret::Prompt => prompt(lookup),
+        }
+    }
+}
+
+/// Runs a `passwordeval` command: `sh -c CMD`, stdin closed, stderr passed through, stdout
+/// with one trailing newline (LF or CRLF) removed. A non-zero exit is an error.
+pub fn run_password_command(command: &str) -> Result<String, SecretError> {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| SecretError::CommandSpawn {
+            command: command.to_owned(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    let read = match child.stdout.take() {
+        Some(stdout) => stdout
+            .take(MAX_SECRET_BYTES as u64 + 1)
+            .read_to_end(&mut out),
+        None => Ok(0),
+    };
+    let status = child.wait().map_err(|source| SecretError::CommandSpawn {
+        command: command.to_owned(),
+        source,
+    })?;
+    if let Err(source) = read {
+        return Err(SecretError::CommandSpawn {
+            command: command.to_owned(),
+            source,
+        });
+    }
+    if !status.success() {
+        return Err(SecretError::CommandFailed {
+            command: command.to_owned(),
+            status: status.to_string(),
+        });
+    }
+    if out.len() > MAX_SECRET_BYTES {
+        return Err(SecretError::CommandTooLong {
+            command: command.to_owned(),
+        });
+    }
+    let mut text = String::from_utf8(out).map_err(|_| SecretError::CommandNotUtf8 {
+        command: command.to_owned(),
+    })?;
+    strip_newline(&mut text);
+    if text.is_empty() {
+        return Err(SecretError::CommandEmpty {
+            command: command.to_owned(),
+        });
+    }
+    Ok(text)
+}
+
+fn strip_newline(text: &mut String) {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+}
+
+fn netrc_lookup(lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
+    let mut files = Vec::new();
+    if let Some(home) = &lookup.env.home {
+        files.push(home.join(".netrc"));
+    }
+    files.push(lookup.env.sysconfdir.join("netrc"));
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(SecretError::Netrc {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let entries = netrc::parse(&text);
+        if let Some(pw) = netrc::find_password(&entries, lookup.host, lookup.user) {
+            return Ok(Some(pw.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Asks on `/dev/tty` with echo off. `Ok(None)` when there is no terminal (cron, daemons).
+fn prompt(lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let Ok(mut tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Ok(None);
+    };
+    let Ok(saved) = tcgetattr(&tty) else {
+        return Ok(None);
+    };
+    let question = match lookup.user {
+        Some(u) => format!("password for {u} at {}: ", lookup.host),
+        None => format!("password for {}: ", lookup.host),
+    };
+    tty.write_all(question.as_bytes())
+        .and_then(|()| tty.flush())
+        .map_err(SecretError::Prompt)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&tty, OptionalActions::Flush, &quiet).map_err(|e| SecretError::Prompt(e.into()))?;
+    let line = read_line(&mut tty);
+    // Restore echo whatever happened while reading.
+    let restored = tcsetattr(&tty, OptionalActions::Flush, &saved);
+    let _ = tty.write_all(b"\n");
+    restored.map_err(|e| SecretError::Prompt(e.into()))?;
+    let mut line = line.map_err(SecretError::Prompt)?;
+    strip_newline(&mut line);
+    Ok(Some(line))
+}
+
+fn read_line(input: &mut impl Read) -> std::io::Result<String> {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while bytes.len() < MAX_SECRET_BYTES {
+        if input.read(&mut byte)? == 0 || byte[0] == b'\n' {
+            break;
+        }
+        bytes.push(byte[0]);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_redact_inline() {
+        let s = Secret::Inline("hunter2".into());
+        assert_eq!(format!("{s:?}"), "Inline(<redacted>)");
+        assert_eq!(format!("{s}"), "<redacted>");
+        assert!(!format!("{:?}", Some(&s)).contains("hunter2"));
+        assert_eq!(
+            format!("{:?}", Secret::Command("pass x".into())),
+            "Command(\"pass x\")"
+        );
+    }
+
+    #[test]
+    fn command_output_strips_one_newline() {
+        assert_eq!(run_password_command("printf 'a b\\n'").unwrap(), "a b");
+        assert_eq!(run_password_command("printf 'pw\\r\\n'").unwrap(), "pw");
+        assert_eq!(run_password_command("printf 'pw\\n\\n'").unwrap(), "pw\n");
+        assert_eq!(run_password_command("printf 'pw'").unwrap(), "pw");
+    }
+
+    #[test]
+    fn command_stdin_is_closed() {
+        // `cat` would hang on an inherited terminal; with stdin closed it prints nothing.
+        assert!(matches!(
+            run_password_command("cat; printf x"),
+            Ok(ref s) if s == "x"
+        ));
+    }
+
+    #[test]
+    fn command_failure_is_an_error() {
+        let e = run_password_command("exit 3").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("password command `exit 3` failed"),
+            "{e}"
+        );
+        let e = run_password_command("true").unwrap_err();
+        assert!(matches!(e, SecretError::CommandEmpty { .. }));
+        let crate_err: Error = run_password_command("exit 1").unwrap_err().into();
+        assert_eq!(crate_err.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn netrc_source_reads_home_then_system() {
+        let dir = std::env::temp_dir().join(format!("postie-secret-{}", std::process::id()));
+        let home = dir.join("home");
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(home.join(".netrc"), "machine a login u password home\n").unwrap();
+        std::fs::write(etc.join("netrc"), "machine b login u password sys\n").unwrap();
+        let env = Env {
+            home: Some(home),
+            sysconfdir: etc,
+            ..Default::default()
+        };
+        let l = |host| Lookup {
+            host,
+            user: Some("u"),
+            env: &env,
+        };
+        assert_eq!(
+            Secret::Netrc.resolve(&l("a")).unwrap().as_deref(),
+            Some("home")
+        );
+        assert_eq!(
+            Secret::Netrc.resolve(&l("b")).unwrap().as_deref(),
+            Some("sys")
+        );
+        assert_eq!(Secret::Netrc.resolve(&l("c")).unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
