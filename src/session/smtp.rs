@@ -1,1 +1,481 @@
-//! (being written) smtp session
+//! The blocking SMTP/LMTP session: drives the [`crate::proto::smtp`] machines over a
+//! [`net::Connection`], streams message bodies through the dot-stuffer with bounded buffers,
+//! performs the STARTTLS upgrade (dropping every pre-TLS byte, RFC 3207 §4.2), and writes a wire
+//! trace (target `postie::wire`) with AUTH payloads redacted.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
+use crate::proto::dotstuff::DotStuffer;
+use crate::proto::sasl::Mechanism;
+use crate::proto::smtp::{
+    AuthConfig, AuthMethod, Capabilities, Command, Envelope, Handshake, HandshakeConfig,
+    HandshakeStep, Outgoing, PeerMisbehaved, Protocol, Reply, ReplyParser, SendReport, SmtpError,
+    Transaction, TxnStep,
+};
+
+/// Wire trace log target.
+pub const WIRE_TARGET: &str = "postie::wire";
+/// Raw message bytes read from the caller per chunk.
+const BODY_CHUNK: usize = 64 * 1024;
+/// Bytes read from the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Credentials and policy for AUTH.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpAuth {
+    pub method: AuthMethod,
+    pub user: String,
+    /// Password, or OAuth bearer token for XOAUTH2/OAUTHBEARER.
+    pub secret: String,
+    /// Allow plaintext-equivalent mechanisms (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER) without TLS.
+    pub allow_plaintext: bool,
+}
+
+impl fmt::Debug for SmtpAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpAuth")
+            .field("method", &self.method)
+            .field("user", &self.user)
+            .field("secret", &"<redacted>")
+            .field("allow_plaintext", &self.allow_plaintext)
+            .finish()
+    }
+}
+
+/// Everything needed to open a session (filled in by the account layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub endpoint: Endpoint,
+    pub tls_mode: TlsMode,
+    pub tls: TlsOptions,
+    pub connect: ConnectOptions,
+    /// The name sent with EHLO/LHLO/HELO.
+    pub helo_domain: String,
+    pub protocol: Protocol,
+    pub auth: Option<SmtpAuth>,
+}
+
+/// An open, greeted (and, if configured, secured and authenticated) SMTP or LMTP session.
+pub struct SmtpClient {
+    /// `None` once the connection is unusable (timeout, protocol violation, aborted DATA).
+    conn: Option<Connection>,
+    parser: ReplyParser,
+    peer: String,
+    protocol: Protocol,
+    greeting: Reply,
+    caps: Capabilities,
+    auth_mechanism: Option<Mechanism>,
+}
+
+impl fmt::Debug for SmtpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpClient")
+            .field("peer", &self.peer)
+            .field("protocol", &self.protocol)
+            .field("tls", &self.is_tls())
+            .field("auth_mechanism", &self.auth_mechanism)
+            .finish()
+    }
+}
+
+/// Reads replies and writes commands, tracing both; keeps nothing but the reply parser's
+/// bounded buffer.
+struct Wire {
+    conn: Option<Connection>,
+    parser: ReplyParser,
+    peer: String,
+}
+
+impl Wire {
+    fn conn(&mut self) -> Result<&mut Connection> {
+        self.conn.as_mut().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NetworkIo,
+                format!("the connection to {} was closed after an error", self.peer),
+            )
+        })
+    }
+
+    /// Drops the connection: after this nothing more is sent.
+    fn abandon(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.shutdown();
+        }
+    }
+
+    fn write(&mut self, out: &Outgoing) -> Result<()> {
+        for line in out.trace.lines() {
+            log::trace!(target: WIRE_TARGET, "{} > {line}", self.peer);
+        }
+        self.write_raw(&out.bytes)
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let peer = self.peer.clone();
+        let conn = self.conn()?;
+        let res = conn.write_all(bytes).and_then(|()| conn.flush());
+        res.map_err(|e| {
+            self.abandon();
+            Error::from(NetError::from_io(e)).context(format!("cannot send to {peer}"))
+        })
+    }
+
+    fn read_reply(&mut self, redact: bool) -> Result<Reply> {
+        loop {
+            match self.parser.next_reply() {
+                Ok(Some(reply)) => {
+                    if redact {
+                        log::trace!(target: WIRE_TARGET, "{} < {} <redacted>", self.peer, reply.code());
+                    } else {
+                        for line in reply.to_string().lines() {
+                            log::trace!(target: WIRE_TARGET, "{} < {line}", self.peer);
+                        }
+                    }
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(p) => {
+                    self.abandon();
+                    return Err(SmtpError::PeerMisbehaved(p).into());
+                }
+            }
+            let peer = self.peer.clone();
+            let conn = self.conn()?;
+            conn.quickack();
+            let mut buf = [0u8; READ_CHUNK];
+            let n = loop {
+                match conn.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            match n {
+                Ok(0) => {
+                    self.abandon();
+                    return Err(Error::new(
+                        ErrorKind::NetworkIo,
+                        format!("{peer} closed the connection unexpectedly"),
+                    ));
+                }
+                Ok(n) => self.parser.push(buf.get(..n).unwrap_or_default()),
+                Err(e) => {
+                    self.abandon();
+                    return Err(
+                        Error::from(NetError::from_io(e)).context(format!("no reply from {peer}"))
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ends a failed exchange politely when the connection is still in step (a negative
+    /// reply), without waiting for the answer; otherwise just closes it.
+    fn fail(&mut self, err: SmtpError) -> Error {
+        let in_step = matches!(
+            err,
+            SmtpError::Transient { .. }
+                | SmtpError::Permanent { .. }
+                | SmtpError::StartTlsUnavailable
+                | SmtpError::AuthUnavailable { .. }
+                | SmtpError::PlaintextAuthRefused { .. }
+        );
+        if in_step && let Ok(quit) = Command::Quit.encode() {
+            log::trace!(target: WIRE_TARGET, "{} > QUIT", self.peer);
+            let _ = self.write_raw(&quit);
+        }
+        self.abandon();
+        err.into()
+    }
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting, says EHLO/LHLO (HELO as a fallback), does STARTTLS when
+    /// `tls_mode` is `Starttls` (mandatory), and authenticates when `auth` is set.
+    pub fn connect(settings: &SmtpSettings) -> Result<SmtpClient> {
+        let conn = match settings.tls_mode {
+            TlsMode::Implicit => {
+                net::connect_tls(&settings.endpoint, &settings.connect, &settings.tls)?
+            }
+            TlsMode::Off | TlsMode::Starttls => {
+                net::connect(&settings.endpoint, &settings.connect)?
+            }
+        };
+        let peer = conn.peer().to_string();
+        let tls_active = conn.is_tls();
+        let mut wire = Wire {
+            conn: Some(conn),
+            parser: ReplyParser::default(),
+            peer,
+        };
+        let config = HandshakeConfig {
+            protocol: settings.protocol,
+            helo_domain: settings.helo_domain.clone(),
+            starttls: settings.tls_mode == TlsMode::Starttls,
+            tls_active,
+            auth: settings.auth.as_ref().map(|a| AuthConfig {
+                method: a.method,
+                user: a.user.clone(),
+                secret: a.secret.clone(),
+                allow_plaintext: a.allow_plaintext,
+                server: Some((settings.endpoint.host.clone(), settings.endpoint.port)),
+            }),
+        };
+        let mut hs = Handshake::new(config);
+        loop {
+            let reply = wire.read_reply(hs.in_auth())?;
+            match hs.on_reply(reply) {
+                Ok(HandshakeStep::Send(out)) => wire.write(&out)?,
+                Ok(HandshakeStep::StartTls) => {
+                    // Anything after the go-ahead was sent in plaintext by someone: refuse it
+                    // rather than read it as the post-TLS EHLO reply.
+                    if !wire.parser.is_empty() {
+                        wire.abandon();
+                        return Err(
+                            SmtpError::PeerMisbehaved(PeerMisbehaved::DataAfterStartTls).into()
+                        );
+                    }
+                    wire.parser.clear();
+                    let Some(plain) = wire.conn.take() else {
+                        return Err(Error::new(
+                            ErrorKind::Internal,
+                            "STARTTLS without a connection",
+                        ));
+                    };
+                    let secured = plain.upgrade_tls(&settings.tls, &settings.endpoint.host)?;
+                    wire.conn = Some(secured);
+                    match hs.tls_established() {
+                        Ok(out) => wire.write(&out)?,
+                        Err(e) => return Err(wire.fail(e)),
+                    }
+                }
+                Ok(HandshakeStep::Ready) => break,
+                Err(e) => return Err(wire.fail(e)),
+            }
+        }
+        let greeting = hs
+            .greeting()
+            .cloned()
+            .unwrap_or_else(|| Reply::new(220, &[""]));
+        let caps = hs.capabilities().cloned().unwrap_or_default();
+        log::debug!(
+            "{}: session ready ({}, tls={}, auth={})",
+            wire.peer,
+            match settings.protocol {
+                Protocol::Smtp => "SMTP",
+                Protocol::Lmtp => "LMTP",
+            },
+            hs.tls(),
+            hs.auth_mechanism().map_or("none", Mechanism::name)
+        );
+        Ok(SmtpClient {
+            conn: wire.conn,
+            parser: wire.parser,
+            peer: wire.peer,
+            protocol: settings.protocol,
+            greeting,
+            caps,
+            auth_mechanism: hs.auth_mechanism(),
+        })
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Reply {
+        &self.greeting
+    }
+
+    /// What the server announced in its last EHLO/LHLO reply (after STARTTLS, the new one).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Whether the session is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.conn.as_ref().is_some_and(Connection::is_tls)
+    }
+
+    /// The AUTH mechanism used, if any.
+    pub fn auth_mechanism(&self) -> Option<Mechanism> {
+        self.auth_mechanism
+    }
+
+    /// The connection (TLS details for `--serverinfo`); `None` after a fatal error.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.conn.as_ref()
+    }
+
+    /// `host:port` of the server.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn wire(&mut self) -> Wire {
+        Wire {
+            conn: self.conn.take(),
+            parser: std::mem::take(&mut self.parser),
+            peer: self.peer.clone(),
+        }
+    }
+
+    fn put_back(&mut self, wire: Wire) {
+        self.conn = wire.conn;
+        self.parser = wire.parser;
+    }
+
+    /// Sends one message. The body is the raw message (any line endings), streamed in 64 KiB
+    /// chunks through the dot-stuffer; `size_hint` (its size in bytes, if known) is checked
+    /// against the server's SIZE limit before anything is sent and declared with SIZE=.
+    ///
+    /// Returns a report when the server took the message for at least one recipient. Without
+    /// `envelope.allow_partial`, any refused recipient fails the whole message before DATA;
+    /// with LMTP, per-recipient failures after the final "." are in the report's `rejected()`.
+    pub fn send(
+        &mut self,
+        envelope: &Envelope,
+        body: &mut dyn Read,
+        size_hint: Option<u64>,
+    ) -> Result<SendReport> {
+        let mut wire = self.wire();
+        let result = Self::transaction(
+            &mut wire,
+            self.protocol,
+            &self.caps,
+            envelope,
+            body,
+            size_hint,
+        );
+        self.put_back(wire);
+        result
+    }
+
+    fn transaction(
+        wire: &mut Wire,
+        protocol: Protocol,
+        caps: &Capabilities,
+        envelope: &Envelope,
+        body: &mut dyn Read,
+        size_hint: Option<u64>,
+    ) -> Result<SendReport> {
+        wire.conn()?;
+        let (mut txn, first) = Transaction::start(protocol, caps, envelope, size_hint)?;
+        wire.write(&first)?;
+        let mut message_bytes = 0;
+        loop {
+            let reply = wire.read_reply(false)?;
+            match txn.on_reply(reply) {
+                Ok(TxnStep::Send(out)) => wire.write(&out)?,
+                Ok(TxnStep::Read) => {}
+                Ok(TxnStep::SendBody) => message_bytes = send_body(wire, body)?,
+                Ok(TxnStep::Done(mut report)) => {
+                    report.message_bytes = message_bytes;
+                    log::debug!(
+                        "{}: message of {message_bytes} bytes accepted: {}",
+                        wire.peer,
+                        report.final_reply
+                    );
+                    return Ok(report);
+                }
+                Err(e) => {
+                    if txn.must_close() {
+                        // The server waits for data we will not send: closing without the
+                        // final "." is the only way to make sure nothing is delivered.
+                        wire.abandon();
+                    } else {
+                        reset_quietly(wire);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Sends RSET (abandons a transaction; rarely needed, `send` resets after its failures).
+    pub fn reset(&mut self) -> Result<()> {
+        let mut wire = self.wire();
+        let result = (|| {
+            wire.write(&outgoing(Command::Rset)?)?;
+            let reply = wire.read_reply(false)?;
+            if reply.is_success() {
+                Ok(())
+            } else {
+                Err(SmtpError::rejected(crate::proto::smtp::Phase::Reset, reply, None).into())
+            }
+        })();
+        self.put_back(wire);
+        result
+    }
+
+    /// Ends the session with QUIT and closes the connection. A missing or negative QUIT reply
+    /// is not an error worth failing a delivered message for: it is only logged.
+    pub fn quit(mut self) -> Result<()> {
+        let mut wire = self.wire();
+        if wire.conn.is_none() {
+            return Ok(());
+        }
+        wire.write(&outgoing(Command::Quit)?)?;
+        match wire.read_reply(false) {
+            Ok(r) if !r.is_success() => log::debug!("{}: QUIT answered {r}", wire.peer),
+            Ok(_) => {}
+            Err(e) => log::debug!("{}: no QUIT reply: {}", wire.peer, e.chain()),
+        }
+        wire.abandon();
+        Ok(())
+    }
+}
+
+fn outgoing(cmd: Command) -> Result<Outgoing> {
+    let bytes = cmd.encode()?;
+    let trace = String::from_utf8_lossy(bytes.strip_suffix(b"\r\n").unwrap_or(&bytes)).into_owned();
+    Ok(Outgoing { bytes, trace })
+}
+
+/// RSET after a failed transaction so the session can carry the next message; failures only
+/// make the connection unusable.
+fn reset_quietly(wire: &mut Wire) {
+    if wire.conn.is_none() {
+        return;
+    }
+    let ok = outgoing(Command::Rset)
+        .and_then(|o| wire.write(&o))
+        .and_then(|()| wire.read_reply(false));
+    if !matches!(ok, Ok(ref r) if r.is_success()) {
+        wire.abandon();
+    }
+}
+
+/// Streams the body: bounded buffers (64 KiB in, a little more out), the last chunk and the
+/// final "." in one write. Returns the raw bytes read.
+fn send_body(wire: &mut Wire, body: &mut dyn Read) -> Result<u64> {
+    let mut stuffer = DotStuffer::new();
+    let mut input = vec![0u8; BODY_CHUNK];
+    let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
+    loop {
+        let n = match body.read(&mut input) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // The server is in DATA mode: only closing keeps a truncated message from
+                // being delivered.
+                wire.abandon();
+                return Err(Error::with_source(
+                    ErrorKind::LocalIo,
+                    "cannot read the message",
+                    e,
+                ));
+            }
+        };
+        if n == 0 {
+            stuffer.finish(&mut out);
+            wire.write_raw(&out)?;
+            log::trace!(target: WIRE_TARGET, "{} > <{} message bytes> .", wire.peer, stuffer.input_len());
+            return Ok(stuffer.input_len());
+        }
+        if !out.is_empty() {
+            wire.write_raw(&out)?;
+            out.clear();
+        }
+        stuffer.encode(input.get(..n).unwrap_or_default(), &mut out);
+    }
+}
