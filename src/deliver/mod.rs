@@ -1,1 +1,298 @@
-//! Local delivery targets: Maildir, mbox, MDA, and SMTP/LMTP to a local MTA.
+//! Local delivery targets: Maildir, mbox, MDA, and SMTP/LMTP to a local MTA; the delivery error
+//! (transient or permanent), and the streaming CRLF→LF converter every file target uses.
+//!
+//! A target receives the message as a byte stream, possibly with CRLF line endings (as POP3 and
+//! IMAP deliver them), and stores LF line endings as fetchmail and Maildir readers expect.
+
+pub mod maildir;
+pub mod mbox;
+pub mod mda;
+pub mod received;
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+pub use maildir::{Maildir, Pending};
+pub use mbox::Mbox;
+pub use mda::{Mda, MdaCommand};
+
+use crate::error::{Error, ErrorKind};
+
+/// The envelope of one message being delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The envelope sender (`%F`, the mbox `From ` line); empty for the null sender.
+    pub sender: String,
+    /// The local recipient (`%T`).
+    pub recipient: String,
+}
+
+/// Proof that a target accepted a message and holds it durably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Where the message went: a file path for Maildir and mbox, the command for an MDA.
+    pub location: String,
+    /// The file holding the message, when the target stores one file per message.
+    pub path: Option<PathBuf>,
+    /// Bytes written (after line-ending conversion and quoting).
+    pub bytes: u64,
+}
+
+/// A delivery that failed. Transient failures may succeed later unchanged (disk full, lock busy,
+/// EX_TEMPFAIL); permanent ones will not. Neither means the message may be deleted on the server:
+/// that is the fetch job's decision (fetchmail's `softbounce`).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("{reason}")]
+    Transient {
+        reason: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+    #[error("{reason}")]
+    Permanent {
+        reason: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+}
+
+impl DeliverError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        DeliverError::Transient {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliverError::Permanent {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Classifies a local I/O failure: resource exhaustion and interruptions are worth retrying,
+    /// everything else (permissions, a path that is not a directory, ...) needs a human.
+    pub fn from_io(reason: impl Into<String>, err: io::Error) -> Self {
+        let reason = reason.into();
+        if io_is_transient(&err) {
+            DeliverError::Transient {
+                reason,
+                source: Some(err),
+            }
+        } else {
+            DeliverError::Permanent {
+                reason,
+                source: Some(err),
+            }
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DeliverError::Transient { .. })
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            DeliverError::Transient { reason, .. } | DeliverError::Permanent { reason, .. } => {
+                reason
+            }
+        }
+    }
+}
+
+fn io_is_transient(err: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    if matches!(
+        err.kind(),
+        K::Interrupted
+            | K::WouldBlock
+            | K::TimedOut
+            | K::StorageFull
+            | K::QuotaExceeded
+            | K::OutOfMemory
+            | K::ResourceBusy
+            | K::BrokenPipe
+    ) {
+        return true;
+    }
+    // EIO, ENOSPC, EDQUOT, EMFILE, ENFILE, EAGAIN, EBUSY by number for kinds std leaves Other.
+    matches!(err.raw_os_error(), Some(5 | 11 | 16 | 23 | 24 | 28 | 122))
+}
+
+impl From<DeliverError> for Error {
+    fn from(err: DeliverError) -> Self {
+        let kind = if err.is_transient() {
+            ErrorKind::DeliveryTemporary
+        } else {
+            ErrorKind::DeliveryPermanent
+        };
+        let reason = err.reason().to_owned();
+        match err {
+            DeliverError::Transient {
+                source: Some(s), ..
+            }
+            | DeliverError::Permanent {
+                source: Some(s), ..
+            } => Error::with_source(kind, reason, s),
+            _ => Error::new(kind, reason),
+        }
+    }
+}
+
+/// A local delivery target.
+pub trait Deliver {
+    /// Delivers one message read from `msg` (CRLF or LF line endings). Returns only once the
+    /// message is durably stored (or handed to an MDA that exited 0).
+    fn deliver(&mut self, msg: &mut dyn Read, info: &MessageInfo) -> Result<Receipt, DeliverError>;
+}
+
+/// Streaming CRLF→LF conversion that gives the same output however the input is split into
+/// chunks: a CR at the end of one chunk is held until the next byte shows whether an LF follows.
+/// A CR not followed by LF is kept.
+#[derive(Debug, Default, Clone)]
+pub struct CrlfToLf {
+    pending_cr: bool,
+}
+
+impl CrlfToLf {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the converted form of `input` to `out`.
+    pub fn convert(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.reserve(input.len() + 1);
+        for &b in input {
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b != b'\n' {
+                    out.push(b'\r');
+                }
+            }
+            if b == b'\r' {
+                self.pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+    }
+
+    /// Flushes a CR held back at the very end of the input.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.pending_cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
+/// Chunk size used by the targets when streaming a message.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// Reads `msg` to the end in chunks, passing each converted (LF) chunk to `sink`.
+pub(crate) fn stream_lf(
+    msg: &mut dyn Read,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(), StreamError> {
+    let mut conv = CrlfToLf::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK + 1);
+    loop {
+        let n = match msg.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StreamError::Read(e)),
+        };
+        out.clear();
+        conv.convert(buf.get(..n).unwrap_or_default(), &mut out);
+        sink(&out).map_err(StreamError::Write)?;
+    }
+    out.clear();
+    conv.finish(&mut out);
+    if !out.is_empty() {
+        sink(&out).map_err(StreamError::Write)?;
+    }
+    Ok(())
+}
+
+/// Which side of a streamed copy failed: reading the message (the fetch connection, so
+/// transient) or writing it to the target.
+#[derive(Debug)]
+pub(crate) enum StreamError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl StreamError {
+    pub(crate) fn into_deliver(self, target: &str) -> DeliverError {
+        match self {
+            StreamError::Read(e) => DeliverError::Transient {
+                reason: format!("cannot read the message being delivered to {target}"),
+                source: Some(e),
+            },
+            StreamError::Write(e) => DeliverError::from_io(format!("cannot write to {target}"), e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert_in_pieces(input: &[u8], piece: usize) -> Vec<u8> {
+        let mut conv = CrlfToLf::new();
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            conv.convert(chunk, &mut out);
+        }
+        conv.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn crlf_table() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"a\r\nb\r\n", b"a\nb\n"),
+            (b"a\nb\n", b"a\nb\n"),
+            (b"a\rb", b"a\rb"),
+            (b"a\r\r\nb", b"a\r\nb"),
+            (b"\r", b"\r"),
+            (b"\r\n\r\n", b"\n\n"),
+            (b"x\r", b"x\r"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&convert_in_pieces(input, 1000), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_chunk_split() {
+        let input = b"From: a\r\nSubject: \r\r\n\r\nbody\rline\r\n\r\n.\r\nend\r";
+        let whole = convert_in_pieces(input, input.len());
+        for piece in [1, 2, 3, 5, 7] {
+            assert_eq!(convert_in_pieces(input, piece), whole, "piece {piece}");
+        }
+        assert_eq!(whole, b"From: a\nSubject: \r\n\nbody\rline\n\n.\nend\r");
+    }
+
+    #[test]
+    fn deliver_error_maps_to_crate_kinds() {
+        let t: Error = DeliverError::transient("mda said try later").into();
+        assert_eq!(t.kind(), ErrorKind::DeliveryTemporary);
+        let p: Error = DeliverError::permanent("no such mailbox").into();
+        assert_eq!(p.kind(), ErrorKind::DeliveryPermanent);
+        let full = DeliverError::from_io(
+            "cannot write to /m",
+            io::Error::from(io::ErrorKind::StorageFull),
+        );
+        assert!(full.is_transient());
+        let denied = DeliverError::from_io(
+            "cannot write to /m",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert!(!denied.is_transient());
+    }
+}

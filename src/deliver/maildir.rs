@@ -1,0 +1,226 @@
+//! The Maildir target (maildir(5), cr.yp.to/proto/maildir.html): write to `tmp/` under a unique
+//! name, fsync, rename into `new/`, fsync `new/` — the fsyncs batched, because one fsync per
+//! message costs more than the whole protocol exchange (DESIGN §6).
+//!
+//! A message counts as delivered only once a [`Maildir::sync`] that covers its [`Pending`] token
+//! returned `Ok`: the token is the only way to get a [`Receipt`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
+
+/// A Maildir opened for delivery.
+#[derive(Debug)]
+pub struct Maildir {
+    root: PathBuf,
+    host: String,
+    pid: u32,
+    seq: u64,
+}
+
+/// A message written to `tmp/` but neither fsynced nor moved into `new/`: not delivered until
+/// [`Maildir::sync`] turns it into a [`Receipt`]. Dropping it unsynced removes the tmp file.
+#[must_use = "a pending Maildir delivery is not durable until Maildir::sync confirms it"]
+#[derive(Debug)]
+pub struct Pending {
+    tmp_path: PathBuf,
+    bytes: u64,
+    /// Cleared once `sync` took responsibility for the file.
+    armed: bool,
+}
+
+impl Pending {
+    /// The file in `tmp/`.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp_path
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+impl Maildir {
+    /// Opens the Maildir at `root`, creating `root`, `cur/`, `new/` and `tmp/` (mode 0700) when
+    /// missing.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, DeliverError> {
+        let root = root.into();
+        for sub in ["", "cur", "new", "tmp"] {
+            let dir = root.join(sub);
+            match fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    return Err(DeliverError::from_io(
+                        format!("cannot create maildir {}", dir.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(Maildir {
+            root,
+            host: maildir_host(),
+            pid: std::process::id(),
+            seq: 0,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn unique_name(&mut self) -> String {
+        self.seq += 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        format!(
+            "{}.M{}P{}Q{}.{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            self.pid,
+            self.seq,
+            self.host
+        )
+    }
+
+    /// Writes the message to `tmp/` (no fsync, no rename). On failure the tmp file is removed.
+    pub fn deliver_unsynced(
+        &mut self,
+        msg: &mut dyn Read,
+        _info: &MessageInfo,
+    ) -> Result<Pending, DeliverError> {
+        let target = self.root.display().to_string();
+        let (tmp_path, file) = loop {
+            let name = self.unique_name();
+            let tmp_path = self.root.join("tmp").join(&name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp_path)
+            {
+                Ok(f) => break (tmp_path, f),
+                // Another process with our pid (a recycled pid in a container) used the name.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(DeliverError::from_io(
+                        format!("cannot create a file in {target}/tmp"),
+                        e,
+                    ));
+                }
+            }
+        };
+        // From here on, dropping `pending` (on any error) removes the tmp file.
+        let mut pending = Pending {
+            tmp_path,
+            bytes: 0,
+            armed: true,
+        };
+        let mut out = io::BufWriter::with_capacity(super::CHUNK, file);
+        let mut bytes = 0u64;
+        stream_lf(msg, |chunk| {
+            bytes += chunk.len() as u64;
+            out.write_all(chunk)
+        })
+        .map_err(|e| e.into_deliver(&target))?;
+        out.flush()
+            .map_err(|e| DeliverError::from_io(format!("cannot write to {target}"), e))?;
+        pending.bytes = bytes;
+        Ok(pending)
+    }
+
+    /// Makes the pending messages durable and visible, in the order the Maildir spec wants:
+    /// fsync each file, rename it from `tmp/` into `new/`, then fsync `new/` once for the whole
+    /// batch. Only when this returns `Ok` are the messages delivered. On error none of them
+    /// counts as delivered: files not yet moved are removed; files already in `new/` are
+    /// complete and may survive, so a later retry can deliver a duplicate but never loses mail
+    /// or leaves a truncated message in `new/`.
+    pub fn sync(&mut self, pending: Vec<Pending>) -> Result<Vec<Receipt>, DeliverError> {
+        let mut moved = Vec::with_capacity(pending.len());
+        for mut p in pending {
+            File::open(&p.tmp_path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| {
+                    DeliverError::from_io(format!("cannot sync {}", p.tmp_path.display()), e)
+                })?;
+            let name = p.tmp_path.file_name().unwrap_or_default().to_owned();
+            let new_path = self.root.join("new").join(name);
+            fs::rename(&p.tmp_path, &new_path).map_err(|e| {
+                DeliverError::from_io(
+                    format!("cannot move a message into {}/new", self.root.display()),
+                    e,
+                )
+            })?;
+            p.armed = false;
+            moved.push((new_path, p.bytes));
+        }
+        sync_dir(&self.root.join("new"))?;
+        Ok(moved
+            .into_iter()
+            .map(|(path, bytes)| Receipt {
+                location: self.root.display().to_string(),
+                path: Some(path),
+                bytes,
+            })
+            .collect())
+    }
+}
+
+impl Deliver for Maildir {
+    fn deliver(&mut self, msg: &mut dyn Read, info: &MessageInfo) -> Result<Receipt, DeliverError> {
+        let pending = self.deliver_unsynced(msg, info)?;
+        let mut receipts = self.sync(vec![pending])?;
+        receipts
+            .pop()
+            .ok_or_else(|| DeliverError::permanent("maildir sync returned no receipt"))
+    }
+}
+
+/// fsyncs a directory so a rename into it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), DeliverError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| DeliverError::from_io(format!("cannot sync directory {}", dir.display()), e))
+}
+
+/// The host part of a Maildir file name, with `/` and `:` encoded as the spec requires.
+fn maildir_host() -> String {
+    let uname = rustix::system::uname();
+    let raw = uname.nodename().to_string_lossy().into_owned();
+    let raw = if raw.is_empty() {
+        "localhost".to_owned()
+    } else {
+        raw
+    };
+    raw.replace('/', "\\057").replace(':', "\\072")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_follow_the_convention() {
+        let dir = std::env::temp_dir().join(format!("postie-md-unit-{}", std::process::id()));
+        let mut md = Maildir::open(&dir).unwrap();
+        let a = md.unique_name();
+        let b = md.unique_name();
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("P{}Q1.", std::process::id())), "{a}");
+        assert!(!a.contains('/') && !a.contains(':'));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

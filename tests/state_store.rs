@@ -1,0 +1,178 @@
+//! The seen-message store: record and reopen, batching, UIDVALIDITY changes, fetchmail
+//! `.fetchids` import, and the corrupt/oversized file policy.
+
+use std::fs;
+use std::path::PathBuf;
+
+use postie::fetch::state::{AccountKey, SeenStore, StateError, UidValidityCheck};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("postie-state-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn missing_file_is_empty_and_records_survive_reopen() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("seen");
+    let pop = AccountKey::pop3("pop.example.org", "alice smith");
+    let imap = AccountKey::imap("imap.example.org", "alice");
+    let mut s = SeenStore::open(&path).unwrap();
+    assert!(!s.pop3_is_seen(&pop, "uid1"));
+    s.pop3_record(&pop, ["uid1", "uid 2", "100%"]).unwrap();
+    assert_eq!(s.imap_select(&imap, "INBOX", 7), UidValidityCheck::New);
+    s.imap_record(&imap, "INBOX", 7, [1, 2, 3, 10]);
+    s.imap_record(&imap, "Lists/rust dev", 9, [5]);
+    assert!(s.is_dirty());
+    s.commit().unwrap(); // one fsync round for the whole batch
+    assert!(!s.is_dirty());
+    assert!(!dir.join("seen.tmp").exists());
+    let names: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temp file left behind");
+
+    let s = SeenStore::open(&path).unwrap();
+    for uid in ["uid1", "uid 2", "100%"] {
+        assert!(s.pop3_is_seen(&pop, uid), "{uid}");
+    }
+    assert!(!s.pop3_is_seen(&pop, "uid3"));
+    assert!(!s.pop3_is_seen(&AccountKey::pop3("pop.example.org", "bob"), "uid1"));
+    for uid in [1, 2, 3, 10] {
+        assert!(s.imap_is_seen(&imap, "INBOX", 7, uid));
+    }
+    assert!(!s.imap_is_seen(&imap, "INBOX", 7, 4));
+    assert!(!s.imap_is_seen(&imap, "INBOX", 8, 1), "other uidvalidity");
+    assert!(s.imap_is_seen(&imap, "Lists/rust dev", 9, 5));
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("postie-seen 1\n"), "{text}");
+    assert!(
+        text.contains("imap imap.example.org alice INBOX 7 1:3,10\n"),
+        "{text}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn uidvalidity_change_forgets_old_uids() {
+    let dir = temp_dir("uidvalidity");
+    let path = dir.join("seen");
+    let imap = AccountKey::imap("h", "u");
+    let mut s = SeenStore::open(&path).unwrap();
+    s.imap_record(&imap, "INBOX", 1, 1..=100);
+    s.commit().unwrap();
+
+    let mut s = SeenStore::open(&path).unwrap();
+    assert_eq!(
+        s.imap_select(&imap, "INBOX", 1),
+        UidValidityCheck::Unchanged
+    );
+    assert_eq!(
+        s.imap_select(&imap, "INBOX", 2),
+        UidValidityCheck::Changed {
+            old: 1,
+            dropped: 100
+        }
+    );
+    assert!(!s.imap_is_seen(&imap, "INBOX", 2, 5));
+    assert!(!s.imap_is_seen(&imap, "INBOX", 1, 5));
+    s.imap_record(&imap, "INBOX", 2, [5]);
+    s.commit().unwrap();
+    let s = SeenStore::open(&path).unwrap();
+    assert!(s.imap_is_seen(&imap, "INBOX", 2, 5));
+    assert!(!s.imap_is_seen(&imap, "INBOX", 2, 6));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn retain_drops_expunged_uids() {
+    let dir = temp_dir("retain");
+    let path = dir.join("seen");
+    let pop = AccountKey::pop3("h", "u");
+    let mut s = SeenStore::open(&path).unwrap();
+    s.pop3_record(&pop, ["a", "b", "c"]).unwrap();
+    s.commit().unwrap();
+    s.pop3_retain(&pop, |u| u != "b");
+    s.commit().unwrap();
+    let s = SeenStore::open(&path).unwrap();
+    assert_eq!(s.pop3_uids(&pop).collect::<Vec<_>>(), ["a", "c"]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reads_fetchmail_fetchids() {
+    let dir = temp_dir("fetchids");
+    let path = dir.join(".fetchids");
+    fs::write(
+        &path,
+        "u@127.0.0.1 uid1\nu@127.0.0.1 uid2\nme@x.org@pop.example.org abc\n",
+    )
+    .unwrap();
+    let mut s = SeenStore::open(&path).unwrap();
+    let k = AccountKey::pop3("127.0.0.1", "u");
+    assert!(s.pop3_is_seen(&k, "uid1") && s.pop3_is_seen(&k, "uid2"));
+    assert!(s.pop3_is_seen(&AccountKey::pop3("pop.example.org", "me@x.org"), "abc"));
+    s.pop3_record(&k, ["uid3"]).unwrap();
+    s.commit().unwrap();
+    let s = SeenStore::open(&path).unwrap();
+    assert!(s.pop3_is_seen(&k, "uid1") && s.pop3_is_seen(&k, "uid3"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_files_are_errors_with_line_numbers() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("seen");
+    for (content, line) in [
+        ("postie-seen 1\npop3 h u a\nbogus record\n", 3),
+        ("postie-seen 1\nimap h u INBOX x 1\n", 2),
+        ("postie-seen 1\nimap h u INBOX 1 1:99999999999\n", 2),
+        ("postie-seen 1\nimap h u INBOX 1 1:4000000000\n", 2),
+        ("postie-seen 1\nimap h u INBOX 1 1\nimap h u INBOX 2 3\n", 3),
+        ("postie-seen 1\npop3 h u %zz\n", 2),
+        ("u@h uid1\nno-at-sign uid\n", 2),
+        ("u@h uid1 extra\n", 1),
+    ] {
+        fs::write(&path, content).unwrap();
+        match SeenStore::open(&path) {
+            Err(StateError::Corrupt { line: l, .. }) => assert_eq!(l, line, "{content:?}"),
+            other => panic!("{content:?}: {other:?}"),
+        }
+    }
+    // An absurd line length.
+    fs::write(
+        &path,
+        format!("postie-seen 1\npop3 h u {}\n", "x".repeat(100_000)),
+    )
+    .unwrap();
+    let err = SeenStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains(":2:"), "{err}");
+    let e: postie::Error = err.into();
+    assert_eq!(e.kind(), postie::ErrorKind::LocalIo);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn overlong_and_invalid_uids_are_refused() {
+    let dir = temp_dir("uids");
+    let mut s = SeenStore::open(dir.join("seen")).unwrap();
+    let k = AccountKey::pop3("h", "u");
+    let long = "x".repeat(600);
+    assert!(matches!(
+        s.pop3_record(&k, [long.as_str()]),
+        Err(StateError::UidTooLong { len: 600 })
+    ));
+    assert!(s.pop3_record(&k, ["a\nb"]).is_err());
+    assert!(s.pop3_record(&k, [""]).is_err());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unwritable_directory_is_a_write_error_and_state_stays_dirty() {
+    let dir = temp_dir("unwritable");
+    let mut s = SeenStore::open(dir.join("missing-dir/seen")).unwrap();
+    s.pop3_record(&AccountKey::pop3("h", "u"), ["a"]).unwrap();
+    assert!(matches!(s.commit(), Err(StateError::Write { .. })));
+    assert!(s.is_dirty());
+    fs::remove_dir_all(&dir).unwrap();
+}
