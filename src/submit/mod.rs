@@ -1,4 +1,7 @@
 //! rsend's job: envelope resolution, the header pass, and handing the message to the SMTP session.
 
 pub mod address;
+pub mod aliases;
 pub mod headers;
+pub mod run;
+pub mod spool;
