@@ -37,7 +37,7 @@ fn messages() -> Vec<Vec<u8>> {
         big.extend_from_slice(
             format!("line {i} of the big message, with some padding text\n").as_bytes(),
         );
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             big.extend_from_slice(b".\n..\n");
         }
         i += 1;
