@@ -52,6 +52,7 @@ impl Deliver for Mbox {
         let target = self.target();
         let deadline = Instant::now() + self.lock_timeout;
         let dotlock = DotLock::acquire(&self.path, deadline)?;
+        let existed = self.path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -72,6 +73,17 @@ impl Deliver for Mbox {
                 .map(|()| bytes)
                 .map_err(|e| DeliverError::from_io(format!("cannot sync mbox {target}"), e)),
             Err(e) => Err(e),
+        };
+        // A new mbox also needs its directory entry on disk.
+        let result = match result {
+            Ok(bytes) if !existed => {
+                let dir = match self.path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                super::maildir::sync_dir(dir).map(|()| bytes)
+            }
+            other => other,
         };
         if result.is_err() {
             // Never leave half a message: cut the file back to where it was.
