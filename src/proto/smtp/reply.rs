@@ -337,4 +337,24 @@ mod tests {
         p.clear();
         assert!(p.is_empty());
     }
+
+    #[test]
+    fn random_input_never_panics_and_ignores_chunking() {
+        let alphabet = b"2505-  \r\n4x.";
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let len = next(60);
+            let input: Vec<u8> = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            let whole = parse_all(&[&input]);
+            let split = next(len.max(1));
+            let (a, b) = input.split_at(split.min(input.len()));
+            assert_eq!(parse_all(&[a, b]), whole, "{input:?}");
+        }
+    }
 }
