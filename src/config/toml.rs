@@ -61,6 +61,8 @@ enum Scalar {
     Int(i64),
     Str(String),
     List(Vec<String>),
+    /// Anything else (floats, dates, tables, mixed lists): rejected with a clear message.
+    Other(::toml::Value),
 }
 
 impl Scalar {
@@ -70,6 +72,7 @@ impl Scalar {
             Scalar::Int(i) => KeyValue::Text(i.to_string()),
             Scalar::Str(s) => KeyValue::Text(s.clone()),
             Scalar::List(l) => KeyValue::List(l.clone()),
+            Scalar::Other(v) => KeyValue::Text(v.to_string()),
         }
     }
 
@@ -190,6 +193,19 @@ impl Ctx<'_> {
         ConfigError::invalid(Some(self.location(span)), message)
     }
 
+    fn check_type(&self, key: &str, v: &Spanned<Scalar>) -> Result<(), ConfigError> {
+        match v.get_ref() {
+            Scalar::Other(value) => Err(self.error(
+                &v.span(),
+                format!(
+                    "{key}: a {} is not allowed here; use a string, integer, boolean or list of strings",
+                    value.type_str()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn key_error(&self, span: &Range<usize>, key: &str, e: KeyError) -> ConfigError {
         match e {
             KeyError::Unknown => self.error(span, format!("unknown key {key}")),
@@ -203,6 +219,7 @@ impl Ctx<'_> {
         table: &AccountTable,
     ) -> Result<(), ConfigError> {
         for (key, v) in table.entries() {
+            self.check_type(key, v)?;
             let at = self.provenance(&v.span());
             match keys::set_submit(s, key, &v.get_ref().to_text(), &at, self.env) {
                 Ok(Some(w)) => log::warn!("{at}: {w}"),
@@ -258,6 +275,7 @@ fn build_fetch(
         if key == "protocol" {
             continue;
         }
+        ctx.check_type(key, v)?;
         let at = ctx.provenance(&v.span());
         match keys::set_fetch(&mut f, key, &v.get_ref().to_key_value(), &at, ctx.env) {
             Ok(Some(w)) => log::warn!("{at}: {w}"),
@@ -518,7 +536,15 @@ auth = true
                 "/c.toml:1:19: default_account zz is not defined",
             ),
             ("[accounts.a]\nhost = \n", "/c.toml:2:"),
+            (
+                "[accounts.a]\nport = 1.5\n",
+                "/c.toml:2:8: port: a float is not allowed here",
+            ),
             ("bogus = 1\n", "/c.toml:1:1: unknown field `bogus`"),
+            (
+                "[accounts.a.fetch]\nprotocol = \"imap\"\nfolder = \"x\"\n",
+                "/c.toml:3:1: unknown field `folder`",
+            ),
         ];
         for (text, want) in cases {
             let e = parse_err(text);
