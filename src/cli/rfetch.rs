@@ -1,7 +1,330 @@
-//! The rfetch command line (fetchmail options) and its dispatch.
+//! The rfetch command line (fetchmail options) and its dispatch: config loading (native TOML
+//! or fetchmailrc), the instance lock, one-shot and daemon polling, and fetchmail's exit codes
+//! (anchor §8).
+//!
+//! Daemon mode stays in the foreground: detaching needs fork(), which a `forbid(unsafe_code)`
+//! crate cannot call. Run `rfetch -d N` under systemd, or with `&`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::account::{Env, Sourced, Provenance, Target};
+use crate::cli::rfetch_args::{self, RfetchArgs};
+use crate::config::{self, fetchmailrc};
+use crate::error::{Error, ErrorKind, Result};
+use crate::exit::{fetchmail as code, rfetch_code};
+use crate::fetch::lock;
+use crate::fetch::poll::{self, PollContext, PollReport};
+use crate::fetch::spec::{self, PollSpec};
+use crate::fetch::state::SeenStore;
+use crate::log::{self as plog, Verbosity};
 
 /// Runs rfetch with the process arguments; returns the exit code.
 pub fn main() -> i32 {
-    eprintln!("rfetch: not built yet");
-    11
+    let args = match rfetch_args::parse(std::env::args()) {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            let _ = e.print();
+            return match e.kind() {
+                K::DisplayHelp | K::DisplayVersion => code::SUCCESS,
+                _ => code::SYNTAX,
+            };
+        }
+    };
+    let verbosity = if args.silent {
+        Verbosity::Quiet
+    } else {
+        match args.verbose {
+            0 => Verbosity::Normal,
+            1 => Verbosity::Verbose,
+            _ => Verbosity::Debug,
+        }
+    };
+    let syslog = (args.syslog && !args.nosyslog).then_some(syslog::Facility::LOG_MAIL);
+    plog::init("rfetch", verbosity, syslog);
+    match run(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rfetch: {}", e.chain());
+            rfetch_code(e.kind())
+        }
+    }
+}
+
+/// Where the polls came from.
+struct Loaded {
+    specs: Vec<PollSpec>,
+    rc: Option<fetchmailrc::FetchmailRc>,
+}
+
+fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
+    let from_rc = |path: &Path| -> Result<Loaded> {
+        let rc = fetchmailrc::read_fetchmailrc(path)?;
+        for w in &rc.warnings {
+            log::warn!("{w}");
+        }
+        let specs = spec::from_fetchmailrc(&rc, env)?;
+        Ok(Loaded { specs, rc: Some(rc) })
+    };
+    let from_toml = |path: Option<&Path>| -> Result<Loaded> {
+        let set = config::load_toml(env, path)?;
+        Ok(Loaded {
+            specs: spec::from_accounts(&set.accounts, env),
+            rc: None,
+        })
+    };
+    if let Some(c) = &args.config {
+        return from_toml(Some(&env.expand_tilde(c)));
+    }
+    if let Some(f) = &args.fetchmailrc {
+        if f == "-" {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "reading the fetchmailrc from standard input is not supported; give a file",
+            ));
+        }
+        return from_rc(&env.expand_tilde(f));
+    }
+    if let Some(t) = config::toml_file(env).filter(|p| p.exists()) {
+        return from_toml(Some(&t));
+    }
+    match spec::default_fetchmailrc(env) {
+        Some(p) if p.exists() => from_rc(&p),
+        other => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "no mailservers have been specified: no configuration found (looked for {} and {})",
+                config::toml_file(env).map_or("-".into(), |p| p.display().to_string()),
+                other.map_or("~/.fetchmailrc".into(), |p| p.display().to_string())
+            ),
+        )),
+    }
+}
+
+/// Command-line options that override every selected poll.
+fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
+    let cl = |v| Some(Sourced::new(v, Provenance::CommandLine));
+    if args.keep {
+        s.fetch.keep = cl(true);
+    }
+    if args.nokeep {
+        s.fetch.keep = cl(false);
+    }
+    if args.all {
+        s.fetch.fetchall = cl(true);
+    }
+    if let Some(l) = args.limit {
+        s.limit = (l > 0).then_some(l);
+    }
+    if let Some(l) = args.fetchlimit {
+        s.fetchlimit = (l > 0).then_some(l);
+    }
+    if let Some(b) = args.batchlimit {
+        s.batchlimit = b;
+    }
+    if args.invisible {
+        s.invisible = true;
+    }
+    if let Some(m) = &args.mda {
+        s.fetch.target = Some(Sourced::new(Target::MdaShell(m.clone()), Provenance::CommandLine));
+    }
+    if let Some(f) = &args.folder {
+        s.fetch.folders = Some(Sourced::new(
+            f.split(',').map(str::to_owned).collect(),
+            Provenance::CommandLine,
+        ));
+    }
+}
+
+fn lock_path(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env) -> PathBuf {
+    if let Some(p) = &args.pidfile {
+        return env.expand_tilde(p);
+    }
+    if let Some(p) = rc.and_then(|r| r.globals.pidfile.as_ref()) {
+        return p.value.clone();
+    }
+    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
+        return PathBuf::from(h).join("fetchmail.pid");
+    }
+    env.expand_tilde("~/.fetchmail.pid")
+}
+
+fn run(args: &RfetchArgs) -> Result<i32> {
+    let env = Env::from_process();
+    for (set, what) in [
+        (args.logfile.is_some(), "--logfile (log to stderr or --syslog instead)"),
+        (args.bsmtp.is_some(), "--bsmtp"),
+        (args.interface.is_some(), "--interface"),
+        (args.monitor.is_some(), "--monitor"),
+    ] {
+        if set {
+            log::warn!("{what} is not supported by rfetch and is ignored");
+        }
+    }
+    if args.quit {
+        let path = lock_path(args, None, &env);
+        return match lock::quit_running(&path, Duration::from_secs(10))? {
+            Some(pid) => {
+                eprintln!("rfetch: running rfetch (pid {pid}) stopped");
+                Ok(code::SUCCESS)
+            }
+            None => {
+                eprintln!("rfetch: no other rfetch is running");
+                Ok(code::NOMAIL)
+            }
+        };
+    }
+    let loaded = load(args, &env)?;
+    if args.configdump {
+        match &loaded.rc {
+            Some(rc) => print!("{}", fetchmailrc::configdump(rc)),
+            None => {
+                for s in &loaded.specs {
+                    print!("{}", s.describe(&env));
+                }
+            }
+        }
+        return Ok(code::SUCCESS);
+    }
+    let mut selected: Vec<PollSpec> = if args.servers.is_empty() {
+        loaded.specs.iter().filter(|s| !s.skip).cloned().collect()
+    } else {
+        let mut out = Vec::new();
+        for name in &args.servers {
+            let found: Vec<_> = loaded.specs.iter().filter(|s| &s.name == name).cloned().collect();
+            if found.is_empty() {
+                let known: Vec<&str> = loaded.specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "{name} is not a configured account or poll name (known: {})",
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                ));
+            }
+            out.extend(found);
+        }
+        out
+    };
+    for s in &mut selected {
+        apply_overrides(args, s);
+    }
+    if args.version {
+        println!("This is rfetch release {} (postie; fetchmail compatible)", env!("CARGO_PKG_VERSION"));
+        for s in &selected {
+            print!("{}", s.describe(&env));
+        }
+        return Ok(code::SUCCESS);
+    }
+    if selected.is_empty() {
+        return Err(Error::new(ErrorKind::Config, "no mailservers have been specified"));
+    }
+    let interval = args
+        .daemon
+        .or_else(|| loaded.rc.as_ref().and_then(|r| r.globals.daemon.as_ref()).map(|d| d.value))
+        .filter(|&d| d > 0);
+    let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
+    let _lock = lock::acquire(&lock_file, interval)?;
+    let idfile = args
+        .idfile
+        .as_deref()
+        .map(|p| env.expand_tilde(p))
+        .or_else(|| loaded.rc.as_ref().and_then(|r| r.globals.idfile.as_ref()).map(|p| p.value.clone()))
+        .unwrap_or_else(|| spec::default_idfile(&env));
+    let state = Mutex::new(SeenStore::open(&idfile)?);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| {
+            Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
+        })?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&wake))
+        .map_err(|e| Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e))?;
+
+    let ctx = PollContext {
+        env: &env,
+        state: &state,
+        check_only: args.check,
+        stop: &stop,
+        allow_plaintext: args.danger_plaintext_auth,
+    };
+    let Some(interval) = interval else {
+        let reports = poll_all(&selected, &ctx);
+        return Ok(exit_code(&reports, args.check));
+    };
+    if !args.nodetach {
+        eprintln!(
+            "rfetch: staying in the foreground (rfetch cannot detach; run it under systemd or with &)"
+        );
+    }
+    log::info!("starting daemon: polling every {interval} s");
+    while !stop.load(Ordering::Relaxed) {
+        let reports = poll_all(&selected, &ctx);
+        let c = exit_code(&reports, args.check);
+        log::info!("poll finished (status {c}); sleeping {interval} s");
+        let until = Instant::now() + Duration::from_secs(interval);
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            if wake.swap(false, Ordering::Relaxed) {
+                log::info!("awakened by SIGUSR1");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    log::info!("terminating on signal");
+    Ok(code::SUCCESS)
+}
+
+/// Polls every account concurrently (a thread each): a slow or failing server never delays
+/// the others.
+fn poll_all(specs: &[PollSpec], ctx: &PollContext<'_>) -> Vec<PollReport> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|s| scope.spawn(move || poll::poll(s, ctx)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(specs)
+            .map(|(h, s)| {
+                let r = h.join().unwrap_or_else(|_| PollReport {
+                    error: Some(Error::new(
+                        ErrorKind::Internal,
+                        format!("account {}: the poll crashed", s.name),
+                    )),
+                    ..PollReport::default()
+                });
+                if let Some(e) = &r.error {
+                    eprintln!("rfetch: {}", e.chain());
+                }
+                r
+            })
+            .collect()
+    })
+}
+
+/// fetchmail's status for a round of polls: 13 when a fetchlimit stopped a poll, 0 when mail
+/// was delivered (check mode: waiting), else the last failure's code, else 1 (no mail).
+fn exit_code(reports: &[PollReport], check: bool) -> i32 {
+    if reports.iter().any(|r| r.fetchlimit_hit) {
+        return code::MAXFETCH;
+    }
+    let got = if check {
+        reports.iter().any(|r| r.waiting > 0)
+    } else {
+        reports.iter().any(|r| r.delivered > 0)
+    };
+    if got {
+        return code::SUCCESS;
+    }
+    match reports.iter().rev().find_map(|r| r.error.as_ref()) {
+        Some(e) => rfetch_code(e.kind()),
+        None => code::NOMAIL,
+    }
 }

@@ -8,6 +8,7 @@ pub mod maildir;
 pub mod mbox;
 pub mod mda;
 pub mod received;
+pub mod smtp;
 
 use std::io::{self, Read};
 use std::path::PathBuf;

@@ -1,0 +1,148 @@
+//! The SMTP/LMTP target: forwards fetched messages to a local MTA (fetchmail's default
+//! delivery, anchor §3.2) or an LMTP server, reusing one session for many messages and
+//! reconnecting after `batchlimit` messages. 4xx replies are transient, 5xx permanent; with
+//! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts.
+
+use std::io::Read;
+
+use crate::net::{ConnectOptions, Endpoint, TlsMode, TlsOptions};
+use crate::proto::smtp::{Envelope, Protocol, RcptStatus, Recipient};
+use crate::session::smtp::{SmtpClient, SmtpSettings};
+
+use super::{Deliver, DeliverError, MessageInfo, Receipt};
+
+/// Forwarding to a local MTA over SMTP or LMTP.
+pub struct SmtpTarget {
+    settings: SmtpSettings,
+    client: Option<SmtpClient>,
+    /// Messages sent on the current session.
+    sent_on_session: u64,
+    /// Reconnect after this many messages (0: never).
+    batchlimit: u64,
+}
+
+impl std::fmt::Debug for SmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTarget")
+            .field("endpoint", &self.settings.endpoint)
+            .field("protocol", &self.settings.protocol)
+            .finish()
+    }
+}
+
+impl SmtpTarget {
+    /// A target speaking `protocol` to `endpoint` without TLS or AUTH (a local listener).
+    pub fn new(endpoint: Endpoint, protocol: Protocol, helo_domain: impl Into<String>) -> Self {
+        SmtpTarget {
+            settings: SmtpSettings {
+                endpoint,
+                tls_mode: TlsMode::Off,
+                tls: TlsOptions::default(),
+                connect: ConnectOptions::default(),
+                helo_domain: helo_domain.into(),
+                protocol,
+                auth: None,
+            },
+            client: None,
+            sent_on_session: 0,
+            batchlimit: 0,
+        }
+    }
+
+    /// Reconnects after `n` messages (fetchmail's `batchlimit`; 0 means no limit).
+    pub fn with_batchlimit(mut self, n: u64) -> Self {
+        self.batchlimit = n;
+        self
+    }
+
+    fn describe(&self) -> String {
+        let proto = match self.settings.protocol {
+            Protocol::Smtp => "smtp",
+            Protocol::Lmtp => "lmtp",
+        };
+        format!(
+            "{proto}://{}:{}",
+            self.settings.endpoint.host, self.settings.endpoint.port
+        )
+    }
+
+    fn client(&mut self) -> Result<&mut SmtpClient, DeliverError> {
+        if self.batchlimit > 0 && self.sent_on_session >= self.batchlimit {
+            self.close();
+        }
+        if self.client.is_none() {
+            let c = SmtpClient::connect(&self.settings).map_err(|e| {
+                DeliverError::transient(format!("cannot reach {}: {}", self.describe(), e.chain()))
+            })?;
+            self.client = Some(c);
+            self.sent_on_session = 0;
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| DeliverError::transient("smtp session vanished"))
+    }
+
+    /// Ends the session politely (QUIT).
+    pub fn close(&mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = c.quit();
+        }
+    }
+}
+
+impl Drop for SmtpTarget {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Deliver for SmtpTarget {
+    fn deliver(&mut self, msg: &mut dyn Read, info: &MessageInfo) -> Result<Receipt, DeliverError> {
+        let what = self.describe();
+        let envelope = Envelope {
+            from: info.sender.clone(),
+            rcpts: vec![Recipient::new(&info.recipient)],
+            // We cannot know without reading ahead; 8BITMIME servers accept both.
+            body_8bit: true,
+            ..Envelope::default()
+        };
+        let client = self.client()?;
+        let result = client.send(&envelope, msg, None);
+        match result {
+            Ok(report) => {
+                self.sent_on_session += 1;
+                if let Some(r) = report.rejected().next() {
+                    let RcptStatus::Rejected(reply) = &r.status else {
+                        return Err(DeliverError::permanent(format!("{what} refused {}", r.address)));
+                    };
+                    let reason = format!("{what} refused {}: {reply}", r.address);
+                    return Err(if reply.is_transient() {
+                        DeliverError::transient(reason)
+                    } else {
+                        DeliverError::permanent(reason)
+                    });
+                }
+                Ok(Receipt {
+                    location: what,
+                    path: None,
+                    bytes: report.message_bytes,
+                })
+            }
+            Err(e) => {
+                let reason = format!("{what}: {}", e.chain());
+                // A broken session is dropped; the next message reconnects.
+                if matches!(
+                    e.kind(),
+                    crate::ErrorKind::NetworkIo | crate::ErrorKind::Timeout | crate::ErrorKind::Protocol
+                ) {
+                    self.client = None;
+                }
+                if e.kind() == crate::ErrorKind::RejectedPermanent {
+                    Err(DeliverError::permanent(reason))
+                } else {
+                    Err(DeliverError::transient(reason))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! What one poll does, whatever file described it: a [`PollSpec`] built from a native TOML
+//! account (`[accounts.NAME.fetch]`) or from a fetchmailrc poll/user entry (anchor §2.2-2.4:
+//! server and user options, `mda`, `smtphost`/`lmtp`, `is ... here`), plus the command-line
+//! overrides (`-k`, `-K`, `-a`, `-l`, `-B`, `-b`, `--invisible`).
+
+use std::path::PathBuf;
+
+use crate::account::{
+    Account, Env, FetchProtocol, FetchSettings, Provenance, Secret, ServerSettings, Sourced,
+    Target, TrustFile,
+};
+use crate::config::fetchmailrc::{FetchmailRc, PollEntry, Protocol, UserEntry};
+use crate::error::{Error, ErrorKind, Result};
+use crate::net::{Endpoint, TlsMode};
+
+/// One mailbox to poll and where its mail goes.
+#[derive(Debug, Clone)]
+pub struct PollSpec {
+    /// The account name (TOML) or poll label (fetchmailrc): what positional arguments select.
+    pub name: String,
+    /// fetchmailrc `skip`: polled only when named.
+    pub skip: bool,
+    pub fetch: FetchSettings,
+    /// Skip messages larger than this (octets).
+    pub limit: Option<u64>,
+    /// At most this many messages per poll.
+    pub fetchlimit: Option<u64>,
+    /// SMTP/LMTP: reconnect after this many messages (0: never).
+    pub batchlimit: u64,
+    /// The local recipient: `%T` for an MDA, the Received `for` address.
+    pub local_user: String,
+    /// RCPT TO for SMTP/LMTP forwarding.
+    pub smtp_recipient: String,
+    /// No Received header (`set invisible`, `--invisible`).
+    pub invisible: bool,
+}
+
+impl PollSpec {
+    /// The server's name as messages and the Received header show it.
+    pub fn server_name(&self) -> String {
+        self.fetch.server.host().unwrap_or("localhost").to_owned()
+    }
+
+    pub fn protocol_name(&self) -> &'static str {
+        match self.fetch.protocol.value {
+            FetchProtocol::Pop3 => "POP3",
+            FetchProtocol::Imap => "IMAP",
+        }
+    }
+
+    pub fn user(&self, env: &Env) -> String {
+        self.fetch
+            .server
+            .user()
+            .map(str::to_owned)
+            .or_else(|| env.user.clone())
+            .unwrap_or_default()
+    }
+
+    /// `-V`'s description of the poll.
+    pub fn describe(&self, env: &Env) -> String {
+        let f = &self.fetch;
+        let ep = f
+            .endpoint()
+            .map(|e| format!("{}:{}", e.host, e.port))
+            .unwrap_or_else(|e| format!("(unusable: {e})"));
+        let tls = match f.tls_mode() {
+            TlsMode::Implicit => "implicit TLS",
+            TlsMode::Starttls => "STARTTLS (required)",
+            TlsMode::Off => "no TLS",
+        };
+        let target = match f.target(env) {
+            Target::Maildir(p) => format!("Maildir {}", p.display()),
+            Target::Mbox(p) => format!("mbox {}", p.display()),
+            Target::Mda(argv) => format!("MDA {}", argv.join(" ")),
+            Target::MdaShell(cmd) => format!("MDA (sh -c) {cmd}"),
+            Target::Smtp(e) => format!("SMTP {}:{} for {}", e.host, e.port, self.smtp_recipient),
+            Target::Lmtp(e) => format!("LMTP {}:{} for {}", e.host, e.port, self.smtp_recipient),
+        };
+        let mut out = format!(
+            "Options for retrieving from {}@{}{}:\n  True name of server is {ep}.\n  Protocol is {}, {tls}.\n",
+            self.user(env),
+            self.name,
+            if self.skip { " (skipped unless named)" } else { "" },
+            self.protocol_name()
+        );
+        if f.protocol.value == FetchProtocol::Imap {
+            out.push_str(&format!("  Folders: {}.\n", f.folders().join(", ")));
+        }
+        out.push_str(&format!(
+            "  {} messages will be retrieved (--all {}).\n  Fetched messages will {}be kept on the server (--keep {}).\n",
+            if f.fetchall() { "All" } else { "Only new" },
+            on_off(f.fetchall()),
+            if f.keep() { "" } else { "not " },
+            on_off(f.keep())
+        ));
+        if let Some(l) = self.limit {
+            out.push_str(&format!("  Message size limit is {l} octets.\n"));
+        }
+        if let Some(l) = self.fetchlimit {
+            out.push_str(&format!("  Received-message limit is {l}.\n"));
+        }
+        out.push_str(&format!("  Messages will be delivered to {target}.\n"));
+        if f.idle() {
+            out.push_str("  IDLE is configured (rfetch polls instead; see rfetch(1)).\n");
+        }
+        out
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// The polls of a native TOML account set: every account with a `fetch` table.
+pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
+    accounts
+        .iter()
+        .filter_map(|a| {
+            let fetch = a.fetch.clone()?;
+            let local_user = env.user.clone().unwrap_or_else(|| "root".into());
+            Some(PollSpec {
+                name: a.name.clone(),
+                skip: false,
+                smtp_recipient: format!("{local_user}@localhost"),
+                local_user,
+                fetch,
+                limit: None,
+                fetchlimit: None,
+                batchlimit: 0,
+                invisible: false,
+            })
+        })
+        .collect()
+}
+
+/// The polls of a fetchmailrc: one per user entry of every poll/skip record.
+pub fn from_fetchmailrc(rc: &FetchmailRc, env: &Env) -> Result<Vec<PollSpec>> {
+    let invisible = rc.globals.invisible.as_ref().is_some_and(|v| v.value);
+    let mut out = Vec::new();
+    for poll in rc.effective_polls() {
+        for user in &poll.users {
+            let mut spec = rc_user(rc, &poll, user, env)?;
+            spec.invisible = invisible;
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> Result<PollSpec> {
+    let path = &rc.source;
+    let at = |line: u32| Provenance::file(path.clone(), line);
+    let here = at(user.line);
+    let bad = |line: u32, msg: String| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{}:{line}: {msg}", path.display()),
+        )
+    };
+    let s = |v: &str, line: u32| Some(Sourced::new(v.to_owned(), at(line)));
+    let o = &user.options;
+    let so = &poll.server;
+
+    let protocol = match so.protocol.as_ref().map(|p| (p.value, p.line)) {
+        None | Some((Protocol::Imap | Protocol::Auto, _)) => {
+            if so.protocol.is_none() {
+                FetchProtocol::Imap
+            } else {
+                FetchProtocol::Imap
+            }
+        }
+        Some((Protocol::Pop3 | Protocol::Apop, _)) => FetchProtocol::Pop3,
+        Some((other, line)) => {
+            return Err(bad(
+                line,
+                format!(
+                    "protocol {} is not supported by rfetch (use pop3 or imap)",
+                    other.name()
+                ),
+            ));
+        }
+    };
+    let mut server = ServerSettings {
+        host: s(poll.host(), poll.line),
+        ..ServerSettings::default()
+    };
+    if let Some(svc) = &so.service {
+        let port = match svc.value.as_str() {
+            "pop3" => 110,
+            "pop3s" => 995,
+            "imap" => 143,
+            "imaps" => 993,
+            p => p.parse::<u16>().map_err(|_| {
+                bad(svc.line, format!("service {p:?} is not a port number or a known service"))
+            })?,
+        };
+        server.port = Some(Sourced::new(port, at(svc.line)));
+    }
+    if let Some(t) = &so.timeout {
+        server.timeout = Some(Sourced::new(
+            (t.value > 0).then(|| std::time::Duration::from_secs(t.value)),
+            at(t.line),
+        ));
+    }
+    let login = user
+        .remote_name()
+        .map(str::to_owned)
+        .or_else(|| env.user.clone())
+        .unwrap_or_default();
+    server.user = s(&login, user.line);
+    if let Some(pw) = &o.password {
+        server.password = Some(Sourced::new(Secret::Inline(pw.value.expose().to_owned()), at(pw.line)));
+    } else if let Some(pe) = &o.passwordeval {
+        server.password = Some(Sourced::new(Secret::Command(pe.value.clone()), at(pe.line)));
+    }
+    // TLS: `ssl` is implicit TLS; without it rfetch insists on STLS/STARTTLS (fetchmail 6.4
+    // tries it opportunistically; rfetch never falls back to plaintext).
+    let ssl = o.ssl.as_ref().is_some_and(|v| v.value);
+    server.tls = Some(Sourced::new(true, here.clone()));
+    server.tls_starttls = Some(Sourced::new(!ssl, here.clone()));
+    if let Some(ck) = &o.sslcertck {
+        server.tls_certcheck = Some(Sourced::new(ck.value, at(ck.line)));
+    }
+    if let Some(f) = &o.sslcertfile {
+        server.tls_trust_file = Some(Sourced::new(TrustFile::Path(f.value.clone()), at(f.line)));
+    }
+    if let Some(fp) = &o.sslfingerprint {
+        let parsed = crate::net::parse_fingerprint(&fp.value).ok_or_else(|| {
+            bad(
+                fp.line,
+                "sslfingerprint must be a SHA-256 fingerprint (32 hex pairs); rfetch does not accept MD5".into(),
+            )
+        })?;
+        server.tls_fingerprint = Some(Sourced::new(Some(parsed), at(fp.line)));
+    }
+    if let Some(cn) = &o.sslcommonname {
+        server.tls_host_override = s(&cn.value, cn.line);
+    }
+
+    let local_user = user
+        .locals
+        .first()
+        .map(|l| l.local.clone())
+        .or_else(|| env.user.clone())
+        .unwrap_or_else(|| "root".into());
+    let smtp_recipient = if let Some(name) = &o.smtpname {
+        name.value.clone()
+    } else if local_user.contains('@') {
+        local_user.clone()
+    } else {
+        let domain = o
+            .smtpaddress
+            .as_ref()
+            .map_or("localhost", |d| d.value.as_str());
+        format!("{local_user}@{domain}")
+    };
+    let lmtp = o.lmtp.as_ref().is_some_and(|v| v.value);
+    let target = if let Some(mda) = &o.mda {
+        Sourced::new(Target::MdaShell(mda.value.clone()), at(mda.line))
+    } else {
+        let (host, line) = match &o.smtphosts {
+            Some(h) => (h.value.first().cloned().unwrap_or_else(|| "localhost".into()), h.line),
+            None => ("localhost".to_owned(), user.line),
+        };
+        if host.starts_with('/') {
+            return Err(bad(line, format!("smtphost {host}: local sockets are not supported by rfetch")));
+        }
+        let (h, port) = match host.split_once('/') {
+            Some((h, p)) => (
+                h.to_owned(),
+                Some(p.parse::<u16>().map_err(|_| bad(line, format!("smtphost {host}: bad port")))?),
+            ),
+            None => (host.clone(), None),
+        };
+        if lmtp {
+            let port = port.ok_or_else(|| bad(line, "lmtp needs a port: smtphost host/port".into()))?;
+            Sourced::new(Target::Lmtp(Endpoint { host: h, port }), at(line))
+        } else {
+            Sourced::new(Target::Smtp(Endpoint { host: h, port: port.unwrap_or(25) }), at(line))
+        }
+    };
+
+    let mut fetch = FetchSettings::new(Sourced::new(protocol, at(poll.line)));
+    fetch.server = server;
+    if let Some(f) = &o.folders {
+        fetch.folders = Some(Sourced::new(f.value.clone(), at(f.line)));
+    }
+    fetch.keep = o.keep.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
+    fetch.fetchall = o.fetchall.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
+    fetch.idle = o.idle.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
+    fetch.target = Some(target);
+    Ok(PollSpec {
+        name: poll.label.clone(),
+        skip: poll.skip,
+        fetch,
+        limit: o.limit.as_ref().map(|v| v.value).filter(|&v| v > 0),
+        fetchlimit: o.fetchlimit.as_ref().map(|v| v.value).filter(|&v| v > 0),
+        batchlimit: o.batchlimit.as_ref().map_or(0, |v| v.value),
+        local_user,
+        smtp_recipient,
+        invisible: false,
+    })
+}
+
+/// fetchmail's rc file: `$FETCHMAILHOME/fetchmailrc`, else `~/.fetchmailrc`.
+pub fn default_fetchmailrc(env: &Env) -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
+        return Some(PathBuf::from(h).join("fetchmailrc"));
+    }
+    env.home.as_ref().map(|h| h.join(".fetchmailrc"))
+}
+
+/// Where fetchmail keeps its state: `$FETCHMAILHOME/.fetchids`, else `~/.fetchids`.
+pub fn default_idfile(env: &Env) -> PathBuf {
+    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
+        return PathBuf::from(h).join(".fetchids");
+    }
+    env.home
+        .as_ref()
+        .map_or_else(|| PathBuf::from(".fetchids"), |h| h.join(".fetchids"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::fetchmailrc::parse_fetchmailrc;
+
+    fn env() -> Env {
+        Env {
+            home: Some("/home/u".into()),
+            user: Some("u".into()),
+            ..Env::from_process()
+        }
+    }
+
+    #[test]
+    fn rc_entries_become_polls() {
+        let rc = parse_fetchmailrc(
+            "poll pop.example proto pop3 port 1995\n  user bob there with password secret is ann here ssl keep limit 1000 fetchlimit 5\n  mda \"procmail -d %T\"\n\
+             poll imap.example proto imap\n  user carl password x folder INBOX,Lists smtphost mx/2525 smtpaddress example.org\n\
+             skip lm.example proto pop3 user d password y lmtp smtphost localhost/24\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let p = from_fetchmailrc(&rc, &env()).unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].fetch.protocol.value, FetchProtocol::Pop3);
+        assert_eq!(p[0].fetch.endpoint().unwrap().port, 1995);
+        assert_eq!(p[0].fetch.tls_mode(), TlsMode::Implicit);
+        assert_eq!(p[0].user(&env()), "bob");
+        assert_eq!(p[0].local_user, "ann");
+        assert!(p[0].fetch.keep());
+        assert_eq!((p[0].limit, p[0].fetchlimit), (Some(1000), Some(5)));
+        assert_eq!(p[0].fetch.target(&env()), Target::MdaShell("procmail -d %T".into()));
+        assert_eq!(p[1].fetch.tls_mode(), TlsMode::Starttls);
+        assert_eq!(p[1].fetch.folders(), ["INBOX", "Lists"]);
+        assert_eq!(p[1].smtp_recipient, "carl@example.org");
+        assert_eq!(
+            p[1].fetch.target(&env()),
+            Target::Smtp(Endpoint { host: "mx".into(), port: 2525 })
+        );
+        assert!(p[2].skip);
+        assert_eq!(
+            p[2].fetch.target(&env()),
+            Target::Lmtp(Endpoint { host: "localhost".into(), port: 24 })
+        );
+        assert!(p[0].describe(&env()).contains("Maildir") || p[0].describe(&env()).contains("MDA"));
+    }
+
+    #[test]
+    fn unsupported_protocol_names_the_line() {
+        let rc = parse_fetchmailrc("poll x proto etrn\n", std::path::Path::new("/rc")).unwrap();
+        let e = from_fetchmailrc(&rc, &env()).unwrap_err();
+        assert!(e.to_string().starts_with("/rc:1:"), "{e}");
+    }
+}
