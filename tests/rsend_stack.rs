@@ -749,10 +749,10 @@ fn scripted_server(reply: fn(&str) -> Option<&'static str>) -> u16 {
                 Ok(_) => {}
             }
             let command = line.trim_end().to_ascii_uppercase();
-            if let Some(answer) = reply(&command) {
-                if writer.write_all(answer.as_bytes()).is_err() {
-                    return;
-                }
+            if let Some(answer) = reply(&command)
+                && writer.write_all(answer.as_bytes()).is_err()
+            {
+                return;
             }
             if command == "QUIT" {
                 return;
