@@ -264,7 +264,7 @@ for p in ("pop3", "imap"):
         counts = [l.split() for l in open("%s/counts-%s-%s.txt" % (out, t, p))] if os.path.exists("%s/counts-%s-%s.txt" % (out, t, p)) else []
         good = sum(1 for c in counts if int(c[0]) == n and int(c[1]) == 0)
         res[(t, p)] = r["median"]
-        print("| %ss | %s | %.3f (%.3f–%.3f) | %.3f | %s | %d/%d |" % (
+        print("| %sS | %s | %.3f (%.3f–%.3f) | %.3f | %s | %d/%d |" % (
             p.upper(), t, r["median"], r["min"], r["max"], r["user"] + r["system"],
             "%d (max %d)" % (rm, rx) if rm else "?", good, len(counts)))
 print()
