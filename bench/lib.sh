@@ -1,0 +1,58 @@
+# bench/lib.sh — helpers shared by bench/rsend.sh and bench/rfetch.sh (sourced, not run).
+#
+# Expects REPO to be set by the caller. Provides: need_tools, ensure_stack (loads stack.env),
+# build_release, postfix_drain_cmd, time_runs, and summarise (a small python3 report writer).
+
+PY=/usr/bin/python3           # the system python: pyenv shims cost ~100 ms per call
+[ -x "$PY" ] || PY=python3
+STACK_SH="$REPO/tests/stack/stack.sh"
+STACK_DIR=${STACK_DIR:-${POSTIE_STACK_DIR:-$REPO/.stack}}
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+need_tools() {
+  local t
+  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || die "$t is not installed (tests/stack/stack.sh up installs it)"; done
+  [ -x /usr/bin/time ] || die "/usr/bin/time is not installed (package: time)"
+}
+
+# Start the loopback stack when it is not running, then load its ports and paths.
+ensure_stack() {
+  if ! "$STACK_SH" status "$STACK_DIR" >/dev/null 2>&1; then
+    log "stack not running: starting it (tests/stack/stack.sh up)"
+    "$STACK_SH" up "$STACK_DIR" >&2
+  fi
+  # shellcheck disable=SC1091
+  . "$STACK_DIR/stack.env"
+}
+
+# build_release BIN: print the path of a release build of BIN ($CARGO_TARGET_DIR honoured).
+build_release() {
+  local bin=$1 target=${CARGO_TARGET_DIR:-$REPO/target}
+  log "cargo build --release (target dir $target)"
+  (cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --bin "$bin" >&2)
+  echo "$target/release/$bin"
+}
+
+# A shell command that waits until Postfix's queue is empty, so that the previous run's delivery
+# (Postfix -> LMTP -> Dovecot) does not compete with the next measured run for the two cores.
+postfix_drain_cmd() {
+  local q="$STACK_DIR/spool/postfix"
+  echo "i=0; while [ -n \"\$(find $q/maildrop $q/incoming $q/active $q/deferred -type f 2>/dev/null | head -1)\" ] && [ \$i -lt 600 ]; do sleep 0.02; i=\$((i+1)); done"
+}
+
+# time_runs OUT N PREPARE CMD: run CMD (a shell command) N times under /usr/bin/time, running
+# PREPARE (untimed) before each; append "wall user sys maxrss_kib" lines to OUT.
+time_runs() {
+  local out=$1 n=$2 prep=$3 cmd=$4 i
+  : >"$out"
+  for ((i = 0; i < n; i++)); do
+    sh -c "$prep" >/dev/null 2>&1
+    /usr/bin/time -f '%e %U %S %M' -a -o "$out" sh -c "$cmd" >/dev/null 2>>"$out.err" \
+      || die "command failed: $cmd (see $out.err)"
+  done
+}
+
+# The shell itself (dash) counts in /usr/bin/time's %M only if it is the biggest process in the
+# tree (RUSAGE_CHILDREN maxrss is the largest single descendant), so `sh -c` does not inflate RSS.

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# bench/rfetch.sh — rfetch vs fetchmail, mpop and getmail6 on the project's loopback stack (issue 4).
+#
+#   bench/rfetch.sh [OUTDIR]
+#
+# Before EACH run (untimed, hyperfine --prepare): bob's INBOX is emptied and seeded with N messages
+# of SIZE bytes (tests/stack/stack.sh seed), and the client's Maildir and state are emptied. Each
+# client then fetches and deletes them into a Maildir:
+#   POP3S: rfetch (TOML, built-in Maildir), fetchmail (MDA procmail -> Maildir), mpop (native
+#          Maildir), getmail6 (Maildir destination)
+#   IMAPS: rfetch, fetchmail (procmail), getmail6 (mpop has no IMAP)
+# All clients run as 'nobody' (fetchmail refuses root; the others are run the same way for
+# fairness) through setpriv, under /usr/bin/time so the same runs give peak RSS.
+# Every run's delivered-message count is checked (a run that did not deliver N messages is
+# reported). Then, rfetch only: 10 IMAPS accounts polled together vs one account, each account
+# with its own folder of N messages (the stack has two users, so 5 accounts use folders of
+# alice's and 5 of bob's; POP3 has only INBOX, so this part is IMAP only).
+#
+# Environment: RFETCH=path (skip the build), CARGO_TARGET_DIR (default <repo>/target), N (1000),
+#   SIZE (5000), RUNS_FAST (10: rfetch, mpop), RUNS_SLOW (3: fetchmail, getmail6), WARMUP (1),
+#   TOOLS ("rfetch fetchmail mpop getmail"), MULTI (1: run the 10-account part), STACK_DIR.
+# Prints markdown tables on stdout; progress on stderr. Must run as root (seeding, setpriv).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+
+N=${N:-1000}
+SIZE=${SIZE:-5000}
+RUNS_FAST=${RUNS_FAST:-10}
+RUNS_SLOW=${RUNS_SLOW:-3}
+WARMUP=${WARMUP:-1}
+TOOLS=${TOOLS:-rfetch fetchmail mpop getmail}
+MULTI=${MULTI:-1}
+[ "$(id -u)" = 0 ] || die "must run as root (seeding the stack's mailboxes, setpriv to nobody)"
+need_tools hyperfine setpriv fetchmail mpop getmail procmail
+
+RFETCH=${RFETCH:-}
+case " $TOOLS " in *" rfetch "*)
+  [ -n "$RFETCH" ] || RFETCH=$(build_release rfetch)
+  [ -x "$RFETCH" ] || die "no rfetch binary at $RFETCH" ;;
+esac
+ensure_stack
+DOVEADM="doveadm -c $STACK_DOVECONF"
+
+WORK=$(mktemp -d /tmp/postie-bench-rfetch.XXXXXX)
+chmod 755 "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+OUT=${1:-$WORK/out}
+mkdir -p "$OUT"
+W=$WORK/c                 # everything the clients touch, owned by nobody
+mkdir -p "$W/bin"
+[ -n "$RFETCH" ] && cp "$RFETCH" "$W/bin/rfetch"   # reachable by nobody wherever it was built
+AS="setpriv --reuid=nobody --regid=nogroup --clear-groups -- env"
+
+# ---------------------------------------------------------------------------------------------
+# client configuration (fetch and delete everything, into a Maildir per tool)
+for t in rfetch fetchmail mpop getmail; do
+  for p in pop3 imap; do mkdir -p "$W/$t/$p" "$W/dest-$t-$p/"{cur,new,tmp}; done
+done
+for p in pop3 imap; do
+  port=$POP3S_PORT; [ $p = imap ] && port=$IMAPS_PORT
+  cat >"$W/rfetch/$p/rfetch.toml" <<EOF
+[accounts.b]
+host = "localhost"
+user = "bob"
+password = "bobpw"
+tls_trust_file = "$STACK_CA"
+[accounts.b.fetch]
+protocol = "$p"
+port = $port
+tls_starttls = false
+maildir = "$W/dest-rfetch-$p"
+keep = false
+EOF
+  P=POP3; [ $p = imap ] && P=IMAP
+  cat >"$W/fetchmail/$p/fetchmailrc" <<EOF
+set no syslog
+set no bouncemail
+set postmaster "nobody"
+poll localhost with proto $P service $port
+  user "bob" there with password "bobpw" is "nobody" here
+  ssl sslcertck sslcertfile "$STACK_CA"
+  fetchall nokeep
+  mda "/usr/bin/procmail -m $W/fetchmail/$p/procmailrc"
+EOF
+  echo "DEFAULT=$W/dest-fetchmail-$p/" >"$W/fetchmail/$p/procmailrc"
+  rtype=SimplePOP3SSLRetriever; mbox=""
+  [ $p = imap ] && { rtype=SimpleIMAPSSLRetriever; mbox='mailboxes = ("INBOX",)'; }
+  cat >"$W/getmail/$p/getmailrc" <<EOF
+[retriever]
+type = $rtype
+server = localhost
+port = $port
+username = bob
+password = bobpw
+ca_certs = $STACK_CA
+$mbox
+
+[destination]
+type = Maildir
+path = $W/dest-getmail-$p/
+
+[options]
+verbose = 0
+read_all = true
+delete = true
+message_log_syslog = false
+EOF
+done
+cat >"$W/mpop/pop3/mpoprc" <<EOF
+account b
+host localhost
+port $POP3S_PORT
+tls on
+tls_starttls off
+tls_trust_file $STACK_CA
+user bob
+password bobpw
+keep off
+only_new off
+uidls_file $W/mpop/pop3/uidls
+delivery maildir $W/dest-mpop-pop3
+EOF
+
+# the command each (tool, protocol) runs, as nobody, with HOME inside its own directory
+cmd_for() {
+  local t=$1 p=$2 d="$W/$1/$2"
+  case $t in
+    rfetch)    echo "$AS HOME=$d $W/bin/rfetch -C $d/rfetch.toml b" ;;
+    fetchmail) echo "$AS HOME=$d FETCHMAILHOME=$d fetchmail -f $d/fetchmailrc" ;;
+    mpop)      echo "$AS HOME=$d mpop -C $d/mpoprc b" ;;
+    getmail)   echo "$AS HOME=$d getmail --getmaildir $d --rcfile getmailrc" ;;
+  esac
+}
+
+# prep.sh TOOL PROTO: record how many messages the previous run delivered (and how many it left on
+# the server), then reset: client Maildir and state emptied, bob's INBOX cleared and seeded.
+cat >"$W/prep.sh" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+t=\$1 p=\$2 dest=$W/dest-\$t-\$p
+if [ -e "$WORK/ran-\$t-\$p" ]; then
+  got=\$(find "\$dest/new" "\$dest/cur" -type f | wc -l)
+  left=\$(find "$STACK_MAILDIR2/new" "$STACK_MAILDIR2/cur" -type f | wc -l)
+  echo "\$got \$left" >>"$OUT/counts-\$t-\$p.txt"
+fi
+find "\$dest/new" "\$dest/cur" "\$dest/tmp" -type f -delete
+find "$W/\$t/\$p" -mindepth 1 -maxdepth 1 ! -name '*rc' ! -name '*.toml' -exec rm -rf {} +
+"$STACK_SH" clear "$STACK_DIR" bob >/dev/null
+"$STACK_SH" seed "$STACK_DIR" bob $N $SIZE >/dev/null
+touch "$WORK/ran-\$t-\$p"
+EOF
+chmod 755 "$W/prep.sh"
+chown -R nobody:nogroup "$W"
+chmod -R go-rwx "$W"/{rfetch,fetchmail,mpop,getmail}
+chmod 755 "$W" "$W/bin" "$W/prep.sh"
+chown root:root "$W/prep.sh"
+
+# ---------------------------------------------------------------------------------------------
+run_set() {  # run_set TOOL PROTO
+  local t=$1 p=$2 runs=$RUNS_FAST
+  case $t in fetchmail|getmail) runs=$RUNS_SLOW ;; esac
+  rm -f "$OUT/time-$t-$p.txt" "$OUT/counts-$t-$p.txt" "$WORK/ran-$t-$p"
+  log "$t over ${p}s: $WARMUP warmup + $runs runs of $N messages"
+  hyperfine --style basic --warmup "$WARMUP" --runs "$runs" -i \
+    --prepare "$W/prep.sh $t $p" --export-json "$OUT/hyperfine-$t-$p.json" \
+    -n "$t-$p" "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-$t-$p.txt $(cmd_for "$t" "$p")" >&2
+  "$W/prep.sh" "$t" "$p"        # records the last run's counts
+}
+for p in pop3 imap; do
+  for t in $TOOLS; do
+    [ "$t/$p" = mpop/imap ] && continue
+    run_set "$t" "$p"
+  done
+done
+"$STACK_SH" clear "$STACK_DIR" bob >/dev/null
+
+# ---------------------------------------------------------------------------------------------
+# rfetch only: 10 IMAPS accounts (5 folders of alice's, 5 of bob's) together vs 1 account.
+if [ "$MULTI" = 1 ] && [ -n "$RFETCH" ]; then
+  M=$W/multi; mkdir -p "$M"
+  for k in $(seq 1 10); do
+    if [ "$k" -le 5 ]; then u=alice pw=alicepw; else u=bob pw=bobpw; fi
+    $DOVEADM mailbox create -u $u "bench$k" 2>/dev/null || true
+    mkdir -p "$M/dest$k/"{cur,new,tmp}
+    acct="[accounts.a$k]
+host = \"localhost\"
+user = \"$u\"
+password = \"$pw\"
+tls_trust_file = \"$STACK_CA\"
+[accounts.a$k.fetch]
+protocol = \"imap\"
+port = $IMAPS_PORT
+tls_starttls = false
+folders = [\"bench$k\"]
+maildir = \"$M/dest$k\"
+keep = false
+"
+    echo "$acct" >>"$M/ten.toml"
+    [ "$k" = 1 ] && echo "$acct" >"$M/one.toml"
+  done
+  # seed_folders K...: empty each folder benchK and put N messages of SIZE bytes in it
+  cat >"$M/prep.sh" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+for k in "\$@"; do
+  if [ "\$k" -le 5 ]; then u=alice; else u=bob; fi
+  find "$M/dest\$k" -type f -delete
+  md=$STACK_DIR/mail/\$u/Maildir/.bench\$k
+  find "\$md/cur" "\$md/new" -type f -delete
+  $PY - "\$md" $N $SIZE \$u \$(id -u mail) \$(id -g mail) <<'PYEOF'
+import os, sys, time
+md, n, size, user, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+now = time.time(); ts = int(now); pid = os.getpid(); nonce = "%x" % int(now * 1e6)
+line = "The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstu\n"
+for i in range(1, n + 1):
+    hdr = ("From: Bench <bench@localhost>\nTo: %s@localhost\nSubject: multi %d of %d\n"
+           "Message-ID: <multi.%s.%d@localhost>\n\n") % (user, i, n, nonce, i)
+    body_len = max(0, size - len(hdr))
+    msg = (hdr + (line * (body_len // len(line) + 1))[:body_len - 1] + "\n").encode()
+    name = "%d.M%dP%d_%s.bench,S=%d,W=%d:2," % (ts, i, pid, nonce, len(msg), len(msg) + msg.count(b"\n"))
+    fd = os.open(os.path.join(md, "cur", name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, msg); os.fchown(fd, uid, gid); os.close(fd)
+PYEOF
+  $DOVEADM force-resync -u \$u "bench\$k"
+done
+EOF
+  chmod 755 "$M/prep.sh"; chown -R nobody:nogroup "$M"; chown root:root "$M/prep.sh"
+  chmod 600 "$M"/*.toml
+  log "rfetch: 1 IMAPS account vs 10 polled together, $N messages each"
+  hyperfine --style basic --warmup 1 --runs "$RUNS_SLOW" --export-json "$OUT/hyperfine-multi.json" \
+    --prepare "$M/prep.sh 1" -n "rfetch 1 account" \
+      "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-multi-1.txt $AS HOME=$M $W/bin/rfetch -C $M/one.toml" \
+    --prepare "$M/prep.sh 1 2 3 4 5 6 7 8 9 10" -n "rfetch 10 accounts" \
+      "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-multi-10.txt $AS HOME=$M $W/bin/rfetch -C $M/ten.toml" >&2 \
+    || log "hyperfine failed for the 10-account part"
+  for k in $(seq 1 10); do
+    echo "$k $(find "$M/dest$k/new" "$M/dest$k/cur" -type f | wc -l)" >>"$OUT/counts-multi.txt"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+"$PY" - "$OUT" "$N" <<'PYEOF'
+import json, os, statistics as st, sys
+out, n = sys.argv[1], int(sys.argv[2])
+def rss(path):
+    try:
+        v = [int(l.split()[3]) for l in open(path) if len(l.split()) == 4 and l.split()[3].isdigit()]
+        return st.median(v), max(v)
+    except (OSError, ValueError):
+        return None, None
+res = {}
+print("| protocol | tool | median wall, s (min–max) | mean CPU user+sys, s | peak RSS, KiB (median) | runs delivering all %d |" % n)
+print("|---|---|---|---|---|---|")
+for p in ("pop3", "imap"):
+    for t in ("rfetch", "fetchmail", "mpop", "getmail"):
+        f = "%s/hyperfine-%s-%s.json" % (out, t, p)
+        if not os.path.exists(f):
+            continue
+        r = json.load(open(f))["results"][0]
+        rm, rx = rss("%s/time-%s-%s.txt" % (out, t, p))
+        counts = [l.split() for l in open("%s/counts-%s-%s.txt" % (out, t, p))] if os.path.exists("%s/counts-%s-%s.txt" % (out, t, p)) else []
+        good = sum(1 for c in counts if int(c[0]) == n and int(c[1]) == 0)
+        res[(t, p)] = r["median"]
+        print("| %sS | %s | %.3f (%.3f–%.3f) | %.3f | %s | %d/%d |" % (
+            p.upper(), t, r["median"], r["min"], r["max"], r["user"] + r["system"],
+            "%d (max %d)" % (rm, rx) if rm else "?", good, len(counts)))
+print()
+for p in ("pop3", "imap"):
+    if ("rfetch", p) in res and ("fetchmail", p) in res:
+        x = res[("fetchmail", p)] / res[("rfetch", p)]
+        print("- %sS: rfetch %.1fx faster than fetchmail (target ≥ 20x) — %s" % (p.upper(), x, "**holds**" if x >= 20 else "**does not hold**"))
+if ("rfetch", "pop3") in res and ("mpop", "pop3") in res:
+    a, b = res[("rfetch", "pop3")], res[("mpop", "pop3")]
+    print("- POP3S: rfetch %.3f s vs mpop %.3f s (target: no slower) — %s" % (a, b, "**holds**" if a <= b else "**does not hold**"))
+f = "%s/hyperfine-multi.json" % out
+if os.path.exists(f):
+    rs = {r["command"]: r for r in json.load(open(f))["results"]}
+    one, ten = rs["rfetch 1 account"], rs["rfetch 10 accounts"]
+    print()
+    print("| rfetch, IMAPS, %d messages per account | median wall, s | mean CPU, s | peak RSS, KiB |" % n)
+    print("|---|---|---|---|")
+    for k, r in (("1", one), ("10", ten)):
+        rm, _ = rss("%s/time-multi-%s.txt" % (out, k))
+        print("| %s account%s | %.3f | %.3f | %s |" % (k, "s together" if k == "10" else "", r["median"], r["user"] + r["system"], rm))
+    c = [l.split() for l in open("%s/counts-multi.txt" % out)]
+    print()
+    print("- 10 accounts together / one: %.2fx (target < 2x) — %s; last run delivered %s messages per account"
+          % (ten["median"] / one["median"], "**holds**" if ten["median"] < 2 * one["median"] else "**does not hold**",
+             "/".join(x[1] for x in c)))
+PYEOF
+[ $# -ge 1 ] && log "raw results in $OUT"
