@@ -36,18 +36,33 @@ impl Rng {
 #[test]
 fn sigkill_at_random_times_loses_nothing() {
     let s = common::Stack::get();
-    let n: usize = std::env::var("RFETCH_KILL_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let kills: usize = std::env::var("RFETCH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let n: usize = std::env::var("RFETCH_KILL_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let kills: usize = std::env::var("RFETCH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
     let dir = tempdir("kill");
     clear_bob(&s);
     let seeded = stack_sh(&s, &["seed", "bob", &n.to_string(), "2000"]);
     let _ = seeded;
     assert_eq!(server_count(&s), n);
     let md = dir.join("Maildir");
-    let cfg = toml_config(&s, &dir, "pop3", "implicit", &format!("maildir = \"{}\"", md.display()), "");
-    let mut rng = Rng(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1,
+    let cfg = toml_config(
+        &s,
+        &dir,
+        "pop3",
+        "implicit",
+        &format!("maildir = \"{}\"", md.display()),
+        "",
     );
+    let mut rng = Rng(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1);
     let mut killed = 0;
     let mut runs = 0;
     let start = Instant::now();
@@ -90,10 +105,17 @@ fn sigkill_at_random_times_loses_nothing() {
         assert!(runs < kills + 20, "not converging after {runs} runs");
     }
     let ids = message_ids(&md);
-    assert_eq!(ids.len(), n, "every seeded message delivered at least once ({killed} kills, {runs} runs)");
+    assert_eq!(
+        ids.len(),
+        n,
+        "every seeded message delivered at least once ({killed} kills, {runs} runs)"
+    );
     let dups: usize = ids.values().map(|c| c - 1).sum();
     // At most one batch (plus the pipelined window) per kill may be re-fetched.
-    assert!(dups <= killed * 64, "{dups} duplicates after {killed} kills");
+    assert!(
+        dups <= killed * 64,
+        "{dups} duplicates after {killed} kills"
+    );
     assert_eq!(server_count(&s), 0, "server empty");
     eprintln!("{n} messages, {killed} kills, {runs} runs, {dups} duplicates");
 }
