@@ -287,7 +287,7 @@ impl MessageSink for PopSink<'_> {
 fn poll_pop3(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
-    mut target: Option<&mut Target>,
+    target: Option<&mut Target>,
     report: &mut PollReport,
 ) -> Result<()> {
     let f = &spec.fetch;
@@ -339,7 +339,7 @@ fn poll_pop3(
         });
     }
     report.waiting += fresh.len() as u64;
-    let Some(target) = target.as_deref_mut() else {
+    let Some(target) = target else {
         let _ = s.quit();
         return Ok(());
     };

@@ -167,13 +167,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     let so = &poll.server;
 
     let protocol = match so.protocol.as_ref().map(|p| (p.value, p.line)) {
-        None | Some((Protocol::Imap | Protocol::Auto, _)) => {
-            if so.protocol.is_none() {
-                FetchProtocol::Imap
-            } else {
-                FetchProtocol::Imap
-            }
-        }
+        None | Some((Protocol::Imap | Protocol::Auto, _)) => FetchProtocol::Imap,
         Some((Protocol::Pop3 | Protocol::Apop, _)) => FetchProtocol::Pop3,
         Some((other, line)) => {
             return Err(bad(
