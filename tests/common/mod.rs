@@ -3,6 +3,8 @@
 //! start it.
 #![allow(dead_code)]
 
+pub mod mailbox;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
