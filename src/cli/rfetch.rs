@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::account::{Env, Sourced, Provenance, Target};
+use crate::account::{Env, Provenance, Sourced, Target};
 use crate::cli::rfetch_args::{self, RfetchArgs};
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
@@ -68,7 +68,10 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
             log::warn!("{w}");
         }
         let specs = spec::from_fetchmailrc(&rc, env)?;
-        Ok(Loaded { specs, rc: Some(rc) })
+        Ok(Loaded {
+            specs,
+            rc: Some(rc),
+        })
     };
     let from_toml = |path: Option<&Path>| -> Result<Loaded> {
         let set = config::load_toml(env, path)?;
@@ -130,7 +133,10 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
         s.invisible = true;
     }
     if let Some(m) = &args.mda {
-        s.fetch.target = Some(Sourced::new(Target::MdaShell(m.clone()), Provenance::CommandLine));
+        s.fetch.target = Some(Sourced::new(
+            Target::MdaShell(m.clone()),
+            Provenance::CommandLine,
+        ));
     }
     if let Some(f) = &args.folder {
         s.fetch.folders = Some(Sourced::new(
@@ -156,7 +162,10 @@ fn lock_path(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env
 fn run(args: &RfetchArgs) -> Result<i32> {
     let env = Env::from_process();
     for (set, what) in [
-        (args.logfile.is_some(), "--logfile (log to stderr or --syslog instead)"),
+        (
+            args.logfile.is_some(),
+            "--logfile (log to stderr or --syslog instead)",
+        ),
         (args.bsmtp.is_some(), "--bsmtp"),
         (args.interface.is_some(), "--interface"),
         (args.monitor.is_some(), "--monitor"),
@@ -195,14 +204,23 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     } else {
         let mut out = Vec::new();
         for name in &args.servers {
-            let found: Vec<_> = loaded.specs.iter().filter(|s| &s.name == name).cloned().collect();
+            let found: Vec<_> = loaded
+                .specs
+                .iter()
+                .filter(|s| &s.name == name)
+                .cloned()
+                .collect();
             if found.is_empty() {
                 let known: Vec<&str> = loaded.specs.iter().map(|s| s.name.as_str()).collect();
                 return Err(Error::new(
                     ErrorKind::Usage,
                     format!(
                         "{name} is not a configured account or poll name (known: {})",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 ));
             }
@@ -214,18 +232,30 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         apply_overrides(args, s);
     }
     if args.version {
-        println!("This is rfetch release {} (postie; fetchmail compatible)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "This is rfetch release {} (postie; fetchmail compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
         for s in &selected {
             print!("{}", s.describe(&env));
         }
         return Ok(code::SUCCESS);
     }
     if selected.is_empty() {
-        return Err(Error::new(ErrorKind::Config, "no mailservers have been specified"));
+        return Err(Error::new(
+            ErrorKind::Config,
+            "no mailservers have been specified",
+        ));
     }
     let interval = args
         .daemon
-        .or_else(|| loaded.rc.as_ref().and_then(|r| r.globals.daemon.as_ref()).map(|d| d.value))
+        .or_else(|| {
+            loaded
+                .rc
+                .as_ref()
+                .and_then(|r| r.globals.daemon.as_ref())
+                .map(|d| d.value)
+        })
         .filter(|&d| d > 0);
     let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
     let _lock = lock::acquire(&lock_file, interval)?;
@@ -233,7 +263,13 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         .idfile
         .as_deref()
         .map(|p| env.expand_tilde(p))
-        .or_else(|| loaded.rc.as_ref().and_then(|r| r.globals.idfile.as_ref()).map(|p| p.value.clone()))
+        .or_else(|| {
+            loaded
+                .rc
+                .as_ref()
+                .and_then(|r| r.globals.idfile.as_ref())
+                .map(|p| p.value.clone())
+        })
         .unwrap_or_else(|| spec::default_idfile(&env));
     let state = Mutex::new(SeenStore::open(&idfile)?);
 
@@ -244,8 +280,9 @@ fn run(args: &RfetchArgs) -> Result<i32> {
             Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
         })?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&wake))
-        .map_err(|e| Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e))?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&wake)).map_err(|e| {
+        Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
+    })?;
 
     let ctx = PollContext {
         env: &env,

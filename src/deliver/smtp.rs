@@ -113,7 +113,10 @@ impl Deliver for SmtpTarget {
                 self.sent_on_session += 1;
                 if let Some(r) = report.rejected().next() {
                     let RcptStatus::Rejected(reply) = &r.status else {
-                        return Err(DeliverError::permanent(format!("{what} refused {}", r.address)));
+                        return Err(DeliverError::permanent(format!(
+                            "{what} refused {}",
+                            r.address
+                        )));
                     };
                     let reason = format!("{what} refused {}: {reply}", r.address);
                     return Err(if reply.is_transient() {
@@ -133,7 +136,9 @@ impl Deliver for SmtpTarget {
                 // A broken session is dropped; the next message reconnects.
                 if matches!(
                     e.kind(),
-                    crate::ErrorKind::NetworkIo | crate::ErrorKind::Timeout | crate::ErrorKind::Protocol
+                    crate::ErrorKind::NetworkIo
+                        | crate::ErrorKind::Timeout
+                        | crate::ErrorKind::Protocol
                 ) {
                     self.client = None;
                 }

@@ -60,9 +60,15 @@ pub fn acquire(path: &Path, interval: Option<u64>) -> Result<PidLock> {
                     text.push_str(&format!("{i}\n"));
                 }
                 f.write_all(text.as_bytes()).map_err(|e| {
-                    Error::with_source(ErrorKind::LocalIo, format!("cannot write lock file {}", path.display()), e)
+                    Error::with_source(
+                        ErrorKind::LocalIo,
+                        format!("cannot write lock file {}", path.display()),
+                        e,
+                    )
                 })?;
-                return Ok(PidLock { path: path.to_owned() });
+                return Ok(PidLock {
+                    path: path.to_owned(),
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 if let Some(pid) = running_pid(path) {
@@ -131,7 +137,10 @@ mod tests {
         // A pid that cannot be alive.
         fs::write(&path, "999999999\n").unwrap();
         let lock = acquire(&path, Some(60)).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n60\n", std::process::id()));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{}\n60\n", std::process::id())
+        );
         drop(lock);
         assert!(!path.exists());
         // pid 1 is alive.

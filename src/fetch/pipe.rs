@@ -114,7 +114,11 @@ pub fn run_batch<K: Send>(
     })
 }
 
-fn worker<K>(target: &mut Target, opts: &PipeOptions<'_>, rx: Receiver<Chunk<K>>) -> Vec<BatchItem<K>> {
+fn worker<K>(
+    target: &mut Target,
+    opts: &PipeOptions<'_>,
+    rx: Receiver<Chunk<K>>,
+) -> Vec<BatchItem<K>> {
     let mut items = Vec::new();
     let mut next = rx.recv().ok();
     while let Some(chunk) = next.take() {
@@ -138,8 +142,12 @@ fn worker<K>(target: &mut Target, opts: &PipeOptions<'_>, rx: Receiver<Chunk<K>>
             }
             _ => {
                 let staged = match target {
-                    Target::Maildir(m) => m.deliver_unsynced(&mut reader, &opts.info).map(Staged::Pending),
-                    Target::Direct { deliver, .. } => deliver.deliver(&mut reader, &opts.info).map(Staged::Done),
+                    Target::Maildir(m) => m
+                        .deliver_unsynced(&mut reader, &opts.info)
+                        .map(Staged::Pending),
+                    Target::Direct { deliver, .. } => {
+                        deliver.deliver(&mut reader, &opts.info).map(Staged::Done)
+                    }
                 };
                 // A target that gave up early leaves the rest of the message in the channel.
                 reader.drain();
@@ -268,20 +276,36 @@ mod tests {
 
     struct Collect(Arc<Mutex<Vec<Vec<u8>>>>);
     impl Deliver for Collect {
-        fn deliver(&mut self, msg: &mut dyn Read, _: &MessageInfo) -> std::result::Result<Receipt, DeliverError> {
+        fn deliver(
+            &mut self,
+            msg: &mut dyn Read,
+            _: &MessageInfo,
+        ) -> std::result::Result<Receipt, DeliverError> {
             let mut v = Vec::new();
-            msg.read_to_end(&mut v).map_err(|e| DeliverError::from_io("x", e))?;
+            msg.read_to_end(&mut v)
+                .map_err(|e| DeliverError::from_io("x", e))?;
             let n = v.len() as u64;
             self.0.lock().unwrap().push(v);
-            Ok(Receipt { location: "c".into(), path: None, bytes: n })
+            Ok(Receipt {
+                location: "c".into(),
+                path: None,
+                bytes: n,
+            })
         }
     }
 
     fn run(msgs: &[&[u8]], piece: usize, cut_last: bool) -> (Vec<Vec<u8>>, usize) {
         let got = Arc::new(Mutex::new(Vec::new()));
-        let mut t = Target::Direct { deliver: Box::new(Collect(got.clone())), description: "c".into() };
+        let mut t = Target::Direct {
+            deliver: Box::new(Collect(got.clone())),
+            description: "c".into(),
+        };
         let hdr = || "Received: x\r\n".to_string();
-        let opts = PipeOptions { received: Some(&hdr), info: MessageInfo::default(), limit: None };
+        let opts = PipeOptions {
+            received: Some(&hdr),
+            info: MessageInfo::default(),
+            limit: None,
+        };
         let (items, r) = run_batch(&mut t, &opts, |f: &Feeder<usize>| {
             for (i, m) in msgs.iter().enumerate() {
                 f.start(i, None)?;
@@ -295,7 +319,10 @@ mod tests {
             Ok(())
         });
         assert!(r.is_ok());
-        let ok = items.iter().filter(|i| matches!(i.outcome, Outcome::Staged(_))).count();
+        let ok = items
+            .iter()
+            .filter(|i| matches!(i.outcome, Outcome::Staged(_)))
+            .count();
         let v = got.lock().unwrap().clone();
         (v, ok)
     }
@@ -307,7 +334,10 @@ mod tests {
         for piece in [1, 2, 3, 5, 7, 1000] {
             let (v, ok) = run(&[a, b], piece, false);
             assert_eq!(ok, 2);
-            assert_eq!(v[0], b"Return-Path: <a>\r\nReceived: x\r\nReceived: y\r\nSubject: s\r\n\r\nbody\r\n");
+            assert_eq!(
+                v[0],
+                b"Return-Path: <a>\r\nReceived: x\r\nReceived: y\r\nSubject: s\r\n\r\nbody\r\n"
+            );
             assert_eq!(v[1], b"Received: x\r\nSubject: s\r\n\r\nbody");
         }
     }

@@ -145,7 +145,7 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn received(&self, folder: Option<&str>) -> String {
+    fn received(&self) -> String {
         received_header(&ReceivedInfo {
             server: &self.server,
             server_ip: None,
@@ -156,11 +156,9 @@ impl Delivery<'_> {
             recipients: ReceivedFor::One {
                 address: &self.recipient,
                 multidrop: false,
-            }
-            .clone(),
+            },
             date: chrono::Local::now().fixed_offset(),
         })
-        .replace("\tby", folder.map_or("\tby", |_| "\tby"))
     }
 
     fn pipe_options<'b>(&self, header: &'b (dyn Fn() -> String + Sync)) -> PipeOptions<'b> {
@@ -273,7 +271,8 @@ struct PopSink<'a> {
 impl MessageSink for PopSink<'_> {
     fn start(&mut self, msgno: u32) -> Result<()> {
         let uid = self.uids.get(&msgno).cloned().unwrap_or_default();
-        self.feeder.start((msgno, uid), self.sizes.get(&msgno).copied())
+        self.feeder
+            .start((msgno, uid), self.sizes.get(&msgno).copied())
     }
     fn data(&mut self, chunk: &[u8]) -> Result<()> {
         self.feeder.data(chunk)
@@ -286,20 +285,23 @@ impl MessageSink for PopSink<'_> {
 fn poll_pop3(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
-    mut target: Option<&mut Target>,
+    target: Option<&mut Target>,
     report: &mut PollReport,
 ) -> Result<()> {
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let mut settings = Pop3Settings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
+    let mut settings =
+        Pop3Settings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
     settings.tls_mode = f.tls_mode();
     settings.tls = f.tls_options()?;
     settings.connect = f.connect_options();
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
     let account = format!("account {} ({user}@{server})", spec.name);
-    let mut s = Pop3Session::connect(&settings).map_err(|e| e.context(format!("{account}: cannot connect")))?;
-    s.login().map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+    let mut s = Pop3Session::connect(&settings)
+        .map_err(|e| e.context(format!("{account}: cannot connect")))?;
+    s.login()
+        .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
     let uidl = s.uidl_all()?;
     let sizes: HashMap<u32, u64> = s.list_all()?.into_iter().collect();
     let total = uidl.len();
@@ -321,7 +323,10 @@ fn poll_pop3(
             }
         }
     }
-    log::info!("{total} messages ({} seen before) for {user} at {server}", old.len());
+    log::info!(
+        "{total} messages ({} seen before) for {user} at {server}",
+        old.len()
+    );
     if let Some(limit) = spec.limit {
         fresh.retain(|n| {
             let size = sizes.get(n).copied().unwrap_or(0);
@@ -332,7 +337,7 @@ fn poll_pop3(
         });
     }
     report.waiting += fresh.len() as u64;
-    let Some(target) = target.as_deref_mut() else {
+    let Some(target) = target else {
         let _ = s.quit();
         return Ok(());
     };
@@ -352,9 +357,13 @@ fn poll_pop3(
         user: user.clone(),
         server: server.clone(),
         recipient: recipient(spec),
-        client_host: ctx.env.hostname.clone().unwrap_or_else(|| "localhost".into()),
+        client_host: ctx
+            .env
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
     };
-    let header = || d.received(None);
+    let header = || d.received();
     let opts = d.pipe_options(&header);
     for batch in fresh.chunks(BATCH) {
         if ctx.stop.load(Ordering::Relaxed) {
@@ -362,9 +371,17 @@ fn poll_pop3(
             break;
         }
         let (items, fetched) = pipe::run_batch(target, &opts, |feeder| {
-            let mut sink = PopSink { feeder, uids: &uids, sizes: &sizes };
+            let mut sink = PopSink {
+                feeder,
+                uids: &uids,
+                sizes: &sizes,
+            };
             for r in s.retr_pipelined(batch, &mut sink)? {
-                log::warn!("{account}: server refused message {}: {}", r.msgno, r.error.chain());
+                log::warn!(
+                    "{account}: server refused message {}: {}",
+                    r.msgno,
+                    r.error.chain()
+                );
             }
             Ok(())
         });
@@ -379,7 +396,11 @@ fn poll_pop3(
             s.dele_many(&nums)?;
         }
     }
-    s.quit().map_err(|e| e.context(format!("{account}: QUIT failed; deletions may not have happened")))?;
+    s.quit().map_err(|e| {
+        e.context(format!(
+            "{account}: QUIT failed; deletions may not have happened"
+        ))
+    })?;
     Ok(())
 }
 
@@ -408,14 +429,17 @@ fn poll_imap(
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let mut settings = ImapSettings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
+    let mut settings =
+        ImapSettings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
     settings.tls_mode = f.tls_mode();
     settings.tls = f.tls_options()?;
     settings.connect = f.connect_options();
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
     let account = format!("account {} ({user}@{server})", spec.name);
-    let mut s = ImapSession::connect(&settings).map_err(|e| e.context(format!("{account}: cannot connect")))?;
-    s.login().map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+    let mut s = ImapSession::connect(&settings)
+        .map_err(|e| e.context(format!("{account}: cannot connect")))?;
+    s.login()
+        .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
     let key = AccountKey::imap(&server, &user);
     let d = Delivery {
         spec,
@@ -423,18 +447,28 @@ fn poll_imap(
         user: user.clone(),
         server: server.clone(),
         recipient: recipient(spec),
-        client_host: ctx.env.hostname.clone().unwrap_or_else(|| "localhost".into()),
+        client_host: ctx
+            .env
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
     };
-    let header = || d.received(None);
+    let header = || d.received();
     let opts = d.pipe_options(&header);
     let mut budget = spec.fetchlimit;
     for folder in f.folders() {
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
-        let info = s.select(&folder).map_err(|e| e.context(format!("{account}: cannot open folder {folder}")))?;
+        let info = s
+            .select(&folder)
+            .map_err(|e| e.context(format!("{account}: cannot open folder {folder}")))?;
         let validity = info.uidvalidity.unwrap_or(0);
-        let all = if info.exists == 0 { Vec::new() } else { s.uid_search(Search::All)? };
+        let all = if info.exists == 0 {
+            Vec::new()
+        } else {
+            s.uid_search(Search::All)?
+        };
         let total = all.len();
         let on_server: HashSet<u32> = all.iter().copied().collect();
         let mut old = Vec::new();
@@ -444,8 +478,12 @@ fn poll_imap(
                 .state
                 .lock()
                 .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))?;
-            if let UidValidityCheck::Changed { old, dropped } = st.imap_select(&key, &folder, validity) {
-                log::warn!("{account}: folder {folder} changed UIDVALIDITY ({old} -> {validity}); forgetting {dropped} seen messages");
+            if let UidValidityCheck::Changed { old, dropped } =
+                st.imap_select(&key, &folder, validity)
+            {
+                log::warn!(
+                    "{account}: folder {folder} changed UIDVALIDITY ({old} -> {validity}); forgetting {dropped} seen messages"
+                );
             }
             st.imap_retain(&key, &folder, |u| on_server.contains(&u));
             for &uid in &all {
@@ -456,7 +494,10 @@ fn poll_imap(
                 }
             }
         }
-        log::info!("{total} messages ({} seen before) for {user} at {server} folder {folder}", old.len());
+        log::info!(
+            "{total} messages ({} seen before) for {user} at {server} folder {folder}",
+            old.len()
+        );
         report.waiting += fresh.len() as u64;
         let Some(target) = target.as_deref_mut() else {
             continue;
@@ -472,7 +513,8 @@ fn poll_imap(
             s.store_flags(&old, &["\\Seen", "\\Deleted"])?;
             s.expunge(&old)?;
         }
-        let position: HashMap<u32, usize> = all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
+        let position: HashMap<u32, usize> =
+            all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
         for batch in fresh.chunks(BATCH) {
             if ctx.stop.load(Ordering::Relaxed) {
                 log::info!("{account}: stopping on request");
@@ -492,7 +534,11 @@ fn poll_imap(
                 st.imap_record(&key, &folder, validity, done.iter().copied());
                 Ok(())
             })?;
-            fetched.map_err(|e| e.context(format!("{account}: connection lost while fetching from {folder}")))?;
+            fetched.map_err(|e| {
+                e.context(format!(
+                    "{account}: connection lost while fetching from {folder}"
+                ))
+            })?;
             if done.is_empty() {
                 continue;
             }

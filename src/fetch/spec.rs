@@ -81,7 +81,11 @@ impl PollSpec {
             "Options for retrieving from {}@{}{}:\n  True name of server is {ep}.\n  Protocol is {}, {tls}.\n",
             self.user(env),
             self.name,
-            if self.skip { " (skipped unless named)" } else { "" },
+            if self.skip {
+                " (skipped unless named)"
+            } else {
+                ""
+            },
             self.protocol_name()
         );
         if f.protocol.value == FetchProtocol::Imap {
@@ -163,13 +167,8 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     let so = &poll.server;
 
     let protocol = match so.protocol.as_ref().map(|p| (p.value, p.line)) {
-        None | Some((Protocol::Imap | Protocol::Auto, _)) => {
-            if so.protocol.is_none() {
-                FetchProtocol::Imap
-            } else {
-                FetchProtocol::Imap
-            }
-        }
+        // AUTO (and no protocol) is IMAP: rfetch does not probe.
+        None | Some((Protocol::Imap | Protocol::Auto, _)) => FetchProtocol::Imap,
         Some((Protocol::Pop3 | Protocol::Apop, _)) => FetchProtocol::Pop3,
         Some((other, line)) => {
             return Err(bad(
@@ -192,7 +191,10 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             "imap" => 143,
             "imaps" => 993,
             p => p.parse::<u16>().map_err(|_| {
-                bad(svc.line, format!("service {p:?} is not a port number or a known service"))
+                bad(
+                    svc.line,
+                    format!("service {p:?} is not a port number or a known service"),
+                )
             })?,
         };
         server.port = Some(Sourced::new(port, at(svc.line)));
@@ -210,7 +212,10 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         .unwrap_or_default();
     server.user = s(&login, user.line);
     if let Some(pw) = &o.password {
-        server.password = Some(Sourced::new(Secret::Inline(pw.value.expose().to_owned()), at(pw.line)));
+        server.password = Some(Sourced::new(
+            Secret::Inline(pw.value.expose().to_owned()),
+            at(pw.line),
+        ));
     } else if let Some(pe) = &o.passwordeval {
         server.password = Some(Sourced::new(Secret::Command(pe.value.clone()), at(pe.line)));
     }
@@ -260,24 +265,43 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         Sourced::new(Target::MdaShell(mda.value.clone()), at(mda.line))
     } else {
         let (host, line) = match &o.smtphosts {
-            Some(h) => (h.value.first().cloned().unwrap_or_else(|| "localhost".into()), h.line),
+            Some(h) => (
+                h.value
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "localhost".into()),
+                h.line,
+            ),
             None => ("localhost".to_owned(), user.line),
         };
         if host.starts_with('/') {
-            return Err(bad(line, format!("smtphost {host}: local sockets are not supported by rfetch")));
+            return Err(bad(
+                line,
+                format!("smtphost {host}: local sockets are not supported by rfetch"),
+            ));
         }
         let (h, port) = match host.split_once('/') {
             Some((h, p)) => (
                 h.to_owned(),
-                Some(p.parse::<u16>().map_err(|_| bad(line, format!("smtphost {host}: bad port")))?),
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| bad(line, format!("smtphost {host}: bad port")))?,
+                ),
             ),
             None => (host.clone(), None),
         };
         if lmtp {
-            let port = port.ok_or_else(|| bad(line, "lmtp needs a port: smtphost host/port".into()))?;
+            let port =
+                port.ok_or_else(|| bad(line, "lmtp needs a port: smtphost host/port".into()))?;
             Sourced::new(Target::Lmtp(Endpoint { host: h, port }), at(line))
         } else {
-            Sourced::new(Target::Smtp(Endpoint { host: h, port: port.unwrap_or(25) }), at(line))
+            Sourced::new(
+                Target::Smtp(Endpoint {
+                    host: h,
+                    port: port.unwrap_or(25),
+                }),
+                at(line),
+            )
         }
     };
 
@@ -287,7 +311,10 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         fetch.folders = Some(Sourced::new(f.value.clone(), at(f.line)));
     }
     fetch.keep = o.keep.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
-    fetch.fetchall = o.fetchall.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
+    fetch.fetchall = o
+        .fetchall
+        .as_ref()
+        .map(|v| Sourced::new(v.value, at(v.line)));
     fetch.idle = o.idle.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
     fetch.target = Some(target);
     Ok(PollSpec {
@@ -352,25 +379,35 @@ mod tests {
         assert_eq!(p[0].local_user, "ann");
         assert!(p[0].fetch.keep());
         assert_eq!((p[0].limit, p[0].fetchlimit), (Some(1000), Some(5)));
-        assert_eq!(p[0].fetch.target(&env()), Target::MdaShell("procmail -d %T".into()));
+        assert_eq!(
+            p[0].fetch.target(&env()),
+            Target::MdaShell("procmail -d %T".into())
+        );
         assert_eq!(p[1].fetch.tls_mode(), TlsMode::Starttls);
         assert_eq!(p[1].fetch.folders(), ["INBOX", "Lists"]);
-        assert_eq!(p[1].smtp_recipient, "carl@example.org");
+        // No `is`: the local name is the invoking user.
+        assert_eq!(p[1].smtp_recipient, "u@example.org");
         assert_eq!(
             p[1].fetch.target(&env()),
-            Target::Smtp(Endpoint { host: "mx".into(), port: 2525 })
+            Target::Smtp(Endpoint {
+                host: "mx".into(),
+                port: 2525
+            })
         );
         assert!(p[2].skip);
         assert_eq!(
             p[2].fetch.target(&env()),
-            Target::Lmtp(Endpoint { host: "localhost".into(), port: 24 })
+            Target::Lmtp(Endpoint {
+                host: "localhost".into(),
+                port: 24
+            })
         );
         assert!(p[0].describe(&env()).contains("Maildir") || p[0].describe(&env()).contains("MDA"));
     }
 
     #[test]
     fn unsupported_protocol_names_the_line() {
-        let rc = parse_fetchmailrc("poll x proto etrn\n", std::path::Path::new("/rc")).unwrap();
+        let rc = parse_fetchmailrc("poll x proto etrn user a password b\n", std::path::Path::new("/rc")).unwrap();
         let e = from_fetchmailrc(&rc, &env()).unwrap_err();
         assert!(e.to_string().starts_with("/rc:1:"), "{e}");
     }
