@@ -407,7 +407,11 @@ mod tests {
 
     #[test]
     fn unsupported_protocol_names_the_line() {
-        let rc = parse_fetchmailrc("poll x proto etrn user a password b\n", std::path::Path::new("/rc")).unwrap();
+        let rc = parse_fetchmailrc(
+            "poll x proto etrn user a password b\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
         let e = from_fetchmailrc(&rc, &env()).unwrap_err();
         assert!(e.to_string().starts_with("/rc:1:"), "{e}");
     }
