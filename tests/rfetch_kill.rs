@@ -3,6 +3,7 @@
 //! allowed only for the messages in flight at a kill.
 // try_wait() polls and the kill path waits; clippy cannot see that every path reaps.
 #![allow(clippy::zombie_processes)]
+#![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
 include!("rfetch_support.rs.inc");
@@ -78,29 +79,28 @@ fn sigkill_at_random_times_loses_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let mut deadline = None;
         if killed < kills {
-            let wait = Duration::from_millis(50 + rng.next() % 700);
-            let until = Instant::now() + wait;
-            let mut exited = None;
-            while Instant::now() < until {
-                if let Some(st) = child.try_wait().unwrap() {
-                    exited = Some(st);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if exited.is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                killed += 1;
-                // The lock of a killed instance is stale: the next run must take it over.
-                continue;
-            }
-        } else {
-            let st = child.wait().unwrap();
-            let c = st.code().unwrap_or(-1);
-            assert!(c == 0 || c == 1, "final run exit {c}");
+            deadline = Some(Instant::now() + Duration::from_millis(50 + rng.next() % 700));
         }
+        let mut exited = None;
+        while deadline.is_some_and(|d| Instant::now() < d) {
+            if let Some(st) = child.try_wait().unwrap() {
+                exited = Some(st);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if deadline.is_some() && exited.is_none() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            killed += 1;
+            // The lock of a killed instance is stale: the next run must take it over.
+            continue;
+        }
+        let st = child.wait().unwrap();
+        let c = st.code().unwrap_or(-1);
+        assert!(c == 0 || c == 1, "run exit {c}");
         if server_count(&s) == 0 {
             break;
         }

@@ -3,6 +3,8 @@
 //! leaves the messages for the next poll. The tests share bob's mailbox, so they run one at
 //! a time under a lock.
 
+#![allow(dead_code)] // the shared helpers are not all used by every binary
+
 mod common;
 include!("rfetch_support.rs.inc");
 

@@ -145,7 +145,7 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn received(&self, folder: Option<&str>) -> String {
+    fn received(&self) -> String {
         received_header(&ReceivedInfo {
             server: &self.server,
             server_ip: None,
@@ -156,11 +156,9 @@ impl Delivery<'_> {
             recipients: ReceivedFor::One {
                 address: &self.recipient,
                 multidrop: false,
-            }
-            .clone(),
+            },
             date: chrono::Local::now().fixed_offset(),
         })
-        .replace("\tby", folder.map_or("\tby", |_| "\tby"))
     }
 
     fn pipe_options<'b>(&self, header: &'b (dyn Fn() -> String + Sync)) -> PipeOptions<'b> {
@@ -365,7 +363,7 @@ fn poll_pop3(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
     };
-    let header = || d.received(None);
+    let header = || d.received();
     let opts = d.pipe_options(&header);
     for batch in fresh.chunks(BATCH) {
         if ctx.stop.load(Ordering::Relaxed) {
@@ -455,7 +453,7 @@ fn poll_imap(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
     };
-    let header = || d.received(None);
+    let header = || d.received();
     let opts = d.pipe_options(&header);
     let mut budget = spec.fetchlimit;
     for folder in f.folders() {

@@ -167,6 +167,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     let so = &poll.server;
 
     let protocol = match so.protocol.as_ref().map(|p| (p.value, p.line)) {
+        // AUTO (and no protocol) is IMAP: rfetch does not probe.
         None | Some((Protocol::Imap | Protocol::Auto, _)) => FetchProtocol::Imap,
         Some((Protocol::Pop3 | Protocol::Apop, _)) => FetchProtocol::Pop3,
         Some((other, line)) => {
@@ -384,7 +385,8 @@ mod tests {
         );
         assert_eq!(p[1].fetch.tls_mode(), TlsMode::Starttls);
         assert_eq!(p[1].fetch.folders(), ["INBOX", "Lists"]);
-        assert_eq!(p[1].smtp_recipient, "carl@example.org");
+        // No `is`: the local name is the invoking user.
+        assert_eq!(p[1].smtp_recipient, "u@example.org");
         assert_eq!(
             p[1].fetch.target(&env()),
             Target::Smtp(Endpoint {
@@ -405,7 +407,11 @@ mod tests {
 
     #[test]
     fn unsupported_protocol_names_the_line() {
-        let rc = parse_fetchmailrc("poll x proto etrn\n", std::path::Path::new("/rc")).unwrap();
+        let rc = parse_fetchmailrc(
+            "poll x proto etrn user a password b\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
         let e = from_fetchmailrc(&rc, &env()).unwrap_err();
         assert!(e.to_string().starts_with("/rc:1:"), "{e}");
     }
