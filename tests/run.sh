@@ -3,7 +3,7 @@
 #
 # Starts the private mail stack in <repo>/.stack (tests/stack/stack.sh up; installs the Debian
 # packages it needs when missing) unless one already runs there or in $POSTIE_STACK_DIR, exports
-# POSTIE_STACK_DIR for the tests, runs `cargo build --all-targets` and `cargo test --all-targets`,
+# POSTIE_STACK_DIR for the tests, runs `cargo build --all-targets` and `cargo test --all-targets --no-fail-fast`,
 # stops the stack again if it started it, and exits with cargo's status.
 # Needs root (apt, Dovecot, Postfix) unless the stack already runs; uses `sudo -n` when not root.
 set -euo pipefail
@@ -40,7 +40,8 @@ set +e
 cargo build --all-targets </dev/null
 status=$?
 if [ $status = 0 ]; then
-  cargo test --all-targets </dev/null
+  # --no-fail-fast: one failing test binary must not hide the others' results
+  cargo test --all-targets --no-fail-fast </dev/null
   status=$?
 fi
 exit $status
