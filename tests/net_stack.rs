@@ -213,7 +213,7 @@ fn system_trust_rejects_the_private_ca_as_unknown_issuer() {
         );
         let text = err.to_string();
         let want = format!(
-            "certificate for localhost:{} is not trusted: unknown issuer; set tls_trust_file",
+            "certificate for localhost:{} is not trusted: unknown issuer",
             proto.port(&stack)
         );
         assert!(text.starts_with(&want), "{proto:?}: {text}");

@@ -205,7 +205,18 @@ fn serverinfo(args: &RsendArgs, env: &Env) -> Result<(), Error> {
 fn hint(e: &Error) -> Option<&'static str> {
     let text = e.chain();
     match e.kind() {
-        ErrorKind::Certificate if text.contains("unknown issuer") => Some(
+        ErrorKind::Certificate if text.contains("fingerprint mismatch") => Some(
+            "the server's certificate is not the pinned one; if it was renewed on purpose, update \
+             tls_fingerprint (rsend --serverinfo shows the new one)",
+        ),
+        ErrorKind::Certificate if text.contains("not valid for") => {
+            Some("connect by a name the certificate lists, or set tls_host_override to one of them")
+        }
+        ErrorKind::Certificate if text.contains("system CA") => Some(
+            "install the ca-certificates package, or set tls_trust_file to a CA file, or pin the \
+             server with tls_fingerprint",
+        ),
+        ErrorKind::Certificate => Some(
             "to trust this server, set tls_trust_file to its CA, or pin it with tls_fingerprint \
              (rsend --serverinfo --tls-certcheck=off shows the fingerprint)",
         ),

@@ -62,9 +62,7 @@ pub enum NetError {
     ClientCert { path: PathBuf, reason: String },
 
     /// No CA certificates could be loaded from the system store.
-    #[error(
-        "no system CA certificates could be loaded ({reason}); set tls_trust_file to a CA file, or tls_fingerprint"
-    )]
+    #[error("no system CA certificates could be loaded ({reason})")]
     SystemRoots { reason: String },
 }
 
