@@ -1,7 +1,8 @@
 //! rfetch's daemon against the real stack: IMAP IDLE fetches new mail at once (far sooner
 //! than the poll interval) and SIGTERM stops it cleanly; an account whose server hangs does
-//! not hold up another; SIGUSR1 wakes a daemon between polls. Every child rfetch is killed
-//! and reaped whatever happens (a guard kills on drop).
+//! not hold up another; SIGUSR1 wakes a daemon between polls. Against scripted servers: a BYE
+//! during IDLE reconnects, and a server without IDLE is watched with NOOP. Every child rfetch
+//! is killed and reaped whatever happens (a guard kills on drop).
 
 #![allow(dead_code)] // the shared helpers are not all used by every binary
 
@@ -334,4 +335,224 @@ fn sigusr1_wakes_a_sleeping_daemon() {
     let st = d.wait_exit(Duration::from_secs(30));
     assert_eq!(st.code(), Some(0), "{}", d.log());
     assert!(!dir.join(".fetchmail.pid").exists());
+}
+
+/// A scripted IMAP server (plain TCP, any number of connections) holding one folder. On the
+/// first connection it drops IDLE with a BYE; later connections IDLE normally and announce a
+/// message added after `add_after` with EXISTS. Without `idle` it lacks the IDLE capability
+/// and reports the new message in a NOOP reply instead.
+struct Scripted {
+    port: u16,
+    logins: Arc<Mutex<usize>>,
+}
+
+fn scripted_imap(idle: bool, add_after: Duration, subject: String) -> Scripted {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let logins = Arc::new(Mutex::new(0usize));
+    let logins2 = Arc::clone(&logins);
+    // The folder: (uid, body); the message appears `add_after` after the second login (IDLE)
+    // or the first (no IDLE).
+    let folder: Arc<Mutex<Vec<(u32, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let caps = if idle {
+        "IMAP4rev1 IDLE UIDPLUS"
+    } else {
+        "IMAP4rev1 UIDPLUS"
+    };
+    std::thread::spawn(move || {
+        for (conn_no, conn) in listener.incoming().enumerate() {
+            let Ok(mut sock) = conn else { return };
+            let folder = Arc::clone(&folder);
+            let logins = Arc::clone(&logins2);
+            let subject = subject.clone();
+            std::thread::spawn(move || {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(120)));
+                let mut r = BufReader::new(sock.try_clone().expect("clone"));
+                let mut out = |s: &str| sock.write_all(s.as_bytes()).is_ok();
+                if !out(&format!("* OK [CAPABILITY {caps}] scripted\r\n")) {
+                    return;
+                }
+                let mut announced = 0usize;
+                let mut idle_tag = String::new();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if matches!(r.read_line(&mut line), Ok(0) | Err(_)) {
+                        return;
+                    }
+                    let cmd = line.trim_end().to_string();
+                    let (tag, rest) = cmd.split_once(' ').unwrap_or((cmd.as_str(), ""));
+                    let upper = rest.to_ascii_uppercase();
+                    let reply = if tag == "DONE" {
+                        format!("{idle_tag} OK Idle completed\r\n")
+                    } else if upper.starts_with("LOGIN") {
+                        let n = {
+                            let mut g = logins.lock().expect("lock");
+                            *g += 1;
+                            *g
+                        };
+                        if n == if idle { 2 } else { 1 } {
+                            let folder = Arc::clone(&folder);
+                            let subject = subject.clone();
+                            std::thread::spawn(move || {
+                                std::thread::sleep(add_after);
+                                folder.lock().expect("lock").push((
+                                    7,
+                                    format!("From: a@x\r\nSubject: {subject}\r\n\r\nscripted\r\n"),
+                                ));
+                            });
+                        }
+                        format!("{tag} OK [CAPABILITY {caps}] in\r\n")
+                    } else if upper.starts_with("CAPABILITY") {
+                        format!("* CAPABILITY {caps}\r\n{tag} OK\r\n")
+                    } else if upper.starts_with("SELECT") {
+                        announced = folder.lock().expect("lock").len();
+                        format!(
+                            "* {announced} EXISTS\r\n* OK [UIDVALIDITY 42] v\r\n{tag} OK [READ-WRITE] sel\r\n"
+                        )
+                    } else if upper.starts_with("UID SEARCH") {
+                        let uids: Vec<String> = folder
+                            .lock()
+                            .expect("lock")
+                            .iter()
+                            .map(|(u, _)| u.to_string())
+                            .collect();
+                        format!("* SEARCH {}\r\n{tag} OK\r\n", uids.join(" "))
+                    } else if upper.starts_with("UID FETCH") {
+                        let mut s = String::new();
+                        for (i, (uid, body)) in folder.lock().expect("lock").iter().enumerate() {
+                            s.push_str(&format!(
+                                "* {} FETCH (UID {uid} RFC822.SIZE {} FLAGS () BODY[] {{{}}}\r\n{body})\r\n",
+                                i + 1,
+                                body.len(),
+                                body.len()
+                            ));
+                        }
+                        format!("{s}{tag} OK\r\n")
+                    } else if upper.starts_with("UID EXPUNGE") {
+                        let mut f = folder.lock().expect("lock");
+                        let n = f.len();
+                        f.clear();
+                        announced = 0;
+                        let mut s = String::new();
+                        for i in (1..=n).rev() {
+                            s.push_str(&format!("* {i} EXPUNGE\r\n"));
+                        }
+                        format!("{s}{tag} OK\r\n")
+                    } else if upper.starts_with("NOOP") {
+                        let n = folder.lock().expect("lock").len();
+                        let news = if n != announced {
+                            announced = n;
+                            format!("* {n} EXISTS\r\n")
+                        } else {
+                            String::new()
+                        };
+                        format!("{news}{tag} OK\r\n")
+                    } else if upper.starts_with("IDLE") {
+                        idle_tag = tag.to_string();
+                        if !out("+ idling\r\n") {
+                            return;
+                        }
+                        if conn_no == 0 {
+                            std::thread::sleep(Duration::from_millis(300));
+                            let _ = out("* BYE scripted server restarting\r\n");
+                            return;
+                        }
+                        // Announce the message once it is there (or stay quiet).
+                        let start = Instant::now();
+                        while start.elapsed() < Duration::from_secs(60) {
+                            let n = folder.lock().expect("lock").len();
+                            if n != announced {
+                                announced = n;
+                                let _ = out(&format!("* {n} EXISTS\r\n"));
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        continue;
+                    } else if upper.starts_with("LOGOUT") {
+                        let _ = out(&format!("* BYE bye\r\n{tag} OK\r\n"));
+                        return;
+                    } else {
+                        format!("{tag} OK\r\n")
+                    };
+                    if !out(&reply) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Scripted { port, logins }
+}
+
+fn scripted_config(dir: &Path, port: u16, md: &Path) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 20\n\
+             [accounts.scripted.fetch]\nprotocol = \"imap\"\nport = {port}\nmaildir = \"{}\"\n",
+            md.display()
+        ),
+    )
+}
+
+#[test]
+fn idle_reconnects_after_bye_and_fetches_on_exists() {
+    let dir = tempdir("reconnect");
+    let md = dir.join("Maildir");
+    let subject = marker("after-bye");
+    let srv = scripted_imap(true, Duration::from_millis(1500), subject.clone());
+    let cfg = scripted_config(&dir, srv.port, &md);
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "-C",
+            cfg.to_str().unwrap(),
+            "-d",
+            "300",
+            "--idle",
+            "--danger-plaintext-auth",
+            "-v",
+        ],
+    );
+    // BYE during IDLE -> reconnect (1 s backoff) -> poll -> IDLE -> EXISTS -> fetch.
+    wait_message(&mut d, &md, &subject, Duration::from_secs(60));
+    assert!(*srv.logins.lock().unwrap() >= 2);
+    let log = d.log();
+    assert_eq!(log.matches("connection lost").count(), 1, "{log}");
+    assert!(log.contains("connection restored"), "{log}");
+    d.signal(Signal::TERM);
+    let st = d.wait_exit(Duration::from_secs(30));
+    assert_eq!(st.code(), Some(0), "{}", d.log());
+    assert!(!dir.join(".fetchmail.pid").exists());
+}
+
+#[test]
+fn without_idle_capability_noop_every_28s_finds_new_mail_on_the_same_connection() {
+    let dir = tempdir("noop");
+    let md = dir.join("Maildir");
+    let subject = marker("noop");
+    let srv = scripted_imap(false, Duration::from_millis(1500), subject.clone());
+    let cfg = scripted_config(&dir, srv.port, &md);
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "-C",
+            cfg.to_str().unwrap(),
+            "-d",
+            "300",
+            "--idle",
+            "--danger-plaintext-auth",
+            "-v",
+        ],
+    );
+    d.wait_log("does not offer IDLE", 1, Duration::from_secs(30));
+    // The first NOOP comes 28 s after the first poll; the interval is 300 s.
+    wait_message(&mut d, &md, &subject, Duration::from_secs(120));
+    assert_eq!(*srv.logins.lock().unwrap(), 1, "{}", d.log());
+    d.signal(Signal::TERM);
+    let st = d.wait_exit(Duration::from_secs(30));
+    assert_eq!(st.code(), Some(0), "{}", d.log());
 }
