@@ -1,7 +1,8 @@
 //! IMAP session against hermetic scripted servers on 127.0.0.1: STARTTLS missing or PREAUTH
 //! before TLS (CVE-2021-39272), hostile numbers and literals, over-long lines, a server that
 //! stops answering, login refusals, synchronising literals, bodies whose UID comes late and
-//! untagged data we do not understand. Never a crash, hang or unbounded memory.
+//! untagged data we do not understand, and IDLE (wake-ups, BYE, silence, no capability). Never a
+//! crash, hang or unbounded memory.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use postie::ErrorKind;
 use postie::net::{Endpoint, TlsMode};
 use postie::proto::imap::Search;
-use postie::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings, Secret};
+use postie::session::imap::{FetchSink, FetchedMeta, IdleEvent, ImapSession, ImapSettings, Secret};
 
 enum Reply {
     Send(Vec<u8>),
@@ -19,6 +20,10 @@ enum Reply {
     Literal(Vec<u8>, usize, Vec<u8>),
     /// Say nothing for longer than the client's io timeout, then close.
     Stall,
+    /// Send the first bytes, wait, then send the second (IDLE: continuation, then news).
+    Later(Vec<u8>, Duration, Vec<u8>),
+    /// Send, then close the connection.
+    Close(Vec<u8>),
 }
 
 /// Starts a one-connection server: `greeting`, then for each command line (tag, rest) the reply.
@@ -73,6 +78,19 @@ fn serve(
                 }
                 Reply::Stall => {
                     std::thread::sleep(Duration::from_secs(4));
+                    return;
+                }
+                Reply::Later(first, wait, then) => {
+                    if sock.write_all(&first).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(wait);
+                    if !then.is_empty() && sock.write_all(&then).is_err() {
+                        return;
+                    }
+                }
+                Reply::Close(bytes) => {
+                    let _ = sock.write_all(&bytes);
                     return;
                 }
             }
@@ -374,4 +392,218 @@ fn untagged_bye_mid_command_is_an_error() {
     s.login().expect("login");
     let e = s.select("INBOX").expect_err("bye");
     assert_eq!(e.kind(), ErrorKind::RejectedTemporary, "{e:?}");
+}
+
+// ---- IDLE (RFC 2177) ----
+
+/// A server that answers IDLE with `on_idle` and DONE with the IDLE's tagged OK; SELECT and
+/// NOOP with OK.
+fn idle_server(
+    greeting: &'static [u8],
+    login_caps: &'static str,
+    on_idle: impl Fn(&str) -> Reply + Send + 'static,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let idle_tag = Mutex::new(String::new());
+    serve(greeting, move |tag, cmd| {
+        let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        if tag == "DONE" {
+            let t = idle_tag.lock().expect("lock").clone();
+            return b(format!("{t} OK Idle completed\r\n"));
+        }
+        match verb.as_str() {
+            "LOGIN" => b(format!("{tag} OK [CAPABILITY {login_caps}] in\r\n")),
+            "CAPABILITY" => b(format!("* CAPABILITY {login_caps}\r\n{tag} OK\r\n")),
+            "LOGOUT" => b(format!("* BYE bye\r\n{tag} OK\r\n")),
+            "SELECT" => b(format!(
+                "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n{tag} OK [READ-WRITE] sel\r\n"
+            )),
+            "IDLE" => {
+                *idle_tag.lock().expect("lock") = tag.to_string();
+                on_idle(tag)
+            }
+            _ => b(format!("{tag} OK done\r\n")),
+        }
+    })
+}
+
+fn count(seen: &Arc<Mutex<Vec<String>>>, what: &str) -> usize {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .filter(|c| c.ends_with(what))
+        .count()
+}
+
+fn idle_session(port: u16) -> ImapSession {
+    let mut s = ImapSession::connect(&settings(port, TlsMode::Off)).expect("connect");
+    s.login().expect("login");
+    assert_eq!(s.select("INBOX").expect("select").exists, 4);
+    s
+}
+
+#[test]
+fn idle_exists_wakes_and_sends_done() {
+    let (port, seen) = idle_server(GREETING, "IMAP4rev1 IDLE", |_| {
+        Reply::Later(
+            b"+ idling\r\n".to_vec(),
+            Duration::from_millis(300),
+            b"* 5 EXISTS\r\n* 1 RECENT\r\n".to_vec(),
+        )
+    });
+    let mut s = idle_session(port);
+    let t = Instant::now();
+    assert_eq!(
+        s.idle(Duration::from_secs(60)).expect("idle"),
+        IdleEvent::Exists(5)
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(count(&seen, "DONE"), 1);
+    // The session goes on normally after IDLE.
+    s.noop().expect("noop after idle");
+    assert!(s.is_usable());
+}
+
+#[test]
+fn idle_recent_alone_wakes() {
+    let (port, _) = idle_server(GREETING, "IMAP4rev1 IDLE", |_| {
+        Reply::Later(
+            b"+ idling\r\n* OK Still here\r\n".to_vec(),
+            Duration::from_millis(200),
+            b"* 2 RECENT\r\n".to_vec(),
+        )
+    });
+    let mut s = idle_session(port);
+    assert_eq!(
+        s.idle(Duration::from_secs(60)).expect("idle"),
+        IdleEvent::Recent(2)
+    );
+}
+
+#[test]
+fn idle_silent_server_times_out_and_idle_is_reissued() {
+    // The IDLE wait is bounded by its own timeout (2.5 s), not the 1 s read timeout.
+    let (port, seen) = idle_server(GREETING, "IMAP4rev1 IDLE", |_| {
+        Reply::Send(b"+ idling\r\n".to_vec())
+    });
+    let mut s = idle_session(port);
+    for round in 1..=2 {
+        let t = Instant::now();
+        assert_eq!(
+            s.idle(Duration::from_millis(2500)).expect("idle"),
+            IdleEvent::Timeout
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(2400),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(count(&seen, "DONE"), round);
+        assert_eq!(count(&seen, "IDLE"), round);
+    }
+    assert!(s.is_usable());
+}
+
+#[test]
+fn idle_bye_is_an_error_and_the_session_is_dead() {
+    let (port, seen) = idle_server(GREETING, "IMAP4rev1 IDLE", |_| {
+        Reply::Later(
+            b"+ idling\r\n".to_vec(),
+            Duration::from_millis(200),
+            b"* BYE Server shutting down\r\n".to_vec(),
+        )
+    });
+    let mut s = idle_session(port);
+    let e = s.idle(Duration::from_secs(60)).expect_err("BYE");
+    assert_eq!(e.kind(), ErrorKind::RejectedTemporary, "{e:?}");
+    assert!(e.chain().contains("shutting down"), "{}", e.chain());
+    assert!(!s.is_usable());
+    assert!(s.noop().is_err());
+    assert_eq!(count(&seen, "DONE"), 0);
+}
+
+#[test]
+fn idle_connection_closed_is_an_error() {
+    let (port, _) = idle_server(GREETING, "IMAP4rev1 IDLE", |_| {
+        Reply::Close(b"+ idling\r\n".to_vec())
+    });
+    let mut s = idle_session(port);
+    let e = s.idle(Duration::from_secs(60)).expect_err("closed");
+    assert_eq!(e.kind(), ErrorKind::NetworkIo, "{e:?}");
+    assert!(!s.is_usable());
+}
+
+#[test]
+fn idle_interrupted_by_caller() {
+    let (port, seen) = idle_server(GREETING, "IMAP4rev1 IDLE", |_| {
+        Reply::Send(b"+ idling\r\n".to_vec())
+    });
+    let mut s = idle_session(port);
+    let t = Instant::now();
+    let ev = s
+        .idle_until(Duration::from_secs(60), &|| {
+            t.elapsed() > Duration::from_millis(300)
+        })
+        .expect("idle");
+    assert_eq!(ev, IdleEvent::Interrupted);
+    assert!(t.elapsed() < Duration::from_secs(20));
+    assert_eq!(count(&seen, "DONE"), 1);
+    assert!(s.is_usable());
+}
+
+#[test]
+fn idle_without_capability_is_refused_unless_forced() {
+    const PLAIN: &[u8] = b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] ready\r\n";
+    let (port, seen) = idle_server(PLAIN, "IMAP4rev1 UIDPLUS", |tag| {
+        b(format!("{tag} BAD unknown command\r\n"))
+    });
+    let mut s = idle_session(port);
+    let e = s.idle(Duration::from_secs(5)).expect_err("no IDLE");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
+    assert_eq!(count(&seen, "IDLE"), 0);
+    // The fallback (fetchmail's NOOP emulation) works on the same session.
+    assert_eq!(s.noop().expect("noop"), None);
+
+    // forceidle sends it anyway; a refusal leaves the session usable for the NOOP fallback.
+    let (port, seen) = idle_server(PLAIN, "IMAP4rev1 UIDPLUS", |tag| {
+        b(format!("{tag} BAD unknown command\r\n"))
+    });
+    let mut set = settings(port, TlsMode::Off);
+    set.force_idle = true;
+    let mut s = ImapSession::connect(&set).expect("connect");
+    s.login().expect("login");
+    s.select("INBOX").expect("select");
+    let e = s.idle(Duration::from_secs(5)).expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+    assert_eq!(count(&seen, "IDLE"), 1);
+    assert!(s.is_usable());
+    s.noop().expect("noop fallback");
+}
+
+#[test]
+fn idle_done_completion_with_exists_counts_as_news() {
+    // Mail that arrives while DONE is on its way is reported in the completion.
+    let idle_tag = Arc::new(Mutex::new(String::new()));
+    let tag2 = Arc::clone(&idle_tag);
+    let (port, _) = serve(
+        GREETING,
+        basic(move |tag, cmd| {
+            if tag == "DONE" {
+                let t = tag2.lock().expect("lock").clone();
+                return b(format!("* 9 EXISTS\r\n{t} OK Idle completed\r\n"));
+            }
+            if cmd.eq_ignore_ascii_case("IDLE") {
+                *tag2.lock().expect("lock") = tag.to_string();
+                return Reply::Send(b"+ idling\r\n".to_vec());
+            }
+            b(format!("* 4 EXISTS\r\n{tag} OK done\r\n"))
+        }),
+    );
+    let mut s = ImapSession::connect(&settings(port, TlsMode::Off)).expect("connect");
+    s.login().expect("login");
+    s.select("INBOX").expect("select");
+    assert_eq!(
+        s.idle(Duration::from_millis(1200)).expect("idle"),
+        IdleEvent::Exists(9)
+    );
+    drop(idle_tag);
 }

@@ -187,13 +187,36 @@ $XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rs
 the second.",
     },
     Section {
+        title: "DAEMON MODE AND IDLE",
+        body: "With -d N (or set daemon N) every account runs on its own thread with its own \
+schedule: it polls, then sleeps N seconds. A slow or hanging server never delays another account. \
+After a temporary failure (connection refused or lost, timeout, a 4xx reply) the account retries \
+after 30 seconds, doubling up to N; after a permanent one (login refused) it retries at the \
+normal interval. rfetch stays in the foreground; run it under systemd or with &.
+
+SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). SIGTERM \
+and SIGINT (and rfetch --quit) stop it: the batch in progress is finished or abandoned before \
+anything unconfirmed is deleted, IDLE connections log out, and the lock file is removed. An \
+account blocked in a network read is abandoned after 8 seconds.
+
+With idle (fetchmailrc), --idle or idle = true (TOML), an IMAP account keeps its connection after \
+a poll and waits in IDLE (RFC 2177); when the server announces new mail (EXISTS or RECENT) rfetch \
+fetches it at once through the normal poll, then idles again. IDLE is re-issued every 28 minutes \
+(idletimeout N). A server without the IDLE capability is checked with NOOP every 28 seconds, as \
+fetchmail does, unless forceidle is set, which sends IDLE anyway. Each folder gets its own \
+connection, and any number of accounts may idle. A lost connection is re-opened after 1 second, \
+doubling up to 5 minutes; the loss and the recovery are logged once. As in fetchmail, an idling \
+account keeps rfetch running even without -d, until a signal stops it. -c never idles.",
+    },
+    Section {
         title: "DIFFERENCES FROM FETCHMAIL",
         body: "rfetch pipelines POP3 and fetches IMAP messages with one UID FETCH, and is UID \
 based throughout (IMAP UIDVALIDITY is honoured). The seen state is written per message, not at the \
 end of a poll. MDA exit 75 is a temporary failure; other non-zero exits are permanent but the \
 message is still kept. The exit code is 0 only when a message was delivered, not merely retrieved. \
 Passwords never cross unencrypted connections unless --danger-plaintext-auth is given. In daemon \
-mode all accounts are polled concurrently, and IDLE works for many accounts and folders at once.",
+mode all accounts are polled concurrently, each on its own schedule, and IDLE works for many \
+accounts and folders at once.",
     },
 ];
 

@@ -1,23 +1,22 @@
 //! The rfetch command line (fetchmail options) and its dispatch: config loading (native TOML
-//! or fetchmailrc), the instance lock, one-shot and daemon polling, and fetchmail's exit codes
-//! (anchor §8).
+//! or fetchmailrc), the instance lock, handing the accounts to [`crate::fetch::daemon`]
+//! (one-shot, daemon, IDLE), and fetchmail's exit codes (anchor §8).
 //!
 //! Daemon mode stays in the foreground: detaching needs fork(), which a `forbid(unsafe_code)`
 //! crate cannot call. Run `rfetch -d N` under systemd, or with `&`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::account::{Env, Provenance, Sourced, Target};
 use crate::cli::rfetch_args::{self, RfetchArgs};
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{fetchmail as code, rfetch_code};
+use crate::fetch::daemon::{self, Control, Schedule};
 use crate::fetch::lock;
-use crate::fetch::poll::{self, PollContext, PollReport};
+use crate::fetch::poll::{PollContext, PollReport};
 use crate::fetch::spec::{self, PollSpec};
 use crate::fetch::state::SeenStore;
 use crate::log::{self as plog, Verbosity};
@@ -131,6 +130,9 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
     }
     if args.invisible {
         s.invisible = true;
+    }
+    if args.idle {
+        s.fetch.idle = cl(true);
     }
     if let Some(m) = &args.mda {
         s.fetch.target = Some(Sourced::new(
@@ -272,27 +274,23 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         })
         .unwrap_or_else(|| spec::default_idfile(&env));
     let state = Mutex::new(SeenStore::open(&idfile)?);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| {
-            Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
-        })?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&wake)).map_err(|e| {
-        Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
-    })?;
-
-    let ctx = PollContext {
-        env: &env,
-        state: &state,
+    // Account threads may outlive this function when a stop abandons one blocked in a network
+    // read (fetch::daemon), so what they share lives for the rest of the process.
+    let control: &'static Control = Box::leak(Box::new(Control::new()));
+    daemon::install_signals(control)?;
+    let env: &'static Env = Box::leak(Box::new(env));
+    let ctx: &'static PollContext<'static> = Box::leak(Box::new(PollContext {
+        env,
+        state: Box::leak(Box::new(state)),
         check_only: args.check,
-        stop: &stop,
+        stop: control.stop_flag(),
         allow_plaintext: args.danger_plaintext_auth,
+    }));
+    let schedule = Schedule {
+        interval: interval.map(Duration::from_secs),
     };
     let Some(interval) = interval else {
-        let reports = poll_all(&selected, &ctx);
+        let reports = daemon::run(&selected, ctx, control, schedule);
         return Ok(exit_code(&reports, args.check));
     };
     if !args.nodetach {
@@ -301,49 +299,9 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         );
     }
     log::info!("starting daemon: polling every {interval} s");
-    while !stop.load(Ordering::Relaxed) {
-        let reports = poll_all(&selected, &ctx);
-        let c = exit_code(&reports, args.check);
-        log::info!("poll finished (status {c}); sleeping {interval} s");
-        let until = Instant::now() + Duration::from_secs(interval);
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            if wake.swap(false, Ordering::Relaxed) {
-                log::info!("awakened by SIGUSR1");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    daemon::run(&selected, ctx, control, schedule);
     log::info!("terminating on signal");
     Ok(code::SUCCESS)
-}
-
-/// Polls every account concurrently (a thread each): a slow or failing server never delays
-/// the others.
-fn poll_all(specs: &[PollSpec], ctx: &PollContext<'_>) -> Vec<PollReport> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = specs
-            .iter()
-            .map(|s| scope.spawn(move || poll::poll(s, ctx)))
-            .collect();
-        handles
-            .into_iter()
-            .zip(specs)
-            .map(|(h, s)| {
-                let r = h.join().unwrap_or_else(|_| PollReport {
-                    error: Some(Error::new(
-                        ErrorKind::Internal,
-                        format!("account {}: the poll crashed", s.name),
-                    )),
-                    ..PollReport::default()
-                });
-                if let Some(e) = &r.error {
-                    eprintln!("rfetch: {}", e.chain());
-                }
-                r
-            })
-            .collect()
-    })
 }
 
 /// fetchmail's status for a round of polls: 13 when a fetchlimit stopped a poll, 0 when mail

@@ -40,7 +40,9 @@ pub struct RfetchArgs {
     /// Print the configuration as understood, then exit.
     #[arg(long = "configdump")]
     pub configdump: bool,
-    /// Run as a daemon polling every N seconds (0: once).
+    /// Run as a daemon polling every N seconds (0: once). Each account has its own thread and
+    /// schedule; a transient failure is retried after 30 s, doubling up to N. SIGUSR1 polls
+    /// at once, SIGTERM/SIGINT stop after the current batch.
     #[arg(short = 'd', long = "daemon", value_name = "SECONDS")]
     pub daemon: Option<u64>,
     /// Do not detach from the terminal in daemon mode.
@@ -96,7 +98,10 @@ pub struct RfetchArgs {
     /// Use UIDL (POP3): on by default in rfetch.
     #[arg(short = 'U', long = "uidl")]
     pub uidl: bool,
-    /// Use IMAP IDLE.
+    /// IMAP IDLE: after the first poll keep the connection open and fetch new mail as soon as
+    /// the server announces it (re-issued every 28 minutes or `idletimeout`; NOOP every 28 s
+    /// when the server lacks IDLE; one connection per folder; reconnects with backoff). As in
+    /// fetchmail this also holds without -d: rfetch then runs until SIGTERM. Not with -c.
     #[arg(long = "idle")]
     pub idle: bool,
     /// Service (port) to connect to.

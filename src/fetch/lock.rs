@@ -98,7 +98,8 @@ pub fn acquire(path: &Path, interval: Option<u64>) -> Result<PidLock> {
     ))
 }
 
-/// `--quit`: SIGTERM the instance holding the lock and wait up to `wait` for it to exit.
+/// `--quit`: SIGTERM the instance holding the lock and wait up to `wait` for it to exit (or
+/// at least to release the lock).
 /// Returns the pid signalled, or `None` when no instance runs.
 pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
     let Some(pid) = running_pid(path) else {
@@ -114,7 +115,12 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
     })?;
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        if test_kill_process(p).is_err() {
+        // Gone, or done: a stopped instance removes its lock before exiting (and may linger
+        // as a zombie until its parent reaps it).
+        let holder = fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+        if test_kill_process(p).is_err() || holder != Some(pid) {
             return Ok(Some(pid));
         }
         std::thread::sleep(Duration::from_millis(100));

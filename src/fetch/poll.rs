@@ -56,7 +56,8 @@ pub struct PollReport {
 }
 
 impl PollReport {
-    fn fail(&mut self, e: Error) {
+    /// Records a failure (the last one wins).
+    pub fn fail(&mut self, e: Error) {
         self.error = Some(e);
     }
 }
@@ -423,9 +424,18 @@ impl FetchSink for ImapSink<'_> {
 fn poll_imap(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
-    mut target: Option<&mut Target>,
+    target: Option<&mut Target>,
     report: &mut PollReport,
 ) -> Result<()> {
+    let mut s = imap_login(spec, ctx, false)?;
+    poll_imap_session(spec, ctx, &mut s, target, report)?;
+    let _ = s.logout();
+    Ok(())
+}
+
+/// Connects and logs in to an IMAP account; `force_idle` lets the session send IDLE to a
+/// server that does not announce it (fetchmail `forceidle`).
+pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> Result<ImapSession> {
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
@@ -435,11 +445,29 @@ fn poll_imap(
     settings.tls = f.tls_options()?;
     settings.connect = f.connect_options();
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
+    settings.force_idle = force_idle;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = ImapSession::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
         .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+    Ok(s)
+}
+
+/// One IMAP poll over an open, logged-in session (a normal poll, or an IDLE wake-up): for
+/// each folder, SELECT, choose the new messages, deliver, record and flag/expunge them. The
+/// last folder stays selected. Does not log out.
+pub fn poll_imap_session(
+    spec: &PollSpec,
+    ctx: &PollContext<'_>,
+    s: &mut ImapSession,
+    mut target: Option<&mut Target>,
+    report: &mut PollReport,
+) -> Result<()> {
+    let f = &spec.fetch;
+    let user = spec.user(ctx.env);
+    let server = spec.server_name();
+    let account = format!("account {} ({user}@{server})", spec.name);
     let key = AccountKey::imap(&server, &user);
     let d = Delivery {
         spec,
@@ -550,6 +578,5 @@ fn poll_imap(
             }
         }
     }
-    let _ = s.logout();
     Ok(())
 }

@@ -33,6 +33,10 @@ pub struct PollSpec {
     pub smtp_recipient: String,
     /// No Received header (`set invisible`, `--invisible`).
     pub invisible: bool,
+    /// IMAP IDLE: re-issue IDLE after this many seconds (`idletimeout`; None: 28 minutes).
+    pub idle_timeout: Option<u64>,
+    /// IMAP IDLE even when the server does not announce it (`forceidle`).
+    pub force_idle: bool,
 }
 
 impl PollSpec {
@@ -105,8 +109,18 @@ impl PollSpec {
             out.push_str(&format!("  Received-message limit is {l}.\n"));
         }
         out.push_str(&format!("  Messages will be delivered to {target}.\n"));
-        if f.idle() {
-            out.push_str("  IDLE is configured (rfetch polls instead; see rfetch(1)).\n");
+        if f.idle() && f.protocol.value == FetchProtocol::Imap {
+            out.push_str(&format!(
+                "  After each poll the connection stays open in IMAP IDLE (re-issued every {} s{}); new mail is fetched at once. Each folder gets its own connection.\n",
+                self.idle_timeout.unwrap_or(crate::fetch::daemon::DEFAULT_IDLE_TIMEOUT.as_secs()),
+                if self.force_idle {
+                    ", sent even when not announced"
+                } else {
+                    "; without the IDLE capability: NOOP every 28 s"
+                }
+            ));
+        } else if f.idle() {
+            out.push_str("  IDLE is configured but applies to IMAP only.\n");
         }
         out
     }
@@ -133,6 +147,8 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 fetchlimit: None,
                 batchlimit: 0,
                 invisible: false,
+                idle_timeout: None,
+                force_idle: false,
             })
         })
         .collect()
@@ -327,6 +343,8 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         local_user,
         smtp_recipient,
         invisible: false,
+        idle_timeout: o.idletimeout.as_ref().map(|v| v.value).filter(|&v| v > 0),
+        force_idle: o.forceidle.as_ref().is_some_and(|v| v.value),
     })
 }
 

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
@@ -39,6 +39,8 @@ pub struct ImapSettings {
     pub auth: ImapAuth,
     /// Allow LOGIN and AUTHENTICATE PLAIN over an unencrypted connection.
     pub allow_plaintext: bool,
+    /// Send IDLE even when the server does not announce it (fetchmail `forceidle`).
+    pub force_idle: bool,
     pub limits: imap::Limits,
 }
 
@@ -54,6 +56,7 @@ impl ImapSettings {
             password,
             auth: ImapAuth::default(),
             allow_plaintext: false,
+            force_idle: false,
             limits: imap::Limits::default(),
         }
     }
@@ -93,9 +96,16 @@ pub enum IdleEvent {
     Exists(u32),
     /// A message was expunged by someone else.
     Expunged,
+    /// New messages were announced with RECENT.
+    Recent(u32),
     /// Nothing happened within the timeout.
     Timeout,
+    /// The caller's interrupt check asked to stop waiting (shutdown, SIGUSR1).
+    Interrupted,
 }
+
+/// How often an IDLE wait checks its interrupt condition: the longest read while idling.
+pub const IDLE_SLICE: Duration = Duration::from_millis(500);
 
 /// An IMAP session.
 pub struct ImapSession {
@@ -536,15 +546,32 @@ impl ImapSession {
         Ok(self.last_exists)
     }
 
-    /// IDLE (RFC 2177) until the mailbox changes or `timeout` passes, then DONE. The read
-    /// timeout is raised to `timeout` for the wait and restored afterwards.
+    /// IDLE (RFC 2177) until the mailbox changes or `timeout` passes, then DONE.
     pub fn idle(&mut self, timeout: Duration) -> Result<IdleEvent> {
-        if !self.has_capability("IDLE") {
+        self.idle_until(timeout, &|| false)
+    }
+
+    /// IDLE (RFC 2177): waits until the server reports a change (EXISTS, RECENT, EXPUNGE),
+    /// `timeout` passes (callers re-issue IDLE before the server's inactivity limit; RFC 2177
+    /// asks for less than 29 minutes), `interrupted()` returns true (checked every
+    /// [`IDLE_SLICE`]), or the server ends the IDLE itself; then sends DONE and reads the
+    /// completion. The wait reads with the IDLE deadline, not the normal read timeout, which
+    /// is restored for DONE. A BYE or a lost connection is an error and the session is
+    /// unusable afterwards. Without the IDLE capability this is refused unless
+    /// [`ImapSettings::force_idle`] is set.
+    pub fn idle_until(
+        &mut self,
+        timeout: Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<IdleEvent> {
+        if !self.has_capability("IDLE") && !self.settings.force_idle {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "server does not offer IDLE",
             ));
         }
+        let deadline = Instant::now() + timeout;
+        let before = self.last_exists;
         self.send(&Command::Idle)?;
         loop {
             match self.next_event()? {
@@ -553,20 +580,33 @@ impl ImapSession {
                     status, code, text, ..
                 } => {
                     check_done(Done { status, code, text }, "IDLE")?;
-                    return Ok(IdleEvent::Timeout);
+                    return Ok(self.changed_since(before, IdleEvent::Timeout));
                 }
                 other => self.untagged(other)?,
             }
         }
-        let io_timeout = self.settings.connect.io_timeout;
-        self.conn
-            .set_io_timeout(timeout.max(Duration::from_millis(1)))?;
         let mut result = IdleEvent::Timeout;
+        let mut ended = None;
         let waited = loop {
+            if interrupted() {
+                result = IdleEvent::Interrupted;
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ok(());
+            }
+            if let Err(e) = self.conn.set_io_timeout(left.min(IDLE_SLICE)) {
+                break Err(Error::from(e));
+            }
             match self.next_event_raw() {
                 Ok(Event::Exists(n)) => {
                     self.last_exists = Some(n);
                     result = IdleEvent::Exists(n);
+                    break Ok(());
+                }
+                Ok(Event::Recent(n)) if n > 0 => {
+                    result = IdleEvent::Recent(n);
                     break Ok(());
                 }
                 Ok(Event::Expunge(_)) => {
@@ -578,20 +618,50 @@ impl ImapSession {
                     text,
                     ..
                 }) => break Err(bye(&text)),
+                // The server ended the IDLE on its own (RFC 2177 allows it): no DONE.
+                Ok(Event::Done {
+                    status, code, text, ..
+                }) => {
+                    ended = Some(Done { status, code, text });
+                    break Ok(());
+                }
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Timeout => break Ok(()),
+                Err(e) if e.kind() == ErrorKind::Timeout => {}
                 Err(e) => break Err(e),
             }
         };
-        self.conn.set_io_timeout(io_timeout)?;
-        if let Err(e) = waited {
+        let restored = self
+            .conn
+            .set_io_timeout(self.settings.connect.io_timeout)
+            .map_err(Error::from);
+        if let Err(e) = waited.and(restored) {
             return Err(self.poison(e));
         }
-        let done_bytes = self.client.idle_done();
-        self.write_raw(&done_bytes, "DONE")?;
-        let done = self.wait_done()?;
+        let done = match ended {
+            Some(done) => done,
+            None => {
+                let done_bytes = self.client.idle_done();
+                self.write_raw(&done_bytes, "DONE")?;
+                self.wait_done()?
+            }
+        };
         check_done(done, "IDLE")?;
-        Ok(result)
+        Ok(self.changed_since(before, result))
+    }
+
+    /// A quiet IDLE whose completion carried a new EXISTS is a change after all.
+    fn changed_since(&self, before: Option<u32>, result: IdleEvent) -> IdleEvent {
+        match (result, self.last_exists) {
+            (IdleEvent::Timeout | IdleEvent::Expunged, Some(n)) if Some(n) != before => {
+                IdleEvent::Exists(n)
+            }
+            _ => result,
+        }
+    }
+
+    /// Whether commands can still be sent (no earlier connection or protocol failure).
+    pub fn is_usable(&self) -> bool {
+        !self.broken
     }
 
     /// LOGOUT (the server's BYE is expected and not an error).

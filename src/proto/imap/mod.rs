@@ -117,6 +117,8 @@ pub enum Event {
     },
     Capabilities(Vec<String>),
     Exists(u32),
+    /// `* n RECENT` (IMAP4rev1; an IDLE wake-up on servers that announce new mail this way).
+    Recent(u32),
     Expunge(u32),
     Search(Vec<u32>),
     /// A FETCH response's message literal begins; `attrs` holds what preceded it.
@@ -710,6 +712,7 @@ impl Client {
             let (what, tail) = split_word(after);
             let ev = match what.to_ascii_uppercase().as_slice() {
                 b"EXISTS" => Some(Event::Exists(n)),
+                b"RECENT" => Some(Event::Recent(n)),
                 b"EXPUNGE" => Some(Event::Expunge(n)),
                 b"FETCH" => Some(Event::Fetch {
                     seq: n,
@@ -1098,6 +1101,7 @@ mod tests {
                 text: "hi".into(),
             },
             Event::Exists(3),
+            Event::Recent(0),
             Event::Untagged {
                 status: Status::Ok,
                 code: Some(Code::UidValidity(77)),
@@ -1309,6 +1313,88 @@ mod tests {
             initial: Some(b"\0u\0p".to_vec()),
         });
         assert_eq!(b, b"A0001 AUTHENTICATE PLAIN AHUAcA==\r\n");
+    }
+
+    /// IDLE as RFC 2177 and real servers say it: the continuation, wake-ups (EXISTS, RECENT,
+    /// EXPUNGE), keep-alives, a BYE, and the completion after DONE; every chunking.
+    #[test]
+    fn idle_table() {
+        let ok_done = |tag: &str| Event::Done {
+            tag: tag.into(),
+            kind: Kind::Idle,
+            status: Status::Ok,
+            code: None,
+            text: "Idle completed".into(),
+        };
+        let cases: Vec<(&[u8], Vec<Event>)> = vec![
+            (
+                b"* OK hi\r\n+ idling\r\n* 7 EXISTS\r\n* 1 RECENT\r\nA0001 OK Idle completed\r\n",
+                vec![Event::Idling, Event::Exists(7), Event::Recent(1), ok_done("A0001")],
+            ),
+            (
+                b"* OK hi\r\n+ idling\r\n* OK Still here\r\n* 3 recent\r\nA0001 OK Idle completed\r\n",
+                vec![
+                    Event::Idling,
+                    Event::Untagged {
+                        status: Status::Ok,
+                        code: None,
+                        text: "Still here".into(),
+                    },
+                    Event::Recent(3),
+                    ok_done("A0001"),
+                ],
+            ),
+            (
+                b"* OK hi\r\n+\r\n* 2 EXPUNGE\r\n* 4 FETCH (FLAGS (\\Seen))\r\nA0001 OK Idle completed\r\n",
+                vec![
+                    Event::Idling,
+                    Event::Expunge(2),
+                    Event::Fetch {
+                        seq: 4,
+                        attrs: FetchAttrs {
+                            flags: Some(vec!["\\Seen".into()]),
+                            ..FetchAttrs::default()
+                        },
+                        had_body: false,
+                    },
+                    ok_done("A0001"),
+                ],
+            ),
+            (
+                b"* OK hi\r\n+ idling\r\n* BYE Server shutting down\r\n",
+                vec![
+                    Event::Idling,
+                    Event::Untagged {
+                        status: Status::Bye,
+                        code: None,
+                        text: "Server shutting down".into(),
+                    },
+                ],
+            ),
+            (
+                b"* OK hi\r\nA0001 BAD IDLE not supported\r\n",
+                vec![Event::Done {
+                    tag: "A0001".into(),
+                    kind: Kind::Idle,
+                    status: Status::Bad,
+                    code: None,
+                    text: "IDLE not supported".into(),
+                }],
+            ),
+        ];
+        for (input, want) in cases {
+            let ev = all_steps(&[Command::Idle], input);
+            assert_eq!(
+                ev.get(1..).unwrap_or_default(),
+                want.as_slice(),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let mut c = Client::new(Limits::default());
+        let (_, bytes) = c.command(&Command::Idle);
+        assert_eq!(bytes, b"A0001 IDLE\r\n");
+        assert_eq!(c.idle_done(), b"DONE\r\n");
     }
 
     #[test]

@@ -1,0 +1,618 @@
+//! rfetch's long-running side: one thread per account (and per folder for IMAP IDLE), each
+//! with its own schedule, retry backoff and IDLE loop; SIGTERM/SIGINT/SIGUSR1 handling
+//! (anchor §2.2, §3.8).
+//!
+//! Schedules. A polling account polls, then sleeps `interval` (daemon) or ends (one-shot).
+//! After a transient failure (connect, timeout, lost connection, 4xx) it retries after 30 s,
+//! doubling up to the interval; a permanent failure (login refused, bad config) is retried at
+//! the normal interval, as fetchmail does. SIGUSR1 wakes every sleeping account at once. One
+//! account's slow server never delays another: they share nothing but the UID store.
+//!
+//! IDLE (fetchmailrc `idle`, `--idle`, TOML `idle = true`; IMAP only, not with `-c`): after
+//! its first poll the account keeps the connection, IDLEs on the folder and, when the server
+//! announces EXISTS/RECENT (or EXPUNGE, or the IDLE is re-issued after `idletimeout`, default
+//! 28 min, RFC 2177's "at least every 29 minutes"), leaves IDLE and fetches through the normal
+//! poll code ([`poll::poll_imap_session`]). Like fetchmail this also happens in one-shot mode:
+//! the process then runs until signalled. Several folders get a connection (thread) each.
+//! A server without the IDLE capability is watched with NOOP every 28 s instead (fetchmail's
+//! emulation); `forceidle` sends IDLE regardless. A lost connection is re-opened after 1 s,
+//! doubling to 5 minutes, reset by a successful poll; the loss and the recovery are each
+//! logged once.
+//!
+//! Stopping. SIGTERM/SIGINT set the stop flag: a poll finishes the batch in progress (nothing
+//! is deleted on the server before its target confirmed it, so an abandoned batch only means
+//! messages fetched again later), IDLE sends DONE and logs out, sleepers wake. Threads stuck
+//! in a network read (a server that stopped answering) are abandoned after [`STOP_GRACE`];
+//! their reads are bounded by the account's timeout anyway.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::account::{FetchProtocol, Provenance, Sourced};
+use crate::error::{Error, ErrorKind, Result};
+use crate::session::imap::{IdleEvent, ImapSession};
+
+use super::poll::{self, PollContext, PollReport};
+use super::spec::PollSpec;
+
+/// fetchmail's IDLE re-issue period (1680 s), below the 30-minute server limit of RFC 2177.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1680);
+/// fetchmail's NOOP period when the server lacks IDLE.
+pub const NOOP_PERIOD: Duration = Duration::from_secs(28);
+/// First retry after a transient poll failure (then doubling up to the interval).
+pub const RETRY_FIRST: Duration = Duration::from_secs(30);
+/// IDLE reconnect backoff: first delay and cap.
+pub const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+pub const RECONNECT_MAX: Duration = Duration::from_secs(300);
+/// How long a stop waits for threads blocked in network reads before exiting without them.
+pub const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// Exponential backoff: `first`, doubling, capped at `max`; [`Backoff::reset`] starts over.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Backoff {
+        let first = first.min(max);
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay to wait now; the following one doubles.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// Why a [`Control::sleep`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Stop,
+    /// SIGUSR1 (or [`Control::wake`]).
+    Woken,
+    Elapsed,
+}
+
+/// The stop flag and the wake-up broadcast every account thread watches.
+#[derive(Debug, Default)]
+pub struct Control {
+    stop: AtomicBool,
+    /// Wake-up generation: each SIGUSR1 increments it and notifies the sleepers.
+    wakes: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Control {
+    pub fn new() -> Control {
+        Control::default()
+    }
+
+    /// The flag polls check between batches.
+    pub fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _g = self.wakes.lock();
+        self.cv.notify_all();
+    }
+
+    /// Wakes every sleeping or idling account (SIGUSR1).
+    pub fn wake(&self) {
+        if let Ok(mut g) = self.wakes.lock() {
+            *g = g.wrapping_add(1);
+        }
+        self.cv.notify_all();
+    }
+
+    /// The current wake-up generation.
+    pub fn generation(&self) -> u64 {
+        self.wakes.lock().map(|g| *g).unwrap_or(0)
+    }
+
+    /// Sleeps up to `d`, ending early on stop or on a wake newer than `*seen` (which is then
+    /// updated).
+    pub fn sleep(&self, d: Duration, seen: &mut u64) -> Wake {
+        let until = Instant::now() + d;
+        let Ok(mut g) = self.wakes.lock() else {
+            return Wake::Stop;
+        };
+        loop {
+            if self.stopping() {
+                return Wake::Stop;
+            }
+            if *g != *seen {
+                *seen = *g;
+                return Wake::Woken;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Wake::Elapsed;
+            }
+            g = match self.cv.wait_timeout(g, left) {
+                Ok((g, _)) => g,
+                Err(_) => return Wake::Stop,
+            };
+        }
+    }
+
+    /// Whether a wake newer than `seen` happened (without consuming it).
+    fn woken_since(&self, seen: u64) -> bool {
+        self.generation() != seen
+    }
+}
+
+/// Routes SIGTERM and SIGINT to [`Control::stop`] and SIGUSR1 to [`Control::wake`] through a
+/// signal-handling thread.
+pub fn install_signals(control: &'static Control) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1]).map_err(|e| {
+            Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
+        })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGUSR1 {
+                    log::info!("awakened by SIGUSR1");
+                    control.wake();
+                } else {
+                    log::info!("terminating on signal {sig}");
+                    control.stop();
+                }
+            }
+        })
+        .map_err(|e| {
+            Error::with_source(ErrorKind::Internal, "cannot start the signal thread", e)
+        })?;
+    Ok(())
+}
+
+/// How the accounts run.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// `-d N`: poll every N; None: poll once (IDLE accounts still stay).
+    pub interval: Option<Duration>,
+}
+
+/// One thread's job: an account, or one folder of an IDLE account.
+fn jobs(specs: &[PollSpec], check_only: bool) -> Vec<PollSpec> {
+    let mut out = Vec::new();
+    for s in specs {
+        if !uses_idle(s, check_only) {
+            out.push(s.clone());
+            continue;
+        }
+        let folders = s.fetch.folders();
+        if folders.len() <= 1 {
+            out.push(s.clone());
+            continue;
+        }
+        let provenance = s
+            .fetch
+            .folders
+            .as_ref()
+            .map_or(Provenance::Builtin, |f| f.at.clone());
+        for f in folders {
+            let mut one = s.clone();
+            one.fetch.folders = Some(Sourced::new(vec![f], provenance.clone()));
+            out.push(one);
+        }
+    }
+    out
+}
+
+fn uses_idle(spec: &PollSpec, check_only: bool) -> bool {
+    spec.fetch.protocol.value == FetchProtocol::Imap && spec.fetch.idle() && !check_only
+}
+
+/// Runs every account on its own thread until one-shot polls are done or a stop is requested.
+/// Returns one report per thread: its only poll (one-shot), its first poll (one-shot IDLE), or
+/// its last poll (daemon). `ctx` must outlive the threads, which may be abandoned on stop.
+pub fn run(
+    specs: &[PollSpec],
+    ctx: &'static PollContext<'static>,
+    control: &'static Control,
+    schedule: Schedule,
+) -> Vec<PollReport> {
+    let jobs = jobs(specs, ctx.check_only);
+    let (tx, rx) = mpsc::channel::<(usize, PollReport)>();
+    let mut reports: Vec<Option<PollReport>> = Vec::new();
+    for (i, spec) in jobs.into_iter().enumerate() {
+        reports.push(None);
+        let thread_tx = tx.clone();
+        let name = spec.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("account {name}"))
+            .spawn(move || {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    if uses_idle(&spec, ctx.check_only) {
+                        idle_account(&spec, ctx, control, schedule)
+                    } else {
+                        poll_account(&spec, ctx, control, schedule)
+                    }
+                }))
+                .unwrap_or_else(|_| crashed(&spec.name));
+                let _ = thread_tx.send((i, r));
+            });
+        if let Err(e) = spawned {
+            let _ = tx.send((
+                i,
+                failed(Error::with_source(
+                    ErrorKind::Internal,
+                    format!("account {name}: cannot start its thread"),
+                    e,
+                )),
+            ));
+        }
+    }
+    drop(tx);
+    let mut remaining = reports.len();
+    let mut give_up: Option<Instant> = None;
+    while remaining > 0 {
+        let wait = match give_up {
+            Some(t) => t.saturating_duration_since(Instant::now()),
+            None => Duration::from_millis(250),
+        };
+        match rx.recv_timeout(wait) {
+            Ok((i, r)) => {
+                if let Some(slot) = reports.get_mut(i) {
+                    *slot = Some(r);
+                }
+                remaining -= 1;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !control.stopping() {
+                    continue;
+                }
+                match give_up {
+                    None => give_up = Some(Instant::now() + STOP_GRACE),
+                    Some(t) if Instant::now() >= t => {
+                        log::warn!(
+                            "{remaining} account(s) still blocked in a network read; exiting without them (nothing unconfirmed was deleted)"
+                        );
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    reports.into_iter().flatten().collect()
+}
+
+fn failed(e: Error) -> PollReport {
+    let mut r = PollReport::default();
+    r.fail(e);
+    r
+}
+
+fn crashed(name: &str) -> PollReport {
+    failed(Error::new(
+        ErrorKind::Internal,
+        format!("account {name}: the poll crashed"),
+    ))
+}
+
+fn show_error(report: &PollReport) {
+    if let Some(e) = &report.error {
+        eprintln!("rfetch: {}", e.chain());
+    }
+}
+
+/// A polling account: poll, sleep, repeat (daemon) or poll once.
+fn poll_account(
+    spec: &PollSpec,
+    ctx: &PollContext<'_>,
+    control: &Control,
+    schedule: Schedule,
+) -> PollReport {
+    let mut seen = control.generation();
+    let mut retry = schedule.interval.map(|i| Backoff::new(RETRY_FIRST, i));
+    loop {
+        let report = poll::poll(spec, ctx);
+        show_error(&report);
+        let (Some(interval), Some(retry)) = (schedule.interval, retry.as_mut()) else {
+            return report;
+        };
+        let delay = match &report.error {
+            Some(e) if e.is_transient() => retry.next_delay(),
+            _ => {
+                retry.reset();
+                interval
+            }
+        };
+        log::info!("account {}: next poll in {} s", spec.name, delay.as_secs());
+        if control.sleep(delay, &mut seen) == Wake::Stop {
+            return report;
+        }
+    }
+}
+
+/// Whether the IDLE connection is up, for logging each change once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Unknown,
+    Up,
+    Down,
+}
+
+/// An IDLE account (one folder): connect, poll, IDLE, poll on news, reconnect on loss.
+fn idle_account(
+    spec: &PollSpec,
+    ctx: &PollContext<'_>,
+    control: &Control,
+    schedule: Schedule,
+) -> PollReport {
+    let label = format!(
+        "account {} ({}@{} folder {})",
+        spec.name,
+        spec.user(ctx.env),
+        spec.server_name(),
+        spec.fetch.folders().join(",")
+    );
+    let idle_timeout = spec
+        .idle_timeout
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    let mut first: Option<PollReport> = None;
+    let mut reconnect = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
+    let mut link = Link::Unknown;
+    let mut seen = control.generation();
+    while !control.stopping() {
+        let mut session = match poll::imap_login(spec, ctx, spec.force_idle) {
+            Ok(s) => s,
+            Err(e) => {
+                let delay = if !e.is_transient() {
+                    schedule.interval.unwrap_or(RECONNECT_MAX)
+                } else {
+                    reconnect.next_delay()
+                };
+                if link != Link::Down {
+                    log::error!("{}; retrying in {} s", e.chain(), delay.as_secs());
+                    eprintln!("rfetch: {}", e.chain());
+                } else {
+                    log::debug!("{}; retrying in {} s", e.chain(), delay.as_secs());
+                }
+                link = Link::Down;
+                if first.is_none() {
+                    let r = failed(e);
+                    if schedule.interval.is_none() {
+                        // One-shot: a first poll that cannot connect ends like a normal poll.
+                        return r;
+                    }
+                    first = Some(r);
+                }
+                if control.sleep(delay, &mut seen) == Wake::Stop {
+                    break;
+                }
+                continue;
+            }
+        };
+        let lost = watch(
+            spec,
+            ctx,
+            control,
+            &mut session,
+            &label,
+            idle_timeout,
+            &mut WatchState {
+                first: &mut first,
+                link: &mut link,
+                reconnect: &mut reconnect,
+                seen: &mut seen,
+            },
+        );
+        match lost {
+            None => {
+                let _ = session.logout();
+                break;
+            }
+            Some(e) => {
+                if link != Link::Down {
+                    log::warn!(
+                        "{label}: connection lost ({}); reconnecting with backoff",
+                        e.chain()
+                    );
+                }
+                link = Link::Down;
+                let delay = reconnect.next_delay();
+                if control.sleep(delay, &mut seen) == Wake::Stop {
+                    break;
+                }
+            }
+        }
+    }
+    first.unwrap_or_default()
+}
+
+struct WatchState<'a> {
+    first: &'a mut Option<PollReport>,
+    link: &'a mut Link,
+    reconnect: &'a mut Backoff,
+    seen: &'a mut u64,
+}
+
+/// Polls and IDLEs on one connection until a stop (None) or until the connection is lost
+/// (the error).
+fn watch(
+    spec: &PollSpec,
+    ctx: &PollContext<'_>,
+    control: &Control,
+    s: &mut ImapSession,
+    label: &str,
+    idle_timeout: Duration,
+    st: &mut WatchState<'_>,
+) -> Option<Error> {
+    let mut use_idle = s.has_capability("IDLE") || spec.force_idle;
+    if !use_idle {
+        log::info!(
+            "{label}: server does not offer IDLE; checking with NOOP every {} s",
+            NOOP_PERIOD.as_secs()
+        );
+    }
+    loop {
+        let mut report = PollReport::default();
+        let polled = (|| -> Result<()> {
+            let mut target = if ctx.check_only {
+                None
+            } else {
+                Some(poll::open_target(spec, ctx.env)?)
+            };
+            poll::poll_imap_session(spec, ctx, s, target.as_mut(), &mut report)
+        })();
+        if let Err(e) = polled {
+            report.fail(e);
+        }
+        if !s.is_usable() {
+            let e = report.error.take().unwrap_or_else(|| {
+                Error::new(ErrorKind::NetworkIo, "IMAP session broke during the poll")
+            });
+            if st.first.is_none() {
+                *st.first = Some(failed(Error::new(e.kind(), e.chain())));
+            }
+            return Some(e);
+        }
+        show_error(&report);
+        if *st.link == Link::Down {
+            log::info!("{label}: connection restored");
+        }
+        *st.link = Link::Up;
+        st.reconnect.reset();
+        if st.first.is_none() {
+            *st.first = Some(report);
+        }
+        if control.stopping() {
+            return None;
+        }
+        let seen_now = *st.seen;
+        let interrupted = || control.stopping() || control.woken_since(seen_now);
+        let event = if use_idle {
+            log::info!("{label}: waiting for new mail (IDLE)");
+            match s.idle_until(idle_timeout, &interrupted) {
+                Ok(ev) => Ok(ev),
+                // Refused (forceidle on a server without IDLE): watch with NOOP instead.
+                Err(e) if s.is_usable() => {
+                    log::warn!(
+                        "{label}: IDLE refused ({}); checking with NOOP every {} s",
+                        e.chain(),
+                        NOOP_PERIOD.as_secs()
+                    );
+                    use_idle = false;
+                    Ok(IdleEvent::Timeout)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            noop_watch(s, control, st.seen, idle_timeout)
+        };
+        match event {
+            Ok(IdleEvent::Interrupted) if control.stopping() => return None,
+            Ok(IdleEvent::Interrupted) => {
+                *st.seen = control.generation();
+                log::info!("{label}: awakened; polling");
+            }
+            Ok(IdleEvent::Timeout) => log::debug!("{label}: re-polling and re-issuing IDLE"),
+            Ok(ev) => log::info!("{label}: server reported {ev:?}; fetching"),
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+/// fetchmail's IDLE emulation: NOOP every [`NOOP_PERIOD`]; an EXISTS in the reply is news.
+/// Ends after `limit` with Timeout (the caller re-polls), or on stop/wake.
+fn noop_watch(
+    s: &mut ImapSession,
+    control: &Control,
+    seen: &mut u64,
+    limit: Duration,
+) -> Result<IdleEvent> {
+    let until = Instant::now() + limit;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(IdleEvent::Timeout);
+        }
+        let before = *seen;
+        match control.sleep(left.min(NOOP_PERIOD), seen) {
+            Wake::Stop => return Ok(IdleEvent::Interrupted),
+            Wake::Woken => {
+                // Leave the wake for the caller to see.
+                *seen = before;
+                return Ok(IdleEvent::Interrupted);
+            }
+            Wake::Elapsed => {}
+        }
+        if let Some(n) = s.noop()? {
+            return Ok(IdleEvent::Exists(n));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let got: Vec<u64> = (0..11).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(got, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
+        // A retry start above the interval is capped by it.
+        let mut r = Backoff::new(RETRY_FIRST, Duration::from_secs(10));
+        assert_eq!(r.next_delay(), Duration::from_secs(10));
+        assert_eq!(r.next_delay(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn control_wakes_and_stops_sleepers() {
+        let c = Arc::new(Control::new());
+        let mut seen = c.generation();
+        assert_eq!(c.sleep(Duration::from_millis(10), &mut seen), Wake::Elapsed);
+        let c2 = Arc::clone(&c);
+        let t = std::thread::spawn(move || {
+            let mut seen = 0;
+            c2.sleep(Duration::from_secs(60), &mut seen)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        c.wake();
+        assert_eq!(t.join().unwrap(), Wake::Woken);
+        // A wake before the sleep is not lost.
+        assert_eq!(c.sleep(Duration::from_secs(60), &mut seen), Wake::Woken);
+        assert_eq!(seen, c.generation());
+        let c3 = Arc::clone(&c);
+        let t = std::thread::spawn(move || {
+            let mut seen = c3.generation();
+            c3.sleep(Duration::from_secs(60), &mut seen)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        c.stop();
+        assert_eq!(t.join().unwrap(), Wake::Stop);
+        assert!(c.stop_flag().load(Ordering::Relaxed));
+    }
+}
