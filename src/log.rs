@@ -1,9 +1,18 @@
 //! Logger setup for the binaries: human messages on stderr (verbosity from -v/-d/-s), optional
-//! syslog (facility from the config, as msmtp and fetchmail do), and the wire trace (target
-//! `postie::wire`, already redacted by the sessions) only at the highest verbosity.
+//! syslog (facility from the config, as msmtp and fetchmail do), an optional append-only log
+//! file with timestamps (rfetch `-L`/`set logfile`), the wire trace (target `postie::wire`,
+//! already redacted by the sessions) only at the highest verbosity, and rfetch's in-place
+//! progress line on a terminal.
+//!
+//! The log file and syslog get every line from `info` up whatever the stderr verbosity (they
+//! are the record of a daemon), never the wire trace. Progress output exists only when stderr
+//! is a terminal: a pipe or file sees no `\r` and no escape sequences.
 
+use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -23,44 +32,91 @@ pub enum Verbosity {
     Debug,
 }
 
+type SyslogWriter = syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>;
+
+/// The sinks that can be switched after start-up (the config file names them): the log file,
+/// syslog, and the progress line currently shown on the terminal.
+struct Sinks {
+    program: &'static str,
+    file: Option<File>,
+    syslog: Option<SyslogWriter>,
+    /// The progress text on screen (stderr is a terminal and progress is wanted).
+    shown: Option<String>,
+}
+
+static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
+    program: "postie",
+    file: None,
+    syslog: None,
+    shown: None,
+});
+/// stderr is a terminal and the verbosity is not `Quiet`: progress lines are drawn.
+static PROGRESS: AtomicBool = AtomicBool::new(false);
+/// The installed logger sends `info` lines somewhere besides stderr.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+/// Clears the terminal line (carriage return + erase to end of line).
+const CLEAR_LINE: &str = "\r\x1b[K";
+
 struct Logger {
     program: &'static str,
     level: LevelFilter,
     wire: bool,
-    syslog: Option<Mutex<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>>,
+}
+
+impl Logger {
+    fn for_stderr(&self, m: &Metadata) -> bool {
+        if m.target() == WIRE {
+            return self.wire;
+        }
+        m.level() <= self.level
+    }
 }
 
 impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
-        if m.target() == WIRE {
-            return self.wire;
-        }
         // Libraries' (rustls') debug chatter is not for users; our own debug lines are.
         if m.level() > Level::Info && !m.target().starts_with("postie") {
             return false;
         }
-        m.level() <= self.level
+        self.for_stderr(m)
+            || (m.target() != WIRE && m.level() <= Level::Info && RECORDING.load(Ordering::Relaxed))
     }
 
     fn log(&self, record: &Record) {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut err = std::io::stderr().lock();
-        if record.target() == WIRE {
-            let _ = writeln!(err, "{}", record.args());
+        let Ok(mut sinks) = SINKS.lock() else {
+            return;
+        };
+        if self.for_stderr(record.metadata()) {
+            let mut err = std::io::stderr().lock();
+            // A log line never lands behind the progress text: clear it, write, redraw.
+            if sinks.shown.is_some() {
+                let _ = write!(err, "{CLEAR_LINE}");
+            }
+            let _ = if record.target() == WIRE {
+                writeln!(err, "{}", record.args())
+            } else {
+                match record.level() {
+                    Level::Warn => writeln!(err, "{}: warning: {}", self.program, record.args()),
+                    _ => writeln!(err, "{}: {}", self.program, record.args()),
+                }
+            };
+            if let Some(text) = &sinks.shown {
+                let _ = write!(err, "{text}");
+            }
+        }
+        if record.target() == WIRE || record.level() > Level::Info {
             return;
         }
-        let _ = match record.level() {
-            Level::Error => writeln!(err, "{}: {}", self.program, record.args()),
-            Level::Warn => writeln!(err, "{}: warning: {}", self.program, record.args()),
-            _ => writeln!(err, "{}: {}", self.program, record.args()),
-        };
-        if let Some(sys) = &self.syslog
-            && record.level() <= Level::Info
-            && let Ok(mut sys) = sys.lock()
-        {
-            let msg = record.args().to_string();
+        let msg = record.args().to_string();
+        let program = sinks.program;
+        if let Some(f) = sinks.file.as_mut() {
+            let _ = f.write_all(file_line(program, record.level(), &msg).as_bytes());
+        }
+        if let Some(sys) = sinks.syslog.as_mut() {
             let _ = match record.level() {
                 Level::Error => sys.err(msg),
                 Level::Warn => sys.warning(msg),
@@ -72,6 +128,106 @@ impl Log for Logger {
     fn flush(&self) {
         let _ = std::io::stderr().flush();
     }
+}
+
+/// One log-file line: local time, program and PID, then the message as stderr shows it.
+fn file_line(program: &str, level: Level, msg: &str) -> String {
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%z");
+    let pid = std::process::id();
+    // One record is one line, whatever the message holds (server text can contain CR/LF).
+    let msg: String = msg
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    match level {
+        Level::Warn => format!("{now} {program}[{pid}]: warning: {msg}\n"),
+        _ => format!("{now} {program}[{pid}]: {msg}\n"),
+    }
+}
+
+fn refresh_recording(sinks: &Sinks) {
+    RECORDING.store(
+        sinks.file.is_some() || sinks.syslog.is_some(),
+        Ordering::Relaxed,
+    );
+}
+
+/// Appends every later log line (`info` and up, timestamped) to `path`, creating it with
+/// mode 600 when missing; `None` stops file logging.
+pub fn set_logfile(path: Option<&Path>) -> std::io::Result<()> {
+    let file = match path {
+        Some(p) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            Some(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o600)
+                    .open(p)?,
+            )
+        }
+        None => None,
+    };
+    if let Ok(mut sinks) = SINKS.lock() {
+        sinks.file = file;
+        refresh_recording(&sinks);
+    }
+    Ok(())
+}
+
+/// Sends every later log line (`info` and up) to syslog with `facility`, or stops (`None`).
+/// A syslog that cannot be reached is reported once on stderr and otherwise ignored.
+pub fn set_syslog(facility: Option<syslog::Facility>) {
+    let Ok(mut sinks) = SINKS.lock() else {
+        return;
+    };
+    sinks.syslog = facility.and_then(|facility| {
+        let formatter = syslog::Formatter3164 {
+            facility,
+            hostname: None,
+            process: sinks.program.into(),
+            pid: std::process::id(),
+        };
+        match syslog::unix(formatter) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("{}: warning: cannot reach syslog: {e}", sinks.program);
+                None
+            }
+        }
+    });
+    refresh_recording(&sinks);
+}
+
+/// Whether [`progress`] draws anything (stderr is a terminal and output is not silenced).
+pub fn progress_enabled() -> bool {
+    PROGRESS.load(Ordering::Relaxed)
+}
+
+/// Shows `text` as the progress line on the terminal, replacing the previous one in place;
+/// `None` clears it. Does nothing unless stderr is a terminal.
+pub fn progress(text: Option<&str>) {
+    if !progress_enabled() {
+        return;
+    }
+    let Ok(mut sinks) = SINKS.lock() else {
+        return;
+    };
+    let mut err = std::io::stderr().lock();
+    match text {
+        Some(t) => {
+            // One terminal line: no control characters from server-supplied text.
+            let clean: String = t.chars().filter(|c| !c.is_control()).collect();
+            let _ = write!(err, "{CLEAR_LINE}{clean}");
+            sinks.shown = Some(clean);
+        }
+        None => {
+            if sinks.shown.take().is_some() {
+                let _ = write!(err, "{CLEAR_LINE}");
+            }
+        }
+    }
+    let _ = err.flush();
 }
 
 /// Parses a syslog facility name as msmtp/fetchmail accept it (`LOG_MAIL`, `mail`, `LOG_LOCAL3`).
@@ -104,29 +260,74 @@ pub fn init(program: &'static str, verbosity: Verbosity, syslog: Option<syslog::
         Verbosity::Verbose => LevelFilter::Info,
         Verbosity::Debug => LevelFilter::Trace,
     };
-    let syslog = syslog.and_then(|facility| {
-        let formatter = syslog::Formatter3164 {
-            facility,
-            hostname: None,
-            process: program.into(),
-            pid: std::process::id(),
-        };
-        syslog::unix(formatter).ok().map(Mutex::new)
-    });
     let logger = Logger {
         program,
         level,
         wire: verbosity == Verbosity::Debug,
-        syslog,
     };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(LevelFilter::Trace);
+        if let Ok(mut sinks) = SINKS.lock() {
+            sinks.program = program;
+        }
+        PROGRESS.store(
+            verbosity != Verbosity::Quiet && rustix::termios::isatty(std::io::stderr()),
+            Ordering::Relaxed,
+        );
+        set_syslog(syslog);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_file_lines_are_timestamped_single_lines() {
+        let line = file_line(
+            "rfetch",
+            Level::Info,
+            "3 messages for bob at host\r\nforged: x",
+        );
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+        assert!(!line.contains('\r'));
+        assert!(
+            line.contains(&format!(
+                "rfetch[{}]: 3 messages for bob at host  forged: x",
+                std::process::id()
+            )),
+            "{line:?}"
+        );
+        // "YYYY-MM-DD HH:MM:SS+zzzz " first.
+        let stamp = line.split(" rfetch[").next().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%z").is_ok(),
+            "{stamp:?}"
+        );
+        let warn = file_line("rfetch", Level::Warn, "careful");
+        assert!(warn.ends_with("]: warning: careful\n"), "{warn:?}");
+    }
+
+    #[test]
+    fn log_file_is_created_private_and_appended() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("postie-logfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rfetch.log");
+        let _ = std::fs::remove_file(&path);
+        set_logfile(Some(&path)).unwrap();
+        set_logfile(None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // An existing file is appended to, never truncated.
+        std::fs::write(&path, "earlier line\n").unwrap();
+        set_logfile(Some(&path)).unwrap();
+        set_logfile(None).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier line\n");
+        assert!(set_logfile(Some(&dir.join("no/such/dir/log"))).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn facility_names() {

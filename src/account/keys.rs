@@ -447,9 +447,27 @@ pub fn set_fetch(
         "keep" => f.keep = sourced(parse_on_off(key, &text(arg)?)?, at),
         "fetchall" => f.fetchall = sourced(parse_on_off(key, &text(arg)?)?, at),
         "idle" => f.idle = sourced(parse_on_off(key, &text(arg)?)?, at),
+        "recipient" => f.recipient = sourced(parse_recipient(&text(arg)?)?, at),
         _ => return set_server(&mut f.server, key, &text(arg)?, at, env),
     }
     Ok(None)
+}
+
+/// An SMTP/LMTP recipient address: `user@domain`, no spaces, no angle brackets (rfetch adds
+/// those), no control characters.
+fn parse_recipient(arg: &str) -> Result<String, KeyError> {
+    let bad = arg.is_empty()
+        || arg.starts_with('@')
+        || arg.ends_with('@')
+        || arg
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
+    if bad {
+        return Err(KeyError::Invalid(format!(
+            "invalid argument {arg:?} for recipient: give one address such as \"bob@localhost\""
+        )));
+    }
+    Ok(arg.to_owned())
 }
 
 /// A path argument with `~` expanded (for callers outside this module).

@@ -1009,6 +1009,8 @@ pub struct FetchSettings {
     pub idle: Option<Sourced<bool>>,
     /// `None`: the reader's default (`~/Maildir` for the native TOML).
     pub target: Option<Sourced<Target>>,
+    /// RCPT TO for SMTP/LMTP targets (TOML `recipient`); `None`: `$USER@localhost`.
+    pub recipient: Option<Sourced<String>>,
 }
 
 impl FetchSettings {
@@ -1021,6 +1023,7 @@ impl FetchSettings {
             fetchall: None,
             idle: None,
             target: None,
+            recipient: None,
         }
     }
 

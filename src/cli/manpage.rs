@@ -174,14 +174,39 @@ after its target confirmed it: the Maildir file was written, synced and renamed 
 directory synced; the mbox was appended, synced and unlocked; the MDA exited 0; the SMTP or LMTP \
 listener answered 250. A temporary failure (MDA exit 75, a 4xx reply, a full disk) leaves the \
 message on the server for the next poll. The record of seen messages is written atomically, so an \
-interrupted rfetch never loses mail and re-fetches at most the message that was in flight.",
+interrupted rfetch never loses mail and re-fetches at most the message that was in flight.
+
+Only two options delete messages that were not delivered in the same poll: flush (-F) deletes \
+messages an earlier poll delivered (recorded as seen) and that are still on the server, also with \
+keep; limitflush deletes messages larger than limit (-l) instead of leaving them. expunge N (-e N) \
+paces the deletions: IMAP EXPUNGE after every N deletions (0: once per folder, at the end; default: \
+once per batch of 50); POP3 QUIT, which commits the deletions, and a new session after every N.",
+    },
+    Section {
+        title: "OUTPUT AND LOGGING",
+        body: "With -v each message gets one line, e.g. \"message bob@mail.example:3 of 10 (2345 \
+octets) delivered to /home/bob/Maildir (flushed)\" (\"not flushed\" with keep), after a summary line \
+per account or folder. When standard error is a terminal a progress line per account (message n \
+of N, octets) is updated in place and cleared when the account is done; when it is not a terminal \
+(cron, systemd, a pipe) there is no progress output at all.
+
+-L FILE (or set logfile FILE) appends every line from the info level up, also without -v, to \
+FILE with a timestamp and the PID (\"2026-11-23 15:30:00+0000 rfetch[4242]: ...\"); the file is \
+created with mode 600 if missing. --syslog (or set syslog) sends the same lines to syslog \
+(LOG_MAIL) unless --nosyslog is given; a log file takes precedence over syslog, as in fetchmail. \
+Passwords and the protocol trace never reach either.",
     },
     Section {
         title: "FILES",
         body: "~/.fetchmailrc\tThe fetchmail configuration, read unchanged ($FETCHMAILHOME/fetchmailrc \
 when FETCHMAILHOME is set). It must not be readable by others when it holds a password (exit 6).
 
-$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend (-C FILE).
+$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend (-C FILE). \
+An account fetches when it has a [accounts.NAME.fetch] table: protocol (pop3 or imap, required), \
+host, port, user, password, passwordeval and the tls_* keys (defaulting to the account's), \
+folders, keep, fetchall, idle, one target (maildir = PATH, mbox = PATH, mda = [ARGV...], \
+smtp = \"host:port\", lmtp = \"host:port\"; default ~/Maildir) and recipient = \"user@domain\", the \
+RCPT TO address for smtp and lmtp targets (default $USER@localhost). Unknown keys are errors.
 
 ~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
 the second.",
@@ -216,7 +241,12 @@ end of a poll. MDA exit 75 is a temporary failure; other non-zero exits are perm
 message is still kept. The exit code is 0 only when a message was delivered, not merely retrieved. \
 Passwords never cross unencrypted connections unless --danger-plaintext-auth is given. In daemon \
 mode all accounts are polled concurrently, each on its own schedule, and IDLE works for many \
-accounts and folders at once.",
+accounts and folders at once. \
+The log file is used in the foreground too (rfetch never detaches), is created when missing and \
+has timestamps. For IMAP, flush deletes what rfetch delivered before, not every \\Seen message: a \
+message another client marked read but rfetch never delivered is fetched, not flushed. With nokeep, \
+a message rfetch delivered whose deletion did not reach the server (an interrupted run) is deleted \
+at the next poll without flush.",
     },
 ];
 

@@ -134,6 +134,15 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
     if args.idle {
         s.fetch.idle = cl(true);
     }
+    if args.flush {
+        s.flush = true;
+    }
+    if args.limitflush {
+        s.limitflush = true;
+    }
+    if let Some(e) = args.expunge {
+        s.expunge = Some(e);
+    }
     if let Some(m) = &args.mda {
         s.fetch.target = Some(Sourced::new(
             Target::MdaShell(m.clone()),
@@ -145,6 +154,50 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
             f.split(',').map(str::to_owned).collect(),
             Provenance::CommandLine,
         ));
+    }
+}
+
+/// Where log lines go besides stderr: `-L FILE` or `set logfile` (the command line first),
+/// else syslog when `--syslog` or `set syslog` asks for it and `--nosyslog` does not. As in
+/// fetchmail a log file wins over syslog. Unlike fetchmail the file is used in the foreground
+/// too (rfetch never detaches) and is created (mode 600) when missing.
+fn log_sinks(
+    args: &RfetchArgs,
+    rc: Option<&fetchmailrc::FetchmailRc>,
+    env: &Env,
+) -> (Option<PathBuf>, bool) {
+    let logfile = args
+        .logfile
+        .as_deref()
+        .map(|p| env.expand_tilde(p))
+        .or_else(|| {
+            rc.and_then(|r| r.globals.logfile.as_ref())
+                .map(|p| p.value.clone())
+        });
+    let syslog = if args.nosyslog {
+        false
+    } else if args.syslog {
+        true
+    } else {
+        rc.and_then(|r| r.globals.syslog.as_ref())
+            .is_some_and(|v| v.value)
+    };
+    let syslog = syslog && logfile.is_none();
+    (logfile, syslog)
+}
+
+/// Switches the logger to the configured sinks. A log file that cannot be opened is a
+/// warning, as in fetchmail: logging never stops mail from being fetched.
+fn configure_logging(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env) {
+    let (logfile, syslog) = log_sinks(args, rc, env);
+    plog::set_syslog(syslog.then_some(syslog::Facility::LOG_MAIL));
+    if let Some(p) = &logfile
+        && let Err(e) = plog::set_logfile(Some(p))
+    {
+        log::warn!(
+            "cannot open the log file {}: {e}; not logging to it",
+            p.display()
+        );
     }
 }
 
@@ -164,10 +217,6 @@ fn lock_path(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env
 fn run(args: &RfetchArgs) -> Result<i32> {
     let env = Env::from_process();
     for (set, what) in [
-        (
-            args.logfile.is_some(),
-            "--logfile (log to stderr or --syslog instead)",
-        ),
         (args.bsmtp.is_some(), "--bsmtp"),
         (args.interface.is_some(), "--interface"),
         (args.monitor.is_some(), "--monitor"),
@@ -259,6 +308,7 @@ fn run(args: &RfetchArgs) -> Result<i32> {
                 .map(|d| d.value)
         })
         .filter(|&d| d > 0);
+    configure_logging(args, loaded.rc.as_ref(), &env);
     let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
     let _lock = lock::acquire(&lock_file, interval)?;
     let idfile = args
@@ -321,5 +371,79 @@ fn exit_code(reports: &[PollReport], check: bool) -> i32 {
     match reports.iter().rev().find_map(|r| r.error.as_ref()) {
         Some(e) => rfetch_code(e.kind()),
         None => code::NOMAIL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::fetchmailrc::parse_fetchmailrc;
+
+    fn args(line: &str) -> RfetchArgs {
+        rfetch_args::parse(
+            std::iter::once("rfetch".to_string()).chain(line.split_whitespace().map(String::from)),
+        )
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    fn rc(text: &str) -> fetchmailrc::FetchmailRc {
+        parse_fetchmailrc(text, Path::new("/rc")).unwrap()
+    }
+
+    fn env() -> Env {
+        Env {
+            home: Some("/home/u".into()),
+            user: Some("u".into()),
+            ..Env::default()
+        }
+    }
+
+    #[test]
+    fn log_sink_precedence() {
+        let e = env();
+        let poll = "poll h proto pop3 user a password b\n";
+        assert_eq!(log_sinks(&args(""), None, &e), (None, false));
+        assert_eq!(log_sinks(&args("--syslog"), None, &e), (None, true));
+        let with_syslog = rc(&format!("set syslog\n{poll}"));
+        assert_eq!(log_sinks(&args(""), Some(&with_syslog), &e), (None, true));
+        assert_eq!(
+            log_sinks(&args("--nosyslog"), Some(&with_syslog), &e),
+            (None, false),
+            "--nosyslog beats set syslog"
+        );
+        let no_syslog = rc(&format!("set no syslog\n{poll}"));
+        assert_eq!(log_sinks(&args(""), Some(&no_syslog), &e), (None, false));
+        assert_eq!(
+            log_sinks(&args("--syslog"), Some(&no_syslog), &e),
+            (None, true)
+        );
+        // A log file (rc or -L, -L first) wins over syslog.
+        let with_file = rc(&format!("set logfile /var/log/f.log\nset syslog\n{poll}"));
+        assert_eq!(
+            log_sinks(&args(""), Some(&with_file), &e),
+            (Some(PathBuf::from("/var/log/f.log")), false)
+        );
+        assert_eq!(
+            log_sinks(&args("-L ~/mine.log --syslog"), Some(&with_file), &e),
+            (Some(PathBuf::from("/home/u/mine.log")), false)
+        );
+    }
+
+    #[test]
+    fn disposal_options_override_the_rc() {
+        let r = rc("poll h proto imap user a password b keep limit 100 expunge 3\n");
+        let mut specs = spec::from_fetchmailrc(&r, &env()).unwrap();
+        let s = &mut specs[0];
+        assert!(!s.flush && !s.limitflush);
+        assert_eq!(s.expunge, Some(3));
+        apply_overrides(&args("-F --limitflush -e 0 -l 50 -b 7 -B 9 -K"), s);
+        assert!(s.flush && s.limitflush && !s.fetch.keep());
+        assert_eq!(s.expunge, Some(0));
+        assert_eq!(
+            (s.limit, s.fetchlimit, s.batchlimit),
+            (Some(50), Some(9), 7)
+        );
+        apply_overrides(&args("-l 0 -B 0"), s);
+        assert_eq!((s.limit, s.fetchlimit), (None, None), "0 means no limit");
     }
 }

@@ -51,13 +51,14 @@ pub struct RfetchArgs {
     /// Stop the running instance.
     #[arg(short = 'q', long = "quit")]
     pub quit: bool,
-    /// Log to FILE.
+    /// Append log lines (timestamped, info and up) to FILE; created mode 600 if missing.
+    /// Used instead of syslog.
     #[arg(short = 'L', long = "logfile", value_name = "FILE")]
     pub logfile: Option<String>,
-    /// Log to syslog (LOG_MAIL).
+    /// Log to syslog (LOG_MAIL, info and up).
     #[arg(long = "syslog", overrides_with = "nosyslog")]
     pub syslog: bool,
-    /// Do not log to syslog.
+    /// Do not log to syslog (overrides `set syslog`).
     #[arg(long = "nosyslog")]
     pub nosyslog: bool,
     /// fetchmailrc to read ("-" for stdin).
@@ -164,10 +165,11 @@ pub struct RfetchArgs {
     /// Delete messages from the server after delivery (default).
     #[arg(short = 'K', long = "nokeep")]
     pub nokeep: bool,
-    /// Delete old (seen) messages before fetching.
+    /// Delete messages delivered by an earlier poll (still on the server) before fetching,
+    /// even with --keep.
     #[arg(short = 'F', long = "flush")]
     pub flush: bool,
-    /// Delete oversized messages.
+    /// Delete messages larger than --limit instead of leaving them on the server.
     #[arg(long = "limitflush")]
     pub limitflush: bool,
     /// SMTP host(s) to forward to, comma separated (host[/port]).
@@ -197,16 +199,16 @@ pub struct RfetchArgs {
     /// Do not rewrite addresses.
     #[arg(short = 'n', long = "norewrite")]
     pub norewrite: bool,
-    /// Skip messages larger than N octets.
+    /// Skip (with --limitflush: delete) messages larger than N octets; 0: no limit.
     #[arg(short = 'l', long = "limit", value_name = "OCTETS")]
     pub limit: Option<u64>,
     /// Interval between oversized-message warnings.
     #[arg(short = 'w', long = "warnings", value_name = "SECONDS")]
     pub warnings: Option<u64>,
-    /// Reconnect to the SMTP listener after N messages.
+    /// Reconnect to the SMTP/LMTP listener after N messages; 0: never.
     #[arg(short = 'b', long = "batchlimit", value_name = "N")]
     pub batchlimit: Option<u64>,
-    /// Fetch at most N messages per poll.
+    /// Fetch at most N messages per poll (exit 13 when messages are left); 0: no limit.
     #[arg(short = 'B', long = "fetchlimit", value_name = "N")]
     pub fetchlimit: Option<u64>,
     /// Sizes fetched per command.
@@ -215,7 +217,8 @@ pub struct RfetchArgs {
     /// Binary-search UIDL (accepted; rfetch always lists UIDs in one command).
     #[arg(long = "fastuidl", value_name = "N")]
     pub fastuidl: Option<u64>,
-    /// Expunge (POP3: reconnect) every N deletions.
+    /// IMAP: expunge after every N deletions (0: at the end). POP3: QUIT (committing the
+    /// deletions) and reconnect after every N deletions.
     #[arg(short = 'e', long = "expunge", value_name = "N")]
     pub expunge: Option<u64>,
     /// Bind to interface (not supported).
@@ -273,6 +276,13 @@ mod tests {
         let a = p("-K -B 10 -l 100000 --mda /usr/bin/procmail");
         assert!(a.nokeep);
         assert_eq!(a.fetchlimit, Some(10));
+        let a = p("-F --limitflush -e 5 -b 3 -L /var/log/rfetch.log --syslog");
+        assert!(a.flush && a.limitflush && a.syslog);
+        assert_eq!((a.expunge, a.batchlimit), (Some(5), Some(3)));
+        assert_eq!(a.logfile.as_deref(), Some("/var/log/rfetch.log"));
+        let a = p("--flush --expunge 0 --logfile x");
+        assert!(a.flush);
+        assert_eq!(a.expunge, Some(0));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! tls_starttls = false
 //! maildir = "~/Maildir"             # or mbox = "...", mda = ["procmail", "-d", "%T"],
 //!                                   # lmtp = "host:port", smtp = "host:port"
+//! recipient = "alice@localhost"     # RCPT TO for lmtp/smtp (default: $USER@localhost)
 //! keep = false
 //! folders = ["INBOX"]
 //! ```
@@ -145,6 +146,7 @@ key_table!(FetchTable {
     mda,
     lmtp,
     smtp,
+    recipient,
 });
 
 #[derive(Debug, Deserialize)]
@@ -502,6 +504,13 @@ auth = true
         let f = p.accounts[0].fetch().unwrap();
         assert_eq!(f.endpoint().unwrap().port, 993);
         assert_eq!(f.target(&env()), Target::Maildir("/home/a/Maildir".into()));
+        assert!(f.recipient.is_none());
+        let p = parse_ok(
+            "[accounts.p.fetch]\nprotocol = \"imap\"\nhost = \"h\"\nlmtp = \"localhost:24\"\nrecipient = \"bob@localhost\"\n",
+        );
+        let r = p.accounts[0].fetch().unwrap().recipient.clone().unwrap();
+        assert_eq!(r.value, "bob@localhost");
+        assert_eq!(r.at, Provenance::file("/c.toml", 5));
     }
 
     #[test]
@@ -544,6 +553,22 @@ auth = true
             (
                 "[accounts.a.fetch]\nprotocol = \"imap\"\nfolder = \"x\"\n",
                 "/c.toml:3:1: unknown field `folder`",
+            ),
+            (
+                "[accounts.a.fetch]\nprotocol = \"imap\"\nrecipient = \"bob @localhost\"\n",
+                "/c.toml:3:13: invalid argument \"bob @localhost\" for recipient",
+            ),
+            (
+                "[accounts.a.fetch]\nprotocol = \"imap\"\nrecipient = [\"a@b\", \"c@d\"]\n",
+                "/c.toml:3:13: recipient takes one value",
+            ),
+            (
+                "[accounts.a.fetch]\nprotocol = \"imap\"\nrecipients = \"a@b\"\n",
+                "/c.toml:3:1: unknown field `recipients`",
+            ),
+            (
+                "[accounts.a]\nrecipient = \"a@b\"\n",
+                "/c.toml:2:1: unknown field `recipient`",
             ),
         ];
         for (text, want) in cases {

@@ -8,6 +8,12 @@
 //! unconfirmed message on the server. With `nokeep`, messages already recorded as seen (a
 //! previous run was interrupted between recording and the server's commit) are deleted
 //! without being fetched again.
+//!
+//! fetchmail's disposal options: `flush` deletes the messages recorded as seen (delivered by
+//! an earlier poll) also with `keep`; `limitflush` deletes messages over `limit` (sizes are
+//! known before any body is fetched: POP3 LIST, IMAP RFC822.SIZE); `expunge N` paces the
+//! deletions (IMAP: EXPUNGE every N; POP3: QUIT and a new session every N). These are the
+//! only deletions of messages not delivered in the same poll.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -18,6 +24,7 @@ use crate::deliver::received::{ReceivedFor, ReceivedInfo, received_header};
 use crate::deliver::smtp::SmtpTarget;
 use crate::deliver::{Maildir, Mbox, Mda, MessageInfo};
 use crate::error::{Error, ErrorKind, Result};
+use crate::log as plog;
 use crate::proto::imap::Search;
 use crate::proto::smtp::Protocol as SmtpProtocol;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
@@ -72,14 +79,31 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
             Some(open_target(spec, ctx.env)?)
         };
         match spec.fetch.protocol.value {
-            FetchProtocol::Pop3 => poll_pop3(spec, ctx, target.as_mut(), &mut report),
+            FetchProtocol::Pop3 => poll_pop3_sessions(spec, ctx, target.as_mut(), &mut report),
             FetchProtocol::Imap => poll_imap(spec, ctx, target.as_mut(), &mut report),
         }
     })();
+    plog::progress(None);
     if let Err(e) = result {
         report.fail(e);
     }
     report
+}
+
+/// The terminal progress line for one message (drawn only when stderr is a terminal).
+fn show_progress(user: &str, server: &str, n: usize, total: usize, size: Option<u64>) {
+    if !plog::progress_enabled() {
+        return;
+    }
+    let size = size.map_or_else(String::new, |s| format!(" ({s} octets)"));
+    plog::progress(Some(&format!(
+        "rfetch: {user}@{server}: message {n} of {total}{size}"
+    )));
+}
+
+/// Logs the fetchlimit stop the way fetchmail does.
+fn fetchlimit_reached(account: &str, limit: u64, left: usize) {
+    log::info!("{account}: fetchlimit {limit} reached; {left} messages left on the server");
 }
 
 /// Opens the account's delivery target.
@@ -245,9 +269,14 @@ impl Delivery<'_> {
 
     fn delivered_line(&self, label: &str, size: u64, target: &str) {
         log::info!(
-            "{label} ({size} octets) from {} for {} delivered to {target}",
+            "message {}@{}:{label} ({size} octets) delivered to {target}{}",
+            self.user,
             self.server,
-            self.user
+            if self.spec.fetch.keep() {
+                " (not flushed)"
+            } else {
+                " (flushed)"
+            }
         );
     }
 
@@ -267,13 +296,17 @@ struct PopSink<'a> {
     feeder: &'a Feeder<(u32, String)>,
     uids: &'a HashMap<u32, String>,
     sizes: &'a HashMap<u32, u64>,
+    /// (user, server, message count) for the progress line.
+    progress: (&'a str, &'a str, usize),
 }
 
 impl MessageSink for PopSink<'_> {
     fn start(&mut self, msgno: u32) -> Result<()> {
         let uid = self.uids.get(&msgno).cloned().unwrap_or_default();
-        self.feeder
-            .start((msgno, uid), self.sizes.get(&msgno).copied())
+        let size = self.sizes.get(&msgno).copied();
+        let (user, server, total) = self.progress;
+        show_progress(user, server, msgno as usize, total, size);
+        self.feeder.start((msgno, uid), size)
     }
     fn data(&mut self, chunk: &[u8]) -> Result<()> {
         self.feeder.data(chunk)
@@ -283,12 +316,58 @@ impl MessageSink for PopSink<'_> {
     }
 }
 
+/// What a POP3 poll carries from one session to the next: with `expunge N` each session ends
+/// after N deletions (QUIT commits them, fetchmail's guard against losing a long session's
+/// deletions to a dropped connection) and the poll reconnects for the rest.
+struct Pop3Round {
+    first: bool,
+    /// `fetchlimit` left for this poll (counts messages tried, as fetchmail's does).
+    fetch_budget: Option<u64>,
+    /// Deletions allowed in one session (`expunge N`, N > 0).
+    deletions: Option<usize>,
+    /// UIDs whose delivery failed in an earlier session of this poll: not retried until the
+    /// next poll.
+    failed: HashSet<String>,
+}
+
+fn poll_pop3_sessions(
+    spec: &PollSpec,
+    ctx: &PollContext<'_>,
+    mut target: Option<&mut Target>,
+    report: &mut PollReport,
+) -> Result<()> {
+    let mut round = Pop3Round {
+        first: true,
+        fetch_budget: spec.fetchlimit,
+        deletions: spec
+            .expunge
+            .filter(|&n| n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        failed: HashSet::new(),
+    };
+    loop {
+        let (more, deleted) = poll_pop3(spec, ctx, target.as_deref_mut(), report, &mut round)?;
+        round.first = false;
+        // A session that deleted nothing cannot make progress by reconnecting.
+        if !more || deleted == 0 || ctx.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        log::info!(
+            "account {}: {deleted} deletions committed (expunge); reconnecting",
+            spec.name
+        );
+    }
+}
+
+/// One POP3 session. Returns whether messages were left for another session (`expunge N`)
+/// and how many deletions this session committed.
 fn poll_pop3(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
     target: Option<&mut Target>,
     report: &mut PollReport,
-) -> Result<()> {
+    round: &mut Pop3Round,
+) -> Result<(bool, usize)> {
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
@@ -319,38 +398,71 @@ fn poll_pop3(
         for (n, uid) in &uidl {
             if !f.fetchall() && st.pop3_is_seen(&key, uid) {
                 old.push(*n);
-            } else {
+            } else if !round.failed.contains(uid) {
                 fresh.push(*n);
             }
         }
     }
+    let octets: u64 = sizes.values().sum();
     log::info!(
-        "{total} messages ({} seen before) for {user} at {server}",
+        "{total} messages ({} seen before) for {user} at {server} ({octets} octets)",
         old.len()
     );
-    if let Some(limit) = spec.limit {
-        fresh.retain(|n| {
-            let size = sizes.get(n).copied().unwrap_or(0);
-            if size > limit {
-                log::info!("skipping message {user}@{server}:{n} ({size} octets): larger than the limit of {limit} octets");
-            }
-            size <= limit
-        });
+    let oversized = split_oversized(
+        spec,
+        &mut fresh,
+        |n| sizes.get(n).copied(),
+        |n| format!("{user}@{server}:{n}"),
+    );
+    if round.first {
+        report.waiting += fresh.len() as u64;
     }
-    report.waiting += fresh.len() as u64;
     let Some(target) = target else {
         let _ = s.quit();
-        return Ok(());
+        return Ok((false, 0));
     };
-    if let Some(fl) = spec.fetchlimit
+    let mut more = false;
+    if let Some(fl) = round.fetch_budget
         && fresh.len() as u64 > fl
     {
+        fetchlimit_reached(
+            &account,
+            spec.fetchlimit.unwrap_or(fl),
+            fresh.len() - fl as usize,
+        );
         fresh.truncate(fl as usize);
         report.fetchlimit_hit = true;
     }
-    if !f.keep() && !old.is_empty() {
-        s.dele_many(&old)?;
+    // Before fetching: messages delivered earlier (nokeep: a previous run was interrupted
+    // before QUIT; `flush`: also with keep) and, with `limitflush`, the oversized ones.
+    let mut early: Vec<u32> = Vec::new();
+    if !f.keep() || spec.flush {
+        for n in &old {
+            log::info!("message {user}@{server}:{n} of {total} delivered before, flushed");
+        }
+        early.extend(&old);
     }
+    if spec.limitflush {
+        for n in &oversized {
+            log::info!(
+                "message {user}@{server}:{n} of {total} ({} octets) larger than the limit, flushed",
+                sizes.get(n).copied().unwrap_or(0)
+            );
+        }
+        early.extend(&oversized);
+    }
+    let allowed = round.deletions.unwrap_or(usize::MAX);
+    if early.len() > allowed {
+        // The rest of them first, in the next session; nothing is fetched in this one (with
+        // `keep` it would be "delivered before" there and flushed too early).
+        early.truncate(allowed);
+        fresh.clear();
+        more = true;
+    }
+    if !early.is_empty() {
+        s.dele_many(&early)?;
+    }
+    let mut deleted = early.len();
     let uids: HashMap<u32, String> = uidl.iter().cloned().collect();
     let d = Delivery {
         spec,
@@ -366,16 +478,34 @@ fn poll_pop3(
     };
     let header = || d.received();
     let opts = d.pipe_options(&header);
-    for batch in fresh.chunks(BATCH) {
+    let mut next = 0;
+    while next < fresh.len() {
         if ctx.stop.load(Ordering::Relaxed) {
             log::info!("{account}: stopping on request");
+            more = false;
             break;
+        }
+        // With `expunge N` a batch never takes the session past N deletions.
+        let room = if f.keep() {
+            BATCH
+        } else {
+            allowed.saturating_sub(deleted).min(BATCH)
+        };
+        if room == 0 {
+            more = true;
+            break;
+        }
+        let batch = &fresh[next..fresh.len().min(next + room)];
+        next += batch.len();
+        if let Some(b) = round.fetch_budget.as_mut() {
+            *b = b.saturating_sub(batch.len() as u64);
         }
         let (items, fetched) = pipe::run_batch(target, &opts, |feeder| {
             let mut sink = PopSink {
                 feeder,
                 uids: &uids,
                 sizes: &sizes,
+                progress: (&user, &server, total),
             };
             for r in s.retr_pipelined(batch, &mut sink)? {
                 log::warn!(
@@ -387,6 +517,13 @@ fn poll_pop3(
             Ok(())
         });
         let done = d.confirm(target, items, |(n, _)| format!("{n} of {total}"), report);
+        for n in batch {
+            if !done.iter().any(|(d, _)| d == n)
+                && let Some(uid) = uids.get(n)
+            {
+                round.failed.insert(uid.clone());
+            }
+        }
         d.commit(|st| {
             st.pop3_record(&key, done.iter().map(|(_, u)| u.as_str()))?;
             Ok(())
@@ -395,6 +532,7 @@ fn poll_pop3(
         if !f.keep() {
             let nums: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
             s.dele_many(&nums)?;
+            deleted += nums.len();
         }
     }
     s.quit().map_err(|e| {
@@ -402,15 +540,49 @@ fn poll_pop3(
             "{account}: QUIT failed; deletions may not have happened"
         ))
     })?;
-    Ok(())
+    Ok((more, deleted))
+}
+
+/// Takes the messages larger than `limit` out of `fresh` and returns them (logged as skipped
+/// unless `limitflush` will delete them). Messages of unknown size stay: the delivery pipe
+/// checks the size again as the message streams.
+fn split_oversized<K: Copy + PartialEq>(
+    spec: &PollSpec,
+    fresh: &mut Vec<K>,
+    size: impl Fn(&K) -> Option<u64>,
+    label: impl Fn(&K) -> String,
+) -> Vec<K> {
+    let Some(limit) = spec.limit else {
+        return Vec::new();
+    };
+    let mut oversized = Vec::new();
+    fresh.retain(|k| match size(k) {
+        Some(sz) if sz > limit => {
+            if !spec.limitflush {
+                log::info!(
+                    "skipping message {} ({sz} octets): larger than the limit of {limit} octets",
+                    label(k)
+                );
+            }
+            oversized.push(*k);
+            false
+        }
+        _ => true,
+    });
+    oversized
 }
 
 struct ImapSink<'a> {
     feeder: &'a Feeder<u32>,
+    /// (user, server, message count, UID -> position) for the progress line.
+    progress: (&'a str, &'a str, usize, &'a HashMap<u32, usize>),
 }
 
 impl FetchSink for ImapSink<'_> {
     fn start(&mut self, meta: &FetchedMeta) -> Result<()> {
+        let (user, server, total, position) = self.progress;
+        let n = position.get(&meta.uid).copied().unwrap_or(0);
+        show_progress(user, server, n, total, meta.size);
         self.feeder.start(meta.uid, meta.size)
     }
     fn data(&mut self, chunk: &[u8]) -> Result<()> {
@@ -526,30 +698,82 @@ pub fn poll_imap_session(
             "{total} messages ({} seen before) for {user} at {server} folder {folder}",
             old.len()
         );
+        let position: HashMap<u32, usize> =
+            all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
+        let oversized = if spec.limit.is_some() && !fresh.is_empty() {
+            // Sizes first, so an oversized message is never downloaded.
+            let sizes: HashMap<u32, u64> = s
+                .fetch_meta(&fresh)?
+                .into_iter()
+                .filter_map(|m| Some((m.uid, m.size?)))
+                .collect();
+            split_oversized(
+                spec,
+                &mut fresh,
+                |u| sizes.get(u).copied(),
+                |u| {
+                    format!(
+                        "{user}@{server}:{} of {total} (folder {folder})",
+                        position.get(u).copied().unwrap_or(0)
+                    )
+                },
+            )
+        } else {
+            Vec::new()
+        };
         report.waiting += fresh.len() as u64;
         let Some(target) = target.as_deref_mut() else {
             continue;
         };
         if let Some(b) = budget.as_mut() {
             if fresh.len() as u64 > *b {
+                fetchlimit_reached(
+                    &account,
+                    spec.fetchlimit.unwrap_or(*b),
+                    fresh.len() - *b as usize,
+                );
                 fresh.truncate(*b as usize);
                 report.fetchlimit_hit = true;
             }
             *b -= fresh.len() as u64;
         }
-        if !f.keep() && !old.is_empty() {
-            s.store_flags(&old, &["\\Seen", "\\Deleted"])?;
-            s.expunge(&old)?;
+        let mut expunger = Expunger {
+            every: spec.expunge,
+            pending: Vec::new(),
+        };
+        // Before fetching: messages delivered earlier (nokeep: a previous run was
+        // interrupted before EXPUNGE; `flush`: also with keep) and, with `limitflush`, the
+        // oversized ones.
+        let mut early = Vec::new();
+        if !f.keep() || spec.flush {
+            for u in &old {
+                log::info!(
+                    "message {user}@{server}:{} of {total} (folder {folder}) delivered before, flushed",
+                    position.get(u).copied().unwrap_or(0)
+                );
+            }
+            early.extend(&old);
         }
-        let position: HashMap<u32, usize> =
-            all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
+        if spec.limitflush {
+            for u in &oversized {
+                log::info!(
+                    "message {user}@{server}:{} of {total} (folder {folder}) larger than the limit, flushed",
+                    position.get(u).copied().unwrap_or(0)
+                );
+            }
+            early.extend(&oversized);
+        }
+        expunger.delete(s, &early)?;
         for batch in fresh.chunks(BATCH) {
             if ctx.stop.load(Ordering::Relaxed) {
                 log::info!("{account}: stopping on request");
                 break;
             }
             let (items, fetched) = pipe::run_batch(target, &opts, |feeder| {
-                let mut sink = ImapSink { feeder };
+                let mut sink = ImapSink {
+                    feeder,
+                    progress: (&user, &server, total, &position),
+                };
                 s.fetch_bodies(batch, &mut sink).map(|_| ())
             });
             let done = d.confirm(
@@ -573,10 +797,98 @@ pub fn poll_imap_session(
             if f.keep() {
                 s.store_flags(&done, &["\\Seen"])?;
             } else {
-                s.store_flags(&done, &["\\Seen", "\\Deleted"])?;
-                s.expunge(&done)?;
+                expunger.delete(s, &done)?;
             }
         }
+        expunger.finish(s)?;
     }
     Ok(())
+}
+
+/// IMAP deletions (`\Seen \Deleted`, then EXPUNGE) paced by fetchmail's `expunge N`: EXPUNGE
+/// after every N deletions, 0 only when the folder is done; rfetch's default (`None`) is one
+/// EXPUNGE per call, i.e. per batch.
+struct Expunger {
+    every: Option<u64>,
+    /// Marked \Deleted, not yet expunged.
+    pending: Vec<u32>,
+}
+
+impl Expunger {
+    fn delete(&mut self, s: &mut ImapSession, uids: &[u32]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let every = match self.every {
+            None => {
+                s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
+                self.pending.extend_from_slice(uids);
+                return self.finish(s);
+            }
+            Some(0) => {
+                s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
+                self.pending.extend_from_slice(uids);
+                return Ok(());
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let mut rest = uids;
+        while !rest.is_empty() {
+            let room = every.saturating_sub(self.pending.len()).max(1);
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            s.store_flags(now, &["\\Seen", "\\Deleted"])?;
+            self.pending.extend_from_slice(now);
+            if self.pending.len() >= every {
+                self.finish(s)?;
+            }
+            rest = later;
+        }
+        Ok(())
+    }
+
+    /// EXPUNGE whatever is marked and pending.
+    fn finish(&mut self, s: &mut ImapSession) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let uids = std::mem::take(&mut self.pending);
+        s.expunge(&uids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(opts: &str) -> PollSpec {
+        let rc = crate::config::fetchmailrc::parse_fetchmailrc(
+            &format!("poll h proto pop3 user a password b {opts}\n"),
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let env = Env {
+            user: Some("u".into()),
+            ..Env::default()
+        };
+        crate::fetch::spec::from_fetchmailrc(&rc, &env)
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn oversized_messages_are_split_off_by_size() {
+        let sizes: HashMap<u32, u64> = [(1, 10), (2, 5000), (3, 100), (4, 101)].into();
+        let size = |n: &u32| sizes.get(n).copied();
+        let label = |n: &u32| n.to_string();
+        let mut fresh = vec![1, 2, 3, 4, 5];
+        assert!(split_oversized(&spec(""), &mut fresh, size, label).is_empty());
+        assert_eq!(fresh, [1, 2, 3, 4, 5], "no limit: nothing is oversized");
+        let over = split_oversized(&spec("limit 100"), &mut fresh, size, label);
+        assert_eq!(over, [2, 4]);
+        // Exactly the limit is fine; an unknown size (5) is left to the pipe's check.
+        assert_eq!(fresh, [1, 3, 5]);
+        let mut fresh = vec![1, 2];
+        let over = split_oversized(&spec("limit 9 limitflush"), &mut fresh, size, label);
+        assert_eq!((over, fresh), (vec![1, 2], vec![]));
+    }
 }

@@ -37,6 +37,15 @@ pub struct PollSpec {
     pub idle_timeout: Option<u64>,
     /// IMAP IDLE even when the server does not announce it (`forceidle`).
     pub force_idle: bool,
+    /// `flush`/`-F`: delete messages delivered by an earlier poll (POP3 and IMAP: recorded as
+    /// seen) before fetching new ones, even with `keep`.
+    pub flush: bool,
+    /// `limitflush`: delete messages larger than `limit` instead of leaving them.
+    pub limitflush: bool,
+    /// `expunge N`/`-e N`: IMAP expunges after every N deletions (0: once per folder at the
+    /// end); POP3 ends the session (QUIT, which commits the deletions) and reconnects after
+    /// every N deletions (0: one session). `None`: rfetch's default, once per batch.
+    pub expunge: Option<u64>,
 }
 
 impl PollSpec {
@@ -108,6 +117,27 @@ impl PollSpec {
         if let Some(l) = self.fetchlimit {
             out.push_str(&format!("  Received-message limit is {l}.\n"));
         }
+        out.push_str(&format!(
+            "  Messages seen before will {}be flushed (--flush {}).\n",
+            if self.flush { "" } else { "not " },
+            on_off(self.flush)
+        ));
+        if self.limit.is_some() {
+            out.push_str(&format!(
+                "  Oversized messages will {}be flushed (--limitflush {}).\n",
+                if self.limitflush { "" } else { "not " },
+                on_off(self.limitflush)
+            ));
+        }
+        match self.expunge {
+            Some(0) => {
+                out.push_str("  Deletions are committed at the end of the poll (--expunge 0).\n")
+            }
+            Some(n) => out.push_str(&format!(
+                "  Deletions are committed every {n} messages (--expunge {n}).\n"
+            )),
+            None => {}
+        }
         out.push_str(&format!("  Messages will be delivered to {target}.\n"));
         if f.idle() && f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!(
@@ -137,10 +167,14 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
         .filter_map(|a| {
             let fetch = a.fetch.clone()?;
             let local_user = env.user.clone().unwrap_or_else(|| "root".into());
+            let smtp_recipient = match &fetch.recipient {
+                Some(r) => r.value.clone(),
+                None => format!("{local_user}@localhost"),
+            };
             Some(PollSpec {
                 name: a.name.clone(),
                 skip: false,
-                smtp_recipient: format!("{local_user}@localhost"),
+                smtp_recipient,
                 local_user,
                 fetch,
                 limit: None,
@@ -149,6 +183,9 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 invisible: false,
                 idle_timeout: None,
                 force_idle: false,
+                flush: false,
+                limitflush: false,
+                expunge: None,
             })
         })
         .collect()
@@ -345,6 +382,9 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         invisible: false,
         idle_timeout: o.idletimeout.as_ref().map(|v| v.value).filter(|&v| v > 0),
         force_idle: o.forceidle.as_ref().is_some_and(|v| v.value),
+        flush: o.flush.as_ref().is_some_and(|v| v.value),
+        limitflush: o.limitflush.as_ref().is_some_and(|v| v.value),
+        expunge: o.expunge.as_ref().map(|v| v.value),
     })
 }
 
@@ -421,6 +461,42 @@ mod tests {
             })
         );
         assert!(p[0].describe(&env()).contains("Maildir") || p[0].describe(&env()).contains("MDA"));
+    }
+
+    #[test]
+    fn disposal_options_from_the_rc() {
+        let rc = parse_fetchmailrc(
+            "poll a proto pop3 user x password y flush limitflush limit 10 expunge 0\n\
+             poll b proto imap user x password y no flush\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let p = from_fetchmailrc(&rc, &env()).unwrap();
+        assert!(p[0].flush && p[0].limitflush);
+        assert_eq!((p[0].limit, p[0].expunge), (Some(10), Some(0)));
+        assert!(p[0].describe(&env()).contains("--flush on"));
+        assert!(p[0].describe(&env()).contains("--limitflush on"));
+        assert!(!p[1].flush && !p[1].limitflush);
+        assert_eq!(p[1].expunge, None);
+    }
+
+    #[test]
+    fn toml_recipient_is_the_smtp_recipient() {
+        let e = env();
+        let parsed = crate::config::toml::parse(
+            "[accounts.a.fetch]\nprotocol = \"imap\"\nhost = \"h\"\nlmtp = \"127.0.0.1:24\"\nrecipient = \"bob@localhost\"\n\
+             [accounts.b.fetch]\nprotocol = \"pop3\"\nhost = \"h\"\nsmtp = \"127.0.0.1:25\"\n",
+            std::path::Path::new("/c.toml"),
+            &e,
+        )
+        .unwrap();
+        let p = from_accounts(&parsed.accounts, &e);
+        assert_eq!(p[0].smtp_recipient, "bob@localhost");
+        assert!(p[0].describe(&e).contains("for bob@localhost"));
+        assert_eq!(
+            p[1].smtp_recipient, "u@localhost",
+            "default: $USER@localhost"
+        );
     }
 
     #[test]

@@ -424,6 +424,36 @@ impl ImapSession {
         Ok(delivered)
     }
 
+    /// `UID FETCH set (UID RFC822.SIZE FLAGS)` without bodies: the size and flags of each of
+    /// `uids` the server still has (to apply a size limit before downloading anything).
+    pub fn fetch_meta(&mut self, uids: &[u32]) -> Result<Vec<FetchedMeta>> {
+        let mut out = Vec::new();
+        for set in uid_sets(uids) {
+            self.send(&Command::UidFetch { set, body: false })?;
+            loop {
+                match self.next_event()? {
+                    Event::Fetch { attrs, .. } => {
+                        if let Some(uid) = attrs.uid {
+                            out.push(FetchedMeta {
+                                uid,
+                                size: attrs.size,
+                                flags: attrs.flags.unwrap_or_default(),
+                            });
+                        }
+                    }
+                    Event::Done {
+                        status, code, text, ..
+                    } => {
+                        check_done(Done { status, code, text }, "UID FETCH")?;
+                        break;
+                    }
+                    other => self.untagged(other)?,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Like [`ImapSession::fetch_bodies`] for a literal UID set such as "1:*".
     pub fn fetch_bodies_set(&mut self, set: &str, sink: &mut dyn FetchSink) -> Result<Vec<u32>> {
         let mut delivered = Vec::new();
