@@ -143,19 +143,24 @@ impl Maildir {
     }
 
     /// Makes the pending messages durable and visible, in the order the Maildir spec wants:
-    /// fsync each file, rename it from `tmp/` into `new/`, then fsync `new/` once for the whole
-    /// batch. Only when this returns `Ok` are the messages delivered. On error none of them
-    /// counts as delivered: files not yet moved are removed; files already in `new/` are
+    /// fsync every file, then rename each from `tmp/` into `new/`, then fsync `new/` once for
+    /// the whole batch. All files are synced before the first rename so that the renames, the
+    /// `new/` sync and the caller's state commit follow each other quickly: a crash in between
+    /// is what makes a message appear in `new/` without being recorded as fetched, and so be
+    /// delivered again. Only when this returns `Ok` are the messages delivered. On error none of
+    /// them counts as delivered: files not yet moved are removed; files already in `new/` are
     /// complete and may survive, so a later retry can deliver a duplicate but never loses mail
     /// or leaves a truncated message in `new/`.
     pub fn sync(&mut self, pending: Vec<Pending>) -> Result<Vec<Receipt>, DeliverError> {
-        let mut moved = Vec::with_capacity(pending.len());
-        for mut p in pending {
+        for p in &pending {
             File::open(&p.tmp_path)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| {
                     DeliverError::from_io(format!("cannot sync {}", p.tmp_path.display()), e)
                 })?;
+        }
+        let mut moved = Vec::with_capacity(pending.len());
+        for mut p in pending {
             let name = p.tmp_path.file_name().unwrap_or_default().to_owned();
             let new_path = self.root.join("new").join(name);
             fs::rename(&p.tmp_path, &new_path).map_err(|e| {
@@ -221,6 +226,32 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.contains(&format!("P{}Q1.", std::process::id())), "{a}");
         assert!(!a.contains('/') && !a.contains(':'));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sync_syncs_every_file_before_moving_any() {
+        let dir = std::env::temp_dir().join(format!("postie-md-sync-{}", std::process::id()));
+        let mut md = Maildir::open(&dir).unwrap();
+        let info = MessageInfo::default();
+        let a = md
+            .deliver_unsynced(&mut &b"Subject: a\r\n\r\na\r\n"[..], &info)
+            .unwrap();
+        let b = md
+            .deliver_unsynced(&mut &b"Subject: b\r\n\r\nb\r\n"[..], &info)
+            .unwrap();
+        // The second file cannot be synced: the batch fails before anything reaches new/.
+        fs::remove_file(b.tmp_path()).unwrap();
+        assert!(md.sync(vec![a, b]).is_err());
+        let count = |sub: &str| fs::read_dir(dir.join(sub)).unwrap().count();
+        assert_eq!(count("new"), 0, "no message of the failed batch in new/");
+        assert_eq!(count("tmp"), 0, "the failed batch's tmp files are removed");
+        // A good batch lands complete.
+        let c = md
+            .deliver_unsynced(&mut &b"Subject: c\r\n\r\nc\r\n"[..], &info)
+            .unwrap();
+        assert_eq!(md.sync(vec![c]).unwrap().len(), 1);
+        assert_eq!(count("new"), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -134,6 +134,7 @@ fn worker<K>(
             lost: false,
             received: opts.received.map(|f| f()),
             total: 0,
+            last: None,
         };
         let outcome = match (opts.limit, size_hint) {
             (Some(limit), Some(size)) if size > limit => {
@@ -181,6 +182,8 @@ struct ChunkReader<'a, K> {
     /// The header still to insert; taken once the header block was scanned.
     received: Option<String>,
     total: u64,
+    /// The last byte received, to terminate an unterminated last line at the end.
+    last: Option<u8>,
 }
 
 impl<K> ChunkReader<'_, K> {
@@ -192,11 +195,23 @@ impl<K> ChunkReader<'_, K> {
         match self.rx.recv() {
             Ok(Chunk::Data(d)) => {
                 self.total += d.len() as u64;
+                if let Some(&b) = d.last() {
+                    self.last = Some(b);
+                }
                 Some(d)
             }
             Ok(Chunk::End) => {
                 self.ended = true;
-                None
+                // An IMAP literal can end without a newline (POP3 always ends in CRLF). Like
+                // fetchmail (6.3.21), terminate that last line, so an MDA or an mbox never sees
+                // a message whose last line runs into whatever follows it.
+                match self.last {
+                    Some(b) if b != b'\n' => {
+                        self.last = Some(b'\n');
+                        Some(b"\r\n".to_vec())
+                    }
+                    _ => None,
+                }
             }
             Ok(Chunk::Start { .. }) | Err(_) => {
                 self.lost = true;
@@ -338,8 +353,43 @@ mod tests {
                 v[0],
                 b"Return-Path: <a>\r\nReceived: x\r\nReceived: y\r\nSubject: s\r\n\r\nbody\r\n"
             );
-            assert_eq!(v[1], b"Received: x\r\nSubject: s\r\n\r\nbody");
+            assert_eq!(v[1], b"Received: x\r\nSubject: s\r\n\r\nbody\r\n");
         }
+    }
+
+    #[test]
+    fn an_unterminated_last_line_is_terminated_once() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (
+                b"Subject: s\r\n\r\nno newline",
+                b"Received: x\r\nSubject: s\r\n\r\nno newline\r\n",
+            ),
+            (
+                b"Subject: s\r\n\r\nends in CR\r",
+                b"Received: x\r\nSubject: s\r\n\r\nends in CR\r\r\n",
+            ),
+            (
+                b"Subject: s\r\n\r\nterminated\r\n",
+                b"Received: x\r\nSubject: s\r\n\r\nterminated\r\n",
+            ),
+            (b"Subject: s\r\n\r\n", b"Received: x\r\nSubject: s\r\n\r\n"),
+            (
+                b"Subject: only a header",
+                b"Received: x\r\nSubject: only a header\r\n",
+            ),
+        ];
+        for piece in [1, 2, 3, 5, 7, 1000] {
+            let msgs: Vec<&[u8]> = cases.iter().map(|c| c.0).collect();
+            let (v, ok) = run(&msgs, piece, false);
+            assert_eq!(ok, cases.len());
+            for (got, (_, want)) in v.iter().zip(cases.iter()) {
+                assert_eq!(got.as_slice(), *want, "piece {piece}");
+            }
+        }
+        // An empty message stays empty (apart from the Received header).
+        let (v, ok) = run(&[b""], 1, false);
+        assert_eq!(ok, 1);
+        assert_eq!(v[0], b"Received: x\r\n");
     }
 
     #[test]
