@@ -6,7 +6,9 @@
 # One msmtprc (mode 600) drives both tools: account "smtps" = implicit TLS to Postfix's SMTPS port,
 # AUTH PLAIN alice/alicepw, tls_trust_file = the stack's CA, from alice@localhost. Each tool sends
 # a 2 KB message and a 10 MB message to bob@localhost (Postfix -> LMTP -> bob's Maildir).
-#   - wall time and CPU (user+sys): hyperfine (median wall, mean CPU), JSON in OUTDIR
+#   - wall time and CPU (user+sys): hyperfine (median wall, mean CPU), JSON in OUTDIR; run with
+#     --shell=none on an explicit `sh -c '... < file'`, so both tools carry the same small shell
+#     cost and hyperfine's shell-spawn correction cannot round a fast command down to 0
 #   - peak RSS: /usr/bin/time -f '%e %U %S %M' over TIME_RUNS runs (median and max)
 # Before every measured run the Postfix queue is drained (untimed), so the previous message's
 # delivery does not compete for the CPU; bob's mailbox is cleared between sets.
@@ -88,10 +90,11 @@ for size in 2k 10m; do
   if [ $size = 2k ]; then runs=$RUNS_SMALL; warm=$WARMUP; prep=$DRAIN
   else runs=$RUNS_BIG; warm=1; prep="$DRAIN; $CLEAR >/dev/null"; fi
   log "hyperfine: $size message, $runs runs"
-  hyperfine --style basic --warmup "$warm" --runs "$runs" --prepare "$prep" \
+  printf '%s\n' "$prep" >"$WORK/prep-$size.sh"   # --shell=none: the preparation is a script too
+  hyperfine --style basic --warmup "$warm" --runs "$runs" --prepare "sh $WORK/prep-$size.sh" \
     --export-json "$OUT/hyperfine-$size.json" \
-    -n msmtp "$MSMTP -C $RC -a smtps bob@localhost < $WORK/$size.eml" \
-    -n rsend "$RSEND -C $RC -a smtps bob@localhost < $WORK/$size.eml" >&2
+    -N -n msmtp "sh -c '$MSMTP -C $RC -a smtps bob@localhost < $WORK/$size.eml'" \
+    -n rsend "sh -c '$RSEND -C $RC -a smtps bob@localhost < $WORK/$size.eml'" >&2
   sh -c "$DRAIN"; $CLEAR >/dev/null
   for tool in msmtp rsend; do
     bin=$MSMTP; [ $tool = rsend ] && bin=$RSEND
