@@ -1,8 +1,8 @@
 //! Crash safety: rfetch (nokeep, into a Maildir) fetching 1000 messages from the real stack, over
 //! POP3S and over IMAPS, is killed with SIGKILL at least 20 times, each time while it is really
 //! fetching, then runs to completion. Nothing may be lost, nothing may stay on the server, a
-//! message may be delivered twice only if it was in flight at a kill, tmp/ leftovers never count
-//! as delivered, and the UID state file stays well-formed.
+//! message may be delivered twice only if it was in flight at a kill (at most one per kill), tmp/
+//! leftovers never count as delivered, and the UID state file stays well-formed.
 //!
 //! Kill moments come from a seeded PRNG (the seed is printed; `RFETCH_KILL_SEED` replays it)
 //! within the measured duration of a run: a calibration run on a separate, smaller seeding gives
@@ -406,10 +406,10 @@ fn kill_test(proto: &str) {
         "{proto}: unexpected messages {foreign:?}"
     );
 
-    // Duplicates: a message delivered twice must have been delivered first by a killed run
-    // (it was in flight: written, not yet recorded as seen), and a killed run has at most one
-    // batch in flight. rfetch makes a batch durable with one sync and one state commit
-    // (DESIGN §6), so the unit in flight is a batch of poll::BATCH messages, not one message.
+    // Duplicates: a message delivered twice must have been delivered first by a killed run,
+    // and only the message in flight at a kill may be delivered again (the issue's allowance):
+    // at most one per kill. The Maildir batch journal (src/fetch/journal.rs) finishes a batch a
+    // kill interrupted between the renames into new/ and the state commit, so 0 is expected.
     let mut dups_per_kill: BTreeMap<usize, usize> = BTreeMap::new();
     let mut dups = 0;
     for (id, &n) in &copies {
@@ -420,20 +420,28 @@ fn kill_test(proto: &str) {
                 killed_runs.contains(&r0),
                 "{proto}: {id} delivered {n} times, first by run {r0} which was not killed"
             );
-            *dups_per_kill.entry(r0).or_insert(0) += 1;
+            *dups_per_kill.entry(r0).or_insert(0) += n - 1;
         }
     }
+    let kills = killed_runs.len();
+    // How often a run found a journaled batch to finish (rfetch logs it at start-up).
+    let log = std::fs::read_to_string(dir.join("rfetch.log")).unwrap_or_default();
+    let recovered = log.matches("recovered an interrupted batch").count();
+    let torn = log.matches("was incomplete (cut while written").count();
+    eprintln!(
+        "{proto}: observed {dups} duplicates after {kills} kills {dups_per_kill:?}; \
+         {recovered} journaled batches recovered, {torn} torn journals ignored"
+    );
     for (&r0, &n) in &dups_per_kill {
         assert!(
-            n <= BATCH,
+            n <= 1,
             "{proto}: {n} messages first delivered by killed run {r0} were delivered again \
-             (at most one batch of {BATCH} can be in flight)"
+             (only the message in flight at a kill may be)"
         );
     }
-    let kills = killed_runs.len();
     assert!(
-        dups <= kills * BATCH,
-        "{proto}: {dups} duplicates after {kills} kills"
+        dups <= kills,
+        "{proto}: {dups} duplicates after {kills} kills (at most one per kill allowed)"
     );
 
     // tmp/ leftovers of killed runs are not deliveries: each one's message is in new/ or cur/.

@@ -324,6 +324,8 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         })
         .unwrap_or_else(|| spec::default_idfile(&env));
     let state = Mutex::new(SeenStore::open(&idfile)?);
+    // A batch a killed run left half-published is finished before anything is fetched again.
+    crate::fetch::journal::recover(&state)?;
     // Account threads may outlive this function when a stop abandons one blocked in a network
     // read (fetch::daemon), so what they share lives for the rest of the process.
     let control: &'static Control = Box::leak(Box::new(Control::new()));

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
 
@@ -69,6 +69,7 @@ impl Maildir {
                 }
             }
         }
+        remove_stale_tmp(&root.join("tmp"), SystemTime::now());
         Ok(Maildir {
             root,
             host: maildir_host(),
@@ -152,17 +153,36 @@ impl Maildir {
     /// complete and may survive, so a later retry can deliver a duplicate but never loses mail
     /// or leaves a truncated message in `new/`.
     pub fn sync(&mut self, pending: Vec<Pending>) -> Result<Vec<Receipt>, DeliverError> {
-        for p in &pending {
+        self.sync_files(&pending)?;
+        self.publish(pending)
+    }
+
+    /// The first half of [`sync`](Self::sync): fsyncs every pending file in `tmp/`. After it
+    /// returned `Ok`, a crash leaves these files complete in `tmp/`, so a batch journal written
+    /// now may name them for recovery.
+    pub fn sync_files(&self, pending: &[Pending]) -> Result<(), DeliverError> {
+        for p in pending {
             File::open(&p.tmp_path)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| {
                     DeliverError::from_io(format!("cannot sync {}", p.tmp_path.display()), e)
                 })?;
         }
+        Ok(())
+    }
+
+    /// Where [`publish`](Self::publish) moves a pending message: `new/` with its tmp name.
+    pub fn final_path(&self, pending: &Pending) -> PathBuf {
+        let name = pending.tmp_path.file_name().unwrap_or_default();
+        self.root.join("new").join(name)
+    }
+
+    /// The second half of [`sync`](Self::sync), for files [`sync_files`](Self::sync_files)
+    /// made durable: renames each into `new/`, then fsyncs `new/` once.
+    pub fn publish(&mut self, pending: Vec<Pending>) -> Result<Vec<Receipt>, DeliverError> {
         let mut moved = Vec::with_capacity(pending.len());
         for mut p in pending {
-            let name = p.tmp_path.file_name().unwrap_or_default().to_owned();
-            let new_path = self.root.join("new").join(name);
+            let new_path = self.final_path(&p);
             fs::rename(&p.tmp_path, &new_path).map_err(|e| {
                 DeliverError::from_io(
                     format!("cannot move a message into {}/new", self.root.display()),
@@ -191,6 +211,35 @@ impl Deliver for Maildir {
         receipts
             .pop()
             .ok_or_else(|| DeliverError::permanent("maildir sync returned no receipt"))
+    }
+}
+
+/// How old a file in `tmp/` must be before it counts as left behind by a killed writer
+/// (the Maildir convention: 36 hours).
+const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
+
+/// Removes files in `tmp/` not modified for [`STALE_TMP`], so killed deliveries do not leave
+/// garbage forever. Best effort: a failure only means the cleanup happens another time.
+fn remove_stale_tmp(tmp: &Path, now: SystemTime) {
+    let Ok(list) = fs::read_dir(tmp) else {
+        return;
+    };
+    for item in list.flatten() {
+        let Ok(meta) = item.metadata() else {
+            continue;
+        };
+        let stale = meta.is_file()
+            && meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > STALE_TMP);
+        if stale {
+            match fs::remove_file(item.path()) {
+                Ok(()) => log::info!("removed stale {}", item.path().display()),
+                Err(e) => log::warn!("cannot remove stale {}: {e}", item.path().display()),
+            }
+        }
     }
 }
 
@@ -252,6 +301,28 @@ mod tests {
             .unwrap();
         assert_eq!(md.sync(vec![c]).unwrap().len(), 1);
         assert_eq!(count("new"), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn open_removes_only_stale_tmp_files() {
+        let dir = std::env::temp_dir().join(format!("postie-md-stale-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        Maildir::open(&dir).unwrap();
+        let old = dir.join("tmp").join("old");
+        let young = dir.join("tmp").join("young");
+        fs::write(&old, "x").unwrap();
+        fs::write(&young, "y").unwrap();
+        let two_days_ago = SystemTime::now() - Duration::from_secs(48 * 3600);
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        Maildir::open(&dir).unwrap();
+        assert!(!old.exists(), "a 48 h old tmp file is removed");
+        assert!(young.exists(), "a fresh tmp file stays");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! One poll of one account (anchor §3, DESIGN §6): connect, list, choose the messages not seen
 //! before, stream them into the target in batches, and only after the target confirmed a
 //! batch (Maildir: one sync for the batch; the others per message) record the UIDs as seen
-//! (one state fsync per batch) and delete them on the server unless `keep`.
+//! (one state fsync per batch) and delete them on the server unless `keep`. Maildir batches
+//! go through the batch journal (fetch::journal), so a kill never makes one be fetched again.
 //!
 //! Failure rules: a delivery failure (transient or permanent: fetchmail's softbounce) leaves
 //! the message on the server and the poll goes on; a connection lost mid-batch leaves every
@@ -30,6 +31,7 @@ use crate::proto::smtp::Protocol as SmtpProtocol;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
 
+use super::journal::{self, StateKey};
 use super::pipe::{self, BatchItem, Feeder, Outcome, PipeOptions, Staged, Target};
 use super::spec::PollSpec;
 use super::state::{AccountKey, SeenStore, UidValidityCheck};
@@ -199,11 +201,14 @@ impl Delivery<'_> {
 
     /// Turns the batch outcomes into the confirmed messages: Maildir files are synced here.
     /// Failures are logged and kept in the report; their messages stay on the server.
+    /// Maildir batches are journaled and recorded as seen here (`state_key`), see
+    /// [`journal::publish_batch`].
     fn confirm<K>(
         &self,
         target: &mut Target,
         items: Vec<BatchItem<K>>,
         label: impl Fn(&K) -> String,
+        state_key: impl Fn(&K) -> StateKey,
         report: &mut PollReport,
     ) -> Vec<K> {
         let where_to = target.describe();
@@ -213,7 +218,7 @@ impl Delivery<'_> {
         for item in items {
             match item.outcome {
                 Outcome::Staged(Staged::Pending(p)) => {
-                    pending.push(p);
+                    pending.push((state_key(&item.key), p));
                     pending_keys.push((item.key, item.size));
                 }
                 Outcome::Staged(Staged::Done(_)) => {
@@ -244,7 +249,7 @@ impl Delivery<'_> {
         if !pending.is_empty()
             && let Target::Maildir(m) = target
         {
-            match m.sync(pending) {
+            match journal::publish_batch(m, pending, self.ctx.state) {
                 Ok(_) => {
                     for (k, size) in pending_keys {
                         self.delivered_line(&label(&k), size, &where_to);
@@ -252,7 +257,7 @@ impl Delivery<'_> {
                     }
                 }
                 Err(e) => {
-                    let err = Error::from(e).context(format!(
+                    let err = e.context(format!(
                         "account {}: cannot make {} messages durable in {where_to}; they stay on {}",
                         self.spec.name,
                         pending_keys.len(),
@@ -516,7 +521,16 @@ fn poll_pop3(
             }
             Ok(())
         });
-        let done = d.confirm(target, items, |(n, _)| format!("{n} of {total}"), report);
+        let done = d.confirm(
+            target,
+            items,
+            |(n, _)| format!("{n} of {total}"),
+            |(_, uid)| StateKey::Pop3 {
+                account: key.clone(),
+                uid: uid.clone(),
+            },
+            report,
+        );
         for n in batch {
             if !done.iter().any(|(d, _)| d == n)
                 && let Some(uid) = uids.get(n)
@@ -780,6 +794,12 @@ pub fn poll_imap_session(
                 target,
                 items,
                 |uid| format!("{} of {total}", position.get(uid).copied().unwrap_or(0)),
+                |&uid| StateKey::Imap {
+                    account: key.clone(),
+                    folder: folder.clone(),
+                    uidvalidity: validity,
+                    uid,
+                },
                 report,
             );
             d.commit(|st| {

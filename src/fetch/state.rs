@@ -264,6 +264,14 @@ impl SeenStore {
             .is_some_and(|f| f.uidvalidity == uidvalidity && f.uids.contains(&uid))
     }
 
+    /// The UIDVALIDITY recorded for a folder, if any.
+    pub fn imap_uidvalidity(&self, account: &AccountKey, folder: &str) -> Option<u32> {
+        self.accounts
+            .get(account)
+            .and_then(|a| a.imap.get(folder))
+            .map(|f| f.uidvalidity)
+    }
+
     /// Records UIDs as seen under `uidvalidity` (a different recorded UIDVALIDITY is replaced
     /// and its UIDs forgotten).
     pub fn imap_record(
@@ -554,7 +562,11 @@ pub(crate) enum FaultPoint {
     BeforeDirSync,
 }
 
-fn write_atomic(path: &Path, content: &str, fault: FaultPoint) -> Result<(), StateError> {
+pub(crate) fn write_atomic(
+    path: &Path,
+    content: &str,
+    fault: FaultPoint,
+) -> Result<(), StateError> {
     let werr = |source| StateError::Write {
         path: path.to_owned(),
         source,
