@@ -34,6 +34,7 @@ use crate::account::{FetchProtocol, Provenance, Sourced};
 use crate::error::{Error, ErrorKind, Result};
 use crate::session::imap::{IdleEvent, ImapSession};
 
+use super::hint;
 use super::poll::{self, PollContext, PollReport};
 use super::spec::PollSpec;
 
@@ -316,9 +317,9 @@ fn crashed(name: &str) -> PollReport {
     ))
 }
 
-fn show_error(report: &PollReport) {
+fn show_error(spec: &PollSpec, report: &PollReport) {
     if let Some(e) = &report.error {
-        eprintln!("rfetch: {}", e.chain());
+        hint::show(e, spec.vocabulary);
     }
 }
 
@@ -333,7 +334,7 @@ fn poll_account(
     let mut retry = schedule.interval.map(|i| Backoff::new(RETRY_FIRST, i));
     loop {
         let report = poll::poll(spec, ctx);
-        show_error(&report);
+        show_error(spec, &report);
         let (Some(interval), Some(retry)) = (schedule.interval, retry.as_mut()) else {
             return report;
         };
@@ -392,7 +393,7 @@ fn idle_account(
                 };
                 if link != Link::Down {
                     log::error!("{}; retrying in {} s", e.chain(), delay.as_secs());
-                    eprintln!("rfetch: {}", e.chain());
+                    hint::show(&e, spec.vocabulary);
                 } else {
                     log::debug!("{}; retrying in {} s", e.chain(), delay.as_secs());
                 }
@@ -495,7 +496,7 @@ fn watch(
             }
             return Some(e);
         }
-        show_error(&report);
+        show_error(spec, &report);
         if *st.link == Link::Down {
             log::info!("{label}: connection restored");
         }

@@ -11,6 +11,7 @@ use crate::account::{
 };
 use crate::config::fetchmailrc::{FetchmailRc, PollEntry, Protocol, UserEntry};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
 
 /// One mailbox to poll and where its mail goes.
@@ -33,6 +34,8 @@ pub struct PollSpec {
     pub smtp_recipient: String,
     /// No Received header (`set invisible`, `--invisible`).
     pub invisible: bool,
+    /// The file language the poll came from: error hints name its keys.
+    pub vocabulary: Vocabulary,
     /// IMAP IDLE: re-issue IDLE after this many seconds (`idletimeout`; None: 28 minutes).
     pub idle_timeout: Option<u64>,
     /// IMAP IDLE even when the server does not announce it (`forceidle`).
@@ -181,6 +184,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 fetchlimit: None,
                 batchlimit: 0,
                 invisible: false,
+                vocabulary: Vocabulary::Toml,
                 idle_timeout: None,
                 force_idle: false,
                 flush: false,
@@ -380,6 +384,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         local_user,
         smtp_recipient,
         invisible: false,
+        vocabulary: Vocabulary::Fetchmailrc,
         idle_timeout: o.idletimeout.as_ref().map(|v| v.value).filter(|&v| v > 0),
         force_idle: o.forceidle.as_ref().is_some_and(|v| v.value),
         flush: o.flush.as_ref().is_some_and(|v| v.value),
