@@ -24,6 +24,7 @@ pub mod deliver;
 pub mod error;
 pub mod exit;
 pub mod fetch;
+pub mod hint;
 pub mod log;
 pub mod net;
 pub mod proto;

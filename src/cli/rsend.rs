@@ -8,10 +8,14 @@ use crate::account::Env;
 use crate::cli::rsend_args::{self, Mode, RsendArgs};
 use crate::error::{Error, ErrorKind};
 use crate::exit::{rsend_code, sysexits};
+use crate::hint::Vocabulary;
 use crate::log::Verbosity;
 use crate::net::format_fingerprint;
 use crate::session::smtp::SmtpClient;
 use crate::submit::run;
+
+/// What mailq (-bp) says: rsend keeps no queue.
+const QUEUE_EMPTY: &str = "Mail queue is empty (rsend submits directly and keeps no queue)";
 
 /// Runs rsend with the process arguments; returns the exit code.
 pub fn main() -> i32 {
@@ -25,7 +29,7 @@ pub fn main() -> i32 {
     // Called as mailq or newaliases through a symlink, as MTAs are.
     match program.as_str() {
         "mailq" => {
-            println!("Mail queue is empty (rsend submits directly and keeps no queue)");
+            println!("{QUEUE_EMPTY}");
             return sysexits::OK;
         }
         "newaliases" => return sysexits::OK,
@@ -55,12 +59,8 @@ pub fn main() -> i32 {
     match run_args(&args, &mut std::io::stdin().lock()) {
         Ok(()) => sysexits::OK,
         Err(e) => {
-            let code = rsend_code(e.kind());
-            eprintln!("rsend: {}", e.chain());
-            if let Some(hint) = hint(&e) {
-                eprintln!("rsend: {hint}");
-            }
-            code
+            crate::hint::show("rsend", &e, Vocabulary::Submit);
+            rsend_code(e.kind())
         }
     }
 }
@@ -78,7 +78,7 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
     match mode {
         Mode::Newaliases => return Ok(()),
         Mode::ListQueue => {
-            println!("Mail queue is empty (rsend submits directly and keeps no queue)");
+            println!("{QUEUE_EMPTY}");
             return Ok(());
         }
         Mode::Deliver => {}
@@ -199,34 +199,4 @@ fn serverinfo(args: &RsendArgs, env: &Env) -> Result<(), Error> {
     }
     let _ = client.quit();
     Ok(())
-}
-
-/// A next step for the errors users hit most (anchors/msmtp.md §6: missing hints).
-fn hint(e: &Error) -> Option<&'static str> {
-    let text = e.chain();
-    match e.kind() {
-        ErrorKind::Certificate if text.contains("fingerprint mismatch") => Some(
-            "the server's certificate is not the pinned one; if it was renewed on purpose, update \
-             tls_fingerprint (rsend --serverinfo shows the new one)",
-        ),
-        ErrorKind::Certificate if text.contains("not valid for") => {
-            Some("connect by a name the certificate lists, or set tls_host_override to one of them")
-        }
-        ErrorKind::Certificate if text.contains("system CA") => Some(
-            "install the ca-certificates package, or set tls_trust_file to a CA file, or pin the \
-             server with tls_fingerprint",
-        ),
-        ErrorKind::Certificate => Some(
-            "to trust this server, set tls_trust_file to its CA, or pin it with tls_fingerprint \
-             (rsend --serverinfo --tls-certcheck=off shows the fingerprint)",
-        ),
-        ErrorKind::Tls if text.contains("STARTTLS") => Some(
-            "port and TLS mode disagree: port 465 wants tls_starttls off, 587 wants tls_starttls on",
-        ),
-        ErrorKind::Timeout => Some(
-            "the server stopped answering; if this is port 465, set tls_starttls off (implicit TLS)",
-        ),
-        ErrorKind::Auth => Some("check user and password (or passwordeval) for this account"),
-        _ => None,
-    }
 }

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use crate::account::{FetchProtocol, Provenance, Sourced};
 use crate::error::{Error, ErrorKind, Result};
+use crate::hint;
 use crate::session::imap::{IdleEvent, ImapSession};
 
-use super::hint;
 use super::poll::{self, PollContext, PollReport};
 use super::spec::PollSpec;
 
@@ -319,7 +319,7 @@ fn crashed(name: &str) -> PollReport {
 
 fn show_error(spec: &PollSpec, report: &PollReport) {
     if let Some(e) = &report.error {
-        hint::show(e, spec.vocabulary);
+        hint::show("rfetch", e, spec.vocabulary);
     }
 }
 
@@ -393,7 +393,7 @@ fn idle_account(
                 };
                 if link != Link::Down {
                     log::error!("{}; retrying in {} s", e.chain(), delay.as_secs());
-                    hint::show(&e, spec.vocabulary);
+                    hint::show("rfetch", &e, spec.vocabulary);
                 } else {
                     log::debug!("{}; retrying in {} s", e.chain(), delay.as_secs());
                 }

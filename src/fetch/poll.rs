@@ -438,24 +438,15 @@ fn poll_pop3(
         fresh.truncate(fl as usize);
         report.fetchlimit_hit = true;
     }
-    // Before fetching: messages delivered earlier (nokeep: a previous run was interrupted
-    // before QUIT; `flush`: also with keep) and, with `limitflush`, the oversized ones.
-    let mut early: Vec<u32> = Vec::new();
-    if !f.keep() || spec.flush {
-        for n in &old {
-            log::info!("message {user}@{server}:{n} of {total} delivered before, flushed");
+    let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
+        Flushed::DeliveredBefore => {
+            log::info!("message {user}@{server}:{n} of {total} delivered before, flushed")
         }
-        early.extend(&old);
-    }
-    if spec.limitflush {
-        for n in &oversized {
-            log::info!(
-                "message {user}@{server}:{n} of {total} ({} octets) larger than the limit, flushed",
-                sizes.get(n).copied().unwrap_or(0)
-            );
-        }
-        early.extend(&oversized);
-    }
+        Flushed::Oversized => log::info!(
+            "message {user}@{server}:{n} of {total} ({} octets) larger than the limit, flushed",
+            sizes.get(&n).copied().unwrap_or(0)
+        ),
+    });
     let allowed = round.deletions.unwrap_or(usize::MAX);
     if early.len() > allowed {
         // The rest of them first, in the next session; nothing is fetched in this one (with
@@ -755,28 +746,16 @@ pub fn poll_imap_session(
             every: spec.expunge,
             pending: Vec::new(),
         };
-        // Before fetching: messages delivered earlier (nokeep: a previous run was
-        // interrupted before EXPUNGE; `flush`: also with keep) and, with `limitflush`, the
-        // oversized ones.
-        let mut early = Vec::new();
-        if !f.keep() || spec.flush {
-            for u in &old {
-                log::info!(
-                    "message {user}@{server}:{} of {total} (folder {folder}) delivered before, flushed",
-                    position.get(u).copied().unwrap_or(0)
-                );
-            }
-            early.extend(&old);
-        }
-        if spec.limitflush {
-            for u in &oversized {
-                log::info!(
-                    "message {user}@{server}:{} of {total} (folder {folder}) larger than the limit, flushed",
-                    position.get(u).copied().unwrap_or(0)
-                );
-            }
-            early.extend(&oversized);
-        }
+        let early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |u, why| {
+            let n = position.get(&u).copied().unwrap_or(0);
+            let reason = match why {
+                Flushed::DeliveredBefore => "delivered before",
+                Flushed::Oversized => "larger than the limit",
+            };
+            log::info!(
+                "message {user}@{server}:{n} of {total} (folder {folder}) {reason}, flushed"
+            );
+        });
         expunger.delete(s, &early)?;
         for batch in fresh.chunks(BATCH) {
             if ctx.stop.load(Ordering::Relaxed) {
@@ -874,6 +853,39 @@ impl Expunger {
         let uids = std::mem::take(&mut self.pending);
         s.expunge(&uids)
     }
+}
+
+/// Why a message is deleted before anything is fetched.
+#[derive(Debug, Clone, Copy)]
+enum Flushed {
+    DeliveredBefore,
+    Oversized,
+}
+
+/// The messages a poll deletes before fetching: those delivered by an earlier poll (nokeep: that
+/// poll was interrupted before its deletions reached the server; `flush`: also with keep) and,
+/// with `limitflush`, the oversized ones. `log` tells about each one.
+fn flushed_before_fetch<K: Copy>(
+    spec: &PollSpec,
+    keep: bool,
+    old: &[K],
+    oversized: &[K],
+    mut log: impl FnMut(K, Flushed),
+) -> Vec<K> {
+    let mut early = Vec::new();
+    if !keep || spec.flush {
+        for &k in old {
+            log(k, Flushed::DeliveredBefore);
+        }
+        early.extend_from_slice(old);
+    }
+    if spec.limitflush {
+        for &k in oversized {
+            log(k, Flushed::Oversized);
+        }
+        early.extend_from_slice(oversized);
+    }
+    early
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::account::{
 };
 use crate::config::fetchmailrc::{FetchmailRc, PollEntry, Protocol, UserEntry};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::hint::Vocabulary;
+use crate::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
 
 /// One mailbox to poll and where its mail goes.
@@ -184,7 +184,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 fetchlimit: None,
                 batchlimit: 0,
                 invisible: false,
-                vocabulary: Vocabulary::Toml,
+                vocabulary: Vocabulary::TomlFetch,
                 idle_timeout: None,
                 force_idle: false,
                 flush: false,
