@@ -19,6 +19,10 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 /// Log target the sessions use for protocol transcripts (secrets already redacted there).
 pub const WIRE: &str = "postie::wire";
 
+/// Log target for the `info` lines fetchmail prints without `-v` (one summary per account or
+/// folder, one line per message): shown on stderr unless `-s`, whatever the verbosity.
+pub const REPORT: &str = "postie::report";
+
 /// How chatty the binary is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -68,6 +72,9 @@ impl Logger {
     fn for_stderr(&self, m: &Metadata) -> bool {
         if m.target() == WIRE {
             return self.wire;
+        }
+        if m.target() == REPORT && m.level() <= Level::Info {
+            return self.level >= LevelFilter::Warn;
         }
         m.level() <= self.level
     }

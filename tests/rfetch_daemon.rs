@@ -337,6 +337,54 @@ fn sigusr1_wakes_a_sleeping_daemon() {
     assert!(!dir.join(".fetchmail.pid").exists());
 }
 
+#[test]
+fn rc_interval_skips_cycles() {
+    // fetchmailrc `interval 3` with `-d 2`: that poll runs every third cycle (6 s), the other
+    // every cycle. Both keep their mail (these mailboxes belong to other tests too).
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir("interval");
+    let rc = dir.join("fetchmailrc");
+    let server = |label: &str, user: &str, extra: &str| {
+        format!(
+            "poll {label} via 127.0.0.1 proto pop3 port {} {extra}\n  user {user} password {user}pw ssl sslcertfile \"{}\" sslcommonname localhost keep\n  mda \"cat >/dev/null\"\n",
+            s.port("POP3S_PORT"),
+            s.ca().display()
+        )
+    };
+    std::fs::write(
+        &rc,
+        format!(
+            "set idfile \"{}/ids\"\n{}{}",
+            dir.display(),
+            server("everythird", "bob", "interval 3"),
+            server("everycycle", "alice", "")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut d = Daemon::start(&dir, &["-f", rc.to_str().unwrap(), "-d", "2", "-v"]);
+    d.wait_log(
+        "account everythird: next poll in 6 s",
+        1,
+        Duration::from_secs(60),
+    );
+    d.wait_log(
+        "account everycycle: next poll in 2 s",
+        2,
+        Duration::from_secs(60),
+    );
+    assert!(
+        !d.log().contains("account everythird: next poll in 2 s"),
+        "{}",
+        d.log()
+    );
+    d.signal(Signal::TERM);
+    let st = d.wait_exit(Duration::from_secs(30));
+    assert_eq!(st.code(), Some(0), "{}", d.log());
+}
+
 /// A scripted IMAP server (plain TCP, any number of connections) holding one folder. On the
 /// first connection it drops IDLE with a BYE; later connections IDLE normally and announce a
 /// message added after `add_after` with EXISTS. Without `idle` it lacks the IDLE capability

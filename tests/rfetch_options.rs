@@ -79,7 +79,7 @@ fn logfile_from_the_command_line_and_the_rc() {
     let _g = lock();
     let s = common::Stack::get();
 
-    // -L with a TOML config: info lines go to the file even without -v; stderr stays quiet.
+    // -L with a TOML config: info lines go to the file even with -s, which silences stderr.
     let dir = tempdir("logfile-cli");
     let tag = unique("logcli");
     clear_bob(&s);
@@ -89,15 +89,17 @@ fn logfile_from_the_command_line_and_the_rc() {
     std::fs::write(&log, "an earlier line\n").unwrap();
     let o = rfetch(
         &dir,
-        &["-L", log.to_str().unwrap(), "-C", cfg.to_str().unwrap()],
+        &[
+            "-s",
+            "-L",
+            log.to_str().unwrap(),
+            "-C",
+            cfg.to_str().unwrap(),
+        ],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(maildir_messages(&md).len(), 2);
-    assert!(
-        !stderr(&o).contains("delivered"),
-        "stderr without -v: {}",
-        stderr(&o)
-    );
+    assert_eq!(stderr(&o), "", "stderr with -s");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.starts_with("an earlier line\n"), "appended: {text}");
     assert!(
@@ -153,6 +155,11 @@ fn logfile_from_the_command_line_and_the_rc() {
     // --nosyslog is accepted with it.
     let o = rfetch(&dir, &["--nosyslog", "-f", rc.to_str().unwrap()]);
     assert_eq!(code(&o), 1, "nothing new: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No mail for bob at 127.0.0.1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -390,15 +397,21 @@ fn no_progress_output_when_stderr_is_not_a_terminal() {
         clear_bob(&s);
         seed(&s, &dir, &[small(&tag, 1), small(&tag, 2), small(&tag, 3)]);
         let (cfg, _md) = maildir_config(&s, &dir, proto, "");
-        let o = rfetch(&dir, &["-v", "-C", cfg.to_str().unwrap()]);
+        let o = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
         let err = stderr(&o);
         assert_eq!(code(&o), 0, "{proto}: {err}");
+        // Without -v: fetchmail's lines (a summary, one line per message), nothing else.
+        assert!(
+            err.contains("3 messages (0 seen before) for bob at 127.0.0.1"),
+            "{proto}: {err}"
+        );
+        assert_eq!(err.lines().count(), 4, "{proto}: {err}");
         assert!(!err.contains('\r'), "{proto}: no carriage return: {err:?}");
         assert!(
             !err.contains('\x1b'),
             "{proto}: no escape sequence: {err:?}"
         );
-        // One info line per delivered message instead.
+        // One info line per delivered message instead of progress.
         for n in 1..=3 {
             assert!(
                 err.contains(&format!("message bob@127.0.0.1:{n} of 3 (")),
@@ -441,15 +454,27 @@ fn progress_line_on_a_terminal() {
                 "{proto}: progress for message {n}: {out:?}"
             );
         }
-        // Drawn in place, and cleared after the last message.
+        // Drawn in place (each draw first clears the line), and cleared after the last message.
+        for n in 1..=3 {
+            assert!(
+                out.contains(&format!(
+                    "\r\x1b[Krfetch: bob@127.0.0.1: message {n} of 3 ("
+                )),
+                "{proto}: message {n} drawn in place: {out:?}"
+            );
+        }
         let last = out.rfind("message 3 of 3").unwrap();
-        assert!(
-            out[..last].ends_with("\r\x1b[Krfetch: bob@127.0.0.1: "),
-            "{out:?}"
-        );
         assert!(
             out[last..].contains("\r\x1b[K"),
             "{proto}: cleared at the end: {out:?}"
         );
+        // The per-message info lines (printed without -v, as fetchmail does) never land
+        // behind the progress text: the line is cleared before each one.
+        for n in 1..=3 {
+            assert!(
+                out.contains(&format!("\r\x1b[Krfetch: message bob@127.0.0.1:{n} of 3 (")),
+                "{proto}: info line {n} on a clean line: {out:?}"
+            );
+        }
     }
 }

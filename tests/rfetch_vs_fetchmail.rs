@@ -281,6 +281,21 @@ fn strip_added_received(msg: &[u8]) -> Option<(usize, String, Vec<u8>)> {
     Some((i, String::from_utf8_lossy(&msg[s..e]).into_owned(), rest))
 }
 
+/// A Received field's first line and its `for <...>` address.
+fn received_shape(field: &str) -> (String, Option<String>) {
+    let first = field
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned();
+    let rcpt = field
+        .split_once("for <")
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(a, _)| a.to_owned());
+    (first, rcpt)
+}
+
 /// `diff -u` of two byte strings, for a readable failure message.
 fn diff(work: &Path, label: &str, a: &[u8], b: &[u8]) -> String {
     let da = work.join(format!("diff-{label}.fetchmail"));
@@ -488,6 +503,13 @@ fn compare(proto: &str) {
             problems.push(format!(
                 "{name}: delivered bytes differ (--- fetchmail, +++ rfetch):\n{}",
                 diff(&work, name, &rest_f, &rest_r)
+            ));
+        }
+        // The same `from` line ("from 127.0.0.1 [127.0.0.1]") and `for <...>` recipient; the
+        // `by` line names the program and the date differs.
+        if received_shape(&rcv_f) != received_shape(&rcv_r) {
+            problems.push(format!(
+                "{name}: Received fields differ:\nfetchmail: {rcv_f}rfetch:    {rcv_r}"
             ));
         }
         if received.is_empty() {

@@ -448,9 +448,27 @@ pub fn set_fetch(
         "fetchall" => f.fetchall = sourced(parse_on_off(key, &text(arg)?)?, at),
         "idle" => f.idle = sourced(parse_on_off(key, &text(arg)?)?, at),
         "recipient" => f.recipient = sourced(parse_recipient(&text(arg)?)?, at),
+        "limit" => f.tuning.limit = parse_count(key, &text(arg)?)?.filter(|&n| n > 0),
+        "fetchlimit" => f.tuning.fetchlimit = parse_count(key, &text(arg)?)?.filter(|&n| n > 0),
+        "batchlimit" => f.tuning.batchlimit = parse_count(key, &text(arg)?)?.unwrap_or(0),
+        "expunge" => f.tuning.expunge = parse_count(key, &text(arg)?)?,
+        "idle_timeout" => {
+            f.tuning.idle_timeout = parse_count(key, &text(arg)?)?.filter(|&n| n > 0);
+        }
+        "limitflush" => f.tuning.limitflush = parse_on_off(key, &text(arg)?)?,
+        "flush" => f.tuning.flush = parse_on_off(key, &text(arg)?)?,
+        "force_idle" => f.tuning.force_idle = parse_on_off(key, &text(arg)?)?,
         _ => return set_server(&mut f.server, key, &text(arg)?, at, env),
     }
     Ok(None)
+}
+
+/// A non-negative count (`limit = 0` is accepted: "no limit", as in fetchmail).
+fn parse_count(key: &str, arg: &str) -> Result<Option<u64>, KeyError> {
+    arg.trim()
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| KeyError::Invalid(format!("{key} takes a whole number >= 0, not {arg:?}")))
 }
 
 /// An SMTP/LMTP recipient address: `user@domain`, no spaces, no angle brackets (rfetch adds

@@ -1011,6 +1011,31 @@ pub struct FetchSettings {
     pub target: Option<Sourced<Target>>,
     /// RCPT TO for SMTP/LMTP targets (TOML `recipient`); `None`: `$USER@localhost`.
     pub recipient: Option<Sourced<String>>,
+    /// Size limits and pacing (TOML keys; a fetchmailrc sets the same through its options).
+    pub tuning: FetchTuning,
+}
+
+/// Per-poll limits and pacing, named as fetchmail names them (the TOML keys are the same words;
+/// `idle_timeout`/`force_idle` for `idletimeout`/`forceidle`). Zero means "no limit" for the
+/// limits, as in fetchmail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchTuning {
+    /// Skip messages larger than this (octets).
+    pub limit: Option<u64>,
+    /// At most this many messages per poll.
+    pub fetchlimit: Option<u64>,
+    /// SMTP/LMTP targets: reconnect after this many messages (0: never).
+    pub batchlimit: u64,
+    /// Delete messages larger than `limit` instead of leaving them.
+    pub limitflush: bool,
+    /// Delete messages an earlier poll delivered, even with `keep`.
+    pub flush: bool,
+    /// Commit deletions after every N (IMAP EXPUNGE; POP3 QUIT and reconnect).
+    pub expunge: Option<u64>,
+    /// Re-issue IMAP IDLE after this many seconds.
+    pub idle_timeout: Option<u64>,
+    /// IMAP IDLE even when the server does not announce it.
+    pub force_idle: bool,
 }
 
 impl FetchSettings {
@@ -1024,6 +1049,7 @@ impl FetchSettings {
             idle: None,
             target: None,
             recipient: None,
+            tuning: FetchTuning::default(),
         }
     }
 

@@ -184,9 +184,11 @@ once per batch of 50); POP3 QUIT, which commits the deletions, and a new session
     },
     Section {
         title: "OUTPUT AND LOGGING",
-        body: "With -v each message gets one line, e.g. \"message bob@mail.example:3 of 10 (2345 \
-octets) delivered to /home/bob/Maildir (flushed)\" (\"not flushed\" with keep), after a summary line \
-per account or folder. When standard error is a terminal a progress line per account (message n \
+        body: "As with fetchmail, each account or folder gets a summary line (\"10 messages (2 seen \
+before) for bob at mail.example (23456 octets)\", or \"No mail for bob at mail.example\") and each \
+message one line, e.g. \"message bob@mail.example:3 of 10 (2345 octets) delivered to \
+/home/bob/Maildir (flushed)\" (\"not flushed\" with keep), on standard error; -s (--silent) keeps \
+only errors, -v adds connection and daemon progress, -v -v the protocol trace. When standard error is a terminal a progress line per account (message n \
 of N, octets) is updated in place and cleared when the account is done; when it is not a terminal \
 (cron, systemd, a pipe) there is no progress output at all.
 
@@ -206,7 +208,10 @@ An account fetches when it has a [accounts.NAME.fetch] table: protocol (pop3 or 
 host, port, user, password, passwordeval and the tls_* keys (defaulting to the account's), \
 folders, keep, fetchall, idle, one target (maildir = PATH, mbox = PATH, mda = [ARGV...], \
 smtp = \"host:port\", lmtp = \"host:port\"; default ~/Maildir) and recipient = \"user@domain\", the \
-RCPT TO address for smtp and lmtp targets (default $USER@localhost). Unknown keys are errors.
+RCPT TO address for smtp and lmtp targets (default $USER@localhost). fetchmail's per-poll options \
+have the same names: limit, fetchlimit, batchlimit and expunge (whole numbers; 0 for limit and \
+fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) and force_idle \
+(boolean). Unknown keys are errors.
 
 ~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
 the second.",
@@ -217,7 +222,8 @@ the second.",
 schedule: it polls, then sleeps N seconds. A slow or hanging server never delays another account. \
 After a temporary failure (connection refused or lost, timeout, a 4xx reply) the account retries \
 after 30 seconds, doubling up to N; after a permanent one (login refused) it retries at the \
-normal interval. rfetch stays in the foreground; run it under systemd or with &.
+normal interval. A fetchmailrc poll with interval K is polled only every K-th cycle, i.e. \
+every K times N seconds. rfetch stays in the foreground; run it under systemd or with &.
 
 SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). SIGTERM \
 and SIGINT (and rfetch --quit) stop it: the batch in progress is finished or abandoned before \

@@ -147,6 +147,14 @@ key_table!(FetchTable {
     lmtp,
     smtp,
     recipient,
+    limit,
+    fetchlimit,
+    batchlimit,
+    limitflush,
+    flush,
+    expunge,
+    idle_timeout,
+    force_idle,
 });
 
 #[derive(Debug, Deserialize)]

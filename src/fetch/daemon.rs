@@ -342,7 +342,8 @@ fn poll_account(
             Some(e) if e.is_transient() => retry.next_delay(),
             _ => {
                 retry.reset();
-                interval
+                // fetchmailrc `interval N`: this account sits out N-1 cycles after each poll.
+                interval.saturating_mul(u32::try_from(spec.every_nth_poll).unwrap_or(u32::MAX))
             }
         };
         log::info!("account {}: next poll in {} s", spec.name, delay.as_secs());

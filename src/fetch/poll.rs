@@ -105,7 +105,10 @@ fn show_progress(user: &str, server: &str, n: usize, total: usize, size: Option<
 
 /// Logs the fetchlimit stop the way fetchmail does.
 fn fetchlimit_reached(account: &str, limit: u64, left: usize) {
-    log::info!("{account}: fetchlimit {limit} reached; {left} messages left on the server");
+    log::info!(
+        target: plog::REPORT,
+        "{account}: fetchlimit {limit} reached; {left} messages left on the server"
+    );
 }
 
 /// Opens the account's delivery target.
@@ -162,6 +165,11 @@ fn recipient(spec: &PollSpec) -> String {
     }
 }
 
+/// The numeric address of the server end of `conn`, when the socket knows it.
+fn peer_ip(conn: &crate::net::Connection) -> Option<String> {
+    conn.peer_addr().ok().map(|a| a.ip().to_string())
+}
+
 struct Delivery<'a> {
     spec: &'a PollSpec,
     ctx: &'a PollContext<'a>,
@@ -169,19 +177,27 @@ struct Delivery<'a> {
     server: String,
     recipient: String,
     client_host: String,
+    /// The server's numeric address, for the Received header's `[ip]`.
+    server_ip: Option<String>,
 }
 
 impl Delivery<'_> {
     fn received(&self) -> String {
+        // fetchmail qualifies a local name: `for <bob@localhost>`.
+        let address = if self.recipient.contains('@') {
+            self.recipient.clone()
+        } else {
+            format!("{}@localhost", self.recipient)
+        };
         received_header(&ReceivedInfo {
             server: &self.server,
-            server_ip: None,
+            server_ip: self.server_ip.as_deref(),
             client_host: &self.client_host,
             protocol: self.spec.protocol_name(),
             software: concat!("rfetch-", env!("CARGO_PKG_VERSION")),
             trace: None,
             recipients: ReceivedFor::One {
-                address: &self.recipient,
+                address: &address,
                 multidrop: false,
             },
             date: chrono::Local::now().fixed_offset(),
@@ -226,6 +242,7 @@ impl Delivery<'_> {
                     done.push(item.key);
                 }
                 Outcome::TooLarge(size) => log::info!(
+                    target: plog::REPORT,
                     "skipping message {} ({size} octets) from {} for {}: larger than the limit of {} octets",
                     label(&item.key),
                     self.server,
@@ -274,6 +291,7 @@ impl Delivery<'_> {
 
     fn delivered_line(&self, label: &str, size: u64, target: &str) {
         log::info!(
+            target: plog::REPORT,
             "message {}@{}:{label} ({size} octets) delivered to {target}{}",
             self.user,
             self.server,
@@ -409,10 +427,15 @@ fn poll_pop3(
         }
     }
     let octets: u64 = sizes.values().sum();
-    log::info!(
-        "{total} messages ({} seen before) for {user} at {server} ({octets} octets)",
-        old.len()
-    );
+    if total == 0 {
+        log::info!(target: plog::REPORT, "No mail for {user} at {server}");
+    } else {
+        log::info!(
+            target: plog::REPORT,
+            "{total} messages ({} seen before) for {user} at {server} ({octets} octets)",
+            old.len()
+        );
+    }
     let oversized = split_oversized(
         spec,
         &mut fresh,
@@ -440,9 +463,13 @@ fn poll_pop3(
     }
     let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
         Flushed::DeliveredBefore => {
-            log::info!("message {user}@{server}:{n} of {total} delivered before, flushed")
+            log::info!(
+                target: plog::REPORT,
+                "message {user}@{server}:{n} of {total} delivered before, flushed"
+            )
         }
         Flushed::Oversized => log::info!(
+            target: plog::REPORT,
             "message {user}@{server}:{n} of {total} ({} octets) larger than the limit, flushed",
             sizes.get(&n).copied().unwrap_or(0)
         ),
@@ -471,6 +498,7 @@ fn poll_pop3(
             .hostname
             .clone()
             .unwrap_or_else(|| "localhost".into()),
+        server_ip: peer_ip(s.connection()),
     };
     let header = || d.received();
     let opts = d.pipe_options(&header);
@@ -565,6 +593,7 @@ fn split_oversized<K: Copy + PartialEq>(
         Some(sz) if sz > limit => {
             if !spec.limitflush {
                 log::info!(
+                    target: plog::REPORT,
                     "skipping message {} ({sz} octets): larger than the limit of {limit} octets",
                     label(k)
                 );
@@ -657,6 +686,7 @@ pub fn poll_imap_session(
             .hostname
             .clone()
             .unwrap_or_else(|| "localhost".into()),
+        server_ip: peer_ip(s.connection()),
     };
     let header = || d.received();
     let opts = d.pipe_options(&header);
@@ -699,10 +729,18 @@ pub fn poll_imap_session(
                 }
             }
         }
-        log::info!(
-            "{total} messages ({} seen before) for {user} at {server} folder {folder}",
-            old.len()
-        );
+        if total == 0 {
+            log::info!(
+                target: plog::REPORT,
+                "No mail for {user} at {server} folder {folder}"
+            );
+        } else {
+            log::info!(
+                target: plog::REPORT,
+                "{total} messages ({} seen before) for {user} at {server} folder {folder}",
+                old.len()
+            );
+        }
         let position: HashMap<u32, usize> =
             all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
         let oversized = if spec.limit.is_some() && !fresh.is_empty() {
@@ -753,6 +791,7 @@ pub fn poll_imap_session(
                 Flushed::Oversized => "larger than the limit",
             };
             log::info!(
+                target: plog::REPORT,
                 "message {user}@{server}:{n} of {total} (folder {folder}) {reason}, flushed"
             );
         });

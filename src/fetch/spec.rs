@@ -49,6 +49,8 @@ pub struct PollSpec {
     /// end); POP3 ends the session (QUIT, which commits the deletions) and reconnects after
     /// every N deletions (0: one session). `None`: rfetch's default, once per batch.
     pub expunge: Option<u64>,
+    /// fetchmailrc `interval N`: in daemon mode, poll only every N-th cycle (1: every cycle).
+    pub every_nth_poll: u64,
 }
 
 impl PollSpec {
@@ -120,6 +122,12 @@ impl PollSpec {
         if let Some(l) = self.fetchlimit {
             out.push_str(&format!("  Received-message limit is {l}.\n"));
         }
+        if self.every_nth_poll > 1 {
+            out.push_str(&format!(
+                "  In daemon mode polled every {} cycles (interval {}).\n",
+                self.every_nth_poll, self.every_nth_poll
+            ));
+        }
         out.push_str(&format!(
             "  Messages seen before will {}be flushed (--flush {}).\n",
             if self.flush { "" } else { "not " },
@@ -174,22 +182,24 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 Some(r) => r.value.clone(),
                 None => format!("{local_user}@localhost"),
             };
+            let t = fetch.tuning.clone();
             Some(PollSpec {
                 name: a.name.clone(),
                 skip: false,
                 smtp_recipient,
                 local_user,
                 fetch,
-                limit: None,
-                fetchlimit: None,
-                batchlimit: 0,
+                limit: t.limit,
+                fetchlimit: t.fetchlimit,
+                batchlimit: t.batchlimit,
                 invisible: false,
                 vocabulary: Vocabulary::TomlFetch,
-                idle_timeout: None,
-                force_idle: false,
-                flush: false,
-                limitflush: false,
-                expunge: None,
+                idle_timeout: t.idle_timeout,
+                force_idle: t.force_idle,
+                flush: t.flush,
+                limitflush: t.limitflush,
+                expunge: t.expunge,
+                every_nth_poll: 1,
             })
         })
         .collect()
@@ -390,6 +400,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         flush: o.flush.as_ref().is_some_and(|v| v.value),
         limitflush: o.limitflush.as_ref().is_some_and(|v| v.value),
         expunge: o.expunge.as_ref().map(|v| v.value),
+        every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
     })
 }
 
@@ -502,6 +513,59 @@ mod tests {
             p[1].smtp_recipient, "u@localhost",
             "default: $USER@localhost"
         );
+    }
+
+    #[test]
+    fn toml_tuning_keys_match_the_rc_options() {
+        let e = env();
+        let parsed = crate::config::toml::parse(
+            "[accounts.a.fetch]\nprotocol = \"imap\"\nhost = \"h\"\nlimit = 5000\nfetchlimit = 20\n\
+             batchlimit = 7\nlimitflush = true\nflush = true\nexpunge = 0\nidle_timeout = 600\n\
+             force_idle = true\n\
+             [accounts.b.fetch]\nprotocol = \"pop3\"\nhost = \"h\"\nlimit = 0\n",
+            std::path::Path::new("/c.toml"),
+            &e,
+        )
+        .unwrap();
+        let p = from_accounts(&parsed.accounts, &e);
+        assert_eq!(
+            (p[0].limit, p[0].fetchlimit, p[0].batchlimit),
+            (Some(5000), Some(20), 7)
+        );
+        assert!(p[0].limitflush && p[0].flush && p[0].force_idle);
+        assert_eq!((p[0].expunge, p[0].idle_timeout), (Some(0), Some(600)));
+        // 0 is "no limit", as in fetchmail; the rest keep their defaults.
+        assert_eq!(
+            (p[1].limit, p[1].fetchlimit, p[1].batchlimit),
+            (None, None, 0)
+        );
+        assert!(!p[1].flush && !p[1].limitflush && !p[1].force_idle);
+        assert_eq!((p[1].expunge, p[1].idle_timeout), (None, None));
+
+        let bad = crate::config::toml::parse(
+            "[accounts.a.fetch]\nprotocol = \"pop3\"\nhost = \"h\"\nfetchlimit = -3\n",
+            std::path::Path::new("/c.toml"),
+            &e,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("/c.toml:4") && bad.contains("fetchlimit"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn rc_interval_polls_every_nth_cycle() {
+        let rc = parse_fetchmailrc(
+            "poll a proto pop3 interval 3 user x password y\npoll b proto pop3 user x password y\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let p = from_fetchmailrc(&rc, &env()).unwrap();
+        assert_eq!((p[0].every_nth_poll, p[1].every_nth_poll), (3, 1));
+        assert!(p[0].describe(&env()).contains("polled every 3 cycles"));
+        assert!(!p[1].describe(&env()).contains("cycles"));
     }
 
     #[test]
