@@ -12,13 +12,17 @@
 # All clients run as 'nobody' (fetchmail refuses root; the others are run the same way for
 # fairness) through setpriv, under /usr/bin/time so the same runs give peak RSS.
 # Every run's delivered-message count is checked (a run that did not deliver N messages is
-# reported). Then, rfetch only: 10 IMAPS accounts polled together vs one account, each account
-# with its own folder of N messages (the stack has two users, so 5 accounts use folders of
-# alice's and 5 of bob's; POP3 has only INBOX, so this part is IMAP only).
+# reported). Each preparation ends with `sync`, so no run pays for flushing the seeding.
+# Then, rfetch only: 10 IMAPS accounts polled together vs one account, and vs the same 10
+# accounts polled one after another (10 rfetch runs), each account with its own folder of
+# MULTI_N messages (the stack has two users, so 5 accounts use folders of alice's and 5 of
+# bob's; POP3 has only INBOX, so this part is IMAP only).
 #
 # Environment: RFETCH=path (skip the build), CARGO_TARGET_DIR (default <repo>/target), N (1000),
 #   SIZE (5000), RUNS_FAST (10: rfetch, mpop), RUNS_SLOW (3: fetchmail, getmail6), WARMUP (1),
-#   TOOLS ("rfetch fetchmail mpop getmail"), MULTI (1: run the 10-account part), STACK_DIR.
+#   TOOLS ("rfetch fetchmail mpop getmail"), MULTI (1: run the 10-account part), MULTI_N
+#   (messages per account there, default N), STACK_DIR, BENCH_TMP (where the clients' state and
+#   Maildirs live, default /tmp; /dev/shm takes the destination file system out of the race).
 # Prints markdown tables on stdout; progress on stderr. Must run as root (seeding, setpriv).
 set -euo pipefail
 
@@ -33,6 +37,7 @@ RUNS_SLOW=${RUNS_SLOW:-3}
 WARMUP=${WARMUP:-1}
 TOOLS=${TOOLS:-rfetch fetchmail mpop getmail}
 MULTI=${MULTI:-1}
+MULTI_N=${MULTI_N:-$N}
 [ "$(id -u)" = 0 ] || die "must run as root (seeding the stack's mailboxes, setpriv to nobody)"
 need_tools hyperfine setpriv fetchmail mpop getmail procmail
 
@@ -44,7 +49,8 @@ esac
 ensure_stack
 DOVEADM="doveadm -c $STACK_DOVECONF"
 
-WORK=$(mktemp -d /tmp/postie-bench-rfetch.XXXXXX)
+BENCH_TMP=${BENCH_TMP:-/tmp}
+WORK=$(mktemp -d "$BENCH_TMP/postie-bench-rfetch.XXXXXX")
 chmod 755 "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 OUT=${1:-$WORK/out}
@@ -151,6 +157,8 @@ find "$W/\$t/\$p" -mindepth 1 -maxdepth 1 ! -name '*rc' ! -name '*.toml' -exec r
 "$STACK_SH" clear "$STACK_DIR" bob >/dev/null
 "$STACK_SH" seed "$STACK_DIR" bob $N $SIZE >/dev/null
 touch "$WORK/ran-\$t-\$p"
+# Flush the seeding's writes now, so the measured run does not pay for them.
+sync
 EOF
 chmod 755 "$W/prep.sh"
 chown -R nobody:nogroup "$W"
@@ -210,7 +218,7 @@ for k in "\$@"; do
   find "$M/dest\$k" -type f -delete
   md=$STACK_DIR/mail/\$u/Maildir/.bench\$k
   find "\$md/cur" "\$md/new" -type f -delete
-  $PY - "\$md" $N $SIZE \$u \$(id -u mail) \$(id -g mail) <<'PYEOF'
+  $PY - "\$md" $MULTI_N $SIZE \$u \$(id -u mail) \$(id -g mail) <<'PYEOF'
 import os, sys, time
 md, n, size, user, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
 now = time.time(); ts = int(now); pid = os.getpid(); nonce = "%x" % int(now * 1e6)
@@ -226,15 +234,21 @@ for i in range(1, n + 1):
 PYEOF
   $DOVEADM force-resync -u \$u "bench\$k"
 done
+sync
 EOF
-  chmod 755 "$M/prep.sh"; chown -R nobody:nogroup "$M"; chown root:root "$M/prep.sh"
+  # The same ten accounts, polled one after another (what a poller without concurrency does).
+  printf '#!/bin/sh\nfor k in 1 2 3 4 5 6 7 8 9 10; do %s/bin/rfetch -C %s/ten.toml a$k || exit $?; done\n' \
+    "$W" "$M" >"$M/sequential.sh"
+  chmod 755 "$M/prep.sh" "$M/sequential.sh"; chown -R nobody:nogroup "$M"; chown root:root "$M/prep.sh"
   chmod 600 "$M"/*.toml
-  log "rfetch: 1 IMAPS account vs 10 polled together, $N messages each"
+  log "rfetch: 1 IMAPS account vs 10 polled together vs 10 one after another, $MULTI_N messages each"
   hyperfine --style basic --warmup 1 --runs "$RUNS_SLOW" --export-json "$OUT/hyperfine-multi.json" \
     --prepare "$M/prep.sh 1" -n "rfetch 1 account" \
       "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-multi-1.txt $AS HOME=$M $W/bin/rfetch -C $M/one.toml" \
     --prepare "$M/prep.sh 1 2 3 4 5 6 7 8 9 10" -n "rfetch 10 accounts" \
-      "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-multi-10.txt $AS HOME=$M $W/bin/rfetch -C $M/ten.toml" >&2 \
+      "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-multi-10.txt $AS HOME=$M $W/bin/rfetch -C $M/ten.toml" \
+    --prepare "$M/prep.sh 1 2 3 4 5 6 7 8 9 10" -n "rfetch 10 accounts one after another" \
+      "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-multi-seq.txt $AS HOME=$M $M/sequential.sh" >&2 \
     || log "hyperfine failed for the 10-account part"
   for k in $(seq 1 10); do
     echo "$k $(find "$M/dest$k/new" "$M/dest$k/cur" -type f | wc -l)" >>"$OUT/counts-multi.txt"
@@ -242,9 +256,9 @@ EOF
 fi
 
 # ---------------------------------------------------------------------------------------------
-"$PY" - "$OUT" "$N" <<'PYEOF'
+"$PY" - "$OUT" "$N" "$MULTI_N" <<'PYEOF'
 import json, os, statistics as st, sys
-out, n = sys.argv[1], int(sys.argv[2])
+out, n, multi_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def rss(path):
     try:
         v = [int(l.split()[3]) for l in open(path) if len(l.split()) == 4 and l.split()[3].isdigit()]
@@ -279,12 +293,16 @@ f = "%s/hyperfine-multi.json" % out
 if os.path.exists(f):
     rs = {r["command"]: r for r in json.load(open(f))["results"]}
     one, ten = rs["rfetch 1 account"], rs["rfetch 10 accounts"]
+    seq = rs.get("rfetch 10 accounts one after another")
     print()
-    print("| rfetch, IMAPS, %d messages per account | median wall, s | mean CPU, s | peak RSS, KiB |" % n)
+    print("| rfetch, IMAPS, %d messages per account | median wall, s (min–max) | mean CPU, s | peak RSS, KiB |" % multi_n)
     print("|---|---|---|---|")
-    for k, r in (("1", one), ("10", ten)):
+    rows = [("1", "1 account", one), ("10", "10 accounts together", ten)]
+    if seq:
+        rows.append(("seq", "10 accounts one after another", seq))
+    for k, label, r in rows:
         rm, _ = rss("%s/time-multi-%s.txt" % (out, k))
-        print("| %s account%s | %.3f | %.3f | %s |" % (k, "s together" if k == "10" else "", r["median"], r["user"] + r["system"], rm))
+        print("| %s | %.3f (%.3f–%.3f) | %.3f | %s |" % (label, r["median"], r["min"], r["max"], r["user"] + r["system"], rm))
     c = [l.split() for l in open("%s/counts-multi.txt" % out)]
     print()
     print("- 10 accounts together / one: %.2fx (target < 2x) — %s; last run delivered %s messages per account"
