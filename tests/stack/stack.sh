@@ -99,9 +99,11 @@ doveadm_() { doveadm -c "$DOVECONF" "$@"; }
 # ---------------------------------------------------------------------------------------------
 install_pkgs() {
   local missing="" p installed
-  # one dpkg-query for all packages (each process start counts on a busy machine)
+  # one dpkg-query for all packages (each process start counts on a busy machine); it exits 1
+  # when any of them was never installed, which pipefail + set -e must not turn into a silent exit
   # shellcheck disable=SC2086
-  installed=$(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null | awk '/install ok installed/ {print $1}')
+  installed=$({ dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null || true; } \
+    | awk '/install ok installed/ {print $1}')
   for p in $PKGS; do
     case " $(echo $installed) " in *" $p "*) ;; *) missing="$missing $p" ;; esac
   done
