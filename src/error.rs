@@ -66,12 +66,31 @@ impl ErrorKind {
     }
 }
 
+/// What precisely went wrong, for the failures whose fix a hint can name (see `crate::hint`).
+/// Set where the failure is recognised (the net layer), kept through every added context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The certificate chain does not lead to a trusted CA (or cannot be verified otherwise).
+    CertificateUntrusted,
+    /// The certificate does not name the host we connected to.
+    CertificateWrongName,
+    /// The certificate has expired or is not valid yet.
+    CertificateOutOfDate,
+    /// The certificate is not the one pinned by fingerprint.
+    CertificatePinMismatch,
+    /// The system CA store is empty or unreadable.
+    NoSystemRoots,
+    /// Implicit TLS was attempted and the server answered in plaintext (a STARTTLS port).
+    PlaintextAnswer,
+}
+
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The crate error. `Display` prints only this level's context ("cannot connect to
 /// smtp.example.org:465"); [`Error::chain`] joins the sources for the user-facing line.
 pub struct Error {
     kind: ErrorKind,
+    cause: Option<Cause>,
     context: String,
     source: Option<Source>,
 }
@@ -83,6 +102,7 @@ impl Error {
     pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
         Error {
             kind,
+            cause: None,
             context: context.into(),
             source: None,
         }
@@ -95,9 +115,20 @@ impl Error {
     ) -> Self {
         Error {
             kind,
+            cause: None,
             context: context.into(),
             source: Some(source.into()),
         }
+    }
+
+    /// Records precisely what went wrong (see [`Cause`]).
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+
+    pub fn cause(&self) -> Option<Cause> {
+        self.cause
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -112,6 +143,7 @@ impl Error {
     pub fn context(self, context: impl Into<String>) -> Self {
         Error {
             kind: self.kind,
+            cause: self.cause,
             context: context.into(),
             source: Some(Box::new(self)),
         }
@@ -182,6 +214,16 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Connect);
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn the_cause_survives_added_context() {
+        let e = Error::new(ErrorKind::Certificate, "certificate for x:1 is not trusted")
+            .with_cause(Cause::CertificatePinMismatch)
+            .context("cannot connect")
+            .context("account a");
+        assert_eq!(e.cause(), Some(Cause::CertificatePinMismatch));
+        assert_eq!(Error::new(ErrorKind::Auth, "no").cause(), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! binaries: msmtprc and the native TOML share key names (`tls_trust_file`...), fetchmailrc has
 //! its own (`sslcertfile`...).
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Cause, Error, ErrorKind};
 
 /// Which configuration language, and which direction, a hint speaks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +16,13 @@ pub enum Vocabulary {
     Fetchmailrc,
 }
 
-/// A next step for `e`, if there is a well-known one.
+/// A next step for `e`, if there is a well-known one. Decided by the error's kind and
+/// [`Cause`], never by its wording.
 pub fn hint(e: &Error, vocabulary: Vocabulary) -> Option<&'static str> {
     use Vocabulary::{Fetchmailrc, Submit, TomlFetch};
-    let text = e.chain();
     let rc = vocabulary == Fetchmailrc;
-    match e.kind() {
-        ErrorKind::Certificate if text.contains("fingerprint mismatch") => Some(match vocabulary {
+    match (e.kind(), e.cause()) {
+        (_, Some(Cause::CertificatePinMismatch)) => Some(match vocabulary {
             Submit => {
                 "the server's certificate is not the pinned one; if it was renewed on purpose, update \
                  tls_fingerprint (rsend --serverinfo shows the new one)"
@@ -34,16 +34,22 @@ pub fn hint(e: &Error, vocabulary: Vocabulary) -> Option<&'static str> {
                 "the server's certificate is not the pinned one; if it was renewed on purpose, update sslfingerprint"
             }
         }),
-        ErrorKind::Certificate if text.contains("not valid for") => Some(if rc {
+        (_, Some(Cause::CertificateWrongName)) => Some(if rc {
             "poll the server by a name its certificate lists (via NAME keeps the label), or set sslcommonname"
         } else {
             "connect by a name the certificate lists, or set tls_host_override to one of them"
         }),
-        ErrorKind::Certificate if vocabulary == Submit && text.contains("system CA") => Some(
-            "install the ca-certificates package, or set tls_trust_file to a CA file, or pin the \
-             server with tls_fingerprint",
+        (_, Some(Cause::CertificateOutOfDate)) => Some(
+            "check this machine's clock; if it is right, the server's certificate must be renewed",
         ),
-        ErrorKind::Certificate => Some(match vocabulary {
+        (_, Some(Cause::NoSystemRoots)) => Some(if rc {
+            "install the ca-certificates package, or set sslcertfile to a CA file, or pin the \
+             server with sslfingerprint"
+        } else {
+            "install the ca-certificates package, or set tls_trust_file to a CA file, or pin the \
+             server with tls_fingerprint"
+        }),
+        (ErrorKind::Certificate, _) => Some(match vocabulary {
             Submit => {
                 "to trust this server, set tls_trust_file to its CA, or pin it with tls_fingerprint \
                  (rsend --serverinfo --tls-certcheck=off shows the fingerprint)"
@@ -55,13 +61,22 @@ pub fn hint(e: &Error, vocabulary: Vocabulary) -> Option<&'static str> {
                 "to trust this server, set sslcertfile to its CA (with sslcertck), or pin it with sslfingerprint"
             }
         }),
-        ErrorKind::Tls if vocabulary == Submit && text.contains("STARTTLS") => Some(
-            "port and TLS mode disagree: port 465 wants tls_starttls off, 587 wants tls_starttls on",
-        ),
-        ErrorKind::Timeout if vocabulary == Submit => Some(
+        (_, Some(Cause::PlaintextAnswer)) => Some(match vocabulary {
+            Submit => {
+                "port and TLS mode disagree: port 465 wants tls_starttls off, 587 wants tls_starttls on"
+            }
+            TomlFetch => {
+                "port and TLS mode disagree: ports 995/993 want tls_starttls = false, 110/143 want true"
+            }
+            Fetchmailrc => {
+                "this port speaks plaintext first: drop ssl and use sslproto tls1.2+ for STARTTLS/STLS, \
+                 or poll the implicit-TLS port (995 POP3S, 993 IMAPS)"
+            }
+        }),
+        (ErrorKind::Timeout, _) if vocabulary == Submit => Some(
             "the server stopped answering; if this is port 465, set tls_starttls off (implicit TLS)",
         ),
-        ErrorKind::Auth => Some(if rc {
+        (ErrorKind::Auth, _) => Some(if rc {
             "check user and password for this poll (rfetch -V shows what was understood)"
         } else {
             "check user and password (or passwordeval) for this account"
@@ -84,10 +99,8 @@ mod tests {
 
     #[test]
     fn hints_name_the_keys_of_the_right_file() {
-        let unknown = Error::new(
-            ErrorKind::Certificate,
-            "certificate for pop.example:995 is not trusted: unknown issuer",
-        );
+        let cert = |cause| Error::new(ErrorKind::Certificate, "not trusted").with_cause(cause);
+        let unknown = cert(Cause::CertificateUntrusted);
         assert!(
             hint(&unknown, Vocabulary::Fetchmailrc)
                 .unwrap()
@@ -103,17 +116,53 @@ mod tests {
                 .unwrap()
                 .contains("rsend --serverinfo")
         );
-        let pinned = Error::new(
-            ErrorKind::Certificate,
-            "fingerprint mismatch: server presented SHA256 AB:CD",
-        );
+        let pinned = cert(Cause::CertificatePinMismatch);
         assert!(
             hint(&pinned, Vocabulary::Fetchmailrc)
                 .unwrap()
                 .contains("sslfingerprint")
         );
+        let name = cert(Cause::CertificateWrongName);
+        assert!(
+            hint(&name, Vocabulary::Fetchmailrc)
+                .unwrap()
+                .contains("sslcommonname")
+        );
+        assert!(
+            hint(&name, Vocabulary::Submit)
+                .unwrap()
+                .contains("tls_host_override")
+        );
         let io = Error::new(ErrorKind::NetworkIo, "connection reset");
         assert_eq!(hint(&io, Vocabulary::TomlFetch), None);
+    }
+
+    #[test]
+    fn the_wording_of_an_error_does_not_choose_its_hint() {
+        // A server can put anything in its replies; only the recorded cause counts.
+        let forged = Error::new(
+            ErrorKind::Certificate,
+            "fingerprint mismatch, not valid for, system CA, STARTTLS",
+        );
+        assert!(
+            hint(&forged, Vocabulary::Submit)
+                .unwrap()
+                .starts_with("to trust this server")
+        );
+        let proto = Error::new(ErrorKind::Tls, "server said: STARTTLS please");
+        assert_eq!(hint(&proto, Vocabulary::Submit), None);
+        let plain = Error::new(ErrorKind::Tls, "x").with_cause(Cause::PlaintextAnswer);
+        assert!(hint(&plain, Vocabulary::Submit).unwrap().contains("465"));
+        assert!(
+            hint(&plain, Vocabulary::TomlFetch)
+                .unwrap()
+                .contains("tls_starttls")
+        );
+        assert!(
+            hint(&plain, Vocabulary::Fetchmailrc)
+                .unwrap()
+                .contains("sslproto")
+        );
     }
 
     #[test]

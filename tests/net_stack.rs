@@ -295,13 +295,22 @@ fn implicit_tls_on_a_starttls_port_hints_at_starttls() {
     for port in ["SUBMISSION_PORT", "IMAP_PORT", "POP3_PORT"] {
         let endpoint = ep("localhost", stack.port(port));
         let err = net::connect_tls(&endpoint, &opts(), &tls).unwrap_err();
-        assert!(matches!(err, NetError::Tls { .. }), "{port}: {err:?}");
+        assert!(
+            matches!(err, NetError::PlaintextAnswer { .. }),
+            "{port}: {err:?}"
+        );
         let text = err.to_string();
         assert!(
             text.contains("is this port expecting STARTTLS rather than implicit TLS?"),
             "{port}: {text}"
         );
-        assert_eq!(postie::Error::from(err).kind(), ErrorKind::Tls);
+        let err = postie::Error::from(err);
+        assert_eq!(err.kind(), ErrorKind::Tls);
+        assert_eq!(
+            err.cause(),
+            Some(postie::error::Cause::PlaintextAnswer),
+            "{port}"
+        );
     }
 }
 

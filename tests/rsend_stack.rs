@@ -373,6 +373,12 @@ fn implicit_tls_against_starttls_port_exits_76() {
     );
     assert_exit(&out, 76);
     assert!(started.elapsed() < Duration::from_secs(9), "took a timeout");
+    // The hint comes from the recorded cause (plaintext answer to a TLS hello), not the wording.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not TLS") && err.contains("port and TLS mode disagree"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Cause, Error, ErrorKind};
 
 /// A failure in the net layer. Display is lowercase, names the object and never repeats the
 /// source (see [`crate::Error::chain`]).
@@ -49,9 +49,21 @@ pub enum NetError {
     #[error("TLS handshake with {host} failed: {reason}")]
     Tls { host: String, reason: String },
 
-    /// The server certificate was not accepted. `host` is `host:port`.
+    /// Implicit TLS was attempted and the server answered with something that is not TLS.
+    #[error(
+        "TLS handshake with {host} failed: the server answered with something that is not TLS \
+         (is this port expecting STARTTLS rather than implicit TLS?)"
+    )]
+    PlaintextAnswer { host: String },
+
+    /// The server certificate was not accepted. `host` is `host:port`; `problem` is one of the
+    /// certificate [`Cause`]s.
     #[error("certificate for {host} is not trusted: {reason}")]
-    Certificate { host: String, reason: String },
+    Certificate {
+        host: String,
+        problem: Cause,
+        reason: String,
+    },
 
     /// A trust file (CA certificates) cannot be used.
     #[error("cannot use trust file {}: {reason}", path.display())]
@@ -84,9 +96,19 @@ impl NetError {
             NetError::Connect { .. } | NetError::ConnectTimeout { .. } => ErrorKind::Connect,
             NetError::Timeout | NetError::HandshakeTimeout { .. } => ErrorKind::Timeout,
             NetError::Io(_) => ErrorKind::NetworkIo,
-            NetError::Tls { .. } => ErrorKind::Tls,
+            NetError::Tls { .. } | NetError::PlaintextAnswer { .. } => ErrorKind::Tls,
             NetError::Certificate { .. } | NetError::SystemRoots { .. } => ErrorKind::Certificate,
             NetError::TrustFile { .. } | NetError::ClientCert { .. } => ErrorKind::FileUnreadable,
+        }
+    }
+
+    /// What a hint needs to know beyond the kind.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            NetError::Certificate { problem, .. } => Some(*problem),
+            NetError::SystemRoots { .. } => Some(Cause::NoSystemRoots),
+            NetError::PlaintextAnswer { .. } => Some(Cause::PlaintextAnswer),
+            _ => None,
         }
     }
 }
@@ -100,12 +122,17 @@ impl From<io::Error> for NetError {
 impl From<NetError> for Error {
     fn from(err: NetError) -> Self {
         let kind = err.kind();
+        let cause = err.cause();
         let context = err.to_string();
-        match err {
+        let e = match err {
             NetError::Connect { source, .. } | NetError::Io(source) => {
                 Error::with_source(kind, context, source)
             }
             _ => Error::new(kind, context),
+        };
+        match cause {
+            Some(c) => e.with_cause(c),
+            None => e,
         }
     }
 }
@@ -168,6 +195,7 @@ mod tests {
             (
                 NetError::Certificate {
                     host: "x:1".into(),
+                    problem: Cause::CertificateUntrusted,
                     reason: "r".into(),
                 },
                 ErrorKind::Certificate,

@@ -18,6 +18,7 @@ use rustls::{
 };
 
 use super::{NetError, TlsOptions, Trust};
+use crate::error::Cause;
 
 /// The established TLS stream.
 pub(crate) type TlsStream = StreamOwned<ClientConnection, TcpStream>;
@@ -312,9 +313,10 @@ fn handshake_error(err: io::Error, peer: &str, after_starttls: bool) -> NetError
         host: peer.to_string(),
         reason,
     };
-    let cert = |reason: String| NetError::Certificate {
+    let cert = |err: &CertificateError| NetError::Certificate {
         host: peer.to_string(),
-        reason,
+        problem: certificate_cause(err),
+        reason: certificate_reason(err),
     };
     let rustls_err = err
         .get_ref()
@@ -331,19 +333,36 @@ fn handshake_error(err: io::Error, peer: &str, after_starttls: bool) -> NetError
         };
     };
     match rustls_err {
-        rustls::Error::InvalidCertificate(c) => cert(certificate_reason(c)),
+        rustls::Error::InvalidCertificate(c) => cert(c),
         rustls::Error::InvalidMessage(_) if after_starttls => {
             tls("the server sent something that is not TLS after accepting STARTTLS".to_string())
         }
-        rustls::Error::InvalidMessage(_) => tls(
-            "the server answered with something that is not TLS (is this port expecting \
-             STARTTLS rather than implicit TLS?)"
-                .to_string(),
-        ),
+        rustls::Error::InvalidMessage(_) => NetError::PlaintextAnswer {
+            host: peer.to_string(),
+        },
         rustls::Error::AlertReceived(alert) => tls(format!(
             "the server aborted the handshake (alert {alert:?})"
         )),
         other => tls(other.to_string()),
+    }
+}
+
+/// Which certificate problem this is, for the hint that names the fix.
+fn certificate_cause(err: &CertificateError) -> Cause {
+    match err {
+        CertificateError::Other(other)
+            if other.0.downcast_ref::<FingerprintMismatch>().is_some() =>
+        {
+            Cause::CertificatePinMismatch
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            Cause::CertificateWrongName
+        }
+        CertificateError::Expired
+        | CertificateError::ExpiredContext { .. }
+        | CertificateError::NotValidYet
+        | CertificateError::NotValidYetContext { .. } => Cause::CertificateOutOfDate,
+        _ => Cause::CertificateUntrusted,
     }
 }
 
