@@ -70,6 +70,9 @@ fn fetchmailrc_example() {
         "Protocol is POP3, STARTTLS (required).",
         "In daemon mode polled every 3 cycles (interval 3).",
         "Messages will be delivered to MDA (sh -c) /usr/bin/procmail -d %T.",
+        // -V describes skipped polls too, as fetchmail does
+        "relay.example.org (skipped unless named):",
+        "This host will not be queried when no host is specified.",
     ] {
         assert!(v.contains(line), "{line}: {v}");
     }

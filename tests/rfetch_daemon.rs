@@ -1,6 +1,7 @@
 //! rfetch's daemon against the real stack: IMAP IDLE fetches new mail at once (far sooner
 //! than the poll interval) and SIGTERM stops it cleanly; an account whose server hangs does
-//! not hold up another; SIGUSR1 wakes a daemon between polls. Against scripted servers: a BYE
+//! not hold up another; SIGUSR1 wakes a daemon between polls; `--quit` stops it, and with other
+//! options takes over as the new instance. Against scripted servers: a BYE
 //! during IDLE reconnects, and a server without IDLE is watched with NOOP. Every child rfetch
 //! is killed and reaped whatever happens (a guard kills on drop).
 
@@ -334,6 +335,41 @@ fn sigusr1_wakes_a_sleeping_daemon() {
     assert_eq!(code(&q), 0, "{}", String::from_utf8_lossy(&q.stderr));
     let st = d.wait_exit(Duration::from_secs(30));
     assert_eq!(st.code(), Some(0), "{}", d.log());
+    assert!(!dir.join(".fetchmail.pid").exists());
+}
+
+#[test]
+fn quit_with_options_stops_the_daemon_and_takes_over() {
+    // `rfetch -q -C cfg` (what an init script's restart runs): the daemon is stopped, then this
+    // process polls as the new instance.
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let _bob = common::mailbox::lock_bob(&s);
+    clear_bob(&s);
+    let dir = tempdir("takeover");
+    let md = dir.join("Maildir");
+    let cfg = write_config(&dir, &bob_account(&s, "bob", &md));
+    let mut d = Daemon::start(&dir, &["-C", cfg.to_str().unwrap(), "-d", "300", "-v"]);
+    d.wait_log(
+        "account bob: next poll in 300 s",
+        1,
+        Duration::from_secs(60),
+    );
+    let fresh = marker("takeover");
+    put_bob(
+        &s,
+        &dir,
+        "fresh",
+        format!("From: a@x\nTo: bob@localhost\nSubject: {fresh}\n\ntake over\n").as_bytes(),
+    );
+    let q = rfetch(&dir, &["-q", "-C", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&q.stderr);
+    assert_eq!(code(&q), 0, "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    let st = d.wait_exit(Duration::from_secs(30));
+    assert_eq!(st.code(), Some(0), "{}", d.log());
+    // The message came in through the new instance, which then released the lock.
+    assert!(has_message(&md, &fresh), "{stderr}");
     assert!(!dir.join(".fetchmail.pid").exists());
 }
 

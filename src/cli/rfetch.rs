@@ -214,6 +214,20 @@ fn lock_path(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env
     env.expand_tilde("~/.fetchmail.pid")
 }
 
+/// Stops the instance holding the lock file at `path`, as `--quit` does; whether one ran.
+fn quit_running(path: &Path) -> Result<bool> {
+    match lock::quit_running(path, Duration::from_secs(10))? {
+        Some(pid) => {
+            eprintln!("rfetch: running rfetch (pid {pid}) stopped");
+            Ok(true)
+        }
+        None => {
+            eprintln!("rfetch: no other rfetch is running");
+            Ok(false)
+        }
+    }
+}
+
 fn run(args: &RfetchArgs) -> Result<i32> {
     let env = Env::from_process();
     for (set, what) in [
@@ -225,20 +239,17 @@ fn run(args: &RfetchArgs) -> Result<i32> {
             log::warn!("{what} is not supported by rfetch and is ignored");
         }
     }
-    if args.quit {
-        let path = lock_path(args, None, &env);
-        return match lock::quit_running(&path, Duration::from_secs(10))? {
-            Some(pid) => {
-                eprintln!("rfetch: running rfetch (pid {pid}) stopped");
-                Ok(code::SUCCESS)
-            }
-            None => {
-                eprintln!("rfetch: no other rfetch is running");
-                Ok(code::NOMAIL)
-            }
-        };
+    if args.quit_only {
+        // Needs no configuration: a broken rc file must not keep a daemon from being stopped.
+        return Ok(match quit_running(&lock_path(args, None, &env))? {
+            true => code::SUCCESS,
+            false => code::NOMAIL,
+        });
     }
     let loaded = load(args, &env)?;
+    if args.quit {
+        quit_running(&lock_path(args, loaded.rc.as_ref(), &env))?;
+    }
     if args.configdump {
         match &loaded.rc {
             Some(rc) => print!("{}", fetchmailrc::configdump(rc)),
@@ -251,7 +262,13 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         return Ok(code::SUCCESS);
     }
     let mut selected: Vec<PollSpec> = if args.servers.is_empty() {
-        loaded.specs.iter().filter(|s| !s.skip).cloned().collect()
+        // -V describes every poll, skipped ones included (marked), as fetchmail -V does
+        loaded
+            .specs
+            .iter()
+            .filter(|s| args.version || !s.skip)
+            .cloned()
+            .collect()
     } else {
         let mut out = Vec::new();
         for name in &args.servers {

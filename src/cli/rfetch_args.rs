@@ -48,9 +48,13 @@ pub struct RfetchArgs {
     /// Do not detach from the terminal in daemon mode.
     #[arg(short = 'N', long = "nodetach")]
     pub nodetach: bool,
-    /// Stop the running instance.
+    /// Stop the running instance. Alone, exit afterwards; with other options, go on as the
+    /// new instance (as fetchmail does).
     #[arg(short = 'q', long = "quit")]
     pub quit: bool,
+    /// `--quit` was the only argument: stop the running instance and exit.
+    #[arg(skip)]
+    pub quit_only: bool,
     /// Append log lines (timestamped, info and up) to FILE; created mode 600 if missing.
     /// Used instead of syslog.
     #[arg(short = 'L', long = "logfile", value_name = "FILE")]
@@ -243,7 +247,12 @@ pub struct RfetchArgs {
 
 /// Parses rfetch's arguments.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RfetchArgs, clap::Error> {
-    RfetchArgs::try_parse_from(args)
+    let args: Vec<String> = args.into_iter().collect();
+    let mut parsed = RfetchArgs::try_parse_from(&args)?;
+    // fetchmail decides by the argument count too: `fetchmail -q` only stops, while
+    // `fetchmail -q -d 300` (what init scripts run to restart) stops and takes over.
+    parsed.quit_only = parsed.quit && args.len() == 2;
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -267,6 +276,9 @@ mod tests {
         assert!(a.all && a.keep);
         assert_eq!(a.verbose, 1);
         assert_eq!(a.servers, ["mail.example.org"]);
+        assert!(p("--quit").quit_only && p("-q").quit_only);
+        let a = p("-q -d 300");
+        assert!(a.quit && !a.quit_only);
         let a = p("-d0 -vv --nosyslog -L /tmp/log");
         assert_eq!(a.daemon, Some(0));
         assert_eq!(a.verbose, 2);

@@ -106,6 +106,9 @@ impl PollSpec {
             },
             self.protocol_name()
         );
+        if self.skip {
+            out.push_str("  This host will not be queried when no host is specified.\n");
+        }
         if f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!("  Folders: {}.\n", f.folders().join(", ")));
         }
