@@ -180,7 +180,7 @@ Only two options delete messages that were not delivered in the same poll: flush
 messages an earlier poll delivered (recorded as seen) and that are still on the server, also with \
 keep; limitflush deletes messages larger than limit (-l) instead of leaving them. expunge N (-e N) \
 paces the deletions: IMAP EXPUNGE after every N deletions (0: once per folder, at the end; default: \
-once per batch of 50); POP3 QUIT, which commits the deletions, and a new session after every N.",
+once per batch of 100); POP3 QUIT, which commits the deletions, and a new session after every N.",
     },
     Section {
         title: "OUTPUT AND LOGGING",

@@ -45,6 +45,7 @@ pub fn main() -> i32 {
     };
     let syslog = (args.syslog && !args.nosyslog).then_some(syslog::Facility::LOG_MAIL);
     plog::init("rfetch", verbosity, syslog);
+    crate::fetch::poll::raise_open_file_limit();
     match run(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -172,6 +172,17 @@ impl Maildir {
     /// returned `Ok`, a crash leaves these files complete in `tmp/`, so a batch journal written
     /// now may name them for recovery.
     pub fn sync_files(&self, pending: &[Pending]) -> Result<(), DeliverError> {
+        // One syncfs(2) first writes the whole batch out and commits the file system's journal
+        // once; the fsyncs below then find almost nothing left to do. Alone, each fsync of a
+        // freshly written file allocates its blocks (delayed allocation) and waits for a journal
+        // commit of its own: 1000 files of 5 KB in batches of 50 took 340-490 ms of fsyncs on a
+        // journaled ext4, 110-120 ms with the syncfs first. syncfs is only a head start: its
+        // result is ignored (some file systems do not implement it, older kernels report no
+        // errors from it), and the per-file fsyncs stay the contract and report a file's own
+        // write errors.
+        if let [first, _, ..] = pending {
+            let _ = rustix::fs::syncfs(&first.file);
+        }
         for p in pending {
             p.file.sync_all().map_err(|e| {
                 DeliverError::from_io(format!("cannot sync {}", p.tmp_path.display()), e)
