@@ -21,8 +21,10 @@
 # Environment: RFETCH=path (skip the build), CARGO_TARGET_DIR (default <repo>/target), N (1000),
 #   SIZE (5000), RUNS_FAST (10: rfetch, mpop), RUNS_SLOW (3: fetchmail, getmail6), WARMUP (1),
 #   TOOLS ("rfetch fetchmail mpop getmail"), MULTI (1: run the 10-account part), MULTI_N
-#   (messages per account there, default N), STACK_DIR, BENCH_TMP (where the clients' state and
-#   Maildirs live, default /tmp; /dev/shm takes the destination file system out of the race).
+#   (messages per account there, default N), MULTI_RTT_MS (add this round-trip time to the
+#   10-account part through bench/latency_proxy.py; default 0), STACK_DIR, BENCH_TMP (where the clients' state and
+#   Maildirs live, default /tmp; /dev/shm takes the destination file system out of the race),
+#   BENCH_FS=ext4 (instead of BENCH_TMP: a fresh journaled ext4 on a loop device, removed after).
 # Prints markdown tables on stdout; progress on stderr. Must run as root (seeding, setpriv).
 set -euo pipefail
 
@@ -49,10 +51,28 @@ esac
 ensure_stack
 DOVEADM="doveadm -c $STACK_DOVECONF"
 
+# BENCH_FS=ext4: the clients' side on a fresh journaled ext4 (a loop-mounted image in /var/tmp),
+# what a user's home directory usually is; fsync costs there what it costs users.
+LOOP_MNT=""
+if [ "${BENCH_FS:-}" = ext4 ]; then
+  need_tools mkfs.ext4 mount umount
+  LOOP_IMG=$(mktemp /var/tmp/postie-bench-fs.XXXXXX)
+  LOOP_MNT=$(mktemp -d /tmp/postie-bench-mnt.XXXXXX)
+  truncate -s 4G "$LOOP_IMG"
+  mkfs.ext4 -q -F "$LOOP_IMG"
+  mount -o loop "$LOOP_IMG" "$LOOP_MNT" || { rm -f "$LOOP_IMG"; die "cannot loop-mount an ext4 image (BENCH_FS=ext4)"; }
+  chmod 755 "$LOOP_MNT"
+  BENCH_TMP=$LOOP_MNT
+  log "clients' side on a fresh journaled ext4 mounted at $LOOP_MNT"
+fi
 BENCH_TMP=${BENCH_TMP:-/tmp}
 WORK=$(mktemp -d "$BENCH_TMP/postie-bench-rfetch.XXXXXX")
 chmod 755 "$WORK"
-trap 'rm -rf "$WORK"' EXIT
+cleanup() {
+  rm -rf "$WORK"
+  if [ -n "$LOOP_MNT" ]; then umount "$LOOP_MNT" && rmdir "$LOOP_MNT" && rm -f "$LOOP_IMG"; fi
+}
+trap cleanup EXIT
 OUT=${1:-$WORK/out}
 mkdir -p "$OUT"
 W=$WORK/c                 # everything the clients touch, owned by nobody
@@ -189,6 +209,19 @@ done
 # rfetch only: 10 IMAPS accounts (5 folders of alice's, 5 of bob's) together vs 1 account.
 if [ "$MULTI" = 1 ] && [ -n "$RFETCH" ]; then
   M=$W/multi; mkdir -p "$M"
+  # MULTI_RTT_MS > 0: the accounts reach Dovecot through bench/latency_proxy.py, which adds that
+  # round-trip time (a provider some distance away); on bare loopback every poll is CPU-bound.
+  MULTI_PORT=$IMAPS_PORT
+  if [ "${MULTI_RTT_MS:-0}" != 0 ]; then
+    MULTI_PORT=$((IMAPS_PORT + 7))
+    "$PY" "$REPO/bench/latency_proxy.py" "$MULTI_PORT" "$IMAPS_PORT" \
+      "$("$PY" -c "print(${MULTI_RTT_MS} / 2)")" "$WORK/proxy.pid" &
+    PROXY_PID=$!
+    trap 'kill "$PROXY_PID" 2>/dev/null; cleanup' EXIT
+    for _ in $(seq 50); do [ -s "$WORK/proxy.pid" ] && break; sleep 0.1; done
+    [ -s "$WORK/proxy.pid" ] || die "the latency proxy did not start"
+    log "10-account part through a latency proxy: +${MULTI_RTT_MS} ms per round trip (port $MULTI_PORT)"
+  fi
   for k in $(seq 1 10); do
     if [ "$k" -le 5 ]; then u=alice pw=alicepw; else u=bob pw=bobpw; fi
     $DOVEADM mailbox create -u $u "bench$k" 2>/dev/null || true
@@ -200,7 +233,7 @@ password = \"$pw\"
 tls_trust_file = \"$STACK_CA\"
 [accounts.a$k.fetch]
 protocol = \"imap\"
-port = $IMAPS_PORT
+port = $MULTI_PORT
 tls_starttls = false
 folders = [\"bench$k\"]
 maildir = \"$M/dest$k\"
@@ -295,7 +328,9 @@ if os.path.exists(f):
     one, ten = rs["rfetch 1 account"], rs["rfetch 10 accounts"]
     seq = rs.get("rfetch 10 accounts one after another")
     print()
-    print("| rfetch, IMAPS, %d messages per account | median wall, s (min–max) | mean CPU, s | peak RSS, KiB |" % multi_n)
+    rtt = os.environ.get("MULTI_RTT_MS", "0")
+    print("| rfetch, IMAPS, %d messages per account%s | median wall, s (min–max) | mean CPU, s | peak RSS, KiB |"
+          % (multi_n, "" if rtt == "0" else ", +%s ms round trip" % rtt))
     print("|---|---|---|---|")
     rows = [("1", "1 account", one), ("10", "10 accounts together", ten)]
     if seq:
