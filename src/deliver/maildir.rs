@@ -13,8 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
 
-/// A Maildir opened for delivery.
-#[derive(Debug)]
+/// A Maildir opened for delivery. A clone is a second handle on the same directory (its own
+/// sequence counter: only [`publish`](Maildir::publish) may run through a clone while the
+/// original writes, as the fetch job's publishing thread does).
+#[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
     host: String,
