@@ -349,6 +349,49 @@ fn pipelined_retr_with_refused_and_empty_messages() {
 }
 
 #[test]
+fn deferred_deles_are_read_before_the_next_replies() {
+    let (port, seen) = serve(
+        b"+OK ready\r\n",
+        basic(|cmd| match cmd {
+            "DELE 1" | "DELE 3" => send("+OK deleted\r\n"),
+            "DELE 2" => send("-ERR [SYS/PERM] cannot delete\r\n"),
+            "RETR 4" => send("+OK\r\nSubject: four\r\n\r\nbody\r\n.\r\n"),
+            "STAT" => send("+OK 1 10\r\n"),
+            _ => send("-ERR\r\n"),
+        }),
+    );
+    let mut s = Pop3Session::connect(&settings(port, TlsMode::Off)).expect("connect");
+    s.login().expect("login");
+    // The RETR goes out before the DELE's reply is read; that reply is consumed first.
+    s.dele_many_deferred(&[1]).expect("dele");
+    let mut sink = Collect::default();
+    let refused = s.retr_pipelined(&[4], &mut sink).expect("retr");
+    assert!(refused.is_empty());
+    assert_eq!(
+        sink.done,
+        vec![(4, b"Subject: four\r\n\r\nbody\r\n".to_vec())]
+    );
+    // A refused deferred DELE fails the next call that reads replies, before it sends anything.
+    s.dele_many_deferred(&[2, 3]).expect("dele");
+    let e = s.stat().expect_err("the refused DELE is reported");
+    assert!(e.chain().contains("DELE"), "{}", e.chain());
+    // At QUIT it is only a warning: QUIT still commits the other deletions.
+    s.dele_many_deferred(&[2]).expect("dele");
+    assert_eq!(s.quit().expect("quit"), "bye");
+    let seen = seen.lock().expect("lock");
+    let after_login: Vec<&str> = seen
+        .iter()
+        .skip_while(|c| !c.starts_with("PASS"))
+        .skip(1)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        after_login,
+        ["DELE 1", "RETR 4", "DELE 2", "DELE 3", "DELE 2", "QUIT"]
+    );
+}
+
+#[test]
 fn message_size_limit_aborts() {
     let (port, _) = serve(
         b"+OK ready\r\n",

@@ -298,28 +298,38 @@ fn a_hanging_server_does_not_delay_another_account() {
     assert!(!dir.join(".fetchmail.pid").exists());
 }
 
-#[test]
-fn sigusr1_wakes_a_sleeping_daemon() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let s = common::Stack::get();
-    let _bob = common::mailbox::lock_bob(&s);
-    clear_bob(&s);
-    let dir = tempdir("usr1");
+/// A daemon on bob's mailbox (`-d 300`) that has finished its first poll, then a new message
+/// in the mailbox: (dir, Maildir, config, daemon, the message's subject).
+fn sleeping_daemon_then_mail(
+    s: &common::Stack,
+    tag: &str,
+) -> (PathBuf, PathBuf, PathBuf, Daemon, String) {
+    let dir = tempdir(tag);
     let md = dir.join("Maildir");
-    let cfg = write_config(&dir, &bob_account(&s, "bob", &md));
+    let cfg = write_config(&dir, &bob_account(s, "bob", &md));
     let mut d = Daemon::start(&dir, &["-C", cfg.to_str().unwrap(), "-d", "300", "-v"]);
     d.wait_log(
         "account bob: next poll in 300 s",
         1,
         Duration::from_secs(60),
     );
-    let fresh = marker("usr1");
+    let fresh = marker(tag);
     put_bob(
-        &s,
+        s,
         &dir,
         "fresh",
-        format!("From: a@x\nTo: bob@localhost\nSubject: {fresh}\n\nwake\n").as_bytes(),
+        format!("From: a@x\nTo: bob@localhost\nSubject: {fresh}\n\n{tag}\n").as_bytes(),
     );
+    (dir, md, cfg, d, fresh)
+}
+
+#[test]
+fn sigusr1_wakes_a_sleeping_daemon() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let _bob = common::mailbox::lock_bob(&s);
+    clear_bob(&s);
+    let (dir, md, _, mut d, fresh) = sleeping_daemon_then_mail(&s, "usr1");
     // Not fetched by itself: the next poll is 300 s away.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!has_message(&md, &fresh));
@@ -346,22 +356,7 @@ fn quit_with_options_stops_the_daemon_and_takes_over() {
     let s = common::Stack::get();
     let _bob = common::mailbox::lock_bob(&s);
     clear_bob(&s);
-    let dir = tempdir("takeover");
-    let md = dir.join("Maildir");
-    let cfg = write_config(&dir, &bob_account(&s, "bob", &md));
-    let mut d = Daemon::start(&dir, &["-C", cfg.to_str().unwrap(), "-d", "300", "-v"]);
-    d.wait_log(
-        "account bob: next poll in 300 s",
-        1,
-        Duration::from_secs(60),
-    );
-    let fresh = marker("takeover");
-    put_bob(
-        &s,
-        &dir,
-        "fresh",
-        format!("From: a@x\nTo: bob@localhost\nSubject: {fresh}\n\ntake over\n").as_bytes(),
-    );
+    let (dir, md, cfg, mut d, fresh) = sleeping_daemon_then_mail(&s, "takeover");
     let q = rfetch(&dir, &["-q", "-C", cfg.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&q.stderr);
     assert_eq!(code(&q), 0, "{stderr}");

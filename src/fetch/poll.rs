@@ -647,7 +647,7 @@ fn poll_pop3(
             return Ok(0);
         }
         let nums: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
-        s.dele_many(&nums)?;
+        s.dele_many_deferred(&nums)?;
         Ok(nums.len())
     };
     let mut next = 0;

@@ -144,6 +144,9 @@ pub struct Pop3Session {
     read_buf: Vec<u8>,
     /// Set when an error left the protocol state unknown: every later call fails.
     broken: bool,
+    /// DELE commands sent by [`dele_many_deferred`](Self::dele_many_deferred) whose replies
+    /// are still to be read (before anything else's).
+    unread_deles: usize,
 }
 
 impl fmt::Debug for Pop3Session {
@@ -181,6 +184,7 @@ impl Pop3Session {
             greeting: String::new(),
             read_buf: vec![0; 64 * 1024],
             broken: false,
+            unread_deles: 0,
         };
         match s.next_event()? {
             Event::Greeting {
@@ -232,6 +236,7 @@ impl Pop3Session {
                 greeting: String::new(),
                 read_buf: vec![0; 64 * 1024],
                 broken: false,
+                unread_deles: 0,
             };
             s.client.tls_established();
             s.capa()?;
@@ -479,6 +484,13 @@ impl Pop3Session {
                     .collect();
                 self.send_many(&cmds)?;
                 sent = upto;
+                // Deletions sent earlier are answered before these RETRs: read their replies
+                // now that the server has the next commands to work on.
+                if self.unread_deles > 0
+                    && let Err(e) = self.read_deferred_deles()
+                {
+                    return Err(self.poison(e));
+                }
             }
             let msgno = msgnos[done];
             match self.next_event()? {
@@ -525,6 +537,7 @@ impl Pop3Session {
 
     /// DELE for many messages, pipelined when the server allows it.
     pub fn dele_many(&mut self, msgnos: &[u32]) -> Result<()> {
+        self.read_deferred_deles()?;
         if !self.caps.pipelining {
             for &n in msgnos {
                 self.dele(n)?;
@@ -550,6 +563,37 @@ impl Pop3Session {
         Ok(())
     }
 
+    /// DELE for many messages without waiting for the replies: with PIPELINING they are sent
+    /// at once and read before the replies to whatever is sent next (the next batch's RETRs:
+    /// the server never idles waiting for the client to read "+OK" lines). Without PIPELINING,
+    /// or for a very long list, this is [`dele_many`](Self::dele_many). A refused DELE found
+    /// later fails the call that read it (at QUIT it is a warning: the other deletions are
+    /// committed).
+    pub fn dele_many_deferred(&mut self, msgnos: &[u32]) -> Result<()> {
+        // Bounded so that the unread replies always fit in the socket buffers.
+        const MOST_UNREAD: usize = 1000;
+        if !self.caps.pipelining || self.unread_deles + msgnos.len() > MOST_UNREAD {
+            return self.dele_many(msgnos);
+        }
+        let cmds: Vec<Command> = msgnos.iter().map(|&n| Command::Dele(n)).collect();
+        self.send_many(&cmds)?;
+        self.unread_deles += msgnos.len();
+        Ok(())
+    }
+
+    /// Reads the replies to deferred DELEs; the first refusal is the error.
+    fn read_deferred_deles(&mut self) -> Result<()> {
+        let mut first_err = None;
+        for _ in 0..std::mem::take(&mut self.unread_deles) {
+            if let Err(e) = self.expect_ok("DELE")
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
     /// RSET: undo the deletions of this session.
     pub fn rset(&mut self) -> Result<()> {
         self.send(&Command::Rset)?;
@@ -565,7 +609,12 @@ impl Pop3Session {
     /// QUIT: commits the deletions. Returns the server's reply text; an error here means the
     /// deletions may not have happened.
     pub fn quit(mut self) -> Result<String> {
-        self.send(&Command::Quit)?;
+        self.send_many(&[Command::Quit])?;
+        if let Err(e) = self.read_deferred_deles() {
+            // That message stays on the server (and is deleted by a later poll as delivered
+            // before); the QUIT still commits the other deletions.
+            log::warn!("{}", e.chain());
+        }
         let reply = match self.next_event()? {
             Event::Ok { text } => text,
             other => return Err(self.refusal(other, "QUIT")),
@@ -576,7 +625,10 @@ impl Pop3Session {
 
     // ---- plumbing ----
 
+    /// Sends one command and expects to read its reply next: replies to deferred DELEs are
+    /// read first.
     fn send(&mut self, cmd: &Command) -> Result<()> {
+        self.read_deferred_deles()?;
         self.send_many(std::slice::from_ref(cmd))
     }
 
