@@ -252,7 +252,10 @@ The log file is used in the foreground too (rfetch never detaches), is created w
 has timestamps. For IMAP, flush deletes what rfetch delivered before, not every \\Seen message: a \
 message another client marked read but rfetch never delivered is fetched, not flushed. With nokeep, \
 a message rfetch delivered whose deletion did not reach the server (an interrupted run) is deleted \
-at the next poll without flush.",
+at the next poll without flush. \
+Multidrop (several local names, or *, for one server account) is not implemented: such a user \
+entry is an error naming its line, never a delivery of everyone's mail to one name. \
+A CR that is not followed by LF is delivered as it came (fetchmail drops it).",
     },
 ];
 

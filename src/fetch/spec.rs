@@ -250,6 +250,19 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             ));
         }
     };
+    if user.is_multidrop() {
+        // Delivering a multidrop mailbox to one name would hand other people's mail to it.
+        return Err(bad(
+            user.line,
+            format!(
+                "multidrop (several local names{} for one mailbox) is not implemented by rfetch: \
+                 it sorts messages by their envelope header, and delivering them all to one \
+                 name could give mail to the wrong person; give this user a single local name, \
+                 or poll this mailbox with fetchmail",
+                if user.wildcard { " or '*'" } else { "" }
+            ),
+        ));
+    }
     let mut server = ServerSettings {
         host: s(poll.host(), poll.line),
         ..ServerSettings::default()
@@ -580,5 +593,36 @@ mod tests {
         .unwrap();
         let e = from_fetchmailrc(&rc, &env()).unwrap_err();
         assert!(e.to_string().starts_with("/rc:1:"), "{e}");
+    }
+
+    #[test]
+    fn multidrop_is_refused_not_delivered_to_the_first_name() {
+        for users in [
+            "is alice bob here",
+            "is * here",
+            "to 'a'='alice' 'b'='bob' here",
+        ] {
+            let rc = parse_fetchmailrc(
+                &format!("poll x proto pop3\n  user shared password p {users}\n"),
+                std::path::Path::new("/rc"),
+            )
+            .unwrap();
+            let e = from_fetchmailrc(&rc, &env()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{users}");
+            assert!(
+                e.to_string().starts_with("/rc:2: multidrop"),
+                "{users}: {e}"
+            );
+        }
+        // One local name, even mapped, is single-drop.
+        let rc = parse_fetchmailrc(
+            "poll x proto pop3 user shared password p is alice here\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        assert_eq!(
+            from_fetchmailrc(&rc, &env()).unwrap()[0].local_user,
+            "alice"
+        );
     }
 }
