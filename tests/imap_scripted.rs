@@ -383,6 +383,63 @@ fn fetch_handles_late_uid_unknown_untagged_and_flag_updates() {
 }
 
 #[test]
+fn deferred_expunge_completes_during_the_next_fetch() {
+    // UID EXPUNGE 10 succeeds, UID EXPUNGE 11 is refused; each is followed by a UID FETCH sent
+    // before its completion was read.
+    let (port, seen) = serve(
+        GREETING,
+        basic(|tag, cmd| {
+            if cmd == "UID EXPUNGE 11" {
+                b(format!("{tag} NO [CANNOT] not now\r\n"))
+            } else if cmd.starts_with("UID EXPUNGE") {
+                b(format!("* 1 EXPUNGE\r\n{tag} OK expunged\r\n"))
+            } else if let Some(uid) = cmd.strip_prefix("UID FETCH ") {
+                let uid = uid.split(' ').next().unwrap_or("0");
+                b(format!(
+                    "* 1 FETCH (UID {uid} BODY[] {{3}}\r\nabc)\r\n{tag} OK done\r\n"
+                ))
+            } else {
+                b(format!("{tag} OK\r\n"))
+            }
+        }),
+    );
+    let mut s = ImapSession::connect(&settings(port, TlsMode::Off)).expect("connect");
+    s.login().expect("login");
+    s.expunge_deferred(&[10]).expect("expunge sent");
+    let mut sink = Collect::default();
+    assert_eq!(s.fetch_bodies(&[12], &mut sink).expect("fetch"), vec![12]);
+    assert_eq!(sink.done[0].1, b"abc");
+    // A refused deferred EXPUNGE fails the FETCH call that read it, after its data arrived.
+    s.expunge_deferred(&[11]).expect("expunge sent");
+    let mut sink = Collect::default();
+    let e = s
+        .fetch_bodies(&[13], &mut sink)
+        .expect_err("refused expunge");
+    assert!(e.chain().contains("UID EXPUNGE"), "{}", e.chain());
+    assert_eq!(sink.done.len(), 1, "the FETCH itself completed");
+    // The session stays in step: a deferred EXPUNGE before another command completes first.
+    s.expunge_deferred(&[14]).expect("expunge sent");
+    s.complete_deferred().expect("completed");
+    s.logout().expect("logout");
+    let seen = seen.lock().expect("lock");
+    let order: Vec<&str> = seen
+        .iter()
+        .filter_map(|c| c.split_once(' ').map(|(_, rest)| rest))
+        .filter(|c| c.starts_with("UID"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "UID EXPUNGE 10",
+            "UID FETCH 12 (UID RFC822.SIZE FLAGS BODY.PEEK[])",
+            "UID EXPUNGE 11",
+            "UID FETCH 13 (UID RFC822.SIZE FLAGS BODY.PEEK[])",
+            "UID EXPUNGE 14"
+        ]
+    );
+}
+
+#[test]
 fn untagged_bye_mid_command_is_an_error() {
     let (port, _) = serve(
         GREETING,

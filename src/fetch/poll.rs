@@ -1034,13 +1034,14 @@ pub fn poll_imap_session(
             Ok(())
         })?;
         expunger.finish(s)?;
+        s.complete_deferred()?;
     }
     Ok(())
 }
 
 /// IMAP deletions (`\Seen \Deleted`, then EXPUNGE) paced by fetchmail's `expunge N`: EXPUNGE
 /// after every N deletions, 0 only when the folder is done; rfetch's default (`None`) is one
-/// EXPUNGE per call, i.e. per batch.
+/// EXPUNGE per call, i.e. per batch, deferred (see [`ImapSession::expunge_deferred`]).
 struct Expunger {
     every: Option<u64>,
     /// Marked \Deleted, not yet expunged.
@@ -1054,9 +1055,10 @@ impl Expunger {
         }
         let every = match self.every {
             None => {
+                // The EXPUNGE goes out with the next batch's UID FETCH (UID commands on other
+                // messages do not depend on it); the session reads its completion on the way.
                 s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
-                self.pending.extend_from_slice(uids);
-                return self.finish(s);
+                return s.expunge_deferred(uids);
             }
             Some(0) => {
                 s.store_flags(uids, &["\\Seen", "\\Deleted"])?;

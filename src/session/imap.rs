@@ -117,6 +117,9 @@ pub struct ImapSession {
     broken: bool,
     /// EXISTS seen since the last SELECT/NOOP/IDLE, for callers that care.
     last_exists: Option<u32>,
+    /// Commands sent without waiting for their completion (tag, name), oldest first: see
+    /// [`ImapSession::expunge_deferred`].
+    deferred: Vec<(String, &'static str)>,
 }
 
 impl fmt::Debug for ImapSession {
@@ -156,6 +159,7 @@ impl ImapSession {
             read_buf: vec![0; 64 * 1024],
             broken: false,
             last_exists: None,
+            deferred: Vec::new(),
         };
         match s.next_event()? {
             Event::Greeting {
@@ -209,6 +213,7 @@ impl ImapSession {
                 read_buf: vec![0; 64 * 1024],
                 broken: false,
                 last_exists: None,
+                deferred: Vec::new(),
             };
             s.client.tls_established();
             s.capability()?;
@@ -467,10 +472,13 @@ impl ImapSession {
         sink: &mut dyn FetchSink,
         delivered: &mut Vec<u32>,
     ) -> Result<()> {
-        self.send(&Command::UidFetch {
+        // Deferred commands (an EXPUNGE of the previous batch) complete while this FETCH is
+        // already with the server: their completions are read here, in whatever order.
+        self.send_now(&Command::UidFetch {
             set: set.to_string(),
             body: true,
         })?;
+        let mut deferred_err = None;
         // When the server puts UID after the body, the body is held until the UID is known.
         let mut current: Option<FetchedMeta> = None;
         let mut held: Option<Vec<u8>> = None;
@@ -531,9 +539,22 @@ impl ImapSession {
                     }
                 }
                 Event::Done {
-                    status, code, text, ..
+                    tag,
+                    status,
+                    code,
+                    text,
+                    ..
                 } => {
-                    return check_done(Done { status, code, text }, "UID FETCH");
+                    let done = Done { status, code, text };
+                    if let Some(what) = self.take_deferred(&tag) {
+                        if let Err(e) = check_done(done, what) {
+                            deferred_err.get_or_insert(e);
+                        }
+                        continue;
+                    }
+                    check_done(done, "UID FETCH")?;
+                    self.complete_deferred()?;
+                    return deferred_err.map_or(Ok(()), Err);
                 }
                 other => self.untagged(other)?,
             }
@@ -566,6 +587,57 @@ impl ImapSession {
             let done = self.run(&Command::Expunge)?;
             check_done(done, "EXPUNGE")
         }
+    }
+
+    /// Like [`expunge`](Self::expunge), without waiting for the completion: it is read while
+    /// the next command runs (the next batch's UID FETCH, or whatever is sent next), so the
+    /// server goes from expunging straight to the next work instead of waiting a round trip.
+    /// A refusal fails the call that reads it. The caller must not send a command whose
+    /// result depends on the expunge (RFC 9051 §5.5); UID commands on other messages do not.
+    pub fn expunge_deferred(&mut self, uids: &[u32]) -> Result<()> {
+        if self.has_capability("UIDPLUS") {
+            for set in uid_sets(uids) {
+                let tag = self.send_now(&Command::UidExpunge(set))?;
+                self.deferred.push((tag, "UID EXPUNGE"));
+            }
+        } else {
+            let tag = self.send_now(&Command::Expunge)?;
+            self.deferred.push((tag, "EXPUNGE"));
+        }
+        Ok(())
+    }
+
+    /// Waits for every deferred command; the first refusal is the error.
+    pub fn complete_deferred(&mut self) -> Result<()> {
+        let mut first_err = None;
+        while !self.deferred.is_empty() {
+            match self.next_event()? {
+                Event::Done {
+                    tag,
+                    status,
+                    code,
+                    text,
+                    ..
+                } => {
+                    let Some(what) = self.take_deferred(&tag) else {
+                        return Err(self.poison(Error::new(
+                            ErrorKind::Protocol,
+                            format!("IMAP server completed command {tag}, which was not sent"),
+                        )));
+                    };
+                    if let Err(e) = check_done(Done { status, code, text }, what) {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                other => self.untagged(other)?,
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn take_deferred(&mut self, tag: &str) -> Option<&'static str> {
+        let at = self.deferred.iter().position(|(t, _)| t == tag)?;
+        Some(self.deferred.remove(at).1)
     }
 
     /// NOOP; returns the message count when the server reported one.
@@ -696,6 +768,10 @@ impl ImapSession {
 
     /// LOGOUT (the server's BYE is expected and not an error).
     pub fn logout(mut self) -> Result<()> {
+        if let Err(e) = self.complete_deferred() {
+            // Those messages stay \Deleted on the server; LOGOUT still ends the session.
+            log::warn!("{}", e.chain());
+        }
         self.send(&Command::Logout)?;
         let mut saw_bye = false;
         loop {
@@ -757,7 +833,14 @@ impl ImapSession {
         Ok(())
     }
 
+    /// Sends a command whose completion is read next: deferred commands complete first.
     fn send(&mut self, cmd: &Command) -> Result<()> {
+        self.complete_deferred()?;
+        self.send_now(cmd).map(|_| ())
+    }
+
+    /// Sends a command; returns its tag.
+    fn send_now(&mut self, cmd: &Command) -> Result<String> {
         if self.broken {
             return Err(Error::new(
                 ErrorKind::Protocol,
@@ -766,7 +849,8 @@ impl ImapSession {
         }
         let (tag, bytes) = self.client.command(cmd);
         log::trace!(target: "postie::wire", "> {tag} {}", cmd.redacted());
-        self.write_bytes(&bytes)
+        self.write_bytes(&bytes)?;
+        Ok(tag)
     }
 
     fn write_raw(&mut self, bytes: &[u8], shown: &str) -> Result<()> {
