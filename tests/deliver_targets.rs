@@ -19,6 +19,7 @@ fn info() -> MessageInfo {
     MessageInfo {
         sender: "alice@example.org".into(),
         recipient: "bob".into(),
+        also: Vec::new(),
     }
 }
 
@@ -320,6 +321,7 @@ fn mda_sender_injection_is_harmless() {
     let info = MessageInfo {
         sender: format!("x'; rm -f '{}'; echo '", canary.display()),
         recipient: "$(touch /tmp/postie-pwned)`id`".into(),
+        also: Vec::new(),
     };
     let mut mda = Mda::shell(format!(
         "cat >/dev/null; printf '%s\\n%s\\n' %F %T > '{}'",
@@ -352,6 +354,7 @@ fn mda_argv_form_substitutes_without_shell() {
     let info = MessageInfo {
         sender: "a'b $(x)".into(),
         recipient: "bob".into(),
+        also: Vec::new(),
     };
     mda.deliver(&mut &MSG[..], &info).unwrap();
     assert_eq!(fs::read_to_string(&out).unwrap(), "a'b $(x)|to=bob");

@@ -1,5 +1,6 @@
 //! rfetch driven by a fetchmailrc on the real stack: an `mda` poll end to end, LMTP
-//! forwarding into alice's mailbox (`is alice here`), rc permission (exit 6) and syntax
+//! forwarding into alice's mailbox (`is alice here`), a multidrop mailbox sorted over LMTP
+//! into alice's and bob's (envelope header, To/Cc, postmaster), rc permission (exit 6) and syntax
 //! (exit 5 naming file:line) errors, unknown poll names (exit 5).
 
 #![allow(dead_code)] // the shared helpers are not all used by every binary
@@ -124,6 +125,99 @@ fn lmtp_forwarding_into_alice() {
                 .unwrap_or(false)
         });
     assert!(found, "message {tag} in alice's Maildir");
+}
+
+#[test]
+fn multidrop_sorts_each_message_to_its_users_over_lmtp() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("rc-multidrop");
+    clear_bob(&s);
+    let tag = format!("md{}", std::process::id());
+    let messages = [
+        (
+            "to-alice",
+            "X-Original-To: alice@localhost\nTo: list@example.org\n",
+        ),
+        (
+            "to-bob",
+            "X-Original-To: bob@localhost\nTo: alice@localhost\n",
+        ),
+        (
+            "to-both",
+            "To: Alice <alice@localhost>, bob@localhost, x@elsewhere.net\n",
+        ),
+        ("to-nobody", "X-Original-To: stranger@elsewhere.net\n"),
+    ];
+    for (name, head) in messages {
+        put_bob(
+            &s,
+            &dir,
+            name,
+            format!("From: a@x\n{head}Subject: {tag} {name}\n\nfor {name}\n").as_bytes(),
+        );
+    }
+    let rc = write_rc(
+        &dir,
+        &format!(
+            "set postmaster \"alice\"\n\
+             poll 127.0.0.1 proto pop3 port {} localdomains localhost envelope X-Original-To\n  \
+             user bob password bobpw ssl sslcertfile \"{}\" sslcommonname localhost\n  \
+             is alice bob here lmtp smtphost 127.0.0.1/{} smtpaddress localhost\n",
+            s.port("POP3S_PORT"),
+            s.ca().display(),
+            s.port("LMTP_PORT")
+        ),
+        0o600,
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        !err.contains("not supported"),
+        "every keyword used is implemented: {err}"
+    );
+    let v = rfetch(&dir, &["-V", "-f", rc.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("Multidrop: local names alice bob"),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    // Which of our messages each mailbox holds now (bob's originals were deleted at QUIT; what
+    // bob has is what rfetch delivered to him).
+    let holds = |maildir: &str| -> Vec<(String, String)> {
+        let root = PathBuf::from(s.var(maildir));
+        let mut got: Vec<(String, String)> = ["new", "cur"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(root.join(d)).into_iter().flatten())
+            .filter_map(|e| {
+                let text =
+                    String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).ok()?).into_owned();
+                let at = text.find(&format!("Subject: {tag} "))? + tag.len() + 10;
+                let name = text[at..].split_whitespace().next()?.to_owned();
+                Some((name, text))
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let alice = holds("STACK_MAILDIR1");
+    let bob = holds("STACK_MAILDIR2");
+    let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&alice), ["to-alice", "to-both", "to-nobody"], "{err}");
+    assert_eq!(names(&bob), ["to-bob", "to-both"], "{err}");
+    let nobody = &alice.iter().find(|(n, _)| n == "to-nobody").unwrap().1;
+    assert!(
+        nobody.contains("X-Fetchmail-Warning: no recipient addresses matched declared local names"),
+        "{nobody}"
+    );
+    assert!(nobody.contains("(by default)"), "{nobody}");
+    let to_alice = &alice.iter().find(|(n, _)| n == "to-alice").unwrap().1;
+    assert!(
+        to_alice.contains("for <alice@localhost> (multi-drop)"),
+        "{to_alice}"
+    );
+    clear_bob(&s);
 }
 
 #[test]

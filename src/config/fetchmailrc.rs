@@ -951,7 +951,6 @@ const UNIMPLEMENTED: &[&str] = &[
     "postconnect",
     "mimedecode",
     "fetchdomains",
-    "sslcommonname",
     "passwordfd",
     "showdots",
 ];

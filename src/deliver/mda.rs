@@ -362,6 +362,7 @@ mod tests {
         MessageInfo {
             sender: sender.into(),
             recipient: recipient.into(),
+            also: Vec::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct MessageInfo {
     pub sender: String,
     /// The local recipient (`%T`).
     pub recipient: String,
+    /// Further recipients of the same copy (multidrop; SMTP and LMTP targets only).
+    pub also: Vec<String>,
 }
 
 /// Proof that a target accepted a message and holds it durably.

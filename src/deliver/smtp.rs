@@ -101,7 +101,10 @@ impl Deliver for SmtpTarget {
         let what = self.describe();
         let envelope = Envelope {
             from: info.sender.clone(),
-            rcpts: vec![Recipient::new(&info.recipient)],
+            rcpts: std::iter::once(&info.recipient)
+                .chain(&info.also)
+                .map(|r| Recipient::new(r))
+                .collect(),
             // We cannot know without reading ahead; 8BITMIME servers accept both.
             body_8bit: true,
             ..Envelope::default()
@@ -111,7 +114,17 @@ impl Deliver for SmtpTarget {
         match result {
             Ok(report) => {
                 self.sent_on_session += 1;
-                if let Some(r) = report.rejected().next() {
+                // With several recipients (multidrop), permanent refusals of some are reported
+                // and the copy the others accepted counts; a temporary refusal of any keeps the
+                // message on the server for the next poll (as fetchmail's softbounce).
+                let rejected: Vec<_> = report.rejected().collect();
+                let accepted = (1 + info.also.len()).saturating_sub(rejected.len());
+                let transient = rejected.iter().any(
+                    |r| matches!(&r.status, RcptStatus::Rejected(reply) if reply.is_transient()),
+                );
+                if let Some(r) = rejected.first()
+                    && (accepted == 0 || transient)
+                {
                     let RcptStatus::Rejected(reply) = &r.status else {
                         return Err(DeliverError::permanent(format!(
                             "{what} refused {}",
@@ -119,11 +132,17 @@ impl Deliver for SmtpTarget {
                         )));
                     };
                     let reason = format!("{what} refused {}: {reply}", r.address);
-                    return Err(if reply.is_transient() {
+                    return Err(if transient {
                         DeliverError::transient(reason)
                     } else {
                         DeliverError::permanent(reason)
                     });
+                }
+                for r in &rejected {
+                    log::warn!(
+                        "{what} refused {}; the other recipients got the message",
+                        r.address
+                    );
                 }
                 Ok(Receipt {
                     location: what,

@@ -3,6 +3,7 @@
 pub mod daemon;
 pub mod journal;
 pub mod lock;
+pub mod multidrop;
 pub mod pipe;
 pub mod poll;
 pub mod spec;

@@ -6,6 +6,7 @@
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use super::multidrop::{Rules, Sorted};
 use crate::deliver::received::insertion_offset;
 use crate::deliver::{Deliver, DeliverError, Maildir, MessageInfo, Pending, Receipt};
 use crate::error::{Error, ErrorKind, Result};
@@ -87,10 +88,17 @@ impl<K> Feeder<K> {
     }
 }
 
+/// Makes the `Received:` header of a message (given its multidrop sorting, if any).
+pub type ReceivedHeader<'a> = dyn Fn(Option<&Sorted>) -> String + Sync + 'a;
+
 /// Per-message settings of the worker.
 pub struct PipeOptions<'a> {
-    /// The `Received:` header to insert (CRLF lines), or `None` with `invisible`.
-    pub received: Option<&'a (dyn Fn() -> String + Sync)>,
+    /// The `Received:` header to insert (CRLF lines), or `None` with `invisible`; given the
+    /// message's multidrop sorting when there is one.
+    pub received: Option<&'a ReceivedHeader<'a>>,
+    /// Multidrop: the sorting rules and the domain local names are qualified with; each
+    /// message goes to the users its header names (`info.recipient` and `info.also`).
+    pub multidrop: Option<(&'a Rules, &'a str)>,
     pub info: MessageInfo,
     pub limit: Option<u64>,
 }
@@ -132,7 +140,8 @@ fn worker<K>(
             pos: 0,
             ended: false,
             lost: false,
-            received: opts.received.map(|f| f()),
+            head: None,
+            received: None,
             total: 0,
             last: None,
         };
@@ -142,12 +151,22 @@ fn worker<K>(
                 Outcome::TooLarge(size)
             }
             _ => {
+                let mut info = std::borrow::Cow::Borrowed(&opts.info);
+                let sorted = opts.multidrop.map(|(rules, domain)| {
+                    let sorted = rules.sort(reader.head());
+                    let mut names = sorted.locals.iter().map(|l| qualify(l, domain));
+                    let info = info.to_mut();
+                    info.recipient = names.next().unwrap_or_default();
+                    info.also = names.collect();
+                    sorted
+                });
+                reader.received = opts.received.map(|f| f(sorted.as_ref()));
                 let staged = match target {
-                    Target::Maildir(m) => m
-                        .deliver_unsynced(&mut reader, &opts.info)
-                        .map(Staged::Pending),
+                    Target::Maildir(m) => {
+                        m.deliver_unsynced(&mut reader, &info).map(Staged::Pending)
+                    }
                     Target::Direct { deliver, .. } => {
-                        deliver.deliver(&mut reader, &opts.info).map(Staged::Done)
+                        deliver.deliver(&mut reader, &info).map(Staged::Done)
                     }
                 };
                 // A target that gave up early leaves the rest of the message in the channel.
@@ -179,6 +198,8 @@ struct ChunkReader<'a, K> {
     pos: usize,
     ended: bool,
     lost: bool,
+    /// The header block read ahead by [`head`](Self::head), not yet passed on.
+    head: Option<Vec<u8>>,
     /// The header still to insert; taken once the header block was scanned.
     received: Option<String>,
     total: u64,
@@ -224,9 +245,9 @@ impl<K> ChunkReader<'_, K> {
         while self.next_chunk().is_some() {}
     }
 
-    fn fill(&mut self) {
-        if let Some(hdr) = self.received.take() {
-            // Collect the header block (or its first HEADER_SCAN bytes) to place the header.
+    /// The header block (or its first HEADER_SCAN bytes), read ahead and kept for `read`.
+    fn head(&mut self) -> &[u8] {
+        if self.head.is_none() {
             let mut head = Vec::new();
             while !has_blank_line(&head) && head.len() < HEADER_SCAN {
                 match self.next_chunk() {
@@ -234,6 +255,16 @@ impl<K> ChunkReader<'_, K> {
                     None => break,
                 }
             }
+            self.head = Some(head);
+        }
+        self.head.as_deref().unwrap_or_default()
+    }
+
+    fn fill(&mut self) {
+        if let Some(hdr) = self.received.take() {
+            // The header block (or its first HEADER_SCAN bytes) places the header.
+            self.head();
+            let head = self.head.take().unwrap_or_default();
             if self.lost {
                 return;
             }
@@ -247,8 +278,20 @@ impl<K> ChunkReader<'_, K> {
             self.pos = 0;
             return;
         }
-        self.buf = self.next_chunk().unwrap_or_default();
+        self.buf = match self.head.take() {
+            Some(head) => head,
+            None => self.next_chunk().unwrap_or_default(),
+        };
         self.pos = 0;
+    }
+}
+
+/// `user@domain` for a local name (a name with a domain already stays as it is).
+fn qualify(local: &str, domain: &str) -> String {
+    if local.contains('@') {
+        local.to_owned()
+    } else {
+        format!("{local}@{domain}")
     }
 }
 
@@ -262,7 +305,7 @@ fn has_blank_line(head: &[u8]) -> bool {
 impl<K> Read for ChunkReader<'_, K> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos >= self.buf.len() {
-            if self.ended && self.received.is_none() {
+            if self.ended && self.received.is_none() && self.head.is_none() {
                 return Ok(0);
             }
             self.fill();
@@ -315,9 +358,10 @@ mod tests {
             deliver: Box::new(Collect(got.clone())),
             description: "c".into(),
         };
-        let hdr = || "Received: x\r\n".to_string();
+        let hdr = |_: Option<&Sorted>| "Received: x\r\n".to_string();
         let opts = PipeOptions {
             received: Some(&hdr),
+            multidrop: None,
             info: MessageInfo::default(),
             limit: None,
         };
@@ -340,6 +384,89 @@ mod tests {
             .count();
         let v = got.lock().unwrap().clone();
         (v, ok)
+    }
+
+    /// What [`Record`] saw: each message's bytes and envelope.
+    type Recorded = Arc<Mutex<Vec<(Vec<u8>, MessageInfo)>>>;
+
+    /// Records each message's bytes and envelope.
+    struct Record(Recorded);
+    impl Deliver for Record {
+        fn deliver(
+            &mut self,
+            msg: &mut dyn Read,
+            info: &MessageInfo,
+        ) -> std::result::Result<Receipt, DeliverError> {
+            let mut v = Vec::new();
+            msg.read_to_end(&mut v)
+                .map_err(|e| DeliverError::from_io("x", e))?;
+            self.0.lock().unwrap().push((v, info.clone()));
+            Ok(Receipt {
+                location: "r".into(),
+                path: None,
+                bytes: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn multidrop_sets_each_message_s_recipients_and_keeps_its_bytes() {
+        let rules = Rules {
+            names: vec![
+                ("alice".into(), "alice".into()),
+                ("bob".into(), "bob".into()),
+            ],
+            wildcard: false,
+            envelope: None,
+            domains: vec!["example.org".into()],
+            postmaster: "pm".into(),
+        };
+        let msgs: [&[u8]; 2] = [
+            b"To: bob@example.org, alice@example.org\r\nSubject: a\r\n\r\nbody a\r\n",
+            b"To: x@elsewhere.net\r\n\r\nbody b\r\n",
+        ];
+        for invisible in [true, false] {
+            let got = Arc::new(Mutex::new(Vec::new()));
+            let mut t = Target::Direct {
+                deliver: Box::new(Record(got.clone())),
+                description: "r".into(),
+            };
+            let hdr = |s: Option<&Sorted>| {
+                format!("Received: for {}\r\n", s.map_or(0, |s| s.locals.len()))
+            };
+            let opts = PipeOptions {
+                received: (!invisible).then_some(&hdr as &ReceivedHeader<'_>),
+                multidrop: Some((&rules, "example.org")),
+                info: MessageInfo::default(),
+                limit: None,
+            };
+            let (_, r) = run_batch(&mut t, &opts, |f: &Feeder<usize>| {
+                for (i, m) in msgs.iter().enumerate() {
+                    f.start(i, None)?;
+                    // One byte at a time: the header read-ahead spans many chunks.
+                    for c in m.chunks(1) {
+                        f.data(c)?;
+                    }
+                    f.end()?;
+                }
+                Ok(())
+            });
+            assert!(r.is_ok());
+            let got = got.lock().unwrap();
+            assert_eq!(got[0].1.recipient, "bob@example.org");
+            assert_eq!(got[0].1.also, ["alice@example.org"]);
+            assert_eq!(got[1].1.recipient, "pm@example.org");
+            assert!(got[1].1.also.is_empty());
+            for (i, m) in msgs.iter().enumerate() {
+                let want = if invisible {
+                    m.to_vec()
+                } else {
+                    let n = if i == 0 { 2 } else { 1 };
+                    [format!("Received: for {n}\r\n").as_bytes(), m].concat()
+                };
+                assert_eq!(got[i].0, want, "message {i}, invisible {invisible}");
+            }
+        }
     }
 
     #[test]

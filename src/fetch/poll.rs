@@ -32,6 +32,7 @@ use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
 
 use super::journal::{self, StateKey};
+use super::multidrop::Sorted;
 use super::pipe::{self, BatchItem, Feeder, Outcome, PipeOptions, Staged, Target};
 use super::spec::PollSpec;
 use super::state::{AccountKey, SeenStore, UidValidityCheck};
@@ -209,34 +210,68 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn received(&self) -> String {
+    /// The Received header (and, for multidrop mail no name matched, fetchmail's
+    /// X-Fetchmail-Warning), for the message's multidrop sorting when there is one.
+    fn received(&self, sorted: Option<&Sorted>) -> String {
         // fetchmail qualifies a local name: `for <bob@localhost>`.
-        let address = if self.recipient.contains('@') {
-            self.recipient.clone()
+        let domain = if sorted.is_some() {
+            self.spec.smtp_domain.as_str()
         } else {
-            format!("{}@localhost", self.recipient)
+            "localhost"
         };
-        received_header(&ReceivedInfo {
+        let qualify = |name: &str| {
+            if name.contains('@') {
+                name.to_owned()
+            } else {
+                format!("{name}@{domain}")
+            }
+        };
+        let first = match sorted {
+            Some(s) => s.locals.first().map_or_else(String::new, |l| qualify(l)),
+            None => qualify(&self.recipient),
+        };
+        let recipients = match sorted {
+            None => ReceivedFor::One {
+                address: &first,
+                multidrop: false,
+            },
+            Some(s) if s.by_default => ReceivedFor::ByDefault { postmaster: &first },
+            Some(s) if s.locals.len() == 1 => ReceivedFor::One {
+                address: &first,
+                multidrop: true,
+            },
+            Some(_) => ReceivedFor::Several,
+        };
+        let header = received_header(&ReceivedInfo {
             server: &self.server,
             server_ip: self.server_ip.as_deref(),
             client_host: &self.client_host,
             protocol: self.spec.protocol_name(),
             software: concat!("rfetch-", env!("CARGO_PKG_VERSION")),
             trace: None,
-            recipients: ReceivedFor::One {
-                address: &address,
-                multidrop: false,
-            },
+            recipients,
             date: chrono::Local::now().fixed_offset(),
-        })
+        });
+        match sorted {
+            Some(s) if s.by_default => format!(
+                "{header}X-Fetchmail-Warning: no recipient addresses matched declared local names\r\n"
+            ),
+            _ => header,
+        }
     }
 
-    fn pipe_options<'b>(&self, header: &'b (dyn Fn() -> String + Sync)) -> PipeOptions<'b> {
+    fn pipe_options<'b>(&'b self, header: &'b pipe::ReceivedHeader) -> PipeOptions<'b> {
         PipeOptions {
             received: (!self.spec.invisible).then_some(header),
+            multidrop: self
+                .spec
+                .multidrop
+                .as_ref()
+                .map(|m| (m, self.spec.smtp_domain.as_str())),
             info: MessageInfo {
                 sender: String::new(),
                 recipient: self.recipient.clone(),
+                also: Vec::new(),
             },
             limit: self.spec.limit,
         }
@@ -617,7 +652,7 @@ fn poll_pop3(
             .unwrap_or_else(|| "localhost".into()),
         server_ip: peer_ip(s.connection()),
     };
-    let header = || d.received();
+    let header = |sorted: Option<&Sorted>| d.received(sorted);
     let opts = d.pipe_options(&header);
     let label = |k: &(u32, String)| format!("{} of {total}", k.0);
     let state_key = |k: &(u32, String)| StateKey::Pop3 {
@@ -848,7 +883,7 @@ pub fn poll_imap_session(
             .unwrap_or_else(|| "localhost".into()),
         server_ip: peer_ip(s.connection()),
     };
-    let header = || d.received();
+    let header = |sorted: Option<&Sorted>| d.received(sorted);
     let opts = d.pipe_options(&header);
     let mut budget = spec.fetchlimit;
     for folder in f.folders() {

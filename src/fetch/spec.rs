@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::multidrop;
 use crate::account::{
     Account, Env, FetchProtocol, FetchSettings, Provenance, Secret, ServerSettings, Sourced,
     Target, TrustFile,
@@ -51,6 +52,11 @@ pub struct PollSpec {
     pub expunge: Option<u64>,
     /// fetchmailrc `interval N`: in daemon mode, poll only every N-th cycle (1: every cycle).
     pub every_nth_poll: u64,
+    /// Multidrop (several local names, or `*`): each message is sorted to its local users
+    /// (RCPT TO `user@`[`smtp_domain`](Self::smtp_domain)).
+    pub multidrop: Option<multidrop::Rules>,
+    /// The domain local names are qualified with for SMTP/LMTP (`smtpaddress`, else localhost).
+    pub smtp_domain: String,
 }
 
 impl PollSpec {
@@ -153,6 +159,30 @@ impl PollSpec {
             None => {}
         }
         out.push_str(&format!("  Messages will be delivered to {target}.\n"));
+        if let Some(m) = &self.multidrop {
+            let names: Vec<String> = m
+                .names
+                .iter()
+                .map(|(srv, loc)| {
+                    if srv == loc {
+                        loc.clone()
+                    } else {
+                        format!("'{srv}'='{loc}'")
+                    }
+                })
+                .chain(m.wildcard.then(|| "*".to_owned()))
+                .collect();
+            out.push_str(&format!(
+                "  Multidrop: local names {}; recipients from {}; domains {}; unmatched mail to {}.\n",
+                names.join(" "),
+                m.envelope.as_ref().map_or_else(
+                    || "To/Cc/Bcc".to_owned(),
+                    |(skip, h)| format!("the {h} header (skipping {skip}), else To/Cc/Bcc")
+                ),
+                m.domains.join(" "),
+                m.postmaster
+            ));
+        }
         if f.idle() && f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!(
                 "  After each poll the connection stays open in IMAP IDLE (re-issued every {} s{}); new mail is fetched at once. Each folder gets its own connection.\n",
@@ -203,6 +233,8 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 limitflush: t.limitflush,
                 expunge: t.expunge,
                 every_nth_poll: 1,
+                multidrop: None,
+                smtp_domain: "localhost".to_owned(),
             })
         })
         .collect()
@@ -250,19 +282,6 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             ));
         }
     };
-    if user.is_multidrop() {
-        // Delivering a multidrop mailbox to one name would hand other people's mail to it.
-        return Err(bad(
-            user.line,
-            format!(
-                "multidrop (several local names{} for one mailbox) is not implemented by rfetch: \
-                 it sorts messages by their envelope header, and delivering them all to one \
-                 name could give mail to the wrong person; give this user a single local name, \
-                 or poll this mailbox with fetchmail",
-                if user.wildcard { " or '*'" } else { "" }
-            ),
-        ));
-    }
     let mut server = ServerSettings {
         host: s(poll.host(), poll.line),
         ..ServerSettings::default()
@@ -388,6 +407,27 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         }
     };
 
+    let smtp_domain = o
+        .smtpaddress
+        .as_ref()
+        .map_or("localhost", |d| d.value.as_str())
+        .to_owned();
+    let multidrop = if user.is_multidrop() {
+        if let Some(mda) = &o.mda {
+            // Delivering a multidrop mailbox through one MDA call would hand everyone's mail
+            // to one name.
+            return Err(bad(
+                mda.line,
+                "multidrop (several local names or '*' for one mailbox) works with SMTP or LMTP \
+                 forwarding only, not with an mda: remove the mda (rfetch then forwards to \
+                 smtphost), or give this user a single local name"
+                    .into(),
+            ));
+        }
+        Some(multidrop_rules(rc, poll, user, env))
+    } else {
+        None
+    };
     let mut fetch = FetchSettings::new(Sourced::new(protocol, at(poll.line)));
     fetch.server = server;
     if let Some(f) = &o.folders {
@@ -417,7 +457,55 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         limitflush: o.limitflush.as_ref().is_some_and(|v| v.value),
         expunge: o.expunge.as_ref().map(|v| v.value),
         every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
+        multidrop,
+        smtp_domain,
     })
+}
+
+/// The sorting rules of a multidrop user entry (fetchmail's defaults: envelope `Received`,
+/// our domains the poll name, `via`, `aka` and `localdomains`, the postmaster from
+/// `set postmaster`, else the invoking user, else "postmaster").
+fn multidrop_rules(
+    rc: &FetchmailRc,
+    poll: &PollEntry,
+    user: &UserEntry,
+    env: &Env,
+) -> multidrop::Rules {
+    use crate::config::fetchmailrc::Envelope;
+    let so = &poll.server;
+    let envelope = match so.envelope.as_ref().map(|e| &e.value) {
+        None => Some((0, "Received".to_owned())),
+        Some(Envelope::Disabled) => None,
+        Some(Envelope::Header { skip, name }) => Some((*skip, name.clone())),
+    };
+    let mut domains = vec![poll.label.to_ascii_lowercase()];
+    if let Some(via) = &so.via {
+        domains.push(via.value.to_ascii_lowercase());
+    }
+    for list in [&so.aka, &so.localdomains].into_iter().flatten() {
+        domains.extend(list.value.iter().map(|d| d.to_ascii_lowercase()));
+    }
+    let postmaster = rc
+        .globals
+        .postmaster
+        .as_ref()
+        .map(|p| p.value.clone())
+        .or_else(|| env.user.clone().filter(|u| u != "root"))
+        .unwrap_or_else(|| "postmaster".to_owned());
+    multidrop::Rules {
+        names: user
+            .locals
+            .iter()
+            .map(|l| {
+                let server = l.server_name.clone().unwrap_or_else(|| l.local.clone());
+                (server, l.local.clone())
+            })
+            .collect(),
+        wildcard: user.wildcard,
+        envelope,
+        domains,
+        postmaster,
+    }
 }
 
 /// fetchmail's rc file: `$FETCHMAILHOME/fetchmailrc`, else `~/.fetchmailrc`.
@@ -596,33 +684,67 @@ mod tests {
     }
 
     #[test]
-    fn multidrop_is_refused_not_delivered_to_the_first_name() {
-        for users in [
-            "is alice bob here",
-            "is * here",
-            "to 'a'='alice' 'b'='bob' here",
-        ] {
-            let rc = parse_fetchmailrc(
-                &format!("poll x proto pop3\n  user shared password p {users}\n"),
-                std::path::Path::new("/rc"),
-            )
+    fn multidrop_user_entries_get_sorting_rules() {
+        let rc = parse_fetchmailrc(
+            "set postmaster pm\npoll mail.example.org via 127.0.0.1 proto pop3 aka example.org \
+             localdomains lists.example.org envelope 1 X-Original-To\n  \
+             user shared password p to 'info'='carol' alice * here smtpaddress example.org\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let spec = &from_fetchmailrc(&rc, &env()).unwrap()[0];
+        let m = spec.multidrop.as_ref().expect("multidrop");
+        assert_eq!(
+            m.names,
+            [
+                ("info".to_owned(), "carol".to_owned()),
+                ("alice".to_owned(), "alice".to_owned())
+            ]
+        );
+        assert!(m.wildcard);
+        assert_eq!(m.envelope, Some((1, "X-Original-To".to_owned())));
+        assert_eq!(
+            m.domains,
+            [
+                "mail.example.org",
+                "127.0.0.1",
+                "example.org",
+                "lists.example.org"
+            ]
+        );
+        assert_eq!(m.postmaster, "pm");
+        assert_eq!(spec.smtp_domain, "example.org");
+        // The defaults: envelope Received.
+        let rc = parse_fetchmailrc(
+            "poll x proto pop3\n  user shared password p is alice bob here\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let m = from_fetchmailrc(&rc, &env()).unwrap()[0]
+            .multidrop
+            .clone()
             .unwrap();
-            let e = from_fetchmailrc(&rc, &env()).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Config, "{users}");
-            assert!(
-                e.to_string().starts_with("/rc:2: multidrop"),
-                "{users}: {e}"
-            );
-        }
+        assert_eq!(m.envelope, Some((0, "Received".to_owned())));
         // One local name, even mapped, is single-drop.
         let rc = parse_fetchmailrc(
             "poll x proto pop3 user shared password p is alice here\n",
             std::path::Path::new("/rc"),
         )
         .unwrap();
-        assert_eq!(
-            from_fetchmailrc(&rc, &env()).unwrap()[0].local_user,
-            "alice"
-        );
+        let spec = &from_fetchmailrc(&rc, &env()).unwrap()[0];
+        assert!(spec.multidrop.is_none());
+        assert_eq!(spec.local_user, "alice");
+    }
+
+    #[test]
+    fn multidrop_with_an_mda_is_refused() {
+        let rc = parse_fetchmailrc(
+            "poll x proto pop3\n  user shared password p is alice bob here\n  mda \"procmail -d %T\"\n",
+            std::path::Path::new("/rc"),
+        )
+        .unwrap();
+        let e = from_fetchmailrc(&rc, &env()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().starts_with("/rc:3: multidrop"), "{e}");
     }
 }

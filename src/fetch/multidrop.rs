@@ -1,0 +1,235 @@
+//! Multidrop sorting (fetchmail's "multidrop" mode, anchor §1.8 and §3.5): for a message fetched
+//! from a mailbox shared by several people, which local users it is for — from its envelope
+//! header (`envelope [N] HEADER`, default `Received`'s "for <address>"), else from its
+//! Resent-To/Cc/Bcc or To/Cc/Bcc/Apparently-To — matched against the poll's local names, with
+//! the postmaster as the fallback. Pure: header bytes in, local names out.
+
+use crate::submit::address::{domain_of, parse_address_list};
+use crate::submit::headers::{Field, split_head};
+
+/// How a multidrop poll sorts its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// (name on the server, local user): `'srv'='loc'` or a plain `loc` (the same name).
+    pub names: Vec<(String, String)>,
+    /// `*` among the local names: any name in one of our domains goes to the local user of
+    /// the same name.
+    pub wildcard: bool,
+    /// The envelope header and how many of them to skip; `None` with `no envelope`.
+    pub envelope: Option<(u32, String)>,
+    /// The host names that count as ours (the poll name, `via`, `aka`, `localdomains`),
+    /// lowercase; a subdomain of one counts too. An address without a domain is ours.
+    pub domains: Vec<String>,
+    /// Who gets a message no name matched (fetchmail's postmaster).
+    pub postmaster: String,
+}
+
+/// The outcome for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sorted {
+    /// The local users, each once, in the order their addresses appeared.
+    pub locals: Vec<String>,
+    /// No address matched a local name: `locals` is the postmaster alone.
+    pub by_default: bool,
+}
+
+impl Rules {
+    /// Sorts the message whose header block starts `head` (the whole header, or as much of it
+    /// as was read).
+    pub fn sort(&self, head: &[u8]) -> Sorted {
+        let fields = match split_head(head, true) {
+            Ok(Some(h)) => h.fields,
+            _ => Vec::new(),
+        };
+        let mut locals: Vec<String> = Vec::new();
+        for address in self.addresses(&fields) {
+            if let Some(local) = self.local_for(&address)
+                && !locals.iter().any(|l| l.eq_ignore_ascii_case(&local))
+            {
+                locals.push(local);
+            }
+        }
+        if locals.is_empty() {
+            return Sorted {
+                locals: vec![self.postmaster.clone()],
+                by_default: true,
+            };
+        }
+        Sorted {
+            locals,
+            by_default: false,
+        }
+    }
+
+    /// The addresses the message is for: the envelope header's, else the header recipients.
+    fn addresses(&self, fields: &[Field]) -> Vec<String> {
+        if let Some((skip, name)) = &self.envelope {
+            let found = fields
+                .iter()
+                .filter(|f| f.name.eq_ignore_ascii_case(name))
+                .nth(usize::try_from(*skip).unwrap_or(usize::MAX));
+            if let Some(field) = found {
+                let value = field.value();
+                let from_envelope = if name.eq_ignore_ascii_case("Received") {
+                    received_for(&value).into_iter().collect()
+                } else {
+                    parse_address_list(&value)
+                };
+                if !from_envelope.is_empty() {
+                    return from_envelope;
+                }
+            }
+        }
+        let named = |names: &[&str]| -> Vec<String> {
+            fields
+                .iter()
+                .filter(|f| names.iter().any(|n| f.name.eq_ignore_ascii_case(n)))
+                .flat_map(|f| parse_address_list(&f.value()))
+                .collect()
+        };
+        let resent = named(&["Resent-To", "Resent-Cc", "Resent-Bcc"]);
+        if !resent.is_empty() {
+            return resent;
+        }
+        named(&["To", "Cc", "Bcc", "Apparently-To"])
+    }
+
+    /// The local user an address maps to, if it is in one of our domains and names one.
+    fn local_for(&self, address: &str) -> Option<String> {
+        let (local_part, domain) = match domain_of(address) {
+            Some(d) => (&address[..address.len() - d.len() - 1], Some(d)),
+            None => (address, None),
+        };
+        if let Some(d) = domain {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            let ours = self
+                .domains
+                .iter()
+                .any(|o| d == *o || d.ends_with(&format!(".{o}")));
+            if !ours {
+                return None;
+            }
+        }
+        if local_part.is_empty() {
+            return None;
+        }
+        if let Some((_, local)) = self
+            .names
+            .iter()
+            .find(|(server, _)| server.eq_ignore_ascii_case(local_part))
+        {
+            return Some(local.clone());
+        }
+        // `*` passes names through, but never one that could act on the shell or the SMTP
+        // command line of the local delivery.
+        let plain = local_part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        (self.wildcard && plain).then(|| local_part.to_ascii_lowercase())
+    }
+}
+
+/// The address of a `Received:` value's "for" clause (`... for <a@b>; date` or `for a@b;`).
+fn received_for(value: &str) -> Option<String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let at = words.iter().position(|w| w.eq_ignore_ascii_case("for"))?;
+    let raw = words.get(at + 1)?;
+    let address = raw
+        .trim_end_matches(';')
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    (!address.is_empty()).then(|| address.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            names: vec![
+                ("alice".into(), "alice".into()),
+                ("bob".into(), "bob".into()),
+                ("info".into(), "carol".into()),
+            ],
+            wildcard: false,
+            envelope: Some((0, "X-Original-To".into())),
+            domains: vec!["example.org".into(), "localhost".into()],
+            postmaster: "root".into(),
+        }
+    }
+
+    fn sort(r: &Rules, head: &str) -> Sorted {
+        r.sort(head.as_bytes())
+    }
+
+    #[test]
+    fn the_envelope_header_decides() {
+        let s = sort(
+            &rules(),
+            "X-Original-To: bob@example.org\r\nTo: alice@example.org\r\n\r\nbody",
+        );
+        assert_eq!(s.locals, ["bob"]);
+        assert!(!s.by_default);
+        // A mapped server name.
+        let s = sort(&rules(), "X-Original-To: Info@EXAMPLE.org\n\n");
+        assert_eq!(s.locals, ["carol"]);
+    }
+
+    #[test]
+    fn without_an_envelope_the_header_recipients_count_each_once() {
+        let s = sort(
+            &rules(),
+            "To: Alice <alice@example.org>, stranger@elsewhere.net\nCc: bob, ALICE@mail.example.org\n\n",
+        );
+        assert_eq!(s.locals, ["alice", "bob"]);
+        // Resent-* wins over To/Cc.
+        let s = sort(
+            &rules(),
+            "To: alice@example.org\nResent-To: bob@example.org\n\n",
+        );
+        assert_eq!(s.locals, ["bob"]);
+    }
+
+    #[test]
+    fn received_for_with_a_skip_count() {
+        let mut r = rules();
+        r.envelope = Some((1, "Received".into()));
+        let head = "Received: from a by b for <alice@example.org>; Mon, 1 Jan 2026\r\n\
+                    Received: from c\r\n by d\r\n for bob@localhost; Mon, 1 Jan 2026\r\n\r\n";
+        assert_eq!(sort(&r, head).locals, ["bob"]);
+        r.envelope = Some((0, "Received".into()));
+        assert_eq!(sort(&r, head).locals, ["alice"]);
+        // No "for": the header recipients are used.
+        let head = "Received: from a by b; Mon, 1 Jan 2026\nTo: bob@example.org\n\n";
+        assert_eq!(sort(&r, head).locals, ["bob"]);
+    }
+
+    #[test]
+    fn unmatched_mail_goes_to_the_postmaster() {
+        for head in [
+            "To: stranger@example.org\n\n",
+            "To: alice@elsewhere.net\n\n",
+            "Subject: no recipients at all\n\n",
+            "",
+            "\u{0}\u{1}garbage without a colon",
+        ] {
+            let s = sort(&rules(), head);
+            assert_eq!(s.locals, ["root"], "{head:?}");
+            assert!(s.by_default);
+        }
+    }
+
+    #[test]
+    fn the_wildcard_passes_plain_names_only() {
+        let mut r = rules();
+        r.wildcard = true;
+        let s = sort(
+            &r,
+            "To: Dave@example.org, \"x;rm -rf\"@example.org, `id`@example.org, info@example.org\n\n",
+        );
+        assert_eq!(s.locals, ["dave", "carol"]);
+        // Still only in our domains.
+        assert!(sort(&r, "To: dave@elsewhere.net\n\n").by_default);
+    }
+}
