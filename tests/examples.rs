@@ -73,6 +73,7 @@ fn fetchmailrc_example() {
         // -V describes skipped polls too, as fetchmail does
         "relay.example.org (skipped unless named):",
         "This host will not be queried when no host is specified.",
+        "Multidrop: local names anna ben; recipients from the X-Original-To header",
     ] {
         assert!(v.contains(line), "{line}: {v}");
     }

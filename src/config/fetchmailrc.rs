@@ -945,7 +945,6 @@ const UNIMPLEMENTED: &[&str] = &[
     "dns",
     "checkalias",
     "principal",
-    "qvirtual",
     "bsmtp",
     "preconnect",
     "postconnect",

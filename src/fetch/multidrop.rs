@@ -17,6 +17,9 @@ pub struct Rules {
     pub wildcard: bool,
     /// The envelope header and how many of them to skip; `None` with `no envelope`.
     pub envelope: Option<(u32, String)>,
+    /// `qvirtual P`: removed from the start of an envelope address's local part (a virtual
+    /// domain's `P-user@...` becomes `user@...`) before the names are matched.
+    pub qvirtual: Option<String>,
     /// The host names that count as ours (the poll name, `via`, `aka`, `localdomains`),
     /// lowercase; a subdomain of one counts too. An address without a domain is ours.
     pub domains: Vec<String>,
@@ -76,7 +79,16 @@ impl Rules {
                     parse_address_list(&value)
                 };
                 if !from_envelope.is_empty() {
-                    return from_envelope;
+                    return match &self.qvirtual {
+                        Some(prefix) if !prefix.is_empty() => from_envelope
+                            .into_iter()
+                            .map(|a| {
+                                a.strip_prefix(prefix.as_str())
+                                    .map_or(a.clone(), str::to_owned)
+                            })
+                            .collect(),
+                        _ => from_envelope,
+                    };
                 }
             }
         }
@@ -154,6 +166,7 @@ mod tests {
             ],
             wildcard: false,
             envelope: Some((0, "X-Original-To".into())),
+            qvirtual: None,
             domains: vec!["example.org".into(), "localhost".into()],
             postmaster: "root".into(),
         }
@@ -203,6 +216,19 @@ mod tests {
         // No "for": the header recipients are used.
         let head = "Received: from a by b; Mon, 1 Jan 2026\nTo: bob@example.org\n\n";
         assert_eq!(sort(&r, head).locals, ["bob"]);
+    }
+
+    #[test]
+    fn qvirtual_strips_its_prefix_from_envelope_addresses_only() {
+        let mut r = rules();
+        r.envelope = Some((0, "Delivered-To".into()));
+        r.qvirtual = Some("vdom-".into());
+        assert_eq!(
+            sort(&r, "Delivered-To: vdom-bob@example.org\n\n").locals,
+            ["bob"]
+        );
+        // Header recipients keep their names.
+        assert!(sort(&r, "To: vdom-bob@example.org\n\n").by_default);
     }
 
     #[test]

@@ -418,6 +418,7 @@ mod tests {
             ],
             wildcard: false,
             envelope: None,
+            qvirtual: None,
             domains: vec!["example.org".into()],
             postmaster: "pm".into(),
         };

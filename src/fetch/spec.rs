@@ -503,6 +503,7 @@ fn multidrop_rules(
             .collect(),
         wildcard: user.wildcard,
         envelope,
+        qvirtual: so.qvirtual.as_ref().map(|q| q.value.clone()),
         domains,
         postmaster,
     }
