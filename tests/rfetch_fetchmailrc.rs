@@ -221,6 +221,44 @@ fn multidrop_sorts_each_message_to_its_users_over_lmtp() {
 }
 
 #[test]
+fn multidrop_with_an_mda_names_every_user_in_percent_t() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("rc-multidrop-mda");
+    clear_bob(&s);
+    put_bob(
+        &s,
+        &dir,
+        "one",
+        b"From: a@x\nX-Original-To: alice@localhost\nSubject: one\n\n1\n",
+    );
+    put_bob(
+        &s,
+        &dir,
+        "two",
+        b"From: a@x\nTo: alice@localhost, Bob <bob@localhost>\nSubject: two\n\n2\n",
+    );
+    let log = dir.join("rcpts");
+    let rc = write_rc(
+        &dir,
+        &format!(
+            "poll 127.0.0.1 proto pop3 port {} localdomains localhost envelope X-Original-To\n  \
+             user bob password bobpw ssl sslcertfile \"{}\" sslcommonname localhost\n  \
+             is alice bob here mda \"echo %T >> {}; cat >/dev/null\"\n",
+            s.port("POP3S_PORT"),
+            s.ca().display(),
+            log.display()
+        ),
+        0o600,
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, "alice\nalice bob\n");
+    assert_eq!(server_count(&s), 0);
+}
+
+#[test]
 fn rc_errors_have_fetchmail_exit_codes() {
     let s = common::Stack::get();
     let dir = tempdir("rc-errors");

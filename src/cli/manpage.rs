@@ -256,9 +256,9 @@ at the next poll without flush. \
 Multidrop (several local names, or *, for one server account) sorts each message by its envelope \
 header (envelope; default Received's for clause), else Resent-To/Cc/Bcc or To/Cc/Bcc, matching \
 domains against the poll name, via, aka and localdomains without DNS lookups (dns and checkalias \
-are ignored; qvirtual is honoured), and forwards one copy over SMTP or LMTP with one RCPT TO per local user; \
-unmatched mail goes to the postmaster with an X-Fetchmail-Warning header. Multidrop with an mda \
-is an error naming its line. A temporary refusal of any recipient keeps the message on the server \
+are ignored; qvirtual is honoured), and forwards one copy over SMTP or LMTP with one RCPT TO per local user, or runs the mda once \
+with %T expanded to every local name (each quoted); unmatched mail goes to the postmaster with an \
+X-Fetchmail-Warning header. A temporary refusal of any recipient keeps the message on the server \
 for the next poll; a permanent refusal of some is logged and the others keep their copy. \
 A CR that is not followed by LF is delivered as it came (fetchmail drops it).",
     },

@@ -127,7 +127,13 @@ fn expand_with(cmd: &str, info: &MessageInfo, quote: fn(&str) -> String) -> Stri
             match chars.peek() {
                 Some('T') => {
                     chars.next();
-                    out.push_str(&quote(&info.recipient));
+                    // Multidrop: every recipient, each quoted, as fetchmail does
+                    // (`procmail -d %T` delivers to each).
+                    let all: Vec<String> = std::iter::once(&info.recipient)
+                        .chain(&info.also)
+                        .map(|r| quote(r))
+                        .collect();
+                    out.push_str(&all.join(" "));
                     continue;
                 }
                 Some('F') => {
@@ -364,6 +370,16 @@ mod tests {
             recipient: recipient.into(),
             also: Vec::new(),
         }
+    }
+
+    #[test]
+    fn percent_t_names_every_multidrop_recipient() {
+        let mut i = info("a@x", "alice");
+        i.also = vec!["bob".into(), "o'neil".into()];
+        assert_eq!(
+            expand_shell("procmail -d %T", &i),
+            "procmail -d 'alice' 'bob' 'o'\\''neil'"
+        );
     }
 
     #[test]

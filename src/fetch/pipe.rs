@@ -96,8 +96,9 @@ pub struct PipeOptions<'a> {
     /// The `Received:` header to insert (CRLF lines), or `None` with `invisible`; given the
     /// message's multidrop sorting when there is one.
     pub received: Option<&'a ReceivedHeader<'a>>,
-    /// Multidrop: the sorting rules and the domain local names are qualified with; each
-    /// message goes to the users its header names (`info.recipient` and `info.also`).
+    /// Multidrop: the sorting rules and the domain local names are qualified with (empty: bare
+    /// names); each message goes to the users its header names (`info.recipient` and
+    /// `info.also`).
     pub multidrop: Option<(&'a Rules, &'a str)>,
     pub info: MessageInfo,
     pub limit: Option<u64>,
@@ -286,9 +287,10 @@ impl<K> ChunkReader<'_, K> {
     }
 }
 
-/// `user@domain` for a local name (a name with a domain already stays as it is).
+/// `user@domain` for a local name (a name with a domain already stays as it is; no domain:
+/// the bare name, for an MDA's %T).
 fn qualify(local: &str, domain: &str) -> String {
-    if local.contains('@') {
+    if local.contains('@') || domain.is_empty() {
         local.to_owned()
     } else {
         format!("{local}@{domain}")

@@ -263,11 +263,21 @@ impl Delivery<'_> {
     fn pipe_options<'b>(&'b self, header: &'b pipe::ReceivedHeader) -> PipeOptions<'b> {
         PipeOptions {
             received: (!self.spec.invisible).then_some(header),
-            multidrop: self
-                .spec
-                .multidrop
-                .as_ref()
-                .map(|m| (m, self.spec.smtp_domain.as_str())),
+            // An MDA gets the local names (%T), SMTP and LMTP addresses in smtpaddress.
+            multidrop: self.spec.multidrop.as_ref().map(|m| {
+                let mda = matches!(
+                    self.spec.fetch.target.as_ref().map(|t| &t.value),
+                    Some(TargetSetting::Mda(_) | TargetSetting::MdaShell(_))
+                );
+                (
+                    m,
+                    if mda {
+                        ""
+                    } else {
+                        self.spec.smtp_domain.as_str()
+                    },
+                )
+            }),
             info: MessageInfo {
                 sender: String::new(),
                 recipient: self.recipient.clone(),

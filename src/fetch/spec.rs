@@ -413,17 +413,6 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         .map_or("localhost", |d| d.value.as_str())
         .to_owned();
     let multidrop = if user.is_multidrop() {
-        if let Some(mda) = &o.mda {
-            // Delivering a multidrop mailbox through one MDA call would hand everyone's mail
-            // to one name.
-            return Err(bad(
-                mda.line,
-                "multidrop (several local names or '*' for one mailbox) works with SMTP or LMTP \
-                 forwarding only, not with an mda: remove the mda (rfetch then forwards to \
-                 smtphost), or give this user a single local name"
-                    .into(),
-            ));
-        }
         Some(multidrop_rules(rc, poll, user, env))
     } else {
         None
@@ -738,14 +727,16 @@ mod tests {
     }
 
     #[test]
-    fn multidrop_with_an_mda_is_refused() {
+    fn multidrop_with_an_mda_is_allowed() {
         let rc = parse_fetchmailrc(
             "poll x proto pop3\n  user shared password p is alice bob here\n  mda \"procmail -d %T\"\n",
             std::path::Path::new("/rc"),
         )
         .unwrap();
-        let e = from_fetchmailrc(&rc, &env()).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(e.to_string().starts_with("/rc:3: multidrop"), "{e}");
+        assert!(
+            from_fetchmailrc(&rc, &env()).unwrap()[0]
+                .multidrop
+                .is_some()
+        );
     }
 }
