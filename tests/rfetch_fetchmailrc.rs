@@ -217,6 +217,8 @@ fn multidrop_sorts_each_message_to_its_users_over_lmtp() {
         to_alice.contains("for <alice@localhost> (multi-drop)"),
         "{to_alice}"
     );
+    // MAIL FROM is the message's sender (Dovecot's LMTP records it as Return-Path).
+    assert!(to_alice.starts_with("Return-Path: <a@x>"), "{to_alice}");
     clear_bob(&s);
 }
 

@@ -6,6 +6,7 @@
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use super::envelope;
 use super::multidrop::{Rules, Sorted};
 use crate::deliver::received::insertion_offset;
 use crate::deliver::{Deliver, DeliverError, Maildir, MessageInfo, Pending, Receipt};
@@ -153,6 +154,14 @@ fn worker<K>(
             }
             _ => {
                 let mut info = std::borrow::Cow::Borrowed(&opts.info);
+                if matches!(target, Target::Direct { .. }) {
+                    // MAIL FROM, %F and the mbox From line come from the header, as fetchmail
+                    // takes them (a Maildir has no envelope sender).
+                    let from = envelope::sender(reader.head());
+                    if !from.is_empty() {
+                        info.to_mut().sender = from;
+                    }
+                }
                 let sorted = opts.multidrop.map(|(rules, domain)| {
                     let sorted = rules.sort(reader.head());
                     let mut names = sorted.locals.iter().map(|l| qualify(l, domain));

@@ -1,0 +1,83 @@
+//! The envelope sender of a fetched message, as fetchmail derives it from the header (anchor
+//! §1.8; fetchmail transact.c): the MAIL FROM of SMTP/LMTP forwarding, an MDA's `%F` and the
+//! mbox `From ` line. Pure: header bytes in, an address out.
+
+use crate::submit::address::parse_address_list;
+use crate::submit::headers::split_head;
+
+/// The sender named by the header block that starts `head`: the first of Return-Path,
+/// Resent-Sender, Sender (these two only with an `@` or `!` in them), Resent-From, From,
+/// Reply-To, Apparently-From. `Return-Path: <>` is the null sender (a bounce) and gives "".
+/// No usable field gives "" too.
+pub fn sender(head: &[u8]) -> String {
+    let Ok(Some(h)) = split_head(head, true) else {
+        return String::new();
+    };
+    let first = |name: &str| {
+        h.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value())
+    };
+    if let Some(rp) = first("Return-Path") {
+        let compact: String = rp.split_whitespace().collect();
+        if compact == "<>" {
+            return String::new();
+        }
+        if let Some(a) = usable(parse_address_list(&rp)) {
+            return a;
+        }
+    }
+    for name in ["Resent-Sender", "Sender"] {
+        if let Some(a) = first(name)
+            .and_then(|v| usable(parse_address_list(&v)))
+            .filter(|a| a.contains('@') || a.contains('!'))
+        {
+            return a;
+        }
+    }
+    ["Resent-From", "From", "Reply-To", "Apparently-From"]
+        .into_iter()
+        .find_map(|name| first(name).and_then(|v| usable(parse_address_list(&v))))
+        .unwrap_or_default()
+}
+
+/// The first address, if it can go on an SMTP command line as it is.
+fn usable(addresses: Vec<String>) -> Option<String> {
+    addresses.into_iter().next().filter(|a| {
+        !a.is_empty()
+            && a.len() <= 254
+            && a.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"<>".contains(&b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_follows_fetchmail() {
+        let cases: &[(&str, &str)] = &[
+            ("Return-Path: <a@x>\nFrom: b@y\n\n", "a@x"),
+            ("Return-Path: <>\nFrom: b@y\n\n", ""),
+            ("Return-Path: < >\nFrom: b@y\n\n", ""),
+            (
+                "Sender: list-owner@lists.x\nFrom: B <b@y>\n\n",
+                "list-owner@lists.x",
+            ),
+            ("Sender: localname\nFrom: B <b@y>\n\n", "b@y"),
+            ("Resent-From: r@z\nFrom: b@y\n\n", "r@z"),
+            ("Reply-To: c@w\n\n", "c@w"),
+            ("Subject: none\n\n", ""),
+            ("", ""),
+            ("From: x@y\r\nTo: z\r\n\r\nbody", "x@y"),
+        ];
+        for (head, want) in cases {
+            assert_eq!(sender(head.as_bytes()), *want, "{head:?}");
+        }
+        // Nothing that cannot go on a MAIL FROM line as it is.
+        let long = format!("From: {}@x\n\n", "a".repeat(300));
+        assert_eq!(sender(long.as_bytes()), "");
+    }
+}
