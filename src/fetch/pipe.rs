@@ -259,7 +259,10 @@ impl<K> ChunkReader<'_, K> {
     fn head(&mut self) -> &[u8] {
         if self.head.is_none() {
             let mut head = Vec::new();
-            while !has_blank_line(&head) && head.len() < HEADER_SCAN {
+            // Only the bytes a chunk added (and the two before them) can complete a blank line.
+            let mut scanned = 0;
+            while !has_blank_line(&head, scanned) && head.len() < HEADER_SCAN {
+                scanned = head.len();
                 match self.next_chunk() {
                     Some(d) => head.extend_from_slice(&d),
                     None => break,
@@ -306,11 +309,14 @@ fn qualify(local: &str, domain: &str) -> String {
     }
 }
 
-fn has_blank_line(head: &[u8]) -> bool {
+/// Whether the header block `head` is complete (has its empty line), looking for the end at
+/// or after `from` (or at the very start).
+fn has_blank_line(head: &[u8], from: usize) -> bool {
+    let tail = head.get(from.saturating_sub(2)..).unwrap_or_default();
     head.starts_with(b"\n")
         || head.starts_with(b"\r\n")
-        || head.windows(2).any(|w| w == b"\n\n")
-        || head.windows(3).any(|w| w == b"\n\r\n")
+        || tail.windows(2).any(|w| w == b"\n\n")
+        || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
 impl<K> Read for ChunkReader<'_, K> {
@@ -395,6 +401,18 @@ mod tests {
             .count();
         let v = got.lock().unwrap().clone();
         (v, ok)
+    }
+
+    #[test]
+    fn blank_line_found_across_the_scan_boundary() {
+        let head = b"A: 1\r\nB: 2\r\n\r\nbody";
+        for from in 0..head.len() {
+            // Wherever the previous scan stopped, the end of the header is found...
+            assert!(has_blank_line(head, from.min(13)), "from {from}");
+        }
+        // ...and a header without its empty line is not taken as complete.
+        assert!(!has_blank_line(b"A: 1\r\nB: 2\r\n", 5));
+        assert!(has_blank_line(b"\r\nbody", 4));
     }
 
     /// What [`Record`] saw: each message's bytes and envelope.
