@@ -1,5 +1,6 @@
 //! rfetch end to end against the real stack (bob's mailbox): POP3S, POP3+STLS, IMAPS and
-//! IMAP+STARTTLS into a Maildir byte for byte; keep/nokeep; mbox and MDA targets; MDA exit 75
+//! IMAP+STARTTLS into a Maildir byte for byte; SMTP forwarding through Postfix into alice's
+//! mailbox byte for byte; keep/nokeep; mbox and MDA targets; MDA exit 75
 //! leaves the messages for the next poll. The tests share bob's mailbox, so they run one at
 //! a time under a lock.
 
@@ -131,6 +132,108 @@ fn keep_leaves_the_server_untouched_and_fetches_once() {
         assert_eq!(code(&o), 1);
     }
     clear_bob(&s);
+}
+
+#[test]
+fn smtp_forwarding_through_postfix_arrives_byte_identical() {
+    // rfetch -> Postfix (SMTP) -> Dovecot (LMTP) -> alice's Maildir. Apart from the trace
+    // fields put on top (rfetch's Received, Postfix's Received, Dovecot's Return-Path and
+    // Delivered-To) and a Date Postfix adds where one is missing, each message is unchanged.
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("smtp-postfix");
+    clear_bob(&s);
+    let tag = format!("fwd{}", std::process::id());
+    let msgs: Vec<(&str, Vec<u8>)> = samples()
+        .into_iter()
+        .map(|(name, mut m)| {
+            // Unique Message-IDs, so alice's earlier mail cannot be taken for ours.
+            let needle = b"Message-ID: <";
+            let at = m
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .expect("every sample has a Message-ID")
+                + needle.len();
+            m.splice(at..at, format!("{tag}.").into_bytes());
+            (name, m)
+        })
+        .collect();
+    for (name, m) in &msgs {
+        put_bob(&s, &dir, name, m);
+    }
+    let cfg = toml_config(
+        &s,
+        &dir,
+        "pop3",
+        "implicit",
+        &format!("smtp = \"127.0.0.1:{}\"", s.port("SMTP_PORT")),
+        "recipient = \"alice@localhost\"",
+    );
+    let o = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server_count(&s), 0);
+    // Postfix delivers in the background: wait for all of ours in alice's Maildir.
+    let alice = PathBuf::from(s.var("STACK_MAILDIR1"));
+    let ours = || -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = ["new", "cur"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(alice.join(d)).into_iter().flatten())
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter(|m| m.windows(tag.len()).any(|w| w == tag.as_bytes()))
+            .collect();
+        v.sort();
+        v
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ours().len() < msgs.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let got = ours();
+    assert_eq!(got.len(), msgs.len(), "all forwarded messages arrived");
+    for (name, want) in &msgs {
+        let found = got.iter().map(|g| strip_trace(g, want)).any(|g| {
+            g == *want || (g.len() == want.len() + 1 && g.starts_with(want) && g.ends_with(b"\n"))
+        });
+        assert!(found, "{name} not delivered byte-identical through Postfix");
+    }
+}
+
+/// `msg` without the trace fields on top (Return-Path, Delivered-To, Received and their
+/// continuation lines) and without a Date field `original` lacks.
+fn strip_trace(msg: &[u8], original: &[u8]) -> Vec<u8> {
+    let mut rest = msg;
+    loop {
+        let is_trace = [&b"Return-Path:"[..], b"Delivered-To:", b"Received:"]
+            .iter()
+            .any(|p| rest.starts_with(p));
+        if !is_trace {
+            break;
+        }
+        // Skip the field and its continuation lines.
+        loop {
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                return Vec::new();
+            };
+            rest = &rest[nl + 1..];
+            if !rest.starts_with(b" ") && !rest.starts_with(b"\t") {
+                break;
+            }
+        }
+    }
+    let original_has_date =
+        original.starts_with(b"Date:") || original.windows(6).any(|w| w == b"\nDate:");
+    let mut out = Vec::with_capacity(rest.len());
+    let mut in_header = true;
+    for line in rest.split_inclusive(|&b| b == b'\n') {
+        if in_header && (line == b"\n" || line == b"\r\n") {
+            in_header = false;
+        }
+        if in_header && !original_has_date && line.starts_with(b"Date:") {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 #[test]
