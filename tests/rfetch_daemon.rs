@@ -166,14 +166,6 @@ fn bob_account(s: &common::Stack, name: &str, md: &Path) -> String {
     )
 }
 
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("config.toml");
-    std::fs::write(&p, text).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    p
-}
-
 #[test]
 fn idle_fetches_new_mail_at_once_and_sigterm_stops() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -112,15 +112,13 @@ fn pop3_session(mut sock: TcpStream, cut: bool, index: usize, log: &Transcript) 
 }
 
 fn scripted_config(dir: &Path, port: u16, target: &str) -> PathBuf {
-    let text = format!(
-        "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 10\n\
-         [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
-    );
-    let p = dir.join("config.toml");
-    std::fs::write(&p, text).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    p
+    write_config(
+        dir,
+        &format!(
+            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 10\n\
+             [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
+        ),
+    )
 }
 
 fn subjects(md: &Path) -> Vec<usize> {

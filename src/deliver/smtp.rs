@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use crate::net::{ConnectOptions, Endpoint, TlsMode, TlsOptions};
-use crate::proto::smtp::{Envelope, Protocol, RcptStatus, Recipient};
+use crate::proto::smtp::{Envelope, Protocol, RcptStatus, Recipient, Reply};
 use crate::session::smtp::{SmtpClient, SmtpSettings};
 
 use super::{Deliver, DeliverError, MessageInfo, Receipt};
@@ -117,32 +117,32 @@ impl Deliver for SmtpTarget {
                 // With several recipients (multidrop), permanent refusals of some are reported
                 // and the copy the others accepted counts; a temporary refusal of any keeps the
                 // message on the server for the next poll (as fetchmail's softbounce).
-                let rejected: Vec<_> = report.rejected().collect();
-                let accepted = (1 + info.also.len()).saturating_sub(rejected.len());
-                let transient = rejected.iter().any(
-                    |r| matches!(&r.status, RcptStatus::Rejected(reply) if reply.is_transient()),
-                );
-                if let Some(r) = rejected.first()
-                    && (accepted == 0 || transient)
-                {
-                    let RcptStatus::Rejected(reply) = &r.status else {
-                        return Err(DeliverError::permanent(format!(
-                            "{what} refused {}",
-                            r.address
-                        )));
-                    };
-                    let reason = format!("{what} refused {}: {reply}", r.address);
-                    return Err(if transient {
+                let rejected: Vec<(&str, &Reply)> = report
+                    .recipients
+                    .iter()
+                    .filter_map(|r| match &r.status {
+                        RcptStatus::Rejected(reply) => Some((r.address.as_str(), reply)),
+                        _ => None,
+                    })
+                    .collect();
+                let transient = rejected.iter().find(|(_, reply)| reply.is_transient());
+                let refused = if transient.is_some() {
+                    transient
+                } else if rejected.len() == report.recipients.len() {
+                    rejected.first()
+                } else {
+                    None
+                };
+                if let Some((address, reply)) = refused {
+                    let reason = format!("{what} refused {address}: {reply}");
+                    return Err(if transient.is_some() {
                         DeliverError::transient(reason)
                     } else {
                         DeliverError::permanent(reason)
                     });
                 }
-                for r in &rejected {
-                    log::warn!(
-                        "{what} refused {}; the other recipients got the message",
-                        r.address
-                    );
+                for (address, _) in &rejected {
+                    log::warn!("{what} refused {address}; the other recipients got the message");
                 }
                 Ok(Receipt {
                     location: what,

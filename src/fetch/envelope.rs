@@ -3,18 +3,24 @@
 //! mbox `From ` line. Pure: header bytes in, an address out.
 
 use crate::submit::address::parse_address_list;
-use crate::submit::headers::split_head;
+use crate::submit::headers::{Field, split_head};
 
-/// The sender named by the header block that starts `head`: the first of Return-Path,
+/// The fields of the header block that starts `head` (the whole header, or as much of it as
+/// was read); none when it cannot be read as a header.
+pub fn header_fields(head: &[u8]) -> Vec<Field> {
+    match split_head(head, true) {
+        Ok(Some(h)) => h.fields,
+        _ => Vec::new(),
+    }
+}
+
+/// The sender named by a message's header `fields`: the first of Return-Path,
 /// Resent-Sender, Sender (these two only with an `@` or `!` in them), Resent-From, From,
 /// Reply-To, Apparently-From. `Return-Path: <>` is the null sender (a bounce) and gives "".
 /// No usable field gives "" too.
-pub fn sender(head: &[u8]) -> String {
-    let Ok(Some(h)) = split_head(head, true) else {
-        return String::new();
-    };
+pub fn sender(fields: &[Field]) -> String {
     let first = |name: &str| {
-        h.fields
+        fields
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case(name))
             .map(|f| f.value())
@@ -73,11 +79,12 @@ mod tests {
             ("", ""),
             ("From: x@y\r\nTo: z\r\n\r\nbody", "x@y"),
         ];
+        let sender_of = |head: &str| sender(&header_fields(head.as_bytes()));
         for (head, want) in cases {
-            assert_eq!(sender(head.as_bytes()), *want, "{head:?}");
+            assert_eq!(sender_of(head), *want, "{head:?}");
         }
         // Nothing that cannot go on a MAIL FROM line as it is.
         let long = format!("From: {}@x\n\n", "a".repeat(300));
-        assert_eq!(sender(long.as_bytes()), "");
+        assert_eq!(sender_of(&long), "");
     }
 }

@@ -5,7 +5,7 @@
 //! the postmaster as the fallback. Pure: header bytes in, local names out.
 
 use crate::submit::address::{domain_of, parse_address_list};
-use crate::submit::headers::{Field, split_head};
+use crate::submit::headers::Field;
 
 /// How a multidrop poll sorts its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +37,10 @@ pub struct Sorted {
 }
 
 impl Rules {
-    /// Sorts the message whose header block starts `head` (the whole header, or as much of it
-    /// as was read).
-    pub fn sort(&self, head: &[u8]) -> Sorted {
-        let fields = match split_head(head, true) {
-            Ok(Some(h)) => h.fields,
-            _ => Vec::new(),
-        };
+    /// Sorts the message with the header `fields` (see [`super::envelope::header_fields`]).
+    pub fn sort(&self, fields: &[Field]) -> Sorted {
         let mut locals: Vec<String> = Vec::new();
-        for address in self.addresses(&fields) {
+        for address in self.addresses(fields) {
             if let Some(local) = self.local_for(&address)
                 && !locals.iter().any(|l| l.eq_ignore_ascii_case(&local))
             {
@@ -173,7 +168,7 @@ mod tests {
     }
 
     fn sort(r: &Rules, head: &str) -> Sorted {
-        r.sort(head.as_bytes())
+        r.sort(&crate::fetch::envelope::header_fields(head.as_bytes()))
     }
 
     #[test]

@@ -154,16 +154,23 @@ fn worker<K>(
             }
             _ => {
                 let mut info = std::borrow::Cow::Borrowed(&opts.info);
-                if matches!(target, Target::Direct { .. }) {
+                // A Maildir has no envelope: its header is not read ahead for one.
+                let direct = matches!(target, Target::Direct { .. });
+                let fields = if direct || opts.multidrop.is_some() {
+                    envelope::header_fields(reader.head())
+                } else {
+                    Vec::new()
+                };
+                if direct {
                     // MAIL FROM, %F and the mbox From line come from the header, as fetchmail
-                    // takes them (a Maildir has no envelope sender).
-                    let from = envelope::sender(reader.head());
+                    // takes them.
+                    let from = envelope::sender(&fields);
                     if !from.is_empty() {
                         info.to_mut().sender = from;
                     }
                 }
                 let sorted = opts.multidrop.map(|(rules, domain)| {
-                    let sorted = rules.sort(reader.head());
+                    let sorted = rules.sort(&fields);
                     let mut names = sorted.locals.iter().map(|l| qualify(l, domain));
                     let info = info.to_mut();
                     info.recipient = names.next().unwrap_or_default();
@@ -301,7 +308,7 @@ impl<K> ChunkReader<'_, K> {
 
 /// `user@domain` for a local name (a name with a domain already stays as it is; no domain:
 /// the bare name, for an MDA's %T).
-fn qualify(local: &str, domain: &str) -> String {
+pub(crate) fn qualify(local: &str, domain: &str) -> String {
     if local.contains('@') || domain.is_empty() {
         local.to_owned()
     } else {

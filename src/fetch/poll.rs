@@ -219,16 +219,12 @@ impl Delivery<'_> {
         } else {
             "localhost"
         };
-        let qualify = |name: &str| {
-            if name.contains('@') {
-                name.to_owned()
-            } else {
-                format!("{name}@{domain}")
-            }
-        };
         let first = match sorted {
-            Some(s) => s.locals.first().map_or_else(String::new, |l| qualify(l)),
-            None => qualify(&self.recipient),
+            Some(s) => s
+                .locals
+                .first()
+                .map_or_else(String::new, |l| pipe::qualify(l, domain)),
+            None => pipe::qualify(&self.recipient, domain),
         };
         let recipients = match sorted {
             None => ReceivedFor::One {
@@ -1190,10 +1186,22 @@ mod tests {
 
     #[test]
     fn the_open_file_limit_is_raised_to_the_hard_limit() {
-        use rustix::process::{Resource, getrlimit};
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        // Start below the hard limit (containers often set soft = hard), so the raise is seen.
+        let before = getrlimit(Resource::Nofile);
+        assert!(before.maximum.is_none_or(|m| m > 256), "{before:?}");
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(256),
+                maximum: before.maximum,
+            },
+        )
+        .unwrap();
         raise_open_file_limit();
         let limit = getrlimit(Resource::Nofile);
         assert_eq!(limit.current, limit.maximum);
+        assert_ne!(limit.current, Some(256));
     }
 
     #[test]

@@ -351,16 +351,18 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         .map(|l| l.local.clone())
         .or_else(|| env.user.clone())
         .unwrap_or_else(|| "root".into());
+    // `smtpaddress`: the domain local names are qualified with for SMTP/LMTP.
+    let smtp_domain = o
+        .smtpaddress
+        .as_ref()
+        .map_or("localhost", |d| d.value.as_str())
+        .to_owned();
     let smtp_recipient = if let Some(name) = &o.smtpname {
         name.value.clone()
     } else if local_user.contains('@') {
         local_user.clone()
     } else {
-        let domain = o
-            .smtpaddress
-            .as_ref()
-            .map_or("localhost", |d| d.value.as_str());
-        format!("{local_user}@{domain}")
+        format!("{local_user}@{smtp_domain}")
     };
     let lmtp = o.lmtp.as_ref().is_some_and(|v| v.value);
     let target = if let Some(mda) = &o.mda {
@@ -407,11 +409,6 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         }
     };
 
-    let smtp_domain = o
-        .smtpaddress
-        .as_ref()
-        .map_or("localhost", |d| d.value.as_str())
-        .to_owned();
     let multidrop = if user.is_multidrop() {
         Some(multidrop_rules(rc, poll, user, env))
     } else {

@@ -577,16 +577,8 @@ impl ImapSession {
     /// Removes messages marked \Deleted: only `uids` with UIDPLUS (UID EXPUNGE), otherwise
     /// every \Deleted message in the folder (EXPUNGE).
     pub fn expunge(&mut self, uids: &[u32]) -> Result<()> {
-        if self.has_capability("UIDPLUS") {
-            for set in uid_sets(uids) {
-                let done = self.run(&Command::UidExpunge(set))?;
-                check_done(done, "UID EXPUNGE")?;
-            }
-            Ok(())
-        } else {
-            let done = self.run(&Command::Expunge)?;
-            check_done(done, "EXPUNGE")
-        }
+        self.expunge_deferred(uids)?;
+        self.complete_deferred()
     }
 
     /// Like [`expunge`](Self::expunge), without waiting for the completion: it is read while

@@ -548,17 +548,8 @@ impl Pop3Session {
         for batch in msgnos.chunks(window) {
             let cmds: Vec<Command> = batch.iter().map(|&n| Command::Dele(n)).collect();
             self.send_many(&cmds)?;
-            let mut first_err = None;
-            for _ in batch {
-                if let Err(e) = self.expect_ok("DELE")
-                    && first_err.is_none()
-                {
-                    first_err = Some(e);
-                }
-            }
-            if let Some(e) = first_err {
-                return Err(e);
-            }
+            self.unread_deles += batch.len();
+            self.read_deferred_deles()?;
         }
         Ok(())
     }
