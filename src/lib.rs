@@ -14,6 +14,8 @@
 //! * [`session`] drives a [`proto`] state machine over a [`net::Connection`] (blocking I/O with
 //!   timeouts on every read).
 //! * [`deliver`] owns the local targets (Maildir, mbox, MDA, SMTP/LMTP to a local MTA).
+//! * [`message`] is the one definition of RFC 5322 data (what a line is, where the header ends),
+//!   pure like [`proto`], which uses it.
 //! * [`submit`] and [`fetch`] are the two jobs; [`cli`] holds both command lines.
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ pub mod exit;
 pub mod fetch;
 pub mod hint;
 pub mod log;
+pub mod message;
 pub mod net;
 pub mod proto;
 pub mod session;

@@ -1,6 +1,10 @@
 //! Streaming dot-stuffing for SMTP DATA (RFC 5321 §4.5.2, §2.3.8) and unstuffing for POP3
-//! multi-line responses (RFC 1939 §3). The encoder normalises every line ending (bare LF, lone CR)
-//! to CRLF so no input can put "\r\n.\r\n" on the wire before the real end (SMTP smuggling).
+//! multi-line responses (RFC 1939 §3). The encoder splits lines by [`crate::message::line`] (CRLF,
+//! bare LF and lone CR each end a line, the same rule the header pass uses) and writes every line
+//! end as CRLF, so no input can put "\r\n.\r\n" on the wire before the real end (SMTP smuggling)
+//! and the header lines on the wire are the ones the header pass checked.
+
+use crate::message::line::{LineEnd, find_line_end};
 
 /// Encodes a raw message, fed in arbitrary chunks, into DATA wire bytes.
 #[derive(Debug, Clone)]
@@ -35,6 +39,10 @@ impl DotStuffer {
 
     /// Appends the wire form of `input` to `out`.
     pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if input.is_empty() {
+            // An empty chunk must not decide a pending CR: the LF may still come.
+            return;
+        }
         self.input_len += input.len() as u64;
         out.reserve(input.len() + input.len() / 32 + 4);
         let mut rest = input;
@@ -50,28 +58,24 @@ impl DotStuffer {
             if self.at_line_start && rest.first() == Some(&b'.') {
                 out.push(b'.');
             }
-            match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
-                None => {
+            match find_line_end(rest) {
+                LineEnd::NotFound => {
                     out.extend_from_slice(rest);
                     self.at_line_start = false;
                     return;
                 }
-                Some(pos) => {
-                    let (text, tail) = rest.split_at(pos);
-                    out.extend_from_slice(text);
-                    match tail {
-                        [b'\r', b'\n', after @ ..] => rest = after,
-                        [b'\r'] => {
-                            // Wait for the next chunk: CR LF split across chunks is one line end.
-                            self.pending_cr = true;
-                            self.at_line_start = false;
-                            return;
-                        }
-                        [_, after @ ..] => rest = after,
-                        [] => rest = tail,
-                    }
+                LineEnd::CrAtEnd { text } => {
+                    // Wait for the next chunk: CR LF split across chunks is one line end.
+                    out.extend_from_slice(&rest[..text]);
+                    self.pending_cr = true;
+                    self.at_line_start = false;
+                    return;
+                }
+                LineEnd::Found { text, len } => {
+                    out.extend_from_slice(&rest[..text]);
                     out.extend_from_slice(b"\r\n");
                     self.at_line_start = true;
+                    rest = &rest[text + len..];
                 }
             }
         }
@@ -275,6 +279,33 @@ mod tests {
         for size in [1, 2, 3, 5, 7] {
             let chunks: Vec<&[u8]> = input.chunks(size).collect();
             assert_eq!(encode_chunks(&chunks), whole, "size {size}");
+        }
+        // Empty chunks between a CR and its LF change nothing.
+        assert_eq!(
+            encode_chunks(&[b"a\r", b"", b"\nb"]),
+            encode(b"a\r\nb"),
+            "empty chunk"
+        );
+    }
+
+    /// The wire lines are the lines of the shared rule, whatever the chunking.
+    #[test]
+    fn wire_lines_are_the_message_lines() {
+        let input = b"S: x\rBcc: y\r\n\rz\n\r\r\n.a\r";
+        let want: Vec<u8> = crate::message::line::lines(input)
+            .flat_map(|l| {
+                let dot: &[u8] = if l.text.first() == Some(&b'.') {
+                    b"."
+                } else {
+                    b""
+                };
+                [dot, l.text, b"\r\n"].concat()
+            })
+            .chain(b".\r\n".iter().copied())
+            .collect();
+        for size in 1..input.len() {
+            let chunks: Vec<&[u8]> = input.chunks(size).collect();
+            assert_eq!(encode_chunks(&chunks), want, "size {size}");
         }
     }
 

@@ -3,29 +3,13 @@
 //! Bcc/Resent-Bcc removal, and the missing From/Date/Message-ID/To headers msmtp adds.
 
 use super::address::parse_address_list;
+use crate::message::header;
+use crate::message::line::{LineEnd, find_line_end};
+
+pub use crate::message::header::Field;
 
 /// Upper bound on the header block we keep in memory; the body is streamed.
 pub const MAX_HEADER_BYTES: usize = 4 * 1024 * 1024;
-
-/// One header field with its continuation lines, as it appeared (line endings kept).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
-    pub name: String,
-    pub raw: Vec<u8>,
-}
-
-impl Field {
-    /// The unfolded value after the colon.
-    pub fn value(&self) -> String {
-        let text = String::from_utf8_lossy(&self.raw);
-        let after = text.split_once(':').map(|(_, v)| v).unwrap_or("");
-        after.replace(['\r', '\n'], " ").trim().to_string()
-    }
-
-    fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name)
-    }
-}
 
 /// The head of the message as read from the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,90 +31,38 @@ pub enum HeaderError {
     TooLarge,
 }
 
-/// Whether `line` (without its line ending) starts a header field: a name of printable ASCII
-/// other than ':' and space, then ':'.
-fn field_name(line: &[u8]) -> Option<&str> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = &line[..colon];
-    if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
-        return None;
-    }
-    std::str::from_utf8(name).ok()
-}
-
 /// Splits the header block off `input`, which holds the start of the message; `complete` says
 /// whether `input` is the whole message. Returns `Ok(None)` when more input is needed to find
-/// the end of the header block.
+/// the end of the header block. Lines are split by [`crate::message::line`], the rule the DATA
+/// encoder uses too, so the fields seen here are the header lines that go on the wire.
 pub fn split_head(input: &[u8], complete: bool) -> Result<Option<Head>, HeaderError> {
-    let mut pos = 0;
-    let mut fields: Vec<Field> = Vec::new();
+    let mut start = 0;
     let mut dropped_mbox_from = false;
     if input.starts_with(b"From ") {
-        match input.iter().position(|&b| b == b'\n') {
-            Some(nl) => {
-                pos = nl + 1;
+        match find_line_end(input) {
+            LineEnd::Found { text, len } => {
+                start = text + len;
                 dropped_mbox_from = true;
             }
-            None if !complete => return Ok(None),
-            None => {}
+            LineEnd::CrAtEnd { text } if complete => {
+                start = text + 1;
+                dropped_mbox_from = true;
+            }
+            LineEnd::CrAtEnd { .. } | LineEnd::NotFound if !complete => return Ok(None),
+            LineEnd::CrAtEnd { .. } | LineEnd::NotFound => {}
         }
     }
-    loop {
-        if pos >= input.len() && !complete {
-            return Ok(None);
-        }
-        let rest = &input[pos..];
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(nl) => (&rest[..nl], pos + nl + 1),
-            None if !complete => {
-                if input.len() > MAX_HEADER_BYTES {
-                    return Err(HeaderError::TooLarge);
-                }
-                return Ok(None);
-            }
-            None => (rest, input.len()),
-        };
-        if pos >= input.len() {
-            // End of input inside (or right after) the header block: no body.
-            return Ok(Some(Head {
-                fields,
-                consumed: input.len(),
-                had_separator: false,
-                dropped_mbox_from,
-            }));
-        }
-        let bare = line.strip_suffix(b"\r").unwrap_or(line);
-        if bare.is_empty() {
-            return Ok(Some(Head {
-                fields,
-                consumed: next,
-                had_separator: true,
-                dropped_mbox_from,
-            }));
-        }
-        if (bare[0] == b' ' || bare[0] == b'\t') && !fields.is_empty() {
-            if let Some(last) = fields.last_mut() {
-                last.raw.extend_from_slice(&rest[..next - pos]);
-            }
-        } else if let Some(name) = field_name(bare) {
-            fields.push(Field {
-                name: name.to_string(),
-                raw: rest[..next - pos].to_vec(),
-            });
-        } else {
-            // Not a header line: the body starts here without a separator.
-            return Ok(Some(Head {
-                fields,
-                consumed: pos,
-                had_separator: false,
-                dropped_mbox_from,
-            }));
-        }
-        if next > MAX_HEADER_BYTES {
-            return Err(HeaderError::TooLarge);
-        }
-        pos = next;
-    }
+    let Some(block) = header::scan(input, start, complete, MAX_HEADER_BYTES)
+        .map_err(|_| HeaderError::TooLarge)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Head {
+        fields: block.fields,
+        consumed: block.end,
+        had_separator: block.had_separator,
+        dropped_mbox_from,
+    }))
 }
 
 /// msmtp's `set_from_header`.
@@ -429,11 +361,134 @@ mod tests {
 
     #[test]
     fn chunked_discovery_matches_whole() {
-        let msg = b"From x Mon\r\nTo: a@b\r\n c@d\r\nSubject: s\r\n\r\nbody\r\n";
-        let whole = split_head(msg, true).unwrap().unwrap();
-        for cut in 0..msg.len() {
-            if let Some(h) = split_head(&msg[..cut], false).unwrap() {
-                assert_eq!(h, whole, "cut at {cut}");
+        for msg in [
+            &b"From x Mon\r\nTo: a@b\r\n c@d\r\nSubject: s\r\n\r\nbody\r\n"[..],
+            b"From x Mon\rTo: a@b\r c@d\rBcc: s\r\r\nbody\r",
+            b"Subject: x\rBcc: y\r\n\rbody",
+            b"A: 1\n\r",
+        ] {
+            let whole = split_head(msg, true).unwrap().unwrap();
+            for cut in 0..msg.len() {
+                if let Some(h) = split_head(&msg[..cut], false).unwrap() {
+                    assert_eq!(h, whole, "{msg:?} cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lone_cr_ends_a_header_line() {
+        let h = head(b"Subject: x\rBcc: secret@x.org\r\nTo: a@x.org\n\nbody\n");
+        let names: Vec<&str> = h.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["Subject", "Bcc", "To"]);
+        let p = prepare(&h, &policy(), &[]);
+        assert_eq!(p.recipients, ["secret@x.org", "a@x.org"]);
+        assert!(!String::from_utf8_lossy(&p.header).contains("secret"));
+    }
+
+    /// The header lines a receiver reads in the DATA rsend sends, grouped into fields (a line
+    /// starting with white space continues the previous one), each line ending in CRLF.
+    fn wire_fields(message: &[u8], chunk_sizes: &mut impl FnMut(usize) -> usize) -> Vec<Vec<u8>> {
+        use crate::proto::dotstuff::{DotStuffer, DotUnstuffer};
+        let mut stuffer = DotStuffer::new();
+        let mut wire = Vec::new();
+        let mut rest = message;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(chunk_sizes(rest.len()));
+            stuffer.encode(chunk, &mut wire);
+            rest = after;
+        }
+        stuffer.finish(&mut wire);
+        let mut text = Vec::new();
+        assert!(DotUnstuffer::new().decode(&wire, &mut text).done);
+        let mut fields: Vec<Vec<u8>> = Vec::new();
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            if line == b"\r\n" {
+                break;
+            }
+            match fields.last_mut() {
+                Some(last) if line[0] == b' ' || line[0] == b'\t' => last.extend_from_slice(line),
+                _ => fields.push(line.to_vec()),
+            }
+        }
+        fields
+    }
+
+    /// A field as the shared line rule splits it, each line ending in CRLF.
+    fn canonical(raw: &[u8]) -> Vec<u8> {
+        crate::message::line::lines(raw)
+            .flat_map(|l| [l.text, b"\r\n"].concat())
+            .collect()
+    }
+
+    /// -t and Bcc removal see exactly the header lines that go on the wire: for crafted messages
+    /// mixing CRLF, LF and lone CR, sent in random chunks (so a CR lands on chunk boundaries),
+    /// the fields on the wire are the fields the header pass kept, and none of them is a Bcc.
+    #[test]
+    fn header_pass_sees_the_wire_lines() {
+        let pieces: &[&[u8]] = &[
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"Bcc: b@x.org",
+            b"bcc:c@x.org",
+            b"To: t@x.org",
+            b"Cc:u@x.org",
+            b"Subject: s",
+            b" ",
+            b"\t",
+            b"x",
+            b":",
+            b".",
+            b"From: f@x.org",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut pol = policy();
+        pol.set_from = SetFrom::Off;
+        pol.set_date = false;
+        pol.set_msgid = false;
+        for _ in 0..4000 {
+            let count = next(14);
+            let input: Vec<u8> = (0..count)
+                .flat_map(|_| pieces[next(pieces.len())])
+                .copied()
+                .collect();
+            let h = head(&input);
+            let p = prepare(&h, &pol, &[]);
+            let kept: Vec<Vec<u8>> = h
+                .fields
+                .iter()
+                .filter(|f| !f.is("Bcc"))
+                .map(|f| canonical(&f.raw))
+                .collect();
+            let mut message = p.header.clone();
+            message.extend_from_slice(&input[h.consumed..]);
+            let on_wire = wire_fields(&message, &mut |left| 1 + next(left));
+            assert_eq!(on_wire, kept, "{:?}", String::from_utf8_lossy(&input));
+            // The header pass and the wire agree on the recipients -t reads.
+            let mut wire_rcpts = Vec::new();
+            for f in &on_wire {
+                let text = String::from_utf8_lossy(f);
+                let (name, value) = text.split_once(':').unwrap_or_default();
+                assert!(
+                    !name.eq_ignore_ascii_case("bcc"),
+                    "Bcc on the wire: {text:?}"
+                );
+                if name.eq_ignore_ascii_case("to") || name.eq_ignore_ascii_case("cc") {
+                    wire_rcpts.extend(parse_address_list(value));
+                }
+            }
+            for r in &wire_rcpts {
+                assert!(
+                    p.recipients.contains(r),
+                    "{r} on the wire but not a recipient: {input:?}"
+                );
             }
         }
     }

@@ -1,0 +1,227 @@
+//! What rsend puts on the wire for hostile callers and messages, seen by a scripted SMTP server
+//! that records the envelope and the DATA bytes: caller values that would inject a header line
+//! (`-F`, `from_full_name`, `-f`, `%U`/`%H` from the environment) are refused before anything is
+//! sent; a lone CR in the header is a line end for the header pass exactly as for the wire
+//! encoder, so `Subject: x\rBcc: y` leaks no Bcc and `-t` sees every recipient header the
+//! receivers see; the command line refuses what is not an address.
+
+mod common;
+
+#[path = "rsend_support.rs.inc"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::*;
+
+/// What the scripted server heard.
+#[derive(Debug, Default)]
+struct Heard {
+    /// The addresses of every RCPT TO, in order.
+    rcpts: Vec<String>,
+    /// The DATA bytes as sent (dot-stuffed, CRLF), without the final ".\r\n"; `None` when no
+    /// message was sent.
+    data: Option<Vec<u8>>,
+}
+
+impl Heard {
+    /// The header block of the message on the wire, up to the first empty line.
+    fn header(&self) -> String {
+        let data = self.data.as_deref().unwrap_or_default();
+        let end = data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 2)
+            .unwrap_or(data.len());
+        String::from_utf8_lossy(&data[..end]).into_owned()
+    }
+
+    /// The header's field names, one per line that does not start with white space.
+    fn field_names(&self) -> Vec<String> {
+        self.header()
+            .split("\r\n")
+            .filter(|l| !l.is_empty() && !l.starts_with([' ', '\t']))
+            .map(|l| l.split(':').next().unwrap_or("").to_ascii_lowercase())
+            .collect()
+    }
+}
+
+/// A server that accepts one submission and reports what it heard (no AUTH, no TLS).
+fn recording_server() -> (u16, mpsc::Receiver<Heard>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut heard = Heard::default();
+        if let Ok((stream, _)) = listener.accept() {
+            serve(stream, &mut heard);
+        }
+        let _ = tx.send(heard);
+    });
+    (port, rx)
+}
+
+fn serve(stream: TcpStream, heard: &mut Heard) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut say = |text: &str| writer.write_all(text.as_bytes()).is_ok();
+    if !say("220 fake.test ESMTP recorder\r\n") {
+        return;
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let command = String::from_utf8_lossy(&line).trim_end().to_string();
+        let upper = command.to_ascii_uppercase();
+        let ok = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            say("250-fake.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
+        } else if upper.starts_with("MAIL") {
+            say("250 2.1.0 ok\r\n")
+        } else if upper.starts_with("RCPT") {
+            let address = command
+                .split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_default();
+            heard.rcpts.push(address);
+            say("250 2.1.5 ok\r\n")
+        } else if upper == "DATA" {
+            if !say("354 go ahead\r\n") {
+                return;
+            }
+            let mut data = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&line);
+            }
+            heard.data = Some(data);
+            say("250 2.0.0 queued\r\n")
+        } else if upper == "QUIT" {
+            let _ = say("221 2.0.0 bye\r\n");
+            return;
+        } else {
+            say("250 2.0.0 ok\r\n")
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+/// An msmtprc for the recording server, with `extra` lines appended to the account.
+fn rc(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    write_rc(
+        dir,
+        &format!(
+            "account default\n\
+             host 127.0.0.1\n\
+             port {port}\n\
+             tls off\n\
+             auth off\n\
+             from alice@localhost\n\
+             timeout 5\n\
+             {extra}"
+        ),
+        0o600,
+    )
+}
+
+/// Runs rsend against a fresh recording server with the msmtprc `extra` lines, `args` and
+/// `input`; returns rsend's output and what the server heard.
+fn exchange(extra: &str, args: &[&str], input: &[u8]) -> (Output, Heard) {
+    exchange_with(extra, args, input, |_| {})
+}
+
+/// [`exchange`] with a hook to change rsend's environment.
+fn exchange_with(
+    extra: &str,
+    args: &[&str],
+    input: &[u8],
+    setup: impl FnOnce(&mut Command),
+) -> (Output, Heard) {
+    let (port, heard) = recording_server();
+    let dir = TempDir::new("hdr");
+    let rc = rc(dir.path(), port, extra);
+    let mut command = Command::new(RSEND);
+    command
+        .arg("-C")
+        .arg(&rc)
+        .args(args)
+        .env_remove("HOME")
+        .env_remove("EMAIL");
+    setup(&mut command);
+    let out = run_command(command, input);
+    // Whether or not rsend connected, the server thread ends: unblock its accept.
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    let heard = heard
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the recording server did not finish");
+    (out, heard)
+}
+
+#[test]
+fn lone_cr_in_the_header_leaks_no_bcc() {
+    let input = b"Subject: x\rBcc: secret@example.test\r\nTo: bob@example.test\n\nbody\n";
+    let (out, heard) = exchange("", &["bob@example.test"], input);
+    assert_exit(&out, 0);
+    let header = heard.header();
+    assert!(!header.contains("secret"), "Bcc leaked:\n{header}");
+    assert!(header.contains("Subject: x\r\n"), "{header}");
+    assert_eq!(heard.rcpts, ["bob@example.test"]);
+}
+
+#[test]
+fn lone_cr_header_lines_are_recipients_for_t() {
+    // Every To/Cc/Bcc line a receiver sees was read by -t, and no Bcc line reaches it.
+    let input =
+        b"Subject: x\rTo: hidden@example.test\r\rCc: notheader@example.test\n\nbody\rmore\n";
+    let (out, heard) = exchange("", &["-t"], input);
+    assert_exit(&out, 0);
+    assert_eq!(heard.rcpts, ["hidden@example.test"], "{}", heard.header());
+    // The empty line made of "\r\r" ended the header: the Cc line is body text.
+    let data = heard.data.as_deref().unwrap_or_default();
+    assert!(
+        contains(
+            data,
+            b"To: hidden@example.test\r\n\r\nCc: notheader@example.test\r\n\r\nbody\r\nmore\r\n"
+        ),
+        "{}",
+        show(data)
+    );
+    let (out, heard) = exchange(
+        "",
+        &["-t"],
+        b"To: a@example.test\rBcc: b@example.test\r\n\r\nbody\n",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(heard.rcpts, ["a@example.test", "b@example.test"]);
+    assert!(
+        !heard.field_names().contains(&"bcc".to_string()),
+        "{}",
+        heard.header()
+    );
+    assert!(
+        !heard.header().contains("b@example.test"),
+        "{}",
+        heard.header()
+    );
+}
