@@ -178,6 +178,127 @@ fn exchange_with(
     (out, heard)
 }
 
+/// Asserts rsend refused before sending any message, with exit `code` and `words` in stderr.
+fn assert_refused(out: &Output, heard: &Heard, code: i32, words: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+    assert!(
+        heard.data.is_none(),
+        "a message was sent: {:?}\n{}",
+        heard.header(),
+        describe(out)
+    );
+    let stderr = show(&out.stderr);
+    assert!(
+        stderr.contains(words),
+        "stderr lacks {words:?}: {}",
+        describe(out)
+    );
+}
+
+const BODY: &[u8] = b"Subject: hello\n\nbody\n";
+
+#[test]
+fn full_name_with_a_line_break_is_refused_not_a_header() {
+    for name in [
+        "Eve\r\nBcc: leak@example.test",
+        "Eve\nBcc: leak@example.test",
+        "Eve\rBcc: leak@example.test",
+        "Eve\u{1b}[2Jx",
+        "Eve\tx",
+    ] {
+        let (out, heard) = exchange("", &["-F", name, "bob@example.test"], BODY);
+        assert_refused(&out, &heard, 64, "-F");
+        assert!(
+            !heard.field_names().contains(&"bcc".to_string()),
+            "{name:?}: {}",
+            heard.header()
+        );
+    }
+    // A plain name still works and lands in From.
+    let (out, heard) = exchange("", &["-F", "Cron Daemon", "bob@example.test"], BODY);
+    assert_exit(&out, 0);
+    assert!(
+        heard
+            .header()
+            .contains("From: Cron Daemon <alice@localhost>\r\n"),
+        "{}",
+        heard.header()
+    );
+}
+
+#[test]
+fn from_full_name_in_the_config_with_a_control_character_is_refused() {
+    // A lone CR survives msmtprc's line splitting, so it reaches the value.
+    let (out, heard) = exchange(
+        "from_full_name Eve\rBcc: leak@example.test\n",
+        &["bob@example.test"],
+        BODY,
+    );
+    assert_refused(&out, &heard, 78, "from_full_name");
+}
+
+#[test]
+fn from_full_name_in_toml_with_a_line_break_is_refused() {
+    let (port, heard) = recording_server();
+    let dir = TempDir::new("hdrtoml");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[accounts.default]\n\
+             host = \"127.0.0.1\"\n\
+             port = {port}\n\
+             tls = false\n\
+             auth = \"off\"\n\
+             from = \"alice@localhost\"\n\
+             from_full_name = \"Eve\\r\\nBcc: leak@example.test\"\n"
+        ),
+    )
+    .expect("write toml");
+    let mut command = Command::new(RSEND);
+    command
+        .arg("-C")
+        .arg(&path)
+        .arg("bob@example.test")
+        .env_remove("HOME");
+    let out = run_command(command, BODY);
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    let heard = heard.recv_timeout(Duration::from_secs(20)).expect("server");
+    assert_refused(&out, &heard, 78, "from_full_name");
+}
+
+#[test]
+fn envelope_from_with_a_line_break_is_refused() {
+    for args in [
+        &[
+            "-f",
+            "eve@example.test\r\nBcc: leak@example.test",
+            "bob@example.test",
+        ][..],
+        &[
+            "-r",
+            "eve@example.test\nBcc: leak@example.test",
+            "bob@example.test",
+        ][..],
+    ] {
+        let (out, heard) = exchange("", args, BODY);
+        assert_refused(&out, &heard, 64, "envelope-from");
+    }
+}
+
+#[test]
+fn environment_values_in_substitutions_cannot_inject() {
+    // %U comes from $USER, %H from $HOSTNAME: both reach From, Message-ID and EHLO.
+    let (out, heard) = exchange_with("from %U@localhost\n", &["bob@example.test"], BODY, |c| {
+        c.env("USER", "eve\r\nBcc: leak@example.test");
+    });
+    assert_refused(&out, &heard, 78, "envelope-from");
+    let (out, heard) = exchange_with("domain %H\n", &["bob@example.test"], BODY, |c| {
+        c.env("HOSTNAME", "host\r\nBcc: leak@example.test");
+    });
+    assert_refused(&out, &heard, 78, "domain");
+}
+
 #[test]
 fn lone_cr_in_the_header_leaks_no_bcc() {
     let input = b"Subject: x\rBcc: secret@example.test\r\nTo: bob@example.test\n\nbody\n";

@@ -72,7 +72,8 @@ later\" from \"give up\". msmtp exits 69 for 4xx replies and 74 for read timeout
 
 0\tThe server accepted the message for every recipient.
 
-64\tUsage error: bad option, -b mode other than m/i/p, no recipients, -f with --read-envelope-from.
+64\tUsage error: bad option, -b mode other than m/i/p, no recipients, -f with --read-envelope-from, \
+a control character in -F, -f/-r or --domain.
 
 65\tThe server refused the message or a recipient permanently (5xx).
 
@@ -95,7 +96,9 @@ STARTTLS port, or the reverse).
 
 77\tAuthentication failed.
 
-78\tConfiguration error: syntax, unknown account, missing envelope-from, insecure file permissions.",
+78\tConfiguration error: syntax, unknown account, missing envelope-from, insecure file permissions, \
+a control character in from, from_full_name or domain (also when it comes from $USER or $HOSTNAME \
+through %U or %H).",
     },
     Section {
         title: "FILES",
@@ -120,7 +123,18 @@ no fallback to plaintext, and bytes the server sends between its STARTTLS go-ahe
 handshake are discarded. A password never crosses an unencrypted connection unless the user \
 sets danger_plaintext_auth (or --danger-plaintext-auth); automatic authentication without TLS \
 only uses SCRAM-SHA-256 and CRAM-MD5. Secrets are never written to logs or debug output: the \
-protocol trace printed by -v/-d shows AUTH lines as <redacted>.",
+protocol trace printed by -v/-d shows AUTH lines as <redacted>.
+
+Values rsend writes into the message header or the SMTP envelope (the -F full name and \
+from_full_name, the envelope-from address, the domain used for EHLO and Message-ID) are \
+refused when they hold a control character (CR, LF, TAB, NUL, ESC, DEL): a line \
+break there would add header lines of the caller's choosing. Non-ASCII full names are \
+RFC 2047 encoded instead.
+
+A line of the message ends at CRLF, at a bare LF or at a lone CR (a CR not followed by LF), for \
+the header pass (-t, Bcc removal) and for what is sent alike; every line end goes out as CRLF. So \
+\"Subject: x<CR>Bcc: y\" is two header lines, the Bcc is removed, and no server after rsend can \
+read the message differently. msmtp sends lone CRs unchanged.",
     },
     Section {
         title: "DIFFERENCES FROM MSMTP",
@@ -130,7 +144,8 @@ with nothing to do; -bs and other modes are usage errors. Messages without a hea
 (echo hello | rsend user@host) get one, so the text becomes the body. A leading mbox From_ line is \
 dropped. Resent-Bcc is removed like Bcc. SIZE is declared and checked before sending, and \
 BODY=8BITMIME / SMTPUTF8 are declared when the message needs them. Recipients given twice are sent \
-once. Lines longer than 500 characters are allowed in msmtprc.",
+once. Lines longer than 500 characters are allowed in msmtprc. A lone CR ends a line (see \
+SECURITY).",
     },
 ];
 

@@ -97,7 +97,8 @@ pub struct RsendArgs {
     /// Take the envelope-from from the From header.
     #[arg(long = "read-envelope-from", conflicts_with_all = ["from", "from_r"])]
     pub read_envelope_from: bool,
-    /// Full name for an added From header.
+    /// Full name for an added From header. A non-ASCII name is RFC 2047 encoded; a name with a
+    /// control character (a line break, TAB, ESC) is refused.
     #[arg(short = 'F', value_name = "NAME")]
     pub full_name: Option<String>,
     /// Add the To, Cc and Bcc recipients of the message (or its first Resent- block).

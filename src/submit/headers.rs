@@ -29,6 +29,10 @@ pub struct Head {
 pub enum HeaderError {
     #[error("the message header is larger than {MAX_HEADER_BYTES} bytes")]
     TooLarge,
+    /// A value rsend was asked to write into a header holds a control character (a CR or LF
+    /// would add header lines of the caller's choosing).
+    #[error("{what} contains the control character U+{:04X}", u32::from(*found))]
+    Control { what: &'static str, found: char },
 }
 
 /// Splits the header block off `input`, which holds the start of the message; `complete` says
@@ -126,8 +130,33 @@ pub fn from_address(head: &Head) -> Option<String> {
     parse_address_list(&field.value()).into_iter().next()
 }
 
-/// Runs the header pass.
-pub fn prepare(head: &Head, policy: &HeaderPolicy, envelope_rcpts: &[String]) -> Prepared {
+/// Refuses `value`, bound for a header as `what`, when it holds a control character.
+fn no_control(value: &str, what: &'static str) -> Result<(), HeaderError> {
+    match header::first_control(value) {
+        Some(found) => Err(HeaderError::Control { what, found }),
+        None => Ok(()),
+    }
+}
+
+/// Runs the header pass. Every value the policy adds to the header (addresses, full name, date,
+/// Message-ID, the envelope recipients for `set_to_header`) is refused when it holds a control
+/// character; the caller checks them earlier with better messages, this is the last line.
+pub fn prepare(
+    head: &Head,
+    policy: &HeaderPolicy,
+    envelope_rcpts: &[String],
+) -> Result<Prepared, HeaderError> {
+    if let Some(a) = &policy.from_address {
+        no_control(a, "the From address")?;
+    }
+    if let Some(n) = &policy.from_full_name {
+        no_control(n, "the full name")?;
+    }
+    no_control(&policy.date, "the Date")?;
+    no_control(&policy.message_id, "the Message-ID")?;
+    for r in envelope_rcpts {
+        no_control(r, "a recipient address")?;
+    }
     let mut recipients = Vec::new();
     if policy.read_recipients {
         let resent_start = head
@@ -194,7 +223,7 @@ pub fn prepare(head: &Head, policy: &HeaderPolicy, envelope_rcpts: &[String]) ->
         }
     }
     header.push(b'\n');
-    Prepared { header, recipients }
+    Ok(Prepared { header, recipients })
 }
 
 /// A display name as an RFC 5322 phrase: plain atoms stay, anything else is quoted; non-ASCII
@@ -252,7 +281,7 @@ mod tests {
         assert!(h.fields.is_empty());
         assert_eq!(h.consumed, 0);
         assert!(!h.had_separator);
-        let p = prepare(&h, &policy(), &[]);
+        let p = prepare(&h, &policy(), &[]).unwrap();
         let text = String::from_utf8(p.header).unwrap();
         assert!(text.starts_with("From: me@x.org\nDate: "));
         assert!(text.ends_with("\n\n"), "{text:?}");
@@ -263,7 +292,7 @@ mod tests {
         let h = head(b"Subject: x");
         assert_eq!(h.fields.len(), 1);
         assert_eq!(h.consumed, 10);
-        let p = prepare(&h, &policy(), &[]);
+        let p = prepare(&h, &policy(), &[]).unwrap();
         assert!(
             String::from_utf8(p.header)
                 .unwrap()
@@ -289,7 +318,7 @@ mod tests {
     fn t_collects_and_bcc_is_removed() {
         let h =
             head(b"To: A <a@x.org>\nCc: b@x.org\nBcc: secret@x.org\n  , s2@x.org\nSubject: s\n\n");
-        let p = prepare(&h, &policy(), &[]);
+        let p = prepare(&h, &policy(), &[]).unwrap();
         assert_eq!(
             p.recipients,
             ["a@x.org", "b@x.org", "secret@x.org", "s2@x.org"]
@@ -305,7 +334,7 @@ mod tests {
         let h = head(
             b"Resent-From: r@x.org\nResent-To: new@x.org\nResent-Bcc: hidden@x.org\nTo: old@x.org\n\n",
         );
-        let p = prepare(&h, &policy(), &[]);
+        let p = prepare(&h, &policy(), &[]).unwrap();
         assert_eq!(p.recipients, ["new@x.org", "hidden@x.org"]);
         assert!(!String::from_utf8(p.header).unwrap().contains("hidden"));
         assert_eq!(from_address(&h).as_deref(), Some("r@x.org"));
@@ -314,7 +343,7 @@ mod tests {
     #[test]
     fn existing_headers_are_kept() {
         let h = head(b"From: Other <o@x.org>\nDate: then\nMessage-ID: <m@x>\n\n");
-        let p = prepare(&h, &policy(), &[]);
+        let p = prepare(&h, &policy(), &[]).unwrap();
         let text = String::from_utf8(p.header).unwrap();
         assert_eq!(
             text,
@@ -327,21 +356,21 @@ mod tests {
     fn full_name_is_quoted_or_encoded() {
         let mut pol = policy();
         pol.from_full_name = Some("Cron Daemon".into());
-        let p = prepare(&head(b"\n"), &pol, &[]);
+        let p = prepare(&head(b"\n"), &pol, &[]).unwrap();
         assert!(
             String::from_utf8(p.header)
                 .unwrap()
                 .starts_with("From: Cron Daemon <me@x.org>\n")
         );
         pol.from_full_name = Some("Doe, J.".into());
-        let p = prepare(&head(b"\n"), &pol, &[]);
+        let p = prepare(&head(b"\n"), &pol, &[]).unwrap();
         assert!(
             String::from_utf8(p.header)
                 .unwrap()
                 .starts_with("From: \"Doe, J.\" <me@x.org>\n")
         );
         pol.from_full_name = Some("Jörg".into());
-        let p = prepare(&head(b"\n"), &pol, &[]);
+        let p = prepare(&head(b"\n"), &pol, &[]).unwrap();
         assert!(
             String::from_utf8(p.header)
                 .unwrap()
@@ -350,10 +379,43 @@ mod tests {
     }
 
     #[test]
+    fn values_with_controls_are_refused_not_written() {
+        type Change = fn(&mut HeaderPolicy);
+        let cases: [(&str, Change); 4] = [
+            ("the full name", |p| {
+                p.from_full_name = Some("Eve\r\nBcc: x@y".into())
+            }),
+            ("the From address", |p| {
+                p.from_address = Some("e@x\nBcc: x@y".into())
+            }),
+            ("the Message-ID", |p| {
+                p.message_id = "<a@b>\rBcc: x@y".into()
+            }),
+            ("the Date", |p| p.date = "now\u{0}".into()),
+        ];
+        for (what, change) in cases {
+            let mut pol = policy();
+            change(&mut pol);
+            let err = prepare(&head(b"\n"), &pol, &[]).unwrap_err();
+            assert!(
+                matches!(err, HeaderError::Control { what: w, .. } if w == what),
+                "{err}"
+            );
+        }
+        let mut pol = policy();
+        pol.set_to = SetTo::On;
+        let err = prepare(&head(b"\n"), &pol, &["a@b\r\nBcc: x@y".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a recipient address contains the control character U+000D"
+        );
+    }
+
+    #[test]
     fn set_to_undisclosed_replaces_recipients_headers() {
         let mut pol = policy();
         pol.set_to = SetTo::Undisclosed;
-        let p = prepare(&head(b"To: a@x\nCc: b@x\n\n"), &pol, &[]);
+        let p = prepare(&head(b"To: a@x\nCc: b@x\n\n"), &pol, &[]).unwrap();
         let text = String::from_utf8(p.header).unwrap();
         assert!(text.contains("To: undisclosed-recipients:;\n"));
         assert!(!text.contains("a@x"));
@@ -381,7 +443,7 @@ mod tests {
         let h = head(b"Subject: x\rBcc: secret@x.org\r\nTo: a@x.org\n\nbody\n");
         let names: Vec<&str> = h.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["Subject", "Bcc", "To"]);
-        let p = prepare(&h, &policy(), &[]);
+        let p = prepare(&h, &policy(), &[]).unwrap();
         assert_eq!(p.recipients, ["secret@x.org", "a@x.org"]);
         assert!(!String::from_utf8_lossy(&p.header).contains("secret"));
     }
@@ -460,7 +522,7 @@ mod tests {
                 .copied()
                 .collect();
             let h = head(&input);
-            let p = prepare(&h, &pol, &[]);
+            let p = prepare(&h, &pol, &[]).unwrap();
             let kept: Vec<Vec<u8>> = h
                 .fields
                 .iter()

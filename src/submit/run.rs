@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::account::{
     AuthSetting, DsnNotify, DsnReturn, Env, HeaderPolicy as AccountHeaderPolicy, LogFile,
-    SubmitProtocol, SubmitSettings, ToHeaderPolicy,
+    Provenance, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
 };
 use crate::cli::rsend_args::RsendArgs;
 use crate::config::{self, AccountSet};
@@ -259,6 +259,28 @@ fn message_id(domain: &str) -> String {
     format!("<{now:x}.{}.{hex}@{domain}>", std::process::id())
 }
 
+/// Refuses a caller or configuration value bound for a header or the SMTP envelope when it holds
+/// a control character: a CR or LF there would add header lines (or SMTP commands), and no other
+/// control has a place in a name, address or domain. `what` names the value and where it came
+/// from; a command-line value is a usage error, a configured one a configuration error.
+fn refuse_control(value: &str, at: Option<&Provenance>, what: &str) -> Result<()> {
+    let Some(found) = crate::message::header::first_control(value) else {
+        return Ok(());
+    };
+    let (kind, place) = match at {
+        None | Some(Provenance::CommandLine) => (ErrorKind::Usage, String::new()),
+        Some(other) => (ErrorKind::Config, format!(" at {other}")),
+    };
+    Err(Error::new(
+        kind,
+        format!(
+            "{what}{place} contains the control character U+{:04X}; refused, because a line \
+             break there would add header lines",
+            u32::from(found)
+        ),
+    ))
+}
+
 /// Null sender spellings (`-f '<>'`, `MAILER-DAEMON`) become an empty reverse path.
 fn normalize_sender(from: &str) -> String {
     let f = from.trim();
@@ -290,10 +312,13 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
     let resolved = resolve(args, env, wanted_from.as_deref())?;
     let s = &resolved.settings;
     let configured_from = s.from_address(env).filter(|_| !s.from_is_pattern());
-    let envelope_from = match (&wanted_from, &configured_from) {
-        (Some(w), Some(c)) if !args.read_envelope_from && !s.allow_from_override() => c.clone(),
-        (Some(w), _) => w.clone(),
-        (None, Some(c)) => c.clone(),
+    let configured_at = s.from.as_ref().map(|f| &f.at);
+    let (envelope_from, from_at) = match (&wanted_from, &configured_from) {
+        (Some(_), Some(c)) if !args.read_envelope_from && !s.allow_from_override() => {
+            (c.clone(), configured_at)
+        }
+        (Some(w), _) => (w.clone(), None),
+        (None, Some(c)) => (c.clone(), configured_at),
         (None, None) => {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -304,7 +329,27 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
             ));
         }
     };
+    let from_what = if from_at.is_none() && args.read_envelope_from {
+        "the envelope-from address in the From header"
+    } else if from_at.is_none() {
+        "the -f/-r envelope-from address"
+    } else {
+        "the envelope-from address set by from"
+    };
+    refuse_control(&envelope_from, from_at, from_what)?;
     let envelope_from = normalize_sender(&envelope_from);
+    if let Some(name) = &s.from_full_name {
+        let what = match name.at {
+            Provenance::CommandLine => "the -F full name",
+            _ => "from_full_name",
+        };
+        refuse_control(&name.value, Some(&name.at), what)?;
+    }
+    refuse_control(
+        &s.domain(env),
+        s.domain.as_ref().map(|d| &d.at),
+        "domain (used in EHLO and Message-ID)",
+    )?;
 
     let mut session = session_settings(s, env)?;
     let domain_for_ids = {
@@ -341,14 +386,15 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         message_id: message_id(&domain_for_ids),
     };
     // set_to_header needs the final list, so expand first with the header's recipients.
-    let pre = headers::prepare(&head, &policy, &[]);
+    let refused = |e| Error::with_source(ErrorKind::Usage, "cannot prepare the message header", e);
+    let pre = headers::prepare(&head, &policy, &[]).map_err(refused)?;
     wanted.extend(pre.recipients.iter().cloned());
     let recipients = finish_recipients(wanted, s, env, &envelope_from)?;
     if recipients.is_empty() {
         return Err(Error::new(ErrorKind::Usage, "no recipients found"));
     }
     let prepared = if policy.set_to == SetTo::On {
-        headers::prepare(&head, &policy, &recipients)
+        headers::prepare(&head, &policy, &recipients).map_err(refused)?
     } else {
         pre
     };
