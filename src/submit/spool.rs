@@ -85,8 +85,10 @@ impl Spool {
 }
 
 /// A temporary file in $TMPDIR that is already unlinked, so nothing is left behind even if the
-/// process is killed.
+/// process is killed. It is created with mode 0600 by the open itself (whatever the umask), so
+/// there is no moment in which another user could open it and keep reading the message.
 fn anonymous_file() -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = std::env::temp_dir();
     for attempt in 0..16u32 {
         let name = dir.join(format!(
@@ -101,6 +103,7 @@ fn anonymous_file() -> io::Result<File> {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&name)
         {
             Ok(f) => {
@@ -117,6 +120,14 @@ fn anonymous_file() -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spool_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = anonymous_file().unwrap();
+        let mode = f.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
 
     #[test]
     fn small_and_large_round_trip() {
