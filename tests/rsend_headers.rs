@@ -346,3 +346,79 @@ fn lone_cr_header_lines_are_recipients_for_t() {
         heard.header()
     );
 }
+
+#[test]
+fn no_recipients_says_t_or_an_address_is_needed() {
+    let (out, heard) = exchange("", &[], BODY);
+    assert_refused(&out, &heard, 64, "-t");
+    assert!(show(&out.stderr).contains("address"), "{}", describe(&out));
+}
+
+#[test]
+fn recipient_that_is_not_an_address_is_refused() {
+    for arg in [
+        "not an address",
+        "a@b@c",
+        "a@",
+        "@x.org",
+        "a..b@x.org",
+        "x@[1.2.3.4",
+    ] {
+        let (out, heard) = exchange("", &[arg], BODY);
+        assert_refused(&out, &heard, 64, arg);
+    }
+    // With -t, a To header made of words is refused the same way, naming the header.
+    let (out, heard) = exchange("", &["-t"], b"To: John Doe\nSubject: s\n\nbody\n");
+    assert_refused(&out, &heard, 64, "John Doe");
+    // What msmtp accepts still works: lists, display names, groups, quoted local parts, and
+    // local names (qualified with the sender's domain).
+    let (out, heard) = exchange(
+        "",
+        &[
+            "Bob <bob@example.test>, carol@example.test",
+            "team: dave@example.test;",
+            "\"odd name\"@example.test",
+            "root",
+        ],
+        BODY,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(
+        heard.rcpts,
+        [
+            "bob@example.test",
+            "carol@example.test",
+            "dave@example.test",
+            "\"odd name\"@example.test",
+            "root@localhost"
+        ]
+    );
+}
+
+#[test]
+fn dash_h_without_a_number_points_to_help() {
+    let out = rsend(&["-h"], b"");
+    assert_exit(&out, 64);
+    let stderr = show(&out.stderr);
+    assert!(
+        stderr.contains("hop count") && stderr.contains("--help"),
+        "{stderr}"
+    );
+    // sendmail's -h N is still accepted and ignored.
+    let (out, _) = exchange("", &["-h", "17", "bob@example.test"], BODY);
+    assert_exit(&out, 0);
+}
+
+#[test]
+fn man_page_synopsis_shows_value_names() {
+    let page = String::from_utf8(postie::cli::manpage::rsend_page()).expect("utf-8");
+    let synopsis = page
+        .split(".SH SYNOPSIS")
+        .nth(1)
+        .and_then(|s| s.split(".SH").next())
+        .expect("a SYNOPSIS section");
+    assert!(!synopsis.contains("\\-F \\fR]"), "{synopsis}");
+    for shown in ["[\\-F NAME]", "[\\-f ADDRESS]"] {
+        assert!(synopsis.contains(shown), "{shown} not in {synopsis}");
+    }
+}

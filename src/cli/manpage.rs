@@ -72,8 +72,9 @@ later\" from \"give up\". msmtp exits 69 for 4xx replies and 74 for read timeout
 
 0\tThe server accepted the message for every recipient.
 
-64\tUsage error: bad option, -b mode other than m/i/p, no recipients, -f with --read-envelope-from, \
-a control character in -F, -f/-r or --domain.
+64\tUsage error: bad option, -b mode other than m/i/p, no recipients, a recipient that is not an \
+address (on the command line, or with -t in To/Cc/Bcc), -f with --read-envelope-from, a control \
+character in -F, -f/-r or --domain.
 
 65\tThe server refused the message or a recipient permanently (5xx).
 
@@ -98,7 +99,7 @@ STARTTLS port, or the reverse).
 
 78\tConfiguration error: syntax, unknown account, missing envelope-from, insecure file permissions, \
 a control character in from, from_full_name or domain (also when it comes from $USER or $HOSTNAME \
-through %U or %H).",
+through %U or %H), an aliases entry that is not an address.",
     },
     Section {
         title: "FILES",
@@ -145,7 +146,9 @@ with nothing to do; -bs and other modes are usage errors. Messages without a hea
 dropped. Resent-Bcc is removed like Bcc. SIZE is declared and checked before sending, and \
 BODY=8BITMIME / SMTPUTF8 are declared when the message needs them. Recipients given twice are sent \
 once. Lines longer than 500 characters are allowed in msmtprc. A lone CR ends a line (see \
-SECURITY).",
+SECURITY). A recipient that is not an address (rsend 'not an address', or with -t a To: John Doe) \
+is refused instead of being sent to notanaddress@localhost; local names without @ (root) are still \
+qualified with the domain.",
     },
 ];
 

@@ -16,6 +16,10 @@ use clap::{ArgAction, Parser};
     version,
     disable_version_flag = true,
     disable_help_flag = true,
+    // Written out because the generated one shows short-only options without their values
+    // ("[-F ]").
+    override_usage = "rsend [OPTIONS] [-t] [-f ADDRESS] [-F NAME] [--] [RECIPIENT]...\n       \
+rsend [OPTIONS] --serverinfo\n       rsend [OPTIONS] --pretend",
     after_help = "Exit status: 0 accepted; 64 usage; 65 rejected (5xx); 66 unreadable file; 68 unknown host; \
 69 service unavailable; 70 internal; 74 local I/O; 75 temporary failure, try again later (4xx, timeout, \
 connection refused); 76 protocol error; 77 authentication failed; 78 configuration error."
@@ -249,7 +253,26 @@ pub fn compat_warnings(args: &RsendArgs) -> Vec<String> {
 
 /// Argument parsing result for the binary.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RsendArgs, clap::Error> {
-    RsendArgs::try_parse_from(normalize(args))
+    RsendArgs::try_parse_from(normalize(args)).map_err(hop_count_hint)
+}
+
+/// `rsend -h` is usually someone asking for help, but -h is sendmail's hop count (`-h N`), which
+/// callers pass and rsend must accept; the error says so and where help is.
+fn hop_count_hint(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let about_h = matches!(
+        error.get(ContextKind::InvalidArg),
+        Some(ContextValue::String(arg)) if arg.starts_with("-h ")
+    );
+    if about_h {
+        error.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![
+                "-h is sendmail's hop count and takes a number; for help, use --help".into(),
+            ]),
+        );
+    }
+    error
 }
 
 #[cfg(test)]

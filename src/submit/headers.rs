@@ -2,7 +2,7 @@
 //! (RFC 5322 section 2.2), `-t` recipient extraction (To/Cc/Bcc, or the first Resent- block),
 //! Bcc/Resent-Bcc removal, and the missing From/Date/Message-ID/To headers msmtp adds.
 
-use super::address::parse_address_list;
+use super::address::{AddressError, parse_address_list, parse_recipient_list};
 use crate::message::header;
 use crate::message::line::{LineEnd, find_line_end};
 
@@ -33,6 +33,9 @@ pub enum HeaderError {
     /// would add header lines of the caller's choosing).
     #[error("{what} contains the control character U+{:04X}", u32::from(*found))]
     Control { what: &'static str, found: char },
+    /// With -t, a recipient header holds something that is not an address.
+    #[error("the {field} header: {error}")]
+    Recipient { field: String, error: AddressError },
 }
 
 /// Splits the header block off `input`, which holds the start of the message; `complete` says
@@ -177,7 +180,12 @@ pub fn prepare(
                 .collect(),
         };
         for f in candidates {
-            recipients.extend(parse_address_list(&f.value()));
+            let found =
+                parse_recipient_list(&f.value()).map_err(|error| HeaderError::Recipient {
+                    field: f.name.clone(),
+                    error,
+                })?;
+            recipients.extend(found);
         }
     }
 
@@ -439,6 +447,21 @@ mod tests {
     }
 
     #[test]
+    fn t_refuses_a_recipient_header_that_is_no_address() {
+        let h = head(b"To: John Doe\nSubject: s\n\n");
+        let err = prepare(&h, &policy(), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the To header: \"John Doe\" is not an address: words separated by spaces (write a \
+             name as Name <user@domain>)"
+        );
+        // Without -t the header is not read for recipients, and is sent as it is.
+        let mut pol = policy();
+        pol.read_recipients = false;
+        assert!(prepare(&h, &pol, &[]).is_ok());
+    }
+
+    #[test]
     fn lone_cr_ends_a_header_line() {
         let h = head(b"Subject: x\rBcc: secret@x.org\r\nTo: a@x.org\n\nbody\n");
         let names: Vec<&str> = h.fields.iter().map(|f| f.name.as_str()).collect();
@@ -515,6 +538,7 @@ mod tests {
         pol.set_from = SetFrom::Off;
         pol.set_date = false;
         pol.set_msgid = false;
+        let mut refused = 0;
         for _ in 0..4000 {
             let count = next(14);
             let input: Vec<u8> = (0..count)
@@ -522,7 +546,15 @@ mod tests {
                 .copied()
                 .collect();
             let h = head(&input);
-            let p = prepare(&h, &pol, &[]).unwrap();
+            let p = match prepare(&h, &pol, &[]) {
+                Ok(p) => p,
+                // A recipient header that is no address list: nothing is sent at all.
+                Err(HeaderError::Recipient { .. }) => {
+                    refused += 1;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
             let kept: Vec<Vec<u8>> = h
                 .fields
                 .iter()
@@ -553,5 +585,9 @@ mod tests {
                 );
             }
         }
+        assert!(
+            refused < 1000,
+            "{refused} of 4000 inputs refused: the test checks too little"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::proto::sasl::Mechanism;
 use crate::proto::smtp::{AuthMethod, DsnRet, Envelope, Notify, Protocol, Recipient};
 use crate::session::smtp::{SmtpAuth, SmtpClient, SmtpSettings};
 
-use super::address::{domain_of, parse_address_list};
+use super::address::{check_addr_spec, domain_of, parse_recipient_list};
 use super::aliases::Aliases;
 use super::headers::{self, HeaderPolicy, SetFrom, SetTo};
 use super::spool::Spool;
@@ -364,11 +364,12 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
     };
 
     // Recipients: the command line (address lists, as msmtp), plus -t.
-    let mut wanted: Vec<String> = args
-        .recipients
-        .iter()
-        .flat_map(|r| parse_address_list(r))
-        .collect();
+    let mut wanted: Vec<String> = Vec::new();
+    for r in &args.recipients {
+        let found = parse_recipient_list(r)
+            .map_err(|e| Error::new(ErrorKind::Usage, format!("recipient {e}")))?;
+        wanted.extend(found);
+    }
     let (set_from, set_date, set_msgid, set_to) = header_policy(s);
     let policy = HeaderPolicy {
         read_recipients: args.read_recipients,
@@ -391,7 +392,16 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
     wanted.extend(pre.recipients.iter().cloned());
     let recipients = finish_recipients(wanted, s, env, &envelope_from)?;
     if recipients.is_empty() {
-        return Err(Error::new(ErrorKind::Usage, "no recipients found"));
+        return Err(Error::new(
+            ErrorKind::Usage,
+            if args.read_recipients {
+                "no recipients found: the To, Cc and Bcc headers hold no address (-t) and none \
+                 was given on the command line"
+            } else {
+                "no recipients: give an address on the command line, or -t to read them from \
+                 the To, Cc and Bcc headers"
+            },
+        ));
     }
     let prepared = if policy.set_to == SetTo::On {
         headers::prepare(&head, &policy, &recipients).map_err(refused)?
@@ -504,7 +514,18 @@ fn finish_recipients(
     let mut out: Vec<String> = Vec::new();
     for r in wanted {
         let expanded = match &aliases {
-            Some(a) => a.expand(&r).map_err(|m| Error::new(ErrorKind::Config, m))?,
+            Some(a) => {
+                let expanded = a.expand(&r).map_err(|m| Error::new(ErrorKind::Config, m))?;
+                for addr in &expanded {
+                    check_addr_spec(addr).map_err(|reason| {
+                        Error::new(
+                            ErrorKind::Config,
+                            format!("the aliases file maps {r} to {addr:?}, which is not an address: {reason}"),
+                        )
+                    })?;
+                }
+                expanded
+            }
             None => vec![r],
         };
         for mut addr in expanded {
