@@ -47,6 +47,8 @@ pub enum ImapError {
     LiteralTooLarge(u64, u64),
     #[error("more than {0} untagged responses to one command")]
     TooManyUntagged(u64),
+    #[error("server announced more than {0} capabilities")]
+    TooManyCapabilities(usize),
     #[error("malformed server response: {0}")]
     Malformed(String),
     #[error("unexpected server response: {0}")]
@@ -730,7 +732,7 @@ impl Client {
                 Ok(Step::Event(Event::Untagged { status, code, text }))
             }
             b"CAPABILITY" => {
-                self.caps = parse_caps(after);
+                self.caps = parse_caps(after)?;
                 Ok(Step::Event(Event::Capabilities(self.caps.clone())))
             }
             b"SEARCH" => {
@@ -806,12 +808,19 @@ fn literal_suffix(line: &[u8]) -> Result<Option<(u64, usize)>, ImapError> {
     Ok(Some((parse_u64(digits)?, open)))
 }
 
-fn parse_caps(s: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(s)
-        .split_ascii_whitespace()
-        .take(512)
-        .map(|w| w.to_ascii_uppercase())
-        .collect()
+/// Most capability names accepted in one announcement (AUTH= mechanisms included; real
+/// servers send a few dozen).
+pub const MAX_CAPABILITIES: usize = 512;
+
+fn parse_caps(s: &[u8]) -> Result<Vec<String>, ImapError> {
+    let mut caps = Vec::new();
+    for word in String::from_utf8_lossy(s).split_ascii_whitespace() {
+        if caps.len() >= MAX_CAPABILITIES {
+            return Err(ImapError::TooManyCapabilities(MAX_CAPABILITIES));
+        }
+        caps.push(word.to_ascii_uppercase());
+    }
+    Ok(caps)
 }
 
 /// `OK [CODE args] text` (also NO/BAD/BYE/PREAUTH).
@@ -838,7 +847,7 @@ fn parse_cond(s: &[u8]) -> Result<(Status, Option<Code>, String), ImapError> {
         let (name, args) = split_word(&inner[..close]);
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
         code = Some(match name.as_str() {
-            "CAPABILITY" => Code::Capability(parse_caps(args)),
+            "CAPABILITY" => Code::Capability(parse_caps(args)?),
             "UIDVALIDITY" => Code::UidValidity(parse_u32(args)?),
             "UIDNEXT" => Code::UidNext(parse_u32(args)?),
             "UNAVAILABLE" | "INUSE" | "LIMIT" | "SERVERBUG" => Code::Temporary(name),
@@ -1049,6 +1058,21 @@ mod tests {
             );
         }
         whole
+    }
+
+    #[test]
+    fn capability_flood_is_an_error() {
+        let words = "X ".repeat(MAX_CAPABILITIES + 1);
+        let input = format!("* OK hi\r\n* CAPABILITY {words}\r\n");
+        assert_eq!(
+            run(&[Command::Capability], input.as_bytes(), 64),
+            Err(ImapError::TooManyCapabilities(MAX_CAPABILITIES))
+        );
+        let input = format!("* OK [CAPABILITY {words}] hi\r\n");
+        assert_eq!(
+            run(&[], input.as_bytes(), 64),
+            Err(ImapError::TooManyCapabilities(MAX_CAPABILITIES))
+        );
     }
 
     fn done(tag: &str, kind: Kind) -> Event {

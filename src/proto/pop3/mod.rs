@@ -25,7 +25,13 @@ pub struct Limits {
     pub max_listing_lines: u64,
     /// Largest message body accepted from RETR/TOP; `None` means no limit.
     pub max_message_size: Option<u64>,
+    /// Most lines in a CAPA reply (real servers send about 15; CAPA goes out before STLS, so
+    /// anyone on the path can answer it).
+    pub max_capa_lines: u64,
 }
+
+/// Most SASL mechanisms accepted on the CAPA `SASL` line (real servers name a handful).
+pub const MAX_SASL_MECHANISMS: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -33,6 +39,7 @@ impl Default for Limits {
             max_line: 8192,
             max_listing_lines: 10_000_000,
             max_message_size: None,
+            max_capa_lines: 1000,
         }
     }
 }
@@ -47,6 +54,10 @@ pub enum Pop3Error {
     LineTooLong(usize),
     #[error("server listing longer than {0} lines")]
     ListingTooLong(u64),
+    #[error("server CAPA reply longer than {0} lines")]
+    CapaTooLong(u64),
+    #[error("server CAPA reply names more than {0} SASL mechanisms")]
+    TooManyMechanisms(usize),
     #[error("message larger than the limit of {0} bytes")]
     MessageTooLarge(u64),
     #[error("malformed server reply: {0}")]
@@ -225,9 +236,11 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    fn add_line(&mut self, line: &str) {
+    fn add_line(&mut self, line: &str) -> Result<(), Pop3Error> {
         let mut words = line.split_ascii_whitespace();
-        let Some(name) = words.next() else { return };
+        let Some(name) = words.next() else {
+            return Ok(());
+        };
         let name = name.to_ascii_uppercase();
         match name.as_str() {
             "STLS" => self.stls = true,
@@ -236,14 +249,20 @@ impl Capabilities {
             "UIDL" => self.uidl = true,
             "PIPELINING" => self.pipelining = true,
             "RESP-CODES" => self.resp_codes = true,
-            "SASL" => self
-                .sasl
-                .extend(words.map(|w| w.to_ascii_uppercase()).take(64)),
+            "SASL" => {
+                for w in words {
+                    if self.sasl.len() >= MAX_SASL_MECHANISMS {
+                        return Err(Pop3Error::TooManyMechanisms(MAX_SASL_MECHANISMS));
+                    }
+                    self.sasl.push(w.to_ascii_uppercase());
+                }
+            }
             _ => {}
         }
         if self.names.len() < 256 {
             self.names.push(name);
         }
+        Ok(())
     }
 
     /// Whether SASL mechanism `mech` is advertised.
@@ -340,6 +359,8 @@ pub struct Client {
     pending: VecDeque<Expect>,
     body: Body,
     capa: Capabilities,
+    /// The last [`Client::decode_one`] consumed input without producing an event.
+    progressed: bool,
 }
 
 impl Client {
@@ -354,6 +375,7 @@ impl Client {
             pending,
             body: Body::Status,
             capa: Capabilities::default(),
+            progressed: false,
         }
     }
 
@@ -420,7 +442,24 @@ impl Client {
         result
     }
 
+    /// Decodes until one event is complete or more bytes are needed. A loop, never recursion:
+    /// lines that produce no event (CAPA lines, the status line before a listing) go round
+    /// again, so no number of them can exhaust the stack.
     fn poll_inner(&mut self) -> Result<Option<Event>, Pop3Error> {
+        loop {
+            if let Some(result) = self.decode_one()? {
+                return Ok(Some(result));
+            }
+            if !self.progressed {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One decoding step: `Some` event, or `None` with `progressed` telling whether a line was
+    /// consumed without producing an event (then the caller steps again).
+    fn decode_one(&mut self) -> Result<Option<Event>, Pop3Error> {
+        self.progressed = false;
         match self.body {
             Body::Failed | Body::TlsWait => Ok(None),
             Body::Message { line_start, octets } => self.poll_message(line_start, octets),
@@ -436,6 +475,9 @@ impl Client {
                         _ => Event::ListingEnd,
                     }));
                 }
+                if kind == Expect::Capa && count >= self.limits.max_capa_lines {
+                    return Err(Pop3Error::CapaTooLong(self.limits.max_capa_lines));
+                }
                 if count >= self.limits.max_listing_lines {
                     return Err(Pop3Error::ListingTooLong(self.limits.max_listing_lines));
                 }
@@ -444,8 +486,9 @@ impl Client {
                 let text = String::from_utf8_lossy(line);
                 match kind {
                     Expect::Capa => {
-                        self.capa.add_line(&text);
-                        self.poll_inner()
+                        self.capa.add_line(&text)?;
+                        self.progressed = true;
+                        Ok(None)
                     }
                     Expect::ListAll => {
                         let (msgno, size) = parse_scan(&text)?;
@@ -506,11 +549,13 @@ impl Client {
                     Expect::Capa => {
                         self.capa = Capabilities::default();
                         self.body = Body::Listing(Expect::Capa, 0);
-                        self.poll_inner()
+                        self.progressed = true;
+                        Ok(None)
                     }
                     Expect::ListAll | Expect::UidlAll => {
                         self.body = Body::Listing(expect, 0);
-                        self.poll_inner()
+                        self.progressed = true;
+                        Ok(None)
                     }
                     Expect::Stls => {
                         self.pending.pop_front();
@@ -896,6 +941,38 @@ mod tests {
         assert!(c.has_sasl("CRAM-MD5") && c.has_sasl("plain"));
         assert!(c.names.contains(&"X-WEIRD".to_string()));
         assert_eq!(ev[2], Event::Stat { count: 1, size: 2 });
+    }
+
+    #[test]
+    fn capa_flood_and_mechanism_flood_are_bounded_errors() {
+        // Far more lines than the bound, in one chunk: decoded in a loop, stopped at the bound.
+        let mut input = b"+OK\r\n+OK\r\n".to_vec();
+        input.extend_from_slice(&b"X\r\n".repeat(100_000));
+        assert_eq!(
+            run(&[Command::Capa], &input, input.len()),
+            Err(Pop3Error::CapaTooLong(1000))
+        );
+        // Right at the bound it is accepted.
+        let mut input = b"+OK\r\n+OK\r\n".to_vec();
+        input.extend_from_slice(&b"X\r\n".repeat(1000));
+        input.extend_from_slice(b".\r\n");
+        assert!(matches!(
+            all_steps(&[Command::Capa], &input).get(1),
+            Some(Event::Capabilities(_))
+        ));
+        let many = format!("+OK\r\n+OK\r\nSASL {}\r\n.\r\n", "M ".repeat(65));
+        assert_eq!(
+            run(&[Command::Capa], many.as_bytes(), 7),
+            Err(Pop3Error::TooManyMechanisms(MAX_SASL_MECHANISMS))
+        );
+        // A long listing (not CAPA) is still decoded one entry per event, without recursion.
+        let mut input = b"+OK\r\n+OK\r\n".to_vec();
+        for i in 1..=50_000 {
+            input.extend_from_slice(format!("{i} {i}\r\n").as_bytes());
+        }
+        input.extend_from_slice(b".\r\n");
+        let ev = run(&[Command::ListAll], &input, input.len()).expect("decodes");
+        assert_eq!(ev.len(), 50_002);
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl Handshake {
             }
             HsState::Ehlo => {
                 if reply.is_success() {
-                    self.caps = Some(Capabilities::from_ehlo(&reply));
+                    self.caps = Some(Capabilities::from_ehlo(&reply)?);
                     return self.after_ehlo();
                 }
                 if reply.is_permanent() && self.config.protocol == Protocol::Smtp {
@@ -208,7 +208,7 @@ impl Handshake {
                 self.caps = Some(Capabilities::from_ehlo(&Reply::new(
                     reply.code(),
                     &[reply.lines().first().map(String::as_str).unwrap_or("")],
-                )));
+                ))?);
                 self.after_ehlo()
             }
             HsState::StartTls => {
@@ -729,7 +729,7 @@ mod tests {
     fn caps(lines: &[&str]) -> Capabilities {
         let mut all = vec!["server.example"];
         all.extend_from_slice(lines);
-        Capabilities::from_ehlo(&Reply::new(250, &all))
+        Capabilities::from_ehlo(&Reply::new(250, &all)).expect("valid EHLO reply")
     }
 
     fn hs(starttls: bool, tls_active: bool, auth: Option<AuthConfig>) -> Handshake {
