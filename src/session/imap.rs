@@ -9,8 +9,10 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::log as plog;
 use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
 use crate::proto::imap::{self, Code, Command, Event, ImapError, Search, Status};
+use crate::proto::trace::Outbound;
 
 pub use super::pop3::{SaslClient, Secret};
 use super::pop3::{check_plaintext, plain_mechanism};
@@ -151,9 +153,11 @@ impl ImapSession {
 
     /// Runs the session start (greeting, CAPABILITY, STARTTLS) on an open connection.
     pub fn start(conn: Connection, settings: &ImapSettings) -> Result<ImapSession> {
+        let mut client = imap::Client::new(settings.limits);
+        client.set_trace(plog::wire_enabled());
         let mut s = ImapSession {
             conn,
-            client: imap::Client::new(settings.limits),
+            client,
             settings: settings.clone(),
             authenticated: false,
             read_buf: vec![0; 64 * 1024],
@@ -216,6 +220,7 @@ impl ImapSession {
                 deferred: Vec::new(),
             };
             s.client.tls_established();
+            s.client.set_trace(plog::wire_enabled());
             s.capability()?;
         }
         Ok(s)
@@ -325,12 +330,12 @@ impl ImapSession {
                         Ok(r) => self.client.auth_response(Some(&r)),
                         Err(e) => {
                             let cancel = self.client.auth_response(None);
-                            self.write_raw(&cancel, "*")?;
+                            self.write_out(&cancel)?;
                             let _ = self.wait_done();
                             return Err(e);
                         }
                     };
-                    self.write_raw(&line, "<redacted SASL response>")?;
+                    self.write_out(&line)?;
                 }
                 Event::Done {
                     status, code, text, ..
@@ -735,7 +740,7 @@ impl ImapSession {
             Some(done) => done,
             None => {
                 let done_bytes = self.client.idle_done();
-                self.write_raw(&done_bytes, "DONE")?;
+                self.write_out(&done_bytes)?;
                 self.wait_done()?
             }
         };
@@ -816,7 +821,7 @@ impl ImapSession {
                 text,
                 ..
             } => return Err(self.poison(bye(&text))),
-            Event::Send(bytes) => self.write_raw(&bytes, "<literal>")?,
+            Event::Send(part) => self.write_out(&part)?,
             Event::AuthChallenge(_) | Event::Idling => {
                 return Err(self.poison(unexpected(&ev)));
             }
@@ -839,15 +844,19 @@ impl ImapSession {
                 "IMAP session unusable after an earlier error",
             ));
         }
-        let (tag, bytes) = self.client.command(cmd);
-        log::trace!(target: "postie::wire", "> {tag} {}", cmd.redacted());
-        self.write_bytes(&bytes)?;
+        let (tag, out) = self.client.command(cmd);
+        self.write_out(&out)?;
         Ok(tag)
     }
 
-    fn write_raw(&mut self, bytes: &[u8], shown: &str) -> Result<()> {
-        log::trace!(target: "postie::wire", "> {shown}");
-        self.write_bytes(bytes)
+    /// Writes `out`, tracing it line by line with its secret spans hidden.
+    fn write_out(&mut self, out: &Outbound) -> Result<()> {
+        if plog::wire_enabled() {
+            for line in out.trace_lines() {
+                plog::wire("IMAP", '>', &line);
+            }
+        }
+        self.write_bytes(&out.bytes)
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
@@ -862,13 +871,12 @@ impl ImapSession {
     /// The next event; a timeout is returned without poisoning (IDLE uses it).
     fn next_event_raw(&mut self) -> Result<Event> {
         loop {
-            match self.client.poll() {
-                Ok(Some(ev)) => {
-                    if log::log_enabled!(target: "postie::wire", log::Level::Trace) {
-                        log_event(&ev);
-                    }
-                    return Ok(ev);
-                }
+            let polled = self.client.poll();
+            for line in self.client.take_trace() {
+                plog::wire("IMAP", '<', &line);
+            }
+            match polled {
+                Ok(Some(ev)) => return Ok(ev),
                 Ok(None) => {}
                 Err(e) => return Err(imap_error(e)),
             }
@@ -939,15 +947,6 @@ fn unexpected(ev: &Event) -> Error {
 
 fn imap_error(e: ImapError) -> Error {
     Error::with_source(ErrorKind::Protocol, "IMAP server broke the protocol", e)
-}
-
-fn log_event(ev: &Event) {
-    match ev {
-        Event::BodyChunk(d) => log::trace!(target: "postie::wire", "< ({} message bytes)", d.len()),
-        Event::AuthChallenge(_) => log::trace!(target: "postie::wire", "< + <SASL challenge>"),
-        Event::Search(v) => log::trace!(target: "postie::wire", "< * SEARCH ({} UIDs)", v.len()),
-        other => log::trace!(target: "postie::wire", "< {other:?}"),
-    }
 }
 
 /// Compresses UIDs into IMAP sets ("1:5,9,12:14"), each at most `MAX_SET_LEN` bytes.
