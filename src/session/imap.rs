@@ -137,6 +137,11 @@ impl fmt::Debug for ImapSession {
 /// Longest UID set we put in one command (servers limit command lines; Dovecot to 64 KiB).
 const MAX_SET_LEN: usize = 8000;
 
+/// Most bytes of a body held in memory while its UID is unknown (a server that puts UID after
+/// the body literal). A larger body is dropped and fetched again on its own, when the UID asked
+/// for is the UID of whatever body comes back.
+const MAX_HELD_BODY: usize = 256 * 1024;
+
 impl ImapSession {
     /// Connects, reads the greeting and, with [`TlsMode::Starttls`], upgrades (mandatory)
     /// and asks CAPABILITY again.
@@ -477,6 +482,24 @@ impl ImapSession {
         sink: &mut dyn FetchSink,
         delivered: &mut Vec<u32>,
     ) -> Result<()> {
+        let refetch = self.fetch_set_once(set, None, sink, delivered)?;
+        for uid in refetch {
+            // Asked for alone, the body that comes back is this UID's wherever the server puts
+            // the UID, so it streams without being held.
+            self.fetch_set_once(&uid.to_string(), Some(uid), sink, delivered)?;
+        }
+        Ok(())
+    }
+
+    /// One UID FETCH. `known_uid`: the set is this single UID. Returns the UIDs whose bodies
+    /// came before their UID and were too large to hold (to be fetched again alone).
+    fn fetch_set_once(
+        &mut self,
+        set: &str,
+        known_uid: Option<u32>,
+        sink: &mut dyn FetchSink,
+        delivered: &mut Vec<u32>,
+    ) -> Result<Vec<u32>> {
         // Deferred commands (an EXPUNGE of the previous batch) complete while this FETCH is
         // already with the server: their completions are read here, in whatever order.
         self.send_now(&Command::UidFetch {
@@ -484,15 +507,19 @@ impl ImapSession {
             body: true,
         })?;
         let mut deferred_err = None;
-        // When the server puts UID after the body, the body is held until the UID is known.
+        // When the server puts UID after the body, the body is held (up to MAX_HELD_BODY) until
+        // the UID is known.
         let mut current: Option<FetchedMeta> = None;
         let mut held: Option<Vec<u8>> = None;
+        let mut overflowed = false;
+        let mut refetch = Vec::new();
         let mut octets = 0u64;
         loop {
             match self.next_event()? {
                 Event::BodyStart { attrs, .. } => {
                     octets = 0;
-                    match attrs.uid {
+                    overflowed = false;
+                    match attrs.uid.or(known_uid) {
                         Some(uid) => {
                             let meta = FetchedMeta {
                                 uid,
@@ -510,7 +537,12 @@ impl ImapSession {
                 Event::BodyChunk(chunk) => {
                     octets += chunk.len() as u64;
                     if let Some(buf) = held.as_mut() {
-                        buf.extend_from_slice(&chunk);
+                        if buf.len() + chunk.len() > MAX_HELD_BODY {
+                            held = None;
+                            overflowed = true;
+                        } else {
+                            buf.extend_from_slice(&chunk);
+                        }
                     } else if current.is_some()
                         && let Err(e) = sink.data(&chunk)
                     {
@@ -535,10 +567,18 @@ impl ImapSession {
                         sink.start(&meta)
                             .and_then(|()| sink.data(&body))
                             .and_then(|()| sink.end(&meta, octets))
+                    } else if let (true, Some(uid)) = (overflowed, attrs.uid) {
+                        log::debug!(
+                            "IMAP server sent the {octets}-byte body of UID {uid} before its UID; \
+                             fetching it again alone"
+                        );
+                        refetch.push(uid);
+                        Ok(())
                     } else {
                         log::warn!("IMAP server sent a message body without its UID; skipped");
                         Ok(())
                     };
+                    overflowed = false;
                     if let Err(e) = r {
                         return Err(self.poison(e));
                     }
@@ -559,7 +599,7 @@ impl ImapSession {
                     }
                     check_done(done, "UID FETCH")?;
                     self.complete_deferred()?;
-                    return deferred_err.map_or(Ok(()), Err);
+                    return deferred_err.map_or(Ok(refetch), Err);
                 }
                 other => self.untagged(other)?,
             }
