@@ -280,3 +280,292 @@ fn imap_body_before_uid_is_never_held_whole() {
     s.logout().expect("logout");
     let _ = server.join();
 }
+
+// ---- endless lines, floods of responses, absurd literal sizes ----
+
+/// A server that says `prefix` and then sends `fill` bytes forever (until the client goes).
+fn endless(prefix: &'static [u8], fill: u8) -> (u16, JoinHandle<()>) {
+    serve(move |mut sock| {
+        let _ = sock.set_write_timeout(Some(Duration::from_secs(10)));
+        if sock.write_all(prefix).is_err() {
+            return;
+        }
+        let chunk = vec![fill; 64 * 1024];
+        // 1 GiB at most: far more than any bound, and the test fails if it is all read.
+        for _ in 0..16_384 {
+            if sock.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn endless_line_is_a_clear_error_for_every_protocol() {
+    let started = Instant::now();
+    let (port, server) = endless(b"+OK ", b'x');
+    let e = Pop3Session::connect(&pop3_settings(port)).expect_err("must fail");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+    assert!(e.chain().contains("line longer than"), "{}", e.chain());
+    let _ = server.join();
+
+    let (port, server) = endless(b"* OK ", b'x');
+    let e = ImapSession::connect(&imap_settings(port)).expect_err("must fail");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+    assert!(e.chain().contains("longer than"), "{}", e.chain());
+    let _ = server.join();
+
+    // "* SEARCH" lines have their own, larger bound (64 MiB): still a bound.
+    let (port, server) = endless(b"* OK hi\r\n* SEARCH ", b'1');
+    let e = ImapSession::connect(&imap_settings(port)).expect_err("must fail");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+    assert!(e.chain().contains("longer than"), "{}", e.chain());
+    let _ = server.join();
+
+    let (port, server) = endless(b"220 ", b'x');
+    let e = SmtpClient::connect(&smtp_settings(port)).expect_err("must fail");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
+    assert!(e.chain().contains("longer than"), "{}", e.chain());
+    let _ = server.join();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_million_untagged_responses_finish_in_bounded_time() {
+    const N: usize = 1_000_000;
+    let (port, server) = imap_server(|tag, cmd| {
+        if cmd.starts_with("SELECT") {
+            let mut out = Vec::with_capacity(N * 16);
+            for i in 0..N {
+                // A mix of what servers send: counts, flags, unknown data with a literal.
+                match i % 4 {
+                    0 => out.extend_from_slice(b"* 3 RECENT\r\n"),
+                    1 => out.extend_from_slice(b"* FLAGS (\\Seen)\r\n"),
+                    2 => out.extend_from_slice(b"* X-UNKNOWN {3}\r\nabc\r\n"),
+                    _ => out.extend_from_slice(b"* 7 EXISTS\r\n"),
+                }
+            }
+            out.extend_from_slice(
+                format!("* OK [UIDVALIDITY 9] v\r\n{tag} OK selected\r\n").as_bytes(),
+            );
+            out
+        } else {
+            format!("{tag} OK\r\n").into_bytes()
+        }
+    });
+    let mut s = ImapSession::connect(&imap_settings(port)).expect("connect");
+    s.login().expect("login");
+    let started = Instant::now();
+    let info = s.select("INBOX").expect("select");
+    let took = started.elapsed();
+    assert_eq!(info.exists, 7);
+    assert_eq!(info.uidvalidity, Some(9));
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    s.logout().expect("logout");
+    let _ = server.join();
+}
+
+#[test]
+fn absurd_literal_sizes_are_clear_errors() {
+    for size in [
+        "4294967295",
+        "4294967296",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999999999999",
+    ] {
+        for (what, line) in [
+            ("body", format!("* 1 FETCH (UID 5 BODY[] {{{size}}}\r\nabc")),
+            ("skipped", format!("* 1 FETCH (X-THING {{{size}}}\r\nabc")),
+            ("untagged", format!("* LIST () \"/\" {{{size}}}\r\nabc")),
+        ] {
+            let (port, server) = imap_server(move |_, cmd| {
+                if cmd.starts_with("UID FETCH") {
+                    line.clone().into_bytes()
+                } else {
+                    b"* BAD what\r\n".to_vec()
+                }
+            });
+            let mut s = ImapSession::connect(&imap_settings(port)).expect("connect");
+            s.login().expect("login");
+            let started = Instant::now();
+            let e = s
+                .fetch_bodies(&[5], &mut Collect::default())
+                .expect_err("absurd literal");
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{size} {what}: {e:?}");
+            assert!(
+                e.chain().contains("literal") || e.chain().contains("number"),
+                "{size} {what}: {}",
+                e.chain()
+            );
+            assert!(started.elapsed() < Duration::from_secs(3));
+            drop(s);
+            let _ = server.join();
+        }
+    }
+}
+
+// ---- a reply split at every byte ----
+
+/// Feeds `input` to a machine in the given pieces, collecting its events (consecutive data
+/// chunks merged, since their size follows the pieces) and its trace lines.
+fn split_at<E: PartialEq + Clone, M>(
+    machine: &mut M,
+    pieces: &[&[u8]],
+    receive: fn(&mut M, &[u8]),
+    poll: fn(&mut M) -> Result<Option<E>, String>,
+    merge: fn(&mut E, &E) -> bool,
+) -> Result<Vec<E>, String> {
+    let mut events: Vec<E> = Vec::new();
+    for piece in pieces {
+        receive(machine, piece);
+        while let Some(ev) = poll(machine)? {
+            if let Some(last) = events.last_mut()
+                && merge(last, &ev)
+            {
+                continue;
+            }
+            events.push(ev);
+        }
+    }
+    Ok(events)
+}
+
+/// Every two-piece split and the byte-at-a-time feed give what the whole input gives.
+fn every_split<T: PartialEq + std::fmt::Debug>(input: &[u8], run: impl Fn(&[&[u8]]) -> T) {
+    let whole = run(&[input]);
+    for i in 0..=input.len() {
+        let (a, b) = input.split_at(i);
+        assert_eq!(run(&[a, b]), whole, "split at byte {i}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(&bytes), whole, "one byte at a time");
+}
+
+#[test]
+fn pop3_machine_gives_identical_results_for_every_split() {
+    use postie::proto::pop3::{Client, Command, Event, Limits};
+    let input: &[u8] = b"+OK ready <1.2@host>\r\n+OK caps\r\nUSER\r\nSASL PLAIN LOGIN\r\n..X-DOT\r\nPIPELINING\r\n.\r\n+OK\r\n-ERR [AUTH] no\r\n+OK 2 320\r\n+OK\r\n1 120\r\n2 200\r\n.\r\n+OK\r\n1 uid-a\r\n2 uid-b\r\n.\r\n+OK 120 octets\r\nSubject: x\r\n\r\n..dot\r\n.\r\r\nbare\nlf\r\n.\r\n+OK\r\n.\r\n-ERR [IN-USE] busy\r\n+ PDEyMzQ+\r\n+OK bye\r\n";
+    let cmds = [
+        Command::Capa,
+        Command::User("bob".into()),
+        Command::Pass("pw".into()),
+        Command::Stat,
+        Command::ListAll,
+        Command::UidlAll,
+        Command::Retr(1),
+        Command::Top(2, 0),
+        Command::Dele(1),
+        Command::Auth {
+            mechanism: "CRAM-MD5".into(),
+            initial: None,
+        },
+    ];
+    let run = |pieces: &[&[u8]]| {
+        let mut c = Client::new(Limits::default());
+        c.set_trace(true);
+        for cmd in &cmds {
+            c.send(cmd);
+        }
+        let events = split_at(
+            &mut c,
+            pieces,
+            |c, d| c.receive(d),
+            |c| c.poll().map_err(|e| e.to_string()),
+            |last: &mut Event, ev: &Event| match (last, ev) {
+                (Event::MessageData(a), Event::MessageData(b)) => {
+                    a.extend_from_slice(b);
+                    true
+                }
+                _ => false,
+            },
+        );
+        (events, c.take_trace())
+    };
+    let (events, trace) = run(&[input]);
+    let events = events.expect("the transcript decodes");
+    assert_eq!(events.len(), 19, "{events:?}");
+    assert!(
+        trace.contains(&"+ <SASL challenge>".to_string()),
+        "{trace:?}"
+    );
+    every_split(input, run);
+}
+
+#[test]
+fn imap_machine_gives_identical_results_for_every_split() {
+    use postie::proto::imap::{Client, Command, Event, Limits, Search};
+    let input: &[u8] = b"* OK [CAPABILITY IMAP4rev1 UIDPLUS IDLE] hi\r\nA0001 OK [CAPABILITY IMAP4rev1 UIDPLUS IDLE] in\r\n* 2 EXISTS\r\n* 0 RECENT\r\n* FLAGS (\\Seen \\Deleted)\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 9] n\r\nA0002 OK [READ-WRITE] sel\r\n* SEARCH 5 8\r\nA0003 OK s\r\n* 1 FETCH (UID 5 RFC822.SIZE 12 FLAGS (\\Seen) BODY[] {12}\r\nab\r\n)\r\n{3}\r\n)\r\n* 2 FETCH (BODY[] {4}\r\nwxyz UID 8 FLAGS ())\r\n* 9 FETCH (X-ANNOT {5}\r\n{1}\r\n)\r\nA0004 OK f\r\n* 1 EXPUNGE\r\nA0005 OK e\r\n* BYE bye\r\nA0006 OK out\r\n";
+    let cmds = [
+        Command::Login {
+            user: "bob".into(),
+            password: "pw".into(),
+        },
+        Command::Select("INBOX".into()),
+        Command::UidSearch(Search::All),
+        Command::UidFetch {
+            set: "5,8".into(),
+            body: true,
+        },
+        Command::UidExpunge("5".into()),
+        Command::Logout,
+    ];
+    let run = |pieces: &[&[u8]]| {
+        let mut c = Client::new(Limits::default());
+        c.set_trace(true);
+        for cmd in &cmds {
+            c.command(cmd);
+        }
+        let events = split_at(
+            &mut c,
+            pieces,
+            |c, d| c.receive(d),
+            |c| c.poll().map_err(|e| e.to_string()),
+            |last: &mut Event, ev: &Event| match (last, ev) {
+                (Event::BodyChunk(a), Event::BodyChunk(b)) => {
+                    a.extend_from_slice(b);
+                    true
+                }
+                _ => false,
+            },
+        );
+        (events, c.take_trace())
+    };
+    let (events, _) = run(&[input]);
+    let events = events.expect("the transcript decodes");
+    assert!(
+        events.contains(&Event::BodyChunk(b"ab\r\n)\r\n{3}\r\n".to_vec())),
+        "{events:?}"
+    );
+    every_split(input, run);
+}
+
+#[test]
+fn smtp_reply_parser_gives_identical_results_for_every_split() {
+    use postie::proto::smtp::{Capabilities, ReplyParser};
+    let input: &[u8] = b"220 mail.example ESMTP ready\r\n250-mail.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n334 VXNlcm5hbWU6\r\n235 2.7.0 ok\r\n250 2.1.0 ok\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n354 go\r\n250 2.0.0 queued\n221 bye\r\n";
+    let run = |pieces: &[&[u8]]| {
+        let mut p = ReplyParser::default();
+        let mut replies = Vec::new();
+        for piece in pieces {
+            p.push(piece);
+            loop {
+                match p.next_reply() {
+                    Ok(Some(r)) => replies.push(r),
+                    Ok(None) => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        Ok(replies)
+    };
+    let replies = run(&[input]).expect("decodes");
+    assert_eq!(replies.len(), 9, "{replies:?}");
+    let caps = Capabilities::from_ehlo(&replies[1]).expect("EHLO");
+    assert!(caps.pipelining && caps.offers_auth("LOGIN"));
+    every_split(input, run);
+}
