@@ -3,7 +3,7 @@
 //! whose UID comes after it, and TLS connections cut in the middle of a message. Every case must
 //! end in a clear error (or the right result) within seconds, with bounded memory and no crash.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -568,4 +568,274 @@ fn smtp_reply_parser_gives_identical_results_for_every_split() {
     let caps = Capabilities::from_ehlo(&replies[1]).expect("EHLO");
     assert!(caps.pipelining && caps.offers_auth("LOGIN"));
     every_split(input, run);
+}
+
+// ---- TLS connections cut in the middle of a message (no close_notify) ----
+
+type TlsStream = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
+
+/// A server certificate for "localhost" and its SHA-256 fingerprint as colon-separated hex.
+fn tls_config() -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let der = ck.cert.der().clone();
+    let fp = ring::digest::digest(&ring::digest::SHA256, &der);
+    let fingerprint: Vec<String> = fp.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key)
+    .expect("config");
+    (std::sync::Arc::new(config), fingerprint.join(":"))
+}
+
+/// One implicit-TLS connection: lines in, bytes out, and a cut that drops the TCP connection
+/// without a TLS close_notify.
+struct TlsPeer {
+    stream: TlsStream,
+    tcp: TcpStream,
+    pending: Vec<u8>,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TlsPeer {
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=i).collect();
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                self.heard.lock().expect("lock").push(text.clone());
+                return Some(text);
+            }
+            let mut buf = [0u8; 8192];
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn say(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+        let _ = self.stream.flush();
+    }
+
+    /// Drops the connection as a crash or an attacker would: TCP closes, no close_notify.
+    fn cut(self) {
+        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+type Heard = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+fn serve_tls(script: impl FnOnce(TlsPeer) + Send + 'static) -> (u16, String, Heard) {
+    let (config, fingerprint) = tls_config();
+    let heard: Heard = std::sync::Arc::default();
+    let heard2 = std::sync::Arc::clone(&heard);
+    let (port, _) = serve(move |sock| {
+        let tcp = sock.try_clone().expect("clone");
+        let conn = rustls::ServerConnection::new(config).expect("tls");
+        script(TlsPeer {
+            stream: rustls::StreamOwned::new(conn, sock),
+            tcp,
+            pending: Vec::new(),
+            heard: heard2,
+        });
+    });
+    (port, fingerprint, heard)
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let d = std::env::temp_dir().join(format!("hostile-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write config");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// Runs rfetch once against an implicit-TLS server pinned by fingerprint; returns its output
+/// and the number of messages in the Maildir.
+fn rfetch_tls(proto: &str, port: u16, fingerprint: &str) -> (std::process::Output, usize) {
+    let dir = temp_dir("rfetch-tls");
+    let md = dir.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).expect("maildir");
+    }
+    let config = dir.join("config.toml");
+    write_private(
+        &config,
+        &format!(
+            "[accounts.cut]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"pw\"\ntimeout = 5\n\
+             [accounts.cut.fetch]\nprotocol = \"{proto}\"\nport = {port}\nmaildir = \"{}\"\n\
+             tls = true\ntls_starttls = false\ntls_fingerprint = \"{fingerprint}\"\n",
+            md.display()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        .args(["-C", config.to_str().expect("utf-8")])
+        .env("HOME", &dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("run rfetch");
+    let count = ["new", "cur", "tmp"]
+        .iter()
+        .map(|d| std::fs::read_dir(md.join(d)).map_or(0, |r| r.count()))
+        .sum();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out, count)
+}
+
+const CUT_MESSAGE: &str = "From: a@example.org\r\nSubject: cut\r\n\r\nfirst half of the body\r\n";
+
+#[test]
+fn pop3s_cut_mid_message_delivers_and_deletes_nothing() {
+    let (port, fingerprint, heard) = serve_tls(|mut peer| {
+        peer.say(b"+OK POP3S\r\n");
+        while let Some(line) = peer.line() {
+            let verb = line
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            match verb.as_str() {
+                "CAPA" => peer.say(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
+                "UIDL" => peer.say(b"+OK\r\n1 uid-1\r\n.\r\n"),
+                "LIST" => peer.say(b"+OK\r\n1 5000\r\n.\r\n"),
+                "STAT" => peer.say(b"+OK 1 5000\r\n"),
+                "RETR" => {
+                    peer.say(b"+OK 5000 octets\r\n");
+                    peer.say(CUT_MESSAGE.as_bytes());
+                    std::thread::sleep(Duration::from_millis(100));
+                    return peer.cut();
+                }
+                _ => peer.say(b"+OK\r\n"),
+            }
+        }
+    });
+    let (out, delivered) = rfetch_tls("pop3", port, &fingerprint);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(delivered, 0, "a cut message was delivered: {err}");
+    let heard = heard.lock().expect("lock").clone();
+    assert!(
+        heard.iter().any(|l| l.starts_with("RETR")),
+        "{heard:?} {err}"
+    );
+    assert!(
+        !heard
+            .iter()
+            .any(|l| l.starts_with("DELE") || l.starts_with("QUIT")),
+        "{heard:?}"
+    );
+    assert!(
+        err.contains("closed") || err.contains("close_notify") || err.contains("TLS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn imaps_cut_mid_message_delivers_and_deletes_nothing() {
+    let (port, fingerprint, heard) = serve_tls(|mut peer| {
+        peer.say(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] IMAPS\r\n");
+        while let Some(line) = peer.line() {
+            let (tag, cmd) = line.split_once(' ').unwrap_or((&line, ""));
+            let tag = tag.to_string();
+            if cmd.starts_with("SELECT") {
+                peer.say(
+                    format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 3] v\r\n{tag} OK [READ-WRITE] s\r\n")
+                        .as_bytes(),
+                );
+            } else if cmd.starts_with("UID SEARCH") {
+                peer.say(format!("* SEARCH 4\r\n{tag} OK s\r\n").as_bytes());
+            } else if cmd.starts_with("UID FETCH") && cmd.contains("BODY") {
+                peer.say(b"* 1 FETCH (UID 4 RFC822.SIZE 5000 BODY[] {5000}\r\n");
+                peer.say(CUT_MESSAGE.as_bytes());
+                std::thread::sleep(Duration::from_millis(100));
+                return peer.cut();
+            } else if cmd.starts_with("UID FETCH") {
+                peer.say(
+                    format!("* 1 FETCH (UID 4 RFC822.SIZE 5000)\r\n{tag} OK f\r\n").as_bytes(),
+                );
+            } else {
+                peer.say(format!("{tag} OK done\r\n").as_bytes());
+            }
+        }
+    });
+    let (out, delivered) = rfetch_tls("imap", port, &fingerprint);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(delivered, 0, "a cut message was delivered: {err}");
+    let heard = heard.lock().expect("lock").clone();
+    assert!(heard.iter().any(|l| l.contains("UID FETCH")), "{heard:?}");
+    assert!(
+        !heard
+            .iter()
+            .any(|l| l.contains("STORE") || l.contains("EXPUNGE")),
+        "{heard:?}"
+    );
+}
+
+#[test]
+fn smtps_cut_mid_data_is_not_reported_as_sent() {
+    let (port, fingerprint, heard) = serve_tls(|mut peer| {
+        peer.say(b"220 SMTPS\r\n");
+        while let Some(line) = peer.line() {
+            let upper = line.to_ascii_uppercase();
+            if upper.starts_with("EHLO") {
+                peer.say(b"250-smtps\r\n250 8BITMIME\r\n");
+            } else if upper.starts_with("DATA") {
+                peer.say(b"354 go\r\n");
+                // Read a little of the message, then vanish without a reply.
+                let _ = peer.line();
+                return peer.cut();
+            } else {
+                peer.say(b"250 ok\r\n");
+            }
+        }
+    });
+    let dir = temp_dir("rsend-tls");
+    let rc = dir.join("msmtprc");
+    write_private(
+        &rc,
+        &format!(
+            "account default\nhost 127.0.0.1\nport {port}\ntls on\ntls_starttls off\n\
+             tls_fingerprint {fingerprint}\nfrom alice@localhost\ntimeout 5\n"
+        ),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsend"))
+        .args(["-C", rc.to_str().expect("utf-8"), "bob@example.org"])
+        .env_remove("HOME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rsend");
+    if let Some(mut stdin) = child.stdin.take() {
+        let body = format!("Subject: cut\n\n{}", "a line of the body\n".repeat(20_000));
+        let _ = stdin.write_all(body.as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "temporary failure expected: {err}"
+    );
+    assert!(!err.contains("accepted"), "{err}");
+    assert!(heard.lock().expect("lock").iter().any(|l| l == "DATA"));
 }
