@@ -577,3 +577,106 @@ fn server_text_cannot_forge_trace_lines_or_restyle_the_terminal() {
     }
     assert!(err.lines().all(|l| l.starts_with("rfetch: ")), "{err}");
 }
+
+mod common;
+
+/// The same search against the real Dovecot and Postfix: rfetch over IMAP and POP3 with
+/// STARTTLS, rsend through submission with AUTH LOGIN, all at `-v -v`.
+mod stack {
+    use super::common;
+    use super::{BODY_MARK, Secrets, check, expect_lines};
+    use std::sync::Arc;
+
+    include!("rfetch_support.rs.inc");
+
+    #[test]
+    fn real_stack_traces_hide_the_passwords() {
+        let s = common::Stack::get();
+        let mut failures = Vec::new();
+        for proto in ["imap", "pop3"] {
+            let dir = tempdir("trace-stack");
+            clear_bob(&s);
+            let msg = format!("From: a@localhost\r\nSubject: stack trace\r\n\r\n{BODY_MARK}\r\n");
+            put_bob(&s, &dir, "m1", msg.as_bytes());
+            let md = dir.join("Maildir");
+            let target = format!("maildir = \"{}\"", md.display());
+            let config = toml_config(&s, &dir, proto, "starttls", &target, "");
+            let out = rfetch(&dir, &["-C", config.to_str().expect("utf-8"), "-v", "-v"]);
+            let what = format!("rfetch {proto} against the stack");
+            let text = check(&what, &out, "bobpw", &Secrets::default(), &mut failures);
+            if code(&out) != 0 {
+                failures.push(format!("{what}: exit {}:\n{text}", code(&out)));
+            }
+            let wanted: &[&str] = if proto == "imap" {
+                &[
+                    "IMAP< * OK",
+                    "IMAP> A0001 STARTTLS",
+                    "LOGIN \"bob\" *",
+                    "octets of message data",
+                ]
+            } else {
+                &[
+                    "POP3< +OK",
+                    "POP3> STLS",
+                    "POP3> PASS *",
+                    "octets of message data",
+                ]
+            };
+            expect_lines(&what, &text, wanted, &mut failures);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        // rsend: submission, STARTTLS, AUTH LOGIN (username and password in 334 rounds).
+        let dir = tempdir("trace-stack-rsend");
+        let rc = dir.join("msmtprc");
+        super::write_private(
+            &rc,
+            &format!(
+                "account default\nhost localhost\nport {}\ntls on\ntls_starttls on\n\
+                 tls_trust_file {}\nauth login\nuser alice\npassword alicepw\n\
+                 from alice@localhost\n",
+                s.port("SUBMISSION_PORT"),
+                s.ca().display()
+            ),
+        );
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsend"))
+            .args([
+                "-C",
+                rc.to_str().expect("utf-8"),
+                "-v",
+                "-v",
+                "alice@localhost",
+            ])
+            .env_remove("HOME")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run rsend");
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write as _;
+            let _ = stdin.write_all(format!("Subject: trace\n\n{BODY_MARK}\n").as_bytes());
+        }
+        let out = child.wait_with_output().expect("wait");
+        let what = "rsend against the stack";
+        let text = check(what, &out, "alicepw", &Arc::default(), &mut failures);
+        if out.status.code() != Some(0) {
+            failures.push(format!("{what}: exit {:?}:\n{text}", out.status.code()));
+        }
+        expect_lines(
+            what,
+            &text,
+            &[
+                "SMTP< 220 ",
+                "SMTP> STARTTLS",
+                "SMTP> AUTH LOGIN",
+                "SMTP< 334 <SASL challenge>",
+                "SMTP> *",
+                "SMTP> MAIL FROM:<alice@localhost>",
+                "octets of message data",
+            ],
+            &mut failures,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+}
