@@ -1,8 +1,8 @@
 //! Logger setup for the binaries: human messages on stderr (verbosity from -v/-d/-s), optional
 //! syslog (facility from the config, as msmtp and fetchmail do), an optional append-only log
-//! file with timestamps (rfetch `-L`/`set logfile`), the wire trace (target `postie::wire`,
-//! already redacted by the sessions) only at the highest verbosity, and rfetch's in-place
-//! progress line on a terminal.
+//! file with timestamps (rfetch `-L`/`set logfile`), the protocol trace (target [`WIRE`], lines
+//! such as `rfetch: IMAP> A0001 LOGIN "bob" *`, redacted and made printable by the sessions)
+//! only at the highest verbosity, and rfetch's in-place progress line on a terminal.
 //!
 //! The log file and syslog get every line from `info` up whatever the stderr verbosity (they
 //! are the record of a daemon), never the wire trace. Progress output exists only when stderr
