@@ -578,6 +578,71 @@ fn server_text_cannot_forge_trace_lines_or_restyle_the_terminal() {
     assert!(err.lines().all(|l| l.starts_with("rfetch: ")), "{err}");
 }
 
+/// rfetch as a daemon (`-d 300 -v -v`): the same logger in the long-running mode. It is stopped
+/// (by its PID, through the child handle) once the first poll delivered.
+#[test]
+fn rfetch_daemon_never_shows_the_secret() {
+    let mut failures = Vec::new();
+    let secrets: Secrets = Arc::default();
+    let port = imap_server(ImapFlavour::Plain, Arc::clone(&secrets));
+    let dir = temp_dir("rfetch-daemon");
+    let md = dir.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).expect("maildir");
+    }
+    let config = dir.join("config.toml");
+    write_private(
+        &config,
+        &format!(
+            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"{SECRET}\"\n\
+             tls = false\ntimeout = 5\n\
+             [accounts.scripted.fetch]\nprotocol = \"imap\"\nport = {port}\nmaildir = \"{}\"\n",
+            md.display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        .args([
+            "-C",
+            config.to_str().expect("utf-8"),
+            "-d",
+            "300",
+            "-v",
+            "-v",
+        ])
+        .arg("--danger-plaintext-auth")
+        .env("HOME", &dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rfetch");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline
+        && std::fs::read_dir(md.join("new")).map_or(0, |r| r.count()) == 0
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the poll finish its LOGOUT, then stop this daemon (our own child).
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    let _ = std::fs::remove_dir_all(&dir);
+    let what = "rfetch -d 300 -v -v";
+    let text = check(what, &out, SECRET, &secrets, &mut failures);
+    expect_lines(
+        what,
+        &text,
+        &[
+            "IMAP< * OK [CAPABILITY ",
+            "LOGIN \"bob\" {",
+            "octets of message data",
+        ],
+        &mut failures,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 mod common;
 
 /// The same search against the real Dovecot and Postfix: rfetch over IMAP and POP3 with
