@@ -1,8 +1,8 @@
 //! Logger setup for the binaries: human messages on stderr (verbosity from -v/-d/-s), optional
 //! syslog (facility from the config, as msmtp and fetchmail do), an optional append-only log
-//! file with timestamps (rfetch `-L`/`set logfile`), the wire trace (target `postie::wire`,
-//! already redacted by the sessions) only at the highest verbosity, and rfetch's in-place
-//! progress line on a terminal.
+//! file with timestamps (rfetch `-L`/`set logfile`), the protocol trace (target [`WIRE`], lines
+//! such as `rfetch: IMAP> A0001 LOGIN "bob" *`, redacted and made printable by the sessions)
+//! only at the highest verbosity, and rfetch's in-place progress line on a terminal.
 //!
 //! The log file and syslog get every line from `info` up whatever the stderr verbosity (they
 //! are the record of a daemon), never the wire trace. Progress output exists only when stderr
@@ -18,6 +18,18 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Log target the sessions use for protocol transcripts (secrets already redacted there).
 pub const WIRE: &str = "postie::wire";
+
+/// Whether the protocol trace is shown: sessions record received lines only then.
+pub fn wire_enabled() -> bool {
+    log::log_enabled!(target: WIRE, Level::Trace)
+}
+
+/// One line of the protocol trace, as fetchmail prints it: `proto` ("POP3", "IMAP", "SMTP",
+/// "LMTP"), `dir` `<` for received and `>` for sent, `line` already redacted and printable
+/// (see [`crate::proto::trace`]).
+pub fn wire(proto: &str, dir: char, line: &str) {
+    log::trace!(target: WIRE, "{proto}{dir} {line}");
+}
 
 /// Log target for the `info` lines fetchmail prints without `-v` (one summary per account or
 /// folder, one line per message): shown on stderr unless `-s`, whatever the verbosity.
@@ -103,13 +115,14 @@ impl Log for Logger {
             if sinks.shown.is_some() {
                 let _ = write!(err, "{CLEAR_LINE}");
             }
-            let _ = if record.target() == WIRE {
-                writeln!(err, "{}", record.args())
-            } else {
-                match record.level() {
-                    Level::Warn => writeln!(err, "{}: warning: {}", self.program, record.args()),
-                    _ => writeln!(err, "{}: {}", self.program, record.args()),
+            // Messages quote servers (refusal texts, greetings): one record stays one line
+            // and carries no terminal escapes, whatever those texts hold.
+            let text = one_line(&record.args().to_string());
+            let _ = match record.level() {
+                Level::Warn if record.target() != WIRE => {
+                    writeln!(err, "{}: warning: {text}", self.program)
                 }
+                _ => writeln!(err, "{}: {text}", self.program),
             };
             if let Some(text) = &sinks.shown {
                 let _ = write!(err, "{text}");
@@ -118,7 +131,7 @@ impl Log for Logger {
         if record.target() == WIRE || record.level() > Level::Info {
             return;
         }
-        let msg = record.args().to_string();
+        let msg = one_line(&record.args().to_string());
         let program = sinks.program;
         if let Some(f) = sinks.file.as_mut() {
             let _ = f.write_all(file_line(program, record.level(), &msg).as_bytes());
@@ -141,15 +154,30 @@ impl Log for Logger {
 fn file_line(program: &str, level: Level, msg: &str) -> String {
     let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%z");
     let pid = std::process::id();
-    // One record is one line, whatever the message holds (server text can contain CR/LF).
-    let msg: String = msg
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect();
+    let msg = one_line(msg);
     match level {
         Level::Warn => format!("{now} {program}[{pid}]: warning: {msg}\n"),
         _ => format!("{now} {program}[{pid}]: {msg}\n"),
     }
+}
+
+/// `msg` as one log line: CR and LF (a multi-line server reply) become spaces, other control
+/// characters (ESC, BEL, the C1 range...) `\u{..}` escapes, so text a server controls can
+/// neither start a forged line nor restyle the terminal.
+fn one_line(msg: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\t' => out.push('\t'),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn refresh_recording(sinks: &Sinks) {
@@ -314,6 +342,15 @@ mod tests {
         );
         let warn = file_line("rfetch", Level::Warn, "careful");
         assert!(warn.ends_with("]: warning: careful\n"), "{warn:?}");
+    }
+
+    #[test]
+    fn server_text_cannot_forge_or_restyle_lines() {
+        assert_eq!(
+            one_line("refused: 550 no\r\nrfetch: 3 messages\x1b[31m"),
+            "refused: 550 no  rfetch: 3 messages\\u{1b}[31m"
+        );
+        assert_eq!(one_line("caf\u{e9}\u{85}"), "caf\u{e9}\\u{85}");
     }
 
     #[test]

@@ -433,3 +433,79 @@ fn connection_closed_mid_message_is_network_error() {
     assert_eq!(e.kind(), ErrorKind::NetworkIo, "{e:?}");
     assert_eq!(out, b"partial");
 }
+
+/// Collects protocol trace lines so tests can check what `-v -v` would show.
+struct TraceCapture(Mutex<Vec<String>>);
+
+impl log::Log for TraceCapture {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.target() == postie::log::WIRE
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata())
+            && let Ok(mut lines) = self.0.lock()
+        {
+            lines.push(r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static TRACE: TraceCapture = TraceCapture(Mutex::new(Vec::new()));
+
+/// POP3 AUTH PLAIN, with the initial response on the AUTH line and (for a user name too long
+/// for that line, RFC 5034 §4) after an empty challenge: the trace shows the commands with the
+/// response as `*`, never the password in any form.
+#[test]
+fn auth_plain_trace_hides_the_response() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let _ = log::set_logger(&TRACE);
+    log::set_max_level(log::LevelFilter::Trace);
+    let password = "p\u{e4}ss-w\u{f6}rd-99";
+    for user in ["bob".to_string(), "u".repeat(200)] {
+        let (port, seen) = serve(b"+OK ready\r\n", |cmd| match cmd {
+            "CAPA" => send("+OK\r\nSASL PLAIN\r\n.\r\n"),
+            "AUTH PLAIN" => send("+ \r\n"),
+            "QUIT" => send("+OK bye\r\n"),
+            _ => send("+OK welcome\r\n"),
+        });
+        let mut s = settings(port, TlsMode::Off);
+        s.auth = Pop3Auth::Plain;
+        s.user = user.clone();
+        s.password = Secret::new(password);
+        let mut session = Pop3Session::connect(&s).expect("connect");
+        session.login().expect("login");
+        session.quit().expect("quit");
+        let sent = seen.lock().expect("lock").clone();
+        let lines = TRACE.0.lock().expect("lock").clone();
+        let message = format!("\0{user}\0{password}");
+        let forbidden = [
+            password.to_string(),
+            b64(message.as_bytes()),
+            b64(password.as_bytes()),
+            format!("{:?}", password.as_bytes())
+                .trim_matches(['[', ']'])
+                .to_string(),
+        ];
+        for l in &lines {
+            for f in &forbidden {
+                assert!(!l.contains(f.as_str()), "{l:?} shows {f:?}");
+            }
+        }
+        if user == "bob" {
+            assert!(
+                sent.iter().any(|c| c.starts_with("AUTH PLAIN AGJvYgBw")),
+                "{sent:?}"
+            );
+            assert!(lines.iter().any(|l| l == "POP3> AUTH PLAIN *"), "{lines:?}");
+        } else {
+            assert!(sent.iter().any(|c| c == "AUTH PLAIN"), "{sent:?}");
+            assert!(
+                lines.iter().any(|l| l == "POP3< + <SASL challenge>"),
+                "{lines:?}"
+            );
+            assert!(lines.iter().any(|l| l == "POP3> *"), "{lines:?}");
+        }
+    }
+}

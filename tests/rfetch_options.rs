@@ -249,10 +249,13 @@ fn limit_skips_and_limitflush_deletes_oversized_messages() {
     }
 }
 
-/// Client command lines of the -v -v wire trace ("> TAG COMMAND ...").
+/// Client command lines of the -v -v protocol trace ("rfetch: IMAP> TAG COMMAND ...").
 fn sent_commands(err: &str) -> Vec<String> {
     err.lines()
-        .filter_map(|l| l.strip_prefix("> "))
+        .filter_map(|l| {
+            l.strip_prefix("rfetch: IMAP> ")
+                .or_else(|| l.strip_prefix("rfetch: POP3> "))
+        })
         .map(str::to_owned)
         .collect()
 }

@@ -6,3 +6,4 @@ pub mod line;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
+pub mod trace;

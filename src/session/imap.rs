@@ -9,8 +9,10 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::log as plog;
 use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
 use crate::proto::imap::{self, Code, Command, Event, ImapError, Search, Status};
+use crate::proto::trace::Outbound;
 
 pub use super::pop3::{SaslClient, Secret};
 use super::pop3::{check_plaintext, plain_mechanism};
@@ -135,6 +137,11 @@ impl fmt::Debug for ImapSession {
 /// Longest UID set we put in one command (servers limit command lines; Dovecot to 64 KiB).
 const MAX_SET_LEN: usize = 8000;
 
+/// Most bytes of a body held in memory while its UID is unknown (a server that puts UID after
+/// the body literal). A larger body is dropped and fetched again on its own, when the UID asked
+/// for is the UID of whatever body comes back.
+const MAX_HELD_BODY: usize = 256 * 1024;
+
 impl ImapSession {
     /// Connects, reads the greeting and, with [`TlsMode::Starttls`], upgrades (mandatory)
     /// and asks CAPABILITY again.
@@ -151,9 +158,11 @@ impl ImapSession {
 
     /// Runs the session start (greeting, CAPABILITY, STARTTLS) on an open connection.
     pub fn start(conn: Connection, settings: &ImapSettings) -> Result<ImapSession> {
+        let mut client = imap::Client::new(settings.limits);
+        client.set_trace(plog::wire_enabled());
         let mut s = ImapSession {
             conn,
-            client: imap::Client::new(settings.limits),
+            client,
             settings: settings.clone(),
             authenticated: false,
             read_buf: vec![0; 64 * 1024],
@@ -216,6 +225,7 @@ impl ImapSession {
                 deferred: Vec::new(),
             };
             s.client.tls_established();
+            s.client.set_trace(plog::wire_enabled());
             s.capability()?;
         }
         Ok(s)
@@ -325,12 +335,12 @@ impl ImapSession {
                         Ok(r) => self.client.auth_response(Some(&r)),
                         Err(e) => {
                             let cancel = self.client.auth_response(None);
-                            self.write_raw(&cancel, "*")?;
+                            self.write_out(&cancel)?;
                             let _ = self.wait_done();
                             return Err(e);
                         }
                     };
-                    self.write_raw(&line, "<redacted SASL response>")?;
+                    self.write_out(&line)?;
                 }
                 Event::Done {
                     status, code, text, ..
@@ -472,6 +482,24 @@ impl ImapSession {
         sink: &mut dyn FetchSink,
         delivered: &mut Vec<u32>,
     ) -> Result<()> {
+        let refetch = self.fetch_set_once(set, None, sink, delivered)?;
+        for uid in refetch {
+            // Asked for alone, the body that comes back is this UID's wherever the server puts
+            // the UID, so it streams without being held.
+            self.fetch_set_once(&uid.to_string(), Some(uid), sink, delivered)?;
+        }
+        Ok(())
+    }
+
+    /// One UID FETCH. `known_uid`: the set is this single UID. Returns the UIDs whose bodies
+    /// came before their UID and were too large to hold (to be fetched again alone).
+    fn fetch_set_once(
+        &mut self,
+        set: &str,
+        known_uid: Option<u32>,
+        sink: &mut dyn FetchSink,
+        delivered: &mut Vec<u32>,
+    ) -> Result<Vec<u32>> {
         // Deferred commands (an EXPUNGE of the previous batch) complete while this FETCH is
         // already with the server: their completions are read here, in whatever order.
         self.send_now(&Command::UidFetch {
@@ -479,15 +507,19 @@ impl ImapSession {
             body: true,
         })?;
         let mut deferred_err = None;
-        // When the server puts UID after the body, the body is held until the UID is known.
+        // When the server puts UID after the body, the body is held (up to MAX_HELD_BODY) until
+        // the UID is known.
         let mut current: Option<FetchedMeta> = None;
         let mut held: Option<Vec<u8>> = None;
+        let mut overflowed = false;
+        let mut refetch = Vec::new();
         let mut octets = 0u64;
         loop {
             match self.next_event()? {
                 Event::BodyStart { attrs, .. } => {
                     octets = 0;
-                    match attrs.uid {
+                    overflowed = false;
+                    match attrs.uid.or(known_uid) {
                         Some(uid) => {
                             let meta = FetchedMeta {
                                 uid,
@@ -505,7 +537,12 @@ impl ImapSession {
                 Event::BodyChunk(chunk) => {
                     octets += chunk.len() as u64;
                     if let Some(buf) = held.as_mut() {
-                        buf.extend_from_slice(&chunk);
+                        if buf.len() + chunk.len() > MAX_HELD_BODY {
+                            held = None;
+                            overflowed = true;
+                        } else {
+                            buf.extend_from_slice(&chunk);
+                        }
                     } else if current.is_some()
                         && let Err(e) = sink.data(&chunk)
                     {
@@ -530,10 +567,18 @@ impl ImapSession {
                         sink.start(&meta)
                             .and_then(|()| sink.data(&body))
                             .and_then(|()| sink.end(&meta, octets))
+                    } else if let (true, Some(uid)) = (overflowed, attrs.uid) {
+                        log::debug!(
+                            "IMAP server sent the {octets}-byte body of UID {uid} before its UID; \
+                             fetching it again alone"
+                        );
+                        refetch.push(uid);
+                        Ok(())
                     } else {
                         log::warn!("IMAP server sent a message body without its UID; skipped");
                         Ok(())
                     };
+                    overflowed = false;
                     if let Err(e) = r {
                         return Err(self.poison(e));
                     }
@@ -554,7 +599,7 @@ impl ImapSession {
                     }
                     check_done(done, "UID FETCH")?;
                     self.complete_deferred()?;
-                    return deferred_err.map_or(Ok(()), Err);
+                    return deferred_err.map_or(Ok(refetch), Err);
                 }
                 other => self.untagged(other)?,
             }
@@ -735,7 +780,7 @@ impl ImapSession {
             Some(done) => done,
             None => {
                 let done_bytes = self.client.idle_done();
-                self.write_raw(&done_bytes, "DONE")?;
+                self.write_out(&done_bytes)?;
                 self.wait_done()?
             }
         };
@@ -816,7 +861,7 @@ impl ImapSession {
                 text,
                 ..
             } => return Err(self.poison(bye(&text))),
-            Event::Send(bytes) => self.write_raw(&bytes, "<literal>")?,
+            Event::Send(part) => self.write_out(&part)?,
             Event::AuthChallenge(_) | Event::Idling => {
                 return Err(self.poison(unexpected(&ev)));
             }
@@ -839,15 +884,19 @@ impl ImapSession {
                 "IMAP session unusable after an earlier error",
             ));
         }
-        let (tag, bytes) = self.client.command(cmd);
-        log::trace!(target: "postie::wire", "> {tag} {}", cmd.redacted());
-        self.write_bytes(&bytes)?;
+        let (tag, out) = self.client.command(cmd);
+        self.write_out(&out)?;
         Ok(tag)
     }
 
-    fn write_raw(&mut self, bytes: &[u8], shown: &str) -> Result<()> {
-        log::trace!(target: "postie::wire", "> {shown}");
-        self.write_bytes(bytes)
+    /// Writes `out`, tracing it line by line with its secret spans hidden.
+    fn write_out(&mut self, out: &Outbound) -> Result<()> {
+        if plog::wire_enabled() {
+            for line in out.trace_lines() {
+                plog::wire("IMAP", '>', &line);
+            }
+        }
+        self.write_bytes(&out.bytes)
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
@@ -862,13 +911,12 @@ impl ImapSession {
     /// The next event; a timeout is returned without poisoning (IDLE uses it).
     fn next_event_raw(&mut self) -> Result<Event> {
         loop {
-            match self.client.poll() {
-                Ok(Some(ev)) => {
-                    if log::log_enabled!(target: "postie::wire", log::Level::Trace) {
-                        log_event(&ev);
-                    }
-                    return Ok(ev);
-                }
+            let polled = self.client.poll();
+            for line in self.client.take_trace() {
+                plog::wire("IMAP", '<', &line);
+            }
+            match polled {
+                Ok(Some(ev)) => return Ok(ev),
                 Ok(None) => {}
                 Err(e) => return Err(imap_error(e)),
             }
@@ -939,15 +987,6 @@ fn unexpected(ev: &Event) -> Error {
 
 fn imap_error(e: ImapError) -> Error {
     Error::with_source(ErrorKind::Protocol, "IMAP server broke the protocol", e)
-}
-
-fn log_event(ev: &Event) {
-    match ev {
-        Event::BodyChunk(d) => log::trace!(target: "postie::wire", "< ({} message bytes)", d.len()),
-        Event::AuthChallenge(_) => log::trace!(target: "postie::wire", "< + <SASL challenge>"),
-        Event::Search(v) => log::trace!(target: "postie::wire", "< * SEARCH ({} UIDs)", v.len()),
-        other => log::trace!(target: "postie::wire", "< {other:?}"),
-    }
 }
 
 /// Compresses UIDs into IMAP sets ("1:5,9,12:14"), each at most `MAX_SET_LEN` bytes.

@@ -9,8 +9,10 @@ use std::fmt;
 use std::io::{Read, Write};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::log as plog;
 use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
 use crate::proto::pop3::{self, Capabilities, Command, Event, Pop3Error, RespCode};
+use crate::proto::trace::Outbound;
 
 /// A password or token: Debug and Display never show it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -175,9 +177,11 @@ impl Pop3Session {
 
     /// Runs the session start (greeting, CAPA, STLS) on an already open connection.
     pub fn start(conn: Connection, settings: &Pop3Settings) -> Result<Pop3Session> {
+        let mut client = pop3::Client::new(settings.limits);
+        client.set_trace(plog::wire_enabled());
         let mut s = Pop3Session {
             conn,
-            client: pop3::Client::new(settings.limits),
+            client,
             settings: settings.clone(),
             caps: Capabilities::default(),
             apop_timestamp: None,
@@ -192,7 +196,6 @@ impl Pop3Session {
                 text,
                 apop_timestamp,
             } => {
-                wire_in(&format!("+OK {text}"));
                 s.greeting = text;
                 s.apop_timestamp = apop_timestamp;
             }
@@ -239,6 +242,7 @@ impl Pop3Session {
                 unread_deles: 0,
             };
             s.client.tls_established();
+            s.client.set_trace(plog::wire_enabled());
             s.capa()?;
         }
         Ok(s)
@@ -354,13 +358,13 @@ impl Pop3Session {
                         Ok(r) => r,
                         Err(e) => {
                             let cancel = self.client.auth_response(None);
-                            self.write_raw(&cancel, "*")?;
+                            self.write_out(&cancel)?;
                             let _ = self.next_event();
                             return Err(e);
                         }
                     };
                     let line = self.client.auth_response(Some(&response));
-                    self.write_raw(&line, "<redacted SASL response>")?;
+                    self.write_out(&line)?;
                 }
                 other => return login_reply(other, &user),
             }
@@ -631,17 +635,21 @@ impl Pop3Session {
                 "POP3 session unusable after an earlier error",
             ));
         }
-        let mut out = Vec::new();
+        let mut out = Outbound::default();
         for cmd in cmds {
-            log::trace!(target: "postie::wire", "> {}", cmd.redacted());
-            out.extend(self.client.send(cmd));
+            out.append(&self.client.send(cmd));
         }
-        self.write_bytes(&out)
+        self.write_out(&out)
     }
 
-    fn write_raw(&mut self, bytes: &[u8], shown: &str) -> Result<()> {
-        log::trace!(target: "postie::wire", "> {shown}");
-        self.write_bytes(bytes)
+    /// Writes `out`, tracing it line by line with its secret spans hidden.
+    fn write_out(&mut self, out: &Outbound) -> Result<()> {
+        if plog::wire_enabled() {
+            for line in out.trace_lines() {
+                plog::wire("POP3", '>', &line);
+            }
+        }
+        self.write_bytes(&out.bytes)
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
@@ -655,13 +663,12 @@ impl Pop3Session {
     /// The next event, reading (with the connection's io timeout) as needed.
     fn next_event(&mut self) -> Result<Event> {
         loop {
-            match self.client.poll() {
-                Ok(Some(ev)) => {
-                    if log::log_enabled!(target: "postie::wire", log::Level::Trace) {
-                        log_event(&ev);
-                    }
-                    return Ok(ev);
-                }
+            let polled = self.client.poll();
+            for line in self.client.take_trace() {
+                plog::wire("POP3", '<', &line);
+            }
+            match polled {
+                Ok(Some(ev)) => return Ok(ev),
                 Ok(None) => {}
                 Err(e) => return Err(self.poison(pop3_error(e))),
             }
@@ -721,20 +728,6 @@ impl Pop3Session {
             Event::Err { code, text } => err_reply(code, &text, what),
             other => self.poison(unexpected(&other)),
         }
-    }
-}
-
-fn wire_in(text: &str) {
-    log::trace!(target: "postie::wire", "< {text}");
-}
-
-fn log_event(ev: &Event) {
-    match ev {
-        Event::MessageData(d) => {
-            log::trace!(target: "postie::wire", "< ({} message bytes)", d.len())
-        }
-        Event::AuthChallenge(_) => log::trace!(target: "postie::wire", "< + <SASL challenge>"),
-        other => log::trace!(target: "postie::wire", "< {other:?}"),
     }
 }
 

@@ -1,12 +1,14 @@
 //! The blocking SMTP/LMTP session: drives the [`crate::proto::smtp`] machines over a
 //! [`net::Connection`], streams message bodies through the dot-stuffer with bounded buffers,
-//! performs the STARTTLS upgrade (dropping every pre-TLS byte, RFC 3207 §4.2), and writes a wire
-//! trace (target `postie::wire`) with AUTH payloads redacted.
+//! performs the STARTTLS upgrade (dropping every pre-TLS byte, RFC 3207 §4.2), and writes the
+//! protocol trace (`SMTP> MAIL FROM:<...>`, `SMTP< 250 ok`; target [`crate::log::WIRE`]) with
+//! the spans the command builders marked secret, and the AUTH challenges, withheld.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::log as plog;
 use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
 use crate::proto::dotstuff::DotStuffer;
 use crate::proto::sasl::Mechanism;
@@ -15,9 +17,8 @@ use crate::proto::smtp::{
     HandshakeStep, Outgoing, PeerMisbehaved, Protocol, Reply, ReplyParser, SendReport, SmtpError,
     Transaction, TxnStep,
 };
+use crate::proto::trace::printable;
 
-/// Wire trace log target.
-pub const WIRE_TARGET: &str = "postie::wire";
 /// Raw message bytes read from the caller per chunk.
 const BODY_CHUNK: usize = 64 * 1024;
 /// Bytes read from the socket per read.
@@ -87,6 +88,15 @@ struct Wire {
     conn: Option<Connection>,
     parser: ReplyParser,
     peer: String,
+    /// "SMTP" or "LMTP", for the trace.
+    proto: &'static str,
+}
+
+fn trace_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Smtp => "SMTP",
+        Protocol::Lmtp => "LMTP",
+    }
 }
 
 impl Wire {
@@ -107,8 +117,10 @@ impl Wire {
     }
 
     fn write(&mut self, out: &Outgoing) -> Result<()> {
-        for line in out.trace.lines() {
-            log::trace!(target: WIRE_TARGET, "{} > {line}", self.peer);
+        if plog::wire_enabled() {
+            for line in out.trace_lines() {
+                plog::wire(self.proto, '>', &line);
+            }
         }
         self.write_raw(&out.bytes)
     }
@@ -123,16 +135,14 @@ impl Wire {
         })
     }
 
-    fn read_reply(&mut self, redact: bool) -> Result<Reply> {
+    /// The next reply; `in_auth`: a 334 challenge is not traced (with the withheld answer it
+    /// would be material for an offline guess at the password).
+    fn read_reply(&mut self, in_auth: bool) -> Result<Reply> {
         loop {
             match self.parser.next_reply() {
                 Ok(Some(reply)) => {
-                    if redact {
-                        log::trace!(target: WIRE_TARGET, "{} < {} <redacted>", self.peer, reply.code());
-                    } else {
-                        for line in reply.to_string().lines() {
-                            log::trace!(target: WIRE_TARGET, "{} < {line}", self.peer);
-                        }
+                    if plog::wire_enabled() {
+                        self.trace_reply(&reply, in_auth && reply.code() == 334);
                     }
                     return Ok(reply);
                 }
@@ -171,6 +181,26 @@ impl Wire {
         }
     }
 
+    fn trace_reply(&self, reply: &Reply, challenge: bool) {
+        if challenge {
+            plog::wire(
+                self.proto,
+                '<',
+                &format!("{} <SASL challenge>", reply.code()),
+            );
+            return;
+        }
+        let n = reply.lines().len();
+        for (i, line) in reply.lines().iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            let shown = format!("{}{sep}{}", reply.code(), printable(line.as_bytes()));
+            plog::wire(self.proto, '<', shown.trim_end());
+        }
+        if n == 0 {
+            plog::wire(self.proto, '<', &reply.code().to_string());
+        }
+    }
+
     /// Ends a failed exchange politely when the connection is still in step (a negative
     /// reply), without waiting for the answer; otherwise just closes it.
     fn fail(&mut self, err: SmtpError) -> Error {
@@ -182,9 +212,8 @@ impl Wire {
                 | SmtpError::AuthUnavailable { .. }
                 | SmtpError::PlaintextAuthRefused { .. }
         );
-        if in_step && let Ok(quit) = Command::Quit.encode() {
-            log::trace!(target: WIRE_TARGET, "{} > QUIT", self.peer);
-            let _ = self.write_raw(&quit);
+        if in_step && let Ok(quit) = outgoing(Command::Quit) {
+            let _ = self.write(&quit);
         }
         self.abandon();
         err.into()
@@ -209,6 +238,7 @@ impl SmtpClient {
             conn: Some(conn),
             parser: ReplyParser::default(),
             peer,
+            proto: trace_name(settings.protocol),
         };
         let config = HandshakeConfig {
             protocol: settings.protocol,
@@ -316,6 +346,7 @@ impl SmtpClient {
             conn: self.conn.take(),
             parser: std::mem::take(&mut self.parser),
             peer: self.peer.clone(),
+            proto: trace_name(self.protocol),
         }
     }
 
@@ -426,9 +457,7 @@ impl SmtpClient {
 }
 
 fn outgoing(cmd: Command) -> Result<Outgoing> {
-    let bytes = cmd.encode()?;
-    let trace = String::from_utf8_lossy(bytes.strip_suffix(b"\r\n").unwrap_or(&bytes)).into_owned();
-    Ok(Outgoing { bytes, trace })
+    Ok(Outgoing::plain(cmd.encode()?))
 }
 
 /// RSET after a failed transaction so the session can carry the next message; failures only
@@ -469,7 +498,10 @@ fn send_body(wire: &mut Wire, body: &mut dyn Read) -> Result<u64> {
         if n == 0 {
             stuffer.finish(&mut out);
             wire.write_raw(&out)?;
-            log::trace!(target: WIRE_TARGET, "{} > <{} message bytes> .", wire.peer, stuffer.input_len());
+            // Message contents are not traced, only their size (as fetchmail does).
+            let summary = format!("<{} octets of message data>", stuffer.input_len());
+            plog::wire(wire.proto, '>', &summary);
+            plog::wire(wire.proto, '>', ".");
             return Ok(stuffer.input_len());
         }
         if !out.is_empty() {

@@ -14,6 +14,8 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use crate::proto::trace::{Outbound, printable};
+
 /// Size bounds on what the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -47,6 +49,8 @@ pub enum ImapError {
     LiteralTooLarge(u64, u64),
     #[error("more than {0} untagged responses to one command")]
     TooManyUntagged(u64),
+    #[error("server announced more than {0} capabilities")]
+    TooManyCapabilities(usize),
     #[error("malformed server response: {0}")]
     Malformed(String),
     #[error("unexpected server response: {0}")]
@@ -139,8 +143,9 @@ pub enum Event {
     AuthChallenge(Vec<u8>),
     /// The server accepted IDLE; end it with [`Client::idle_done`].
     Idling,
-    /// The server asked for the rest of a command (synchronising literal): write these bytes.
-    Send(Vec<u8>),
+    /// The server asked for the rest of a command (synchronising literal): write these bytes
+    /// (their secret part, a password, is marked for the trace).
+    Send(Outbound),
     /// A tagged completion. After STARTTLS with `Status::Ok` the machine waits for
     /// [`Client::tls_established`].
     Done {
@@ -202,21 +207,13 @@ impl fmt::Debug for Command {
 }
 
 impl Command {
-    /// The command as it may appear in a log.
+    /// The command as it may appear in a log (without tag): secrets shown as `*`.
     pub fn redacted(&self) -> String {
-        match self {
-            Command::Login { user, .. } => format!("LOGIN {user:?} <redacted>"),
-            Command::Authenticate { mechanism, initial } => format!(
-                "AUTHENTICATE {mechanism}{}",
-                if initial.is_some() { " <redacted>" } else { "" }
-            ),
-            other => {
-                let parts = other.segments(true);
-                String::from_utf8_lossy(&parts.concat())
-                    .trim_end()
-                    .to_string()
-            }
+        let mut all = Outbound::default();
+        for part in self.segments(false) {
+            all.append(&part);
         }
+        all.trace_lines().join(" ")
     }
 
     fn kind(&self) -> Kind {
@@ -236,10 +233,11 @@ impl Command {
         }
     }
 
-    /// The command text (without tag) split where synchronising literals need a continuation.
-    fn segments(&self, literal_plus: bool) -> Vec<Vec<u8>> {
+    /// The command text (without tag) split where synchronising literals need a continuation,
+    /// secrets (the LOGIN password, an initial response) marked.
+    fn segments(&self, literal_plus: bool) -> Vec<Outbound> {
         let mut w = Segments {
-            parts: vec![Vec::new()],
+            parts: vec![Outbound::default()],
             literal_plus,
         };
         match self {
@@ -249,9 +247,9 @@ impl Command {
             Command::StartTls => w.raw("STARTTLS"),
             Command::Login { user, password } => {
                 w.raw("LOGIN ");
-                w.astring(user.as_bytes());
+                w.astring(user.as_bytes(), false);
                 w.raw(" ");
-                w.astring(password.as_bytes());
+                w.astring(password.as_bytes(), true);
             }
             Command::Authenticate { mechanism, initial } => {
                 w.raw("AUTHENTICATE ");
@@ -261,17 +259,17 @@ impl Command {
                     if i.is_empty() {
                         w.raw("=");
                     } else {
-                        w.raw(&B64.encode(i));
+                        w.secret(B64.encode(i).as_bytes());
                     }
                 }
             }
             Command::Select(m) => {
                 w.raw("SELECT ");
-                w.astring(m.as_bytes());
+                w.astring(m.as_bytes(), false);
             }
             Command::Examine(m) => {
                 w.raw("EXAMINE ");
-                w.astring(m.as_bytes());
+                w.astring(m.as_bytes(), false);
             }
             Command::UidSearch(s) => match s {
                 Search::All => w.raw("UID SEARCH ALL"),
@@ -296,7 +294,7 @@ impl Command {
             Command::Idle => w.raw("IDLE"),
         }
         if let Some(last) = w.parts.last_mut() {
-            last.extend_from_slice(b"\r\n");
+            last.push_plain(b"\r\n");
         }
         w.parts
     }
@@ -321,43 +319,56 @@ fn sanitize_flag(s: &str) -> String {
 }
 
 struct Segments {
-    parts: Vec<Vec<u8>>,
+    parts: Vec<Outbound>,
     literal_plus: bool,
 }
 
 impl Segments {
-    fn cur(&mut self) -> &mut Vec<u8> {
+    fn cur(&mut self) -> &mut Outbound {
         if self.parts.is_empty() {
-            self.parts.push(Vec::new());
+            self.parts.push(Outbound::default());
         }
         let last = self.parts.len() - 1;
         &mut self.parts[last]
     }
 
     fn raw(&mut self, s: &str) {
-        self.cur().extend_from_slice(s.as_bytes());
+        self.cur().push_plain(s.as_bytes());
     }
 
-    /// A quoted string when every byte is printable ASCII, else a literal (RFC 9051 §4.3).
-    fn astring(&mut self, s: &[u8]) {
+    fn secret(&mut self, s: &[u8]) {
+        self.cur().push_secret(s);
+    }
+
+    /// A quoted string when every byte is printable ASCII, else a literal (RFC 9051 §4.3). A
+    /// `secret` value is marked whole: the quoted string with its quotes, or the literal's
+    /// contents (its `{n}` announcement stays visible).
+    fn astring(&mut self, s: &[u8], secret: bool) {
+        let push = |out: &mut Outbound, bytes: &[u8]| {
+            if secret {
+                out.push_secret(bytes);
+            } else {
+                out.push_plain(bytes);
+            }
+        };
         if s.iter().all(|&b| (0x20..0x7f).contains(&b)) {
-            let cur = self.cur();
-            cur.push(b'"');
+            let mut quoted = vec![b'"'];
             for &b in s {
                 if b == b'"' || b == b'\\' {
-                    cur.push(b'\\');
+                    quoted.push(b'\\');
                 }
-                cur.push(b);
+                quoted.push(b);
             }
-            cur.push(b'"');
+            quoted.push(b'"');
+            push(self.cur(), &quoted);
         } else if self.literal_plus {
-            let cur = self.cur();
-            cur.extend_from_slice(format!("{{{}+}}\r\n", s.len()).as_bytes());
-            cur.extend_from_slice(s);
+            self.raw(&format!("{{{}+}}\r\n", s.len()));
+            push(self.cur(), s);
         } else {
-            self.cur()
-                .extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-            self.parts.push(s.to_vec());
+            self.raw(&format!("{{{}}}\r\n", s.len()));
+            let mut next = Outbound::default();
+            push(&mut next, s);
+            self.parts.push(next);
         }
     }
 }
@@ -367,7 +378,7 @@ struct Pending {
     tag: String,
     kind: Kind,
     /// Parts still to send after continuation requests.
-    rest: VecDeque<Vec<u8>>,
+    rest: VecDeque<Outbound>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +414,8 @@ pub struct Client {
     untagged: u64,
     caps: Vec<String>,
     queued: VecDeque<Event>,
+    /// Received lines for the protocol trace, when it is on.
+    trace: Option<Vec<String>>,
 }
 
 impl Client {
@@ -422,6 +435,7 @@ impl Client {
             untagged: 0,
             caps: Vec::new(),
             queued: VecDeque::new(),
+            trace: None,
         }
     }
 
@@ -437,15 +451,15 @@ impl Client {
 
     /// Encodes `cmd` with a fresh tag; returns the tag and the bytes to write now. Any further
     /// parts (synchronising literals) come out later as [`Event::Send`].
-    pub fn command(&mut self, cmd: &Command) -> (String, Vec<u8>) {
+    pub fn command(&mut self, cmd: &Command) -> (String, Outbound) {
         let tag = format!("A{:04}", self.next_tag);
         self.next_tag = self.next_tag.wrapping_add(1);
-        let mut parts: VecDeque<Vec<u8>> = cmd
+        let mut parts: VecDeque<Outbound> = cmd
             .segments(self.has_capability("LITERAL+"))
             .into_iter()
             .collect();
-        let mut first = format!("{tag} ").into_bytes();
-        first.extend(parts.pop_front().unwrap_or_default());
+        let mut first = Outbound::plain(format!("{tag} ").into_bytes());
+        first.append(&parts.pop_front().unwrap_or_default());
         self.pending.push_back(Pending {
             tag: tag.clone(),
             kind: cmd.kind(),
@@ -455,19 +469,46 @@ impl Client {
         (tag, first)
     }
 
-    /// The line answering a SASL challenge; `None` cancels with "*".
-    pub fn auth_response(&mut self, response: Option<&[u8]>) -> Vec<u8> {
-        let mut out = match response {
-            Some(r) => B64.encode(r).into_bytes(),
-            None => b"*".to_vec(),
-        };
-        out.extend_from_slice(b"\r\n");
+    /// The line answering a SASL challenge (secret); `None` cancels with "*".
+    pub fn auth_response(&mut self, response: Option<&[u8]>) -> Outbound {
+        let mut out = Outbound::default();
+        match response {
+            Some(r) => out.push_secret(B64.encode(r).as_bytes()),
+            None => out.push_plain(b"*"),
+        }
+        out.push_plain(b"\r\n");
         out
     }
 
     /// The bytes that end IDLE.
-    pub fn idle_done(&mut self) -> Vec<u8> {
-        b"DONE\r\n".to_vec()
+    pub fn idle_done(&mut self) -> Outbound {
+        Outbound::plain(b"DONE\r\n".to_vec())
+    }
+
+    /// Turns the record of received protocol lines on or off (see [`Client::take_trace`]).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The received response lines decoded since the last call, printable, with SASL
+    /// challenges withheld and literals shown only as their size.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn note(&mut self, line: String) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(line);
+        }
+    }
+
+    /// Whether a continuation request arriving now would be a SASL challenge (the same choice
+    /// [`Client::continuation`] makes).
+    fn continuation_is_challenge(&self) -> bool {
+        self.pending
+            .iter()
+            .find(|p| !p.rest.is_empty() || matches!(p.kind, Kind::Authenticate | Kind::Idle))
+            .is_some_and(|p| p.rest.is_empty() && p.kind == Kind::Authenticate)
     }
 
     /// Whether the machine waits for the TLS handshake after STARTTLS.
@@ -562,6 +603,19 @@ impl Client {
                     None => line_len,
                 };
                 let fragment = self.buf[self.pos..self.pos + text_end].to_vec();
+                if self.trace.is_some() {
+                    // A challenge with the (withheld) response would be material for an
+                    // offline guess at the password: it is not logged.
+                    let shown = if self.text.is_empty()
+                        && line.first() == Some(&b'+')
+                        && self.continuation_is_challenge()
+                    {
+                        "+ <SASL challenge>".to_string()
+                    } else {
+                        printable(line)
+                    };
+                    self.note(shown);
+                }
                 self.pos = end + 1;
                 self.scan = self.pos;
                 self.text.extend_from_slice(&fragment);
@@ -604,6 +658,11 @@ impl Client {
         }
         let fetch_seq = fetch_seq(&self.text);
         let is_body = fetch_seq.is_some() && !self.had_body && last_token_is_body(&self.text);
+        self.note(if is_body {
+            format!("<{size} octets of message data>")
+        } else {
+            format!("<{size} octets of literal data>")
+        });
         // The literal counts as an empty string in the text we parse afterwards.
         self.text.extend_from_slice(b"\"\"");
         self.mode = Mode::Literal {
@@ -730,7 +789,7 @@ impl Client {
                 Ok(Step::Event(Event::Untagged { status, code, text }))
             }
             b"CAPABILITY" => {
-                self.caps = parse_caps(after);
+                self.caps = parse_caps(after)?;
                 Ok(Step::Event(Event::Capabilities(self.caps.clone())))
             }
             b"SEARCH" => {
@@ -806,12 +865,19 @@ fn literal_suffix(line: &[u8]) -> Result<Option<(u64, usize)>, ImapError> {
     Ok(Some((parse_u64(digits)?, open)))
 }
 
-fn parse_caps(s: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(s)
-        .split_ascii_whitespace()
-        .take(512)
-        .map(|w| w.to_ascii_uppercase())
-        .collect()
+/// Most capability names accepted in one announcement (AUTH= mechanisms included; real
+/// servers send a few dozen).
+pub const MAX_CAPABILITIES: usize = 512;
+
+fn parse_caps(s: &[u8]) -> Result<Vec<String>, ImapError> {
+    let mut caps = Vec::new();
+    for word in String::from_utf8_lossy(s).split_ascii_whitespace() {
+        if caps.len() >= MAX_CAPABILITIES {
+            return Err(ImapError::TooManyCapabilities(MAX_CAPABILITIES));
+        }
+        caps.push(word.to_ascii_uppercase());
+    }
+    Ok(caps)
 }
 
 /// `OK [CODE args] text` (also NO/BAD/BYE/PREAUTH).
@@ -838,7 +904,7 @@ fn parse_cond(s: &[u8]) -> Result<(Status, Option<Code>, String), ImapError> {
         let (name, args) = split_word(&inner[..close]);
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
         code = Some(match name.as_str() {
-            "CAPABILITY" => Code::Capability(parse_caps(args)),
+            "CAPABILITY" => Code::Capability(parse_caps(args)?),
             "UIDVALIDITY" => Code::UidValidity(parse_u32(args)?),
             "UIDNEXT" => Code::UidNext(parse_u32(args)?),
             "UNAVAILABLE" | "INUSE" | "LIMIT" | "SERVERBUG" => Code::Temporary(name),
@@ -1051,6 +1117,59 @@ mod tests {
         whole
     }
 
+    #[test]
+    fn trace_shows_lines_withholds_challenges_and_summarises_literals() {
+        let mut c = Client::new(Limits::default());
+        c.set_trace(true);
+        let input = b"* OK hi\x1b]0;x\x07\r\n+ PDEyMzQ+\r\nA0001 OK in\r\n* 1 FETCH (UID 5 BODY[] {6}\r\nsecret)\r\n* 2 FETCH (X {3}\r\nabc)\r\nA0002 OK done\r\n";
+        run_with(
+            &mut c,
+            &[
+                Command::Authenticate {
+                    mechanism: "CRAM-MD5".into(),
+                    initial: None,
+                },
+                Command::UidFetch {
+                    set: "5".into(),
+                    body: true,
+                },
+            ],
+            input,
+            4,
+        )
+        .expect("decodes");
+        assert_eq!(
+            c.take_trace(),
+            vec![
+                "* OK hi\\u{1b}]0;x\\u{7}",
+                "+ <SASL challenge>",
+                "A0001 OK in",
+                "* 1 FETCH (UID 5 BODY[] {6}",
+                "<6 octets of message data>",
+                ")",
+                "* 2 FETCH (X {3}",
+                "<3 octets of literal data>",
+                ")",
+                "A0002 OK done",
+            ]
+        );
+    }
+
+    #[test]
+    fn capability_flood_is_an_error() {
+        let words = "X ".repeat(MAX_CAPABILITIES + 1);
+        let input = format!("* OK hi\r\n* CAPABILITY {words}\r\n");
+        assert_eq!(
+            run(&[Command::Capability], input.as_bytes(), 64),
+            Err(ImapError::TooManyCapabilities(MAX_CAPABILITIES))
+        );
+        let input = format!("* OK [CAPABILITY {words}] hi\r\n");
+        assert_eq!(
+            run(&[], input.as_bytes(), 64),
+            Err(ImapError::TooManyCapabilities(MAX_CAPABILITIES))
+        );
+    }
+
     fn done(tag: &str, kind: Kind) -> Event {
         Event::Done {
             tag: tag.into(),
@@ -1247,19 +1366,24 @@ mod tests {
             user: "bob".into(),
             password: "p\"w\\x".into(),
         });
-        assert_eq!(bytes, b"A0001 LOGIN \"bob\" \"p\\\"w\\\\x\"\r\n");
+        assert_eq!(bytes.bytes, b"A0001 LOGIN \"bob\" \"p\\\"w\\\\x\"\r\n");
+        assert_eq!(bytes.trace(), "A0001 LOGIN \"bob\" *");
         let (tag, bytes) = c.command(&Command::Login {
             user: "bob".into(),
             password: "p\u{e9}w".into(),
         });
         assert_eq!(tag, "A0002");
-        assert_eq!(bytes, b"A0002 LOGIN \"bob\" {4}\r\n");
+        assert_eq!(bytes.bytes, b"A0002 LOGIN \"bob\" {4}\r\n");
         c.receive(b"* OK hi\r\n+ go ahead\r\n");
         assert!(matches!(c.poll(), Ok(Some(Event::Greeting { .. }))));
-        assert_eq!(
-            c.poll(),
-            Ok(Some(Event::Send("p\u{e9}w\r\n".as_bytes().to_vec())))
-        );
+        match c.poll() {
+            Ok(Some(Event::Send(part))) => {
+                assert_eq!(part.bytes, "p\u{e9}w\r\n".as_bytes());
+                assert_eq!(part.trace_lines(), vec!["*"]);
+                assert!(!format!("{part:?}").contains("112"), "{part:?}");
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(
             !format!(
                 "{:?}",
@@ -1278,7 +1402,17 @@ mod tests {
             user: "a\nb".into(),
             password: "x".into(),
         });
-        assert_eq!(bytes, b"A0001 LOGIN {3+}\r\na\nb \"x\"\r\n");
+        assert_eq!(bytes.bytes, b"A0001 LOGIN {3+}\r\na\nb \"x\"\r\n");
+        assert_eq!(bytes.trace_lines(), vec!["A0001 LOGIN {3+}", "a", "b *"]);
+        let (_, bytes) = c.command(&Command::Login {
+            user: "bob".into(),
+            password: "p\u{e9}w".into(),
+        });
+        assert_eq!(
+            bytes.bytes,
+            "A0002 LOGIN \"bob\" {4+}\r\np\u{e9}w\r\n".as_bytes()
+        );
+        assert_eq!(bytes.trace_lines(), vec!["A0002 LOGIN \"bob\" {4+}", "*"]);
     }
 
     #[test]
@@ -1312,7 +1446,9 @@ mod tests {
             mechanism: "PLAIN".into(),
             initial: Some(b"\0u\0p".to_vec()),
         });
-        assert_eq!(b, b"A0001 AUTHENTICATE PLAIN AHUAcA==\r\n");
+        assert_eq!(b.bytes, b"A0001 AUTHENTICATE PLAIN AHUAcA==\r\n");
+        assert_eq!(b.trace(), "A0001 AUTHENTICATE PLAIN *");
+        assert_eq!(c.auth_response(Some(b"pw")).trace(), "*");
     }
 
     /// IDLE as RFC 2177 and real servers say it: the continuation, wake-ups (EXISTS, RECENT,
@@ -1393,8 +1529,8 @@ mod tests {
         }
         let mut c = Client::new(Limits::default());
         let (_, bytes) = c.command(&Command::Idle);
-        assert_eq!(bytes, b"A0001 IDLE\r\n");
-        assert_eq!(c.idle_done(), b"DONE\r\n");
+        assert_eq!(bytes.bytes, b"A0001 IDLE\r\n");
+        assert_eq!(c.idle_done().bytes, b"DONE\r\n");
     }
 
     #[test]
@@ -1465,20 +1601,20 @@ mod tests {
             flags: vec!["\\Seen".into(), "\\Deleted".into()],
         });
         assert_eq!(
-            b,
+            b.bytes,
             b"A0001 UID STORE 1:3,5 +FLAGS.SILENT (\\Seen \\Deleted)\r\n"
         );
         let (_, b) = c.command(&Command::UidSearch(Search::UidFrom(42)));
-        assert_eq!(b, b"A0002 UID SEARCH UID 42:*\r\n");
+        assert_eq!(b.bytes, b"A0002 UID SEARCH UID 42:*\r\n");
         let (_, b) = c.command(&Command::UidFetch {
             set: "1:*".into(),
             body: true,
         });
         assert_eq!(
-            b,
+            b.bytes,
             b"A0003 UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[])\r\n"
         );
         let (_, b) = c.command(&Command::UidExpunge("7".into()));
-        assert_eq!(b, b"A0004 UID EXPUNGE 7\r\n");
+        assert_eq!(b.bytes, b"A0004 UID EXPUNGE 7\r\n");
     }
 }

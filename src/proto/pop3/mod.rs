@@ -16,6 +16,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use md5::{Digest as _, Md5};
 
+use crate::proto::trace::{Outbound, printable};
+
 /// Size bounds enforced on everything the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -25,7 +27,13 @@ pub struct Limits {
     pub max_listing_lines: u64,
     /// Largest message body accepted from RETR/TOP; `None` means no limit.
     pub max_message_size: Option<u64>,
+    /// Most lines in a CAPA reply (real servers send about 15; CAPA goes out before STLS, so
+    /// anyone on the path can answer it).
+    pub max_capa_lines: u64,
 }
+
+/// Most SASL mechanisms accepted on the CAPA `SASL` line (real servers name a handful).
+pub const MAX_SASL_MECHANISMS: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -33,6 +41,7 @@ impl Default for Limits {
             max_line: 8192,
             max_listing_lines: 10_000_000,
             max_message_size: None,
+            max_capa_lines: 1000,
         }
     }
 }
@@ -47,6 +56,10 @@ pub enum Pop3Error {
     LineTooLong(usize),
     #[error("server listing longer than {0} lines")]
     ListingTooLong(u64),
+    #[error("server CAPA reply longer than {0} lines")]
+    CapaTooLong(u64),
+    #[error("server CAPA reply names more than {0} SASL mechanisms")]
+    TooManyMechanisms(usize),
     #[error("message larger than the limit of {0} bytes")]
     MessageTooLarge(u64),
     #[error("malformed server reply: {0}")]
@@ -141,16 +154,48 @@ impl fmt::Debug for Command {
 impl Command {
     /// The command line as it goes on the wire, CRLF included.
     pub fn encode(&self) -> Vec<u8> {
-        let line = match self {
+        self.outbound().bytes
+    }
+
+    /// The command line with its secret part marked: the password of PASS, the APOP digest
+    /// (as good as the password for this session) and an AUTH initial response.
+    pub fn outbound(&self) -> Outbound {
+        let mut out = Outbound::default();
+        match self {
+            Command::Pass(p) => {
+                out.push_plain(b"PASS ");
+                out.push_secret(p.as_bytes());
+            }
+            Command::Apop { user, digest } => {
+                out.push_plain(format!("APOP {user} ").as_bytes());
+                out.push_secret(digest.as_bytes());
+            }
+            Command::Auth {
+                mechanism,
+                initial: Some(i),
+            } if !i.is_empty() => {
+                out.push_plain(format!("AUTH {mechanism} ").as_bytes());
+                out.push_secret(B64.encode(i).as_bytes());
+            }
+            other => out.push_plain(other.public_line().as_bytes()),
+        }
+        // A CR or LF inside an argument would smuggle a second command.
+        out.strip_line_breaks_from(0);
+        out.push_plain(b"\r\n");
+        out
+    }
+
+    /// The text of a command without secrets (the others are built in `outbound`).
+    fn public_line(&self) -> String {
+        match self {
             Command::Capa => "CAPA".to_string(),
             Command::Stls => "STLS".to_string(),
             Command::User(u) => format!("USER {u}"),
-            Command::Pass(p) => format!("PASS {p}"),
-            Command::Apop { user, digest } => format!("APOP {user} {digest}"),
+            Command::Pass(_) => "PASS".to_string(),
+            Command::Apop { user, .. } => format!("APOP {user}"),
             Command::Auth { mechanism, initial } => match initial {
-                None => format!("AUTH {mechanism}"),
                 Some(i) if i.is_empty() => format!("AUTH {mechanism} ="),
-                Some(i) => format!("AUTH {mechanism} {}", B64.encode(i)),
+                _ => format!("AUTH {mechanism}"),
             },
             Command::Stat => "STAT".to_string(),
             Command::ListAll => "LIST".to_string(),
@@ -163,27 +208,12 @@ impl Command {
             Command::Rset => "RSET".to_string(),
             Command::Noop => "NOOP".to_string(),
             Command::Quit => "QUIT".to_string(),
-        };
-        let mut out = line.into_bytes();
-        // A CR or LF inside an argument would smuggle a second command.
-        out.retain(|&b| b != b'\r' && b != b'\n');
-        out.extend_from_slice(b"\r\n");
-        out
+        }
     }
 
-    /// The command as it may appear in a log: secrets replaced.
+    /// The command as it may appear in a log: secrets shown as `*`.
     pub fn redacted(&self) -> String {
-        match self {
-            Command::Pass(_) => "PASS <redacted>".to_string(),
-            Command::Apop { user, .. } => format!("APOP {user} <redacted>"),
-            Command::Auth {
-                mechanism,
-                initial: Some(_),
-            } => format!("AUTH {mechanism} <redacted>"),
-            other => String::from_utf8_lossy(&other.encode())
-                .trim_end()
-                .to_string(),
-        }
+        self.outbound().trace()
     }
 
     fn expects(&self) -> Expect {
@@ -225,9 +255,11 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    fn add_line(&mut self, line: &str) {
+    fn add_line(&mut self, line: &str) -> Result<(), Pop3Error> {
         let mut words = line.split_ascii_whitespace();
-        let Some(name) = words.next() else { return };
+        let Some(name) = words.next() else {
+            return Ok(());
+        };
         let name = name.to_ascii_uppercase();
         match name.as_str() {
             "STLS" => self.stls = true,
@@ -236,14 +268,20 @@ impl Capabilities {
             "UIDL" => self.uidl = true,
             "PIPELINING" => self.pipelining = true,
             "RESP-CODES" => self.resp_codes = true,
-            "SASL" => self
-                .sasl
-                .extend(words.map(|w| w.to_ascii_uppercase()).take(64)),
+            "SASL" => {
+                for w in words {
+                    if self.sasl.len() >= MAX_SASL_MECHANISMS {
+                        return Err(Pop3Error::TooManyMechanisms(MAX_SASL_MECHANISMS));
+                    }
+                    self.sasl.push(w.to_ascii_uppercase());
+                }
+            }
             _ => {}
         }
         if self.names.len() < 256 {
             self.names.push(name);
         }
+        Ok(())
     }
 
     /// Whether SASL mechanism `mech` is advertised.
@@ -340,6 +378,10 @@ pub struct Client {
     pending: VecDeque<Expect>,
     body: Body,
     capa: Capabilities,
+    /// The last [`Client::decode_one`] consumed input without producing an event.
+    progressed: bool,
+    /// Received lines for the protocol trace, when it is on.
+    trace: Option<Vec<String>>,
 }
 
 impl Client {
@@ -354,24 +396,45 @@ impl Client {
             pending,
             body: Body::Status,
             capa: Capabilities::default(),
+            progressed: false,
+            trace: None,
         }
     }
 
     /// Encodes `cmd` and queues its reply; the bytes may be written right after earlier
     /// commands' (pipelining) when the server advertised PIPELINING.
-    pub fn send(&mut self, cmd: &Command) -> Vec<u8> {
+    pub fn send(&mut self, cmd: &Command) -> Outbound {
         self.pending.push_back(cmd.expects());
-        cmd.encode()
+        cmd.outbound()
     }
 
-    /// The line answering a SASL challenge (`None` cancels the exchange with "*").
-    pub fn auth_response(&mut self, response: Option<&[u8]>) -> Vec<u8> {
-        let mut out = match response {
-            Some(r) => B64.encode(r).into_bytes(),
-            None => b"*".to_vec(),
-        };
-        out.extend_from_slice(b"\r\n");
+    /// The line answering a SASL challenge (`None` cancels the exchange with "*"); the
+    /// response is secret.
+    pub fn auth_response(&mut self, response: Option<&[u8]>) -> Outbound {
+        let mut out = Outbound::default();
+        match response {
+            Some(r) => out.push_secret(B64.encode(r).as_bytes()),
+            None => out.push_plain(b"*"),
+        }
+        out.push_plain(b"\r\n");
         out
+    }
+
+    /// Turns the record of received protocol lines on or off (see [`Client::take_trace`]).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The received protocol lines decoded since the last call, printable and with SASL
+    /// challenges withheld; message contents appear only as their size.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn note(&mut self, line: String) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(line);
+        }
     }
 
     /// Number of commands whose replies have not been fully received.
@@ -420,7 +483,24 @@ impl Client {
         result
     }
 
+    /// Decodes until one event is complete or more bytes are needed. A loop, never recursion:
+    /// lines that produce no event (CAPA lines, the status line before a listing) go round
+    /// again, so no number of them can exhaust the stack.
     fn poll_inner(&mut self) -> Result<Option<Event>, Pop3Error> {
+        loop {
+            if let Some(result) = self.decode_one()? {
+                return Ok(Some(result));
+            }
+            if !self.progressed {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One decoding step: `Some` event, or `None` with `progressed` telling whether a line was
+    /// consumed without producing an event (then the caller steps again).
+    fn decode_one(&mut self) -> Result<Option<Event>, Pop3Error> {
+        self.progressed = false;
         match self.body {
             Body::Failed | Body::TlsWait => Ok(None),
             Body::Message { line_start, octets } => self.poll_message(line_start, octets),
@@ -436,6 +516,9 @@ impl Client {
                         _ => Event::ListingEnd,
                     }));
                 }
+                if kind == Expect::Capa && count >= self.limits.max_capa_lines {
+                    return Err(Pop3Error::CapaTooLong(self.limits.max_capa_lines));
+                }
                 if count >= self.limits.max_listing_lines {
                     return Err(Pop3Error::ListingTooLong(self.limits.max_listing_lines));
                 }
@@ -444,8 +527,9 @@ impl Client {
                 let text = String::from_utf8_lossy(line);
                 match kind {
                     Expect::Capa => {
-                        self.capa.add_line(&text);
-                        self.poll_inner()
+                        self.capa.add_line(&text)?;
+                        self.progressed = true;
+                        Ok(None)
                     }
                     Expect::ListAll => {
                         let (msgno, size) = parse_scan(&text)?;
@@ -469,6 +553,12 @@ impl Client {
                     && let Some(rest) = text.strip_prefix('+')
                     && !text.starts_with("+OK")
                 {
+                    // The challenge is not logged: with the (withheld) response it would be
+                    // material for an offline guess at the password.
+                    if let Some(t) = self.trace.as_mut() {
+                        t.pop();
+                        t.push("+ <SASL challenge>".to_string());
+                    }
                     let challenge = B64
                         .decode(rest.trim())
                         .map_err(|_| Pop3Error::Malformed("challenge is not base64".into()))?;
@@ -506,11 +596,13 @@ impl Client {
                     Expect::Capa => {
                         self.capa = Capabilities::default();
                         self.body = Body::Listing(Expect::Capa, 0);
-                        self.poll_inner()
+                        self.progressed = true;
+                        Ok(None)
                     }
                     Expect::ListAll | Expect::UidlAll => {
                         self.body = Body::Listing(expect, 0);
-                        self.poll_inner()
+                        self.progressed = true;
+                        Ok(None)
                     }
                     Expect::Stls => {
                         self.pending.pop_front();
@@ -596,6 +688,8 @@ impl Client {
         if ended {
             self.pending.pop_front();
             self.body = Body::Status;
+            self.note(format!("<{octets} octets of message data>"));
+            self.note(".".to_string());
             return Ok(Some(Event::MessageEnd { octets }));
         }
         self.body = Body::Message { line_start, octets };
@@ -619,6 +713,9 @@ impl Client {
                     line.pop();
                 }
                 self.pos += i + 1;
+                if self.trace.is_some() {
+                    self.note(printable(&line));
+                }
                 Ok(Some(line))
             }
             None if rest.len() >= self.limits.max_line => {
@@ -899,6 +996,71 @@ mod tests {
     }
 
     #[test]
+    fn capa_flood_and_mechanism_flood_are_bounded_errors() {
+        // Far more lines than the bound, in one chunk: decoded in a loop, stopped at the bound.
+        let mut input = b"+OK\r\n+OK\r\n".to_vec();
+        input.extend_from_slice(&b"X\r\n".repeat(100_000));
+        assert_eq!(
+            run(&[Command::Capa], &input, input.len()),
+            Err(Pop3Error::CapaTooLong(1000))
+        );
+        // Right at the bound it is accepted.
+        let mut input = b"+OK\r\n+OK\r\n".to_vec();
+        input.extend_from_slice(&b"X\r\n".repeat(1000));
+        input.extend_from_slice(b".\r\n");
+        assert!(matches!(
+            all_steps(&[Command::Capa], &input).get(1),
+            Some(Event::Capabilities(_))
+        ));
+        let many = format!("+OK\r\n+OK\r\nSASL {}\r\n.\r\n", "M ".repeat(65));
+        assert_eq!(
+            run(&[Command::Capa], many.as_bytes(), 7),
+            Err(Pop3Error::TooManyMechanisms(MAX_SASL_MECHANISMS))
+        );
+        // A long listing (not CAPA) is still decoded one entry per event, without recursion.
+        let mut input = b"+OK\r\n+OK\r\n".to_vec();
+        for i in 1..=50_000 {
+            input.extend_from_slice(format!("{i} {i}\r\n").as_bytes());
+        }
+        input.extend_from_slice(b".\r\n");
+        let ev = run(&[Command::ListAll], &input, input.len()).expect("decodes");
+        assert_eq!(ev.len(), 50_002);
+    }
+
+    #[test]
+    fn trace_shows_lines_withholds_challenges_and_summarises_bodies() {
+        let mut c = Client::new(Limits::default());
+        c.set_trace(true);
+        let input = b"+OK hi\x1b[2J\r\n+ PDEyMzQ+\r\n+OK\r\n+OK 9 octets\r\nsecret body\r\n.\r\n";
+        let ev = run_with(
+            &mut c,
+            &[
+                Command::Auth {
+                    mechanism: "CRAM-MD5".into(),
+                    initial: None,
+                },
+                Command::Retr(1),
+            ],
+            input,
+            3,
+        )
+        .expect("decodes");
+        assert_eq!(ev.len(), 6, "{ev:?}");
+        assert_eq!(
+            c.take_trace(),
+            vec![
+                "+OK hi\\u{1b}[2J",
+                "+ <SASL challenge>",
+                "+OK",
+                "+OK 9 octets",
+                "<13 octets of message data>",
+                ".",
+            ]
+        );
+        assert!(c.take_trace().is_empty());
+    }
+
+    #[test]
     fn stls_drops_injected_bytes() {
         let mut c = Client::new(Limits::default());
         c.send(&Command::Stls);
@@ -1011,16 +1173,22 @@ mod tests {
             Command::Pass("a\r\nDELE 1".into()).encode(),
             b"PASS aDELE 1\r\n"
         );
-        assert_eq!(
-            format!("{:?}", Command::Pass("pw".into())),
-            "PASS <redacted>"
-        );
+        assert_eq!(format!("{:?}", Command::Pass("pw".into())), "PASS *");
         let auth = Command::Auth {
             mechanism: "PLAIN".into(),
             initial: Some(b"\0u\0p".to_vec()),
         };
         assert_eq!(auth.encode(), b"AUTH PLAIN AHUAcA==\r\n");
-        assert!(!auth.redacted().contains("AHUAcA"));
+        assert_eq!(auth.redacted(), "AUTH PLAIN *");
+        let apop = Command::Apop {
+            user: "bob".into(),
+            digest: "c4c9334bac560ecc979e58001b3e22fb".into(),
+        };
+        assert_eq!(apop.redacted(), "APOP bob *");
+        let mut c = Client::new(Limits::default());
+        assert_eq!(c.auth_response(Some(b"pw")).trace(), "*");
+        assert_eq!(c.auth_response(None).trace(), "*");
+        assert_eq!(c.auth_response(None).bytes, b"*\r\n");
         // RFC 1939 §7 example.
         assert_eq!(
             apop_digest("<1896.697170952@dbc.mtview.ca.us>", "tanstaaf"),

@@ -2,7 +2,11 @@
 //! STARTTLS RFC 3207, AUTH RFC 4954, 8BITMIME RFC 6152, SMTPUTF8 RFC 6531, DSN RFC 3461,
 //! CHUNKING RFC 3030, ENHANCEDSTATUSCODES RFC 2034). Keywords are case-insensitive.
 
+use super::PeerMisbehaved;
 use super::reply::Reply;
+
+/// Most AUTH mechanisms accepted from one EHLO reply (real servers name a handful).
+pub const MAX_AUTH_MECHANISMS: usize = 64;
 
 /// What the server announced in its EHLO (or LHLO) reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,8 +31,9 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Parses a successful EHLO reply. Unknown or malformed lines are kept in `extensions` only.
-    pub fn from_ehlo(reply: &Reply) -> Capabilities {
+    /// Parses a successful EHLO reply. Unknown or malformed lines are kept in `extensions` only;
+    /// more than [`MAX_AUTH_MECHANISMS`] AUTH mechanisms is an error.
+    pub fn from_ehlo(reply: &Reply) -> Result<Capabilities, PeerMisbehaved> {
         let mut caps = Capabilities::default();
         let mut lines = reply.lines().iter();
         if let Some(first) = lines.next() {
@@ -54,6 +59,11 @@ impl Capabilities {
                     for mech in words {
                         let mech = mech.to_ascii_uppercase();
                         if !caps.auth.contains(&mech) {
+                            if caps.auth.len() >= MAX_AUTH_MECHANISMS {
+                                return Err(PeerMisbehaved::TooManyAuthMechanisms {
+                                    limit: MAX_AUTH_MECHANISMS,
+                                });
+                            }
                             caps.auth.push(mech);
                         }
                     }
@@ -66,7 +76,7 @@ impl Capabilities {
                 _ => {}
             }
         }
-        caps
+        Ok(caps)
     }
 
     /// Whether the server offers this AUTH mechanism.
@@ -84,7 +94,7 @@ mod tests {
         let mut p = ReplyParser::default();
         p.push(wire);
         match p.next_reply() {
-            Ok(Some(r)) => Capabilities::from_ehlo(&r),
+            Ok(Some(r)) => Capabilities::from_ehlo(&r).expect("valid EHLO reply"),
             other => panic!("{other:?}"),
         }
     }
@@ -135,7 +145,7 @@ mod tests {
             for c in wire.chunks(size) {
                 p.push(c);
                 if let Ok(Some(r)) = p.next_reply() {
-                    got = Some(Capabilities::from_ehlo(&r));
+                    got = Capabilities::from_ehlo(&r).ok();
                 }
             }
             assert_eq!(got.as_ref(), Some(&whole), "size {size}");
@@ -143,8 +153,24 @@ mod tests {
     }
 
     #[test]
+    fn auth_mechanism_flood_is_an_error() {
+        let mechs: Vec<String> = (0..65).map(|i| format!("M{i}")).collect();
+        let line = format!("AUTH {}", mechs.join(" "));
+        let r = Reply::new(250, &["host", &line]);
+        assert_eq!(
+            Capabilities::from_ehlo(&r),
+            Err(PeerMisbehaved::TooManyAuthMechanisms {
+                limit: MAX_AUTH_MECHANISMS
+            })
+        );
+        let line = format!("AUTH {}", mechs[..64].join(" "));
+        let ok = Capabilities::from_ehlo(&Reply::new(250, &["host", &line])).expect("64 is fine");
+        assert_eq!(ok.auth.len(), 64);
+    }
+
+    #[test]
     fn helo_only_reply_has_no_extensions() {
-        let c = Capabilities::from_ehlo(&Reply::new(250, &["host"]));
+        let c = Capabilities::from_ehlo(&Reply::new(250, &["host"])).expect("valid");
         assert_eq!(
             c,
             Capabilities {

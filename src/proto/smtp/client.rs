@@ -77,30 +77,37 @@ pub struct HandshakeConfig {
     pub auth: Option<AuthConfig>,
 }
 
-/// Bytes to write, with the text a wire trace may show (AUTH payloads redacted).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    pub bytes: Vec<u8>,
-    pub trace: String,
+/// Bytes to write, with the AUTH payloads marked secret for the trace.
+pub use crate::proto::trace::Outbound as Outgoing;
+
+/// A command with nothing secret in it.
+fn command_out(cmd: Command) -> Result<Outgoing, SmtpError> {
+    Ok(Outgoing::plain(cmd.encode()?))
 }
 
-impl fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Outgoing({:?})", self.trace)
+/// An AUTH command; its initial response (the last word) is secret.
+fn auth_out(mechanism: &str, initial: Option<&str>) -> Result<Outgoing, SmtpError> {
+    let bytes = Command::Auth(mechanism, initial).encode()?;
+    let mut out = Outgoing::default();
+    match initial {
+        Some(ir) if !ir.is_empty() => {
+            let tail = ir.len() + 2;
+            let head = bytes.len().saturating_sub(tail);
+            out.push_plain(bytes.get(..head).unwrap_or_default());
+            out.push_secret(bytes.get(head..bytes.len() - 2).unwrap_or_default());
+            out.push_plain(b"\r\n");
+        }
+        _ => out.push_plain(&bytes),
     }
+    Ok(out)
 }
 
-impl Outgoing {
-    fn command(cmd: Command) -> Result<Outgoing, SmtpError> {
-        let bytes = cmd.encode()?;
-        let trace =
-            String::from_utf8_lossy(bytes.strip_suffix(b"\r\n").unwrap_or(&bytes)).into_owned();
-        Ok(Outgoing { bytes, trace })
-    }
-
-    fn redacted(bytes: Vec<u8>, trace: String) -> Outgoing {
-        Outgoing { bytes, trace }
-    }
+/// A line answering an AUTH challenge: secret.
+fn answer_out(answer: &[u8]) -> Outgoing {
+    let mut out = Outgoing::default();
+    out.push_secret(B64.encode(answer).as_bytes());
+    out.push_plain(b"\r\n");
+    out
 }
 
 /// What the driver does next during the handshake.
@@ -190,12 +197,12 @@ impl Handshake {
             }
             HsState::Ehlo => {
                 if reply.is_success() {
-                    self.caps = Some(Capabilities::from_ehlo(&reply));
+                    self.caps = Some(Capabilities::from_ehlo(&reply)?);
                     return self.after_ehlo();
                 }
                 if reply.is_permanent() && self.config.protocol == Protocol::Smtp {
                     self.state = HsState::Helo;
-                    return Ok(HandshakeStep::Send(Outgoing::command(Command::Helo(
+                    return Ok(HandshakeStep::Send(command_out(Command::Helo(
                         &self.config.helo_domain,
                     ))?));
                 }
@@ -208,7 +215,7 @@ impl Handshake {
                 self.caps = Some(Capabilities::from_ehlo(&Reply::new(
                     reply.code(),
                     &[reply.lines().first().map(String::as_str).unwrap_or("")],
-                )));
+                ))?);
                 self.after_ehlo()
             }
             HsState::StartTls => {
@@ -246,7 +253,7 @@ impl Handshake {
             Protocol::Smtp => Command::Ehlo(domain),
             Protocol::Lmtp => Command::Lhlo(domain),
         };
-        Ok(HandshakeStep::Send(Outgoing::command(cmd)?))
+        Ok(HandshakeStep::Send(command_out(cmd)?))
     }
 
     fn after_ehlo(&mut self) -> Result<HandshakeStep, SmtpError> {
@@ -256,7 +263,7 @@ impl Handshake {
                 return Err(SmtpError::StartTlsUnavailable);
             }
             self.state = HsState::StartTls;
-            return Ok(HandshakeStep::Send(Outgoing::command(Command::StartTls)?));
+            return Ok(HandshakeStep::Send(command_out(Command::StartTls)?));
         }
         let Some(auth) = self.config.auth.clone() else {
             self.state = HsState::Ready;
@@ -270,12 +277,10 @@ impl Handshake {
         let initial = sasl.start().map(|ir| B64.encode(ir));
         self.sasl = Some(sasl);
         self.state = HsState::Auth;
-        let bytes = Command::Auth(mechanism.name(), initial.as_deref()).encode()?;
-        let trace = match initial {
-            Some(_) => format!("AUTH {mechanism} <redacted>"),
-            None => format!("AUTH {mechanism}"),
-        };
-        Ok(HandshakeStep::Send(Outgoing::redacted(bytes, trace)))
+        Ok(HandshakeStep::Send(auth_out(
+            mechanism.name(),
+            initial.as_deref(),
+        )?))
     }
 
     fn on_auth_reply(&mut self, reply: Reply) -> Result<HandshakeStep, SmtpError> {
@@ -296,20 +301,12 @@ impl Handshake {
                 match sasl.step(&challenge) {
                     Ok(answer) => {
                         self.state = HsState::Auth;
-                        let mut bytes = B64.encode(answer).into_bytes();
-                        bytes.extend_from_slice(b"\r\n");
-                        Ok(HandshakeStep::Send(Outgoing::redacted(
-                            bytes,
-                            "<redacted>".to_string(),
-                        )))
+                        Ok(HandshakeStep::Send(answer_out(&answer)))
                     }
                     Err(err) => {
                         // RFC 4954 §4: "*" cancels; the server answers 501.
                         self.state = HsState::AuthCancelled(err);
-                        Ok(HandshakeStep::Send(Outgoing::redacted(
-                            b"*\r\n".to_vec(),
-                            "*".to_string(),
-                        )))
+                        Ok(HandshakeStep::Send(Outgoing::plain(b"*\r\n".to_vec())))
                     }
                 }
             }
@@ -455,7 +452,7 @@ pub struct Transaction {
     addresses: Vec<String>,
     allow_partial: bool,
     /// Commands not yet written.
-    queued: VecDeque<(Expect, Vec<u8>, String)>,
+    queued: VecDeque<(Expect, Outgoing)>,
     /// Replies due, in order.
     in_flight: VecDeque<Expect>,
     mail_reply: Option<Reply>,
@@ -501,14 +498,17 @@ impl Transaction {
             envid: envelope.envid.clone(),
         };
         let mut queued = VecDeque::new();
-        let mail = Outgoing::command(Command::Mail(&envelope.from, &params))?;
-        queued.push_back((Expect::Mail, mail.bytes, mail.trace));
+        queued.push_back((
+            Expect::Mail,
+            command_out(Command::Mail(&envelope.from, &params))?,
+        ));
         for (i, r) in envelope.rcpts.iter().enumerate() {
-            let rcpt = Outgoing::command(Command::Rcpt(&r.address, r.notify))?;
-            queued.push_back((Expect::Rcpt(i), rcpt.bytes, rcpt.trace));
+            queued.push_back((
+                Expect::Rcpt(i),
+                command_out(Command::Rcpt(&r.address, r.notify))?,
+            ));
         }
-        let data = Outgoing::command(Command::Data)?;
-        queued.push_back((Expect::Data, data.bytes, data.trace));
+        queued.push_back((Expect::Data, command_out(Command::Data)?));
 
         let mut txn = Transaction {
             protocol,
@@ -535,20 +535,15 @@ impl Transaction {
     /// The next batch of commands: everything up to the pipeline limit, or one command.
     fn next_batch(&mut self) -> Outgoing {
         let limit = if self.pipelining { PIPELINE_LIMIT } else { 1 };
-        let mut bytes = Vec::new();
-        let mut trace = Vec::new();
+        let mut out = Outgoing::default();
         while self.in_flight.len() < limit {
-            let Some((expect, b, t)) = self.queued.pop_front() else {
+            let Some((expect, cmd)) = self.queued.pop_front() else {
                 break;
             };
-            bytes.extend_from_slice(&b);
-            trace.push(t);
+            out.append(&cmd);
             self.in_flight.push_back(expect);
         }
-        Outgoing {
-            bytes,
-            trace: trace.join("\n"),
-        }
+        out
     }
 
     /// Feeds the next reply.
@@ -597,7 +592,7 @@ impl Transaction {
         }
         // A batch is complete and its replies are all in: the connection is in sync here.
         self.check_mail()?;
-        if matches!(self.queued.front(), Some((Expect::Data, _, _))) {
+        if matches!(self.queued.front(), Some((Expect::Data, _))) {
             self.check_recipients()?;
         }
         Ok(TxnStep::Send(self.next_batch()))
@@ -729,7 +724,7 @@ mod tests {
     fn caps(lines: &[&str]) -> Capabilities {
         let mut all = vec!["server.example"];
         all.extend_from_slice(lines);
-        Capabilities::from_ehlo(&Reply::new(250, &all))
+        Capabilities::from_ehlo(&Reply::new(250, &all)).expect("valid EHLO reply")
     }
 
     fn hs(starttls: bool, tls_active: bool, auth: Option<AuthConfig>) -> Handshake {
@@ -780,7 +775,7 @@ mod tests {
         match h.on_reply(ehlo_reply(&["AUTH PLAIN LOGIN"])) {
             Ok(HandshakeStep::Send(o)) => {
                 assert_eq!(o.bytes, b"AUTH PLAIN AGFsaWNlAGFsaWNlcHc=\r\n");
-                assert_eq!(o.trace, "AUTH PLAIN <redacted>");
+                assert_eq!(o.trace(), "AUTH PLAIN *");
             }
             other => panic!("{other:?}"),
         }
@@ -951,13 +946,13 @@ mod tests {
         );
         h.on_reply(r(220, "hi")).ok();
         match h.on_reply(ehlo_reply(&["AUTH LOGIN"])) {
-            Ok(HandshakeStep::Send(o)) => assert_eq!(o.trace, "AUTH LOGIN"),
+            Ok(HandshakeStep::Send(o)) => assert_eq!(o.trace(), "AUTH LOGIN"),
             other => panic!("{other:?}"),
         }
         match h.on_reply(r(334, "VXNlcm5hbWU6")) {
             Ok(HandshakeStep::Send(o)) => {
                 assert_eq!(o.bytes, b"YWxpY2U=\r\n");
-                assert_eq!(o.trace, "<redacted>");
+                assert_eq!(o.trace(), "*");
             }
             other => panic!("{other:?}"),
         }

@@ -63,6 +63,8 @@ pub enum PeerMisbehaved {
     ReplyLineTooLong { limit: usize },
     #[error("reply with more than {limit} lines")]
     TooManyReplyLines { limit: usize },
+    #[error("EHLO reply names more than {limit} AUTH mechanisms")]
+    TooManyAuthMechanisms { limit: usize },
     #[error("multi-line reply with differing codes")]
     InconsistentReplyCode,
     #[error("unexpected reply code {code} to {phase}")]
