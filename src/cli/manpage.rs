@@ -98,6 +98,28 @@ STARTTLS port, or the reverse).
 78\tConfiguration error: syntax, unknown account, missing envelope-from, insecure file permissions.",
     },
     Section {
+        title: "CONFIGURATION FILE ORDER",
+        body: "rsend and rfetch choose their configuration file by the same rule: the file named \
+on the command line, else the program's classic rc file, else the native TOML file; the first \
+that exists is read. For rsend:
+
+1.\t-C FILE (--file): read as postie TOML when the name ends in .toml, else as an msmtprc.
+
+2.\t~/.msmtprc, else $XDG_CONFIG_HOME/msmtp/config (default ~/.config/msmtp/config): msmtp's \
+own files, found as msmtp finds them.
+
+3.\t$XDG_CONFIG_HOME/postie/config.toml: the native file shared with rfetch.
+
+The system file /etc/msmtprc is read in addition when readable, its accounts after the user's. \
+msmtp's file comes before the TOML on purpose: rsend replaces msmtp, so a configuration that \
+worked with msmtp keeps deciding where mail goes, and a TOML file written later (for rfetch, or \
+by another tool) cannot silently take over. --version lists the files looked for and the one \
+that would be read; -v and --pretend name the files read, and configuration errors name the \
+file. When a file further down the list exists but is not read, rsend warns if no file was named \
+with -C and the file is an msmtp file or a TOML file with sending accounts; otherwise it says so \
+only with -v.",
+    },
+    Section {
         title: "FILES",
         body: "~/.msmtprc\tThe user configuration, read unchanged (if it exists; else \
 $XDG_CONFIG_HOME/msmtp/config). Every msmtp directive is understood: defaults, account NAME : \
@@ -107,7 +129,7 @@ PARENTS, account default : NAME, eval, from wildcards, aliases, passwordeval.
 
 $XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rfetch; keys are \
 msmtprc's names (host, port, tls, tls_starttls, tls_trust_file, tls_fingerprint, auth, user, \
-password, passwordeval, from, ...). Used when no msmtp configuration exists, or with -C.
+password, passwordeval, from, ...). Read when neither msmtp user file exists, or with -C.
 
 A configuration file that contains a password must belong to the user and must not be readable by \
 group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root.",
@@ -199,11 +221,34 @@ created with mode 600 if missing. --syslog (or set syslog) sends the same lines 
 Passwords and the protocol trace never reach either.",
     },
     Section {
+        title: "CONFIGURATION FILE ORDER",
+        body: "rfetch and rsend choose their configuration file by the same rule: the file named \
+on the command line, else the program's classic rc file, else the native TOML file; the first \
+that exists is read. For rfetch:
+
+1.\t-f FILE (--fetchmailrc), or -C FILE (--config) for a postie TOML file.
+
+2.\t~/.fetchmailrc, or $FETCHMAILHOME/fetchmailrc when FETCHMAILHOME is set: fetchmail's own \
+file.
+
+3.\t$XDG_CONFIG_HOME/postie/config.toml (default ~/.config/postie/config.toml): the native file \
+shared with rsend.
+
+The fetchmailrc comes before the TOML on purpose: rfetch replaces fetchmail, so a configuration \
+that worked with fetchmail (its mda, its smtphost) keeps deciding where mail is delivered, and a \
+TOML file written later (for rsend, or by another tool) cannot silently send it to ~/Maildir \
+instead. -v names the file read, -V prints it (\"Taking options from command line and FILE\"), \
+--configdump starts with it, and configuration errors name it. When a file further down the list \
+exists but is not read, rfetch warns if neither -f nor -C was given and the file is a fetchmailrc \
+or a TOML file with fetching accounts; otherwise it says so only with -v.",
+    },
+    Section {
         title: "FILES",
         body: "~/.fetchmailrc\tThe fetchmail configuration, read unchanged ($FETCHMAILHOME/fetchmailrc \
 when FETCHMAILHOME is set). It must not be readable by others when it holds a password (exit 6).
 
-$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend (-C FILE). \
+$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend, read \
+when no fetchmailrc exists, or with -C FILE. \
 An account fetches when it has a [accounts.NAME.fetch] table: protocol (pop3 or imap, required), \
 host, port, user, password, passwordeval and the tls_* keys (defaulting to the account's), \
 folders, keep, fetchall, idle, one target (maildir = PATH, mbox = PATH, mda = [ARGV...], \
@@ -278,4 +323,40 @@ pub fn rfetch_page() -> Vec<u8> {
         super::rfetch_args::RfetchArgs::command().name("rfetch"),
         RFETCH_SECTIONS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Env;
+    use crate::config::discover::{Program, table};
+
+    /// The man pages state the order `config::discover` applies: every file of the table
+    /// appears in the CONFIGURATION FILE ORDER section, in the table's order.
+    #[test]
+    fn man_pages_state_the_discovery_order() {
+        let env = Env {
+            home: Some("~".into()),
+            xdg_config_home: Some("$XDG_CONFIG_HOME".into()),
+            ..Env::default()
+        };
+        for (program, sections) in [
+            (Program::Rsend, RSEND_SECTIONS),
+            (Program::Rfetch, RFETCH_SECTIONS),
+        ] {
+            let body = sections
+                .iter()
+                .find(|s| s.title == "CONFIGURATION FILE ORDER")
+                .map(|s| s.body)
+                .unwrap_or_default();
+            let mut from = 0;
+            for c in table(program, &env, None) {
+                let name = c.path.display().to_string();
+                let at = body[from..]
+                    .find(&name)
+                    .unwrap_or_else(|| panic!("{program:?}: {name} missing or out of order"));
+                from += at + name.len();
+            }
+        }
+    }
 }

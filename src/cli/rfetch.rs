@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::account::{Env, Provenance, Sourced, Target};
 use crate::cli::rfetch_args::{self, RfetchArgs};
+use crate::config::discover::{self, ConfigFile, Format, Program};
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{fetchmail as code, rfetch_code};
@@ -59,29 +60,18 @@ pub fn main() -> i32 {
 struct Loaded {
     specs: Vec<PollSpec>,
     rc: Option<fetchmailrc::FetchmailRc>,
+    /// The file read (named in -v, -V, --configdump and configuration errors).
+    file: ConfigFile,
 }
 
-fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
-    let from_rc = |path: &Path| -> Result<Loaded> {
-        let rc = fetchmailrc::read_fetchmailrc(path)?;
-        for w in &rc.warnings {
-            log::warn!("{w}");
-        }
-        let specs = spec::from_fetchmailrc(&rc, env)?;
-        Ok(Loaded {
-            specs,
-            rc: Some(rc),
-        })
-    };
-    let from_toml = |path: Option<&Path>| -> Result<Loaded> {
-        let set = config::load_toml(env, path)?;
-        Ok(Loaded {
-            specs: spec::from_accounts(&set.accounts, env),
-            rc: None,
-        })
-    };
+/// The file named with -f or -C, if any.
+fn explicit_file(args: &RfetchArgs, env: &Env) -> Result<Option<ConfigFile>> {
     if let Some(c) = &args.config {
-        return from_toml(Some(&env.expand_tilde(c)));
+        return Ok(Some(ConfigFile::explicit(
+            env.expand_tilde(c),
+            Format::Toml,
+            "-C",
+        )));
     }
     if let Some(f) = &args.fetchmailrc {
         if f == "-" {
@@ -90,22 +80,45 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
                 "reading the fetchmailrc from standard input is not supported; give a file",
             ));
         }
-        return from_rc(&env.expand_tilde(f));
+        return Ok(Some(ConfigFile::explicit(
+            env.expand_tilde(f),
+            Format::Fetchmailrc,
+            "-f",
+        )));
     }
-    if let Some(t) = config::toml_file(env).filter(|p| p.exists()) {
-        return from_toml(Some(&t));
-    }
-    match spec::default_fetchmailrc(env) {
-        Some(p) if p.exists() => from_rc(&p),
-        other => Err(Error::new(
+    Ok(None)
+}
+
+/// Reads the configuration in the order both binaries share (`config::discover`).
+fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
+    let found = discover::discover(Program::Rfetch, explicit_file(args, env)?, env);
+    let Some(file) = found.chosen.clone() else {
+        return Err(Error::new(
             ErrorKind::Config,
             format!(
-                "no mailservers have been specified: no configuration found (looked for {} and {})",
-                config::toml_file(env).map_or("-".into(), |p| p.display().to_string()),
-                other.map_or("~/.fetchmailrc".into(), |p| p.display().to_string())
+                "no mailservers have been specified: {}",
+                found.nothing_found()
             ),
-        )),
+        ));
+    };
+    found.report_unused(&|c| discover::toml_configures(Program::Rfetch, &c.path, env));
+    log::info!("reading configuration from {file}");
+    let (specs, rc) = read(&file, env).map_err(|e| discover::name_file(e, &file))?;
+    Ok(Loaded { specs, rc, file })
+}
+
+/// The polls of `file`, and the fetchmailrc itself when it is one.
+fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmailrc::FetchmailRc>)> {
+    if file.format == Format::Toml {
+        let set = config::load_toml(env, Some(&file.path))?;
+        return Ok((spec::from_accounts(&set.accounts, env), None));
     }
+    let rc = fetchmailrc::read_fetchmailrc(&file.path)?;
+    for w in &rc.warnings {
+        log::warn!("{w}");
+    }
+    let specs = spec::from_fetchmailrc(&rc, env)?;
+    Ok((specs, Some(rc)))
 }
 
 /// Command-line options that override every selected poll.
@@ -255,6 +268,7 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         match &loaded.rc {
             Some(rc) => print!("{}", fetchmailrc::configdump(rc)),
             None => {
+                println!("# rfetch configdump of {}", loaded.file);
                 for s in &loaded.specs {
                     print!("{}", s.describe(&env));
                 }
@@ -284,7 +298,8 @@ fn run(args: &RfetchArgs) -> Result<i32> {
                 return Err(Error::new(
                     ErrorKind::Usage,
                     format!(
-                        "{name} is not a configured account or poll name (known: {})",
+                        "{name} is not a configured account or poll name in {} (known: {})",
+                        loaded.file.path.display(),
                         if known.is_empty() {
                             "none".to_owned()
                         } else {
@@ -305,6 +320,7 @@ fn run(args: &RfetchArgs) -> Result<i32> {
             "This is rfetch release {} (postie; fetchmail compatible)",
             env!("CARGO_PKG_VERSION")
         );
+        println!("Taking options from command line and {}", loaded.file);
         for s in &selected {
             print!("{}", s.describe(&env));
         }
@@ -313,7 +329,10 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     if selected.is_empty() {
         return Err(Error::new(
             ErrorKind::Config,
-            "no mailservers have been specified",
+            format!(
+                "no mailservers have been specified: {} has no poll that is not skipped",
+                loaded.file
+            ),
         ));
     }
     let interval = args

@@ -6,10 +6,12 @@ use clap::{ArgAction, Parser};
 
 /// Fetch mail over POP3/IMAP and deliver it locally (fetchmail compatible)
 ///
-/// Polls the servers (or accounts) named on the command line, or every non-skipped one in
-/// ~/.fetchmailrc (or $FETCHMAILHOME/fetchmailrc, or the native TOML file given with -C), and
-/// hands each message to its target: a Maildir, an mbox, an MDA, or a local MTA over SMTP/LMTP.
-/// A message is deleted on the server only after its target confirmed it.
+/// Polls the servers (or accounts) named on the command line, or every non-skipped one in the
+/// configuration, and hands each message to its target: a Maildir, an mbox, an MDA, or a local
+/// MTA over SMTP/LMTP. A message is deleted on the server only after its target confirmed it.
+/// The configuration is the first of: -f FILE or -C FILE; ~/.fetchmailrc
+/// ($FETCHMAILHOME/fetchmailrc); $XDG_CONFIG_HOME/postie/config.toml (see CONFIGURATION FILE
+/// ORDER). -V and -v name the file read.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "rfetch",
@@ -68,7 +70,8 @@ pub struct RfetchArgs {
     /// fetchmailrc to read ("-" for stdin).
     #[arg(short = 'f', long = "fetchmailrc", value_name = "FILE")]
     pub fetchmailrc: Option<String>,
-    /// Native TOML account file (instead of a fetchmailrc).
+    /// Native TOML account file to read (instead of ~/.fetchmailrc, which is read first when it
+    /// exists and neither -f nor -C is given).
     #[arg(
         short = 'C',
         long = "config",
