@@ -122,7 +122,7 @@ fn mail_bob(s: &common::Stack, subject: &str) {
             "2",
         ])
         .output()
-        .expect("run swaks");
+        .expect("run swaks (tests/stack/stack.sh deps tests installs it)");
     assert!(
         out.status.success(),
         "swaks: {}{}",
