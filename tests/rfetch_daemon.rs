@@ -37,6 +37,8 @@ impl Daemon {
         let log = dir.join("rfetch.log");
         let err = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+            // -N: the test supervises this process (-d without -N detaches)
+            .arg("-N")
             .args(args)
             .env("HOME", dir)
             .env_remove("FETCHMAILHOME")

@@ -268,7 +268,21 @@ schedule: it polls, then sleeps N seconds. A slow or hanging server never delays
 After a temporary failure (connection refused or lost, timeout, a 4xx reply) the account retries \
 after 30 seconds, doubling up to N; after a permanent one (login refused) it retries at the \
 normal interval. A fetchmailrc poll with interval K is polled only every K-th cycle, i.e. \
-every K times N seconds. rfetch stays in the foreground; run it under systemd or with &.
+every K times N seconds.
+
+As in fetchmail, rfetch -d N detaches from the terminal: it starts a new session through a second \
+process that is not the session leader, puts standard input and output on /dev/null, and the \
+detached process takes the lock file (so the PID in it is the daemon's). The command returns only \
+once the daemon runs, with exit status 0, or with the daemon's error and exit status (8 when \
+another rfetch holds the lock). Log lines go to the log file (-L, set logfile) or syslog \
+(--syslog, set syslog); without either the detached daemon logs nowhere, which rfetch warns \
+about. -N (--nodetach) keeps it in the foreground, for systemd (Type=simple) and other \
+supervisors. The working directory is kept, unlike fetchmail, so relative paths keep their \
+meaning. A password rfetch would have to ask for cannot be asked for once detached: put it in \
+the configuration (or use passwordeval), or use -N.
+
+In daemon mode \"No mail for ...\" is logged only with -v, as in fetchmail (it would repeat \
+every poll); the other summary and message lines are logged as in a single run.
 
 SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). SIGTERM \
 and SIGINT (and rfetch --quit) stop it: the batch in progress is finished or abandoned before \
@@ -293,7 +307,7 @@ message is still kept. The exit code is 0 only when a message was delivered, not
 Passwords never cross unencrypted connections unless --danger-plaintext-auth is given. In daemon \
 mode all accounts are polled concurrently, each on its own schedule, and IDLE works for many \
 accounts and folders at once. \
-The log file is used in the foreground too (rfetch never detaches), is created when missing and \
+The log file is used in the foreground (-N, or without -d) too, is created when missing and \
 has timestamps. For IMAP, flush deletes what rfetch delivered before, not every \\Seen message: a \
 message another client marked read but rfetch never delivered is fetched, not flushed. With nokeep, \
 a message rfetch delivered whose deletion did not reach the server (an interrupted run) is deleted \

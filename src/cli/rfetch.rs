@@ -2,14 +2,15 @@
 //! or fetchmailrc), the instance lock, handing the accounts to [`crate::fetch::daemon`]
 //! (one-shot, daemon, IDLE), and fetchmail's exit codes (anchor §8).
 //!
-//! Daemon mode stays in the foreground: detaching needs fork(), which a `forbid(unsafe_code)`
-//! crate cannot call. Run `rfetch -d N` under systemd, or with `&`.
+//! Daemon mode detaches from the terminal (through [`crate::cli::daemonize`]) unless -N is
+//! given.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::account::{Env, Provenance, Sourced, Target};
+use crate::cli::daemonize::{self, Outcome, Stage};
 use crate::cli::rfetch_args::{self, RfetchArgs};
 use crate::config::discover::{self, ConfigFile, Format, Program};
 use crate::config::{self, fetchmailrc};
@@ -44,14 +45,42 @@ pub fn main() -> i32 {
             _ => Verbosity::Debug,
         }
     };
+    if args.detached_stage == Some(Stage::Session) {
+        return daemonize::start_session();
+    }
     let syslog = (args.syslog && !args.nosyslog).then_some(syslog::Facility::LOG_MAIL);
     plog::init("rfetch", verbosity, syslog);
     crate::fetch::poll::raise_open_file_limit();
     match run(&args) {
         Ok(c) => c,
         Err(e) => {
+            let c = rfetch_code(e.kind());
+            if args.detached_stage == Some(Stage::Daemon) {
+                daemonize::report_failure(c, &e.chain());
+            }
             eprintln!("rfetch: {}", e.chain());
-            rfetch_code(e.kind())
+            c
+        }
+    }
+}
+
+/// The process the user started, in daemon mode without -N: the daemon runs detached; this
+/// process reports how that went and exits.
+fn detach(interval: u64, logging: (Option<PathBuf>, bool)) -> Result<i32> {
+    match daemonize::detach()? {
+        Outcome::Ready(pid) => {
+            log::info!("rfetch daemon started as pid {pid}, polling every {interval} s");
+            if let (None, false) = logging {
+                log::warn!(
+                    "the daemon (pid {pid}) logs nowhere: give -L FILE or --syslog to see its \
+                     errors, or -N to keep it in the foreground"
+                );
+            }
+            Ok(code::SUCCESS)
+        }
+        Outcome::Failed { code, message } => {
+            eprintln!("rfetch: {message}");
+            Ok(code)
         }
     }
 }
@@ -174,7 +203,7 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
 /// Where log lines go besides stderr: `-L FILE` or `set logfile` (the command line first),
 /// else syslog when `--syslog` or `set syslog` asks for it and `--nosyslog` does not. As in
 /// fetchmail a log file wins over syslog. Unlike fetchmail the file is used in the foreground
-/// too (rfetch never detaches) and is created (mode 600) when missing.
+/// too (-N, or a single run) and is created (mode 600) when missing.
 fn log_sinks(
     args: &RfetchArgs,
     rc: Option<&fetchmailrc::FetchmailRc>,
@@ -261,7 +290,8 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         });
     }
     let loaded = load(args, &env)?;
-    if args.quit {
+    // the process the user started already stopped the old instance before detaching
+    if args.quit && args.detached_stage.is_none() {
         quit_running(&lock_path(args, loaded.rc.as_ref(), &env))?;
     }
     if args.configdump {
@@ -345,6 +375,13 @@ fn run(args: &RfetchArgs) -> Result<i32> {
                 .map(|d| d.value)
         })
         .filter(|&d| d > 0);
+    if let Some(i) = interval
+        && !args.nodetach
+        && args.detached_stage.is_none()
+    {
+        return detach(i, log_sinks(args, loaded.rc.as_ref(), &env));
+    }
+    plog::set_daemon(interval.is_some());
     configure_logging(args, loaded.rc.as_ref(), &env);
     let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
     let _lock = lock::acquire(&lock_file, interval)?;
@@ -382,10 +419,8 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         let reports = daemon::run(&selected, ctx, control, schedule);
         return Ok(exit_code(&reports, args.check));
     };
-    if !args.nodetach {
-        eprintln!(
-            "rfetch: staying in the foreground (rfetch cannot detach; run it under systemd or with &)"
-        );
+    if args.detached_stage == Some(Stage::Daemon) {
+        daemonize::report_ready()?;
     }
     log::info!("starting daemon: polling every {interval} s");
     daemon::run(&selected, ctx, control, schedule);

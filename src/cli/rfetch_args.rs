@@ -42,14 +42,18 @@ pub struct RfetchArgs {
     /// Print the configuration as understood, then exit.
     #[arg(long = "configdump")]
     pub configdump: bool,
-    /// Run as a daemon polling every N seconds (0: once). Each account has its own thread and
-    /// schedule; a transient failure is retried after 30 s, doubling up to N. SIGUSR1 polls
-    /// at once, SIGTERM/SIGINT stop after the current batch.
+    /// Run as a daemon polling every N seconds (0: once), detached from the terminal unless
+    /// -N is given. Each account has its own thread and schedule; a transient failure is
+    /// retried after 30 s, doubling up to N. SIGUSR1 polls at once, SIGTERM/SIGINT stop after
+    /// the current batch.
     #[arg(short = 'd', long = "daemon", value_name = "SECONDS")]
     pub daemon: Option<u64>,
-    /// Do not detach from the terminal in daemon mode.
+    /// Do not detach from the terminal in daemon mode (for systemd and other supervisors).
     #[arg(short = 'N', long = "nodetach")]
     pub nodetach: bool,
+    /// Internal: the stage of detaching this re-executed rfetch is (see `cli::daemonize`).
+    #[arg(long = "detached-stage", hide = true, value_enum)]
+    pub detached_stage: Option<crate::cli::daemonize::Stage>,
     /// Stop the running instance. Alone, exit afterwards; with other options, go on as the
     /// new instance (as fetchmail does).
     #[arg(short = 'q', long = "quit")]
