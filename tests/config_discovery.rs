@@ -169,6 +169,19 @@ fn rsend_does_not_warn_about_a_toml_holding_only_fetch_accounts() {
 }
 
 #[test]
+fn rsend_configuration_errors_name_the_file() {
+    let h = home("rsend-error");
+    let rc = put(&h, ".msmtprc", "account default\nfrom u@classic.example\n");
+    // no host: refused before any connection
+    let (code, _, err) = run(RSEND, &h, &["x@y.example"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!("configuration {} (msmtprc): ", rc.display())),
+        "{err}"
+    );
+}
+
+#[test]
 fn rsend_without_configuration_lists_the_files_a_newcomer_creates() {
     let h = home("rsend-none");
     let (code, _, err) = run(RSEND, &h, &["--pretend"]);

@@ -59,10 +59,26 @@ pub fn main() -> i32 {
     match run_args(&args, &mut std::io::stdin().lock()) {
         Ok(()) => sysexits::OK,
         Err(e) => {
+            let e = name_config_files(&args, e);
             crate::hint::show("rsend", &e, Vocabulary::Submit);
             rsend_code(e.kind())
         }
     }
+}
+
+/// A configuration error names the files read (unless it already does, or --host means no
+/// file was read).
+fn name_config_files(args: &RsendArgs, e: Error) -> Error {
+    use crate::config::discover::{self, Program};
+    if args.host.is_some() || !matches!(e.kind(), ErrorKind::Config | ErrorKind::InsecureConfig) {
+        return e;
+    }
+    let env = Env::from_process();
+    let explicit = args
+        .file
+        .as_deref()
+        .map(|f| discover::rsend_explicit(env.expand_tilde(f)));
+    discover::discover(Program::Rsend, explicit, &env).name_in_error(e, &|p| p.exists())
 }
 
 /// Runs a parsed command line with `input` as the message source.

@@ -200,6 +200,21 @@ impl Discovery {
         names.join(", ")
     }
 
+    /// Makes a configuration error name the files this search reads: the chosen file and,
+    /// for rsend, the system file when it exists (see [`name_file`]).
+    pub fn name_in_error(&self, e: Error, exists: &dyn Fn(&Path) -> bool) -> Error {
+        let Some(chosen) = &self.chosen else {
+            return e;
+        };
+        let mut paths = vec![chosen.path.as_path()];
+        let mut label = chosen.to_string();
+        if let Some(s) = self.system.as_deref().filter(|s| exists(s)) {
+            paths.push(s);
+            label.push_str(&format!(" and {}", s.display()));
+        }
+        name_files(e, &paths, &label)
+    }
+
     /// The error when there is nothing to read.
     pub fn nothing_found(&self) -> String {
         format!(
@@ -245,10 +260,20 @@ impl Discovery {
 /// does not already contain the file's path gets "configuration FILE: " in front. Other errors
 /// are returned as they are.
 pub fn name_file(e: Error, file: &ConfigFile) -> Error {
-    let path = file.path.display().to_string();
+    name_files(e, &[file.path.as_path()], &file.to_string())
+}
+
+/// [`name_file`] for several files: `label` names them all, and an error that already names
+/// one of `paths` is left alone.
+fn name_files(e: Error, paths: &[&Path], label: &str) -> Error {
+    let chain = e.chain();
     match e.kind() {
-        ErrorKind::Config | ErrorKind::InsecureConfig if !e.chain().contains(&path) => {
-            e.context(format!("configuration {file}"))
+        ErrorKind::Config | ErrorKind::InsecureConfig
+            if !paths
+                .iter()
+                .any(|p| chain.contains(&p.display().to_string())) =>
+        {
+            e.context(format!("configuration {label}"))
         }
         _ => e,
     }
@@ -436,6 +461,22 @@ mod tests {
         assert_eq!(e.chain(), "/h/rc:3: bad poll");
         let e = name_file(Error::new(ErrorKind::NetworkIo, "refused"), &f);
         assert_eq!(e.chain(), "refused");
+        let d = choose(
+            Program::Rsend,
+            None,
+            table(Program::Rsend, &env(), None),
+            Some("/etc/msmtprc".into()),
+            &|p: &Path| p == Path::new("/h/.msmtprc"),
+        );
+        let no_host = || Error::new(ErrorKind::Config, "no host is set");
+        assert_eq!(
+            d.name_in_error(no_host(), &|_: &Path| false).chain(),
+            "configuration /h/.msmtprc (msmtprc): no host is set"
+        );
+        assert_eq!(
+            d.name_in_error(no_host(), &|_: &Path| true).chain(),
+            "configuration /h/.msmtprc (msmtprc) and /etc/msmtprc: no host is set"
+        );
     }
 
     #[test]
