@@ -13,7 +13,9 @@ log() { echo "bench: $*" >&2; }
 
 need_tools() {
   local t
-  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || die "$t is not installed (tests/stack/stack.sh up installs it)"; done
+  # the tools compared and timed are installed for bench/ only, not by the stack's `up`
+  "$STACK_SH" deps bench >&2 || die "cannot install the benchmark tools (tests/stack/stack.sh deps bench)"
+  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || die "$t is not installed (tests/stack/stack.sh deps bench installs it)"; done
   [ -x /usr/bin/time ] || die "/usr/bin/time is not installed (package: time)"
 }
 

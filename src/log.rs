@@ -35,6 +35,11 @@ pub fn wire(proto: &str, dir: char, line: &str) {
 /// folder, one line per message): shown on stderr unless `-s`, whatever the verbosity.
 pub const REPORT: &str = "postie::report";
 
+/// Log target for the "No mail for ..." summary: a [`REPORT`] line in a single run, but in
+/// daemon mode (see [`set_daemon`]) shown and recorded only at `-v`, as fetchmail does, since
+/// it would otherwise repeat every poll (a 5 s daemon wrote it 120 times in 10 minutes).
+pub const NO_MAIL: &str = "postie::report::no_mail";
+
 /// How chatty the binary is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -70,6 +75,20 @@ static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
 static PROGRESS: AtomicBool = AtomicBool::new(false);
 /// The installed logger sends `info` lines somewhere besides stderr.
 static RECORDING: AtomicBool = AtomicBool::new(false);
+/// rfetch runs as a daemon (polls repeat): [`NO_MAIL`] lines need `-v`.
+static DAEMON: AtomicBool = AtomicBool::new(false);
+
+/// Tells the logger whether polls repeat (daemon mode), which hides [`NO_MAIL`] lines below
+/// `-v` on every sink.
+pub fn set_daemon(on: bool) {
+    DAEMON.store(on, Ordering::Relaxed);
+}
+
+/// Whether a record of `target` is dropped everywhere: a [`NO_MAIL`] line in daemon mode
+/// below `-v`.
+fn dropped(target: &str, level: LevelFilter, daemon: bool) -> bool {
+    target == NO_MAIL && daemon && level < LevelFilter::Info
+}
 
 /// Clears the terminal line (carriage return + erase to end of line).
 const CLEAR_LINE: &str = "\r\x1b[K";
@@ -85,7 +104,7 @@ impl Logger {
         if m.target() == WIRE {
             return self.wire;
         }
-        if m.target() == REPORT && m.level() <= Level::Info {
+        if (m.target() == REPORT || m.target() == NO_MAIL) && m.level() <= Level::Info {
             return self.level >= LevelFilter::Warn;
         }
         m.level() <= self.level
@@ -96,6 +115,9 @@ impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
         // Libraries' (rustls') debug chatter is not for users; our own debug lines are.
         if m.level() > Level::Info && !m.target().starts_with("postie") {
+            return false;
+        }
+        if dropped(m.target(), self.level, DAEMON.load(Ordering::Relaxed)) {
             return false;
         }
         self.for_stderr(m)
@@ -316,6 +338,32 @@ pub fn init(program: &'static str, verbosity: Verbosity, syslog: Option<syslog::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_mail_lines_need_verbose_in_daemon_mode_only() {
+        use LevelFilter::*;
+        // a single run: shown at every verbosity but -s (which for_stderr decides)
+        for level in [Error, Warn, Info, Trace] {
+            assert!(!dropped(NO_MAIL, level, false));
+        }
+        // daemon: only -v and more
+        assert!(dropped(NO_MAIL, Error, true));
+        assert!(dropped(NO_MAIL, Warn, true));
+        assert!(!dropped(NO_MAIL, Info, true));
+        assert!(!dropped(NO_MAIL, Trace, true));
+        // other summaries are never dropped
+        assert!(!dropped(REPORT, Warn, true));
+        let quiet_daemon = Logger {
+            program: "rfetch",
+            level: Warn,
+            wire: false,
+        };
+        let no_mail = Metadata::builder()
+            .target(NO_MAIL)
+            .level(Level::Info)
+            .build();
+        assert!(quiet_daemon.for_stderr(&no_mail), "a single run shows it");
+    }
 
     #[test]
     fn log_file_lines_are_timestamped_single_lines() {

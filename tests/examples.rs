@@ -8,7 +8,11 @@ use std::process::{Command, Output};
 
 /// A private HOME holding a mode-600 copy of `examples/NAME`; returns (home, copy).
 fn install(name: &str) -> (PathBuf, PathBuf) {
-    let home = std::env::temp_dir().join(format!("postie-examples-{}-{name}", std::process::id()));
+    // one HOME per call: tests run in parallel and two of them install the same example
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let home =
+        std::env::temp_dir().join(format!("postie-examples-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
     let copy = home.join(name);

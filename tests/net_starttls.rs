@@ -73,14 +73,12 @@ fn identity() -> &'static Identity {
 fn server_config() -> Arc<rustls::ServerConfig> {
     let id = identity();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der.clone()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![id.cert.clone()], key)
-    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(postie::net::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![id.cert.clone()], key)
+        .unwrap();
     Arc::new(config)
 }
 

@@ -37,6 +37,8 @@ impl Daemon {
         let log = dir.join("rfetch.log");
         let err = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+            // -N: the test supervises this process (-d without -N detaches)
+            .arg("-N")
             .args(args)
             .env("HOME", dir)
             .env_remove("FETCHMAILHOME")
@@ -122,7 +124,7 @@ fn mail_bob(s: &common::Stack, subject: &str) {
             "2",
         ])
         .output()
-        .expect("run swaks");
+        .expect("run swaks (tests/stack/stack.sh deps tests installs it)");
     assert!(
         out.status.success(),
         "swaks: {}{}",

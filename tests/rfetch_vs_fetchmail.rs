@@ -360,7 +360,7 @@ fn show(o: &Output) -> String {
 fn compare(proto: &str) {
     assert!(
         Path::new(FETCHMAIL).exists(),
-        "{FETCHMAIL} is missing: tests/stack/stack.sh up installs it"
+        "{FETCHMAIL} is missing: tests/stack/stack.sh deps tests installs it"
     );
     let s = common::Stack::get();
     let _bob = common::mailbox::lock_bob(&s);

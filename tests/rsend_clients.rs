@@ -2,7 +2,7 @@
 //! drives Debian's msmtp and rsend to the same delivered message and the same exit codes; mutt
 //! and git send-email submit through rsend as their sendmail; a 10 MB message arrives byte for
 //! byte. Run with POSTIE_STACK_DIR=<stack dir>; msmtp, mutt and git-email must be installed
-//! (tests/stack/stack.sh up installs them).
+//! (tests/stack/stack.sh deps tests installs them).
 
 mod common;
 
@@ -28,8 +28,8 @@ fn require(program: &str) -> PathBuf {
     };
     found.unwrap_or_else(|| {
         panic!(
-            "{program} is not installed; tests/stack/stack.sh up installs them \
-             (PKGS: msmtp mutt git-email)"
+            "{program} is not installed; tests/stack/stack.sh deps tests installs them \
+             (msmtp mutt git-email)"
         )
     })
 }

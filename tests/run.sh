@@ -2,9 +2,13 @@
 # tests/run.sh — the whole test suite, real-server tests included.
 #
 # Starts the private mail stack in <repo>/.stack (tests/stack/stack.sh up; installs the Debian
-# packages it needs when missing) unless one already runs there or in $POSTIE_STACK_DIR, exports
+# packages it needs when missing), installs the clients the tests drive (stack.sh deps tests) unless one already runs there or in $POSTIE_STACK_DIR, exports
 # POSTIE_STACK_DIR for the tests, runs `cargo build --all-targets` and `cargo test --all-targets --no-fail-fast`,
 # stops the stack again if it started it, and exits with cargo's status.
+# Then `cargo check --all-targets` (warnings are errors) on a copy of the sources without
+# Cargo.lock: the tests cover the locked versions, `cargo install` without --locked resolves the
+# newest compatible ones, and both must build cleanly. The copy builds into
+# target/fresh-resolution, so only the first run pays for it (about 75 s on 2 cores).
 # Needs root (apt, Dovecot, Postfix) unless the stack already runs; uses `sudo -n` when not root.
 set -euo pipefail
 
@@ -35,6 +39,9 @@ else
   "${AS_ROOT[@]}" "$STACK" up "$POSTIE_STACK_DIR" </dev/null
   echo "run.sh: mail stack up in $((SECONDS - t0)) s"
 fi
+# the clients the integration tests drive (swaks, msmtp, fetchmail, mutt, git send-email);
+# `up` installs only the servers, which is all the demo needs
+"${AS_ROOT[@]}" "$STACK" deps tests </dev/null
 
 set +e
 cargo build --all-targets </dev/null
@@ -44,4 +51,19 @@ if [ $status = 0 ]; then
   cargo test --all-targets --no-fail-fast </dev/null
   status=$?
 fi
+
+fresh=$(mktemp -d)
+tar -C "$REPO" --exclude=./target --exclude=./.stack --exclude=./.git --exclude=./fuzz -cf - . \
+  | tar -C "$fresh" -xf -
+rm -f "$fresh/Cargo.lock"
+if (cd "$fresh" && cargo generate-lockfile </dev/null); then
+  echo "run.sh: cargo check --all-targets with a fresh resolution of the dependencies"
+  (cd "$fresh" && RUSTFLAGS="-D warnings" CARGO_TARGET_DIR="$REPO/target/fresh-resolution" \
+    cargo check --all-targets </dev/null)
+  fresh_status=$?
+  if [ $status = 0 ]; then status=$fresh_status; fi
+else
+  echo "run.sh: WARNING: cannot resolve the dependencies afresh (offline?); not checking the newest versions" >&2
+fi
+rm -rf "$fresh"
 exit $status

@@ -606,6 +606,7 @@ fn rfetch_daemon_never_shows_the_secret() {
             config.to_str().expect("utf-8"),
             "-d",
             "300",
+            "-N",
             "-v",
             "-v",
         ])
@@ -628,7 +629,7 @@ fn rfetch_daemon_never_shows_the_secret() {
     let _ = child.kill();
     let out = child.wait_with_output().expect("wait");
     let _ = std::fs::remove_dir_all(&dir);
-    let what = "rfetch -d 300 -v -v";
+    let what = "rfetch -d 300 -N -v -v";
     let text = check(what, &out, SECRET, &secrets, &mut failures);
     expect_lines(
         what,

@@ -102,6 +102,28 @@ a control character in from, from_full_name or domain (also when it comes from $
 through %U or %H), an aliases entry that is not an address.",
     },
     Section {
+        title: "CONFIGURATION FILE ORDER",
+        body: "rsend and rfetch choose their configuration file by the same rule: the file named \
+on the command line, else the program's classic rc file, else the native TOML file; the first \
+that exists is read. For rsend:
+
+1.\t-C FILE (--file): read as postie TOML when the name ends in .toml, else as an msmtprc.
+
+2.\t~/.msmtprc, else $XDG_CONFIG_HOME/msmtp/config (default ~/.config/msmtp/config): msmtp's \
+own files, found as msmtp finds them.
+
+3.\t$XDG_CONFIG_HOME/postie/config.toml: the native file shared with rfetch.
+
+The system file /etc/msmtprc is read in addition when readable, its accounts after the user's. \
+msmtp's file comes before the TOML on purpose: rsend replaces msmtp, so a configuration that \
+worked with msmtp keeps deciding where mail goes, and a TOML file written later (for rfetch, or \
+by another tool) cannot silently take over. --version lists the files looked for and the one \
+that would be read; -v and --pretend name the files read, and configuration errors name the \
+file. When a file further down the list exists but is not read, rsend warns if no file was named \
+with -C and the file is an msmtp file or a TOML file with sending accounts; otherwise it says so \
+only with -v.",
+    },
+    Section {
         title: "FILES",
         body: "~/.msmtprc\tThe user configuration, read unchanged (if it exists; else \
 $XDG_CONFIG_HOME/msmtp/config). Every msmtp directive is understood: defaults, account NAME : \
@@ -111,7 +133,7 @@ PARENTS, account default : NAME, eval, from wildcards, aliases, passwordeval.
 
 $XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rfetch; keys are \
 msmtprc's names (host, port, tls, tls_starttls, tls_trust_file, tls_fingerprint, auth, user, \
-password, passwordeval, from, ...). Used when no msmtp configuration exists, or with -C.
+password, passwordeval, from, ...). Read when neither msmtp user file exists, or with -C.
 
 A configuration file that contains a password must belong to the user and must not be readable by \
 group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root.",
@@ -217,11 +239,34 @@ created with mode 600 if missing. --syslog (or set syslog) sends the same lines 
 Passwords and the protocol trace never reach either.",
     },
     Section {
+        title: "CONFIGURATION FILE ORDER",
+        body: "rfetch and rsend choose their configuration file by the same rule: the file named \
+on the command line, else the program's classic rc file, else the native TOML file; the first \
+that exists is read. For rfetch:
+
+1.\t-f FILE (--fetchmailrc), or -C FILE (--config) for a postie TOML file.
+
+2.\t~/.fetchmailrc, or $FETCHMAILHOME/fetchmailrc when FETCHMAILHOME is set: fetchmail's own \
+file.
+
+3.\t$XDG_CONFIG_HOME/postie/config.toml (default ~/.config/postie/config.toml): the native file \
+shared with rsend.
+
+The fetchmailrc comes before the TOML on purpose: rfetch replaces fetchmail, so a configuration \
+that worked with fetchmail (its mda, its smtphost) keeps deciding where mail is delivered, and a \
+TOML file written later (for rsend, or by another tool) cannot silently send it to ~/Maildir \
+instead. -v names the file read, -V prints it (\"Taking options from command line and FILE\"), \
+--configdump starts with it, and configuration errors name it. When a file further down the list \
+exists but is not read, rfetch warns if neither -f nor -C was given and the file is a fetchmailrc \
+or a TOML file with fetching accounts; otherwise it says so only with -v.",
+    },
+    Section {
         title: "FILES",
         body: "~/.fetchmailrc\tThe fetchmail configuration, read unchanged ($FETCHMAILHOME/fetchmailrc \
 when FETCHMAILHOME is set). It must not be readable by others when it holds a password (exit 6).
 
-$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend (-C FILE). \
+$XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend, read \
+when no fetchmailrc exists, or with -C FILE. \
 An account fetches when it has a [accounts.NAME.fetch] table: protocol (pop3 or imap, required), \
 host, port, user, password, passwordeval and the tls_* keys (defaulting to the account's), \
 folders, keep, fetchall, idle, one target (maildir = PATH, mbox = PATH, mda = [ARGV...], \
@@ -241,7 +286,21 @@ schedule: it polls, then sleeps N seconds. A slow or hanging server never delays
 After a temporary failure (connection refused or lost, timeout, a 4xx reply) the account retries \
 after 30 seconds, doubling up to N; after a permanent one (login refused) it retries at the \
 normal interval. A fetchmailrc poll with interval K is polled only every K-th cycle, i.e. \
-every K times N seconds. rfetch stays in the foreground; run it under systemd or with &.
+every K times N seconds.
+
+As in fetchmail, rfetch -d N detaches from the terminal: it starts a new session through a second \
+process that is not the session leader, puts standard input and output on /dev/null, and the \
+detached process takes the lock file (so the PID in it is the daemon's). The command returns only \
+once the daemon runs, with exit status 0, or with the daemon's error and exit status (8 when \
+another rfetch holds the lock). Log lines go to the log file (-L, set logfile) or syslog \
+(--syslog, set syslog); without either the detached daemon logs nowhere, which rfetch warns \
+about. -N (--nodetach) keeps it in the foreground, for systemd (Type=simple) and other \
+supervisors. The working directory is kept, unlike fetchmail, so relative paths keep their \
+meaning. A password rfetch would have to ask for cannot be asked for once detached: put it in \
+the configuration (or use passwordeval), or use -N.
+
+In daemon mode \"No mail for ...\" is logged only with -v, as in fetchmail (it would repeat \
+every poll); the other summary and message lines are logged as in a single run.
 
 SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). SIGTERM \
 and SIGINT (and rfetch --quit) stop it: the batch in progress is finished or abandoned before \
@@ -266,7 +325,7 @@ message is still kept. The exit code is 0 only when a message was delivered, not
 Passwords never cross unencrypted connections unless --danger-plaintext-auth is given. In daemon \
 mode all accounts are polled concurrently, each on its own schedule, and IDLE works for many \
 accounts and folders at once. \
-The log file is used in the foreground too (rfetch never detaches), is created when missing and \
+The log file is used in the foreground (-N, or without -d) too, is created when missing and \
 has timestamps. For IMAP, flush deletes what rfetch delivered before, not every \\Seen message: a \
 message another client marked read but rfetch never delivered is fetched, not flushed. With nokeep, \
 a message rfetch delivered whose deletion did not reach the server (an interrupted run) is deleted \
@@ -296,4 +355,40 @@ pub fn rfetch_page() -> Vec<u8> {
         super::rfetch_args::RfetchArgs::command().name("rfetch"),
         RFETCH_SECTIONS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Env;
+    use crate::config::discover::{Program, table};
+
+    /// The man pages state the order `config::discover` applies: every file of the table
+    /// appears in the CONFIGURATION FILE ORDER section, in the table's order.
+    #[test]
+    fn man_pages_state_the_discovery_order() {
+        let env = Env {
+            home: Some("~".into()),
+            xdg_config_home: Some("$XDG_CONFIG_HOME".into()),
+            ..Env::default()
+        };
+        for (program, sections) in [
+            (Program::Rsend, RSEND_SECTIONS),
+            (Program::Rfetch, RFETCH_SECTIONS),
+        ] {
+            let body = sections
+                .iter()
+                .find(|s| s.title == "CONFIGURATION FILE ORDER")
+                .map(|s| s.body)
+                .unwrap_or_default();
+            let mut from = 0;
+            for c in table(program, &env, None) {
+                let name = c.path.display().to_string();
+                let at = body[from..]
+                    .find(&name)
+                    .unwrap_or_else(|| panic!("{program:?}: {name} missing or out of order"));
+                from += at + name.len();
+            }
+        }
+    }
 }

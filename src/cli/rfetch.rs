@@ -2,15 +2,17 @@
 //! or fetchmailrc), the instance lock, handing the accounts to [`crate::fetch::daemon`]
 //! (one-shot, daemon, IDLE), and fetchmail's exit codes (anchor §8).
 //!
-//! Daemon mode stays in the foreground: detaching needs fork(), which a `forbid(unsafe_code)`
-//! crate cannot call. Run `rfetch -d N` under systemd, or with `&`.
+//! Daemon mode detaches from the terminal (through [`crate::cli::daemonize`]) unless -N is
+//! given.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::account::{Env, Provenance, Sourced, Target};
+use crate::cli::daemonize::{self, Outcome, Stage};
 use crate::cli::rfetch_args::{self, RfetchArgs};
+use crate::config::discover::{self, ConfigFile, Format, Program};
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{fetchmail as code, rfetch_code};
@@ -43,14 +45,42 @@ pub fn main() -> i32 {
             _ => Verbosity::Debug,
         }
     };
+    if args.detached_stage == Some(Stage::Session) {
+        return daemonize::start_session();
+    }
     let syslog = (args.syslog && !args.nosyslog).then_some(syslog::Facility::LOG_MAIL);
     plog::init("rfetch", verbosity, syslog);
     crate::fetch::poll::raise_open_file_limit();
     match run(&args) {
         Ok(c) => c,
         Err(e) => {
+            let c = rfetch_code(e.kind());
+            if args.detached_stage == Some(Stage::Daemon) {
+                daemonize::report_failure(c, &e.chain());
+            }
             eprintln!("rfetch: {}", e.chain());
-            rfetch_code(e.kind())
+            c
+        }
+    }
+}
+
+/// The process the user started, in daemon mode without -N: the daemon runs detached; this
+/// process reports how that went and exits.
+fn detach(interval: u64, logging: (Option<PathBuf>, bool)) -> Result<i32> {
+    match daemonize::detach()? {
+        Outcome::Ready(pid) => {
+            log::info!("rfetch daemon started as pid {pid}, polling every {interval} s");
+            if let (None, false) = logging {
+                log::warn!(
+                    "the daemon (pid {pid}) logs nowhere: give -L FILE or --syslog to see its \
+                     errors, or -N to keep it in the foreground"
+                );
+            }
+            Ok(code::SUCCESS)
+        }
+        Outcome::Failed { code, message } => {
+            eprintln!("rfetch: {message}");
+            Ok(code)
         }
     }
 }
@@ -59,29 +89,18 @@ pub fn main() -> i32 {
 struct Loaded {
     specs: Vec<PollSpec>,
     rc: Option<fetchmailrc::FetchmailRc>,
+    /// The file read (named in -v, -V, --configdump and configuration errors).
+    file: ConfigFile,
 }
 
-fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
-    let from_rc = |path: &Path| -> Result<Loaded> {
-        let rc = fetchmailrc::read_fetchmailrc(path)?;
-        for w in &rc.warnings {
-            log::warn!("{w}");
-        }
-        let specs = spec::from_fetchmailrc(&rc, env)?;
-        Ok(Loaded {
-            specs,
-            rc: Some(rc),
-        })
-    };
-    let from_toml = |path: Option<&Path>| -> Result<Loaded> {
-        let set = config::load_toml(env, path)?;
-        Ok(Loaded {
-            specs: spec::from_accounts(&set.accounts, env),
-            rc: None,
-        })
-    };
+/// The file named with -f or -C, if any.
+fn explicit_file(args: &RfetchArgs, env: &Env) -> Result<Option<ConfigFile>> {
     if let Some(c) = &args.config {
-        return from_toml(Some(&env.expand_tilde(c)));
+        return Ok(Some(ConfigFile::explicit(
+            env.expand_tilde(c),
+            Format::Toml,
+            "-C",
+        )));
     }
     if let Some(f) = &args.fetchmailrc {
         if f == "-" {
@@ -90,22 +109,45 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
                 "reading the fetchmailrc from standard input is not supported; give a file",
             ));
         }
-        return from_rc(&env.expand_tilde(f));
+        return Ok(Some(ConfigFile::explicit(
+            env.expand_tilde(f),
+            Format::Fetchmailrc,
+            "-f",
+        )));
     }
-    if let Some(t) = config::toml_file(env).filter(|p| p.exists()) {
-        return from_toml(Some(&t));
-    }
-    match spec::default_fetchmailrc(env) {
-        Some(p) if p.exists() => from_rc(&p),
-        other => Err(Error::new(
+    Ok(None)
+}
+
+/// Reads the configuration in the order both binaries share (`config::discover`).
+fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
+    let found = discover::discover(Program::Rfetch, explicit_file(args, env)?, env);
+    let Some(file) = found.chosen.clone() else {
+        return Err(Error::new(
             ErrorKind::Config,
             format!(
-                "no mailservers have been specified: no configuration found (looked for {} and {})",
-                config::toml_file(env).map_or("-".into(), |p| p.display().to_string()),
-                other.map_or("~/.fetchmailrc".into(), |p| p.display().to_string())
+                "no mailservers have been specified: {}",
+                found.nothing_found()
             ),
-        )),
+        ));
+    };
+    found.report_unused(&|c| discover::toml_configures(Program::Rfetch, &c.path, env));
+    log::info!("reading configuration from {file}");
+    let (specs, rc) = read(&file, env).map_err(|e| discover::name_file(e, &file))?;
+    Ok(Loaded { specs, rc, file })
+}
+
+/// The polls of `file`, and the fetchmailrc itself when it is one.
+fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmailrc::FetchmailRc>)> {
+    if file.format == Format::Toml {
+        let set = config::load_toml(env, Some(&file.path))?;
+        return Ok((spec::from_accounts(&set.accounts, env), None));
     }
+    let rc = fetchmailrc::read_fetchmailrc(&file.path)?;
+    for w in &rc.warnings {
+        log::warn!("{w}");
+    }
+    let specs = spec::from_fetchmailrc(&rc, env)?;
+    Ok((specs, Some(rc)))
 }
 
 /// Command-line options that override every selected poll.
@@ -161,7 +203,7 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
 /// Where log lines go besides stderr: `-L FILE` or `set logfile` (the command line first),
 /// else syslog when `--syslog` or `set syslog` asks for it and `--nosyslog` does not. As in
 /// fetchmail a log file wins over syslog. Unlike fetchmail the file is used in the foreground
-/// too (rfetch never detaches) and is created (mode 600) when missing.
+/// too (-N, or a single run) and is created (mode 600) when missing.
 fn log_sinks(
     args: &RfetchArgs,
     rc: Option<&fetchmailrc::FetchmailRc>,
@@ -248,13 +290,15 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         });
     }
     let loaded = load(args, &env)?;
-    if args.quit {
+    // the process the user started already stopped the old instance before detaching
+    if args.quit && args.detached_stage.is_none() {
         quit_running(&lock_path(args, loaded.rc.as_ref(), &env))?;
     }
     if args.configdump {
         match &loaded.rc {
             Some(rc) => print!("{}", fetchmailrc::configdump(rc)),
             None => {
+                println!("# rfetch configdump of {}", loaded.file);
                 for s in &loaded.specs {
                     print!("{}", s.describe(&env));
                 }
@@ -284,7 +328,8 @@ fn run(args: &RfetchArgs) -> Result<i32> {
                 return Err(Error::new(
                     ErrorKind::Usage,
                     format!(
-                        "{name} is not a configured account or poll name (known: {})",
+                        "{name} is not a configured account or poll name in {} (known: {})",
+                        loaded.file.path.display(),
                         if known.is_empty() {
                             "none".to_owned()
                         } else {
@@ -305,6 +350,7 @@ fn run(args: &RfetchArgs) -> Result<i32> {
             "This is rfetch release {} (postie; fetchmail compatible)",
             env!("CARGO_PKG_VERSION")
         );
+        println!("Taking options from command line and {}", loaded.file);
         for s in &selected {
             print!("{}", s.describe(&env));
         }
@@ -313,7 +359,10 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     if selected.is_empty() {
         return Err(Error::new(
             ErrorKind::Config,
-            "no mailservers have been specified",
+            format!(
+                "no mailservers have been specified: {} has no poll that is not skipped",
+                loaded.file
+            ),
         ));
     }
     let interval = args
@@ -326,6 +375,13 @@ fn run(args: &RfetchArgs) -> Result<i32> {
                 .map(|d| d.value)
         })
         .filter(|&d| d > 0);
+    if let Some(i) = interval
+        && !args.nodetach
+        && args.detached_stage.is_none()
+    {
+        return detach(i, log_sinks(args, loaded.rc.as_ref(), &env));
+    }
+    plog::set_daemon(interval.is_some());
     configure_logging(args, loaded.rc.as_ref(), &env);
     let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
     let _lock = lock::acquire(&lock_file, interval)?;
@@ -363,10 +419,8 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         let reports = daemon::run(&selected, ctx, control, schedule);
         return Ok(exit_code(&reports, args.check));
     };
-    if !args.nodetach {
-        eprintln!(
-            "rfetch: staying in the foreground (rfetch cannot detach; run it under systemd or with &)"
-        );
+    if args.detached_stage == Some(Stage::Daemon) {
+        daemonize::report_ready()?;
     }
     log::info!("starting daemon: polling every {interval} s");
     daemon::run(&selected, ctx, control, schedule);

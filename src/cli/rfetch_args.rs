@@ -6,10 +6,12 @@ use clap::{ArgAction, Parser};
 
 /// Fetch mail over POP3/IMAP and deliver it locally (fetchmail compatible)
 ///
-/// Polls the servers (or accounts) named on the command line, or every non-skipped one in
-/// ~/.fetchmailrc (or $FETCHMAILHOME/fetchmailrc, or the native TOML file given with -C), and
-/// hands each message to its target: a Maildir, an mbox, an MDA, or a local MTA over SMTP/LMTP.
-/// A message is deleted on the server only after its target confirmed it.
+/// Polls the servers (or accounts) named on the command line, or every non-skipped one in the
+/// configuration, and hands each message to its target: a Maildir, an mbox, an MDA, or a local
+/// MTA over SMTP/LMTP. A message is deleted on the server only after its target confirmed it.
+/// The configuration is the first of: -f FILE or -C FILE; ~/.fetchmailrc
+/// ($FETCHMAILHOME/fetchmailrc); $XDG_CONFIG_HOME/postie/config.toml (see CONFIGURATION FILE
+/// ORDER). -V and -v name the file read.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "rfetch",
@@ -40,14 +42,18 @@ pub struct RfetchArgs {
     /// Print the configuration as understood, then exit.
     #[arg(long = "configdump")]
     pub configdump: bool,
-    /// Run as a daemon polling every N seconds (0: once). Each account has its own thread and
-    /// schedule; a transient failure is retried after 30 s, doubling up to N. SIGUSR1 polls
-    /// at once, SIGTERM/SIGINT stop after the current batch.
+    /// Run as a daemon polling every N seconds (0: once), detached from the terminal unless
+    /// -N is given. Each account has its own thread and schedule; a transient failure is
+    /// retried after 30 s, doubling up to N. SIGUSR1 polls at once, SIGTERM/SIGINT stop after
+    /// the current batch.
     #[arg(short = 'd', long = "daemon", value_name = "SECONDS")]
     pub daemon: Option<u64>,
-    /// Do not detach from the terminal in daemon mode.
+    /// Do not detach from the terminal in daemon mode (for systemd and other supervisors).
     #[arg(short = 'N', long = "nodetach")]
     pub nodetach: bool,
+    /// Internal: the stage of detaching this re-executed rfetch is (see `cli::daemonize`).
+    #[arg(long = "detached-stage", hide = true, value_enum)]
+    pub detached_stage: Option<crate::cli::daemonize::Stage>,
     /// Stop the running instance. Alone, exit afterwards; with other options, go on as the
     /// new instance (as fetchmail does).
     #[arg(short = 'q', long = "quit")]
@@ -68,7 +74,8 @@ pub struct RfetchArgs {
     /// fetchmailrc to read ("-" for stdin).
     #[arg(short = 'f', long = "fetchmailrc", value_name = "FILE")]
     pub fetchmailrc: Option<String>,
-    /// Native TOML account file (instead of a fetchmailrc).
+    /// Native TOML account file to read (instead of ~/.fetchmailrc, which is read first when it
+    /// exists and neither -f nor -C is given).
     #[arg(
         short = 'C',
         long = "config",

@@ -59,19 +59,36 @@ pub fn main() -> i32 {
     match run_args(&args, &mut std::io::stdin().lock()) {
         Ok(()) => sysexits::OK,
         Err(e) => {
+            let e = name_config_files(&args, e);
             crate::hint::show("rsend", &e, Vocabulary::Submit);
             rsend_code(e.kind())
         }
     }
 }
 
+/// A configuration error names the files read (unless it already does, or --host means no
+/// file was read).
+fn name_config_files(args: &RsendArgs, e: Error) -> Error {
+    use crate::config::discover::{self, Program};
+    if args.host.is_some() || !matches!(e.kind(), ErrorKind::Config | ErrorKind::InsecureConfig) {
+        return e;
+    }
+    let env = Env::from_process();
+    let explicit = args
+        .file
+        .as_deref()
+        .map(|f| discover::rsend_explicit(env.expand_tilde(f)));
+    discover::discover(Program::Rsend, explicit, &env).name_in_error(e, &|p| p.exists())
+}
+
 /// Runs a parsed command line with `input` as the message source.
 pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), Error> {
     if args.version {
         println!(
-            "rsend (postie) {}\nTLS: rustls (ring); authentication: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER\nuser configuration: ~/.msmtprc or $XDG_CONFIG_HOME/msmtp/config; native: $XDG_CONFIG_HOME/postie/config.toml\nsystem configuration: /etc/msmtprc",
+            "rsend (postie) {}\nTLS: rustls (ring); authentication: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER",
             env!("CARGO_PKG_VERSION")
         );
+        print!("{}", configuration_lines(args, &Env::from_process()));
         return Ok(());
     }
     let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
@@ -103,6 +120,40 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         sent.final_reply
     );
     Ok(())
+}
+
+/// What --version says about configuration: the order files are looked for, and the files
+/// this invocation reads (msmtp's two "configuration file name" lines).
+fn configuration_lines(args: &RsendArgs, env: &Env) -> String {
+    use crate::config::discover::{self, Program};
+    let explicit = args
+        .file
+        .as_deref()
+        .map(|f| discover::rsend_explicit(env.expand_tilde(f)));
+    let found = discover::discover(Program::Rsend, explicit, env);
+    let mut out = String::from(
+        "Configuration files, in the order looked for (the first that exists is read):\n",
+    );
+    for c in &found.looked_for {
+        out.push_str(&format!("    {c}\n"));
+    }
+    if let Some(s) = &found.system {
+        out.push_str(&format!(
+            "System configuration file name: {}\n",
+            s.display()
+        ));
+    }
+    out.push_str(&format!(
+        "User configuration file name: {}\n",
+        found.chosen.as_ref().map_or_else(
+            || "(none found)".to_owned(),
+            |c| c.path.display().to_string()
+        )
+    ));
+    for u in &found.unused {
+        out.push_str(&format!("Present but not read: {}\n", u.path.display()));
+    }
+    out
 }
 
 fn pretend(args: &RsendArgs, env: &Env) -> Result<(), Error> {

@@ -8,8 +8,8 @@ use clap::{ArgAction, Parser};
 ///
 /// Reads a message on standard input and relays it over authenticated SMTP (implicit TLS or
 /// STARTTLS) to the account's server. Recipients come from the command line and, with -t, from
-/// the To/Cc/Bcc headers. Configuration: ~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config, /etc/msmtprc,
-/// or the native $XDG_CONFIG_HOME/postie/config.toml.
+/// the To/Cc/Bcc headers. Configuration: the first of -C FILE, ~/.msmtprc,
+/// $XDG_CONFIG_HOME/msmtp/config, $XDG_CONFIG_HOME/postie/config.toml; plus /etc/msmtprc.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "rsend",

@@ -2,6 +2,7 @@
 //! permission rule; the loaded accounts and msmtp's account selection (`-a`, envelope-from,
 //! `default`).
 
+pub mod discover;
 pub mod fetchmailrc;
 pub mod msmtprc;
 pub mod toml;
@@ -345,15 +346,51 @@ pub fn load_msmtprc_with(
     if let Some(path) = &user_path {
         set.searched.push(path.clone());
         if let Some(text) = read_user_file(path, file.is_some())? {
-            let parsed = msmtprc::parse(&text, path, env, eval)?;
-            if parsed.has_password {
-                check_secret_file(path)?;
-            }
-            parsed.log_warnings();
-            set.loaded.push(path.clone());
-            set.accounts.extend(parsed.accounts);
+            read_msmtprc_text(&mut set, &text, path, env, eval)?;
         }
     }
+    add_msmtp_system_file(&mut set, env, eval)?;
+    Ok(set)
+}
+
+/// Reads the msmtprc user file `path`, which must be readable.
+pub fn load_msmtprc_user(
+    env: &Env,
+    path: &Path,
+    eval: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<AccountSet, ConfigError> {
+    let mut set = AccountSet::new();
+    set.searched.push(path.to_owned());
+    if let Some(text) = read_user_file(path, true)? {
+        read_msmtprc_text(&mut set, &text, path, env, eval)?;
+    }
+    Ok(set)
+}
+
+fn read_msmtprc_text(
+    set: &mut AccountSet,
+    text: &str,
+    path: &Path,
+    env: &Env,
+    eval: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<(), ConfigError> {
+    let parsed = msmtprc::parse(text, path, env, eval)?;
+    if parsed.has_password {
+        check_secret_file(path)?;
+    }
+    parsed.log_warnings();
+    set.loaded.push(path.to_owned());
+    set.accounts.extend(parsed.accounts);
+    Ok(())
+}
+
+/// Adds the system file's accounts the user file does not define, when the file is readable
+/// (msmtp ignores an unreadable system file).
+pub fn add_msmtp_system_file(
+    set: &mut AccountSet,
+    env: &Env,
+    eval: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<(), ConfigError> {
     let system = msmtp_system_file(env);
     set.searched.push(system.clone());
     match std::fs::read_to_string(&system) {
@@ -369,7 +406,7 @@ pub fn load_msmtprc_with(
         }
         Err(e) => log::debug!("not reading {}: {e}", system.display()),
     }
-    Ok(set)
+    Ok(())
 }
 
 /// The native config file: `$XDG_CONFIG_HOME/postie/config.toml` (default

@@ -586,7 +586,7 @@ fn poll_pop3(
     }
     let octets: u64 = sizes.values().sum();
     if total == 0 {
-        log::info!(target: plog::REPORT, "No mail for {user} at {server}");
+        log::info!(target: plog::NO_MAIL, "No mail for {user} at {server}");
     } else {
         log::info!(
             target: plog::REPORT,
@@ -932,7 +932,7 @@ pub fn poll_imap_session(
         }
         if total == 0 {
             log::info!(
-                target: plog::REPORT,
+                target: plog::NO_MAIL,
                 "No mail for {user} at {server} folder {folder}"
             );
         } else {

@@ -495,14 +495,6 @@ fn multidrop_rules(
     }
 }
 
-/// fetchmail's rc file: `$FETCHMAILHOME/fetchmailrc`, else `~/.fetchmailrc`.
-pub fn default_fetchmailrc(env: &Env) -> Option<PathBuf> {
-    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
-        return Some(PathBuf::from(h).join("fetchmailrc"));
-    }
-    env.home.as_ref().map(|h| h.join(".fetchmailrc"))
-}
-
 /// Where fetchmail keeps its state: `$FETCHMAILHOME/.fetchids`, else `~/.fetchids`.
 pub fn default_idfile(env: &Env) -> PathBuf {
     if let Some(h) = std::env::var_os("FETCHMAILHOME") {

@@ -18,7 +18,7 @@ mod tls;
 
 pub use connection::{Connection, connect, connect_tls};
 pub use error::NetError;
-pub use tls::{format_fingerprint, parse_fingerprint};
+pub use tls::{crypto_provider, format_fingerprint, parse_fingerprint};
 
 use std::path::PathBuf;
 use std::time::Duration;

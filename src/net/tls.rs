@@ -67,10 +67,23 @@ pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The ring crypto provider every TLS configuration uses (also the tests' TLS servers), built
+/// once per process.
+///
+/// rustls 0.23.48 deprecated `ring::default_provider` with the note "no support for
+/// post-quantum algorithms": ring has no ML-KEM key exchange, which rustls offers only with its
+/// aws-lc-rs provider. Postie keeps ring on purpose (no C/assembly toolchain beyond ring's, no
+/// second crypto library; the dependency table records why), so the deprecation names a
+/// property we accept, not a replacement to move to; allowing it here, in the one place the
+/// provider is built, keeps builds against the newest compatible rustls free of warnings.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            #[allow(deprecated)]
+            let ring = rustls::crypto::ring::default_provider();
+            Arc::new(ring)
+        })
         .clone()
 }
 
@@ -205,7 +218,7 @@ impl ServerCertVerifier for PinnedVerifier {
 
 /// Builds the rustls client configuration for these options.
 pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientConfig>, NetError> {
-    let provider = provider();
+    let provider = crypto_provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| NetError::Tls {

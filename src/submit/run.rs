@@ -76,25 +76,12 @@ fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
     out
 }
 
-/// Loads the configuration as msmtp does (-C or ~/.msmtprc / XDG, plus /etc/msmtprc), falling
-/// back to the native TOML file when no msmtp file exists. A `-C` file ending in `.toml` is read
-/// as TOML.
+/// Loads the configuration in the order both binaries share (`config::discover`): `-C FILE`
+/// (read as TOML when it ends in `.toml`), else ~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config,
+/// $XDG_CONFIG_HOME/postie/config.toml, the first that exists; plus /etc/msmtprc.
 pub fn load_accounts(args: &RsendArgs, env: &Env) -> Result<AccountSet> {
     let file = args.file.as_deref().map(|f| env.expand_tilde(f));
-    if let Some(f) = &file
-        && f.extension().is_some_and(|e| e == "toml")
-    {
-        return Ok(config::load_toml(env, Some(f))?);
-    }
-    let set = config::load_msmtprc(env, file.as_deref())?;
-    if !set.loaded.is_empty() || file.is_some() {
-        return Ok(set);
-    }
-    let toml = config::load_toml(env, None)?;
-    if toml.loaded.is_empty() {
-        return Ok(set);
-    }
-    Ok(toml)
+    Ok(config::discover::load_rsend(env, file.as_deref())?.0)
 }
 
 /// Picks the account (or builds one from --host) and applies the command line.

@@ -2,13 +2,20 @@
 # stack.sh — postie's private, loopback-only mail stack (Dovecot + Postfix) for tests, CI, the
 # demo and benchmarks.
 #
-#   stack.sh up     [DIR]              install missing packages, make a throw-away CA + server
+#   stack.sh up     [DIR]              install the servers' packages if missing (Dovecot,
+#                                      Postfix, openssl: all the demo needs), make a throw-away CA + server
 #                                      cert, write configs under DIR, start Dovecot (IMAP, IMAPS,
 #                                      POP3, POP3S, LMTP), Postfix (SMTP, submission, SMTPS) and
 #                                      smtp-sink, then write DIR/stack.env. Idempotent.
 #   stack.sh down   [DIR]              stop exactly what `up` started (by PID), remove stack.env
 #   stack.sh status [DIR]              PIDs and ports; exit 0 only if the stack runs and answers
 #   stack.sh env    [DIR]              print DIR/stack.env (ports, paths, users)
+#   stack.sh deps   SET...             install the missing packages of each SET: stack (what up
+#                                      installs), tests (the clients the integration tests
+#                                      drive: swaks, msmtp, fetchmail, mutt, git send-email;
+#                                      python3 for seed),
+#                                      bench (the tools bench/ compares and times with). Needs
+#                                      root only when something is missing.
 #   stack.sh seed   DIR USER N SIZE    add N messages of ~SIZE bytes to USER's INBOX (Maildir
 #                                      files written directly, then `doveadm force-resync`);
 #                                      SEED_TAG=WORD puts WORD in every Subject (default: a nonce)
@@ -32,8 +39,14 @@ set -euo pipefail
 if [ -n "${STACK_TRACE:-}" ]; then PS4='+ $EPOCHREALTIME '; set -x; fi
 
 MAIL_OWNER=mail
-PKGS="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl swaks
-      msmtp fetchmail mpop getmail6 procmail mutt git-email hyperfine time"
+# Package sets (stack.sh deps SET). Each test that drives a client names its package when
+# it is missing: tests/rfetch_daemon.rs swaks; tests/rfetch_vs_fetchmail.rs fetchmail;
+# tests/rsend_clients.rs msmtp, mutt, git (git-email); `stack.sh seed` (tests/stack_smoke.rs,
+# tests/rfetch_kill.rs) runs python3. bench/ compares with fetchmail (through procmail), mpop,
+# getmail6 and msmtp, times with hyperfine and /usr/bin/time, and reports with python3.
+PKGS_STACK="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl"
+PKGS_TESTS="swaks msmtp fetchmail mutt git-email python3-minimal"
+PKGS_BENCH="msmtp fetchmail procmail mpop getmail6 hyperfine time python3"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 die() { echo "stack: $*" >&2; exit 1; }
@@ -46,7 +59,7 @@ case $CMD in -h|--help|help) usage ;; esac
 DIR_ARG=${1:-$REPO/.stack}
 [ $# -ge 1 ] && shift
 case $CMD in
-  status|env) ;;   # read-only: fine as any user
+  status|env|deps) ;;   # read-only (deps: unless something is missing): fine as any user
   *) [ "$(id -u)" = 0 ] || die "must run as root (Dovecot and Postfix switch users); try: sudo $0 $CMD" ;;
 esac
 
@@ -97,17 +110,18 @@ ALL_PORTS() { echo "$SMTP_PORT $SUBMISSION_PORT $SMTPS_PORT $SINK_PORT $POP3_POR
 doveadm_() { doveadm -c "$DOVECONF" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
+# install_pkgs PKG...: apt-get install those not installed yet.
 install_pkgs() {
   local missing="" p installed
   # one dpkg-query for all packages (each process start counts on a busy machine); it exits 1
   # when any of them was never installed, which pipefail + set -e must not turn into a silent exit
-  # shellcheck disable=SC2086
-  installed=$({ dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null || true; } \
+  installed=$({ dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null || true; } \
     | awk '/install ok installed/ {print $1}')
-  for p in $PKGS; do
+  for p in "$@"; do
     case " $(echo $installed) " in *" $p "*) ;; *) missing="$missing $p" ;; esac
   done
   [ -z "$missing" ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing packages:$missing; run this command as root (sudo) to install them"
   log "installing:$missing (log: /tmp/postie-stack-apt.log)"
   local aptlog=/tmp/postie-stack-apt.log
   # 'No configuration': the postfix package never prompts and never writes /etc/postfix/main.cf.
@@ -411,7 +425,8 @@ EOF
 }
 
 cmd_up() {
-  install_pkgs
+  # shellcheck disable=SC2086
+  install_pkgs $PKGS_STACK
   mkdir -p "$DIR"; chmod 755 "$DIR"
   if running; then
     echo "stack: already running in $DIR (ports $SMTP_PORT...; $STACK_ENV)"
@@ -593,6 +608,23 @@ cmd_clear() {
   doveadm_ force-resync -u "$user" INBOX
 }
 
+# deps SET...: the first SET arrived as DIR_ARG (deps takes no directory).
+cmd_deps() {
+  local set pkgs=""
+  for set in "$@"; do
+    case $set in
+      stack) pkgs="$pkgs $PKGS_STACK" ;;
+      tests) pkgs="$pkgs $PKGS_TESTS" ;;
+      bench) pkgs="$pkgs $PKGS_BENCH" ;;
+      *) die "unknown package set: $set (stack, tests, bench)" ;;
+    esac
+  done
+  [ -n "$pkgs" ] || usage
+  # shellcheck disable=SC2086
+  install_pkgs $pkgs
+}
+
+if [ "$CMD" = deps ]; then cmd_deps "$DIR_ARG" "$@"; exit 0; fi
 load_ports
 case $CMD in
   up) cmd_up ;;
