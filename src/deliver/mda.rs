@@ -1,6 +1,7 @@
 //! The MDA target: a command that receives the message on stdin. The fetchmailrc form is a
-//! shell command run by `/bin/sh -c` with `%T` (recipient) and `%F` (sender) replaced by
-//! single-quoted values; the TOML form is an argv run without a shell.
+//! shell command run by `/bin/sh -c` in which `%T` (recipient) and `%F` (sender) become
+//! references to positional parameters holding the values ([`expand_shell`]), so the shell never
+//! parses a value; the TOML form is an argv run without a shell.
 //!
 //! Exit status (fetchmail man `--mda`, anchor §3.3, refined as the parity checklist asks):
 //! 0 = delivered; 75 (EX_TEMPFAIL) = transient; any other status or death by a signal =
@@ -38,17 +39,10 @@ pub struct Mda {
 }
 
 impl Mda {
-    /// A shell-form MDA. Refuses a command that already quotes `%T` or `%F` (`'%T'`), because
-    /// our own quoting would then be undone (fetchmail ≥ 6.4.0 refuses it too).
+    /// A shell-form MDA. `%F` and `%T` may stand in any quoting (`%F`, `'%F'`, `"<%F>"`,
+    /// `-f'%F'`): see [`expand_shell`] for why no quoting lets a value reach the shell parser.
     pub fn shell(command: impl Into<String>) -> Result<Self, DeliverError> {
         let command = command.into();
-        for bad in ["'%T'", "'%F'", "\"%T\"", "\"%F\""] {
-            if command.contains(bad) {
-                return Err(DeliverError::permanent(format!(
-                    "mda command must not quote {bad}: %T and %F are quoted by rfetch"
-                )));
-            }
-        }
         if command.trim().is_empty() {
             return Err(DeliverError::permanent("mda command is empty"));
         }
@@ -87,12 +81,20 @@ impl Mda {
     /// The program and arguments that will run for this message.
     pub fn expand(&self, info: &MessageInfo) -> Vec<String> {
         match &self.command {
-            MdaCommand::Shell(cmd) => vec![
-                "/bin/sh".to_owned(),
-                "-c".to_owned(),
-                expand_shell(cmd, info),
-            ],
-            MdaCommand::Argv(argv) => argv.iter().map(|a| expand_plain(a, info)).collect(),
+            MdaCommand::Shell(cmd) => expand_shell(cmd, info).argv(),
+            MdaCommand::Argv(argv) => {
+                let mut out = Vec::with_capacity(argv.len() + info.also.len());
+                for arg in argv {
+                    if arg == "%T" {
+                        // A whole-argument %T: one argument per recipient (multidrop).
+                        out.push(without_nul(&info.recipient));
+                        out.extend(info.also.iter().map(|r| without_nul(r)));
+                    } else {
+                        out.push(expand_plain(arg, info));
+                    }
+                }
+                out
+            }
         }
     }
 
@@ -104,41 +106,172 @@ impl Mda {
     }
 }
 
-/// Single-quotes `value` for a POSIX shell: `'` becomes `'\''`.
-pub fn shell_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
+/// A shell-form MDA command ready to run: `script` goes to `/bin/sh -c` and holds no byte of
+/// any expanded value; the values travel as positional parameters (`$1` the sender, `$2`... the
+/// recipients), which the shell substitutes after it has parsed the script, so nothing a
+/// message's sender controls is ever parsed as shell syntax, whatever quoting surrounds `%F`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellInvocation {
+    /// The command line with each placeholder rewritten to a parameter reference.
+    pub script: String,
+    /// `$1`, `$2`, ...: the sender, then every recipient.
+    pub params: Vec<String>,
+}
+
+impl ShellInvocation {
+    /// `/bin/sh -c SCRIPT sh PARAMS...` (`sh` is `$0`, the name the shell's messages use).
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            self.script.clone(),
+            "sh".to_owned(),
+        ];
+        argv.extend(self.params.iter().cloned());
+        argv
+    }
+}
+
+/// Expands a fetchmailrc MDA line for one message (the public entry point for fuzzing).
+///
+/// `%F` is the envelope sender and `%T` every recipient (multidrop: one word each where the
+/// placeholder is unquoted, joined by spaces inside quotes). Each placeholder becomes a
+/// reference to a positional parameter written for the quoting context it stands in: `"${1}"`
+/// unquoted, `${1}` inside double quotes, and inside single quotes the quote is closed, `"${1}"`
+/// inserted and the quote reopened. So `procmail -f "<%F>" -d %T`, `-f'<%F>'` and the `'%F'`
+/// that fetchmail 6.4 refuses all pass the exact value as (part of) one argument. Contexts
+/// opened by `$(`, backquotes and backslash escapes are followed; a backslash-escaped `%` is
+/// left alone. `%%` is not an escape (fetchmail has none): `%%F` is a `%` before the sender.
+/// A NUL, which no argument can carry, becomes `_`.
+pub fn expand_shell(cmd: &str, info: &MessageInfo) -> ShellInvocation {
+    let recipients = 1 + info.also.len();
+    let mut params = Vec::with_capacity(1 + recipients);
+    params.push(without_nul(&info.sender));
+    params.push(without_nul(&info.recipient));
+    params.extend(info.also.iter().map(|r| without_nul(r)));
+    ShellInvocation {
+        script: rewrite_placeholders(cmd, recipients),
+        params,
+    }
+}
+
+fn without_nul(value: &str) -> String {
+    value.replace('\0', "_")
+}
+
+/// Where the shell parser is at a given point of the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// Unquoted, at the top level.
+    Top,
+    /// Inside `$(...)`, with this many unclosed `(` of its own.
+    CommandSub(u32),
+    /// Inside a backquoted command substitution.
+    Backquote,
+    Single,
+    Double,
+}
+
+/// The script text of [`expand_shell`]: depends only on `cmd` and the number of recipients.
+fn rewrite_placeholders(cmd: &str, recipients: usize) -> String {
+    let mut out = String::with_capacity(cmd.len() + 16);
+    // Bounded by the command line's length, never by a message.
+    let mut stack = vec![Quoting::Top];
+    let mut chars = cmd.chars().peekable();
+    while let Some(c) = chars.next() {
+        let here = stack.last().copied().unwrap_or(Quoting::Top);
+        if c == '%'
+            && let Some(&which @ ('F' | 'T')) = chars.peek()
+        {
+            chars.next();
+            let first = if which == 'F' { 1 } else { 2 };
+            let count = if which == 'F' { 1 } else { recipients };
+            out.push_str(&parameter_reference(first, count, here));
+            continue;
+        }
+        out.push(c);
+        match here {
+            Quoting::Single => {
+                if c == '\'' {
+                    stack.pop();
+                }
+            }
+            Quoting::Double => match c {
+                '\\' => out.extend(chars.next()),
+                '"' => {
+                    stack.pop();
+                }
+                '`' => stack.push(Quoting::Backquote),
+                '$' if chars.peek() == Some(&'(') => {
+                    out.extend(chars.next());
+                    stack.push(Quoting::CommandSub(0));
+                }
+                _ => {}
+            },
+            Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote => match c {
+                '\\' => out.extend(chars.next()),
+                '\'' => stack.push(Quoting::Single),
+                '"' => stack.push(Quoting::Double),
+                '`' if here == Quoting::Backquote => {
+                    stack.pop();
+                }
+                '`' => stack.push(Quoting::Backquote),
+                '$' if chars.peek() == Some(&'(') => {
+                    out.extend(chars.next());
+                    stack.push(Quoting::CommandSub(0));
+                }
+                '(' => {
+                    if let Some(Quoting::CommandSub(depth)) = stack.last_mut() {
+                        *depth += 1;
+                    }
+                }
+                ')' => match stack.last_mut() {
+                    Some(Quoting::CommandSub(0)) => {
+                        stack.pop();
+                    }
+                    Some(Quoting::CommandSub(depth)) => *depth -= 1,
+                    _ => {}
+                },
+                _ => {}
+            },
         }
     }
-    out.push('\'');
     out
 }
 
-fn expand_with(cmd: &str, info: &MessageInfo, quote: fn(&str) -> String) -> String {
-    let mut out = String::with_capacity(cmd.len() + 32);
-    let mut chars = cmd.chars().peekable();
+/// `count` parameters from `$first` on, as text that yields exactly their values where it
+/// stands.
+fn parameter_reference(first: usize, count: usize, here: Quoting) -> String {
+    let names = (first..first + count).map(|i| format!("${{{i}}}"));
+    match here {
+        Quoting::Double => names.collect::<Vec<_>>().join(" "),
+        Quoting::Single => format!("'\"{}\"'", names.collect::<Vec<_>>().join(" ")),
+        Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote => names
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Argv form: `%T`/`%F` are replaced verbatim (no shell sees them); inside a longer argument
+/// `%T` is every recipient joined by spaces.
+pub fn expand_plain(arg: &str, info: &MessageInfo) -> String {
+    let mut out = String::with_capacity(arg.len() + 32);
+    let mut chars = arg.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '%' {
             match chars.peek() {
                 Some('T') => {
                     chars.next();
-                    // Multidrop: every recipient, each quoted, as fetchmail does
-                    // (`procmail -d %T` delivers to each).
-                    let all: Vec<String> = std::iter::once(&info.recipient)
-                        .chain(&info.also)
-                        .map(|r| quote(r))
+                    let all: Vec<&str> = std::iter::once(info.recipient.as_str())
+                        .chain(info.also.iter().map(String::as_str))
                         .collect();
-                    out.push_str(&all.join(" "));
+                    out.push_str(&without_nul(&all.join(" ")));
                     continue;
                 }
                 Some('F') => {
                     chars.next();
-                    out.push_str(&quote(&info.sender));
+                    out.push_str(&without_nul(&info.sender));
                     continue;
                 }
                 _ => {}
@@ -147,16 +280,6 @@ fn expand_with(cmd: &str, info: &MessageInfo, quote: fn(&str) -> String) -> Stri
         out.push(c);
     }
     out
-}
-
-/// Shell form: `%T`/`%F` become single-quoted words.
-pub fn expand_shell(cmd: &str, info: &MessageInfo) -> String {
-    expand_with(cmd, info, shell_quote)
-}
-
-/// Argv form: `%T`/`%F` are replaced verbatim (no shell sees them).
-pub fn expand_plain(arg: &str, info: &MessageInfo) -> String {
-    expand_with(arg, info, str::to_owned)
 }
 
 impl Deliver for Mda {
@@ -376,27 +499,86 @@ mod tests {
     fn percent_t_names_every_multidrop_recipient() {
         let mut i = info("a@x", "alice");
         i.also = vec!["bob".into(), "o'neil".into()];
+        let inv = expand_shell("procmail -d %T", &i);
+        assert_eq!(inv.script, r#"procmail -d "${2}" "${3}" "${4}""#);
+        assert_eq!(inv.params, ["a@x", "alice", "bob", "o'neil"]);
         assert_eq!(
-            expand_shell("procmail -d %T", &i),
-            "procmail -d 'alice' 'bob' 'o'\\''neil'"
+            expand_shell("x '%T' \"%T\"", &i).script,
+            r#"x ''"${2} ${3} ${4}"'' "${2} ${3} ${4}""#
         );
     }
 
     #[test]
-    fn shell_expansion_quotes_values() {
+    fn placeholders_become_references_for_their_quoting() {
         let i = info("x'; rm -rf ~; '", "bob");
-        assert_eq!(
-            expand_shell("procmail -f %F -d %T %% %x", &i),
-            "procmail -f 'x'\\''; rm -rf ~; '\\''' -d 'bob' %% %x"
-        );
+        let cases = [
+            (
+                "procmail -f %F -d %T %% %x",
+                r#"procmail -f "${1}" -d "${2}" %% %x"#,
+            ),
+            ("a '%F' \"%F\"", r#"a ''"${1}"'' "${1}""#),
+            ("p -f'<%F>' -f \"<%F>\"", r#"p -f'<'"${1}"'>' -f "<${1}>""#),
+            (
+                "p '-f%F' \"-f%F\" x%Fy",
+                r#"p '-f'"${1}"'' "-f${1}" x"${1}"y"#,
+            ),
+            ("p \\%F \"\\\"%F\"", r#"p \%F "\"${1}""#),
+            (
+                "p \"$(echo '%F')\" `echo %F`",
+                r#"p "$(echo ''"${1}"'')" `echo "${1}"`"#,
+            ),
+            (
+                "p $(x (a) '%F') '%F'",
+                r#"p $(x (a) ''"${1}"'') ''"${1}"''"#,
+            ),
+            ("%%F %", r#"%"${1}" %"#),
+        ];
+        for (cmd, want) in cases {
+            let inv = expand_shell(cmd, &i);
+            assert_eq!(inv.script, want, "{cmd}");
+            assert_eq!(inv.params, ["x'; rm -rf ~; '", "bob"]);
+        }
         assert_eq!(expand_plain("-d%T", &i), "-dbob");
+        assert_eq!(expand_plain("-f%F", &i), "-fx'; rm -rf ~; '");
     }
 
     #[test]
-    fn refuses_prequoted_placeholders() {
-        assert!(Mda::shell("procmail -d '%T'").is_err());
+    fn the_script_never_depends_on_the_values() {
+        // Whatever the values, the shell parses the same text: the values cannot change it.
+        let cmd = "procmail -f \"<%F>\" -a '%F' -b x%Fy -d %T";
+        let base = expand_shell(cmd, &info("", "")).script;
+        for v in [
+            "$(id)", "`id`", "'", "\"", "\\", "a\nb", "%F", "${IFS}", "-x", "\0",
+        ] {
+            let inv = expand_shell(cmd, &info(v, v));
+            assert_eq!(inv.script, base);
+            assert_eq!(inv.params.len(), 2);
+            assert!(!inv.params.iter().any(|p| p.contains('\0')));
+        }
+    }
+
+    #[test]
+    fn argv_form_whole_percent_t_is_one_argument_per_recipient() {
+        let mut i = info("s@x", "alice");
+        i.also = vec!["bob".into()];
+        let m = Mda::argv(vec![
+            "deliver".into(),
+            "-d".into(),
+            "%T".into(),
+            "-t%T".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.expand(&i),
+            ["deliver", "-d", "alice", "bob", "-talice bob"]
+        );
+    }
+
+    #[test]
+    fn accepts_quoted_placeholders_refuses_empty_commands() {
+        assert!(Mda::shell("procmail -d '%T'").is_ok());
+        assert!(Mda::shell("procmail -f \"%F\" -d %T").is_ok());
         assert!(Mda::shell("  ").is_err());
         assert!(Mda::argv(vec![]).is_err());
-        assert!(Mda::shell("procmail -d %T").is_ok());
     }
 }
