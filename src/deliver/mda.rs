@@ -285,6 +285,9 @@ pub fn expand_plain(arg: &str, info: &MessageInfo) -> String {
 impl Deliver for Mda {
     fn deliver(&mut self, msg: &mut dyn Read, info: &MessageInfo) -> Result<Receipt, DeliverError> {
         let what = self.describe();
+        // Registered so that a stop waits for this MDA (bounded by the timeout) instead of
+        // exiting while it holds half a message.
+        let _in_flight = super::begin_delivery(&what)?;
         let argv = self.expand(info);
         let Some((program, args)) = argv.split_first() else {
             return Err(DeliverError::permanent("mda command is empty"));
@@ -345,6 +348,11 @@ impl Deliver for Mda {
                 } else {
                     copy_raw(msg, &mut stdin, &mut written)
                 };
+                if let Err(super::StreamError::Read(_)) = &r {
+                    // The message could not be read to its end: the MDA must not see an EOF
+                    // it would take for the end of a complete message and deliver half of it.
+                    kill_group(pid);
+                }
                 drop(stdin); // EOF for the MDA
                 r
             }
