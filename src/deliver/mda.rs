@@ -18,6 +18,8 @@ use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
 
 /// How much of the MDA's stderr is kept for the error message.
 const STDERR_LIMIT: usize = 4096;
+/// How long an MDA may run by default before it is killed (its delivery is then transient).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// sysexits.h EX_TEMPFAIL.
 pub const EX_TEMPFAIL: i32 = 75;
 
@@ -60,7 +62,7 @@ impl Mda {
     fn new(command: MdaCommand) -> Self {
         Mda {
             command,
-            timeout: Duration::from_secs(600),
+            timeout: DEFAULT_TIMEOUT,
             strip_cr: true,
         }
     }
