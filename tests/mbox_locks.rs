@@ -181,6 +181,25 @@ fn sigkill_while_holding_the_locks_does_not_block_the_next_delivery() {
 }
 
 #[test]
+fn the_partial_message_is_cut_even_when_someone_cleared_the_dotlock() {
+    let dir = temp_dir("cleared");
+    let path = dir.join("mbox");
+    Mbox::new(&path)
+        .deliver(&mut &b"Subject: before\n\nfirst\n"[..], &info())
+        .unwrap();
+    kill(start_stalled_child(&path, 300_000));
+    fs::remove_file(dir.join("mbox.lock")).unwrap();
+    Mbox::new(&path)
+        .deliver(&mut &b"Subject: after\n\nnext\n"[..], &info())
+        .unwrap();
+    assert_eq!(
+        parse_mbox(&path),
+        ["Subject: before\n\nfirst\n", "Subject: after\n\nnext\n"]
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_partial_message_another_program_wrote_past_is_left_alone() {
     let dir = temp_dir("foreign");
     let path = dir.join("mbox");
