@@ -362,3 +362,50 @@ fn sigterm_during_a_large_mbox_append_rolls_it_back() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sigkill_during_a_large_mbox_append_does_not_hold_up_the_next_run() {
+    let dir = tempdir("kill-mbox");
+    let mbox = dir.join("mbox");
+    let mailbox: Mailbox = Arc::new(Mutex::new(
+        (1..=3)
+            .map(|n| (n, message(n, if n == 2 { 3_000_000 } else { 500 })))
+            .collect(),
+    ));
+    let port = scripted_pop3(Arc::clone(&mailbox), Some(2));
+    let cfg = config(&dir, port, &format!("mbox = \"{}\"", mbox.display()));
+    let args = ["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"];
+
+    let mut first = start(&dir, &args);
+    wait_for("the large append to start", Duration::from_secs(30), || {
+        std::fs::metadata(&mbox).is_ok_and(|m| m.len() > 200_000)
+    });
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+    assert!(
+        dir.join("mbox.lock").exists(),
+        "killed while holding the dotlock"
+    );
+
+    let start = Instant::now();
+    let second = rfetch(&dir, &args);
+    assert_eq!(
+        code(&second),
+        0,
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the next run waited {:?}",
+        start.elapsed()
+    );
+    assert_each_once(mbox_messages(&mbox), 3);
+    assert!(!dir.join("mbox.lock").exists());
+    assert!(!dir.join("mbox.rfetch-append").exists());
+    assert!(
+        mailbox.lock().unwrap().is_empty(),
+        "all deleted on the server"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
