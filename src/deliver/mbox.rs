@@ -101,15 +101,22 @@ impl Deliver for Mbox {
             }
             other => other,
         };
-        let settled = result.is_ok()
-            // Never leave half a message: cut the file back to where it was.
-            || file
-                .set_len(original_len)
-                .and_then(|()| file.sync_all())
-                .is_ok();
-        if settled && let Some(record) = record {
-            // Kept when the cut failed: the next delivery retries it.
-            record.remove();
+        // A record that outlived a confirmed delivery would make the next one cut that message
+        // off after it was recorded as delivered: if it cannot be removed, the delivery is
+        // undone instead (and the record then describes the file truthfully).
+        let result = match (result, record) {
+            (Ok(bytes), Some(record)) => record.remove().map(|()| bytes).map_err(|e| {
+                DeliverError::from_io(format!("cannot remove {}", record_path.display()), e)
+            }),
+            (result, _) => result,
+        };
+        if result.is_err() {
+            // Never leave half a message: cut the file back to where it was. When that fails
+            // the record stays, and the next delivery retries the cut.
+            let cut = file.set_len(original_len).and_then(|()| file.sync_all());
+            if cut.is_ok() {
+                let _ = fs::remove_file(&record_path);
+            }
         }
         let _ = fcntl_lock(&file, FlockOperation::Unlock);
         let _ = flock(&file, FlockOperation::Unlock);
@@ -439,8 +446,12 @@ impl AppendRecord {
         }
     }
 
-    fn remove(self) {
-        let _ = fs::remove_file(&self.path);
+    fn remove(self) -> io::Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
