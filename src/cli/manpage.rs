@@ -183,7 +183,9 @@ before it, so that after a kill the next delivery cuts the partial message off. 
 never cuts a delivery: an mbox append is rolled back, an MDA runs to its end (at most its 10-minute \
 timeout), and that message is fetched again by the next run. In an mda command line, %F (sender) \
 and %T (recipients) may stand in any quoting (%F, '%F', \"<%F>\", -f'%F'): the values reach the \
-command as shell parameters, so nothing in them is ever run, whatever the quoting.
+command as shell parameters, so nothing in them is ever run, whatever the quoting. A line that \
+would hand them to a second parser (inside the string of sh -c or su -c, with eval, inside \
+$((...))) is refused; pass them as arguments instead: sh -c 'procmail -f \"$1\"' sh %F.
 
 Only two options delete messages that were not delivered in the same poll: flush (-F) deletes \
 messages an earlier poll delivered (recorded as seen) and that are still on the server, also with \

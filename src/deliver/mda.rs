@@ -48,7 +48,16 @@ impl Mda {
         if command.trim().is_empty() {
             return Err(DeliverError::permanent("mda command is empty"));
         }
-        Ok(Self::new(MdaCommand::Shell(command)))
+        let why = match scan(&command, 1).reparsed {
+            None => return Ok(Self::new(MdaCommand::Shell(command))),
+            Some(Reparsed::DashC) => "in the command string of -c",
+            Some(Reparsed::Eval) => "on a line with eval",
+            Some(Reparsed::Arithmetic) => "inside $((...))",
+        };
+        Err(DeliverError::permanent(format!(
+            "mda command: %F or %T {why} would be parsed by the shell as code, and a message \
+             controls them; pass them as arguments instead, e.g. sh -c 'procmail -f \"$1\"' sh %F"
+        )))
     }
 
     /// An argv-form MDA.
@@ -144,7 +153,9 @@ impl ShellInvocation {
 /// that fetchmail 6.4 refuses all pass the exact value as (part of) one argument. Contexts
 /// opened by `$(`, backquotes and backslash escapes are followed; a backslash-escaped `%` is
 /// left alone. `%%` is not an escape (fetchmail has none): `%%F` is a `%` before the sender.
-/// A NUL, which no argument can carry, becomes `_`.
+/// A NUL, which no argument can carry, becomes `_`. [`Mda::shell`] refuses a line in which a
+/// second parser would read a value (`sh -c '... %F'`, `eval`, `$((%F))`): the first shell
+/// would hand it the value as text.
 pub fn expand_shell(cmd: &str, info: &MessageInfo) -> ShellInvocation {
     let recipients = 1 + info.also.len();
     let mut params = Vec::with_capacity(1 + recipients);
@@ -170,16 +181,58 @@ enum Quoting {
     CommandSub(u32),
     /// Inside a backquoted command substitution.
     Backquote,
+    /// Inside `$((...))`, with this many unclosed `(` of its own.
+    Arithmetic(u32),
     Single,
     Double,
 }
 
 /// The script text of [`expand_shell`]: depends only on `cmd` and the number of recipients.
 fn rewrite_placeholders(cmd: &str, recipients: usize) -> String {
+    scan(cmd, recipients).script
+}
+
+/// Why a command line is refused even though its own shell never parses a value: it hands the
+/// expanded value to a second parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reparsed {
+    /// The placeholder is in the command string of a `-c` (`sh -c '... %F'`, `su -c`).
+    DashC,
+    /// The line runs `eval`, which parses its arguments again.
+    Eval,
+    /// The placeholder is in `$((...))`, where some shells evaluate `a[$(cmd)]` in values.
+    Arithmetic,
+}
+
+struct Scan {
+    script: String,
+    reparsed: Option<Reparsed>,
+}
+
+fn scan(cmd: &str, recipients: usize) -> Scan {
     let mut out = String::with_capacity(cmd.len() + 16);
     // Bounded by the command line's length, never by a message.
     let mut stack = vec![Quoting::Top];
     let mut chars = cmd.chars().peekable();
+    // The top-level words, to find placeholders a second parser would see.
+    let mut word = String::new();
+    let mut previous_word = String::new();
+    let mut word_has_placeholder = false;
+    let mut any_placeholder = false;
+    let mut reparsed = None;
+    let mut eval = false;
+    let mut end_word = |word: &mut String, has: &mut bool, reparsed: &mut Option<Reparsed>| {
+        if *has && previous_word == "-c" {
+            reparsed.get_or_insert(Reparsed::DashC);
+        }
+        if word == "eval" {
+            eval = true;
+        }
+        if !word.is_empty() {
+            previous_word = std::mem::take(word);
+        }
+        *has = false;
+    };
     while let Some(c) = chars.next() {
         let here = stack.last().copied().unwrap_or(Quoting::Top);
         if c == '%'
@@ -189,9 +242,26 @@ fn rewrite_placeholders(cmd: &str, recipients: usize) -> String {
             let first = if which == 'F' { 1 } else { 2 };
             let count = if which == 'F' { 1 } else { recipients };
             out.push_str(&parameter_reference(first, count, here));
+            word.push('%');
+            word.push(which);
+            word_has_placeholder = true;
+            any_placeholder = true;
+            if stack.iter().any(|q| matches!(q, Quoting::Arithmetic(_))) {
+                reparsed.get_or_insert(Reparsed::Arithmetic);
+            }
             continue;
         }
+        let unquoted = matches!(
+            here,
+            Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote
+        );
+        if unquoted && (c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`')) {
+            end_word(&mut word, &mut word_has_placeholder, &mut reparsed);
+        } else {
+            word.push(c);
+        }
         out.push(c);
+        let opens_substitution = c == '$' && chars.peek() == Some(&'(');
         match here {
             Quoting::Single => {
                 if c == '\'' {
@@ -204,41 +274,70 @@ fn rewrite_placeholders(cmd: &str, recipients: usize) -> String {
                     stack.pop();
                 }
                 '`' => stack.push(Quoting::Backquote),
-                '$' if chars.peek() == Some(&'(') => {
-                    out.extend(chars.next());
-                    stack.push(Quoting::CommandSub(0));
-                }
+                _ if opens_substitution => open_substitution(&mut chars, &mut out, &mut stack),
                 _ => {}
             },
-            Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote => match c {
-                '\\' => out.extend(chars.next()),
-                '\'' => stack.push(Quoting::Single),
-                '"' => stack.push(Quoting::Double),
-                '`' if here == Quoting::Backquote => {
-                    stack.pop();
-                }
-                '`' => stack.push(Quoting::Backquote),
-                '$' if chars.peek() == Some(&'(') => {
-                    out.extend(chars.next());
-                    stack.push(Quoting::CommandSub(0));
-                }
-                '(' => {
-                    if let Some(Quoting::CommandSub(depth)) = stack.last_mut() {
-                        *depth += 1;
-                    }
-                }
-                ')' => match stack.last_mut() {
-                    Some(Quoting::CommandSub(0)) => {
+            Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote | Quoting::Arithmetic(_) => {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    '\'' => stack.push(Quoting::Single),
+                    '"' => stack.push(Quoting::Double),
+                    '`' if here == Quoting::Backquote => {
                         stack.pop();
                     }
-                    Some(Quoting::CommandSub(depth)) => *depth -= 1,
+                    '`' => stack.push(Quoting::Backquote),
+                    _ if opens_substitution => open_substitution(&mut chars, &mut out, &mut stack),
+                    '(' => {
+                        if let Some(Quoting::CommandSub(depth) | Quoting::Arithmetic(depth)) =
+                            stack.last_mut()
+                        {
+                            *depth += 1;
+                        }
+                    }
+                    ')' => match stack.last_mut() {
+                        Some(Quoting::CommandSub(0)) => {
+                            stack.pop();
+                        }
+                        Some(Quoting::Arithmetic(0)) => {
+                            // The first of the closing `))`.
+                            if chars.peek() == Some(&')') {
+                                out.extend(chars.next());
+                            }
+                            stack.pop();
+                        }
+                        Some(Quoting::CommandSub(depth) | Quoting::Arithmetic(depth)) => {
+                            *depth -= 1
+                        }
+                        _ => {}
+                    },
                     _ => {}
-                },
-                _ => {}
-            },
+                }
+            }
         }
     }
-    out
+    end_word(&mut word, &mut word_has_placeholder, &mut reparsed);
+    if eval && any_placeholder {
+        reparsed.get_or_insert(Reparsed::Eval);
+    }
+    Scan {
+        script: out,
+        reparsed,
+    }
+}
+
+/// After a `$` followed by `(`: `$((` opens arithmetic, `$(` a command substitution.
+fn open_substitution(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    out: &mut String,
+    stack: &mut Vec<Quoting>,
+) {
+    out.extend(chars.next());
+    if chars.peek() == Some(&'(') {
+        out.extend(chars.next());
+        stack.push(Quoting::Arithmetic(0));
+    } else {
+        stack.push(Quoting::CommandSub(0));
+    }
 }
 
 /// `count` parameters from `$first` on, as text that yields exactly their values where it
@@ -248,10 +347,12 @@ fn parameter_reference(first: usize, count: usize, here: Quoting) -> String {
     match here {
         Quoting::Double => names.collect::<Vec<_>>().join(" "),
         Quoting::Single => format!("'\"{}\"'", names.collect::<Vec<_>>().join(" ")),
-        Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote => names
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(" "),
+        Quoting::Top | Quoting::CommandSub(_) | Quoting::Backquote | Quoting::Arithmetic(_) => {
+            names
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
     }
 }
 
@@ -581,6 +682,42 @@ mod tests {
         assert_eq!(
             m.expand(&i),
             ["deliver", "-d", "alice", "bob", "-talice bob"]
+        );
+    }
+
+    #[test]
+    fn refuses_placeholders_a_second_parser_would_read() {
+        for cmd in [
+            "sh -c 'procmail -f %F'",
+            "/bin/bash -c \"deliver %T\"",
+            "su bob -c \"procmail -f '%F'\"",
+            "sh -c %F",
+            "eval procmail -f %F",
+            "x; eval \"$y\"; procmail -d %T",
+            "x $((%F + 1))",
+            "x $(( (1) + %F ))",
+            "x $(sh -c 'y %F')",
+            "x `sh -c 'y %F'`",
+        ] {
+            let err = Mda::shell(cmd)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {cmd}"));
+            assert!(err.reason().contains("would be parsed"), "{cmd}: {err}");
+            assert!(!err.is_transient());
+        }
+        for cmd in [
+            "sh -c 'procmail -f \"$1\"' sh %F",
+            "dovecot-lda -c /etc/dovecot.conf -f %F",
+            "procmail -f %F -d %T",
+            "x $(echo %F) $((1 + 2)) %T",
+            "evaluate %F",
+            "sh -c 'exit 0'",
+        ] {
+            assert!(Mda::shell(cmd).is_ok(), "{cmd}");
+        }
+        assert_eq!(
+            expand_shell("x $((1+(2))) %F", &info("f", "t")).script,
+            r#"x $((1+(2))) "${1}""#
         );
     }
 
