@@ -207,13 +207,10 @@ fn assert_each_once(mut got: Vec<usize>, count: usize) {
     assert!(got.len() <= count + 1, "more than one duplicate: {got:?}");
 }
 
-#[test]
-fn sigterm_during_a_slow_mda_waits_for_it_to_take_the_whole_message() {
-    let dir = tempdir("stop-mda");
-    let out = dir.join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    // Its first delivery reads 8 kB, then sleeps longer than the stop grace period (8 s)
-    // before reading the rest; every delivery is stored whole with an atomic rename.
+/// An MDA whose first delivery reads 8 kB, then sleeps longer than the stop grace period
+/// (8 s) before reading the rest (creating OUT/mda-sleeping meanwhile); every delivery is
+/// stored whole in OUT/msg.PID with an atomic rename.
+fn slow_mda(dir: &Path, out: &Path) -> PathBuf {
     let mda = dir.join("slow-mda");
     std::fs::write(
         &mda,
@@ -226,6 +223,37 @@ fn sigterm_during_a_slow_mda_waits_for_it_to_take_the_whole_message() {
     )
     .unwrap();
     std::fs::set_permissions(&mda, std::fs::Permissions::from_mode(0o755)).unwrap();
+    mda
+}
+
+fn mda_temp_files(out: &Path) -> usize {
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("tmp.")
+        })
+        .count()
+}
+
+fn mda_messages(out: &Path) -> Vec<usize> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("msg."))
+        .map(|p| complete_message_number(&std::fs::read_to_string(p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn sigterm_during_a_slow_mda_waits_for_it_to_take_the_whole_message() {
+    let dir = tempdir("stop-mda");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mda = slow_mda(&dir, &out);
     let mailbox: Mailbox = Arc::new(Mutex::new(
         (1..=3)
             .map(|n| (n, message(n, if n == 1 { 300_000 } else { 500 })))
@@ -242,23 +270,11 @@ fn sigterm_during_a_slow_mda_waits_for_it_to_take_the_whole_message() {
     let exited = sigterm_and_wait(&mut first, Duration::from_secs(60));
     let log = std::fs::read_to_string(dir.join("rfetch.log")).unwrap_or_default();
     // The MDA had finished when rfetch exited: no temporary file of it is left.
-    let leftovers = || {
-        std::fs::read_dir(&out)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("tmp.")
-            })
-            .count()
-    };
-    let at_exit = leftovers();
+    let at_exit = mda_temp_files(&out);
     // (Before the fix, the MDA was still asleep: give it time to end so that what it stores
     // of its message can be checked too.)
     wait_for("the MDA to end", Duration::from_secs(20), || {
-        leftovers() == 0
+        mda_temp_files(&out) == 0
     });
     assert!(exited.elapsed() < Duration::from_secs(60));
     assert_eq!(
@@ -273,13 +289,7 @@ fn sigterm_during_a_slow_mda_waits_for_it_to_take_the_whole_message() {
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
-    let got: Vec<usize> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("msg."))
-        .map(|p| complete_message_number(&std::fs::read_to_string(p).unwrap()))
-        .collect();
-    assert_each_once(got, 3);
+    assert_each_once(mda_messages(&out), 3);
     assert!(
         mailbox.lock().unwrap().is_empty(),
         "all deleted on the server"
@@ -403,6 +413,48 @@ fn sigkill_during_a_large_mbox_append_does_not_hold_up_the_next_run() {
     assert_each_once(mbox_messages(&mbox), 3);
     assert!(!dir.join("mbox.lock").exists());
     assert!(!dir.join("mbox.rfetch-append").exists());
+    assert!(
+        mailbox.lock().unwrap().is_empty(),
+        "all deleted on the server"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigkill_during_a_slow_mda_leaves_it_the_whole_message() {
+    let dir = tempdir("kill-mda");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mda = slow_mda(&dir, &out);
+    let mailbox: Mailbox = Arc::new(Mutex::new(
+        (1..=3)
+            .map(|n| (n, message(n, if n == 1 { 300_000 } else { 500 })))
+            .collect(),
+    ));
+    let port = scripted_pop3(Arc::clone(&mailbox), None);
+    let cfg = config(&dir, port, &format!("mda = [\"{}\"]", mda.display()));
+    let args = ["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"];
+
+    let mut first = start(&dir, &args);
+    wait_for("sleeping MDA", Duration::from_secs(30), || {
+        out.join("mda-sleeping").exists()
+    });
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+    // The MDA outlives rfetch; what it stores once it wakes up must be the whole message.
+    wait_for("the MDA to end", Duration::from_secs(20), || {
+        mda_temp_files(&out) == 0
+    });
+    assert_eq!(mda_messages(&out), [1]);
+
+    let second = rfetch(&dir, &args);
+    assert_eq!(
+        code(&second),
+        0,
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_each_once(mda_messages(&out), 3);
     assert!(
         mailbox.lock().unwrap().is_empty(),
         "all deleted on the server"

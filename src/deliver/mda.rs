@@ -1,14 +1,18 @@
 //! The MDA target: a command that receives the message on stdin. The fetchmailrc form is a
 //! shell command run by `/bin/sh -c` in which `%T` (recipient) and `%F` (sender) become
 //! references to positional parameters holding the values ([`expand_shell`]), so the shell never
-//! parses a value; the TOML form is an argv run without a shell.
+//! parses a value; the TOML form is an argv run without a shell. The message is read whole into
+//! an unnamed temporary file first and fed to the MDA by `cat`, so an MDA never reads an end of
+//! file after part of a message, even when rfetch is killed while it runs.
 //!
 //! Exit status (fetchmail man `--mda`, anchor §3.3, refined as the parity checklist asks):
 //! 0 = delivered; 75 (EX_TEMPFAIL) = transient; any other status or death by a signal =
 //! permanent; failure to start it = transient. fetchmail itself keeps the message on every
 //! failure; deciding that from a permanent error is the fetch job's `softbounce` logic.
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -395,6 +399,11 @@ impl Deliver for Mda {
         let Some((program, args)) = argv.split_first() else {
             return Err(DeliverError::permanent("mda command is empty"));
         };
+        // The whole message is read before the MDA starts, so that no MDA ever reads an end of
+        // file after part of a message (which it would take for the end of a complete one):
+        // not when the server connection breaks, and not when rfetch itself is killed, because
+        // the MDA is then fed by a process of its own (below) that outlives rfetch.
+        let (spool, written) = spool_message(msg, self.strip_cr, &what)?;
         // Its own process group, so a timeout kills whatever the shell started too (a surviving
         // grandchild would otherwise hold the pipes open).
         let mut child = Command::new(program)
@@ -409,6 +418,7 @@ impl Deliver for Mda {
                 source: Some(e),
             })?;
         let deadline = Instant::now() + self.timeout;
+        let pid = rustix::process::Pid::from_child(&child);
 
         let stderr_reader = child.stderr.take().map(|mut err| {
             let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -429,42 +439,33 @@ impl Deliver for Mda {
             rx
         });
 
-        let mut written = 0u64;
-        // A watchdog kills an MDA that stops reading past the deadline, so a blocked write on
-        // its stdin cannot hang us. It only fires while we are still writing: the child is not
-        // reaped yet, so its pid cannot have been reused.
-        let pid = rustix::process::Pid::from_child(&child);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let watchdog = thread::spawn(move || {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(wait) {
-                kill_group(pid);
-            }
-        });
-        let write_result = match child.stdin.take() {
-            Some(mut stdin) => {
-                let r = if self.strip_cr {
-                    stream_lf(msg, |chunk| {
-                        written += chunk.len() as u64;
-                        stdin.write_all(chunk)
-                    })
-                } else {
-                    copy_raw(msg, &mut stdin, &mut written)
-                };
-                if let Err(super::StreamError::Read(_)) = &r {
-                    // The message could not be read to its end: the MDA must not see an EOF
-                    // it would take for the end of a complete message and deliver half of it.
-                    kill_group(pid);
-                }
-                drop(stdin); // EOF for the MDA
-                r
-            }
-            None => Ok(()),
+        // The feeder: cat(1) copies the spooled message into the MDA's stdin. Whether it
+        // finished tells whether the MDA read the whole message (an MDA that exits early makes
+        // it fail with EPIPE).
+        let feeder = match child.stdin.take() {
+            Some(stdin) => Command::new(FEEDER)
+                .process_group(0)
+                .stdin(Stdio::from(spool))
+                .stdout(Stdio::from(stdin))
+                .stderr(Stdio::null())
+                .spawn(),
+            None => Err(io::Error::other("no pipe to the MDA")),
         };
-        let _ = done_tx.send(());
-        let _ = watchdog.join();
+        let mut feeder = match feeder {
+            Ok(f) => f,
+            Err(e) => {
+                kill_group(pid);
+                let _ = child.wait();
+                return Err(DeliverError::Transient {
+                    reason: format!("cannot start {FEEDER} to feed {what}"),
+                    source: Some(e),
+                });
+            }
+        };
+        let feeder_pid = rustix::process::Pid::from_child(&feeder);
 
         let status = wait_bounded(&mut child, pid, deadline);
+        let fed = wait_bounded(&mut feeder, feeder_pid, deadline);
         // A background process started by the MDA may keep stderr open: wait only briefly.
         let stderr_text = stderr_reader
             .and_then(|rx| rx.recv_timeout(Duration::from_millis(500)).ok())
@@ -479,14 +480,15 @@ impl Deliver for Mda {
             reason
         };
 
+        let timed_out = || {
+            DeliverError::transient(with_stderr(format!(
+                "{what} did not finish within {} s and was killed",
+                self.timeout.as_secs()
+            )))
+        };
         let status = match status {
             Ok(s) => s,
-            Err(WaitError::TimedOut) => {
-                return Err(DeliverError::transient(with_stderr(format!(
-                    "{what} did not finish within {} s and was killed",
-                    self.timeout.as_secs()
-                ))));
-            }
+            Err(WaitError::TimedOut) => return Err(timed_out()),
             Err(WaitError::Io(e)) => {
                 return Err(DeliverError::Transient {
                     reason: format!("cannot wait for {what}"),
@@ -494,9 +496,15 @@ impl Deliver for Mda {
                 });
             }
         };
-        if let Err(e) = write_result {
+        match fed {
+            Ok(s) if s.success() => {}
+            Err(WaitError::TimedOut) => return Err(timed_out()),
             // The MDA did not take the whole message, whatever it exited with.
-            return Err(e.into_deliver(&what));
+            _ => {
+                return Err(DeliverError::transient(with_stderr(format!(
+                    "{what} did not read the whole message"
+                ))));
+            }
         }
         classify_status(status, &what, with_stderr)?;
         Ok(Receipt {
@@ -505,6 +513,79 @@ impl Deliver for Mda {
             bytes: written,
         })
     }
+}
+
+/// The program that feeds the spooled message to the MDA.
+const FEEDER: &str = "/bin/cat";
+
+/// Reads the whole message (LF line endings with `strip_cr`) into an unnamed temporary file;
+/// returns it rewound, and its length.
+fn spool_message(
+    msg: &mut dyn Read,
+    strip_cr: bool,
+    what: &str,
+) -> Result<(File, u64), DeliverError> {
+    let mut file = unnamed_temp_file().map_err(|e| {
+        DeliverError::from_io(format!("cannot create a temporary file for {what}"), e)
+    })?;
+    let mut written = 0u64;
+    {
+        let mut out = io::BufWriter::with_capacity(super::CHUNK, &mut file);
+        let copied = if strip_cr {
+            stream_lf(msg, |chunk| {
+                written += chunk.len() as u64;
+                out.write_all(chunk)
+            })
+        } else {
+            copy_raw(msg, &mut out, &mut written)
+        };
+        copied
+            .and_then(|()| out.flush().map_err(super::StreamError::Write))
+            .map_err(|e| e.into_deliver(what))?;
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| DeliverError::from_io(format!("cannot rewind the copy for {what}"), e))?;
+    Ok((file, written))
+}
+
+/// A file in the temporary directory that has no name (O_TMPFILE), so that nothing of the
+/// message is left behind whatever happens to rfetch; where the file system lacks O_TMPFILE, a
+/// private file removed as soon as it is open.
+fn unnamed_temp_file() -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = std::env::temp_dir();
+    match rustix::fs::open(
+        &dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => return Ok(File::from(fd)),
+        Err(e)
+            if e == rustix::io::Errno::OPNOTSUPP
+                || e == rustix::io::Errno::ISDIR
+                || e == rustix::io::Errno::INVAL => {}
+        Err(e) => return Err(e.into()),
+    }
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..1000 {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!(".rfetch-mda-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::AlreadyExists))
 }
 
 fn copy_raw(
