@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,15 @@ type Mailbox = Arc<Mutex<BTreeMap<usize, String>>>;
 /// A plaintext POP3 server over `mailbox`. In its first session, message `dribble` (if any) is
 /// sent in 48 kB pieces 200 ms apart.
 fn scripted_pop3(mailbox: Mailbox, dribble: Option<usize>) -> u16 {
+    scripted_pop3_flagged(mailbox, dribble, Arc::new(AtomicBool::new(false)))
+}
+
+/// [`scripted_pop3`], setting `dribbling` when the dribbled message starts.
+fn scripted_pop3_flagged(
+    mailbox: Mailbox,
+    dribble: Option<usize>,
+    dribbling: Arc<AtomicBool>,
+) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -47,13 +57,19 @@ fn scripted_pop3(mailbox: Mailbox, dribble: Option<usize>) -> u16 {
             let Ok(sock) = conn else { return };
             let mailbox = Arc::clone(&mailbox);
             let slow = if index == 0 { dribble } else { None };
-            std::thread::spawn(move || pop3_session(sock, &mailbox, slow));
+            let dribbling = Arc::clone(&dribbling);
+            std::thread::spawn(move || pop3_session(sock, &mailbox, slow, &dribbling));
         }
     });
     port
 }
 
-fn pop3_session(mut sock: TcpStream, mailbox: &Mailbox, slow: Option<usize>) {
+fn pop3_session(
+    mut sock: TcpStream,
+    mailbox: &Mailbox,
+    slow: Option<usize>,
+    dribbling: &AtomicBool,
+) {
     let mut reader = BufReader::new(sock.try_clone().expect("clone"));
     let mut deleted = Vec::new();
     if sock.write_all(b"+OK scripted POP3\r\n").is_err() {
@@ -88,6 +104,7 @@ fn pop3_session(mut sock: TcpStream, mailbox: &Mailbox, slow: Option<usize>) {
             "RETR" if snapshot.contains_key(&arg) => {
                 let text = format!("+OK\r\n{}.\r\n", snapshot[&arg]);
                 if slow == Some(arg) {
+                    dribbling.store(true, Ordering::SeqCst);
                     for piece in text.as_bytes().chunks(48 * 1024) {
                         if sock.write_all(piece).is_err() {
                             return;
@@ -446,6 +463,55 @@ fn sigkill_during_a_slow_mda_leaves_it_the_whole_message() {
         mda_temp_files(&out) == 0
     });
     assert_eq!(mda_messages(&out), [1]);
+
+    let second = rfetch(&dir, &args);
+    assert_eq!(
+        code(&second),
+        0,
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_each_once(mda_messages(&out), 3);
+    assert!(
+        mailbox.lock().unwrap().is_empty(),
+        "all deleted on the server"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_while_a_message_for_an_mda_is_still_arriving_abandons_it() {
+    // The MDA would get message 2 only once it has arrived whole (about 13 s): a stop after the
+    // grace period abandons the copy instead of waiting for it, and the MDA never runs for it.
+    let dir = tempdir("stop-spool");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mda = dir.join("mda");
+    std::fs::write(
+        &mda,
+        format!("#!/bin/sh\ncat > '{}/msg.'$$\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&mda, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mailbox: Mailbox = Arc::new(Mutex::new(
+        (1..=3)
+            .map(|n| (n, message(n, if n == 2 { 3_000_000 } else { 500 })))
+            .collect(),
+    ));
+    let dribbling = Arc::new(AtomicBool::new(false));
+    let port = scripted_pop3_flagged(Arc::clone(&mailbox), Some(2), Arc::clone(&dribbling));
+    let cfg = config(&dir, port, &format!("mda = [\"{}\"]", mda.display()));
+    let args = ["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"];
+
+    let mut first = start(&dir, &args);
+    wait_for("message 2 to start", Duration::from_secs(30), || {
+        dribbling.load(Ordering::SeqCst)
+    });
+    let signalled = Instant::now();
+    sigterm_and_wait(&mut first, Duration::from_secs(60));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(11), "the stop took {took:?}");
+    assert!(!mda_messages(&out).contains(&2));
 
     let second = rfetch(&dir, &args);
     assert_eq!(

@@ -529,19 +529,33 @@ fn spool_message(
         DeliverError::from_io(format!("cannot create a temporary file for {what}"), e)
     })?;
     let mut written = 0u64;
+    let mut stopped = false;
     {
         let mut out = io::BufWriter::with_capacity(super::CHUNK, &mut file);
+        // Until the MDA starts nothing is delivered, so a stop may abandon the copy at once
+        // (the message stays on the server).
+        let mut sink = |chunk: &[u8]| {
+            if super::roll_back_requested() {
+                stopped = true;
+                return Err(io::Error::from(io::ErrorKind::Interrupted));
+            }
+            written += chunk.len() as u64;
+            out.write_all(chunk)
+        };
         let copied = if strip_cr {
-            stream_lf(msg, |chunk| {
-                written += chunk.len() as u64;
-                out.write_all(chunk)
-            })
+            stream_lf(msg, sink)
         } else {
-            copy_raw(msg, &mut out, &mut written)
+            copy_raw(msg, &mut sink)
         };
         copied
             .and_then(|()| out.flush().map_err(super::StreamError::Write))
-            .map_err(|e| e.into_deliver(what))?;
+            .map_err(|e| {
+                if stopped {
+                    DeliverError::transient(format!("not delivering to {what}: rfetch is stopping"))
+                } else {
+                    e.into_deliver(what)
+                }
+            })?;
     }
     file.seek(SeekFrom::Start(0))
         .map_err(|e| DeliverError::from_io(format!("cannot rewind the copy for {what}"), e))?;
@@ -590,8 +604,7 @@ fn unnamed_temp_file() -> io::Result<File> {
 
 fn copy_raw(
     msg: &mut dyn Read,
-    out: &mut dyn Write,
-    written: &mut u64,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), super::StreamError> {
     let mut buf = vec![0u8; super::CHUNK];
     loop {
@@ -601,9 +614,7 @@ fn copy_raw(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(super::StreamError::Read(e)),
         };
-        out.write_all(buf.get(..n).unwrap_or_default())
-            .map_err(super::StreamError::Write)?;
-        *written += n as u64;
+        sink(buf.get(..n).unwrap_or_default()).map_err(super::StreamError::Write)?;
     }
 }
 
