@@ -5,7 +5,7 @@
 //! an unnamed temporary file first and fed to the MDA by `cat`, so an MDA never reads an end of
 //! file after part of a message, even when rfetch is killed while it runs.
 //!
-//! Exit status (fetchmail man `--mda`, anchor §3.3, refined as the parity checklist asks):
+//! Exit status (fetchmail's, except that EX_TEMPFAIL is told apart from other failures):
 //! 0 = delivered; 75 (EX_TEMPFAIL) = transient; any other status or death by a signal =
 //! permanent; failure to start it = transient. fetchmail itself keeps the message on every
 //! failure; deciding that from a permanent error is the fetch job's `softbounce` logic.
@@ -80,7 +80,7 @@ impl Mda {
         }
     }
 
-    /// How long the MDA may run (including reading the message) before it is killed; the
+    /// How long the MDA may run, from its start until it exits, before it is killed; the
     /// delivery is then transient. Default 10 minutes.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
