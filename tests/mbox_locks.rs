@@ -76,6 +76,7 @@ impl Read for Stalls {
 
 /// Not a test on its own: the body of the child process the kill tests start.
 #[test]
+#[ignore = "the child process of the kill tests, which run it"]
 fn child_delivers_and_stalls() {
     let (Ok(path), Ok(size)) = (
         std::env::var("POSTIE_MBOX_CHILD"),
@@ -102,6 +103,7 @@ fn child_delivers_and_stalls() {
 fn start_stalled_child(mbox: &Path, bytes: usize) -> Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
+            "--ignored",
             "--exact",
             "child_delivers_and_stalls",
             "--nocapture",
