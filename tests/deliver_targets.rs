@@ -380,3 +380,24 @@ fn mda_that_exits_early_without_reading_is_not_delivered() {
     let err = mda.deliver(&mut &big[..], &info()).unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
+
+#[test]
+fn mda_never_sees_eof_when_the_message_cannot_be_read_to_its_end() {
+    // An MDA that delivers what it read once its stdin ends: had it seen an EOF after half the
+    // message, it would have delivered half a message and exited 0.
+    let dir = temp_dir("mda-halfread");
+    let out = dir.join("out");
+    let mut mda = Mda::shell(format!(
+        "m=$(cat; echo x); printf '%s' \"$m\" > '{}'",
+        out.display()
+    ))
+    .unwrap();
+    let mut reader = FailingReader {
+        good: io::Cursor::new(b"Subject: half\r\n\r\nfirst half only\r\n".to_vec()),
+    };
+    let err = mda.deliver(&mut reader, &info()).unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!out.exists(), "the MDA delivered half a message");
+    fs::remove_dir_all(&dir).unwrap();
+}

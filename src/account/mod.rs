@@ -990,8 +990,8 @@ pub enum Target {
     /// A program run without a shell (native TOML `mda = [...]`); `%T`/`%F` are replaced per
     /// argument.
     Mda(Vec<String>),
-    /// A command line run through `/bin/sh -c` (fetchmailrc's `mda "..."`), `%T`/`%F` replaced
-    /// by single-quote-escaped values.
+    /// A command line run through `/bin/sh -c` (fetchmailrc's `mda "..."`), `%T`/`%F` passed as
+    /// positional parameters (`deliver::mda::expand_shell`).
     MdaShell(String),
     Smtp(Endpoint),
     Lmtp(Endpoint),

@@ -216,6 +216,17 @@ listener answered 250. A temporary failure (MDA exit 75, a 4xx reply, a full dis
 message on the server for the next poll. The record of seen messages is written atomically, so an \
 interrupted rfetch never loses mail and re-fetches at most the message that was in flight.
 
+An mbox is locked with a dotlock (FILE.lock, holding the PID and host name), flock and fcntl, as \
+mail readers and MDAs use any of them; a dotlock left by a process of this host that no longer \
+exists is removed at once, and while a message is appended FILE.rfetch-append records the length \
+before it, so that after a kill the next delivery cuts the partial message off. SIGTERM or SIGINT \
+never cuts a delivery: an mbox append is rolled back, an MDA runs to its end (at most its 10-minute \
+timeout), and that message is fetched again by the next run. In an mda command line, %F (sender) \
+and %T (recipients) may stand in any quoting (%F, '%F', \"<%F>\", -f'%F'): the values reach the \
+command as shell parameters, so nothing in them is ever run, whatever the quoting. A line that \
+would hand them to a second parser (inside the string of sh -c or su -c, with eval, inside \
+$((...))) is refused; pass them as arguments instead: sh -c 'procmail -f \"$1\"' sh %F.
+
 Only two options delete messages that were not delivered in the same poll: flush (-F) deletes \
 messages an earlier poll delivered (recorded as seen) and that are still on the server, also with \
 keep; limitflush deletes messages larger than limit (-l) instead of leaving them. expunge N (-e N) \

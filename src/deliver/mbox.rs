@@ -1,16 +1,21 @@
 //! The mbox target in mboxrd format: a `From sender date` separator, `>`-quoting of every line
-//! matching `>*From `, a blank line after each message; locked with flock(2) and a `FILE.lock`
-//! dotlock; fsynced; and truncated back to its original length when a delivery fails, so a
-//! half-written message never remains.
+//! matching `>*From `, a blank line after each message; locked with a `FILE.lock` dotlock,
+//! flock(2) and fcntl(2) (mail readers and MDAs use any of the three); fsynced; and truncated
+//! back to its original length when a delivery fails or a stop interrupts it, so a
+//! half-written message never remains. Against SIGKILL, the length before each append is
+//! recorded in `FILE.rfetch-append` while the append runs: the next delivery finds the record
+//! and cuts the partial message off. A dotlock whose writer is provably dead (its pid and host
+//! are in it, the host is this one, the pid no longer exists) is removed at once.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustix::fs::{FlockOperation, flock};
+use rustix::fs::{FlockOperation, fcntl_lock, flock};
 
 use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
 
@@ -50,7 +55,11 @@ impl Mbox {
 impl Deliver for Mbox {
     fn deliver(&mut self, msg: &mut dyn Read, info: &MessageInfo) -> Result<Receipt, DeliverError> {
         let target = self.target();
+        let _in_flight = super::begin_delivery(&target)?;
         let deadline = Instant::now() + self.lock_timeout;
+        // fcntl locks belong to the process and any close of the file drops them, so two of
+        // our own threads must never have the same mbox open at once.
+        let _turn = LocalTurn::take(&self.path, deadline, &target)?;
         let dotlock = DotLock::acquire(&self.path, deadline)?;
         let existed = self.path.exists();
         let mut file = OpenOptions::new()
@@ -61,12 +70,19 @@ impl Deliver for Mbox {
             .mode(0o600)
             .open(&self.path)
             .map_err(|e| DeliverError::from_io(format!("cannot open mbox {target}"), e))?;
-        flock_with_deadline(&file, deadline, &target)?;
+        lock_with_deadline(&file, deadline, &target)?;
+        let record_path = append_record_path(&self.path);
+        recover_interrupted_append(&mut file, &record_path, &target);
 
         let original_len = file
             .seek(SeekFrom::End(0))
             .map_err(|e| DeliverError::from_io(format!("cannot seek in mbox {target}"), e))?;
-        let result = append_message(&mut file, original_len, msg, info, &target);
+        // Messages are separated by a blank line; a file not ending in one (written by another
+        // program) gets one first, so our separator starts a line.
+        let needs_newline = original_len > 0 && !ends_with_blank_line(&mut file, original_len);
+        let separator = from_line(&info.sender, SystemTime::now());
+        let record = AppendRecord::write(&record_path, original_len, needs_newline, &separator);
+        let result = append_message(&mut file, needs_newline, &separator, msg, &target);
         let result = match result {
             Ok(bytes) => file
                 .sync_all()
@@ -85,10 +101,24 @@ impl Deliver for Mbox {
             }
             other => other,
         };
+        // A record that outlived a confirmed delivery would make the next one cut that message
+        // off after it was recorded as delivered: if it cannot be removed, the delivery is
+        // undone instead (and the record then describes the file truthfully).
+        let result = match (result, record) {
+            (Ok(bytes), Some(record)) => record.remove().map(|()| bytes).map_err(|e| {
+                DeliverError::from_io(format!("cannot remove {}", record_path.display()), e)
+            }),
+            (result, _) => result,
+        };
         if result.is_err() {
-            // Never leave half a message: cut the file back to where it was.
-            let _ = file.set_len(original_len).and_then(|()| file.sync_all());
+            // Never leave half a message: cut the file back to where it was. When that fails
+            // the record stays, and the next delivery retries the cut.
+            let cut = file.set_len(original_len).and_then(|()| file.sync_all());
+            if cut.is_ok() {
+                let _ = fs::remove_file(&record_path);
+            }
         }
+        let _ = fcntl_lock(&file, FlockOperation::Unlock);
         let _ = flock(&file, FlockOperation::Unlock);
         drop(file);
         drop(dotlock);
@@ -102,33 +132,42 @@ impl Deliver for Mbox {
 
 fn append_message(
     file: &mut File,
-    original_len: u64,
+    needs_newline: bool,
+    separator: &str,
     msg: &mut dyn Read,
-    info: &MessageInfo,
     target: &str,
 ) -> Result<u64, DeliverError> {
     let write_err = |e| DeliverError::from_io(format!("cannot write to mbox {target}"), e);
     let mut out = io::BufWriter::with_capacity(super::CHUNK, &mut *file);
     let mut bytes = 0u64;
-    // Messages are separated by a blank line; a file not ending in one (written by another
-    // program) gets one first, so our separator starts a line.
-    let needs_newline = original_len > 0 && !ends_with_blank_line(out.get_mut(), original_len);
     if needs_newline {
         out.write_all(b"\n").map_err(write_err)?;
         bytes += 1;
     }
-    let separator = from_line(&info.sender, SystemTime::now());
     out.write_all(separator.as_bytes()).map_err(write_err)?;
     bytes += separator.len() as u64;
     let mut quoter = FromQuoter::new();
     let mut quoted = Vec::with_capacity(super::CHUNK + 64);
+    let mut stopped = false;
     stream_lf(msg, |chunk| {
+        if super::roll_back_requested() {
+            stopped = true;
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
         quoted.clear();
         quoter.quote(chunk, &mut quoted);
         bytes += quoted.len() as u64;
         out.write_all(&quoted)
     })
-    .map_err(|e| e.into_deliver(target))?;
+    .map_err(|e| {
+        if stopped {
+            DeliverError::transient(format!(
+                "delivery to mbox {target} rolled back: rfetch is stopping"
+            ))
+        } else {
+            e.into_deliver(target)
+        }
+    })?;
     quoted.clear();
     quoter.finish(&mut quoted);
     bytes += quoted.len() as u64;
@@ -285,25 +324,236 @@ pub fn unquote_line(line: &[u8]) -> &[u8] {
     }
 }
 
-fn flock_with_deadline(file: &File, deadline: Instant, target: &str) -> Result<(), DeliverError> {
-    loop {
-        match flock(file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
-                if Instant::now() >= deadline {
-                    return Err(DeliverError::transient(format!(
-                        "mbox {target} is locked by another process"
-                    )));
+/// Takes flock(2) and then an fcntl(2) write lock on the whole file, retrying until `deadline`.
+fn lock_with_deadline(file: &File, deadline: Instant, target: &str) -> Result<(), DeliverError> {
+    type Locker = fn(&File, FlockOperation) -> rustix::io::Result<()>;
+    let lockers: [(&str, Locker); 2] = [
+        ("flock", |f, op| flock(f, op)),
+        ("fcntl", |f, op| fcntl_lock(f, op)),
+    ];
+    for (name, lock) in lockers {
+        loop {
+            match lock(file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                // fcntl says EACCES or EAGAIN when another process holds the lock.
+                Err(e)
+                    if e == rustix::io::Errno::WOULDBLOCK
+                        || e == rustix::io::Errno::ACCESS
+                        || e == rustix::io::Errno::INTR =>
+                {
+                    if Instant::now() >= deadline || super::roll_back_requested() {
+                        let _ = flock(file, FlockOperation::Unlock);
+                        return Err(DeliverError::transient(format!(
+                            "mbox {target} is locked by another process ({name})"
+                        )));
+                    }
+                    thread::sleep(Duration::from_millis(10));
                 }
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => {
-                return Err(DeliverError::from_io(
-                    format!("cannot lock mbox {target}"),
-                    io::Error::from(e),
-                ));
+                Err(e) => {
+                    let _ = flock(file, FlockOperation::Unlock);
+                    return Err(DeliverError::from_io(
+                        format!("cannot lock mbox {target} ({name})"),
+                        io::Error::from(e),
+                    ));
+                }
             }
         }
+    }
+    Ok(())
+}
+
+/// Mboxes this process is delivering to right now (see [`LocalTurn`]).
+static BUSY: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static BUSY_FREED: Condvar = Condvar::new();
+
+/// This process's exclusive turn at one mbox path.
+struct LocalTurn(PathBuf);
+
+impl LocalTurn {
+    fn take(path: &Path, deadline: Instant, target: &str) -> Result<LocalTurn, DeliverError> {
+        let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
+        while busy.iter().any(|p| p == path) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || super::roll_back_requested() {
+                return Err(DeliverError::transient(format!(
+                    "mbox {target} is busy with another delivery of this process"
+                )));
+            }
+            busy = BUSY_FREED
+                .wait_timeout(busy, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        busy.push(path.to_path_buf());
+        Ok(LocalTurn(path.to_path_buf()))
+    }
+}
+
+impl Drop for LocalTurn {
+    fn drop(&mut self) {
+        let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
+        busy.retain(|p| p != &self.0);
+        BUSY_FREED.notify_all();
+    }
+}
+
+/// `FILE.rfetch-append`: where an append in progress records the mbox's length before it.
+fn append_record_path(mbox: &Path) -> PathBuf {
+    let mut name = mbox.as_os_str().to_owned();
+    name.push(".rfetch-append");
+    PathBuf::from(name)
+}
+
+const RECORD_MAGIC: &str = "postie mbox append 1";
+
+/// The record of one append in progress; removed once the append is durable or undone.
+struct AppendRecord {
+    path: PathBuf,
+}
+
+impl AppendRecord {
+    /// Written (not fsynced: it guards against a killed process, whose writes the kernel keeps)
+    /// before the first byte of the message. None when the directory does not let us create it
+    /// (a system spool): the append is then unprotected against SIGKILL, as with any mbox
+    /// writer.
+    fn write(
+        path: &Path,
+        original_len: u64,
+        needs_newline: bool,
+        separator: &str,
+    ) -> Option<AppendRecord> {
+        let text = format!(
+            "{RECORD_MAGIC}\n{}\n{original_len}\n{}\n{separator}",
+            std::process::id(),
+            u8::from(needs_newline)
+        );
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        match written {
+            Ok(()) => Some(AppendRecord {
+                path: path.to_path_buf(),
+            }),
+            Err(e) => {
+                log::debug!("cannot write {}: {e}", path.display());
+                let _ = fs::remove_file(path);
+                None
+            }
+        }
+    }
+
+    fn remove(self) -> io::Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Called with every lock held: a record left by a killed delivery means the mbox may end in
+/// part of a message. That part is cut off, but only when the file still holds exactly what the
+/// dead delivery wrote from its recorded length on (its separator line, and no other message's
+/// separator after it); anything else means another program changed the file since, and it is
+/// left alone with a warning.
+fn recover_interrupted_append(file: &mut File, record_path: &Path, target: &str) {
+    // Bounded: a record is a few short lines.
+    let mut text = Vec::new();
+    let read = File::open(record_path).and_then(|f| f.take(4096).read_to_end(&mut text));
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            log::warn!("cannot read {}: {e}", record_path.display());
+            return;
+        }
+    };
+    let _ = fs::remove_file(record_path);
+    let Some((original_len, written)) = parse_record(&text) else {
+        log::warn!("ignoring {}: not an append record", record_path.display());
+        return;
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
+    if len <= original_len {
+        return;
+    }
+    match partial_append_is_ours(file, original_len, len, &written) {
+        Ok(true) => match file.set_len(original_len).and_then(|()| file.sync_all()) {
+            Ok(()) => log::warn!(
+                "mbox {target}: removed {} bytes of a message an interrupted delivery left (it was not confirmed, so it is fetched again)",
+                len - original_len
+            ),
+            Err(e) => log::warn!("mbox {target}: cannot remove an interrupted delivery: {e}"),
+        },
+        Ok(false) => log::warn!(
+            "mbox {target}: an interrupted delivery left data at byte {original_len}, but the file changed since; leaving it as it is"
+        ),
+        Err(e) => log::warn!("mbox {target}: cannot check an interrupted delivery: {e}"),
+    }
+}
+
+/// (length before the append, the bytes the append began with).
+fn parse_record(text: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut lines = text.splitn(5, '\n');
+    if lines.next()? != RECORD_MAGIC {
+        return None;
+    }
+    let _pid = lines.next()?;
+    let original_len: u64 = lines.next()?.parse().ok()?;
+    let newline = match lines.next()? {
+        "0" => false,
+        "1" => true,
+        _ => return None,
+    };
+    let separator = lines.next()?;
+    if !separator.starts_with("From ") || !separator.ends_with('\n') {
+        return None;
+    }
+    let mut written = Vec::with_capacity(separator.len() + 1);
+    if newline {
+        written.push(b'\n');
+    }
+    written.extend_from_slice(separator.as_bytes());
+    Some((original_len, written))
+}
+
+/// Whether `file[original_len..len]` starts with (or is a prefix of) `written` and has no other
+/// separator line after it. Reads in bounded chunks.
+fn partial_append_is_ours(
+    file: &mut File,
+    original_len: u64,
+    len: u64,
+    written: &[u8],
+) -> io::Result<bool> {
+    let head_len = (len - original_len).min(written.len() as u64) as usize;
+    let mut head = vec![0u8; head_len];
+    file.seek(SeekFrom::Start(original_len))?;
+    file.read_exact(&mut head)?;
+    if written.get(..head_len) != Some(head.as_slice()) {
+        return Ok(false);
+    }
+    // The message itself is mboxrd-quoted, so a line starting "From " after our separator can
+    // only be another writer's message.
+    let mut carry: Vec<u8> = b"\n".to_vec();
+    let mut buf = vec![0u8; super::CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        carry.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if carry.windows(6).any(|w| w == b"\nFrom ") {
+            return Ok(false);
+        }
+        let keep = carry.len().saturating_sub(5);
+        carry.drain(..keep);
     }
 }
 
@@ -327,10 +577,14 @@ impl DotLock {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
+                    // pid and host: what proves the lock dead if this process is killed.
+                    let _ = write!(f, "{}\n{}\n", std::process::id(), host_name());
                     return Ok(DotLock { path: Some(path) });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if remove_if_owner_dead(&path) {
+                        continue;
+                    }
                     if !removed_stale && is_stale(&path) {
                         // Bounded: a stale lock is removed once; if it reappears, someone is
                         // actively locking and we wait for them.
@@ -338,7 +592,7 @@ impl DotLock {
                         let _ = fs::remove_file(&path);
                         continue;
                     }
-                    if Instant::now() >= deadline {
+                    if Instant::now() >= deadline || super::roll_back_requested() {
                         return Err(DeliverError::transient(format!(
                             "mbox {} is locked ({} exists)",
                             mbox.display(),
@@ -363,6 +617,58 @@ impl DotLock {
             }
         }
     }
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Removes the dotlock at `path` when it names a process of this host that no longer exists
+/// (a killed rfetch): waiting for the age rule would hold up every delivery for minutes. A
+/// lock without our `pid\nhost\n` form (another program's) is left to the age rule. Whether
+/// it was removed.
+fn remove_if_owner_dead(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(before) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    let mut text = String::new();
+    let read = File::open(path).and_then(|f| f.take(512).read_to_string(&mut text));
+    if read.is_err() {
+        return false;
+    }
+    let mut lines = text.lines();
+    let (Some(pid), Some(host)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let Some(pid) = pid
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    if host != host_name()
+        || rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH)
+    {
+        return false;
+    }
+    // Only the file judged: a live writer may have replaced it meanwhile. (The kernel locks
+    // still exclude it if this check loses that race.)
+    let same = fs::symlink_metadata(path)
+        .is_ok_and(|now| now.ino() == before.ino() && now.dev() == before.dev());
+    if same && fs::remove_file(path).is_ok() {
+        log::info!(
+            "removed {}: left by process {pid}, which no longer exists",
+            path.display()
+        );
+        return true;
+    }
+    false
 }
 
 fn is_stale(path: &Path) -> bool {

@@ -12,6 +12,9 @@ pub mod smtp;
 
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub use maildir::{Maildir, Pending};
 pub use mbox::Mbox;
@@ -142,6 +145,73 @@ impl From<DeliverError> for Error {
             _ => Error::new(kind, reason),
         }
     }
+}
+
+/// Deliveries to an mbox or an MDA in flight, so that a stop never cuts one: the process must
+/// not exit while an MDA holds half a message or an mbox ends in half of one.
+struct Gate {
+    active: usize,
+    closed: bool,
+}
+
+static GATE: Mutex<Gate> = Mutex::new(Gate {
+    active: 0,
+    closed: false,
+});
+static GATE_CHANGED: Condvar = Condvar::new();
+/// Set by [`finish_in_flight`]: deliveries that can be undone (an mbox append) roll back now.
+static ROLL_BACK: AtomicBool = AtomicBool::new(false);
+
+/// Held for the length of one delivery (see [`begin_delivery`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(());
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+        gate.active = gate.active.saturating_sub(1);
+        GATE_CHANGED.notify_all();
+    }
+}
+
+/// Registers a delivery about to start; refused (transiently: the message stays on the server)
+/// once the process is stopping.
+pub(crate) fn begin_delivery(target: &str) -> Result<InFlight, DeliverError> {
+    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    if gate.closed {
+        return Err(DeliverError::transient(format!(
+            "not delivering to {target}: rfetch is stopping"
+        )));
+    }
+    gate.active += 1;
+    Ok(InFlight(()))
+}
+
+/// Whether a delivery that can be undone should stop and roll back (the process is exiting).
+pub(crate) fn roll_back_requested() -> bool {
+    ROLL_BACK.load(Ordering::Relaxed)
+}
+
+/// For a process about to exit: refuses new mbox and MDA deliveries, makes an mbox append in
+/// progress roll back (it is cut back to its length before the message and unlocked), and waits
+/// up to `limit` for every delivery in flight to end; an MDA, which cannot be undone, runs to
+/// its end (bounded by its own timeout). True when none is left.
+pub fn finish_in_flight(limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    gate.closed = true;
+    ROLL_BACK.store(true, Ordering::Relaxed);
+    while gate.active > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        gate = GATE_CHANGED
+            .wait_timeout(gate, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    true
 }
 
 /// A local delivery target.

@@ -23,7 +23,9 @@
 //! is deleted on the server before its target confirmed it, so an abandoned batch only means
 //! messages fetched again later), IDLE sends DONE and logs out, sleepers wake. Threads stuck
 //! in a network read (a server that stopped answering) are abandoned after [`STOP_GRACE`];
-//! their reads are bounded by the account's timeout anyway.
+//! their reads are bounded by the account's timeout anyway. A delivery still in flight then is
+//! never cut by the exit: an mbox append is rolled back and an MDA run to its end
+//! ([`crate::deliver::finish_in_flight`]), and the exit waits for that.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +51,12 @@ pub const RECONNECT_FIRST: Duration = Duration::from_secs(1);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(300);
 /// How long a stop waits for threads blocked in network reads before exiting without them.
 pub const STOP_GRACE: Duration = Duration::from_secs(8);
+/// How long a stop waits for deliveries in flight after [`STOP_GRACE`]: an MDA's own timeout,
+/// plus time for its thread to record the result.
+const IN_FLIGHT_LIMIT: Duration =
+    Duration::from_secs(crate::deliver::mda::DEFAULT_TIMEOUT.as_secs() + 30);
+/// After the deliveries in flight ended, how long their threads get to record them.
+const RECORD_GRACE: Duration = Duration::from_secs(2);
 
 /// Exponential backoff: `first`, doubling, capped at `max`; [`Backoff::reset`] starts over.
 #[derive(Debug, Clone)]
@@ -271,6 +279,7 @@ pub fn run(
     drop(tx);
     let mut remaining = reports.len();
     let mut give_up: Option<Instant> = None;
+    let mut deliveries_finished = false;
     while remaining > 0 {
         let wait = match give_up {
             Some(t) => t.saturating_duration_since(Instant::now()),
@@ -290,6 +299,14 @@ pub fn run(
                 }
                 match give_up {
                     None => give_up = Some(Instant::now() + STOP_GRACE),
+                    Some(t) if Instant::now() >= t && !deliveries_finished => {
+                        // Exiting now could cut a delivery: let it end first.
+                        if !crate::deliver::finish_in_flight(IN_FLIGHT_LIMIT) {
+                            log::warn!("a delivery did not end in time; exiting anyway");
+                        }
+                        deliveries_finished = true;
+                        give_up = Some(Instant::now() + RECORD_GRACE);
+                    }
                     Some(t) if Instant::now() >= t => {
                         log::warn!(
                             "{remaining} account(s) still blocked in a network read; exiting without them (nothing unconfirmed was deleted)"
