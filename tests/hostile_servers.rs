@@ -583,14 +583,12 @@ fn tls_config() -> (std::sync::Arc<rustls::ServerConfig>, String) {
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
         ck.signing_key.serialize_der(),
     ));
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key)
-    .expect("config");
+    let config = rustls::ServerConfig::builder_with_provider(postie::net::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("config");
     (std::sync::Arc::new(config), fingerprint.join(":"))
 }
 
