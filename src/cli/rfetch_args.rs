@@ -43,7 +43,8 @@ pub struct RfetchArgs {
     /// Run as a daemon polling every N seconds (0: once). Each account has its own thread and
     /// schedule; a transient failure is retried after 30 s, doubling up to N. SIGUSR1 polls
     /// at once, SIGTERM/SIGINT stop after the current batch.
-    #[arg(short = 'd', long = "daemon", value_name = "SECONDS")]
+    #[arg(short = 'd', long = "daemon", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_SECONDS))]
     pub daemon: Option<u64>,
     /// Do not detach from the terminal in daemon mode.
     #[arg(short = 'N', long = "nodetach")]
@@ -116,7 +117,8 @@ pub struct RfetchArgs {
     #[arg(long = "auth", value_name = "TYPE")]
     pub auth: Option<String>,
     /// Network timeout in seconds.
-    #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_SECONDS))]
     pub timeout: Option<u64>,
     /// Envelope header (multidrop).
     #[arg(short = 'E', long = "envelope", value_name = "HEADER")]

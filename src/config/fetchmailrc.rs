@@ -1209,6 +1209,13 @@ impl Parser<'_> {
             .map_err(|_| self.error(line, format!("`{after}` needs a non-negative number")))
     }
 
+    /// A number of seconds: a count no larger than [`super::MAX_SECONDS`].
+    fn take_seconds(&mut self, after: &str) -> Result<u64, FetchmailRcError> {
+        let line = self.peek_line();
+        let v = self.take_count(after)?;
+        super::check_seconds(v).map_err(|m| self.error(line, format!("`{after}`: {m}")))
+    }
+
     fn peek_is_value(&mut self) -> bool {
         matches!(self.peek(), Some(Tok { kind: TokKind::Word { text, quoted }, .. }) if *quoted || !is_keyword(text))
     }
@@ -1288,7 +1295,7 @@ impl Parser<'_> {
         match name.as_str() {
             "daemon" => {
                 boolean_only(self, &name)?;
-                g.daemon = loc(line, self.take_count("set daemon")?);
+                g.daemon = loc(line, self.take_seconds("set daemon")?);
             }
             "logfile" | "idfile" | "pidfile" => {
                 boolean_only(self, &name)?;
@@ -1547,8 +1554,8 @@ impl Parser<'_> {
                 }
                 s.auth = loc(line, auth);
             }
-            "timeout" => s.timeout = loc(line, self.take_count(kw)?),
-            "interval" => s.interval = loc(line, self.take_count(kw)?),
+            "timeout" => s.timeout = loc(line, self.take_seconds(kw)?),
+            "interval" => s.interval = loc(line, self.take_seconds(kw)?),
             "envelope" => {
                 if polarity == Polarity::No {
                     s.envelope = loc(line, Envelope::Disabled);
@@ -1717,13 +1724,13 @@ impl Parser<'_> {
                 o.antispam = loc(line, codes);
             }
             "limit" => o.limit = loc(line, self.take_count(kw)?),
-            "warnings" => o.warnings = loc(line, self.take_count(kw)?),
+            "warnings" => o.warnings = loc(line, self.take_seconds(kw)?),
             "batchlimit" => o.batchlimit = loc(line, self.take_count(kw)?),
             "fetchlimit" => o.fetchlimit = loc(line, self.take_count(kw)?),
             "fetchsizelimit" => o.fetchsizelimit = loc(line, self.take_count(kw)?),
             "fastuidl" => o.fastuidl = loc(line, self.take_count(kw)?),
             "expunge" => o.expunge = loc(line, self.take_count(kw)?),
-            "idletimeout" => o.idletimeout = loc(line, self.take_count(kw)?),
+            "idletimeout" => o.idletimeout = loc(line, self.take_seconds(kw)?),
             "passwordfd" => o.passwordfd = loc(line, self.take_count(kw)?),
             other => return Err(self.error(line, format!("unknown user option `{other}`"))),
         }

@@ -9,6 +9,8 @@ pub mod toml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::account::keys::{MAX_SECONDS, check_seconds};
+
 use crate::account::keys::{self, KeyError};
 use crate::account::matching::from_matches;
 use crate::account::{Account, Env, Provenance, SettingError, SubmitSettings};
