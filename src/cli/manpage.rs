@@ -110,7 +110,9 @@ msmtprc's names (host, port, tls, tls_starttls, tls_trust_file, tls_fingerprint,
 password, passwordeval, from, ...). Used when no msmtp configuration exists, or with -C.
 
 A configuration file that contains a password must belong to the user and must not be readable by \
-group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root.",
+group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root. A file \
+with eval or passwordeval lines must belong to the user (or root) and must not be writable by \
+group or others (run chmod go-w FILE). Both rules are checked before any eval line runs.",
     },
     Section {
         title: "SECURITY",

@@ -576,15 +576,19 @@ pub fn check_rc_mode(
     if !is_regular_file {
         return Err(insecure("is not a regular file".into()));
     }
-    if mode & 0o077 != 0 {
-        return Err(insecure(format!(
-            "must have no more than -rwx------ (0700) permissions, has {:04o}",
-            mode & 0o7777
-        )));
-    }
+    // The fix-it command ends the message, as for the msmtprc and TOML rules.
+    let file = path.display();
     if owner_uid != euid {
         return Err(insecure(format!(
-            "must be owned by you (uid {euid}), is owned by uid {owner_uid}"
+            "must be owned by you (uid {euid}), is owned by uid {owner_uid}; \
+             run: chown {euid} {file} && chmod 600 {file}"
+        )));
+    }
+    if mode & 0o077 != 0 {
+        return Err(insecure(format!(
+            "must have no more than -rwx------ (0700) permissions, has {:04o}; \
+             run: chmod 600 {file}",
+            mode & 0o7777
         )));
     }
     Ok(())
@@ -592,7 +596,6 @@ pub fn check_rc_mode(
 
 /// Applies [`check_rc_mode`] to a file on disk; `/dev/null` and `-` are exempt (fetchmail).
 pub fn check_rc_permissions(path: &Path) -> Result<(), FetchmailRcError> {
-    use std::os::unix::fs::MetadataExt;
     if path == Path::new("/dev/null") || path == Path::new("-") {
         return Ok(());
     }
@@ -600,6 +603,14 @@ pub fn check_rc_permissions(path: &Path) -> Result<(), FetchmailRcError> {
         path: path.to_owned(),
         source,
     })?;
+    check_rc_meta(path, &meta)
+}
+
+fn check_rc_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchmailRcError> {
+    use std::os::unix::fs::MetadataExt;
+    if path == Path::new("/dev/null") || path == Path::new("-") {
+        return Ok(());
+    }
     check_rc_mode(
         path,
         meta.is_file(),
@@ -609,15 +620,18 @@ pub fn check_rc_permissions(path: &Path) -> Result<(), FetchmailRcError> {
     )
 }
 
-/// Reads, permission-checks and parses the rc file at `path`.
+/// Reads, permission-checks and parses the rc file at `path`. The permissions checked are
+/// those of the file opened (not of whatever the path names a moment later), and they are
+/// checked before anything in it is used: parsing runs no command, and `passwordeval` runs
+/// only when a poll needs the password.
 pub fn read_fetchmailrc(path: &Path) -> Result<FetchmailRc, FetchmailRcError> {
     use std::io::Read;
-    check_rc_permissions(path)?;
     let read_err = |source| FetchmailRcError::Read {
         path: path.to_owned(),
         source,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
+    check_rc_meta(path, &file.metadata().map_err(read_err)?)?;
     let mut text = String::new();
     let n = file
         .take(MAX_RC_BYTES + 1)

@@ -97,6 +97,30 @@ fn split_line(line: &str) -> Result<Option<(&str, String)>, String> {
     Err("unterminated quoted argument".into())
 }
 
+/// What a file holds, found without running anything: the permission rules are decided on this
+/// before the first `eval` line runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// A `password` line (a secret written in the file).
+    pub password: bool,
+    /// An `eval` or `passwordeval` line (a command this file makes us run).
+    pub commands: bool,
+}
+
+/// Scans msmtprc text for `password`, `eval` and `passwordeval` lines. Lines that do not split
+/// (bad quoting) are skipped here; [`parse`] reports them.
+pub fn scan(text: &str) -> Scan {
+    let mut found = Scan::default();
+    for line in text.lines() {
+        match split_line(line) {
+            Ok(Some(("password", _))) => found.password = true,
+            Ok(Some(("eval" | "passwordeval", _))) => found.commands = true,
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Parses msmtprc text. `path` is used for provenance and messages only; `eval` runs an
 /// `eval` command and returns the line that replaces it.
 pub fn parse(
