@@ -3,9 +3,9 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 
 use super::Env;
+use super::command;
 use super::netrc;
 use crate::error::{Error, ErrorKind};
 
@@ -68,6 +68,8 @@ pub enum SecretError {
     CommandFailed { command: String, status: String },
     #[error("password command `{command}` printed more than {MAX_SECRET_BYTES} bytes")]
     CommandTooLong { command: String },
+    #[error("password command `{command}` did not finish within {seconds} s and was killed")]
+    CommandTimedOut { command: String, seconds: u64 },
     #[error("password command `{command}` printed no password")]
     CommandEmpty { command: String },
     #[error("password command `{command}` printed something that is not UTF-8")]
@@ -106,47 +108,41 @@ impl Secret {
 }
 
 /// Runs a `passwordeval` command: `sh -c CMD`, stdin closed, stderr passed through, stdout
-/// with one trailing newline (LF or CRLF) removed. A non-zero exit is an error.
+/// with one trailing newline (LF or CRLF) removed. A non-zero exit, more than
+/// [`MAX_SECRET_BYTES`] of output, or no exit within [`command::DEFAULT_TIMEOUT`] is an error.
 pub fn run_password_command(command: &str) -> Result<String, SecretError> {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| SecretError::CommandSpawn {
-            command: command.to_owned(),
-            source,
-        })?;
-    let mut out = Vec::new();
-    let read = match child.stdout.take() {
-        Some(stdout) => stdout
-            .take(MAX_SECRET_BYTES as u64 + 1)
-            .read_to_end(&mut out),
-        None => Ok(0),
-    };
-    let status = child.wait().map_err(|source| SecretError::CommandSpawn {
-        command: command.to_owned(),
-        source,
-    })?;
-    if let Err(source) = read {
-        return Err(SecretError::CommandSpawn {
-            command: command.to_owned(),
-            source,
-        });
-    }
-    if !status.success() {
-        return Err(SecretError::CommandFailed {
-            command: command.to_owned(),
+    run_password_command_with(
+        command,
+        command::Limits {
+            max_output: MAX_SECRET_BYTES,
+            timeout: command::DEFAULT_TIMEOUT,
+        },
+    )
+}
+
+/// [`run_password_command`] with other limits.
+pub fn run_password_command_with(
+    command: &str,
+    limits: command::Limits,
+) -> Result<String, SecretError> {
+    let named = || command.to_owned();
+    let out = command::run(command, limits).map_err(|e| match e {
+        command::CommandError::Spawn(source) | command::CommandError::Read(source) => {
+            SecretError::CommandSpawn {
+                command: named(),
+                source,
+            }
+        }
+        command::CommandError::TooLong { .. } => SecretError::CommandTooLong { command: named() },
+        command::CommandError::TimedOut { after } => SecretError::CommandTimedOut {
+            command: named(),
+            seconds: after.as_secs(),
+        },
+        command::CommandError::Failed(status) => SecretError::CommandFailed {
+            command: named(),
             status: status.to_string(),
-        });
-    }
-    if out.len() > MAX_SECRET_BYTES {
-        return Err(SecretError::CommandTooLong {
-            command: command.to_owned(),
-        });
-    }
+        },
+    })?;
     let mut text = String::from_utf8(out).map_err(|_| SecretError::CommandNotUtf8 {
         command: command.to_owned(),
     })?;
