@@ -228,3 +228,20 @@ fn fetchmailrc_mode_error_carries_the_chmod_hint() {
         "{e}"
     );
 }
+
+#[test]
+fn rsend_creates_its_log_file_private() {
+    let t = TempDir::new("log");
+    let log = t.0.join("rsend.log");
+    let o = Command::new(env!("CARGO_BIN_EXE_rsend"))
+        .args(["--host=127.0.0.1", "--port=1", "--from=a@b"])
+        .arg(format!("--logfile={}", log.display()))
+        .arg("x@y")
+        .env("HOME", t.0.join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("rsend");
+    assert_ne!(o.status.code(), Some(0), "{}", shown(&o));
+    let meta = fs::metadata(&log).unwrap_or_else(|e| panic!("no log file ({e}): {}", shown(&o)));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
