@@ -112,7 +112,9 @@ password, passwordeval, from, ...). Used when no msmtp configuration exists, or 
 A configuration file that contains a password must belong to the user and must not be readable by \
 group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root. A file \
 with eval or passwordeval lines must belong to the user (or root) and must not be writable by \
-group or others (run chmod go-w FILE). Both rules are checked before any eval line runs.",
+group or others (run chmod go-w FILE). Both rules are checked before any eval line runs. A \
+~/.netrc that holds a password must be mode 600 as well (/etc/netrc is exempt). eval and \
+passwordeval commands get 120 s and 64 KiB of output.",
     },
     Section {
         title: "SECURITY",
@@ -203,7 +205,12 @@ Passwords and the protocol trace never reach either.",
     Section {
         title: "FILES",
         body: "~/.fetchmailrc\tThe fetchmail configuration, read unchanged ($FETCHMAILHOME/fetchmailrc \
-when FETCHMAILHOME is set). It must not be readable by others when it holds a password (exit 6).
+when FETCHMAILHOME is set). As in fetchmail it must belong to you and have no group or other \
+permissions, whatever it holds (exit 6; run chmod 600 FILE). The TOML file follows rsend's rules: \
+not readable by others when it holds a password, not writable by others when it holds \
+passwordeval or mda. A ~/.netrc that holds a password must be mode 600 too. All of this is \
+checked before any command from the file runs; a passwordeval command gets 120 s and 64 KiB of \
+output. Durations (set daemon, timeout, idletimeout, interval, -d, -t) are at most 2147483647 s.
 
 $XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend (-C FILE). \
 An account fetches when it has a [accounts.NAME.fetch] table: protocol (pop3 or imap, required), \
@@ -216,7 +223,8 @@ fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) 
 (boolean). Unknown keys are errors.
 
 ~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
-the second.",
+the second. rfetch holds a flock(2) on it while it runs, so a lock file left by a killed instance \
+is taken over and a running instance's lock is never removed by another.",
     },
     Section {
         title: "DAEMON MODE AND IDLE",
