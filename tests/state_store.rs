@@ -238,3 +238,36 @@ fn sigkill_during_commits_never_tears_the_file() {
     }
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn state_file_is_private_even_over_a_leftover_readable_temp_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("mode");
+    let path = dir.join("seen");
+    // A temp file a crash left behind under the name this process will use, readable by all
+    // (or a symlink planted there): the mode given at creation must still be what we get.
+    let tmp = dir.join(format!("seen.tmp.{}", std::process::id()));
+    fs::write(&tmp, "stale").unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+    let elsewhere = dir.join("elsewhere");
+    let mut s = SeenStore::open(&path).unwrap();
+    s.pop3_record(&AccountKey::pop3("h", "u"), ["uid1"])
+        .unwrap();
+    s.commit().unwrap();
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "state file mode {mode:o}");
+    // A symlink under the temp name is not written through.
+    std::os::unix::fs::symlink(&elsewhere, &tmp).unwrap();
+    s.pop3_record(&AccountKey::pop3("h", "u"), ["uid2"])
+        .unwrap();
+    s.commit().unwrap();
+    assert!(!elsewhere.exists(), "wrote through a symlink");
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "state file mode {mode:o}");
+    assert!(
+        SeenStore::open(&path)
+            .unwrap()
+            .pop3_is_seen(&AccountKey::pop3("h", "u"), "uid2")
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

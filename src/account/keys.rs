@@ -100,6 +100,23 @@ pub fn parse_fingerprint(arg: &str) -> Result<[u8; 32], KeyError> {
     }
 }
 
+/// The largest number of seconds a configuration file or command line may give for a duration
+/// (`set daemon`, `timeout`, `idletimeout`, `interval`, ...): 2^31-1, about 68 years.
+/// fetchmail keeps these in a C `int`, so no larger value ever worked there; and a value near
+/// the top of u64 cannot be added to the clock at all (a panic where the deadline is computed).
+pub const MAX_SECONDS: u64 = i32::MAX as u64;
+
+/// `Err` with the reason when `seconds` is above [`MAX_SECONDS`].
+pub fn check_seconds(seconds: u64) -> Result<u64, String> {
+    if seconds > MAX_SECONDS {
+        Err(format!(
+            "{seconds} seconds is too long (at most {MAX_SECONDS}, about 68 years)"
+        ))
+    } else {
+        Ok(seconds)
+    }
+}
+
 fn parse_timeout(key: &str, arg: &str) -> Result<Option<Duration>, KeyError> {
     match arg {
         "off" => Ok(None),
@@ -107,7 +124,9 @@ fn parse_timeout(key: &str, arg: &str) -> Result<Option<Duration>, KeyError> {
             Ok(0) | Err(_) => Err(KeyError::Invalid(format!(
                 "invalid argument {arg:?} for {key}: use off or a number of seconds"
             ))),
-            Ok(n) => Ok(Some(Duration::from_secs(n))),
+            Ok(n) => check_seconds(n)
+                .map(|n| Some(Duration::from_secs(n)))
+                .map_err(|m| KeyError::Invalid(format!("{key}: {m}"))),
         },
     }
 }
@@ -453,7 +472,9 @@ pub fn set_fetch(
         "batchlimit" => f.tuning.batchlimit = parse_count(key, &text(arg)?)?.unwrap_or(0),
         "expunge" => f.tuning.expunge = parse_count(key, &text(arg)?)?,
         "idle_timeout" => {
-            f.tuning.idle_timeout = parse_count(key, &text(arg)?)?.filter(|&n| n > 0);
+            let seconds = parse_count(key, &text(arg)?)?.unwrap_or(0);
+            check_seconds(seconds).map_err(|m| KeyError::Invalid(format!("{key}: {m}")))?;
+            f.tuning.idle_timeout = Some(seconds).filter(|&n| n > 0);
         }
         "limitflush" => f.tuning.limitflush = parse_on_off(key, &text(arg)?)?,
         "flush" => f.tuning.flush = parse_on_off(key, &text(arg)?)?,

@@ -6,6 +6,7 @@
 //! `remove_bcc_headers on`, ...) are applied by the accessor methods, so `--pretend` can tell a
 //! configured value from a default and every error can cite where a value came from.
 
+pub mod command;
 pub mod keys;
 pub mod matching;
 pub mod netrc;

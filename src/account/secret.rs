@@ -3,9 +3,9 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 
 use super::Env;
+use super::command;
 use super::netrc;
 use crate::error::{Error, ErrorKind};
 
@@ -68,10 +68,19 @@ pub enum SecretError {
     CommandFailed { command: String, status: String },
     #[error("password command `{command}` printed more than {MAX_SECRET_BYTES} bytes")]
     CommandTooLong { command: String },
+    #[error("password command `{command}` did not finish within {seconds} s and was killed")]
+    CommandTimedOut { command: String, seconds: u64 },
     #[error("password command `{command}` printed no password")]
     CommandEmpty { command: String },
     #[error("password command `{command}` printed something that is not UTF-8")]
     CommandNotUtf8 { command: String },
+    /// `~/.netrc` holds passwords and others can read it (or it is someone else's).
+    #[error("{path} holds passwords and {reason}; run: {fix}")]
+    NetrcInsecure {
+        path: String,
+        reason: String,
+        fix: String,
+    },
     #[error("cannot read {path}")]
     Netrc {
         path: String,
@@ -86,6 +95,7 @@ impl From<SecretError> for Error {
     fn from(e: SecretError) -> Self {
         let kind = match &e {
             SecretError::Netrc { .. } => ErrorKind::FileUnreadable,
+            SecretError::NetrcInsecure { .. } => ErrorKind::InsecureConfig,
             SecretError::Prompt(_) => ErrorKind::LocalIo,
             _ => ErrorKind::Config,
         };
@@ -106,47 +116,41 @@ impl Secret {
 }
 
 /// Runs a `passwordeval` command: `sh -c CMD`, stdin closed, stderr passed through, stdout
-/// with one trailing newline (LF or CRLF) removed. A non-zero exit is an error.
+/// with one trailing newline (LF or CRLF) removed. A non-zero exit, more than
+/// [`MAX_SECRET_BYTES`] of output, or no exit within [`command::DEFAULT_TIMEOUT`] is an error.
 pub fn run_password_command(command: &str) -> Result<String, SecretError> {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| SecretError::CommandSpawn {
-            command: command.to_owned(),
-            source,
-        })?;
-    let mut out = Vec::new();
-    let read = match child.stdout.take() {
-        Some(stdout) => stdout
-            .take(MAX_SECRET_BYTES as u64 + 1)
-            .read_to_end(&mut out),
-        None => Ok(0),
-    };
-    let status = child.wait().map_err(|source| SecretError::CommandSpawn {
-        command: command.to_owned(),
-        source,
-    })?;
-    if let Err(source) = read {
-        return Err(SecretError::CommandSpawn {
-            command: command.to_owned(),
-            source,
-        });
-    }
-    if !status.success() {
-        return Err(SecretError::CommandFailed {
-            command: command.to_owned(),
+    run_password_command_with(
+        command,
+        command::Limits {
+            max_output: MAX_SECRET_BYTES,
+            timeout: command::DEFAULT_TIMEOUT,
+        },
+    )
+}
+
+/// [`run_password_command`] with other limits.
+pub fn run_password_command_with(
+    command: &str,
+    limits: command::Limits,
+) -> Result<String, SecretError> {
+    let named = || command.to_owned();
+    let out = command::run(command, limits).map_err(|e| match e {
+        command::CommandError::Spawn(source) | command::CommandError::Read(source) => {
+            SecretError::CommandSpawn {
+                command: named(),
+                source,
+            }
+        }
+        command::CommandError::TooLong { .. } => SecretError::CommandTooLong { command: named() },
+        command::CommandError::TimedOut { after } => SecretError::CommandTimedOut {
+            command: named(),
+            seconds: after.as_secs(),
+        },
+        command::CommandError::Failed(status) => SecretError::CommandFailed {
+            command: named(),
             status: status.to_string(),
-        });
-    }
-    if out.len() > MAX_SECRET_BYTES {
-        return Err(SecretError::CommandTooLong {
-            command: command.to_owned(),
-        });
-    }
+        },
+    })?;
     let mut text = String::from_utf8(out).map_err(|_| SecretError::CommandNotUtf8 {
         command: command.to_owned(),
     })?;
@@ -171,11 +175,11 @@ fn strip_newline(text: &mut String) {
 fn netrc_lookup(lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
     let mut files = Vec::new();
     if let Some(home) = &lookup.env.home {
-        files.push(home.join(".netrc"));
+        files.push((home.join(".netrc"), true));
     }
-    files.push(lookup.env.sysconfdir.join("netrc"));
-    for path in files {
-        let text = match std::fs::read_to_string(&path) {
+    files.push((lookup.env.sysconfdir.join("netrc"), false));
+    for (path, users_own) in files {
+        let (text, meta) = match read_with_metadata(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => {
@@ -186,11 +190,56 @@ fn netrc_lookup(lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
             }
         };
         let entries = netrc::parse(&text);
+        // The user's ~/.netrc with a password must be private, or it is refused (not used
+        // with a warning): fetchmail 6.5 refuses it ("must be <= 0700 if it holds
+        // passwords"), BSD ftp(1) refuses it, and a warning in a cron job's or a daemon's log
+        // is read after the password has long been exposed. msmtp and curl check nothing; we
+        // apply the rule our own rc files follow. The system file (`/etc/netrc`) is exempt
+        // like `/etc/msmtprc`: it is meant to be read by every user who sends mail.
+        if users_own && entries.iter().any(|e| e.password.is_some()) {
+            check_netrc_permissions(&path, &meta)?;
+        }
         if let Some(pw) = netrc::find_password(&entries, lookup.host, lookup.user) {
             return Ok(Some(pw.to_owned()));
         }
     }
     Ok(None)
+}
+
+/// The text of `path` and the metadata of the very file read.
+fn read_with_metadata(path: &std::path::Path) -> std::io::Result<(String, std::fs::Metadata)> {
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok((text, meta))
+}
+
+fn check_netrc_permissions(
+    path: &std::path::Path,
+    meta: &std::fs::Metadata,
+) -> Result<(), SecretError> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = rustix::process::geteuid().as_raw();
+    let shown = path.display().to_string();
+    let (reason, fix) = if meta.uid() != euid {
+        (
+            format!("is owned by uid {}, not by uid {euid}", meta.uid()),
+            format!("chown {euid} {shown} && chmod 600 {shown}"),
+        )
+    } else if meta.mode() & 0o077 != 0 {
+        (
+            format!("is readable by others (mode {:04o})", meta.mode() & 0o7777),
+            format!("chmod 600 {shown}"),
+        )
+    } else {
+        return Ok(());
+    };
+    Err(SecretError::NetrcInsecure {
+        path: shown,
+        reason,
+        fix,
+    })
 }
 
 /// Asks on `/dev/tty` with echo off. `Ok(None)` when there is no terminal (cron, daemons).
@@ -287,6 +336,61 @@ mod tests {
     }
 
     #[test]
+    fn readable_home_netrc_with_a_password_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("postie-netrc-perm-{}", std::process::id()));
+        let home = dir.join("home");
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        let netrc = home.join(".netrc");
+        std::fs::write(&netrc, "machine a login u password home\n").unwrap();
+        std::fs::write(etc.join("netrc"), "machine b login u password sys\n").unwrap();
+        let mode = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(&etc.join("netrc"), 0o644);
+        let env = Env {
+            home: Some(home.clone()),
+            sysconfdir: etc,
+            ..Default::default()
+        };
+        let l = |host| Lookup {
+            host,
+            user: Some("u"),
+            env: &env,
+        };
+        for m in [0o644, 0o640, 0o604] {
+            mode(&netrc, m);
+            let e = Secret::Netrc.resolve(&l("a")).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                shown.contains(&format!("run: chmod 600 {}", netrc.display())),
+                "{m:o}: {shown}"
+            );
+            assert_eq!(Error::from(e).kind(), ErrorKind::InsecureConfig);
+        }
+        mode(&netrc, 0o600);
+        assert_eq!(
+            Secret::Netrc.resolve(&l("a")).unwrap().as_deref(),
+            Some("home")
+        );
+        // The system file is readable by every user by design, as /etc/msmtprc is.
+        assert_eq!(
+            Secret::Netrc.resolve(&l("b")).unwrap().as_deref(),
+            Some("sys")
+        );
+        // A readable file without a password holds no secret.
+        std::fs::write(&netrc, "machine a login u\n").unwrap();
+        mode(&netrc, 0o644);
+        assert_eq!(
+            Secret::Netrc.resolve(&l("b")).unwrap().as_deref(),
+            Some("sys")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn netrc_source_reads_home_then_system() {
         let dir = std::env::temp_dir().join(format!("postie-secret-{}", std::process::id()));
         let home = dir.join("home");
@@ -294,6 +398,11 @@ mod tests {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(home.join(".netrc"), "machine a login u password home\n").unwrap();
+        std::fs::set_permissions(
+            home.join(".netrc"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::write(etc.join("netrc"), "machine b login u password sys\n").unwrap();
         let env = Env {
             home: Some(home),

@@ -136,7 +136,11 @@ msmtprc's names (host, port, tls, tls_starttls, tls_trust_file, tls_fingerprint,
 password, passwordeval, from, ...). Read when neither msmtp user file exists, or with -C.
 
 A configuration file that contains a password must belong to the user and must not be readable by \
-group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root.",
+group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root. A file \
+with eval or passwordeval lines must belong to the user (or root) and must not be writable by \
+group or others (run chmod go-w FILE). Both rules are checked before any eval line runs. A \
+~/.netrc that holds a password must be mode 600 as well (/etc/netrc is exempt). eval and \
+passwordeval commands get 120 s and 64 KiB of output.",
     },
     Section {
         title: "SECURITY",
@@ -274,7 +278,12 @@ or a TOML file with fetching accounts; otherwise it says so only with -v.",
     Section {
         title: "FILES",
         body: "~/.fetchmailrc\tThe fetchmail configuration, read unchanged ($FETCHMAILHOME/fetchmailrc \
-when FETCHMAILHOME is set). It must not be readable by others when it holds a password (exit 6).
+when FETCHMAILHOME is set). As in fetchmail it must belong to you and have no group or other \
+permissions, whatever it holds (exit 6; run chmod 600 FILE). The TOML file follows rsend's rules: \
+not readable by others when it holds a password, not writable by others when it holds \
+passwordeval or mda. A ~/.netrc that holds a password must be mode 600 too. All of this is \
+checked before any command from the file runs; a passwordeval command gets 120 s and 64 KiB of \
+output. Durations (set daemon, timeout, idletimeout, interval, -d, -t) are at most 2147483647 s.
 
 $XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rsend, read \
 when no fetchmailrc exists, or with -C FILE. \
@@ -288,7 +297,8 @@ fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) 
 (boolean). Unknown keys are errors.
 
 ~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
-the second.",
+the second. rfetch holds a flock(2) on it while it runs, so a lock file left by a killed instance \
+is taken over and a running instance's lock is never removed by another.",
     },
     Section {
         title: "DAEMON MODE AND IDLE",

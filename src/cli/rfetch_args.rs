@@ -46,7 +46,8 @@ pub struct RfetchArgs {
     /// -N is given. Each account has its own thread and schedule; a transient failure is
     /// retried after 30 s, doubling up to N. SIGUSR1 polls at once, SIGTERM/SIGINT stop after
     /// the current batch.
-    #[arg(short = 'd', long = "daemon", value_name = "SECONDS")]
+    #[arg(short = 'd', long = "daemon", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_SECONDS))]
     pub daemon: Option<u64>,
     /// Do not detach from the terminal in daemon mode (for systemd and other supervisors).
     #[arg(short = 'N', long = "nodetach")]
@@ -123,7 +124,8 @@ pub struct RfetchArgs {
     #[arg(long = "auth", value_name = "TYPE")]
     pub auth: Option<String>,
     /// Network timeout in seconds.
-    #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_SECONDS))]
     pub timeout: Option<u64>,
     /// Envelope header (multidrop).
     #[arg(short = 'E', long = "envelope", value_name = "HEADER")]

@@ -576,15 +576,19 @@ pub fn check_rc_mode(
     if !is_regular_file {
         return Err(insecure("is not a regular file".into()));
     }
-    if mode & 0o077 != 0 {
-        return Err(insecure(format!(
-            "must have no more than -rwx------ (0700) permissions, has {:04o}",
-            mode & 0o7777
-        )));
-    }
+    // The fix-it command ends the message, as for the msmtprc and TOML rules.
+    let file = path.display();
     if owner_uid != euid {
         return Err(insecure(format!(
-            "must be owned by you (uid {euid}), is owned by uid {owner_uid}"
+            "must be owned by you (uid {euid}), is owned by uid {owner_uid}; \
+             run: chown {euid} {file} && chmod 600 {file}"
+        )));
+    }
+    if mode & 0o077 != 0 {
+        return Err(insecure(format!(
+            "must have no more than -rwx------ (0700) permissions, has {:04o}; \
+             run: chmod 600 {file}",
+            mode & 0o7777
         )));
     }
     Ok(())
@@ -592,7 +596,6 @@ pub fn check_rc_mode(
 
 /// Applies [`check_rc_mode`] to a file on disk; `/dev/null` and `-` are exempt (fetchmail).
 pub fn check_rc_permissions(path: &Path) -> Result<(), FetchmailRcError> {
-    use std::os::unix::fs::MetadataExt;
     if path == Path::new("/dev/null") || path == Path::new("-") {
         return Ok(());
     }
@@ -600,6 +603,14 @@ pub fn check_rc_permissions(path: &Path) -> Result<(), FetchmailRcError> {
         path: path.to_owned(),
         source,
     })?;
+    check_rc_meta(path, &meta)
+}
+
+fn check_rc_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchmailRcError> {
+    use std::os::unix::fs::MetadataExt;
+    if path == Path::new("/dev/null") || path == Path::new("-") {
+        return Ok(());
+    }
     check_rc_mode(
         path,
         meta.is_file(),
@@ -609,15 +620,18 @@ pub fn check_rc_permissions(path: &Path) -> Result<(), FetchmailRcError> {
     )
 }
 
-/// Reads, permission-checks and parses the rc file at `path`.
+/// Reads, permission-checks and parses the rc file at `path`. The permissions checked are
+/// those of the file opened (not of whatever the path names a moment later), and they are
+/// checked before anything in it is used: parsing runs no command, and `passwordeval` runs
+/// only when a poll needs the password.
 pub fn read_fetchmailrc(path: &Path) -> Result<FetchmailRc, FetchmailRcError> {
     use std::io::Read;
-    check_rc_permissions(path)?;
     let read_err = |source| FetchmailRcError::Read {
         path: path.to_owned(),
         source,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
+    check_rc_meta(path, &file.metadata().map_err(read_err)?)?;
     let mut text = String::new();
     let n = file
         .take(MAX_RC_BYTES + 1)
@@ -1209,6 +1223,13 @@ impl Parser<'_> {
             .map_err(|_| self.error(line, format!("`{after}` needs a non-negative number")))
     }
 
+    /// A number of seconds: a count no larger than [`super::MAX_SECONDS`].
+    fn take_seconds(&mut self, after: &str) -> Result<u64, FetchmailRcError> {
+        let line = self.peek_line();
+        let v = self.take_count(after)?;
+        super::check_seconds(v).map_err(|m| self.error(line, format!("`{after}`: {m}")))
+    }
+
     fn peek_is_value(&mut self) -> bool {
         matches!(self.peek(), Some(Tok { kind: TokKind::Word { text, quoted }, .. }) if *quoted || !is_keyword(text))
     }
@@ -1288,7 +1309,7 @@ impl Parser<'_> {
         match name.as_str() {
             "daemon" => {
                 boolean_only(self, &name)?;
-                g.daemon = loc(line, self.take_count("set daemon")?);
+                g.daemon = loc(line, self.take_seconds("set daemon")?);
             }
             "logfile" | "idfile" | "pidfile" => {
                 boolean_only(self, &name)?;
@@ -1547,8 +1568,8 @@ impl Parser<'_> {
                 }
                 s.auth = loc(line, auth);
             }
-            "timeout" => s.timeout = loc(line, self.take_count(kw)?),
-            "interval" => s.interval = loc(line, self.take_count(kw)?),
+            "timeout" => s.timeout = loc(line, self.take_seconds(kw)?),
+            "interval" => s.interval = loc(line, self.take_seconds(kw)?),
             "envelope" => {
                 if polarity == Polarity::No {
                     s.envelope = loc(line, Envelope::Disabled);
@@ -1717,13 +1738,13 @@ impl Parser<'_> {
                 o.antispam = loc(line, codes);
             }
             "limit" => o.limit = loc(line, self.take_count(kw)?),
-            "warnings" => o.warnings = loc(line, self.take_count(kw)?),
+            "warnings" => o.warnings = loc(line, self.take_seconds(kw)?),
             "batchlimit" => o.batchlimit = loc(line, self.take_count(kw)?),
             "fetchlimit" => o.fetchlimit = loc(line, self.take_count(kw)?),
             "fetchsizelimit" => o.fetchsizelimit = loc(line, self.take_count(kw)?),
             "fastuidl" => o.fastuidl = loc(line, self.take_count(kw)?),
             "expunge" => o.expunge = loc(line, self.take_count(kw)?),
-            "idletimeout" => o.idletimeout = loc(line, self.take_count(kw)?),
+            "idletimeout" => o.idletimeout = loc(line, self.take_seconds(kw)?),
             "passwordfd" => o.passwordfd = loc(line, self.take_count(kw)?),
             other => return Err(self.error(line, format!("unknown user option `{other}`"))),
         }

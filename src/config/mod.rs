@@ -10,6 +10,8 @@ pub mod toml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::account::keys::{MAX_SECONDS, check_seconds};
+
 use crate::account::keys::{self, KeyError};
 use crate::account::matching::from_matches;
 use crate::account::{Account, Env, Provenance, SettingError, SubmitSettings};
@@ -140,8 +142,12 @@ impl From<SettingError> for ConfigError {
 /// bits. Applied to user files whatever the euid (also as root, unlike msmtp); never to
 /// system files such as `/etc/msmtprc`, which must be readable by every sender.
 pub fn check_secret_file(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| ConfigError::unreadable(path, e))?;
+    check_secret_meta(path, &meta)
+}
+
+fn check_secret_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
     let euid = rustix::process::geteuid().as_raw();
     check_secret_permissions(path, meta.uid(), meta.mode(), euid)
 }
@@ -168,12 +174,52 @@ pub fn check_secret_permissions(
     } else {
         return Ok(());
     };
-    Err(ConfigError {
+    Err(insecure(message))
+}
+
+/// The rule for a file that makes us run commands (`eval`, `passwordeval`, `mda`): nobody but
+/// its owner may write it, and the owner is the effective user or root. Whoever can write such
+/// a file runs commands as us. Readable by all is fine (msmtp accepts a 0644 file whose password
+/// comes from `passwordeval`, and users depend on that). Applied to system files too: a
+/// group-writable `/etc/msmtprc` with an `eval` line lets that group run commands as every
+/// sender.
+pub fn check_command_permissions(
+    path: &Path,
+    owner: u32,
+    mode: u32,
+    euid: u32,
+) -> Result<(), ConfigError> {
+    let file = path.display();
+    let perms = mode & 0o7777;
+    let message = if owner != euid && owner != 0 {
+        format!(
+            "{file} holds commands to run (eval, passwordeval or mda) and is owned by uid \
+             {owner}, not by uid {euid} or root; run: chown {euid} {file} && chmod go-w {file}"
+        )
+    } else if perms & 0o022 != 0 {
+        format!(
+            "{file} holds commands to run (eval, passwordeval or mda) and is writable by others \
+             (mode {perms:04o}); run: chmod go-w {file}"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(insecure(message))
+}
+
+fn check_command_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = rustix::process::geteuid().as_raw();
+    check_command_permissions(path, meta.uid(), meta.mode(), euid)
+}
+
+fn insecure(message: String) -> ConfigError {
+    ConfigError {
         kind: ConfigErrorKind::Insecure,
         location: None,
         message,
         source: None,
-    })
+    }
 }
 
 /// Accounts loaded from one or more files, in priority order, and where they were looked for.
@@ -316,13 +362,26 @@ pub fn msmtp_system_file(env: &Env) -> PathBuf {
     env.sysconfdir.join("msmtprc")
 }
 
-/// Reads a user config file: `Ok(None)` if it does not exist and was not named explicitly.
-fn read_user_file(path: &Path, explicit: bool) -> Result<Option<String>, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ConfigError::unreadable(path, e)),
-    }
+/// Reads a config file and the metadata of the very file read (the permission rules judge what
+/// was read, not whatever the path names a moment later): `Ok(None)` if it does not exist and
+/// was not named explicitly.
+fn read_config_file(
+    path: &Path,
+    explicit: bool,
+) -> Result<Option<(String, std::fs::Metadata)>, ConfigError> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ConfigError::unreadable(path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| ConfigError::unreadable(path, e))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| ConfigError::unreadable(path, e))?;
+    Ok(Some((text, meta)))
 }
 
 /// Loads msmtp's files as msmtp does, running `eval` lines through `sh -c`.
@@ -345,8 +404,8 @@ pub fn load_msmtprc_with(
     };
     if let Some(path) = &user_path {
         set.searched.push(path.clone());
-        if let Some(text) = read_user_file(path, file.is_some())? {
-            read_msmtprc_text(&mut set, &text, path, env, eval)?;
+        if let Some((text, meta)) = read_config_file(path, file.is_some())? {
+            read_msmtprc_text(&mut set, &text, &meta, path, env, eval)?;
         }
     }
     add_msmtp_system_file(&mut set, env, eval)?;
@@ -361,22 +420,33 @@ pub fn load_msmtprc_user(
 ) -> Result<AccountSet, ConfigError> {
     let mut set = AccountSet::new();
     set.searched.push(path.to_owned());
-    if let Some(text) = read_user_file(path, true)? {
-        read_msmtprc_text(&mut set, &text, path, env, eval)?;
+    if let Some((text, meta)) = read_config_file(path, true)? {
+        read_msmtprc_text(&mut set, &text, &meta, path, env, eval)?;
     }
     Ok(set)
 }
 
+/// Reads one msmtprc user file's text; `meta` is the metadata of the very file read. Both
+/// permission rules are decided before the first `eval` line runs.
 fn read_msmtprc_text(
     set: &mut AccountSet,
     text: &str,
+    meta: &std::fs::Metadata,
     path: &Path,
     env: &Env,
     eval: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Result<(), ConfigError> {
+    let scan = msmtprc::scan(text);
+    if scan.commands {
+        check_command_meta(path, meta)?;
+    }
+    if scan.password {
+        check_secret_meta(path, meta)?;
+    }
     let parsed = msmtprc::parse(text, path, env, eval)?;
     if parsed.has_password {
-        check_secret_file(path)?;
+        // A `password` line an `eval` line produced.
+        check_secret_meta(path, meta)?;
     }
     parsed.log_warnings();
     set.loaded.push(path.to_owned());
@@ -393,8 +463,11 @@ pub fn add_msmtp_system_file(
 ) -> Result<(), ConfigError> {
     let system = msmtp_system_file(env);
     set.searched.push(system.clone());
-    match std::fs::read_to_string(&system) {
-        Ok(text) => {
+    match read_config_file(&system, true) {
+        Ok(Some((text, meta))) => {
+            if msmtprc::scan(&text).commands {
+                check_command_meta(&system, &meta)?;
+            }
             let parsed = msmtprc::parse(&text, &system, env, eval)?;
             parsed.log_warnings();
             set.loaded.push(system.clone());
@@ -404,6 +477,7 @@ pub fn add_msmtp_system_file(
                 }
             }
         }
+        Ok(None) => {}
         Err(e) => log::debug!("not reading {}: {e}", system.display()),
     }
     Ok(())
@@ -424,12 +498,16 @@ pub fn load_toml(env: &Env, file: Option<&Path>) -> Result<AccountSet, ConfigErr
         return Ok(set);
     };
     set.searched.push(path.clone());
-    let Some(text) = read_user_file(&path, file.is_some())? else {
+    let Some((text, meta)) = read_config_file(&path, file.is_some())? else {
         return Ok(set);
     };
+    // Parsing runs nothing; the commands it finds run only after these checks.
     let parsed = toml::parse(&text, &path, env)?;
+    if parsed.has_command {
+        check_command_meta(&path, &meta)?;
+    }
     if parsed.has_password {
-        check_secret_file(&path)?;
+        check_secret_meta(&path, &meta)?;
     }
     set.loaded.push(path);
     if let Some(d) = parsed.default_account {
@@ -472,6 +550,33 @@ mod tests {
             "/h/.msmtprc contains a password and is readable by others (mode 0644); run: chmod 600 /h/.msmtprc"
         );
         assert_eq!(Error::from(e).kind(), ErrorKind::InsecureConfig);
+    }
+
+    #[test]
+    fn command_file_rule_table() {
+        let p = Path::new("/h/.msmtprc");
+        // (owner, mode, euid, accepted)
+        let cases: &[(u32, u32, u32, bool)] = &[
+            (1000, 0o100644, 1000, true),
+            (1000, 0o100600, 1000, true),
+            (0, 0o100644, 1000, true),
+            (1000, 0o100664, 1000, false),
+            (1000, 0o100646, 1000, false),
+            (0, 0o100664, 1000, false),
+            (1001, 0o100644, 1000, false),
+        ];
+        for (owner, mode, euid, ok) in cases {
+            let r = check_command_permissions(p, *owner, *mode, *euid);
+            assert_eq!(r.is_ok(), *ok, "{owner} {mode:o} {euid}");
+            if let Err(e) = r {
+                assert_eq!(e.kind, ConfigErrorKind::Insecure);
+                assert!(
+                    e.message.contains("chmod go-w /h/.msmtprc"),
+                    "{}",
+                    e.message
+                );
+            }
+        }
     }
 
     fn account(name: &str, from: Option<&str>) -> Account {

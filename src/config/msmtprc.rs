@@ -6,15 +6,16 @@
 //! than 500 characters"), which bites users who paste OAuth tokens; we accept any length.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
+use crate::account::command;
 use crate::account::keys::{self, KeyError};
 use crate::account::{Account, Env, Provenance, SubmitSettings};
 
 use super::ConfigError;
 
-/// Bound on what an `eval` command may print.
-const MAX_EVAL_OUTPUT: u64 = 1024 * 1024;
+/// Bound on what an `eval` command may print: the line it stands for (an OAuth token at most)
+/// with room to spare; more is an error rather than a silently cut line.
+const MAX_EVAL_OUTPUT: usize = 64 * 1024;
 
 /// One msmtprc file, parsed.
 #[derive(Debug, Clone)]
@@ -95,6 +96,30 @@ fn split_line(line: &str) -> Result<Option<(&str, String)>, String> {
         }
     }
     Err("unterminated quoted argument".into())
+}
+
+/// What a file holds, found without running anything: the permission rules are decided on this
+/// before the first `eval` line runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// A `password` line (a secret written in the file).
+    pub password: bool,
+    /// An `eval` or `passwordeval` line (a command this file makes us run).
+    pub commands: bool,
+}
+
+/// Scans msmtprc text for `password`, `eval` and `passwordeval` lines. Lines that do not split
+/// (bad quoting) are skipped here; [`parse`] reports them.
+pub fn scan(text: &str) -> Scan {
+    let mut found = Scan::default();
+    for line in text.lines() {
+        match split_line(line) {
+            Ok(Some(("password", _))) => found.password = true,
+            Ok(Some(("eval" | "passwordeval", _))) => found.commands = true,
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Parses msmtprc text. `path` is used for provenance and messages only; `eval` runs an
@@ -254,27 +279,20 @@ pub fn parse(
     })
 }
 
-/// The real `eval` runner: `sh -c CMD` with stdin closed; the first line of its stdout.
+/// The real `eval` runner: `sh -c CMD` with stdin closed, at most 64 KiB of output and
+/// [`command::DEFAULT_TIMEOUT`]; the first line of its stdout.
 pub fn run_eval(command: &str) -> Result<String, String> {
-    use std::io::Read;
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot run it: {e}"))?;
-    let mut out = Vec::new();
-    let read = match child.stdout.take() {
-        Some(s) => s.take(MAX_EVAL_OUTPUT).read_to_end(&mut out),
-        None => Ok(0),
+    let limits = command::Limits {
+        max_output: MAX_EVAL_OUTPUT,
+        timeout: command::DEFAULT_TIMEOUT,
     };
-    let status = child.wait().map_err(|e| format!("cannot run it: {e}"))?;
-    read.map_err(|e| format!("cannot read its output: {e}"))?;
-    if !status.success() {
-        return Err(format!("command failed ({status})"));
-    }
+    let out = command::run(command, limits).map_err(|e| {
+        use std::error::Error as _;
+        match e.source() {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        }
+    })?;
     let text = String::from_utf8_lossy(&out);
     Ok(text.lines().next().unwrap_or("").to_owned())
 }

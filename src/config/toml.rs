@@ -50,6 +50,9 @@ pub struct ParsedToml {
     pub accounts: Vec<Account>,
     /// Some table has a `password` key (so the permission rule applies).
     pub has_password: bool,
+    /// Some table names a command rfetch or rsend will run (`passwordeval`, `mda`), so the
+    /// file must not be writable by anyone else.
+    pub has_command: bool,
     /// `default_account`, if set.
     pub default_account: Option<String>,
 }
@@ -309,10 +312,15 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigErr
     })?;
 
     let is_password = |(k, _): &(&str, &Spanned<Scalar>)| *k == "password";
+    let is_command = |(k, _): &(&str, &Spanned<Scalar>)| matches!(*k, "passwordeval" | "mda");
     let mut has_password = file
         .defaults
         .as_ref()
         .is_some_and(|d| d.entries().iter().any(is_password));
+    let mut has_command = file
+        .defaults
+        .as_ref()
+        .is_some_and(|d| d.entries().iter().any(is_command));
 
     let mut base = SubmitSettings::default();
     keys::set_submit(&mut base, "tls", "on", &Provenance::Builtin, env)
@@ -334,6 +342,13 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigErr
             || t.fetch
                 .as_ref()
                 .is_some_and(|f| f.get_ref().entries().iter().any(|(k, _)| *k == "password"));
+        has_command |= t.entries().iter().any(is_command)
+            || t.fetch.as_ref().is_some_and(|f| {
+                f.get_ref()
+                    .entries()
+                    .iter()
+                    .any(|(k, _)| matches!(*k, "passwordeval" | "mda"))
+            });
         let mut submit = base.clone();
         ctx.apply_submit(&mut submit, t)?;
         let fetch = match &t.fetch {
@@ -369,6 +384,7 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigErr
         path: path.to_owned(),
         accounts,
         has_password,
+        has_command,
         default_account,
     })
 }
@@ -592,6 +608,11 @@ auth = true
             parse_ok("[accounts.a.fetch]\nprotocol = \"pop3\"\npassword = \"x\"\n").has_password
         );
         assert!(!parse_ok("[accounts.a]\npasswordeval = \"pass x\"\n").has_password);
+        assert!(parse_ok("[accounts.a]\npasswordeval = \"pass x\"\n").has_command);
+        assert!(
+            parse_ok("[accounts.a.fetch]\nprotocol = \"pop3\"\nmda = [\"procmail\"]\n").has_command
+        );
+        assert!(!parse_ok("[accounts.a]\npassword = \"x\"\n").has_command);
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl Control {
     /// Sleeps up to `d`, ending early on stop or on a wake newer than `*seen` (which is then
     /// updated).
     pub fn sleep(&self, d: Duration, seen: &mut u64) -> Wake {
-        let until = Instant::now() + d;
+        // A sleep too long for the clock has no deadline: it ends on a wake or a stop.
+        let until = Instant::now().checked_add(d);
         let Ok(mut g) = self.wakes.lock() else {
             return Wake::Stop;
         };
@@ -154,7 +155,10 @@ impl Control {
                 *seen = *g;
                 return Wake::Woken;
             }
-            let left = until.saturating_duration_since(Instant::now());
+            let left = match until {
+                Some(t) => t.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
             if left.is_zero() {
                 return Wake::Elapsed;
             }
@@ -360,7 +364,9 @@ fn poll_account(
             _ => {
                 retry.reset();
                 // fetchmailrc `interval N`: this account sits out N-1 cycles after each poll.
-                interval.saturating_mul(u32::try_from(spec.every_nth_poll).unwrap_or(u32::MAX))
+                interval
+                    .saturating_mul(u32::try_from(spec.every_nth_poll).unwrap_or(u32::MAX))
+                    .min(Duration::from_secs(crate::config::MAX_SECONDS))
             }
         };
         log::info!("account {}: next poll in {} s", spec.name, delay.as_secs());
@@ -568,9 +574,9 @@ fn noop_watch(
     seen: &mut u64,
     limit: Duration,
 ) -> Result<IdleEvent> {
-    let until = Instant::now() + limit;
+    let until = Instant::now().checked_add(limit);
     loop {
-        let left = until.saturating_duration_since(Instant::now());
+        let left = until.map_or(limit, |t| t.saturating_duration_since(Instant::now()));
         if left.is_zero() {
             return Ok(IdleEvent::Timeout);
         }
@@ -627,7 +633,8 @@ mod tests {
         let c3 = Arc::clone(&c);
         let t = std::thread::spawn(move || {
             let mut seen = c3.generation();
-            c3.sleep(Duration::from_secs(60), &mut seen)
+            // Longer than the clock can count: no deadline, no panic, still stoppable.
+            c3.sleep(Duration::MAX, &mut seen)
         });
         std::thread::sleep(Duration::from_millis(50));
         c.stop();

@@ -1,20 +1,29 @@
-//! The instance lock (fetchmail's pid file, anchor §8): `pid\n[interval\n]`, created with
-//! O_EXCL; a lock left by a dead process is removed; `--quit` signals the live owner.
+//! The instance lock (fetchmail's pid file): `pid\n[interval\n]`, held with flock(2) for the
+//! life of the process; `--quit` signals the live owner named in it.
+//!
+//! Why flock and not only the pid: fetchmail creates the file with O_EXCL and writes the pid
+//! afterwards, so a second instance starting in between reads no pid, takes the lock for stale,
+//! removes it and runs too. A flock is taken atomically and released by the kernel when its
+//! holder dies, so "stale" needs no guessing and a lock file is never removed by anyone but its
+//! holder. The pid stays in the file because `rfetch --quit`, a second rfetch and fetchmail
+//! itself read it.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::fs::{FlockOperation, flock};
 use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// A held lock; removed on drop.
+/// A held lock: the open, flocked file. Removed on drop, while still locked.
 #[derive(Debug)]
 pub struct PidLock {
     path: PathBuf,
+    file: File,
 }
 
 impl PidLock {
@@ -25,72 +34,140 @@ impl PidLock {
 
 impl Drop for PidLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Unlink while the lock is still held, and only if the path is still our file: a
+        // starter that opened it before the unlink finds its lock on an unlinked file and
+        // tries again (see `acquire`).
+        if is_same_file(&self.file, &self.path) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
-/// The pid recorded in a lock file, when the file exists and names a live process.
-pub fn running_pid(path: &Path) -> Option<i32> {
-    let text = fs::read_to_string(path).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    let p = Pid::from_raw(pid)?;
+fn is_same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn first_line_pid(text: &str) -> Option<i32> {
+    text.lines().next()?.trim().parse().ok()
+}
+
+fn read_pid(file: &mut File) -> Option<i32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    first_line_pid(&text)
+}
+
+/// Whether `pid` names a live process other than this one.
+fn is_alive_other(pid: i32) -> bool {
+    let Some(p) = Pid::from_raw(pid) else {
+        return false;
+    };
     if pid == std::process::id() as i32 {
-        return None;
+        return false;
     }
     match test_kill_process(p) {
-        Ok(()) => Some(pid),
+        Ok(()) => true,
         // EPERM: alive but someone else's.
-        Err(e) if e == rustix::io::Errno::PERM => Some(pid),
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+/// The pid of the instance holding the lock file, if one holds it.
+///
+/// Only a file some process holds a flock on counts: a pid in a file nobody holds is left over
+/// from a killed instance, and may by now belong to an unrelated process that `--quit` must not
+/// signal. Probing takes a shared lock for an instant; a daemon starting in exactly that
+/// instant is refused as if another were running.
+pub fn running_pid(path: &Path) -> Option<i32> {
+    let mut file = File::open(path).ok()?;
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = flock(&file, FlockOperation::Unlock);
+            None
+        }
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            read_pid(&mut file).filter(|&pid| Pid::from_raw(pid).is_some())
+        }
         Err(_) => None,
     }
 }
 
-/// Takes the lock, removing a stale one. Another live instance is an error of kind Lock.
+fn held_elsewhere(path: &Path, pid: Option<i32>) -> Error {
+    let who = match pid {
+        Some(pid) => format!("pid {pid}, "),
+        None => String::new(),
+    };
+    Error::new(
+        ErrorKind::Lock,
+        format!(
+            "another rfetch is running ({who}lock file {}); stop it with rfetch --quit",
+            path.display()
+        ),
+    )
+}
+
+fn io_error(what: &str, path: &Path, e: impl Into<io::Error>) -> Error {
+    Error::with_source(
+        ErrorKind::LocalIo,
+        format!("{what} {}", path.display()),
+        e.into(),
+    )
+}
+
+/// Takes the lock. Another live instance is an error of kind Lock; a file left by a dead one
+/// is taken over (its flock died with it).
 pub fn acquire(path: &Path, interval: Option<u64>) -> Result<PidLock> {
-    for _ in 0..3 {
-        match OpenOptions::new()
+    // Each retry follows a holder that removed the file between our open and our flock;
+    // holders come and go far less often than that.
+    for _ in 0..16 {
+        let mut file = OpenOptions::new()
+            .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            // Never truncated before the lock is ours: the holder's pid must stay readable.
+            .truncate(false)
             .mode(0o644)
             .open(path)
-        {
-            Ok(mut f) => {
-                let mut text = format!("{}\n", std::process::id());
-                if let Some(i) = interval {
-                    text.push_str(&format!("{i}\n"));
-                }
-                f.write_all(text.as_bytes()).map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::LocalIo,
-                        format!("cannot write lock file {}", path.display()),
-                        e,
-                    )
-                })?;
-                return Ok(PidLock {
-                    path: path.to_owned(),
-                });
+            .map_err(|e| io_error("cannot create lock file", path, e))?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                // The holder may not have written its pid yet: then there is none to show.
+                return Err(held_elsewhere(path, read_pid(&mut file)));
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if let Some(pid) = running_pid(path) {
-                    return Err(Error::new(
-                        ErrorKind::Lock,
-                        format!(
-                            "another rfetch is running (pid {pid}, lock file {}); stop it with rfetch --quit",
-                            path.display()
-                        ),
-                    ));
-                }
-                log::info!("removing stale lock file {}", path.display());
-                let _ = fs::remove_file(path);
-            }
-            Err(e) => {
-                return Err(Error::with_source(
-                    ErrorKind::LocalIo,
-                    format!("cannot create lock file {}", path.display()),
-                    e,
-                ));
-            }
+            Err(e) => return Err(io_error("cannot lock", path, e)),
         }
+        if !is_same_file(&file, path) {
+            continue;
+        }
+        // A live pid in a file nobody had locked: an instance that does not flock (fetchmail,
+        // an older rfetch) holds it the O_EXCL way.
+        if let Some(pid) = read_pid(&mut file).filter(|&p| is_alive_other(p)) {
+            return Err(Error::new(
+                ErrorKind::Lock,
+                format!(
+                    "lock file {} names running process {pid} (fetchmail or an older rfetch?); \
+                     stop it, or remove the file if that process is no fetcher",
+                    path.display()
+                ),
+            ));
+        }
+        let mut text = format!("{}\n", std::process::id());
+        if let Some(i) = interval {
+            text.push_str(&format!("{i}\n"));
+        }
+        // Written over the old contents, then cut to length: a reader never sees an empty
+        // file, only the old pid or the new one on the first line.
+        file.write_all_at(text.as_bytes(), 0)
+            .and_then(|()| file.set_len(text.len() as u64))
+            .map_err(|e| io_error("cannot write lock file", path, e))?;
+        return Ok(PidLock {
+            path: path.to_owned(),
+            file,
+        });
     }
     Err(Error::new(
         ErrorKind::Lock,
@@ -113,13 +190,13 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
             io::Error::from(e),
         )
     })?;
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
+    let start = Instant::now();
+    while start.elapsed() < wait {
         // Gone, or done: a stopped instance removes its lock before exiting (and may linger
         // as a zombie until its parent reaps it).
         let holder = fs::read_to_string(path)
             .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+            .and_then(|t| first_line_pid(&t));
         if test_kill_process(p).is_err() || holder != Some(pid) {
             return Ok(Some(pid));
         }
@@ -149,10 +226,24 @@ mod tests {
         );
         drop(lock);
         assert!(!path.exists());
-        // pid 1 is alive.
+        // pid 1 is alive: a file written the O_EXCL way (fetchmail) by a live process.
         fs::write(&path, "1\n").unwrap();
         let e = acquire(&path, None).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Lock);
+        // ... but nobody holds a flock on it, so --quit has no one to signal.
+        assert_eq!(running_pid(&path), None);
+        fs::remove_file(&path).unwrap();
+        // A held lock refuses a second taker even before its pid is written (an empty file),
+        // and is never removed by it.
+        let held = acquire(&path, None).unwrap();
+        held.file.set_len(0).unwrap();
+        let e = acquire(&path, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Lock);
+        assert!(path.exists());
+        held.file.write_all_at(b"4242\n", 0).unwrap();
+        assert_eq!(running_pid(&path), Some(4242));
+        drop(held);
+        assert!(!path.exists());
         let _ = fs::remove_dir_all(&dir);
     }
 }

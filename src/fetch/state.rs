@@ -580,10 +580,17 @@ pub(crate) fn write_atomic(
     let tmp = dir.join(tmp_name);
     let injected = || io::Error::other("injected fault");
     let result = (|| {
+        // A file left under this name by an earlier crash (or planted there) would keep its
+        // own mode, or be a symlink written through: remove it, then create a new file with
+        // O_EXCL, so the mode below is the mode the state gets.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         if fault == FaultPoint::MidWrite {

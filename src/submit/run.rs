@@ -609,9 +609,12 @@ impl LogLine {
 }
 
 fn append_locked(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Created private, as rfetch's log is: the lines name senders, recipients and servers.
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     f.write_all(bytes)
