@@ -560,6 +560,36 @@ mod tests {
     }
 
     #[test]
+    fn queue_keys() {
+        let s = apply(&[
+            ("queue", "transient"),
+            ("queue_dir", "~/q"),
+            ("queue_max_age", "2d"),
+        ]);
+        assert_eq!(s.queue(), QueueMode::Transient);
+        assert_eq!(s.queue_dir(), Some(std::path::Path::new("/home/a/q")));
+        assert_eq!(s.queue_max_age(), Duration::from_secs(2 * 86400));
+        assert_eq!(apply(&[("queue", "always")]).queue(), QueueMode::Always);
+        assert_eq!(SubmitSettings::default().queue(), QueueMode::Off);
+        let mut s = SubmitSettings::default();
+        for (k, v) in [
+            ("queue", "sometimes"),
+            ("queue_max_age", "0"),
+            ("queue_max_age", "5w"),
+        ] {
+            assert!(
+                matches!(
+                    set_submit(&mut s, k, v, &at(), &env()),
+                    Err(KeyError::Invalid(_))
+                ),
+                "{k} {v}"
+            );
+        }
+        assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_age("15m"), Some(Duration::from_secs(900)));
+    }
+
+    #[test]
     fn every_directive_is_accepted() {
         let ok: &[(&str, &str)] = &[
             ("host", "mx"),

@@ -19,10 +19,13 @@ use clap::{ArgAction, Parser};
     // Written out because the generated one shows short-only options without their values
     // ("[-F ]").
     override_usage = "rsend [OPTIONS] [-t] [-f ADDRESS] [-F NAME] [--] [RECIPIENT]...\n       \
-rsend [OPTIONS] --serverinfo\n       rsend [OPTIONS] --pretend",
-    after_help = "Exit status: 0 accepted; 64 usage; 65 rejected (5xx); 66 unreadable file; 68 unknown host; \
+rsend [OPTIONS] --serverinfo\n       rsend [OPTIONS] --pretend\n       \
+rsend [OPTIONS] -q [--due-only] [--flush-id ID]\n       rsend [OPTIONS] -bp\n       \
+rsend [OPTIONS] --queue-remove ID",
+    after_help = "Exit status: 0 accepted (or queued); 64 usage; 65 rejected (5xx); 66 unreadable file; 68 unknown host; \
 69 service unavailable; 70 internal; 74 local I/O; 75 temporary failure, try again later (4xx, timeout, \
-connection refused); 76 protocol error; 77 authentication failed; 78 configuration error."
+connection refused); 76 protocol error; 77 authentication failed; 78 configuration error. \
+rsend -q: 0, or 65 when a queued message is held or unreadable."
 )]
 // msmtp-style `--opt[=value]` options are `Option<String>`: given without a value they mean "on"
 // (or "unset" for file/name options), and an empty value means "unset" (use the config file).

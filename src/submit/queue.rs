@@ -457,7 +457,16 @@ impl Queue {
                 });
             } else if let Some(id) = name.strip_suffix(".state").filter(|id| is_id(id)) {
                 states.push(id.to_string());
-            } else if !name.starts_with(".state-") {
+            } else if name.starts_with(".state-") {
+                // A state file's temporary name, left by a process killed while writing it.
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_TMP);
+                if stale {
+                    let _ = fs::remove_file(entry.path());
+                }
+            } else {
                 out.push(Entry::Foreign { name });
             }
         }

@@ -449,7 +449,14 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
         from: envelope_from.clone(),
         recipients: recipients.clone(),
         account: (args.host.is_none()).then(|| resolved.account_name.clone()),
-        config: args.file.clone(),
+        // Absolute: the flush may run elsewhere (a systemd unit starts in the home directory).
+        config: args.file.as_deref().map(|f| {
+            let path = env.expand_tilde(f);
+            std::path::absolute(&path)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned()
+        }),
         options: overrides(args)
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
