@@ -141,8 +141,10 @@ last error. rsend --queue-remove ID removes a message. After every successful se
 background flush when messages are waiting.
 
 Each message is one file: its envelope (sender, recipients, account, configuration file, the \
-command-line settings) followed by the message as it goes on the wire. It is written under tmp/, \
-fsynced, renamed into the queue directory, and the directory is fsynced; the directory is mode \
+command-line settings), the message as it goes on the wire, and the message's SHA-256. It is \
+written under tmp/, renamed into the queue directory, and the file and the directory are fsynced \
+before rsend returns (after the rename, so that one journal commit carries both); a file that a \
+crash left incomplete fails its length or checksum check and is never sent. The directory is mode \
 0700 and the files 0600. A flush claims each message with flock(2), so two flushers never send the \
 same message and the claim of a killed flusher disappears with it; a message is removed only after \
 the relay accepted it, so a flush killed at any moment loses nothing and sends again at most the \

@@ -1,7 +1,10 @@
 //! rsend's durable queue: one file per message (its envelope, then the message as it goes on
-//! the wire), written under `tmp/`, fsynced, renamed into the queue directory and the directory
-//! fsynced; a small retry-state file beside it; claiming by `flock` so that two flushers never
+//! the wire), written under `tmp/`, renamed into the queue directory, then the file and the
+//! directory fsynced; a small retry-state file beside it; claiming by `flock` so that two flushers never
 //! send the same message and a killed flusher's claim disappears with it.
+//!
+//! A message file is its envelope (text lines up to `end`), the message bytes, and a trailer
+//! line with their SHA-256.
 //!
 //! Layout of the queue directory (mode 0700, files 0600):
 //! `ID.msg` a queued message, `ID.state` its retry state (absent: never tried, due now),
@@ -20,6 +23,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The first line of every queued message file.
 const MAGIC: &str = "postie-queue 1";
+/// What follows the message: its SHA-256, so that a message whose bytes did not all reach the
+/// disk (a crash before rsend returned) is never sent with holes in it.
+const TRAILER_PREFIX: &str = "sha256 ";
+const TRAILER_LEN: u64 = 7 + 64 + 1;
 /// An envelope larger than this is not ours (a corrupt or foreign file).
 const MAX_ENVELOPE: u64 = 1024 * 1024;
 /// First retry delay; it doubles with each failed attempt up to [`MAX_RETRY_DELAY`].
@@ -340,6 +347,50 @@ fn lock_now(file: &File) -> io::Result<bool> {
     }
 }
 
+/// The file must be exactly its envelope, the message its envelope announces, and the trailer.
+fn check_length(len: u64, envelope_len: u64, size: u64) -> std::result::Result<(), String> {
+    let expected = envelope_len
+        .saturating_add(size)
+        .saturating_add(TRAILER_LEN);
+    if len != expected {
+        return Err(format!(
+            "the file holds {len} bytes, its envelope says {expected}: truncated or altered"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the `size` message bytes and the trailer after them; they must agree.
+fn check_digest(reader: &mut dyn Read, size: u64) -> std::result::Result<(), String> {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut message = reader.take(size);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match message.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => digest.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read: {e}")),
+        }
+    }
+    let mut trailer = Vec::new();
+    reader
+        .take(TRAILER_LEN)
+        .read_to_end(&mut trailer)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if trailer != trailer_line(digest.finish()).as_bytes() {
+        return Err(
+            "the message does not match its checksum: damaged or incompletely written".into(),
+        );
+    }
+    Ok(())
+}
+
+fn trailer_line(digest: ring::digest::Digest) -> String {
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{TRAILER_PREFIX}{hex}\n")
+}
+
 impl Queue {
     /// The queue in `dir`, created (mode 0700) if missing. A directory other users can read is
     /// refused: queued messages are private.
@@ -434,6 +485,9 @@ impl Queue {
             path,
             file,
             envelope_len: envelope.len() as u64,
+            size: stored.size,
+            written: 0,
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
             committed: false,
         })
     }
@@ -556,13 +610,8 @@ impl Queue {
         }
         let mut reader = BufReader::new(file);
         let (stored, envelope_len) = Stored::decode(&mut reader)?;
-        let expected = envelope_len.saturating_add(stored.size);
-        if ours.len() != expected {
-            return Err(format!(
-                "the file holds {} bytes, its envelope says {expected}: truncated or altered",
-                ours.len()
-            ));
-        }
+        check_length(ours.len(), envelope_len, stored.size)?;
+        check_digest(&mut reader, stored.size)?;
         let mut file = reader.into_inner();
         file.seek(SeekFrom::Start(envelope_len))
             .map_err(|e| format!("cannot seek: {e}"))?;
@@ -580,9 +629,7 @@ impl Queue {
         let file = File::open(self.message_path(id)).map_err(|e| format!("cannot open: {e}"))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let (stored, envelope_len) = Stored::decode(&mut BufReader::new(file))?;
-        if len != envelope_len.saturating_add(stored.size) {
-            return Err("truncated or altered (its size does not match its envelope)".into());
-        }
+        check_length(len, envelope_len, stored.size)?;
         Ok((stored, len))
     }
 
@@ -629,7 +676,24 @@ pub struct Pending {
     path: PathBuf,
     file: File,
     envelope_len: u64,
+    /// The message size the envelope announces.
+    size: u64,
+    written: u64,
+    digest: ring::digest::Context,
     committed: bool,
+}
+
+impl Write for Pending {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(bytes)?;
+        self.digest.update(&bytes[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl Pending {
@@ -637,24 +701,39 @@ impl Pending {
         &self.id
     }
 
-    /// Where message bytes go (after the envelope).
-    pub fn writer(&mut self) -> &mut File {
-        &mut self.file
-    }
-
     /// A reader over the message bytes written so far (for sending before committing).
     pub fn message_reader(&mut self) -> io::Result<impl Read + '_> {
         self.file.seek(SeekFrom::Start(self.envelope_len))?;
-        Ok(&mut self.file)
+        Ok((&mut self.file).take(self.written))
     }
 
-    /// Makes the message durable in the queue: fsync, rename into the queue, fsync the
-    /// directory. `state` (after a failed attempt) is written before the message appears, so
-    /// no flusher sees the message as never tried.
+    /// Makes the message durable in the queue. The trailer is appended, the file renamed into
+    /// the queue, then the file and the directory are fsynced: on a journaled file system the
+    /// file's fsync commits the rename with it, so the directory's fsync finds nothing left to
+    /// write (one journal commit instead of two, half the wall time on ext4). A crash before
+    /// both fsyncs returned (the caller then got no success) may leave the name with bytes
+    /// missing; the length and checksum checks keep such a file from ever being sent.
+    /// `state` (after a failed attempt) is written before the message appears, so no flusher
+    /// takes it for a message never tried.
     pub fn commit(mut self, state: Option<&RetryState>) -> Result<String> {
+        if self.written != self.size {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "queue file: {} message bytes written, {} announced",
+                    self.written, self.size
+                ),
+            ));
+        }
+        let digest = std::mem::replace(
+            &mut self.digest,
+            ring::digest::Context::new(&ring::digest::SHA256),
+        )
+        .finish();
         self.file
-            .sync_all()
-            .map_err(|e| io_error(format!("cannot sync {}", self.path.display()), e))?;
+            .seek(SeekFrom::End(0))
+            .and_then(|_| self.file.write_all(trailer_line(digest).as_bytes()))
+            .map_err(|e| io_error(format!("cannot write {}", self.path.display()), e))?;
         if let Some(state) = state {
             self.queue
                 .write_state(&self.id, state)
@@ -675,6 +754,9 @@ impl Pending {
             )
         })?;
         self.committed = true;
+        self.file
+            .sync_all()
+            .map_err(|e| io_error(format!("cannot sync {}", target.display()), e))?;
         sync_dir(&self.queue.dir)
             .map_err(|e| io_error(format!("cannot sync {}", self.queue.dir.display()), e))?;
         Ok(self.id.clone())
@@ -755,7 +837,7 @@ mod tests {
 
     fn put(q: &Queue, body: &[u8]) -> String {
         let mut p = q.begin(&stored(body.len() as u64)).unwrap();
-        p.writer().write_all(body).unwrap();
+        p.write_all(body).unwrap();
         p.commit(None).unwrap()
     }
 
@@ -830,6 +912,31 @@ mod tests {
         let entries = q.entries().unwrap();
         assert!(matches!(&entries[0], Entry::Message { id: i, .. } if *i == id));
         assert!(matches!(&entries[1], Entry::Foreign { name } if name == "notes.txt"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_byte_fails_the_checksum() {
+        let (dir, q) = temp_queue("sum");
+        let id = put(&q, b"Subject: x\r\n\r\nhello\r\n");
+        let path = dir.join(format!("{id}.msg"));
+        let mut data = fs::read(&path).unwrap();
+        let at = data.len() - TRAILER_LEN as usize - 3;
+        data[at] = 0;
+        fs::write(&path, &data).unwrap();
+        assert!(q.claim(&id).unwrap_err().contains("checksum"));
+        // The listing (which reads only the envelope) still shows it.
+        assert!(q.peek(&id).is_ok());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn commit_refuses_a_short_message() {
+        let (dir, q) = temp_queue("short");
+        let mut p = q.begin(&stored(10)).unwrap();
+        p.write_all(b"12345").unwrap();
+        assert_eq!(p.commit(None).unwrap_err().kind(), ErrorKind::Internal);
+        assert!(q.entries().unwrap().is_empty());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -470,7 +470,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
     if let Delivery::Queue { background } = delivery {
         let queue = Queue::open(&queue_dir()?)?;
         let mut pending = queue.begin(&stored)?;
-        write_message(pending.writer(), &prepared.header, body)?;
+        write_message(&mut pending, &prepared.header, body)?;
         let id = pending.commit(None)?;
         log_base.write_queued(s, &id, size, None);
         if background {
@@ -504,7 +504,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
     match queue {
         Some(queue) => {
             let mut p = queue.begin(&stored)?;
-            write_message(p.writer(), &prepared.header, body)?;
+            write_message(&mut p, &prepared.header, body)?;
             pending = Some(p);
         }
         None => {
@@ -630,7 +630,7 @@ pub fn queue_dir(s: &SubmitSettings, env: &Env) -> Result<PathBuf> {
 }
 
 /// Writes the prepared header and the body to a queue file.
-fn write_message(out: &mut std::fs::File, header: &[u8], body: Spool) -> Result<()> {
+fn write_message(out: &mut queue::Pending, header: &[u8], body: Spool) -> Result<()> {
     let failed = |e| Error::with_source(ErrorKind::LocalIo, "cannot write to the queue", e);
     out.write_all(header).map_err(failed)?;
     io::copy(&mut body.reader(), out).map_err(failed)?;
