@@ -272,6 +272,15 @@ fn odq_queues_without_connecting_and_remove_takes_it_out() {
     assert_exit(&rsend(&["-C", rc, "--queue-remove", &id], b""), 0);
     assert!(queued_files(&dir.path().join("queue")).is_empty());
     assert_exit(&rsend(&["-C", rc, "--queue-remove", &id], b""), 64);
+    // An id is never a path: nothing outside the queue can be named.
+    let out = rsend(&["-C", rc, "--queue-remove", "../msmtprc"], b"");
+    assert_exit(&out, 64);
+    assert!(
+        stderr(&out).contains("not a queue id"),
+        "{}",
+        describe(&out)
+    );
+    assert!(Path::new(rc).exists());
     assert_exit(&rsend(&["-C", rc, "-q"], b""), 0);
     assert_eq!(relay.connections(), 0);
 }
@@ -309,6 +318,78 @@ fn queue_always_in_toml_queues_and_flushes_in_the_background() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(queued_files(&dir.path().join("queue")).is_empty());
+}
+
+#[test]
+fn a_successful_send_flushes_what_waits_in_the_background() {
+    let relay = Relay::start(&[]);
+    let dir = TempDir::new("qopp");
+    let rc = relay_rc(dir.path(), relay.port, "");
+    let rc = rc.to_str().unwrap();
+    let waiting = unique("qopp-waiting");
+    assert_exit(
+        &rsend(&["-C", rc, "-odq", "bob@localhost"], &message(&waiting)),
+        0,
+    );
+    assert_eq!(relay.connections(), 0);
+    let direct = unique("qopp-direct");
+    assert_exit(&rsend(&["-C", rc, "bob@localhost"], &message(&direct)), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.accepted().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let accepted = relay.accepted();
+    assert_eq!(accepted.len(), 2, "the waiting message was not flushed");
+    assert!(accepted.iter().any(|m| contains(m, waiting.as_bytes())));
+    while !queued_files(&dir.path().join("queue")).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(queued_files(&dir.path().join("queue")).is_empty());
+}
+
+#[test]
+fn mailq_lists_the_default_queue_of_a_host_only_run() {
+    let relay = Relay::start(&[]);
+    let home = TempDir::new("qhome");
+    let mailq = home.path().join("mailq");
+    std::os::unix::fs::symlink(RSEND, &mailq).unwrap();
+    let run = |program: &Path, args: &[&str], input: &[u8]| {
+        let mut c = Command::new(program);
+        c.args(args)
+            .env("HOME", home.path())
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CONFIG_HOME");
+        run_command(c, input)
+    };
+    let empty = run(&mailq, &[], b"");
+    assert_exit(&empty, 0);
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("Mail queue is empty"));
+    let port = relay.port.to_string();
+    let args = [
+        "--host=127.0.0.1",
+        "--port",
+        &port,
+        "--tls=off",
+        "--auth=off",
+        "-f",
+        "carol@localhost",
+        "-odq",
+        "dave@localhost",
+    ];
+    assert_exit(&run(Path::new(RSEND), &args, &message("mailq")), 0);
+    let queue = home.path().join(".local/state/postie/queue");
+    assert_eq!(queued_files(&queue).len(), 1);
+    let listed = run(&mailq, &[], b"");
+    assert_exit(&listed, 0);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("carol@localhost") && text.contains("dave@localhost"),
+        "{text}"
+    );
+    // The flush needs no configuration file: the message carries its command-line settings.
+    assert_exit(&run(Path::new(RSEND), &["-q"], b""), 0);
+    assert_eq!(relay.accepted().len(), 1);
+    assert!(queued_files(&queue).is_empty());
 }
 
 #[test]
