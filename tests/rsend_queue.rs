@@ -393,6 +393,29 @@ fn mailq_lists_the_default_queue_of_a_host_only_run() {
 }
 
 #[test]
+fn odb_queues_and_flushes_in_the_background() {
+    let relay = Relay::start(&[]);
+    let dir = TempDir::new("qodb");
+    let rc = relay_rc(dir.path(), relay.port, "");
+    let marker = unique("qodb");
+    let out = rsend(
+        &["-C", rc.to_str().unwrap(), "-odb", "bob@localhost"],
+        &message(&marker),
+    );
+    assert_exit(&out, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (relay.accepted().is_empty() || !queued_files(&dir.path().join("queue")).is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let accepted = relay.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert!(contains(&accepted[0], marker.as_bytes()));
+    assert!(queued_files(&dir.path().join("queue")).is_empty());
+}
+
+#[test]
 fn corrupt_and_foreign_files_are_reported_and_skipped_never_sent() {
     let relay = Relay::start(&[]);
     let dir = TempDir::new("qbad");

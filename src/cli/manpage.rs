@@ -137,7 +137,10 @@ queues and starts a flush in the background (as queue always does).
 rsend -q sends every queued message that is not held, now; -q --due-only only those whose retry \
 time has come (what the systemd timer runs); -q --flush-id ID one message, even a held one. \
 rsend -bp (or rsend called as mailq) lists the queue: id, size, age, sender, recipients and the \
-last error. rsend --queue-remove ID removes a message. After every successful send rsend starts a \
+last error. rsend --queue-remove ID removes a message. These three use --queue-dir, else the \
+queue_dir of the account -a names (or of the default account), else the default directory: set \
+queue_dir in defaults when you set it at all. The queue directory must be yours and mode 0700. \
+After every successful send rsend starts a \
 background flush when messages are waiting.
 
 Each message is one file: its envelope (sender, recipients, account, configuration file, the \
