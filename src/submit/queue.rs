@@ -791,8 +791,12 @@ impl Claimed {
     /// lock then finds the name gone).
     pub fn delivered(self) -> Result<()> {
         let path = self.queue.message_path(&self.id);
-        fs::remove_file(&path)
-            .map_err(|e| io_error(format!("cannot remove {}", path.display()), e))?;
+        match fs::remove_file(&path) {
+            // Removed by hand while it was being sent: it is gone either way.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(format!("cannot remove {}", path.display()), e)),
+            Ok(()) => {}
+        }
         let _ = fs::remove_file(self.queue.state_path(&self.id));
         Ok(())
     }
