@@ -21,13 +21,15 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+/// (connection number, message) for every message a relay accepted.
+type Accepted = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
 /// A scripted relay: plaintext, no AUTH, any number of connections. RCPT replies come from
 /// `rcpt_replies` (then 250); every message that got a 250 after its final dot is recorded.
 struct Relay {
     port: u16,
     rcpt_replies: Arc<Mutex<VecDeque<String>>>,
-    /// (connection number, message) for every message accepted.
-    accepted: Arc<Mutex<Vec<(usize, Vec<u8>)>>>,
+    accepted: Accepted,
     connections: Arc<Mutex<usize>>,
 }
 
