@@ -207,11 +207,21 @@ fn a_4xx_then_250_is_queued_with_exit_0_and_a_flush_delivers_it_once() {
     let relay = Relay::start(&["451 4.3.0 greylisted, try later"]);
     let dir = TempDir::new("q4xx");
     // The msmtprc extension keyword, not a command-line flag.
-    let rc = relay_rc(dir.path(), relay.port, "queue transient\n");
+    let log = dir.path().join("rsend.log");
+    let rc = relay_rc(
+        dir.path(),
+        relay.port,
+        &format!("queue transient\nlogfile {}\n", log.display()),
+    );
     let rc = rc.to_str().unwrap();
     let marker = unique("q4xx");
     let out = rsend(&["-C", rc, "bob@localhost"], &message(&marker));
     assert_exit(&out, 0);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("queued=") && logged.contains("greylisted") && logged.contains("EX_OK"),
+        "{logged}"
+    );
     assert!(
         stderr(&out).contains("queued as") && stderr(&out).contains("451 4.3.0 greylisted"),
         "{}",
