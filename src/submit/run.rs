@@ -158,15 +158,20 @@ pub fn session_settings_without_auth(s: &SubmitSettings, env: &Env) -> Result<Sm
     session_settings(&plain, env)
 }
 
-/// The SMTP session settings for an account (password resolved only when AUTH is on).
-pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
+/// Where the account submits to; a Unix-domain socket is refused.
+fn endpoint(s: &SubmitSettings) -> Result<crate::net::Endpoint> {
     if s.socket().is_some() {
         return Err(Error::new(
             ErrorKind::Config,
             "the socket directive (Unix-domain sockets) is not supported by rsend; use host and port",
         ));
     }
-    let endpoint = s.endpoint()?;
+    Ok(s.endpoint()?)
+}
+
+/// The SMTP session settings for an account (password resolved only when AUTH is on).
+pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
+    let endpoint = endpoint(s)?;
     let tls_mode = s.tls_mode();
     let tls = if tls_mode == TlsMode::Off {
         Default::default()
@@ -381,7 +386,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
 
     // Only the host is needed before sending: the password (perhaps a prompt or a
     // passwordeval) is resolved when a connection is made, which -odq never does.
-    let endpoint_host = s.endpoint()?.host;
+    let endpoint_host = endpoint(s)?.host;
     let domain_for_ids = {
         let d = s.domain(env);
         if d != "localhost" {
