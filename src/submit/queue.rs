@@ -466,15 +466,35 @@ impl Queue {
     /// Starts a message: a locked file under `tmp/` holding the envelope; the caller appends
     /// exactly `stored.size` message bytes, then commits or drops it.
     pub fn begin(&self, stored: &Stored) -> Result<Pending> {
-        let id = new_id();
-        let path = self.dir.join("tmp").join(&id);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io_error(format!("cannot create {}", path.display()), e))?;
+        // Ids are random within a second; a clash (one in 2^32 per pair of messages queued in
+        // the same second) only costs another draw.
+        let mut attempt = 0;
+        let (id, path, mut file) = loop {
+            let id = new_id();
+            let path = self.dir.join("tmp").join(&id);
+            let taken = self.message_path(&id).exists();
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) if !taken => break (id, path, file),
+                Ok(_) => {
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {}
+                Err(e) => return Err(io_error(format!("cannot create {}", path.display()), e)),
+            }
+            attempt += 1;
+            if attempt > 8 {
+                return Err(Error::new(
+                    ErrorKind::LocalIo,
+                    format!("cannot find a free queue id in {}", self.dir.display()),
+                ));
+            }
+        };
         let _ = lock_now(&file);
         let envelope = stored.encode();
         file.write_all(&envelope)
