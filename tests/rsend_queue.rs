@@ -576,6 +576,32 @@ fn held_message_after_a_5xx_in_a_flush_is_kept_and_reported() {
     assert!(queued_files(&dir.path().join("queue")).is_empty());
 }
 
+#[test]
+fn a_message_older_than_queue_max_age_is_held_not_dropped() {
+    let dir = TempDir::new("qage");
+    let rc = relay_rc(dir.path(), closed_port(), "queue_max_age 1s\n");
+    let rc = rc.to_str().unwrap();
+    let out = rsend(
+        &["-C", rc, "--queue-on-failure", "bob@localhost"],
+        &message("old"),
+    );
+    assert_exit(&out, 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let flush = rsend(&["-C", rc, "-q"], b"");
+    assert_exit(&flush, 65);
+    assert!(
+        stderr(&flush).contains("queued longer than 1s and kept"),
+        "{}",
+        describe(&flush)
+    );
+    assert_eq!(queued_files(&dir.path().join("queue")).len(), 1);
+    let list = String::from_utf8_lossy(&rsend(&["-C", rc, "-bp"], b"").stdout).into_owned();
+    assert!(
+        list.contains("held") && list.contains("2 attempt(s)"),
+        "{list}"
+    );
+}
+
 // ---- against the real stack ----
 
 /// The stack's SMTPS account for alice with the queue in `dir/queue`, at `port`.
