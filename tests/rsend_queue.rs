@@ -810,6 +810,76 @@ fn stack_kill_9_during_a_flush_loses_nothing_and_duplicates_at_most_one_per_kill
 }
 
 #[test]
+fn install_units_names_this_binary_and_queue_and_refuses_a_line_break() {
+    let home = TempDir::new("qunits");
+    let config = home.path().join("config");
+    let run = |args: &[&str]| {
+        let mut c = Command::new(RSEND);
+        c.args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", &config);
+        run_command(c, b"")
+    };
+    let queue = home.path().join("my queue");
+    let arg = format!("--queue-dir={}", queue.display());
+    let out = run(&["--install-units", &arg]);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("systemctl --user enable --now"));
+    let units = config.join("systemd/user");
+    let service = std::fs::read_to_string(units.join("rsend-queue.service")).unwrap();
+    assert!(
+        service.contains(&format!(
+            "ExecStart=\"{RSEND}\" -q --due-only \"--queue-dir={}\"",
+            queue.display()
+        )),
+        "{service}"
+    );
+    let path = std::fs::read_to_string(units.join("rsend-queue.path")).unwrap();
+    assert!(
+        path.contains(&format!("PathChanged={}\n", queue.display())),
+        "{path}"
+    );
+    assert!(units.join("rsend-queue.timer").exists());
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let files: Vec<PathBuf> = ["service", "timer", "path"]
+            .iter()
+            .map(|e| units.join(format!("rsend-queue.{e}")))
+            .collect();
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .args(&files)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            verify.status.success() && !err.contains("rsend-queue"),
+            "{err}"
+        );
+    }
+    // A queue directory with a line break would add a directive of the caller's choosing.
+    let fresh = TempDir::new("qunits-evil");
+    let mut c = Command::new(RSEND);
+    c.args([
+        "--install-units",
+        "--queue-dir=/tmp/q\nExecStartPre=/bin/evil",
+    ])
+    .env("HOME", fresh.path())
+    .env("XDG_CONFIG_HOME", fresh.path());
+    let out = run_command(c, b"");
+    assert_exit(&out, 64);
+    assert!(
+        stderr(&out).contains("cannot be written into a unit file"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!fresh.path().join("systemd").exists());
+}
+
+#[test]
 fn systemd_units_verify() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
         println!("skipped: systemd-analyze is not installed (apt-get install systemd)");

@@ -164,10 +164,11 @@ the message would lose it; removing it is your decision (--queue-remove).
 rsend -q exits 0 when every message was sent or waits for its next attempt, 65 when a message is \
 held or unreadable.
 
-Systemd user units that flush by themselves (a timer, and a path unit that flushes when a message \
-is queued) are in examples/systemd; install them with: mkdir -p ~/.config/systemd/user; cp \
-rsend-queue.service rsend-queue.timer rsend-queue.path ~/.config/systemd/user/; systemctl --user \
-daemon-reload; systemctl --user enable --now rsend-queue.timer rsend-queue.path",
+Systemd user units flush the queue by themselves: a timer (every 5 minutes, rsend -q \
+--due-only) and a path unit that flushes when a message is queued. rsend --install-units writes \
+them to $XDG_CONFIG_HOME/systemd/user for this rsend binary and its queue directory; then run \
+systemctl --user daemon-reload; systemctl --user enable --now rsend-queue.timer rsend-queue.path. \
+examples/systemd holds the same units for /usr/bin/rsend and the default queue.",
     },
     Section {
         title: "SECURITY",

@@ -95,6 +95,7 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
             log::info!("message {id} removed from the queue");
             return Ok(());
         }
+        Mode::InstallUnits => return install_units(args, &env),
         Mode::Deliver => {}
     }
     if args.pretend {
@@ -141,6 +142,43 @@ fn command_queue_dir(args: &RsendArgs, env: &Env) -> Result<std::path::PathBuf, 
         Some(d) => Ok(d),
         None => run::queue_dir(&Default::default(), env),
     }
+}
+
+/// --install-units: the units for this binary and this queue, in the user's systemd directory.
+/// They are written (each to a temporary name, then renamed) but not enabled: that is the
+/// user's decision, and the printed command does it.
+fn install_units(args: &RsendArgs, env: &Env) -> Result<(), Error> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::with_source(ErrorKind::LocalIo, "cannot find the rsend binary", e))?;
+    let queue_dir = command_queue_dir(args, env)?;
+    let units = crate::submit::units::render(&exe, &queue_dir)
+        .map_err(|m| Error::new(ErrorKind::Usage, m))?;
+    let dir = env
+        .config_home()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "neither $XDG_CONFIG_HOME nor $HOME is set: nowhere to install the units",
+            )
+        })?
+        .join("systemd/user");
+    let failed = |what: String| move |e| Error::with_source(ErrorKind::LocalIo, what, e);
+    std::fs::create_dir_all(&dir).map_err(failed(format!("cannot create {}", dir.display())))?;
+    let mut out = std::io::stdout().lock();
+    for unit in &units {
+        let path = dir.join(unit.name);
+        let tmp = dir.join(format!(".{}.tmp", unit.name));
+        std::fs::write(&tmp, &unit.text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(failed(format!("cannot write {}", path.display())))?;
+        let _ = writeln!(out, "wrote {}", path.display());
+    }
+    let _ = writeln!(
+        out,
+        "enable them with: systemctl --user daemon-reload && systemctl --user enable --now \
+         rsend-queue.timer rsend-queue.path"
+    );
+    Ok(())
 }
 
 /// -bp and mailq.

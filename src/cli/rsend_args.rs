@@ -206,6 +206,11 @@ pub struct RsendArgs {
     /// Remove this message from the queue (its id as rsend -bp shows it).
     #[arg(long = "queue-remove", value_name = "ID", conflicts_with = "flush")]
     pub queue_remove: Option<String>,
+    /// Write systemd user units that flush the queue by themselves (a timer every 5 minutes, and
+    /// a path unit that flushes when a message is queued) to $XDG_CONFIG_HOME/systemd/user, naming
+    /// this rsend and its queue directory, then print the systemctl command that enables them.
+    #[arg(long = "install-units", conflicts_with_all = ["flush", "queue_remove"])]
+    pub install_units: bool,
     /// The queue directory (default: queue_dir in the configuration, else
     /// $XDG_STATE_HOME/postie/queue).
     #[arg(long = "queue-dir", value_name = "DIR")]
@@ -250,6 +255,8 @@ pub enum Mode {
     Flush,
     /// --queue-remove ID.
     Remove,
+    /// --install-units.
+    InstallUnits,
 }
 
 /// How the message on stdin is delivered (sendmail's -od delivery modes).
@@ -284,6 +291,12 @@ pub fn mode(args: &RsendArgs) -> Result<Mode, String> {
             "-b{} cannot be combined with -q or --queue-remove",
             args.mode.as_deref().unwrap_or_default()
         ));
+    }
+    if args.install_units {
+        if !args.recipients.is_empty() || args.read_recipients {
+            return Err("--install-units takes no recipients and reads no message".into());
+        }
+        return Ok(Mode::InstallUnits);
     }
     if args.flush {
         return Ok(Mode::Flush);

@@ -7,3 +7,4 @@ pub mod headers;
 pub mod queue;
 pub mod run;
 pub mod spool;
+pub mod units;
