@@ -139,6 +139,17 @@ fn toml_and_msmtprc_examples_submit_side() {
         assert_eq!(setting(&p, "port"), "465");
         assert_eq!(setting(&p, "tls_starttls"), "off");
     }
+    // The native example enables rsend's queue for every account (the msmtprc example stays
+    // readable by msmtp, which rejects the queue keywords).
+    let (home, cfg) = install("config.toml");
+    let (out, err) = run(
+        RSEND,
+        &home,
+        &["-C", cfg.to_str().unwrap(), "-a", "home", "--pretend"],
+    );
+    let p = format!("{out}{err}");
+    assert_eq!(setting(&p, "queue"), "transient", "{p}");
+    assert_eq!(setting(&p, "queue_max_age"), "432000s", "{p}");
     // msmtprc inheritance: `account lists : home`.
     let (home, cfg) = install("msmtprc");
     let (out, err) = run(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{
     AuthSetting, DsnNotify, DsnReturn, Env, FetchSettings, HeaderPolicy, LogFile, Provenance,
-    Secret, ServerSettings, Sourced, SubmitProtocol, SubmitSettings, SyslogFacility, Target,
-    ToHeaderPolicy, TrustFile,
+    QueueMode, Secret, ServerSettings, Sourced, SubmitProtocol, SubmitSettings, SyslogFacility,
+    Target, ToHeaderPolicy, TrustFile,
 };
 use crate::net::Endpoint;
 
@@ -381,6 +381,30 @@ pub fn set_submit(
             s.syslog = sourced(v, at);
         }
         "aliases" => s.aliases = sourced(env.expand_tilde(arg), at),
+        // postie extensions (msmtp rejects these keys): rsend's queue.
+        "queue" => {
+            let v = match arg {
+                "off" => QueueMode::Off,
+                "transient" | "on" | "" => QueueMode::Transient,
+                "always" => QueueMode::Always,
+                _ => {
+                    return Err(KeyError::Invalid(format!(
+                        "invalid argument {arg:?} for queue: use off, transient or always"
+                    )));
+                }
+            };
+            s.queue = sourced(v, at);
+        }
+        "queue_dir" => s.queue_dir = sourced(env.expand_tilde(arg), at),
+        "queue_max_age" => {
+            let v = parse_age(arg).ok_or_else(|| {
+                KeyError::Invalid(format!(
+                    "invalid argument {arg:?} for queue_max_age: use a number with s, m, h or d \
+                     (5d)"
+                ))
+            })?;
+            s.queue_max_age = sourced(v, at);
+        }
         // Accepted for compatibility, silently: msmtp itself ignores it.
         "tls_force_sslv3" => {}
         "tls_priorities"
@@ -402,6 +426,24 @@ pub fn set_submit(
         _ => return Err(KeyError::Unknown),
     }
     Ok(None)
+}
+
+/// `30s`, `15m`, `12h`, `5d`, or a plain number of seconds; at least one second.
+pub fn parse_age(arg: &str) -> Option<Duration> {
+    let (digits, unit) = match arg.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => arg.split_at(i),
+        None => (arg, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    let secs = n.checked_mul(scale)?;
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// An argument as the TOML reader hands it over: a scalar rendered as text, or a list.
@@ -536,6 +578,36 @@ mod tests {
             set_submit(&mut s, k, v, &at(), &env()).unwrap();
         }
         s
+    }
+
+    #[test]
+    fn queue_keys() {
+        let s = apply(&[
+            ("queue", "transient"),
+            ("queue_dir", "~/q"),
+            ("queue_max_age", "2d"),
+        ]);
+        assert_eq!(s.queue(), QueueMode::Transient);
+        assert_eq!(s.queue_dir(), Some(std::path::Path::new("/home/a/q")));
+        assert_eq!(s.queue_max_age(), Duration::from_secs(2 * 86400));
+        assert_eq!(apply(&[("queue", "always")]).queue(), QueueMode::Always);
+        assert_eq!(SubmitSettings::default().queue(), QueueMode::Off);
+        let mut s = SubmitSettings::default();
+        for (k, v) in [
+            ("queue", "sometimes"),
+            ("queue_max_age", "0"),
+            ("queue_max_age", "5w"),
+        ] {
+            assert!(
+                matches!(
+                    set_submit(&mut s, k, v, &at(), &env()),
+                    Err(KeyError::Invalid(_))
+                ),
+                "{k} {v}"
+            );
+        }
+        assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_age("15m"), Some(Duration::from_secs(900)));
     }
 
     #[test]

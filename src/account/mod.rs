@@ -543,6 +543,22 @@ pub enum LogFile {
     Path(PathBuf),
 }
 
+/// `queue`: whether rsend queues a message it could not (or did not try to) send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueMode {
+    /// Never: a failure is the caller's (msmtp's behaviour).
+    #[default]
+    Off,
+    /// Only after a temporary failure (network down, timeout, 4xx).
+    Transient,
+    /// Always: queue without trying, and start a flush in the background.
+    Always,
+}
+
+/// How long a queued message is retried when `queue_max_age` is not set (sendmail's
+/// Timeout.queuereturn).
+pub const DEFAULT_QUEUE_MAX_AGE: Duration = Duration::from_secs(5 * 24 * 3600);
+
 /// Everything msmtprc can say about submitting mail.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubmitSettings {
@@ -571,6 +587,12 @@ pub struct SubmitSettings {
     pub syslog: Option<Sourced<Option<SyslogFacility>>>,
     /// Empty path: unset.
     pub aliases: Option<Sourced<PathBuf>>,
+    /// `queue` (a postie extension): when rsend queues a message instead of failing.
+    pub queue: Option<Sourced<QueueMode>>,
+    /// `queue_dir` (a postie extension): the queue directory.
+    pub queue_dir: Option<Sourced<PathBuf>>,
+    /// `queue_max_age` (a postie extension): how long a queued message is retried.
+    pub queue_max_age: Option<Sourced<Duration>>,
     /// Directives we accept but do not implement (each was warned about when read).
     pub ignored: Vec<Sourced<String>>,
 }
@@ -687,6 +709,22 @@ impl SubmitSettings {
     /// The syslog facility when syslog is on (`syslog on` = LOG_USER, as msmtp).
     pub fn syslog(&self) -> Option<SyslogFacility> {
         value(&self.syslog).flatten()
+    }
+
+    pub fn queue(&self) -> QueueMode {
+        value(&self.queue).unwrap_or_default()
+    }
+
+    /// The configured queue directory (`None`: the built-in default under $XDG_STATE_HOME).
+    pub fn queue_dir(&self) -> Option<&Path> {
+        self.queue_dir
+            .as_ref()
+            .map(|d| d.value.as_path())
+            .filter(|p| !p.as_os_str().is_empty())
+    }
+
+    pub fn queue_max_age(&self) -> Duration {
+        value(&self.queue_max_age).unwrap_or(DEFAULT_QUEUE_MAX_AGE)
     }
 
     pub fn aliases(&self) -> Option<&Path> {
@@ -938,6 +976,22 @@ impl SubmitSettings {
                 at(&self.syslog),
             ),
             ("aliases", path(self.aliases()), at(&self.aliases)),
+            (
+                "queue",
+                match self.queue() {
+                    QueueMode::Off => "off",
+                    QueueMode::Transient => "transient",
+                    QueueMode::Always => "always",
+                }
+                .to_owned(),
+                at(&self.queue),
+            ),
+            ("queue_dir", path(self.queue_dir()), at(&self.queue_dir)),
+            (
+                "queue_max_age",
+                format!("{}s", self.queue_max_age().as_secs()),
+                at(&self.queue_max_age),
+            ),
         ];
         rows.into_iter()
             .map(|(k, v, a)| format!("{k:<21} = {v}  {a}"))

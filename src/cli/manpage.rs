@@ -70,13 +70,15 @@ const RSEND_SECTIONS: &[Section] = &[
 temporary condition exits 75 (EX_TEMPFAIL), so that cron wrappers and queues can tell \"try again \
 later\" from \"give up\". msmtp exits 69 for 4xx replies and 74 for read timeouts.
 
-0\tThe server accepted the message for every recipient.
+0\tThe server accepted the message for every recipient, or the message is safely in the queue \
+(see QUEUE). For -q: every message tried was sent or waits for its next attempt.
 
 64\tUsage error: bad option, -b mode other than m/i/p, no recipients, a recipient that is not an \
 address (on the command line, or with -t in To/Cc/Bcc), -f with --read-envelope-from, a control \
 character in -F, -f/-r or --domain.
 
-65\tThe server refused the message or a recipient permanently (5xx).
+65\tThe server refused the message or a recipient permanently (5xx). For -q: a queued message is \
+held (too old, or refused) or cannot be read.
 
 66\tA file named in the configuration (trust file, client certificate) cannot be read.
 
@@ -135,12 +137,64 @@ $XDG_CONFIG_HOME/postie/config.toml\tThe native TOML account file shared with rf
 msmtprc's names (host, port, tls, tls_starttls, tls_trust_file, tls_fingerprint, auth, user, \
 password, passwordeval, from, ...). Read when neither msmtp user file exists, or with -C.
 
+queue, queue_dir, queue_max_age\tpostie extensions (msmtp rejects them), in an account or in \
+defaults, in msmtprc and TOML alike: queue off|transient|always (see QUEUE), queue_dir DIR \
+(default $XDG_STATE_HOME/postie/queue, else ~/.local/state/postie/queue), queue_max_age 5d (s, m, \
+h or d).
+
 A configuration file that contains a password must belong to the user and must not be readable by \
 group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root. A file \
 with eval or passwordeval lines must belong to the user (or root) and must not be writable by \
 group or others (run chmod go-w FILE). Both rules are checked before any eval line runs. A \
 ~/.netrc that holds a password must be mode 600 as well (/etc/netrc is exempt). eval and \
 passwordeval commands get 120 s and 64 KiB of output.",
+    },
+    Section {
+        title: "QUEUE",
+        body: "rsend can keep a message it could not send in a durable queue instead of failing. \
+--queue-on-failure (or queue transient in the configuration) queues it after a temporary failure \
+(connection refused or reset, timeout, temporary DNS failure, a 4xx reply): rsend then exits 0 \
+once the message is safely on disk and logs that it was queued. A permanent refusal (5xx) is never \
+queued: the caller gets the error and exit code as without a queue. The sendmail delivery modes \
+select the rest: -odi delivers now (the default; with queue transient or always configured, a \
+temporary failure is still queued, so cron's mail is kept), -odq queues without trying, -odb \
+queues and starts a flush in the background (as queue always does).
+
+rsend -q sends every queued message that is not held, now; -q --due-only only those whose retry \
+time has come (what the systemd timer runs); -q --flush-id ID one message, even a held one. \
+rsend -bp (or rsend called as mailq) lists the queue: id, size, age, sender, recipients and the \
+last error. rsend --queue-remove ID removes a message. These three use --queue-dir, else the \
+queue_dir of the account -a names (or of the default account), else the default directory: set \
+queue_dir in defaults when you set it at all. The queue directory must be yours and mode 0700. \
+After every successful send rsend starts a \
+background flush when messages are waiting.
+
+Each message is one file: its envelope (sender, recipients, account, configuration file, the \
+command-line settings), the message as it goes on the wire, and the message's SHA-256. It is \
+written under tmp/, renamed into the queue directory, and the file and the directory are fsynced \
+before rsend returns (after the rename, so that one journal commit carries both); a file that a \
+crash left incomplete fails its length or checksum check and is never sent. The directory is mode \
+0700 and the files 0600. A flush claims each message with flock(2), so two flushers never send the \
+same message and the claim of a killed flusher disappears with it; a message is removed only after \
+the relay accepted it, so a flush killed at any moment loses nothing and sends again at most the \
+message that was in flight. A file in the queue that is not a queued message, or whose envelope or \
+length is wrong, is reported by every flush and by -bp and never sent.
+
+A failed attempt is retried after 1, 2, 4 ... minutes, at most an hour apart. A message older than \
+queue_max_age (default 5d), or refused permanently during a flush, is held: kept in the queue, \
+listed by -bp, reported by every flush (which then exits 65), and sent again only by \
+-q --flush-id. It is not returned to the sender as a bounce: rsend has no local mailbox to deliver \
+one to, a bounce sent through the relay that keeps failing would fail the same way, and deleting \
+the message would lose it; removing it is your decision (--queue-remove).
+
+rsend -q exits 0 when every message was sent or waits for its next attempt, 65 when a message is \
+held or unreadable.
+
+Systemd user units flush the queue by themselves: a timer (every 5 minutes, rsend -q \
+--due-only) and a path unit that flushes when a message is queued. rsend --install-units writes \
+them to $XDG_CONFIG_HOME/systemd/user for this rsend binary and its queue directory; then run \
+systemctl --user daemon-reload; systemctl --user enable --now rsend-queue.timer rsend-queue.path. \
+examples/systemd holds the same units for /usr/bin/rsend and the default queue.",
     },
     Section {
         title: "SECURITY",
@@ -166,8 +220,9 @@ read the message differently. msmtp sends lone CRs unchanged.",
     Section {
         title: "DIFFERENCES FROM MSMTP",
         body: "-r is accepted as a synonym for -f (PHP and other callers pass it). Unknown -o and -O \
-sendmail options produce a warning instead of an error. -bi (newaliases) and -bp (mailq) succeed \
-with nothing to do; -bs and other modes are usage errors. Messages without a header/body separator \
+sendmail options produce a warning instead of an error. -bi (newaliases) succeeds with nothing to \
+do; -bp (mailq) lists rsend's queue (see QUEUE), which msmtp does not have; -bs and other modes \
+are usage errors. Messages without a header/body separator \
 (echo hello | rsend user@host) get one, so the text becomes the body. A leading mbox From_ line is \
 dropped. Resent-Bcc is removed like Bcc. SIZE is declared and checked before sending, and \
 BODY=8BITMIME / SMTPUTF8 are declared when the message needs them. Recipients given twice are sent \

@@ -12,10 +12,8 @@ use crate::hint::Vocabulary;
 use crate::log::Verbosity;
 use crate::net::format_fingerprint;
 use crate::session::smtp::SmtpClient;
-use crate::submit::run;
-
-/// What mailq (-bp) says: rsend keeps no queue.
-const QUEUE_EMPTY: &str = "Mail queue is empty (rsend submits directly and keeps no queue)";
+use crate::submit::queue::Queue;
+use crate::submit::{flush, run};
 
 /// Runs rsend with the process arguments; returns the exit code.
 pub fn main() -> i32 {
@@ -29,8 +27,18 @@ pub fn main() -> i32 {
     // Called as mailq or newaliases through a symlink, as MTAs are.
     match program.as_str() {
         "mailq" => {
-            println!("{QUEUE_EMPTY}");
-            return sysexits::OK;
+            crate::log::init("rsend", Verbosity::Normal, None);
+            let args = RsendArgs {
+                mode: Some("p".into()),
+                ..Default::default()
+            };
+            return match list_queue(&args, &Env::from_process()) {
+                Ok(()) => sysexits::OK,
+                Err(e) => {
+                    crate::hint::show("rsend", &e, Vocabulary::Submit);
+                    rsend_code(e.kind())
+                }
+            };
         }
         "newaliases" => return sysexits::OK,
         _ => {}
@@ -92,15 +100,21 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         return Ok(());
     }
     let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
+    let env = Env::from_process();
     match mode {
         Mode::Newaliases => return Ok(()),
-        Mode::ListQueue => {
-            println!("{QUEUE_EMPTY}");
+        Mode::ListQueue => return list_queue(args, &env),
+        Mode::Flush => return flush_queue(args, &env),
+        Mode::Remove => {
+            let id = args.queue_remove.as_deref().unwrap_or_default();
+            let queue = Queue::open(&command_queue_dir(args, &env)?)?;
+            queue.remove(id)?;
+            log::info!("message {id} removed from the queue");
             return Ok(());
         }
+        Mode::InstallUnits => return install_units(args, &env),
         Mode::Deliver => {}
     }
-    let env = Env::from_process();
     if args.pretend {
         return pretend(args, &env);
     }
@@ -113,11 +127,73 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         }
         return serverinfo(args, &env);
     }
-    let sent = run::send(args, &env, input)?;
-    log::info!(
-        "message accepted for {}: {}",
-        sent.recipients.join(", "),
-        sent.final_reply
+    match run::send(args, &env, input)? {
+        run::Outcome::Sent(sent) => log::info!(
+            "message accepted for {}: {}",
+            sent.recipients.join(", "),
+            sent.final_reply
+        ),
+        // The temporary failure was logged as a warning where it was queued.
+        run::Outcome::Queued { .. } => {}
+    }
+    Ok(())
+}
+
+/// The queue directory for -q, -bp and --queue-remove: --queue-dir, else `queue_dir` of the
+/// account the run would use (-a, or the default account), else the default directory.
+fn command_queue_dir(args: &RsendArgs, env: &Env) -> Result<std::path::PathBuf, Error> {
+    if let Some(d) = &args.queue_dir {
+        return Ok(env.expand_tilde(d));
+    }
+    if args.host.is_some() || args.account.is_some() {
+        let resolved = run::resolve(args, env, None)?;
+        return run::queue_dir(&resolved.settings, env);
+    }
+    let set = run::load_accounts(args, env)?;
+    let configured = set
+        .select(None, None, env)
+        .ok()
+        .and_then(|(a, _)| a.submit().ok())
+        .and_then(|s| s.queue_dir().map(std::path::Path::to_path_buf));
+    match configured {
+        Some(d) => Ok(d),
+        None => run::queue_dir(&Default::default(), env),
+    }
+}
+
+/// --install-units: the units for this binary and this queue, in the user's systemd directory.
+/// They are written (each to a temporary name, then renamed) but not enabled: that is the
+/// user's decision, and the printed command does it.
+fn install_units(args: &RsendArgs, env: &Env) -> Result<(), Error> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::with_source(ErrorKind::LocalIo, "cannot find the rsend binary", e))?;
+    let queue_dir = command_queue_dir(args, env)?;
+    let units = crate::submit::units::render(&exe, &queue_dir)
+        .map_err(|m| Error::new(ErrorKind::Usage, m))?;
+    let dir = env
+        .config_home()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "neither $XDG_CONFIG_HOME nor $HOME is set: nowhere to install the units",
+            )
+        })?
+        .join("systemd/user");
+    let failed = |what: String| move |e| Error::with_source(ErrorKind::LocalIo, what, e);
+    std::fs::create_dir_all(&dir).map_err(failed(format!("cannot create {}", dir.display())))?;
+    let mut out = std::io::stdout().lock();
+    for unit in &units {
+        let path = dir.join(unit.name);
+        let tmp = dir.join(format!(".{}.tmp", unit.name));
+        std::fs::write(&tmp, &unit.text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(failed(format!("cannot write {}", path.display())))?;
+        let _ = writeln!(out, "wrote {}", path.display());
+    }
+    let _ = writeln!(
+        out,
+        "enable them with: systemctl --user daemon-reload && systemctl --user enable --now \
+         rsend-queue.timer rsend-queue.path"
     );
     Ok(())
 }
@@ -154,6 +230,48 @@ fn configuration_lines(args: &RsendArgs, env: &Env) -> String {
         out.push_str(&format!("Present but not read: {}\n", u.path.display()));
     }
     out
+}
+
+/// -bp and mailq.
+fn list_queue(args: &RsendArgs, env: &Env) -> Result<(), Error> {
+    let queue = Queue::existing(&command_queue_dir(args, env)?)?;
+    let mut out = std::io::stdout().lock();
+    flush::list(queue.as_ref(), &mut out)
+        .map_err(|e| Error::with_source(ErrorKind::LocalIo, "cannot list the queue", e))?;
+    Ok(())
+}
+
+/// -q: exits 0 when every message tried was sent or waits for its next attempt; 65 when a
+/// message is held (too old, or refused) or a file in the queue cannot be read, so that the
+/// systemd unit shows that something needs a person.
+fn flush_queue(args: &RsendArgs, env: &Env) -> Result<(), Error> {
+    let Some(queue) = Queue::existing(&command_queue_dir(args, env)?)? else {
+        return Ok(());
+    };
+    let summary = flush::flush(
+        &queue,
+        env,
+        flush::Selection {
+            due_only: args.due_only,
+            only: args.flush_id.as_deref(),
+        },
+    )?;
+    log::info!(
+        "queue flushed: {} sent, {} deferred, {} held, {} unreadable, {} foreign, {} busy",
+        summary.sent,
+        summary.deferred,
+        summary.held,
+        summary.unreadable,
+        summary.foreign,
+        summary.busy
+    );
+    if summary.needs_attention() {
+        return Err(Error::new(
+            ErrorKind::RejectedPermanent,
+            "the queue holds messages that need attention (see rsend -bp)",
+        ));
+    }
+    Ok(())
 }
 
 fn pretend(args: &RsendArgs, env: &Env) -> Result<(), Error> {

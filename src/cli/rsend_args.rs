@@ -19,10 +19,13 @@ use clap::{ArgAction, Parser};
     // Written out because the generated one shows short-only options without their values
     // ("[-F ]").
     override_usage = "rsend [OPTIONS] [-t] [-f ADDRESS] [-F NAME] [--] [RECIPIENT]...\n       \
-rsend [OPTIONS] --serverinfo\n       rsend [OPTIONS] --pretend",
-    after_help = "Exit status: 0 accepted; 64 usage; 65 rejected (5xx); 66 unreadable file; 68 unknown host; \
+rsend [OPTIONS] --serverinfo\n       rsend [OPTIONS] --pretend\n       \
+rsend [OPTIONS] -q [--due-only] [--flush-id ID]\n       rsend [OPTIONS] -bp\n       \
+rsend [OPTIONS] --queue-remove ID",
+    after_help = "Exit status: 0 accepted (or queued); 64 usage; 65 rejected (5xx); 66 unreadable file; 68 unknown host; \
 69 service unavailable; 70 internal; 74 local I/O; 75 temporary failure, try again later (4xx, timeout, \
-connection refused); 76 protocol error; 77 authentication failed; 78 configuration error."
+connection refused); 76 protocol error; 77 authentication failed; 78 configuration error. \
+rsend -q: 0, or 65 when a queued message is held or unreadable."
 )]
 // msmtp-style `--opt[=value]` options are `Option<String>`: given without a value they mean "on"
 // (or "unset" for file/name options), and an empty value means "unset" (use the config file).
@@ -184,6 +187,34 @@ pub struct RsendArgs {
     pub ignore_l: Option<String>,
     #[arg(short = 'A', value_name = "MODE", hide = true)]
     pub ignore_a: Option<String>,
+    /// Queue the message if it cannot be sent for a temporary reason (network down, timeout,
+    /// 4xx reply): rsend exits 0 once it is safely in the queue. A permanent refusal (5xx) is
+    /// never queued. Same as queue transient in the configuration.
+    #[arg(long = "queue-on-failure")]
+    pub queue_on_failure: bool,
+    /// Deliver the queued messages now (every message not held; with --due-only, those whose
+    /// retry time has come). Also: -odq queues without trying, -odb queues and flushes in the
+    /// background, -odi delivers now (the default).
+    #[arg(short = 'q', long = "flush")]
+    pub flush: bool,
+    /// With -q: only the messages whose retry time has come (what the systemd timer runs).
+    #[arg(long = "due-only", requires = "flush")]
+    pub due_only: bool,
+    /// With -q: only this message, now, even if it is held (too old, or refused).
+    #[arg(long = "flush-id", value_name = "ID", requires = "flush")]
+    pub flush_id: Option<String>,
+    /// Remove this message from the queue (its id as rsend -bp shows it).
+    #[arg(long = "queue-remove", value_name = "ID", conflicts_with = "flush")]
+    pub queue_remove: Option<String>,
+    /// Write systemd user units that flush the queue by themselves (a timer every 5 minutes, and
+    /// a path unit that flushes when a message is queued) to $XDG_CONFIG_HOME/systemd/user, naming
+    /// this rsend and its queue directory, then print the systemctl command that enables them.
+    #[arg(long = "install-units", conflicts_with_all = ["flush", "queue_remove"])]
+    pub install_units: bool,
+    /// The queue directory (default: queue_dir in the configuration, else
+    /// $XDG_STATE_HOME/postie/queue).
+    #[arg(long = "queue-dir", value_name = "DIR")]
+    pub queue_dir: Option<String>,
     /// Recipients.
     #[arg(value_name = "RECIPIENT", allow_hyphen_values = false)]
     pub recipients: Vec<String>,
@@ -218,12 +249,61 @@ pub enum Mode {
     Deliver,
     /// newaliases (-bi): nothing to do, rsend has no alias database.
     Newaliases,
-    /// mailq (-bp): rsend keeps no queue.
+    /// mailq (-bp): list the queue.
     ListQueue,
+    /// -q: deliver what is queued.
+    Flush,
+    /// --queue-remove ID.
+    Remove,
+    /// --install-units.
+    InstallUnits,
+}
+
+/// How the message on stdin is delivered (sendmail's -od delivery modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryFlag {
+    /// -odi: now, in the foreground.
+    Interactive,
+    /// -odq (and -odd): into the queue without trying.
+    Queue,
+    /// -odb: into the queue, then a flush in the background.
+    Background,
+}
+
+/// The last -od flag given, if any.
+pub fn delivery_flag(args: &RsendArgs) -> Option<DeliveryFlag> {
+    args.sendmail_o.iter().rev().find_map(|o| match o.as_str() {
+        "di" => Some(DeliveryFlag::Interactive),
+        "dq" | "dd" => Some(DeliveryFlag::Queue),
+        "db" => Some(DeliveryFlag::Background),
+        _ => None,
+    })
 }
 
 /// Interprets `-b`; sendmail modes rsend cannot do are usage errors with a clear reason.
 pub fn mode(args: &RsendArgs) -> Result<Mode, String> {
+    let queue_op = args.flush || args.queue_remove.is_some();
+    if queue_op && (!args.recipients.is_empty() || args.read_recipients) {
+        return Err("-q and --queue-remove take no recipients and read no message".into());
+    }
+    if queue_op && args.mode.as_deref().is_some_and(|m| m != "m") {
+        return Err(format!(
+            "-b{} cannot be combined with -q or --queue-remove",
+            args.mode.as_deref().unwrap_or_default()
+        ));
+    }
+    if args.install_units {
+        if !args.recipients.is_empty() || args.read_recipients {
+            return Err("--install-units takes no recipients and reads no message".into());
+        }
+        return Ok(Mode::InstallUnits);
+    }
+    if args.flush {
+        return Ok(Mode::Flush);
+    }
+    if args.queue_remove.is_some() {
+        return Ok(Mode::Remove);
+    }
     match args.mode.as_deref() {
         None | Some("m") => Ok(Mode::Deliver),
         Some("i") => Ok(Mode::Newaliases),
@@ -239,8 +319,12 @@ pub fn compat_warnings(args: &RsendArgs) -> Vec<String> {
     let mut w = Vec::new();
     for o in &args.sendmail_o {
         // -oi: dots never end input here; -oem/-oee/-oep/-oeq/-oew: errors go to stderr and the
-        // exit code anyway; -odi/-odb/-odq: delivery is always immediate; -om: meaningless here.
-        let known = o == "i" || o.starts_with('e') || o.starts_with('d') || o == "m";
+        // exit code anyway; -odi/-odb/-odq/-odd: delivery modes (see delivery_flag); -om:
+        // meaningless here.
+        let known = o == "i"
+            || o.starts_with('e')
+            || matches!(o.as_str(), "di" | "db" | "dq" | "dd")
+            || o == "m";
         if !known {
             w.push(format!("ignoring sendmail option -o{o}"));
         }
@@ -338,6 +422,28 @@ mod tests {
         assert_eq!(mode(&p("-bp")), Ok(Mode::ListQueue));
         assert!(mode(&p("-bs")).is_err());
         assert_eq!(compat_warnings(&p("-oXfoo -Oa=b x@y")).len(), 2);
+        assert_eq!(mode(&p("-q")), Ok(Mode::Flush));
+        assert_eq!(mode(&p("-q --due-only")), Ok(Mode::Flush));
+        assert_eq!(mode(&p("--queue-remove 1-2")), Ok(Mode::Remove));
+        assert!(mode(&p("-q x@y")).is_err());
+        assert!(mode(&p("-q -bp")).is_err());
+    }
+
+    #[test]
+    fn delivery_modes() {
+        assert_eq!(delivery_flag(&p("x@y")), None);
+        assert_eq!(delivery_flag(&p("-odq x@y")), Some(DeliveryFlag::Queue));
+        assert_eq!(
+            delivery_flag(&p("-odq -oi -odb x@y")),
+            Some(DeliveryFlag::Background)
+        );
+        assert_eq!(
+            delivery_flag(&p("-FCronDaemon -odi -oem -oi -t")),
+            Some(DeliveryFlag::Interactive)
+        );
+        assert!(compat_warnings(&p("-odq -odb -odi x@y")).is_empty());
+        assert_eq!(compat_warnings(&p("-odx x@y")).len(), 1);
+        assert!(p("--queue-on-failure x@y").queue_on_failure);
     }
 
     #[test]

@@ -118,7 +118,7 @@ key_table!(AccountTable {
     tls_host_override, danger_plaintext_auth, socket, protocol, domain, from, from_full_name,
     allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header,
     set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog,
-    aliases,
+    aliases, queue, queue_dir, queue_max_age,
 } extra { fetch: Option<Spanned<FetchTable>> });
 
 key_table!(FetchTable {

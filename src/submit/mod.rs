@@ -2,6 +2,9 @@
 
 pub mod address;
 pub mod aliases;
+pub mod flush;
 pub mod headers;
+pub mod queue;
 pub mod run;
 pub mod spool;
+pub mod units;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::account::{
     AuthSetting, DsnNotify, DsnReturn, Env, HeaderPolicy as AccountHeaderPolicy, LogFile,
-    Provenance, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
+    Provenance, QueueMode, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
 };
-use crate::cli::rsend_args::RsendArgs;
+use crate::cli::rsend_args::{DeliveryFlag, RsendArgs, delivery_flag};
 use crate::config::{self, AccountSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::TlsMode;
@@ -19,6 +19,7 @@ use crate::session::smtp::{SmtpAuth, SmtpClient, SmtpSettings};
 use super::address::{check_addr_spec, domain_of, parse_recipient_list};
 use super::aliases::Aliases;
 use super::headers::{self, HeaderPolicy, SetFrom, SetTo};
+use super::queue::{self, Queue, RetryState, Stored};
 use super::spool::Spool;
 
 /// The account settings chosen for this run, after command-line overrides.
@@ -70,6 +71,7 @@ fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
     push("set_to_header", &args.set_to_header);
     push("remove_bcc_headers", &args.remove_bcc_headers);
     push("from_full_name", &args.full_name);
+    push("queue_dir", &args.queue_dir);
     if args.danger_plaintext_auth {
         out.push(("danger_plaintext_auth", "on".to_string()));
     }
@@ -80,27 +82,53 @@ fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
 /// (read as TOML when it ends in `.toml`), else ~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config,
 /// $XDG_CONFIG_HOME/postie/config.toml, the first that exists; plus /etc/msmtprc.
 pub fn load_accounts(args: &RsendArgs, env: &Env) -> Result<AccountSet> {
-    let file = args.file.as_deref().map(|f| env.expand_tilde(f));
+    load_accounts_from(args.file.as_deref(), env)
+}
+
+/// [`load_accounts`] with `-C FILE` given directly (a queued message records it).
+pub fn load_accounts_from(file: Option<&str>, env: &Env) -> Result<AccountSet> {
+    let file = file.map(|f| env.expand_tilde(f));
     Ok(config::discover::load_rsend(env, file.as_deref())?.0)
 }
 
 /// Picks the account (or builds one from --host) and applies the command line.
 pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Result<Resolved> {
-    let (name, mut settings, files) = if args.host.is_some() {
-        (
-            "(command line)".to_string(),
-            SubmitSettings::default(),
-            Vec::new(),
-        )
-    } else {
-        let set = load_accounts(args, env)?;
-        let (account, _) = set.select(args.account.as_deref(), envelope_from, env)?;
-        let settings = account.submit()?.clone();
-        (account.name.clone(), settings, set.loaded.clone())
-    };
     let pairs = overrides(args);
     let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    for w in config::apply_command_line(&mut settings, &borrowed, env)? {
+    let account = if args.host.is_some() {
+        None
+    } else {
+        Some(args.account.as_deref())
+    };
+    resolve_with(args.file.as_deref(), account, envelope_from, &borrowed, env)
+}
+
+/// The name a run without a configured account (`--host`) reports.
+const COMMAND_LINE_ACCOUNT: &str = "(command line)";
+
+/// Resolves an account: `account` `None` means command-line settings only (`--host`),
+/// `Some(None)` the default account (or the one whose from matches `envelope_from`).
+fn resolve_with(
+    file: Option<&str>,
+    account: Option<Option<&str>>,
+    envelope_from: Option<&str>,
+    pairs: &[(&str, &str)],
+    env: &Env,
+) -> Result<Resolved> {
+    let (name, mut settings, files) = match account {
+        None => (
+            COMMAND_LINE_ACCOUNT.to_string(),
+            SubmitSettings::default(),
+            Vec::new(),
+        ),
+        Some(wanted) => {
+            let set = load_accounts_from(file, env)?;
+            let (account, _) = set.select(wanted, envelope_from, env)?;
+            let settings = account.submit()?.clone();
+            (account.name.clone(), settings, set.loaded.clone())
+        }
+    };
+    for w in config::apply_command_line(&mut settings, pairs, env)? {
         log::warn!("{w}");
     }
     Ok(Resolved {
@@ -117,15 +145,20 @@ pub fn session_settings_without_auth(s: &SubmitSettings, env: &Env) -> Result<Sm
     session_settings(&plain, env)
 }
 
-/// The SMTP session settings for an account (password resolved only when AUTH is on).
-pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
+/// Where the account submits to; a Unix-domain socket is refused.
+fn endpoint(s: &SubmitSettings) -> Result<crate::net::Endpoint> {
     if s.socket().is_some() {
         return Err(Error::new(
             ErrorKind::Config,
             "the socket directive (Unix-domain sockets) is not supported by rsend; use host and port",
         ));
     }
-    let endpoint = s.endpoint()?;
+    Ok(s.endpoint()?)
+}
+
+/// The SMTP session settings for an account (password resolved only when AUTH is on).
+pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
+    let endpoint = endpoint(s)?;
     let tls_mode = s.tls_mode();
     let tls = if tls_mode == TlsMode::Off {
         Default::default()
@@ -279,7 +312,7 @@ fn normalize_sender(from: &str) -> String {
 }
 
 /// Sends the message on `input`. `log_line` receives msmtp's log fields on success and failure.
-pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
+pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome> {
     let (head, buffered) = read_head(input)?;
 
     // The envelope-from: --read-envelope-from, -f/-r, or the account's from.
@@ -338,7 +371,9 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         "domain (used in EHLO and Message-ID)",
     )?;
 
-    let mut session = session_settings(s, env)?;
+    // Only the host is needed before sending: the password (perhaps a prompt or a
+    // passwordeval) is resolved when a connection is made, which -odq never does.
+    let endpoint_host = endpoint(s)?.host;
     let domain_for_ids = {
         let d = s.domain(env);
         if d != "localhost" {
@@ -346,7 +381,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         } else {
             domain_of(&envelope_from)
                 .map(str::to_string)
-                .unwrap_or_else(|| session.endpoint.host.clone())
+                .unwrap_or_else(|| endpoint_host.clone())
         }
     };
 
@@ -400,8 +435,230 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         .map_err(|e| Error::with_source(ErrorKind::LocalIo, "cannot read the message body", e))?;
     let size = prepared.header.len() as u64 + body.len();
     let eight_bit = body.is_8bit() || prepared.header.iter().any(|&b| b >= 0x80);
-    let mut message = io::Cursor::new(prepared.header).chain(body.reader());
+    let log_base = LogLine::new(s, &envelope_from, &recipients);
+    let stored = Stored {
+        queued: queue::now(),
+        from: envelope_from.clone(),
+        recipients: recipients.clone(),
+        account: (args.host.is_none()).then(|| resolved.account_name.clone()),
+        // Absolute: the flush may run elsewhere (a systemd unit starts in the home directory).
+        config: args.file.as_deref().map(|f| {
+            let path = env.expand_tilde(f);
+            std::path::absolute(&path)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned()
+        }),
+        options: overrides(args)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        eight_bit,
+        size,
+    };
 
+    let delivery = delivery(args, s);
+    let queue_dir = || queue_dir(s, env);
+    if let Delivery::Queue { background } = delivery {
+        let queue = Queue::open(&queue_dir()?)?;
+        let mut pending = queue.begin(&stored)?;
+        write_message(&mut pending, &prepared.header, body)?;
+        let id = pending.commit(None)?;
+        log_base.write_queued(s, &id, size, None);
+        if background {
+            spawn_flush(queue.dir());
+        }
+        return Ok(Outcome::Queued { id, reason: None });
+    }
+
+    // Queueing on a temporary failure: the message goes to a queue file first (not synced,
+    // so a success costs no fsync), the attempt reads it from there, and only a temporary
+    // failure makes it durable and visible in the queue.
+    let queue_on_transient = matches!(
+        delivery,
+        Delivery::Now {
+            queue_on_transient: true
+        }
+    );
+    let queue = if queue_on_transient {
+        match queue_dir().and_then(|d| Queue::open(&d)) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                log::warn!("cannot use the queue, sending without it: {}", e.chain());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut pending = None;
+    let mut direct: Option<Box<dyn Read>> = None;
+    match queue {
+        Some(queue) => {
+            let mut p = queue.begin(&stored)?;
+            write_message(&mut p, &prepared.header, body)?;
+            pending = Some(p);
+        }
+        None => {
+            direct = Some(Box::new(
+                io::Cursor::new(prepared.header).chain(body.reader()),
+            ))
+        }
+    }
+
+    let envelope = smtp_envelope(s, &envelope_from, &recipients, eight_bit);
+    let result = (|| {
+        let mut session = session_settings(s, env)?;
+        if args.verbose > 0 {
+            session.connect.io_timeout = session
+                .connect
+                .io_timeout
+                .max(std::time::Duration::from_secs(1));
+        }
+        match (&mut pending, &mut direct) {
+            (Some(p), _) => {
+                let mut message = p.message_reader().map_err(|e| {
+                    Error::with_source(ErrorKind::LocalIo, "cannot read the queue file", e)
+                })?;
+                attempt(&session, &envelope, &mut message, size)
+            }
+            (None, Some(message)) => attempt(&session, &envelope, message.as_mut(), size),
+            (None, None) => Err(Error::new(ErrorKind::Internal, "no message to send")),
+        }
+    })();
+    match result {
+        Ok(final_reply) => {
+            let sent = Sent {
+                recipients,
+                final_reply,
+            };
+            log_base.write(s, &Ok(&sent), size);
+            drop(pending);
+            if let Ok(dir) = queue_dir()
+                && Queue::any_waiting(&dir)
+            {
+                spawn_flush(&dir);
+            }
+            Ok(Outcome::Sent(sent))
+        }
+        Err(e) => {
+            if e.is_transient()
+                && let Some(p) = pending
+            {
+                let now = queue::now();
+                let state = RetryState::default().after_failure(
+                    &e.chain(),
+                    false,
+                    now,
+                    now,
+                    s.queue_max_age(),
+                );
+                match p.commit(Some(&state)) {
+                    Ok(id) => {
+                        log_base.write_queued(s, &id, size, Some(&e));
+                        return Ok(Outcome::Queued {
+                            id,
+                            reason: Some(e.chain()),
+                        });
+                    }
+                    Err(queue_error) => {
+                        log::warn!("the message could not be queued: {}", queue_error.chain());
+                    }
+                }
+            }
+            log_base.write(s, &Err(&e), size);
+            Err(e)
+        }
+    }
+}
+
+/// What a run did with the message.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The relay accepted it.
+    Sent(Sent),
+    /// It is durably in the queue; `reason` is the temporary failure that put it there.
+    Queued { id: String, reason: Option<String> },
+}
+
+/// How this run delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Try now; after a temporary failure queue the message (and exit 0) if asked to.
+    Now { queue_on_transient: bool },
+    /// Queue without trying; `background`: then start a flush.
+    Queue { background: bool },
+}
+
+/// sendmail's -od flags first, then --queue-on-failure, then the configuration's `queue`.
+/// -odi tries now but keeps queueing on a temporary failure when the configuration enables a
+/// queue: cron passes -odi, and cron's mail is what a queue is for.
+fn delivery(args: &RsendArgs, s: &SubmitSettings) -> Delivery {
+    let configured = s.queue();
+    let queue_on_transient = args.queue_on_failure || configured != QueueMode::Off;
+    match delivery_flag(args) {
+        Some(DeliveryFlag::Queue) => Delivery::Queue { background: false },
+        Some(DeliveryFlag::Background) => Delivery::Queue { background: true },
+        Some(DeliveryFlag::Interactive) => Delivery::Now { queue_on_transient },
+        None if configured == QueueMode::Always && !args.queue_on_failure => {
+            Delivery::Queue { background: true }
+        }
+        None => Delivery::Now { queue_on_transient },
+    }
+}
+
+/// The queue directory: `queue_dir` (configuration or --queue-dir), else the default under
+/// $XDG_STATE_HOME.
+pub fn queue_dir(s: &SubmitSettings, env: &Env) -> Result<PathBuf> {
+    if let Some(d) = s.queue_dir() {
+        return Ok(d.to_path_buf());
+    }
+    queue::default_dir(env).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            "no queue directory: neither queue_dir nor $XDG_STATE_HOME nor $HOME is set",
+        )
+    })
+}
+
+/// Writes the prepared header and the body to a queue file.
+fn write_message(out: &mut queue::Pending, header: &[u8], body: Spool) -> Result<()> {
+    let failed = |e| Error::with_source(ErrorKind::LocalIo, "cannot write to the queue", e);
+    out.write_all(header).map_err(failed)?;
+    io::copy(&mut body.reader(), out).map_err(failed)?;
+    Ok(())
+}
+
+/// Starts `rsend -q` for `dir` in the background, detached from the caller: its own process
+/// group (a terminal's ^C does not reach it) and no inherited output (cron and mutt wait for
+/// their pipes to close, not for it).
+pub fn spawn_flush(dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut queue_dir = std::ffi::OsString::from("--queue-dir=");
+    queue_dir.push(dir);
+    let spawned = std::process::Command::new(exe)
+        .arg("-q")
+        .arg(queue_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        log::warn!("cannot start a background flush of the queue: {e}");
+    }
+}
+
+/// The SMTP envelope for `from` and `recipients` with the account's DSN settings.
+pub fn smtp_envelope(
+    s: &SubmitSettings,
+    from: &str,
+    recipients: &[String],
+    eight_bit: bool,
+) -> Envelope {
     let notify = match s.dsn_notify() {
         DsnNotify::Off => None,
         DsnNotify::Never => Some(Notify::default()),
@@ -415,8 +672,8 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
             delay,
         }),
     };
-    let envelope = Envelope {
-        from: envelope_from.clone(),
+    Envelope {
+        from: from.to_string(),
         rcpts: recipients
             .iter()
             .map(|r| Recipient {
@@ -432,39 +689,56 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         envid: None,
         body_8bit: eight_bit,
         allow_partial: false,
-    };
-
-    let log_base = LogLine::new(s, &session, &envelope_from, &recipients);
-    if args.verbose > 0 {
-        session.connect.io_timeout = session
-            .connect
-            .io_timeout
-            .max(std::time::Duration::from_secs(1));
     }
-    let result = (|| {
-        let mut client = SmtpClient::connect(&session)?;
-        let report = client.send(&envelope, &mut message, Some(size))?;
-        let rejected: Vec<String> = report
-            .rejected()
-            .map(|r| format!("{}: {:?}", r.address, r.status))
-            .collect();
-        let _ = client.quit();
-        if !rejected.is_empty() {
-            return Err(Error::new(
-                ErrorKind::RejectedPermanent,
-                format!(
-                    "could not send mail to all recipients: {}",
-                    rejected.join("; ")
-                ),
-            ));
-        }
-        Ok(Sent {
-            recipients: recipients.clone(),
-            final_reply: report.final_reply.text(),
-        })
-    })();
-    log_base.write(s, &result, size);
-    result
+}
+
+/// One connection, one message; returns the server's final reply.
+fn attempt(
+    session: &SmtpSettings,
+    envelope: &Envelope,
+    message: &mut dyn Read,
+    size: u64,
+) -> Result<String> {
+    let mut client = SmtpClient::connect(session)?;
+    let reply = transact(&mut client, envelope, message, size)?;
+    let _ = client.quit();
+    Ok(reply)
+}
+
+/// One message on an open connection; every recipient must be accepted.
+pub fn transact(
+    client: &mut SmtpClient,
+    envelope: &Envelope,
+    message: &mut dyn Read,
+    size: u64,
+) -> Result<String> {
+    let report = client.send(envelope, message, Some(size))?;
+    let rejected: Vec<String> = report
+        .rejected()
+        .map(|r| format!("{}: {:?}", r.address, r.status))
+        .collect();
+    if !rejected.is_empty() {
+        return Err(Error::new(
+            ErrorKind::RejectedPermanent,
+            format!(
+                "could not send mail to all recipients: {}",
+                rejected.join("; ")
+            ),
+        ));
+    }
+    Ok(report.final_reply.text())
+}
+
+/// The settings a queued message is sent with: its account from its configuration file, and
+/// its command-line settings, as the rsend that queued it resolved them.
+pub fn resolve_stored(stored: &Stored, env: &Env) -> Result<Resolved> {
+    let pairs: Vec<(&str, &str)> = stored
+        .options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let account = stored.account.as_deref().map(Some);
+    resolve_with(stored.config.as_deref(), account, None, &pairs, env)
 }
 
 /// Aliases, bare local names qualified with the domain, de-duplication (case-insensitive).
@@ -530,31 +804,36 @@ fn finish_recipients(
 }
 
 /// msmtp's log line (host= tls= auth= user= from= recipients= mailsize= smtpstatus= ...).
-struct LogLine {
+pub struct LogLine {
     fields: String,
 }
 
 impl LogLine {
-    fn new(s: &SubmitSettings, session: &SmtpSettings, from: &str, rcpts: &[String]) -> LogLine {
+    pub fn new(s: &SubmitSettings, from: &str, rcpts: &[String]) -> LogLine {
+        let auth = !matches!(s.server.auth(), AuthSetting::Off);
         let mut fields = format!(
             "host={} tls={} auth={}",
-            session.endpoint.host,
-            if session.tls_mode == TlsMode::Off {
+            s.server.host().unwrap_or(""),
+            if s.tls_mode() == TlsMode::Off {
                 "off"
             } else {
                 "on"
             },
-            if session.auth.is_some() { "on" } else { "off" }
+            if auth { "on" } else { "off" }
         );
-        if let Some(a) = &session.auth {
-            fields.push_str(&format!(" user={}", a.user));
+        if auth {
+            fields.push_str(&format!(" user={}", s.server.user().unwrap_or("")));
         }
-        let _ = s;
         fields.push_str(&format!(" from={from} recipients={}", rcpts.join(",")));
         LogLine { fields }
     }
 
-    fn write(&self, s: &SubmitSettings, result: &Result<Sent>, size: u64) {
+    pub fn write(
+        &self,
+        s: &SubmitSettings,
+        result: &std::result::Result<&Sent, &Error>,
+        size: u64,
+    ) {
         let (line, ok) = match result {
             Ok(sent) => (
                 format!(
@@ -575,6 +854,30 @@ impl LogLine {
                 false,
             ),
         };
+        self.emit(s, &line, ok);
+    }
+
+    /// The message is in the queue (after `failure`, or without an attempt); rsend exits 0.
+    pub fn write_queued(&self, s: &SubmitSettings, id: &str, size: u64, failure: Option<&Error>) {
+        let line = match failure {
+            Some(e) => format!(
+                "{} mailsize={size} errormsg='{}' queued={id} exitcode=EX_OK",
+                self.fields,
+                e.chain().replace('\'', "?")
+            ),
+            None => format!("{} mailsize={size} queued={id} exitcode=EX_OK", self.fields),
+        };
+        match failure {
+            Some(e) => log::warn!(
+                "temporary failure ({}); the message is queued as {id} and will be retried",
+                e.chain()
+            ),
+            None => log::info!("message queued as {id}"),
+        }
+        self.emit(s, &line, true);
+    }
+
+    fn emit(&self, s: &SubmitSettings, line: &str, ok: bool) {
         if let Some(target) = s.logfile() {
             let stamp = s
                 .logfile_time_format()
@@ -602,7 +905,7 @@ impl LogLine {
                 pid: std::process::id(),
             };
             if let Ok(mut w) = syslog::unix(formatter) {
-                let _ = if ok { w.info(&line) } else { w.err(&line) };
+                let _ = if ok { w.info(line) } else { w.err(line) };
             }
         }
     }
