@@ -1,5 +1,7 @@
 //! Command lines of both binaries: argument parsing, dispatch, and the mapping of results to exit codes.
 
+pub mod build_info;
+pub mod completions;
 pub mod daemonize;
 pub mod manpage;
 pub mod rfetch;

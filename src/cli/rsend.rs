@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::account::Env;
 use crate::cli::rsend_args::{self, Mode, RsendArgs};
+use crate::cli::{build_info, completions};
 use crate::error::{Error, ErrorKind};
 use crate::exit::{rsend_code, sysexits};
 use crate::hint::Vocabulary;
@@ -83,11 +84,15 @@ fn name_config_files(args: &RsendArgs, e: Error) -> Error {
 
 /// Runs a parsed command line with `input` as the message source.
 pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), Error> {
+    if let Some(shell) = args.completions {
+        let script = completions::script(completions::Program::Rsend, shell);
+        return std::io::stdout()
+            .write_all(&script)
+            .map_err(|e| Error::new(ErrorKind::LocalIo, format!("writing to stdout: {e}")));
+    }
     if args.version {
-        println!(
-            "rsend (postie) {}\nTLS: rustls (ring); authentication: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER",
-            env!("CARGO_PKG_VERSION")
-        );
+        println!("{}", build_info::rsend_title());
+        print!("{}", build_info::describe(build_info::Binary::Rsend));
         print!("{}", configuration_lines(args, &Env::from_process()));
         return Ok(());
     }
