@@ -85,15 +85,21 @@ mod tests {
         assert!(rsend_title().ends_with(env!("CARGO_PKG_VERSION")));
     }
 
-    /// The TLS line states the major version Cargo.toml asks for; a rustls upgrade must update it.
+    /// The TLS line states the version and features Cargo.toml asks for; a rustls upgrade
+    /// must update it. (Both manifest forms: `rustls = { ... }` in the repository and the
+    /// `[dependencies.rustls]` table `cargo package` writes.)
     #[test]
     fn the_tls_line_matches_cargo_toml() {
         let manifest = include_str!("../../Cargo.toml");
-        let rustls = manifest
-            .lines()
-            .find(|l| l.starts_with("rustls ="))
-            .unwrap_or_default();
-        assert!(rustls.contains("version = \"0.23"), "{rustls}");
-        assert!(rustls.contains("\"ring\"") && rustls.contains("\"tls12\""));
+        let at = manifest
+            .find("\nrustls = ")
+            .or_else(|| manifest.find("[dependencies.rustls]"))
+            .unwrap_or_else(|| panic!("no rustls dependency in Cargo.toml"));
+        let entry = manifest[at..].chars().take(300).collect::<String>();
+        assert!(entry.contains("\"0.23"), "{entry}");
+        assert!(
+            entry.contains("\"ring\"") && entry.contains("\"tls12\""),
+            "{entry}"
+        );
     }
 }
