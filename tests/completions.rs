@@ -189,3 +189,34 @@ fn fish_loads_and_completes_an_option() {
         assert_eq!(offered, [expected], "{name}: {}", text(&out));
     }
 }
+
+/// `rsend --version | head -1` and the like: a reader that closed the pipe early is no error
+/// and no crash (println! panicked with "failed printing to stdout: Broken pipe", exit 101).
+#[test]
+fn informational_output_into_a_closed_pipe_is_not_a_crash() {
+    for (binary, args) in [
+        (RSEND, &["--version"][..]),
+        (RSEND, &["--completions", "bash"][..]),
+        (RFETCH, &["-V"][..]),
+        (RFETCH, &["--completions", "zsh"][..]),
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(binary)
+            .args(args)
+            .env("HOME", "/nonexistent")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{binary} {args:?}: {stderr}");
+        // rfetch -V without a configuration ends in fetchmail's "no mailservers" (5)
+        let expected = if args == ["-V"] { 5 } else { 0 };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{binary} {args:?}: {stderr}"
+        );
+    }
+}

@@ -423,3 +423,104 @@ fn debian_packages_build_install_send_and_purge() {
         "the machine's sendmail changed hands"
     );
 }
+
+/// The command rfetch.service runs (its ExecStart, with the unit's RFETCH_INTERVAL) stays in
+/// the foreground, as Type=simple needs, polls at once, logs the delivery on standard error
+/// (which the journal records), and ends with status 0 on SIGTERM (systemctl stop), so the
+/// unit is not marked failed. It polls alice's INBOX with keep, so the stack is unchanged.
+#[test]
+fn rfetch_service_command_stays_in_the_foreground_and_stops_cleanly() {
+    let stack = common::Stack::get();
+    let dir = TempDir::new("unit-run");
+    let prefix = dir.path().join("usr");
+    ok(Command::new(repo().join("scripts/install.sh")).args([
+        "install",
+        &format!("PREFIX={}", prefix.display()),
+        &format!("BIN_SOURCE={}", bin_dir().display()),
+    ]));
+    let unit = std::fs::read_to_string(prefix.join("lib/systemd/user/rfetch.service"))
+        .expect("installed unit");
+    let interval = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=RFETCH_INTERVAL="))
+        .expect("RFETCH_INTERVAL in the unit");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart")
+        .replace("${RFETCH_INTERVAL}", interval);
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config/postie")).expect("home");
+    let config = home.join(".config/postie/config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.a]\nhost = \"localhost\"\nuser = \"alice\"\npassword = \"alicepw\"\n\
+             tls_trust_file = \"{}\"\n[accounts.a.fetch]\nprotocol = \"imap\"\nport = {}\n\
+             keep = true\nmaildir = \"~/Maildir\"\n",
+            stack.ca().display(),
+            stack.port("IMAP_PORT")
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(home.join("Maildir").join(sub)).expect("Maildir");
+    }
+
+    let marker = unique("unit-run");
+    let (_rc_dir, rc) = good_rc(&stack);
+    let rc = rc.to_str().expect("utf-8 path");
+    let sent = rsend(
+        &["-C", rc, "alice@localhost"],
+        format!("From: alice@localhost\nSubject: {marker}\n\nfor the unit\n").as_bytes(),
+    );
+    assert_exit(&sent, 0);
+    wait_for(&maildir(&stack, "alice"), &marker);
+
+    let stderr_path = dir.path().join("stderr");
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("HOME", &home)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("start the unit's command");
+    let delivered = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if !find_messages(&home.join("Maildir"), &marker).is_empty() {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let still_running = child.try_wait().expect("try_wait").is_none();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    // A command that detached left its daemon behind, named in the lock file: stop it too.
+    if let Ok(lock) = std::fs::read_to_string(home.join(".fetchmail.pid"))
+        && let Some(pid) = lock.lines().next().filter(|p| *p != child.id().to_string())
+    {
+        let _ = Command::new("kill").args(["-TERM", pid]).status();
+    }
+    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(delivered, "{marker} not fetched; stderr:\n{log}");
+    assert!(still_running, "{exec} left the foreground; stderr:\n{log}");
+    assert_eq!(status.code(), Some(0), "after SIGTERM; stderr:\n{log}");
+    assert!(
+        log.contains("delivered to") && log.contains(&home.join("Maildir").display().to_string()),
+        "no delivery line on stderr (the journal):\n{log}"
+    );
+}

@@ -5,7 +5,6 @@
 //! Daemon mode detaches from the terminal (through [`crate::cli::daemonize`]) unless -N is
 //! given.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use crate::account::{Env, Provenance, Sourced, Target};
 use crate::cli::daemonize::{self, Outcome, Stage};
 use crate::cli::rfetch_args::{self, RfetchArgs};
-use crate::cli::{build_info, completions};
+use crate::cli::{build_info, completions, write_stdout};
 use crate::config::discover::{self, ConfigFile, Format, Program};
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
@@ -275,17 +274,18 @@ fn quit_running(path: &Path) -> Result<bool> {
 
 fn run(args: &RfetchArgs) -> Result<i32> {
     if let Some(shell) = args.completions {
-        let script = completions::script(completions::Program::Rfetch, shell);
-        std::io::stdout()
-            .write_all(&script)
-            .map_err(|e| Error::new(ErrorKind::LocalIo, format!("writing to stdout: {e}")))?;
+        write_stdout(&completions::script(completions::Program::Rfetch, shell))?;
         return Ok(code::SUCCESS);
     }
     // The build comes first, as in fetchmail, so that -V describes it also when the
     // configuration cannot be read (what a bug report needs most then).
     if args.version && args.detached_stage.is_none() {
-        println!("{}", build_info::rfetch_title());
-        print!("{}", build_info::describe(build_info::Binary::Rfetch));
+        let text = format!(
+            "{}\n{}",
+            build_info::rfetch_title(),
+            build_info::describe(build_info::Binary::Rfetch)
+        );
+        write_stdout(text.as_bytes())?;
     }
     let env = Env::from_process();
     for (set, what) in [
@@ -361,10 +361,11 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         apply_overrides(args, s);
     }
     if args.version {
-        println!("Taking options from command line and {}", loaded.file);
+        let mut text = format!("Taking options from command line and {}\n", loaded.file);
         for s in &selected {
-            print!("{}", s.describe(&env));
+            text.push_str(&s.describe(&env));
         }
+        write_stdout(text.as_bytes())?;
         return Ok(code::SUCCESS);
     }
     if selected.is_empty() {
