@@ -30,8 +30,8 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument: $1" ;;
   esac
 done
-for tool in dpkg-deb dpkg-shlibdeps fakeroot strip gzip; do
-  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dpkg-dev fakeroot binutils)"
+for tool in dpkg-deb dpkg-shlibdeps strip gzip; do
+  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dpkg-dev binutils)"
 done
 
 if [ -z "$BIN_DIR" ]; then
@@ -90,7 +90,8 @@ build() { # STAGE
   name=$(sed -n 's/^Package: //p' "$1/DEBIAN/control")_${VERSION}_$(sed -n 's/^Architecture: //p' "$1/DEBIAN/control").deb
   # directories 755 and files 644/755 whatever the umask was
   find "$1" -type d -exec chmod 755 {} +
-  fakeroot dpkg-deb --root-owner-group "-Z$COMPRESSION" --build "$1" "$OUT/$name" >/dev/null
+  # --root-owner-group: every file root:root in the package, without fakeroot or root
+  dpkg-deb --root-owner-group "-Z$COMPRESSION" --build "$1" "$OUT/$name" >/dev/null
   echo "$OUT/$name"
 }
 

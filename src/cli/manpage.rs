@@ -517,7 +517,7 @@ COMMAND (the command's output is read as configuration lines). The system file /
 read as well when readable; the user file's accounts come first. See rsend(1), CONFIGURATION FILE \
 ORDER, for which file is read when several exist.
 
-Every msmtp directive for sending works as in msmtp: host, port, source_ip, timeout (and \
+These msmtp directives are understood, with msmtp's meaning: host, port, source_ip, timeout (and \
 connect_timeout), protocol, domain, auth, user, password, passwordeval, tls, tls_starttls, \
 tls_nostarttls, tls_trust_file, tls_fingerprint, tls_certcheck, tls_nocertcheck, tls_key_file, \
 tls_cert_file, tls_host_override, socket, from (with its wildcards and %U %H %C %M), \
