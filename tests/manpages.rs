@@ -1,4 +1,5 @@
-//! man/rsend.1 and man/rfetch.1 are generated from the same source as --help; this test fails
+//! man/rsend.1, man/rfetch.1 and the section 5 pages (postie.toml.5, postie-msmtprc.5,
+//! postie-fetchmailrc.5) are generated from the same source as --help; this test fails
 //! when they drift. Regenerate with: POSTIE_BLESS=1 cargo test --test manpages
 
 use std::path::Path;
@@ -31,4 +32,33 @@ fn rfetch_man_page_is_current() {
     let text = String::from_utf8_lossy(&page);
     assert!(text.contains("DELIVERY CONTRACT") && text.contains("fetchmailrc"));
     check("rfetch.1", page);
+}
+
+#[test]
+fn section_5_pages_are_current() {
+    for (name, page, must_have) in [
+        (
+            "postie.toml.5",
+            postie::cli::manpage::postie_toml_page(),
+            "accounts.NAME.fetch",
+        ),
+        (
+            "postie-msmtprc.5",
+            postie::cli::manpage::postie_msmtprc_page(),
+            "DIRECTIVES ACCEPTED BUT IGNORED",
+        ),
+        (
+            "postie-fetchmailrc.5",
+            postie::cli::manpage::postie_fetchmailrc_page(),
+            "KEYWORDS ACCEPTED BUT IGNORED",
+        ),
+    ] {
+        let text = String::from_utf8_lossy(&page);
+        assert!(text.contains(must_have), "{name}");
+        assert!(
+            text.contains(&format!(".TH {} 5", name.trim_end_matches(".5"))),
+            "{name}"
+        );
+        check(name, page);
+    }
 }

@@ -886,8 +886,8 @@ fn systemd_units_verify() {
         return;
     };
     assert!(out.status.success());
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd");
-    // The units name /usr/bin/rsend; verify against a directory where it exists.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    // The templates name @BINDIR@/rsend; verify against a directory where it exists.
     let dir = TempDir::new("units");
     let mut units = Vec::new();
     for name in [
@@ -896,7 +896,7 @@ fn systemd_units_verify() {
         "rsend-queue.path",
     ] {
         let text = std::fs::read_to_string(examples.join(name)).unwrap();
-        let text = text.replace("/usr/bin/rsend", RSEND);
+        let text = text.replace("@BINDIR@/rsend", RSEND);
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         units.push(path);

@@ -21,8 +21,19 @@ fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
     let _ = man.render_synopsis_section(&mut out);
     let _ = man.render_description_section(&mut out);
     let _ = man.render_options_section(&mut out);
+    render_sections(&mut out, sections);
+    let _ = man.render_version_section(&mut out);
+    out
+}
+
+fn render_sections(out: &mut Vec<u8>, sections: &[Section]) {
     for s in sections {
         out.extend_from_slice(format!(".SH \"{}\"\n", s.title).as_bytes());
+        if s.title == "EXAMPLE" {
+            // a file's text: lines as written, not filled into paragraphs
+            out.extend_from_slice(format!(".nf\n{}\n.fi\n", escape(s.body.trim())).as_bytes());
+            continue;
+        }
         for para in s.body.split("\n\n") {
             let para = para.trim();
             if para.is_empty() {
@@ -43,7 +54,18 @@ fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
             out.push(b'\n');
         }
     }
-    let _ = man.render_version_section(&mut out);
+}
+
+/// A section 5 page (a file format): title, NAME line, then the hand-written sections.
+fn render_file_page(name: &str, summary: &str, sections: &[Section]) -> Vec<u8> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut out = format!(
+        ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n.TH {name} 5 \"\" \"postie {version}\" \"File Formats\"\n.SH NAME\n{} \\- {}\n",
+        escape(name),
+        escape(summary)
+    )
+    .into_bytes();
+    render_sections(&mut out, sections);
     out
 }
 
@@ -194,7 +216,8 @@ Systemd user units flush the queue by themselves: a timer (every 5 minutes, rsen
 --due-only) and a path unit that flushes when a message is queued. rsend --install-units writes \
 them to $XDG_CONFIG_HOME/systemd/user for this rsend binary and its queue directory; then run \
 systemctl --user daemon-reload; systemctl --user enable --now rsend-queue.timer rsend-queue.path. \
-examples/systemd holds the same units for /usr/bin/rsend and the default queue.",
+make install and the Debian package install the same units (from contrib/systemd) for the \
+installed rsend and the default queue.",
     },
     Section {
         title: "SECURITY",
@@ -417,6 +440,279 @@ A CR that is not followed by LF is delivered as it came (fetchmail drops it).",
     },
 ];
 
+const POSTIE_TOML_SECTIONS: &[Section] = &[
+    Section {
+        title: "SYNOPSIS",
+        body: "$XDG_CONFIG_HOME/postie/config.toml (default ~/.config/postie/config.toml), or the \
+file named with rsend -C FILE.toml or rfetch -C FILE.",
+    },
+    Section {
+        title: "DESCRIPTION",
+        body: "postie's native account file, shared by rsend(1) and rfetch(1). It is read when \
+the program's classic file (~/.msmtprc or msmtp/config for rsend, ~/.fetchmailrc for rfetch) does \
+not exist, or when named with -C. The key names are msmtprc's, so a key means the same in both \
+files: tls_starttls = false is tls_starttls off. Values are TOML strings, integers or booleans \
+(true/false, or \"on\"/\"off\"). A key that is not listed here is an error naming the file, line \
+and column, and the keys that are allowed there.
+
+The file has three kinds of tables:
+
+default_account\tThe account rsend uses without -a (a top-level string). Without it, the \
+account named default.
+
+[defaults]\tAny account key; applies to every account that does not set it.
+
+[accounts.NAME]\tOne account: the sending keys below. rsend -a NAME selects it.
+
+[accounts.NAME.fetch]\tMakes the account one rfetch polls (rfetch NAME polls it alone). It \
+inherits host, user, password, passwordeval, source_ip, timeout, danger_plaintext_auth and the \
+tls_* keys except tls_starttls from its account, but not port, auth or tls_starttls, which differ \
+between SMTP and POP3/IMAP.
+
+Unlike msmtprc, tls defaults to on in this file: a new format has no compatibility reason to \
+start insecure.",
+    },
+    Section {
+        title: "SERVER KEYS (ACCOUNTS AND FETCH TABLES)",
+        body: "host\tThe server's name or address.
+
+port\tThe port; by default 465 with implicit TLS or 25 for SMTP (never 587, as in msmtp), 995 \
+or 110 for POP3, 993 or 143 for IMAP.
+
+source_ip\tThe local address to connect from.
+
+timeout\tNetwork timeout in seconds, or off.
+
+auth\tOn (automatic choice), off, or a method: plain, login, cram-md5, scram-sha-256, xoauth2, \
+oauthbearer. Automatic choice never picks a plaintext method without TLS.
+
+user, password, passwordeval\tThe login. passwordeval is a command whose output is the \
+password; a file with password must be mode 600 (see PERMISSIONS).
+
+tls, tls_starttls\tTLS on or off; STARTTLS (true) or implicit TLS from the first byte (false).
+
+tls_trust_file\tCA certificates to trust (PEM); \"system\" for the system store (the default).
+
+tls_fingerprint\tTrust exactly the certificate with this SHA-256 fingerprint (hex, colons \
+optional).
+
+tls_certcheck\tfalse disables certificate verification (dangerous).
+
+tls_key_file, tls_cert_file\tA client certificate and its key.
+
+tls_host_override\tThe name the certificate is checked against instead of host.
+
+danger_plaintext_auth\tAllow a password over an unencrypted connection.",
+    },
+    Section {
+        title: "SENDING KEYS (ACCOUNTS, FOR RSEND)",
+        body: "protocol\tsmtp (default) or lmtp.
+
+socket\tA local socket to connect to instead of host and port.
+
+domain\tThe argument of EHLO/LHLO.
+
+from\tThe envelope-from address (%U, %H, %C, %M as in msmtp); with wildcards, the account rsend \
+picks for -f.
+
+from_full_name\tThe name of an added From header.
+
+allow_from_override\tWhether -f and -F may replace from and from_full_name (default true).
+
+dsn_notify, dsn_return\tDelivery status notifications, as with -N and -R.
+
+set_from_header, set_date_header, set_msgid_header, set_to_header, remove_bcc_headers\tThe header \
+changes rsend makes, as the options of the same names.
+
+logfile, logfile_time_format, syslog\tmsmtp's log line per message: a file, its time format, or \
+syslog (on, off or a facility).
+
+aliases\tA file of local aliases (name: address, ...) for recipients without @.",
+    },
+    Section {
+        title: "FETCHING KEYS ([accounts.NAME.fetch], FOR RFETCH)",
+        body: "protocol\tpop3 or imap; required.
+
+folders\tIMAP folders to poll, a list (default [\"INBOX\"]).
+
+maildir, mbox, mda, smtp, lmtp\tThe one delivery target: maildir = \"~/Maildir\" (the default), \
+mbox = \"PATH\", mda = [\"procmail\", \"-d\", \"%T\"] (an argument list, no shell), smtp = \
+\"host:port\" or lmtp = \"host:port\" (a local MTA or LDA).
+
+recipient\tThe RCPT TO address for smtp and lmtp targets (default $USER@localhost).
+
+keep, fetchall\tLeave messages on the server; fetch messages seen before too (booleans).
+
+idle, idle_timeout, force_idle\tIMAP IDLE after the poll; re-issue it after idle_timeout \
+seconds (default 1680); use IDLE even when the server does not announce it.
+
+limit, fetchlimit, batchlimit, expunge\tfetchmail's per-poll numbers (0 for limit and \
+fetchlimit means none).
+
+limitflush, flush\tDelete messages over limit; delete messages an earlier poll delivered.",
+    },
+    Section {
+        title: "PERMISSIONS",
+        body: "A file that contains a password must belong to the user and must not be readable \
+by group or others (chmod 600 FILE); rsend and rfetch refuse it otherwise. passwordeval keeps the \
+password out of the file.",
+    },
+    Section {
+        title: "EXAMPLE",
+        body: "default_account = \"work\"
+
+[accounts.work]
+host = \"mail.example.org\"
+port = 587
+user = \"alice\"
+passwordeval = \"pass show mail/work\"
+from = \"alice@example.org\"
+
+[accounts.work.fetch]
+protocol = \"imap\"
+maildir = \"~/Maildir\"
+idle = true",
+    },
+    Section {
+        title: "SEE ALSO",
+        body: "rsend(1), rfetch(1), postie-msmtprc(5), postie-fetchmailrc(5)",
+    },
+];
+
+const POSTIE_MSMTPRC_SECTIONS: &[Section] = &[
+    Section {
+        title: "SYNOPSIS",
+        body: "~/.msmtprc, else $XDG_CONFIG_HOME/msmtp/config (default ~/.config/msmtp/config), \
+or the file named with rsend -C FILE; and /etc/msmtprc.",
+    },
+    Section {
+        title: "DESCRIPTION",
+        body: "rsend(1) reads msmtp's configuration files unchanged: msmtp's syntax (one \
+\"directive argument\" per line, # comments, double quotes, ~ for the home directory), defaults, \
+account NAME and account NAME : PARENT[,PARENT...] inheritance, account default : NAME, and eval \
+COMMAND (the command's output is read as configuration lines). The system file /etc/msmtprc is \
+read as well when readable; the user file's accounts come first. See rsend(1), CONFIGURATION FILE \
+ORDER, for which file is read when several exist.
+
+These msmtp directives are understood, with msmtp's meaning: host, port, source_ip, timeout (and \
+connect_timeout), protocol, domain, auth, user, password, passwordeval, tls, tls_starttls, \
+tls_nostarttls, tls_trust_file, tls_fingerprint, tls_certcheck, tls_nocertcheck, tls_key_file, \
+tls_cert_file, tls_host_override, socket, from (with its wildcards and %U %H %C %M), \
+from_full_name, allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header, \
+set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog, \
+aliases. danger_plaintext_auth is postie's own: it allows a password over an unencrypted \
+connection, which rsend otherwise refuses.",
+    },
+    Section {
+        title: "DIRECTIVES ACCEPTED BUT IGNORED",
+        body: "These are read without error and reported as a warning naming the file and line; \
+they have no effect: tls_priorities, tls_crl_file, tls_min_dh_prime_bits (rustls chooses \
+protocol versions and ciphers), proxy_host and proxy_port (no SOCKS support), ntlmdomain, \
+auto_from and maildomain (obsolete in msmtp; use from with %U, %H or %M). tls_force_sslv3 is \
+ignored silently, as msmtp does. Any other unknown word is an error naming the file and line.",
+    },
+    Section {
+        title: "DIFFERENCES FROM MSMTP",
+        body: "Lines longer than 500 characters are accepted (msmtp refuses them, which bites \
+pasted OAuth tokens). A file that contains a password must belong to the user and must not be \
+readable by group or others; rsend refuses it otherwise, also when run as root. Values rsend \
+writes into a header or the envelope (from, from_full_name, domain) are refused when they hold a \
+control character.",
+    },
+    Section {
+        title: "SEE ALSO",
+        body: "rsend(1), postie.toml(5), msmtp(1)",
+    },
+];
+
+const POSTIE_FETCHMAILRC_SECTIONS: &[Section] = &[
+    Section {
+        title: "SYNOPSIS",
+        body: "~/.fetchmailrc, or $FETCHMAILHOME/fetchmailrc when FETCHMAILHOME is set, or the \
+file named with rfetch -f FILE (- for standard input).",
+    },
+    Section {
+        title: "DESCRIPTION",
+        body: "rfetch(1) reads fetchmail's run control file unchanged: fetchmail 6.4's grammar \
+(set, defaults, poll and skip records, server options before the user part, user ... is ... here \
+mappings, noise words such as and, with, has, wants, options) and the keywords fetchmail 6.5 and \
+7.0 added. rfetch --configdump prints the file as understood; rfetch -V describes every poll. \
+Relative paths in logfile, idfile, pidfile, bsmtp, sslkey, sslcert, sslcertfile, sslcertpath \
+and passwordfile are taken relative to the file's directory, as fetchmail does.
+
+A word that is not a fetchmailrc keyword is an error naming the file, line and word.",
+    },
+    Section {
+        title: "WHAT RFETCH DOES WITH IT",
+        body: "Protocols: pop3 and apop (POP3), imap; auto, or no protocol, means IMAP (rfetch \
+does not probe). pop2, rpop, kpop, sdps, etrn and odmr are configuration errors.
+
+TLS: ssl means implicit TLS; without it rfetch requires STARTTLS (IMAP) or STLS (POP3) and never \
+falls back to plaintext, where fetchmail 6.4 tries it opportunistically. sslcertck, sslcertfile, \
+sslcommonname and sslfingerprint apply; sslfingerprint must be a SHA-256 fingerprint (fetchmail's \
+MD5 ones are refused).
+
+Authentication: the auth keyword is read (kerberos_v4, kerberos_v5, otp and msn with a warning), \
+but rfetch chooses the method itself, as auth any does: the strongest the server offers of those \
+rfetch -V lists. A password needs an encrypted connection unless --danger-plaintext-auth is \
+given. password and passwordeval are honoured.
+
+Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphost (host/port; \
+with lmtp, LMTP), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
+on the server only after its target confirmed it.
+
+Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
+or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured) without DNS \
+lookups; unmatched mail goes to set postmaster.
+
+Global options honoured: set daemon, set logfile, set syslog, set idfile, set pidfile, set \
+invisible and set postmaster. Other set options are read without effect.",
+    },
+    Section {
+        title: "KEYWORDS ACCEPTED BUT IGNORED",
+        body: "These are parsed and reported as a warning naming the file and line (\"`plugin` is \
+not supported by rfetch and is ignored\"); the rest of the file is used: interface, monitor, \
+plugin, plugout, dns, checkalias, principal, bsmtp, preconnect, postconnect, mimedecode, \
+fetchdomains, passwordfd, showdots.",
+    },
+    Section {
+        title: "PERMISSIONS",
+        body: "A fetchmailrc that holds a password must not be readable by others; rfetch exits 6 \
+otherwise, as fetchmail does.",
+    },
+    Section {
+        title: "SEE ALSO",
+        body: "rfetch(1), postie.toml(5), fetchmail(1)",
+    },
+];
+
+/// The postie.toml(5) page: the native account file.
+pub fn postie_toml_page() -> Vec<u8> {
+    render_file_page(
+        "postie.toml",
+        "the native account file of rsend and rfetch",
+        POSTIE_TOML_SECTIONS,
+    )
+}
+
+/// The postie-msmtprc(5) page: what rsend reads of msmtp's files.
+pub fn postie_msmtprc_page() -> Vec<u8> {
+    render_file_page(
+        "postie-msmtprc",
+        "what rsend reads of msmtp's configuration files",
+        POSTIE_MSMTPRC_SECTIONS,
+    )
+}
+
+/// The postie-fetchmailrc(5) page: what rfetch reads of fetchmail's file.
+pub fn postie_fetchmailrc_page() -> Vec<u8> {
+    render_file_page(
+        "postie-fetchmailrc",
+        "what rfetch reads of fetchmail's run control file",
+        POSTIE_FETCHMAILRC_SECTIONS,
+    )
+}
+
 /// The rsend(1) page.
 pub fn rsend_page() -> Vec<u8> {
     render(
@@ -438,6 +734,47 @@ mod tests {
     use super::*;
     use crate::account::Env;
     use crate::config::discover::{Program, table};
+
+    /// Every key the TOML reader accepts (the list its unknown-key error gives, for the top
+    /// level, an account and a fetch table) is described in postie.toml(5).
+    #[test]
+    fn postie_toml_page_names_every_key() {
+        let page = POSTIE_TOML_SECTIONS
+            .iter()
+            .map(|s| s.body)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let words: std::collections::BTreeSet<&str> = page
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        let mut checked = 0;
+        for text in [
+            "not_a_key = 1\n",
+            "[accounts.a]\nnot_a_key = 1\n",
+            "[accounts.a]\nhost = \"h\"\n[accounts.a.fetch]\nprotocol = \"imap\"\nnot_a_key = 1\n",
+        ] {
+            let error = match crate::config::toml::parse(
+                text,
+                std::path::Path::new("t.toml"),
+                &Env::default(),
+            ) {
+                Ok(_) => panic!("not_a_key accepted in {text}"),
+                Err(e) => e.to_string(),
+            };
+            let expected = error
+                .split_once("expected one of")
+                .map(|(_, list)| list)
+                .unwrap_or_else(|| panic!("no key list in: {error}"));
+            for key in expected.split('`').skip(1).step_by(2) {
+                assert!(
+                    words.contains(key),
+                    "postie.toml(5) does not describe {key}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 60, "only {checked} keys");
+    }
 
     /// The man pages state the order `config::discover` applies: every file of the table
     /// appears in the CONFIGURATION FILE ORDER section, in the table's order.

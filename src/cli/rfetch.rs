@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::account::{Env, Provenance, Sourced, Target};
 use crate::cli::daemonize::{self, Outcome, Stage};
 use crate::cli::rfetch_args::{self, RfetchArgs};
+use crate::cli::{build_info, completions, write_stdout};
 use crate::config::discover::{self, ConfigFile, Format, Program};
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
@@ -272,6 +273,20 @@ fn quit_running(path: &Path) -> Result<bool> {
 }
 
 fn run(args: &RfetchArgs) -> Result<i32> {
+    if let Some(shell) = args.completions {
+        write_stdout(&completions::script(completions::Program::Rfetch, shell))?;
+        return Ok(code::SUCCESS);
+    }
+    // The build comes first, as in fetchmail, so that -V describes it also when the
+    // configuration cannot be read (what a bug report needs most then).
+    if args.version && args.detached_stage.is_none() {
+        let text = format!(
+            "{}\n{}",
+            build_info::rfetch_title(),
+            build_info::describe(build_info::Binary::Rfetch)
+        );
+        write_stdout(text.as_bytes())?;
+    }
     let env = Env::from_process();
     for (set, what) in [
         (args.bsmtp.is_some(), "--bsmtp"),
@@ -346,14 +361,11 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         apply_overrides(args, s);
     }
     if args.version {
-        println!(
-            "This is rfetch release {} (postie; fetchmail compatible)",
-            env!("CARGO_PKG_VERSION")
-        );
-        println!("Taking options from command line and {}", loaded.file);
+        let mut text = format!("Taking options from command line and {}\n", loaded.file);
         for s in &selected {
-            print!("{}", s.describe(&env));
+            text.push_str(&s.describe(&env));
         }
+        write_stdout(text.as_bytes())?;
         return Ok(code::SUCCESS);
     }
     if selected.is_empty() {

@@ -30,6 +30,9 @@ pub struct RfetchArgs {
     /// Print the version and a description of each poll, then exit without fetching.
     #[arg(short = 'V', long = "version")]
     pub version: bool,
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell), then exit.
+    #[arg(long = "completions", value_name = "SHELL", hide = true)]
+    pub completions: Option<clap_complete::Shell>,
     /// Only check whether mail is waiting (exit 0 yes, 1 no).
     #[arg(short = 'c', long = "check")]
     pub check: bool,

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::account::Env;
 use crate::cli::rsend_args::{self, Mode, RsendArgs};
+use crate::cli::{build_info, completions, write_stdout};
 use crate::error::{Error, ErrorKind};
 use crate::exit::{rsend_code, sysexits};
 use crate::hint::Vocabulary;
@@ -91,13 +92,17 @@ fn name_config_files(args: &RsendArgs, e: Error) -> Error {
 
 /// Runs a parsed command line with `input` as the message source.
 pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), Error> {
+    if let Some(shell) = args.completions {
+        return write_stdout(&completions::script(completions::Program::Rsend, shell));
+    }
     if args.version {
-        println!(
-            "rsend (postie) {}\nTLS: rustls (ring); authentication: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER",
-            env!("CARGO_PKG_VERSION")
+        let text = format!(
+            "{}\n{}{}",
+            build_info::rsend_title(),
+            build_info::describe(build_info::Binary::Rsend),
+            configuration_lines(args, &Env::from_process())
         );
-        print!("{}", configuration_lines(args, &Env::from_process()));
-        return Ok(());
+        return write_stdout(text.as_bytes());
     }
     let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
     let env = Env::from_process();

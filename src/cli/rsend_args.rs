@@ -156,6 +156,9 @@ pub struct RsendArgs {
     /// Print version information.
     #[arg(long = "version")]
     pub version: bool,
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell), then exit.
+    #[arg(long = "completions", value_name = "SHELL", hide = true)]
+    pub completions: Option<clap_complete::Shell>,
     /// Allow a password over an unencrypted connection (dangerous).
     #[arg(long = "danger-plaintext-auth")]
     pub danger_plaintext_auth: bool,

@@ -1,16 +1,16 @@
 //! The systemd user units that flush rsend's queue by themselves (`rsend --install-units`):
-//! examples/systemd's units rendered for this rsend binary and this queue directory. Both paths
+//! contrib/systemd's queue units rendered for this rsend binary and this queue directory. Both paths
 //! end up inside unit-file lines, so anything that could end the line or be read as a systemd
 //! specifier, variable or escape is refused or escaped.
 
 use std::path::Path;
 
-const SERVICE: &str = include_str!("../../examples/systemd/rsend-queue.service");
-const TIMER: &str = include_str!("../../examples/systemd/rsend-queue.timer");
-const PATH: &str = include_str!("../../examples/systemd/rsend-queue.path");
+const SERVICE: &str = include_str!("../../contrib/systemd/rsend-queue.service");
+const TIMER: &str = include_str!("../../contrib/systemd/rsend-queue.timer");
+const PATH: &str = include_str!("../../contrib/systemd/rsend-queue.path");
 
-/// The lines of the examples that name the binary and the queue.
-const EXAMPLE_EXEC: &str = "ExecStart=/usr/bin/rsend -q --due-only";
+/// The lines of the unit templates that name the binary and the queue.
+const EXAMPLE_EXEC: &str = "ExecStart=@BINDIR@/rsend -q --due-only";
 const EXAMPLE_WATCH: &str = "PathChanged=%S/postie/queue";
 
 /// One unit file.
