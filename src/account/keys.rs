@@ -160,6 +160,20 @@ pub fn set_server(
             s.source_ip = sourced(ip, at);
         }
         "timeout" | "connect_timeout" => s.timeout = sourced(parse_timeout(key, arg)?, at),
+        // An empty proxy_host unsets the proxy (msmtp); the port defaults to 1080.
+        "proxy_host" => s.proxy_host = sourced(arg.to_owned(), at),
+        "proxy_port" => {
+            let port = match arg {
+                "" => None,
+                p => match p.parse::<u16>() {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => return Err(invalid(key, arg)),
+                },
+            };
+            s.proxy_port = sourced(port, at);
+        }
+        "proxy_user" => s.proxy_user = sourced(arg.to_owned(), at),
+        "proxy_password" => s.proxy_password = sourced(Secret::Inline(arg.to_owned()), at),
         "auth" => {
             let auth = match arg {
                 "" | "on" => AuthSetting::Auto,
@@ -367,8 +381,6 @@ pub fn set_submit(
         "tls_priorities"
         | "tls_crl_file"
         | "tls_min_dh_prime_bits"
-        | "proxy_host"
-        | "proxy_port"
         | "ntlmdomain"
         | "auto_from"
         | "maildomain" => {
@@ -565,6 +577,12 @@ mod tests {
             ("syslog", "LOG_LOCAL3"),
             ("aliases", "~/aliases"),
             ("danger_plaintext_auth", "on"),
+            ("proxy_host", "127.0.0.1"),
+            ("proxy_host", ""),
+            ("proxy_port", "9050"),
+            ("proxy_port", ""),
+            ("proxy_user", "u"),
+            ("proxy_password", "p"),
         ];
         for (k, v) in ok {
             let mut s = SubmitSettings::default();
@@ -574,8 +592,6 @@ mod tests {
             "tls_priorities",
             "tls_crl_file",
             "tls_min_dh_prime_bits",
-            "proxy_host",
-            "proxy_port",
             "ntlmdomain",
             "auto_from",
             "maildomain",
@@ -608,6 +624,8 @@ mod tests {
             ("set_from_header", "x"),
             ("syslog", "LOG_LOCAL9"),
             ("set_to_header", "x"),
+            ("proxy_port", "0"),
+            ("proxy_port", "socks"),
         ];
         for (k, v) in bad {
             let mut s = SubmitSettings::default();

@@ -33,6 +33,15 @@ pub enum NetError {
     #[error("cannot connect to {target}: no answer within {}s", timeout.as_secs_f64())]
     ConnectTimeout { target: String, timeout: Duration },
 
+    /// The SOCKS5 proxy could not give us a tunnel to the target. `proxy` and `target` are
+    /// `host:port`.
+    #[error("SOCKS5 proxy {proxy} (for {target}): {problem}")]
+    Proxy {
+        proxy: String,
+        target: String,
+        problem: crate::proto::socks5::Socks5Error,
+    },
+
     /// A read or write on an established connection timed out.
     #[error("network timeout: the server did not answer in time")]
     Timeout,
@@ -99,6 +108,16 @@ impl NetError {
             NetError::Tls { .. } | NetError::PlaintextAnswer { .. } => ErrorKind::Tls,
             NetError::Certificate { .. } | NetError::SystemRoots { .. } => ErrorKind::Certificate,
             NetError::TrustFile { .. } | NetError::ClientCert { .. } => ErrorKind::FileUnreadable,
+            NetError::Proxy { problem, .. } => {
+                use crate::proto::socks5::Socks5Error as S;
+                match problem {
+                    S::ConnectRefused(_) if problem.is_transient() => ErrorKind::Connect,
+                    S::ConnectRefused(_) => ErrorKind::Unsupported,
+                    S::NoAcceptableMethod { .. } | S::AuthRejected => ErrorKind::Auth,
+                    S::BadTarget(_) | S::BadCredentials(_) => ErrorKind::Config,
+                    S::Protocol(_) => ErrorKind::Protocol,
+                }
+            }
         }
     }
 

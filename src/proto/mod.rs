@@ -6,4 +6,5 @@ pub mod line;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
+pub mod socks5;
 pub mod trace;

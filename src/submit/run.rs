@@ -70,6 +70,15 @@ fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
     push("set_to_header", &args.set_to_header);
     push("remove_bcc_headers", &args.remove_bcc_headers);
     push("from_full_name", &args.full_name);
+    push("source_ip", &args.source_ip);
+    push("proxy_host", &args.proxy_host);
+    push("proxy_port", &args.proxy_port);
+    push("socket", &args.socket);
+    push("logfile_time_format", &args.logfile_time_format);
+    push("keepbcc", &args.keepbcc);
+    push("undisclosed_recipients", &args.undisclosed_recipients);
+    push("add_missing_from_header", &args.add_missing_from_header);
+    push("add_missing_date_header", &args.add_missing_date_header);
     if args.danger_plaintext_auth {
         out.push(("danger_plaintext_auth", "on".to_string()));
     }
@@ -119,13 +128,7 @@ pub fn session_settings_without_auth(s: &SubmitSettings, env: &Env) -> Result<Sm
 
 /// The SMTP session settings for an account (password resolved only when AUTH is on).
 pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
-    if s.socket().is_some() {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "the socket directive (Unix-domain sockets) is not supported by rsend; use host and port",
-        ));
-    }
-    let endpoint = s.endpoint()?;
+    let endpoint = s.session_endpoint()?;
     let tls_mode = s.tls_mode();
     let tls = if tls_mode == TlsMode::Off {
         Default::default()
