@@ -355,7 +355,18 @@ pub fn set_submit(
             let v = match arg {
                 "none" => None,
                 "" => Some("%b %d %H:%M:%S".to_owned()),
-                f => Some(f.to_owned()),
+                f => {
+                    // Checked here: an unknown conversion would only fail when the log line
+                    // is written, after the message was sent.
+                    use chrono::format::{Item, StrftimeItems};
+                    if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+                        return Err(KeyError::Invalid(format!(
+                            "invalid argument {f:?} for {key}: not a strftime format \
+                             (use none to log without a time)"
+                        )));
+                    }
+                    Some(f.to_owned())
+                }
             };
             s.logfile_time_format = sourced(v, at);
         }
@@ -626,6 +637,8 @@ mod tests {
             ("set_to_header", "x"),
             ("proxy_port", "0"),
             ("proxy_port", "socks"),
+            ("logfile_time_format", "%Y %Q"),
+            ("logfile_time_format", "%"),
         ];
         for (k, v) in bad {
             let mut s = SubmitSettings::default();

@@ -539,9 +539,13 @@ struct LogLine {
 
 impl LogLine {
     fn new(s: &SubmitSettings, session: &SmtpSettings, from: &str, rcpts: &[String]) -> LogLine {
+        // msmtp names the socket instead of the host when it connects to one.
+        let place = match s.socket() {
+            Some(path) => format!("socket={}", path.display()),
+            None => format!("host={}", session.endpoint.host),
+        };
         let mut fields = format!(
-            "host={} tls={} auth={}",
-            session.endpoint.host,
+            "{place} tls={} auth={}",
             if session.tls_mode == TlsMode::Off {
                 "off"
             } else {
@@ -552,7 +556,6 @@ impl LogLine {
         if let Some(a) = &session.auth {
             fields.push_str(&format!(" user={}", a.user));
         }
-        let _ = s;
         fields.push_str(&format!(" from={from} recipients={}", rcpts.join(",")));
         LogLine { fields }
     }
