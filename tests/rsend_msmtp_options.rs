@@ -2,7 +2,7 @@
 //! that records the envelope, the DATA bytes and the client's address: `socket`/`--socket` (a
 //! Unix-domain socket instead of host and port), `--source-ip`, `--keepbcc`,
 //! `--undisclosed-recipients`, `--add-missing-from-header`, `--add-missing-date-header`,
-//! `--logfile-time-format`.
+//! `--logfile-time-format`; and the `EMAIL`/`SMTPSERVER` fallback when no account applies.
 
 mod common;
 
@@ -24,6 +24,7 @@ use support::{RSEND, TempDir, describe, run_command, show, write_rc};
 struct Heard {
     /// The client's address (TCP only).
     client: Option<String>,
+    mail_from: Option<String>,
     rcpts: Vec<String>,
     /// The DATA bytes as sent, without the final ".\r\n"; `None` when no message was sent.
     data: Option<Vec<u8>>,
@@ -67,6 +68,12 @@ fn serve(reader: impl std::io::Read, mut writer: impl Write, heard: &mut Heard) 
         let upper = command.to_ascii_uppercase();
         let ok = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             say("250-fake.test\r\n250 8BITMIME\r\n")
+        } else if upper.starts_with("MAIL") {
+            heard.mail_from = command
+                .split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(a, _)| a.to_string());
+            say("250 2.1.0 ok\r\n")
         } else if upper.starts_with("RCPT") {
             let address = command
                 .split_once('<')
@@ -370,4 +377,70 @@ fn logfile_time_format() {
 fn chrono_free_year() -> String {
     let out = Command::new("date").arg("+%Y").output().expect("date");
     show(&out.stdout).trim().to_string()
+}
+
+/// Runs rsend with a configuration that has no default account, `SMTPSERVER=127.0.0.1` and
+/// `EMAIL` as given; the port comes from the command line, as msmtp allows.
+fn environment_exchange(email: Option<&str>, args: &[&str]) -> (Output, Heard) {
+    let (port, heard) = tcp_server();
+    let dir = TempDir::new("msmtp-env");
+    let rc = write_rc(
+        dir.path(),
+        "account other\nhost 192.0.2.1\nfrom other@x.test\n",
+        0o600,
+    );
+    let port_arg = format!("--port={port}");
+    let mut command = Command::new(RSEND);
+    command
+        .arg("-C")
+        .arg(&rc)
+        .args([port_arg.as_str(), "--tls=off", "--auth=off", "--timeout=5"])
+        .args(args)
+        .env_remove("HOME")
+        .env("SMTPSERVER", "127.0.0.1");
+    match email {
+        Some(e) => command.env("EMAIL", e),
+        None => command.env_remove("EMAIL"),
+    };
+    let out = run_command(command, b"Subject: env\n\nbody\n");
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    let heard = heard
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the recording server did not finish");
+    (out, heard)
+}
+
+#[test]
+fn email_and_smtpserver_apply_when_no_account_does() {
+    let (out, heard) = environment_exchange(Some("env@x.test"), &["to@x.test"]);
+    assert_ok(&out);
+    assert_eq!(heard.mail_from.as_deref(), Some("env@x.test"));
+    assert_eq!(heard.rcpts, ["to@x.test"]);
+    // -f replaces EMAIL, and is enough without it.
+    let (out, heard) = environment_exchange(None, &["-f", "cli@x.test", "to@x.test"]);
+    assert_ok(&out);
+    assert_eq!(heard.mail_from.as_deref(), Some("cli@x.test"));
+    // Neither EMAIL nor -f: no account (78), nothing sent.
+    let (out, heard) = environment_exchange(None, &["to@x.test"]);
+    assert_eq!(out.status.code(), Some(78), "{}", describe(&out));
+    assert!(
+        show(&out.stderr).contains("account default not found"),
+        "{}",
+        describe(&out)
+    );
+    assert!(heard.mail_from.is_none());
+    // EMAIL is an injection point like any configured address.
+    let (out, heard) =
+        environment_exchange(Some("a@x.test\r\nRCPT TO:<evil@x.test>"), &["to@x.test"]);
+    assert_eq!(out.status.code(), Some(78), "{}", describe(&out));
+    assert!(
+        show(&out.stderr).contains("environment variable EMAIL"),
+        "{}",
+        describe(&out)
+    );
+    assert!(heard.mail_from.is_none() && heard.rcpts.is_empty());
+    // An account selected by name never falls back.
+    let (out, heard) = environment_exchange(Some("env@x.test"), &["-a", "missing", "to@x.test"]);
+    assert_eq!(out.status.code(), Some(78), "{}", describe(&out));
+    assert!(heard.mail_from.is_none());
 }

@@ -30,6 +30,8 @@ pub enum Provenance {
     CommandLine,
     /// A config file line.
     File { path: PathBuf, line: u32 },
+    /// An environment variable (msmtp's `EMAIL` and `SMTPSERVER`).
+    Environment(&'static str),
 }
 
 impl Provenance {
@@ -47,6 +49,7 @@ impl fmt::Display for Provenance {
             Provenance::Builtin => f.write_str("built-in default"),
             Provenance::CommandLine => f.write_str("command line"),
             Provenance::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Provenance::Environment(name) => write!(f, "environment variable {name}"),
         }
     }
 }

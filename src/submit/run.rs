@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::account::{
     AuthSetting, DsnNotify, DsnReturn, Env, HeaderPolicy as AccountHeaderPolicy, LogFile,
-    Provenance, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
+    Provenance, Sourced, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
 };
 use crate::cli::rsend_args::RsendArgs;
 use crate::config::{self, AccountSet};
@@ -103,9 +103,26 @@ pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Resu
         )
     } else {
         let set = load_accounts(args, env)?;
-        let (account, _) = set.select(args.account.as_deref(), envelope_from, env)?;
-        let settings = account.submit()?.clone();
-        (account.name.clone(), settings, set.loaded.clone())
+        match set.select(args.account.as_deref(), envelope_from, env) {
+            Ok((account, _)) => {
+                let settings = account.submit()?.clone();
+                (account.name.clone(), settings, set.loaded.clone())
+            }
+            // Without -a, selection fails only when there is no default account: then msmtp
+            // falls back to the environment.
+            Err(e) if args.account.is_none() => match from_environment(
+                std::env::var("SMTPSERVER").ok(),
+                std::env::var("EMAIL").ok(),
+                envelope_from.is_some() || args.serverinfo,
+            ) {
+                Some(settings) => {
+                    log::info!("using environment variables EMAIL and SMTPSERVER");
+                    ("(environment)".to_string(), settings, set.loaded.clone())
+                }
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        }
     };
     let pairs = overrides(args);
     let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -117,6 +134,27 @@ pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Resu
         settings,
         files,
     })
+}
+
+/// msmtp's last resort when no account applies: `SMTPSERVER` is the host, and `EMAIL` the
+/// envelope-from unless one was given (`have_from`). Both must be usable: a server without
+/// an address to send from is no account.
+fn from_environment(
+    smtpserver: Option<String>,
+    email: Option<String>,
+    have_from: bool,
+) -> Option<SubmitSettings> {
+    let server = smtpserver.filter(|s| !s.is_empty())?;
+    let email = email.filter(|e| !e.is_empty());
+    if !have_from && email.is_none() {
+        return None;
+    }
+    let mut settings = SubmitSettings::default();
+    settings.server.host = Some(Sourced::new(server, Provenance::Environment("SMTPSERVER")));
+    if let Some(email) = email {
+        settings.from = Some(Sourced::new(email, Provenance::Environment("EMAIL")));
+    }
+    Some(settings)
 }
 
 /// The SMTP session settings without credentials (for --serverinfo: no password is needed).
