@@ -91,6 +91,10 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         print!("{}", configuration_lines(args, &Env::from_process()));
         return Ok(());
     }
+    if rsend_args::smtp_on_stdio(args) {
+        let env = Env::from_process();
+        return crate::submit::smtp_stdio::serve(args, &env, input, &mut std::io::stdout().lock());
+    }
     let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
     match mode {
         Mode::Newaliases => return Ok(()),

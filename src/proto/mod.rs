@@ -6,5 +6,6 @@ pub mod line;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
+pub mod smtp_server;
 pub mod socks5;
 pub mod trace;

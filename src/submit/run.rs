@@ -32,7 +32,10 @@ pub struct Resolved {
 #[derive(Debug)]
 pub struct Sent {
     pub recipients: Vec<String>,
+    /// The text of the reply to the end of data (lines joined with "\n"), without the code.
     pub final_reply: String,
+    /// That reply's code.
+    pub final_code: u16,
 }
 
 /// msmtp-style command-line overrides as `(msmtprc key, value)` pairs.
@@ -502,6 +505,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Sent> {
         Ok(Sent {
             recipients: recipients.clone(),
             final_reply: report.final_reply.text(),
+            final_code: report.final_reply.code(),
         })
     })();
     log_base.write(s, &result, size);
@@ -570,6 +574,15 @@ fn finish_recipients(
     Ok(out)
 }
 
+/// Set when stdout carries SMTP (`-bs`): `logfile -` then writes to stderr instead.
+static LOG_STDOUT_TO_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Sends log lines meant for stdout (`logfile -`) to stderr from now on.
+pub fn log_stdout_to_stderr() {
+    LOG_STDOUT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// msmtp's log line (host= tls= auth= user= from= recipients= mailsize= smtpstatus= ...).
 struct LogLine {
     fields: String,
@@ -577,10 +590,10 @@ struct LogLine {
 
 impl LogLine {
     fn new(s: &SubmitSettings, session: &SmtpSettings, from: &str, rcpts: &[String]) -> LogLine {
-        // msmtp names the socket instead of the host when it connects to one.
-        let place = match s.socket() {
-            Some(path) => format!("socket={}", path.display()),
-            None => format!("host={}", session.endpoint.host),
+        // msmtp names the host when one is set, else the socket.
+        let place = match (s.server.host(), s.socket()) {
+            (None, Some(path)) => format!("socket={}", path.display()),
+            _ => format!("host={}", session.endpoint.host),
         };
         let mut fields = format!(
             "{place} tls={} auth={}",
@@ -604,8 +617,13 @@ impl LogLine {
                 format!(
                     "{} mailsize={size} smtpstatus={} smtpmsg='{}' exitcode=EX_OK",
                     self.fields,
-                    sent.final_reply.get(..3).unwrap_or(""),
-                    sent.final_reply.replace('\'', "?")
+                    sent.final_code,
+                    // msmtp: each reply line with its code, joined by a literal \n.
+                    sent.final_reply
+                        .split('\n')
+                        .map(|l| format!("{} {l}", sent.final_code).replace('\'', "?"))
+                        .collect::<Vec<_>>()
+                        .join("\\n")
                 ),
                 true,
             ),
@@ -626,6 +644,11 @@ impl LogLine {
                 .unwrap_or_default();
             let text = format!("{stamp}{line}\n");
             match target {
+                LogFile::Stdout
+                    if LOG_STDOUT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    let _ = io::stderr().write_all(text.as_bytes());
+                }
                 LogFile::Stdout => {
                     let _ = io::stdout().write_all(text.as_bytes());
                 }
