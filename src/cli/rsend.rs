@@ -91,6 +91,10 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         print!("{}", configuration_lines(args, &Env::from_process()));
         return Ok(());
     }
+    if let Some(address) = &args.configure {
+        let env = Env::from_process();
+        return crate::submit::configure::configure(address, &env, &mut std::io::stdout().lock());
+    }
     if rsend_args::smtp_on_stdio(args) {
         let env = Env::from_process();
         return crate::submit::smtp_stdio::serve(args, &env, input, &mut std::io::stdout().lock());

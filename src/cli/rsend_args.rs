@@ -169,6 +169,10 @@ pub struct RsendArgs {
     /// Add a Date header when missing (same as --set-date-header=auto; off: never).
     #[arg(long = "add-missing-date-header", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
     pub add_missing_date_header: Option<String>,
+    /// Print an account for ADDRESS: its submission server from the domain's SRV records
+    /// (RFC 6186, RFC 8314), else from a built-in table of large providers; then exit.
+    #[arg(long = "configure", value_name = "ADDRESS")]
+    pub configure: Option<String>,
     // --- end of msmtp's connection and header options ---
     /// Print the server's greeting, capabilities and certificate, then exit.
     #[arg(short = 'S', long = "serverinfo")]

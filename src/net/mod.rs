@@ -14,11 +14,13 @@
 
 mod connection;
 mod dial;
+mod dns;
 mod error;
 mod socket;
 mod tls;
 
 pub use connection::{Connection, connect, connect_tls};
+pub use dns::{nameservers, srv_lookup};
 pub use error::NetError;
 pub use tls::{crypto_provider, format_fingerprint, parse_fingerprint};
 

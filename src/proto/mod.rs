@@ -1,5 +1,6 @@
 //! Pure protocol code: no sockets, files, processes or clocks. Bytes in, events and bytes out.
 
+pub mod dns;
 pub mod dotstuff;
 pub mod imap;
 pub mod line;

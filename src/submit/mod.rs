@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod aliases;
+pub mod configure;
 pub mod headers;
 pub mod run;
 pub mod smtp_stdio;
