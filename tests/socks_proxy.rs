@@ -185,7 +185,8 @@ fn rsend_submits_through_socks5_with_implicit_tls_and_starttls() {
     );
 
     // The same proxy refuses a client without credentials, and one with a wrong password:
-    // authentication errors (77), nothing sent.
+    // proxy errors (69, msmtp's code for SOCKS errors), nothing sent, no hint about the mail
+    // account's password.
     let proxy = Proxy::start(Some(("tor-user", "proxy-s3cret")));
     for extra in ["", "proxy_user tor-user\nproxy_password wrong"] {
         let rc = write_rc(
@@ -200,9 +201,10 @@ fn rsend_submits_through_socks5_with_implicit_tls_and_starttls() {
             &["-C", rc.to_str().unwrap(), "-a", "smtps", "alice@localhost"],
             &message(&unique("socks-refused")),
         );
-        assert_exit(&out, 77);
+        assert_exit(&out, 69);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("SOCKS5 proxy 127.0.0.1:"), "{err}");
+        assert!(!err.contains("check user and password"), "{err}");
         assert!(
             !err.contains("proxy-s3cret") && !err.contains("wrong"),
             "{err}"
@@ -252,6 +254,23 @@ fn a_configured_proxy_that_is_down_is_an_error_never_a_direct_connection() {
         "{err}"
     );
     assert_untouched(&server);
+
+    // --pretend shows the proxy, and its password only as "*".
+    let rc_text = std::fs::read_to_string(&rc).unwrap();
+    std::fs::write(
+        &rc,
+        format!("{rc_text}proxy_user u\nproxy_password pretend-s3cret\n"),
+    )
+    .unwrap();
+    let out = rsend(&["-C", rc.to_str().unwrap(), "-P"], b"");
+    assert_exit(&out, 0);
+    let text = describe(&out);
+    assert!(
+        text.contains(&format!("proxy_port            = {dead}")),
+        "{text}"
+    );
+    assert!(text.contains("proxy_password        = *"), "{text}");
+    assert!(!text.contains("pretend-s3cret"), "{text}");
 
     // rfetch: the same for a fetch account (exit 2, fetchmail's socket error).
     let fdir = tempdir("socks-down");

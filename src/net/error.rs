@@ -111,11 +111,15 @@ impl NetError {
             NetError::Proxy { problem, .. } => {
                 use crate::proto::socks5::Socks5Error as S;
                 match problem {
+                    // A network condition the proxy reports: try again later.
                     S::ConnectRefused(_) if problem.is_transient() => ErrorKind::Connect,
-                    S::ConnectRefused(_) => ErrorKind::Unsupported,
-                    S::NoAcceptableMethod { .. } | S::AuthRejected => ErrorKind::Auth,
                     S::BadTarget(_) | S::BadCredentials(_) => ErrorKind::Config,
-                    S::Protocol(_) => ErrorKind::Protocol,
+                    // Everything else the proxy says is a proxy error (msmtp: EX_UNAVAILABLE),
+                    // not a problem with the mail account's password.
+                    S::ConnectRefused(_)
+                    | S::NoAcceptableMethod { .. }
+                    | S::AuthRejected
+                    | S::Protocol(_) => ErrorKind::Unsupported,
                 }
             }
         }
