@@ -204,8 +204,7 @@ pub struct RsendArgs {
     /// Sendmail -B body type (7BIT, 8BITMIME): accepted; rsend declares 8BITMIME itself when needed.
     #[arg(short = 'B', value_name = "TYPE", hide = true)]
     pub body_type: Option<String>,
-    /// Sendmail -b mode: m (the default: deliver the message), s (SMTP on stdin/stdout), and i/p
-    /// are accepted.
+    /// Sendmail -b mode: m (the default: deliver the message) and i/p are accepted.
     #[arg(short = 'b', value_name = "MODE", hide = true)]
     pub mode: Option<String>,
     /// Sendmail flags accepted and ignored.
@@ -312,8 +311,8 @@ fn hop_count_hint(mut error: clap::Error) -> clap::Error {
     error
 }
 
-/// `-bs`: speak SMTP on stdin/stdout. Checked before [`mode`], which knows only the modes that
-/// read one message.
+/// `-bs` (sendmail's mode s): speak SMTP on stdin/stdout. Checked before [`mode`], which knows
+/// only the modes that read one message.
 pub fn smtp_on_stdio(args: &RsendArgs) -> bool {
     args.mode.as_deref() == Some("s")
 }

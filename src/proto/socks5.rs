@@ -146,8 +146,14 @@ impl Socks5Client {
         let request = connect_request(host, port)?;
         if let Some(c) = &credentials {
             for (what, value) in [
-                ("empty or over 255 bytes user name", &c.user),
-                ("empty or over 255 bytes password", &c.password),
+                (
+                    "the user name (proxy_user) is empty or longer than 255 bytes",
+                    &c.user,
+                ),
+                (
+                    "the password (proxy_password) is empty or longer than 255 bytes",
+                    &c.password,
+                ),
             ] {
                 if value.is_empty() || value.len() > 255 {
                     return Err(Socks5Error::BadCredentials(what));
