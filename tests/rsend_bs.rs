@@ -95,9 +95,15 @@ fn a_pipelined_session_relays_each_message_and_reports_each_outcome() {
 #[test]
 fn bs_refuses_recipients_on_the_command_line_and_a_cut_off_message() {
     let dir = TempDir::new("bs-usage");
+    // Any connection to this server would be a relay of a cut-off message.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
     let rc = write_rc(
         dir.path(),
-        "account default\nhost 127.0.0.1\nport 9\nfrom a@localhost\n",
+        &format!(
+            "account default\nhost 127.0.0.1\nport {}\nfrom a@localhost\ntls off\ntimeout 2\n",
+            server.local_addr().unwrap().port()
+        ),
         0o600,
     );
     let rc = rc.to_str().unwrap();
@@ -113,6 +119,11 @@ fn bs_refuses_recipients_on_the_command_line_and_a_cut_off_message() {
         show(&out.stderr).contains("inside a message"),
         "{}",
         describe(&out)
+    );
+    assert_eq!(
+        server.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a cut-off message was relayed"
     );
     // A session that ends without QUIT is still a clean end.
     let out = rsend(&["-C", rc, "-bs"], b"HELO c\r\nNOOP\r\n");

@@ -145,7 +145,11 @@ fn relay(
     };
     let result = run::send(&one, env, &mut message);
     // Whatever send left unread (it stops early on a configuration error) is still the message.
-    io::copy(&mut message, &mut io::sink()).map_err(read_error)?;
+    if let Err(e) = io::copy(&mut message, &mut io::sink())
+        && !message.eof
+    {
+        return Err(read_error(e));
+    }
     if message.eof {
         return Err(Error::new(
             ErrorKind::Usage,
@@ -174,8 +178,9 @@ fn relay(
     })
 }
 
-/// The message after DATA, unstuffed, ending at the "." line. A premature end of input reads
-/// as the end of the message with `eof` set (the caller refuses it).
+/// The message after DATA, unstuffed, ending at the "." line. A premature end of input is a
+/// read error (with `eof` set), never the end of the message: send reads the whole message
+/// before it connects, so a cut-off message is never relayed.
 struct DataReader<'a> {
     input: &'a mut dyn BufRead,
     unstuffer: DotUnstuffer,
@@ -187,8 +192,11 @@ struct DataReader<'a> {
 impl Read for DataReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.offset == self.pending.len() {
-            if self.unstuffer.is_done() || self.eof {
+            if self.unstuffer.is_done() {
                 return Ok(0);
+            }
+            if self.eof {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
             }
             self.pending.clear();
             self.offset = 0;
@@ -201,7 +209,10 @@ impl Read for DataReader<'_> {
             };
             if chunk.is_empty() {
                 self.eof = true;
-                return Ok(0);
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "standard input ended inside a message",
+                ));
             }
             let progress = self.unstuffer.decode(chunk, &mut self.pending);
             self.input.consume(progress.consumed);
