@@ -273,6 +273,29 @@ mod tests {
     }
 
     #[test]
+    fn random_answers_never_panic() {
+        // A fixed xorshift sequence: the same hostile inputs on every run.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 96) as usize;
+            let mut msg: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if msg.len() >= 12 {
+                msg[0..2].copy_from_slice(&7u16.to_be_bytes());
+                msg[2] |= 0x80;
+                msg[2] &= !0x02;
+                msg[3] &= 0xF0;
+            }
+            let _ = parse_srv_answer(7, &msg);
+        }
+    }
+
+    #[test]
     fn errors_and_hostile_answers() {
         let q = srv_query(7, "_submission._tcp.example.org").unwrap();
         assert_eq!(parse_srv_answer(7, &answer(&q, 3, &[])), Ok(vec![]));
