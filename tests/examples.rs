@@ -161,4 +161,14 @@ fn toml_and_msmtprc_examples_submit_side() {
     assert_eq!(setting(&p, "host"), "mail.example.net");
     assert_eq!(setting(&p, "from"), "ann-lists@example.net");
     assert!(setting(&p, "logfile").ends_with("/.cache/rsend.log"), "{p}");
+    // The Tor account: home's server through the SOCKS5 proxy.
+    let (out, err) = run(
+        RSEND,
+        &home,
+        &["-C", cfg.to_str().unwrap(), "-a", "tor", "--pretend"],
+    );
+    let p = format!("{out}{err}");
+    assert_eq!(setting(&p, "host"), "mail.example.net");
+    assert_eq!(setting(&p, "proxy_host"), "127.0.0.1");
+    assert_eq!(setting(&p, "proxy_port"), "9050");
 }

@@ -162,6 +162,7 @@ fn opts() -> ConnectOptions {
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(5),
         source_ip: None,
+        route: postie::net::Route::Direct,
     }
 }
 

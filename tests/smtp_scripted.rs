@@ -182,6 +182,7 @@ fn settings(server: &Server, tls_mode: TlsMode, auth: Option<SmtpAuth>) -> SmtpS
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(1),
             source_ip: None,
+            route: postie::net::Route::Direct,
         },
         helo_domain: "client.test".into(),
         protocol: Protocol::Smtp,

@@ -49,6 +49,7 @@ fn settings(
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             source_ip: None,
+            route: postie::net::Route::Direct,
         },
         helo_domain: "client.postie.test".into(),
         protocol,

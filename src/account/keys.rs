@@ -179,6 +179,20 @@ pub fn set_server(
             s.source_ip = sourced(ip, at);
         }
         "timeout" | "connect_timeout" => s.timeout = sourced(parse_timeout(key, arg)?, at),
+        // An empty proxy_host unsets the proxy (msmtp); the port defaults to 1080.
+        "proxy_host" => s.proxy_host = sourced(arg.to_owned(), at),
+        "proxy_port" => {
+            let port = match arg {
+                "" => None,
+                p => match p.parse::<u16>() {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => return Err(invalid(key, arg)),
+                },
+            };
+            s.proxy_port = sourced(port, at);
+        }
+        "proxy_user" => s.proxy_user = sourced(arg.to_owned(), at),
+        "proxy_password" => s.proxy_password = sourced(Secret::Inline(arg.to_owned()), at),
         "auth" => {
             let auth = match arg {
                 "" | "on" => AuthSetting::Auto,
@@ -360,7 +374,18 @@ pub fn set_submit(
             let v = match arg {
                 "none" => None,
                 "" => Some("%b %d %H:%M:%S".to_owned()),
-                f => Some(f.to_owned()),
+                f => {
+                    // Checked here: an unknown conversion would only fail when the log line
+                    // is written, after the message was sent.
+                    use chrono::format::{Item, StrftimeItems};
+                    if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+                        return Err(KeyError::Invalid(format!(
+                            "invalid argument {f:?} for {key}: not a strftime format \
+                             (use none to log without a time)"
+                        )));
+                    }
+                    Some(f.to_owned())
+                }
             };
             s.logfile_time_format = sourced(v, at);
         }
@@ -410,8 +435,6 @@ pub fn set_submit(
         "tls_priorities"
         | "tls_crl_file"
         | "tls_min_dh_prime_bits"
-        | "proxy_host"
-        | "proxy_port"
         | "ntlmdomain"
         | "auto_from"
         | "maildomain" => {
@@ -658,6 +681,12 @@ mod tests {
             ("syslog", "LOG_LOCAL3"),
             ("aliases", "~/aliases"),
             ("danger_plaintext_auth", "on"),
+            ("proxy_host", "127.0.0.1"),
+            ("proxy_host", ""),
+            ("proxy_port", "9050"),
+            ("proxy_port", ""),
+            ("proxy_user", "u"),
+            ("proxy_password", "p"),
         ];
         for (k, v) in ok {
             let mut s = SubmitSettings::default();
@@ -667,8 +696,6 @@ mod tests {
             "tls_priorities",
             "tls_crl_file",
             "tls_min_dh_prime_bits",
-            "proxy_host",
-            "proxy_port",
             "ntlmdomain",
             "auto_from",
             "maildomain",
@@ -701,6 +728,10 @@ mod tests {
             ("set_from_header", "x"),
             ("syslog", "LOG_LOCAL9"),
             ("set_to_header", "x"),
+            ("proxy_port", "0"),
+            ("proxy_port", "socks"),
+            ("logfile_time_format", "%Y %Q"),
+            ("logfile_time_format", "%"),
         ];
         for (k, v) in bad {
             let mut s = SubmitSettings::default();

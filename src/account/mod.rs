@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
-use crate::net::{ConnectOptions, Endpoint, TlsMode, TlsOptions, Trust};
+use crate::net::{ConnectOptions, Endpoint, Route, Socks5Proxy, TlsMode, TlsOptions, Trust};
 
 pub use secret::{Secret, SecretError};
 
@@ -31,6 +31,8 @@ pub enum Provenance {
     CommandLine,
     /// A config file line.
     File { path: PathBuf, line: u32 },
+    /// An environment variable (msmtp's `EMAIL` and `SMTPSERVER`).
+    Environment(&'static str),
 }
 
 impl Provenance {
@@ -48,6 +50,7 @@ impl fmt::Display for Provenance {
             Provenance::Builtin => f.write_str("built-in default"),
             Provenance::CommandLine => f.write_str("command line"),
             Provenance::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Provenance::Environment(name) => write!(f, "environment variable {name}"),
         }
     }
 }
@@ -239,6 +242,14 @@ pub struct ServerSettings {
     pub tls_host_override: Option<Sourced<String>>,
     /// Allow a password over an unencrypted connection (enforced by the session layer).
     pub danger_plaintext_auth: Option<Sourced<bool>>,
+    /// `proxy_host`: a SOCKS5 proxy every connection goes through; empty means unset.
+    pub proxy_host: Option<Sourced<String>>,
+    /// `proxy_port`, default 1080; `None` inside means unset.
+    pub proxy_port: Option<Sourced<Option<u16>>>,
+    /// `proxy_user` and `proxy_password`: RFC 1929 credentials for the proxy (postie's own
+    /// keys; msmtp has none). Both or neither.
+    pub proxy_user: Option<Sourced<String>>,
+    pub proxy_password: Option<Sourced<Secret>>,
 }
 
 fn value<T: Clone>(s: &Option<Sourced<T>>) -> Option<T> {
@@ -404,7 +415,8 @@ impl ServerSettings {
         Ok(client_cert)
     }
 
-    /// Socket parameters: `timeout N` bounds both connecting and each read/write.
+    /// Socket parameters: `timeout N` bounds both connecting and each read/write; with
+    /// `proxy_host` every connection goes through that SOCKS5 proxy.
     pub fn connect_options(&self) -> ConnectOptions {
         let mut opts = ConnectOptions::default();
         if let Some(Sourced { value: Some(t), .. }) = &self.timeout {
@@ -414,7 +426,42 @@ impl ServerSettings {
         if let Some(Sourced { value: ip, .. }) = &self.source_ip {
             opts.source_ip = *ip;
         }
+        if let Some(proxy) = self.proxy() {
+            opts.route = Route::Socks5(proxy);
+        }
         opts
+    }
+
+    /// The SOCKS5 proxy, when `proxy_host` is set (port 1080 unless `proxy_port` says
+    /// otherwise, as msmtp).
+    pub fn proxy(&self) -> Option<Socks5Proxy> {
+        let host = self.proxy_host.as_ref().filter(|h| !h.value.is_empty())?;
+        let port = value(&self.proxy_port).flatten().unwrap_or(1080);
+        let user = self
+            .proxy_user
+            .as_ref()
+            .map(|u| u.value.clone())
+            .filter(|u| !u.is_empty());
+        let password = match value(&self.proxy_password) {
+            Some(Secret::Inline(p)) => Some(p),
+            _ => None,
+        };
+        // A user without a password (or the reverse) is sent as given, and the handshake
+        // refuses the empty half before connecting: never silently without credentials.
+        let credentials = match (user, password) {
+            (None, None) => None,
+            (user, password) => Some(crate::proto::socks5::Credentials {
+                user: user.unwrap_or_default(),
+                password: password.unwrap_or_default(),
+            }),
+        };
+        Some(Socks5Proxy {
+            endpoint: Endpoint {
+                host: host.value.clone(),
+                port,
+            },
+            credentials,
+        })
     }
 
     /// Where the password comes from, in msmtp's order: `password`, `passwordeval`, then
@@ -463,7 +510,11 @@ impl ServerSettings {
             tls_key_file,
             tls_cert_file,
             tls_host_override,
-            danger_plaintext_auth
+            danger_plaintext_auth,
+            proxy_host,
+            proxy_port,
+            proxy_user,
+            proxy_password
         );
     }
 }
@@ -634,8 +685,26 @@ impl SubmitSettings {
         self.server.tls_options()
     }
 
+    /// Socket parameters; `socket` (a Unix-domain socket) overrides host, port and proxy, as
+    /// in msmtp.
     pub fn connect_options(&self) -> ConnectOptions {
-        self.server.connect_options()
+        let mut opts = self.server.connect_options();
+        if let Some(path) = self.socket() {
+            opts.route = Route::UnixSocket(path.to_owned());
+        }
+        opts
+    }
+
+    /// Where to connect, for the session: with `socket`, the host (default `localhost`) only
+    /// names the server for TLS and messages, and the port is irrelevant.
+    pub fn session_endpoint(&self) -> Result<Endpoint, SettingError> {
+        if self.socket().is_some() {
+            return Ok(Endpoint {
+                host: self.server.host().unwrap_or("localhost").to_owned(),
+                port: self.port().unwrap_or(0),
+            });
+        }
+        self.endpoint()
     }
 
     /// The EHLO argument: `domain` with substitutions, default `localhost`.
@@ -775,6 +844,36 @@ impl SubmitSettings {
                 at(&sv.source_ip),
             ),
             ("socket", path(self.socket()), at(&self.socket)),
+            (
+                "proxy_host",
+                value(&sv.proxy_host)
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(not_set),
+                at(&sv.proxy_host),
+            ),
+            (
+                "proxy_port",
+                match sv.proxy() {
+                    Some(p) => p.endpoint.port.to_string(),
+                    None => not_set(),
+                },
+                at(&sv.proxy_port),
+            ),
+            (
+                "proxy_user",
+                value(&sv.proxy_user)
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(not_set),
+                at(&sv.proxy_user),
+            ),
+            (
+                "proxy_password",
+                match value(&sv.proxy_password) {
+                    Some(_) => "*".to_owned(),
+                    None => not_set(),
+                },
+                at(&sv.proxy_password),
+            ),
             (
                 "timeout",
                 match value(&sv.timeout).flatten() {

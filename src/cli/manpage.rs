@@ -244,8 +244,9 @@ read the message differently. msmtp sends lone CRs unchanged.",
         title: "DIFFERENCES FROM MSMTP",
         body: "-r is accepted as a synonym for -f (PHP and other callers pass it). Unknown -o and -O \
 sendmail options produce a warning instead of an error. -bi (newaliases) succeeds with nothing to \
-do; -bp (mailq) lists rsend's queue (see QUEUE), which msmtp does not have; -bs and other modes \
-are usage errors. Messages without a header/body separator \
+do; -bp (mailq) lists rsend's queue (see QUEUE), which msmtp does not have; -bs speaks SMTP on \
+standard input and output (as sendmail and dma do) and relays each message; other modes are \
+usage errors. Messages without a header/body separator \
 (echo hello | rsend user@host) get one, so the text becomes the body. A leading mbox From_ line is \
 dropped. Resent-Bcc is removed like Bcc. SIZE is declared and checked before sending, and \
 BODY=8BITMIME / SMTPUTF8 are declared when the message needs them. Recipients given twice are sent \
@@ -502,7 +503,12 @@ tls_key_file, tls_cert_file\tA client certificate and its key.
 
 tls_host_override\tThe name the certificate is checked against instead of host.
 
-danger_plaintext_auth\tAllow a password over an unencrypted connection.",
+danger_plaintext_auth\tAllow a password over an unencrypted connection.
+
+proxy_host, proxy_port, proxy_user, proxy_password\tConnect through this SOCKS5 proxy (port \
+1080 by default); the proxy resolves the server's name, so no DNS query leaves this machine for \
+it. A proxy that cannot be reached is an error, never a direct connection. A fetch table inherits \
+the proxy of its account.",
     },
     Section {
         title: "SENDING KEYS (ACCOUNTS, FOR RSEND)",
@@ -527,7 +533,11 @@ changes rsend makes, as the options of the same names.
 logfile, logfile_time_format, syslog\tmsmtp's log line per message: a file, its time format, or \
 syslog (on, off or a facility).
 
-aliases\tA file of local aliases (name: address, ...) for recipients without @.",
+aliases\tA file of local aliases (name: address, ...) for recipients without @.
+
+queue, queue_dir, queue_max_age\trsend's queue: off (default), transient (queue after a \
+temporary failure) or always; its directory (default $XDG_STATE_HOME/postie/queue); how long a \
+message is retried before it is held (default 5d). See rsend(1), QUEUE.",
     },
     Section {
         title: "FETCHING KEYS ([accounts.NAME.fetch], FOR RFETCH)",
@@ -597,17 +607,21 @@ ORDER, for which file is read when several exist.
 These msmtp directives are understood, with msmtp's meaning: host, port, source_ip, timeout (and \
 connect_timeout), protocol, domain, auth, user, password, passwordeval, tls, tls_starttls, \
 tls_nostarttls, tls_trust_file, tls_fingerprint, tls_certcheck, tls_nocertcheck, tls_key_file, \
-tls_cert_file, tls_host_override, socket, from (with its wildcards and %U %H %C %M), \
+tls_cert_file, tls_host_override, socket, proxy_host and proxy_port (a SOCKS5 proxy that \
+resolves the server's name itself; a proxy that cannot be reached is an error, never a direct \
+connection), from (with its wildcards and %U %H %C %M), \
 from_full_name, allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header, \
 set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog, \
-aliases. danger_plaintext_auth is postie's own: it allows a password over an unencrypted \
-connection, which rsend otherwise refuses.",
+aliases. These are postie's own: danger_plaintext_auth allows a password over an unencrypted \
+connection, which rsend otherwise refuses; proxy_user and proxy_password authenticate to the SOCKS5 \
+proxy (RFC 1929; proxy_password makes the file a secret file); queue, queue_dir and \
+queue_max_age set up rsend's queue (see rsend(1), QUEUE).",
     },
     Section {
         title: "DIRECTIVES ACCEPTED BUT IGNORED",
         body: "These are read without error and reported as a warning naming the file and line; \
 they have no effect: tls_priorities, tls_crl_file, tls_min_dh_prime_bits (rustls chooses \
-protocol versions and ciphers), proxy_host and proxy_port (no SOCKS support), ntlmdomain, \
+protocol versions and ciphers), ntlmdomain, \
 auto_from and maildomain (obsolete in msmtp; use from with %U, %H or %M). tls_force_sslv3 is \
 ignored silently, as msmtp does. Any other unknown word is an error naming the file and line.",
     },

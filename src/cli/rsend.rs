@@ -104,6 +104,14 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         );
         return write_stdout(text.as_bytes());
     }
+    if let Some(address) = &args.configure {
+        let env = Env::from_process();
+        return crate::submit::configure::configure(address, &env, &mut std::io::stdout().lock());
+    }
+    if rsend_args::smtp_on_stdio(args) {
+        let env = Env::from_process();
+        return crate::submit::smtp_stdio::serve(args, &env, input, &mut std::io::stdout().lock());
+    }
     let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
     let env = Env::from_process();
     match mode {

@@ -141,6 +141,42 @@ pub struct RsendArgs {
     /// Remove Bcc headers (default on).
     #[arg(long = "remove-bcc-headers", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
     pub remove_bcc_headers: Option<String>,
+    // --- msmtp's connection and header options (socket, proxy, source address, the
+    // compatibility spellings of the header settings) ---
+    /// Bind the outgoing socket to this local address (empty: unset).
+    #[arg(long = "source-ip", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "IP")]
+    pub source_ip: Option<String>,
+    /// Connect through this SOCKS5 proxy; the proxy resolves the server's name (no local DNS
+    /// lookup of it). A proxy that cannot be reached is an error, never a direct connection.
+    #[arg(long = "proxy-host", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "HOST")]
+    pub proxy_host: Option<String>,
+    /// Port of the SOCKS5 proxy (default 1080).
+    #[arg(long = "proxy-port", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "NUMBER")]
+    pub proxy_port: Option<String>,
+    /// Connect to this Unix-domain socket instead of host and port (and proxy).
+    #[arg(long = "socket", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pub socket: Option<String>,
+    /// Time stamp format (strftime) of log file lines, or "none".
+    #[arg(long = "logfile-time-format", num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FORMAT")]
+    pub logfile_time_format: Option<String>,
+    /// Keep Bcc headers (same as --remove-bcc-headers=off).
+    #[arg(long = "keepbcc", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub keepbcc: Option<String>,
+    /// Replace To/Cc/Bcc with "To: undisclosed-recipients:;" (same as
+    /// --set-to-header=undisclosed_recipients).
+    #[arg(long = "undisclosed-recipients", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub undisclosed_recipients: Option<String>,
+    /// Add a From header when missing (same as --set-from-header=auto; off: never).
+    #[arg(long = "add-missing-from-header", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub add_missing_from_header: Option<String>,
+    /// Add a Date header when missing (same as --set-date-header=auto; off: never).
+    #[arg(long = "add-missing-date-header", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "on|off")]
+    pub add_missing_date_header: Option<String>,
+    /// Print an account for ADDRESS: its submission server from the domain's SRV records
+    /// (RFC 6186, RFC 8314), else from a built-in table of large providers; then exit.
+    #[arg(long = "configure", value_name = "ADDRESS")]
+    pub configure: Option<String>,
+    // --- end of msmtp's connection and header options ---
     /// Print the server's greeting, capabilities and certificate, then exit.
     #[arg(short = 'S', long = "serverinfo")]
     pub serverinfo: bool,
@@ -362,6 +398,12 @@ fn hop_count_hint(mut error: clap::Error) -> clap::Error {
     error
 }
 
+/// `-bs` (sendmail's mode s): speak SMTP on stdin/stdout. Checked before [`mode`], which knows
+/// only the modes that read one message.
+pub fn smtp_on_stdio(args: &RsendArgs) -> bool {
+    args.mode.as_deref() == Some("s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +459,28 @@ mod tests {
         let a = p("--host=localhost --port=465 --read-envelope-from -C /tmp/rc x@y");
         assert_eq!(a.host.as_deref(), Some("localhost"));
         assert!(a.read_envelope_from);
+    }
+
+    #[test]
+    fn msmtp_connection_and_header_options() {
+        let a = p(
+            "--proxy-host=127.0.0.1 --proxy-port=9050 --socket=/run/s --source-ip=::1 \
+             --logfile-time-format=none --keepbcc --undisclosed-recipients=off \
+             --add-missing-from-header --add-missing-date-header=off x@y",
+        );
+        assert_eq!(a.proxy_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(a.proxy_port.as_deref(), Some("9050"));
+        assert_eq!(a.socket.as_deref(), Some("/run/s"));
+        assert_eq!(a.source_ip.as_deref(), Some("::1"));
+        assert_eq!(a.logfile_time_format.as_deref(), Some("none"));
+        assert_eq!(a.keepbcc.as_deref(), Some("on"));
+        assert_eq!(a.undisclosed_recipients.as_deref(), Some("off"));
+        assert_eq!(a.add_missing_from_header.as_deref(), Some("on"));
+        assert_eq!(a.add_missing_date_header.as_deref(), Some("off"));
+        assert_eq!(a.recipients, ["x@y"]);
+        let a = p("--proxy-host --socket x@y");
+        assert_eq!(a.proxy_host.as_deref(), Some(""));
+        assert_eq!(a.socket.as_deref(), Some(""));
     }
 
     #[test]

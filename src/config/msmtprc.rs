@@ -245,7 +245,7 @@ pub fn parse(
                     }
                     Err(KeyError::Invalid(m)) => return Err(err(m)),
                 }
-                if cmd == "password" {
+                if cmd == "password" || cmd == "proxy_password" {
                     has_password = true;
                 }
                 match target {
@@ -509,13 +509,35 @@ mod tests {
 
     #[test]
     fn ignored_directives_warn_with_location() {
-        let p = parse_ok("account a\nproxy_host socks\ntls_force_sslv3\n");
+        let p = parse_ok("account a\ntls_crl_file x\ntls_force_sslv3\n");
         assert_eq!(p.warnings.len(), 1);
         assert!(
-            p.warnings[0].starts_with("/rc:2: proxy_host is ignored"),
+            p.warnings[0].starts_with("/rc:2: tls_crl_file is ignored"),
             "{:?}",
             p.warnings
         );
+    }
+
+    #[test]
+    fn proxy_directives_configure_a_socks5_route() {
+        let p = parse_ok("account a\nhost mail.example\nproxy_host 127.0.0.1\n");
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let proxy = acc(&p, "a").server.proxy().unwrap();
+        assert_eq!(proxy.endpoint.port, 1080);
+        assert_eq!(proxy.credentials, None);
+        let p = parse_ok(
+            "account a\nproxy_host socks.lan\nproxy_port 9050\nproxy_user u\nproxy_password pw\n",
+        );
+        assert!(
+            p.has_password,
+            "proxy_password makes the file a secret file"
+        );
+        let proxy = acc(&p, "a").server.proxy().unwrap();
+        assert_eq!(proxy.endpoint.host, "socks.lan");
+        assert_eq!(proxy.endpoint.port, 9050);
+        assert_eq!(proxy.credentials.unwrap().password, "pw");
+        let p = parse_ok("account a\nproxy_host socks\nproxy_host\n");
+        assert!(acc(&p, "a").server.proxy().is_none());
     }
 
     #[test]

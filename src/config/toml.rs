@@ -118,7 +118,7 @@ key_table!(AccountTable {
     tls_host_override, danger_plaintext_auth, socket, protocol, domain, from, from_full_name,
     allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header,
     set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog,
-    aliases, queue, queue_dir, queue_max_age,
+    aliases, queue, queue_dir, queue_max_age, proxy_host, proxy_port, proxy_user, proxy_password,
 } extra { fetch: Option<Spanned<FetchTable>> });
 
 key_table!(FetchTable {
@@ -140,6 +140,10 @@ key_table!(FetchTable {
     tls_cert_file,
     tls_host_override,
     danger_plaintext_auth,
+    proxy_host,
+    proxy_port,
+    proxy_user,
+    proxy_password,
     folders,
     keep,
     fetchall,
@@ -244,8 +248,8 @@ impl Ctx<'_> {
     }
 }
 
-/// The server settings a fetch section inherits from its account: host, login, password and
-/// TLS trust, but not the port, `tls_starttls` or `auth` (those differ between SMTP and
+/// The server settings a fetch section inherits from its account: host, login, password, TLS
+/// trust and the proxy (an account routed through Tor stays routed through it), but not the port, `tls_starttls` or `auth` (those differ between SMTP and
 /// POP3/IMAP).
 fn inherited_server(account: &ServerSettings) -> ServerSettings {
     ServerSettings {
@@ -262,6 +266,10 @@ fn inherited_server(account: &ServerSettings) -> ServerSettings {
         tls_cert_file: account.tls_cert_file.clone(),
         tls_host_override: account.tls_host_override.clone(),
         danger_plaintext_auth: account.danger_plaintext_auth.clone(),
+        proxy_host: account.proxy_host.clone(),
+        proxy_port: account.proxy_port.clone(),
+        proxy_user: account.proxy_user.clone(),
+        proxy_password: account.proxy_password.clone(),
         ..ServerSettings::default()
     }
 }
@@ -311,7 +319,9 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigErr
         ConfigError::invalid(location, e.message().trim().to_owned())
     })?;
 
-    let is_password = |(k, _): &(&str, &Spanned<Scalar>)| *k == "password";
+    // proxy_password is as secret as password.
+    let is_password =
+        |(k, _): &(&str, &Spanned<Scalar>)| *k == "password" || *k == "proxy_password";
     let is_command = |(k, _): &(&str, &Spanned<Scalar>)| matches!(*k, "passwordeval" | "mda");
     let mut has_password = file
         .defaults
@@ -341,14 +351,11 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigErr
         has_password |= t.entries().iter().any(is_password)
             || t.fetch
                 .as_ref()
-                .is_some_and(|f| f.get_ref().entries().iter().any(|(k, _)| *k == "password"));
+                .is_some_and(|f| f.get_ref().entries().iter().any(is_password));
         has_command |= t.entries().iter().any(is_command)
-            || t.fetch.as_ref().is_some_and(|f| {
-                f.get_ref()
-                    .entries()
-                    .iter()
-                    .any(|(k, _)| matches!(*k, "passwordeval" | "mda"))
-            });
+            || t.fetch
+                .as_ref()
+                .is_some_and(|f| f.get_ref().entries().iter().any(is_command));
         let mut submit = base.clone();
         ctx.apply_submit(&mut submit, t)?;
         let fetch = match &t.fetch {
@@ -599,6 +606,40 @@ auth = true
             let e = parse_err(text);
             assert!(e.starts_with(want), "{text:?}: got {e:?}");
         }
+    }
+
+    #[test]
+    fn proxy_keys_for_both_directions() {
+        let p = parse_ok(
+            "[accounts.a]\nhost = \"mail.example\"\nproxy_host = \"127.0.0.1\"\nproxy_port = 9050\n\
+             proxy_user = \"u\"\nproxy_password = \"pw\"\n\
+             [accounts.a.fetch]\nprotocol = \"imap\"\n\
+             [accounts.b]\nhost = \"x\"\n[accounts.b.fetch]\nprotocol = \"pop3\"\nproxy_host = \"::1\"\n",
+        );
+        assert!(
+            p.has_password,
+            "proxy_password makes the file a secret file"
+        );
+        let a = &p.accounts[0];
+        let proxy = a.submit().unwrap().server.proxy().unwrap();
+        assert_eq!(
+            (proxy.endpoint.host.as_str(), proxy.endpoint.port),
+            ("127.0.0.1", 9050)
+        );
+        let fetch = a.fetch.as_ref().unwrap();
+        assert_eq!(
+            fetch.server.proxy(),
+            Some(proxy),
+            "the fetch section inherits the proxy"
+        );
+        assert!(matches!(
+            fetch.connect_options().route,
+            crate::net::Route::Socks5(_)
+        ));
+        let b = &p.accounts[1];
+        assert!(b.submit().unwrap().server.proxy().is_none());
+        let fp = b.fetch.as_ref().unwrap().server.proxy().unwrap();
+        assert_eq!((fp.endpoint.host.as_str(), fp.endpoint.port), ("::1", 1080));
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
+use super::socket::{self, Socket};
 use super::tls::{self, TlsStream};
 use super::{ConnectOptions, Endpoint, NetError, TlsOptions, dial};
 
@@ -15,7 +16,7 @@ use super::{ConnectOptions, Endpoint, NetError, TlsOptions, dial};
 const MAX_DISCARD: usize = 64 * 1024;
 
 enum Stream {
-    Plain(TcpStream),
+    Plain(Socket),
     Tls(Box<TlsStream>),
 }
 
@@ -25,14 +26,19 @@ pub struct Connection {
     stream: Stream,
     /// `host:port`, for messages.
     peer: String,
+    /// Whether the socket's far end is something other than the server (a SOCKS5 proxy, or a
+    /// Unix socket): then the socket has no address of the server to report.
+    indirect: bool,
 }
 
-/// Opens a plain TCP connection (TCP_NODELAY, read/write timeouts = `io_timeout`).
+/// Opens a plain connection along `opts.route`: TCP (TCP_NODELAY), through a SOCKS5 proxy, or
+/// to a Unix socket; read/write timeouts = `io_timeout`.
 pub fn connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<Connection, NetError> {
-    let sock = dial::tcp_connect(ep, opts)?;
+    let opened = dial::open(ep, opts)?;
     Ok(Connection {
-        stream: Stream::Plain(sock),
-        peer: dial::target_name(ep),
+        stream: Stream::Plain(opened.socket),
+        peer: opened.peer,
+        indirect: opened.indirect,
     })
 }
 
@@ -43,7 +49,7 @@ pub fn connect_tls(
     opts: &ConnectOptions,
     tls_opts: &TlsOptions,
 ) -> Result<Connection, NetError> {
-    let peer = dial::target_name(ep);
+    let peer = dial::peer_name(ep, opts);
     let prepared = tls::prepare(tls_opts, &ep.host, &peer)?;
     let conn = connect(ep, opts)?;
     conn.secure(prepared, false)
@@ -81,6 +87,7 @@ impl Connection {
         let conn = Connection {
             stream: Stream::Tls(Box::new(stream)),
             peer: self.peer,
+            indirect: self.indirect,
         };
         // Postfix sends session tickets before its reply; do not let a delayed ACK stall it.
         conn.quickack();
@@ -97,9 +104,13 @@ impl Connection {
         &self.peer
     }
 
-    /// The remote socket address.
+    /// The server's socket address; an error when the connection goes through a proxy or a
+    /// Unix socket (the proxy's address is not the server's).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.socket().peer_addr()
+        match self.socket() {
+            Socket::Tcp(s) if !self.indirect => s.peer_addr(),
+            _ => Err(socket::no_ip_address()),
+        }
     }
 
     /// The local socket address.
@@ -160,17 +171,17 @@ impl Connection {
     /// Changes the read and write timeout (zero means none).
     pub fn set_io_timeout(&self, timeout: Duration) -> Result<(), NetError> {
         let timeout = Some(timeout).filter(|t| !t.is_zero());
-        let sock = self.socket();
-        sock.set_read_timeout(timeout).map_err(NetError::Io)?;
-        sock.set_write_timeout(timeout).map_err(NetError::Io)?;
-        Ok(())
+        self.socket().set_timeouts(timeout).map_err(NetError::Io)
     }
 
     /// Re-arms TCP_QUICKACK so the next segment we receive is acknowledged at once instead of
     /// waiting for the delayed-ACK timer (Linux clears the flag by itself). Call before reads
     /// that follow a write the server answers in several segments. Failure only costs speed.
     pub fn quickack(&self) {
-        if let Err(e) = rustix::net::sockopt::set_tcp_quickack(self.socket(), true) {
+        let Some(tcp) = self.socket().tcp() else {
+            return;
+        };
+        if let Err(e) = rustix::net::sockopt::set_tcp_quickack(tcp, true) {
             log::debug!("cannot set TCP_QUICKACK on {}: {e}", self.peer);
         }
     }
@@ -191,7 +202,7 @@ impl Connection {
         }
     }
 
-    fn socket(&self) -> &TcpStream {
+    fn socket(&self) -> &Socket {
         match &self.stream {
             Stream::Plain(s) => s,
             Stream::Tls(s) => &s.sock,
@@ -200,7 +211,7 @@ impl Connection {
 }
 
 /// Reads and drops whatever the server has already sent, without waiting for more.
-fn discard_pending(sock: &TcpStream, peer: &str) -> Result<(), NetError> {
+fn discard_pending(sock: &Socket, peer: &str) -> Result<(), NetError> {
     sock.set_nonblocking(true).map_err(NetError::Io)?;
     let mut buf = [0u8; 4096];
     let mut discarded = 0usize;

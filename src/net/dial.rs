@@ -1,14 +1,206 @@
-//! Resolving a host and opening a TCP connection to it: IPv6 and IPv4 addresses interleaved and
-//! tried happy-eyeballs style (RFC 8305 §4-5, with a fixed 250 ms attempt delay), the whole
-//! attempt bounded by the connect timeout, optionally bound to a source address.
+//! Opening the byte stream to a server along its route: resolving a host and connecting to it
+//! over TCP (IPv6 and IPv4 addresses interleaved and tried happy-eyeballs style, RFC 8305 §4-5,
+//! with a fixed 250 ms attempt delay; optionally bound to a source address), through a SOCKS5
+//! proxy that resolves the name itself, or to a Unix-domain socket. Each is bounded by the
+//! connect timeout.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{ConnectOptions, Endpoint, NetError};
+use super::socket::Socket;
+use super::{ConnectOptions, Endpoint, NetError, Route, Socks5Proxy};
+use crate::proto::socks5::{Socks5Client, Step};
+
+/// An opened stream and how to name its far end.
+pub(crate) struct Opened {
+    pub socket: Socket,
+    /// `host:port` of the server, or the socket path.
+    pub peer: String,
+    /// The socket's far end is a proxy or a Unix socket, not the server's IP address.
+    pub indirect: bool,
+}
+
+/// How messages name the server of `ep` reached along `opts.route`.
+pub(crate) fn peer_name(ep: &Endpoint, opts: &ConnectOptions) -> String {
+    match &opts.route {
+        Route::UnixSocket(path) => path.display().to_string(),
+        Route::Direct | Route::Socks5(_) => target_name(ep),
+    }
+}
+
+/// Opens the stream to `ep` along `opts.route`, with read/write timeouts = `io_timeout`.
+pub(crate) fn open(ep: &Endpoint, opts: &ConnectOptions) -> Result<Opened, NetError> {
+    match &opts.route {
+        Route::Direct => Ok(Opened {
+            socket: Socket::Tcp(tcp_connect(ep, opts)?),
+            peer: target_name(ep),
+            indirect: false,
+        }),
+        Route::Socks5(proxy) => Ok(Opened {
+            socket: Socket::Tcp(socks5_connect(ep, proxy, opts)?),
+            peer: target_name(ep),
+            indirect: true,
+        }),
+        Route::UnixSocket(path) => Ok(Opened {
+            socket: Socket::Unix(unix_connect(path, opts)?),
+            peer: path.display().to_string(),
+            indirect: true,
+        }),
+    }
+}
+
+/// The connect timeout as a bound (zero means none of our own).
+fn connect_limit(opts: &ConnectOptions) -> Duration {
+    Some(opts.connect_timeout)
+        .filter(|t| !t.is_zero())
+        .unwrap_or(UNBOUNDED_CONNECT)
+        .min(UNBOUNDED_CONNECT)
+}
+
+/// Connects to the proxy (resolving the proxy's own name here, which reveals nothing about the
+/// destination) and asks it for a tunnel to `ep` by name. The connect timeout bounds the
+/// connect and the handshake together. Nothing here ever falls back to a direct connection.
+fn socks5_connect(
+    ep: &Endpoint,
+    proxy: &Socks5Proxy,
+    opts: &ConnectOptions,
+) -> Result<TcpStream, NetError> {
+    let target = target_name(ep);
+    let proxy_name = target_name(&proxy.endpoint);
+    let proxy_error = |problem| NetError::Proxy {
+        proxy: proxy_name.clone(),
+        target: target.clone(),
+        problem,
+    };
+    // Checked before any connection: a name too long for SOCKS5 must not become a direct
+    // attempt or a local lookup.
+    let (mut machine, greeting) =
+        Socks5Client::start(&ep.host, ep.port, proxy.credentials.clone()).map_err(proxy_error)?;
+    let deadline = Instant::now() + connect_limit(opts);
+    log::debug!("connecting to {target} through SOCKS5 proxy {proxy_name}");
+    let direct = ConnectOptions {
+        route: Route::Direct,
+        ..opts.clone()
+    };
+    let about_proxy = format!("SOCKS5 proxy {proxy_name}");
+    let mut stream = tcp_connect(&proxy.endpoint, &direct).map_err(|e| match e {
+        NetError::Connect { tried, source, .. } => NetError::Connect {
+            target: about_proxy.clone(),
+            tried,
+            source,
+        },
+        NetError::ConnectTimeout { timeout, .. } => NetError::ConnectTimeout {
+            target: about_proxy.clone(),
+            timeout,
+        },
+        NetError::HostNotFound { host } => NetError::HostNotFound {
+            host: format!("{host} (the SOCKS5 proxy)"),
+        },
+        NetError::ResolveTemporary { host } => NetError::ResolveTemporary {
+            host: format!("{host} (the SOCKS5 proxy)"),
+        },
+        other => other,
+    })?;
+    let timed_out = || NetError::ConnectTimeout {
+        target: format!("{target} through {about_proxy}"),
+        timeout: opts.connect_timeout,
+    };
+    let io_error = |e: io::Error| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timed_out(),
+        _ => NetError::Connect {
+            target: format!("{target} through {about_proxy}"),
+            tried: String::new(),
+            source: e,
+        },
+    };
+    let send = |stream: &mut TcpStream, bytes: &[u8]| -> Result<(), NetError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(timed_out());
+        }
+        stream
+            .set_write_timeout(Some(remaining))
+            .map_err(&io_error)?;
+        stream.write_all(bytes).map_err(&io_error)
+    };
+    send(&mut stream, &greeting)?;
+    // The longest SOCKS5 reply is 262 bytes; reading at most `wanted` leaves the server's
+    // first bytes (an SMTP greeting) in the socket for the session.
+    let mut buf = [0u8; 262];
+    loop {
+        let want = machine.wanted().min(buf.len());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(timed_out());
+        }
+        stream
+            .set_read_timeout(Some(remaining))
+            .map_err(&io_error)?;
+        let n = match stream.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(proxy_error(crate::proto::socks5::Socks5Error::Protocol(
+                    "it closed the connection during the handshake".into(),
+                )));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(e)),
+        };
+        match machine.feed(&buf[..n]).map_err(proxy_error)? {
+            (_, Step::NeedMore) => {}
+            (_, Step::Send(bytes)) => send(&mut stream, &bytes)?,
+            (_, Step::Connected) => break,
+        }
+    }
+    configure(&stream, opts.io_timeout).map_err(&io_error)?;
+    Ok(stream)
+}
+
+/// Connects to a Unix-domain socket. Linux bounds a blocking connect() to a socket whose
+/// listen queue is full by SO_SNDTIMEO and reports the expiry as EAGAIN.
+fn unix_connect(path: &Path, opts: &ConnectOptions) -> Result<UnixStream, NetError> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let target = path.display().to_string();
+    let failed = |source: io::Error| NetError::Connect {
+        target: target.clone(),
+        tried: String::new(),
+        source,
+    };
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| failed(e.into()))?;
+    let stream = UnixStream::from(fd);
+    stream
+        .set_write_timeout(Some(connect_limit(opts)))
+        .map_err(failed)?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| failed(e.into()))?;
+    loop {
+        match rustix::net::connect(&stream, &addr) {
+            Ok(()) | Err(rustix::io::Errno::ISCONN) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(NetError::ConnectTimeout {
+                    target,
+                    timeout: opts.connect_timeout,
+                });
+            }
+            Err(e) => return Err(failed(e.into())),
+        }
+    }
+    let timeout = Some(opts.io_timeout).filter(|t| !t.is_zero());
+    stream.set_read_timeout(timeout).map_err(failed)?;
+    stream.set_write_timeout(timeout).map_err(failed)?;
+    Ok(stream)
+}
 
 /// How long an attempt may stay unanswered before the next address is tried in parallel.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -36,11 +228,8 @@ const UNBOUNDED_CONNECT: Duration = Duration::from_secs(24 * 3600);
 
 /// Opens a TCP connection with TCP_NODELAY and read/write timeouts set to `io_timeout` (zero
 /// means none). A zero `connect_timeout` means no bound of our own.
-pub(crate) fn tcp_connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<TcpStream, NetError> {
-    let limit = Some(opts.connect_timeout)
-        .filter(|t| !t.is_zero())
-        .unwrap_or(UNBOUNDED_CONNECT)
-        .min(UNBOUNDED_CONNECT);
+fn tcp_connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<TcpStream, NetError> {
+    let limit = connect_limit(opts);
     let deadline = Instant::now() + limit;
     let target = target_name(ep);
     let mut addrs = interleave(resolve(ep, limit)?);
@@ -494,6 +683,141 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A one-shot SOCKS5 proxy on a thread: no authentication, records the CONNECT request,
+    /// replies success and then speaks as the server (`220 hi`).
+    fn scripted_proxy() -> (u16, thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut greeting = [0u8; 3];
+            s.read_exact(&mut greeting).unwrap();
+            assert_eq!(greeting, [5, 1, 0]);
+            s.write_all(&[5, 0]).unwrap();
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).unwrap();
+            let mut rest = vec![0u8; usize::from(head[4]) + 2];
+            s.read_exact(&mut rest).unwrap();
+            // The reply and the server's greeting in one segment: the client must not eat it.
+            s.write_all(&[
+                5, 0, 0, 1, 127, 0, 0, 1, 0, 25, b'2', b'2', b'0', b' ', b'h', b'i',
+            ])
+            .unwrap();
+            let mut request = head.to_vec();
+            request.extend(rest);
+            request
+        });
+        (port, handle)
+    }
+
+    fn via(port: u16) -> ConnectOptions {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            route: Route::Socks5(Socks5Proxy {
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                credentials: None,
+            }),
+            ..ConnectOptions::default()
+        }
+    }
+
+    #[test]
+    fn socks5_sends_the_name_for_the_proxy_to_resolve() {
+        let (port, proxy) = scripted_proxy();
+        // A name that cannot resolve here: only the proxy may look it up.
+        let ep = Endpoint {
+            host: "no-such-host.invalid".into(),
+            port: 587,
+        };
+        let mut opened = open(&ep, &via(port)).unwrap();
+        assert_eq!(opened.peer, "no-such-host.invalid:587");
+        assert!(opened.indirect);
+        let mut greeting = [0u8; 6];
+        opened.socket.read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting, b"220 hi");
+        let mut want = vec![5, 1, 0, 3, 20];
+        want.extend_from_slice(b"no-such-host.invalid");
+        want.extend_from_slice(&587u16.to_be_bytes());
+        assert_eq!(proxy.join().unwrap(), want);
+    }
+
+    #[test]
+    fn an_unreachable_proxy_is_an_error_and_no_direct_connection() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port: server.local_addr().unwrap().port(),
+        };
+        let err = match open(&ep, &via(dead)) {
+            Err(e) => e,
+            Ok(_) => panic!("connected although the proxy is down"),
+        };
+        assert!(matches!(err, NetError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains("SOCKS5 proxy 127.0.0.1:"), "{err}");
+        assert_eq!(
+            server.accept().map(|_| ()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "the server was contacted directly"
+        );
+    }
+
+    #[test]
+    fn a_silent_proxy_is_bounded_by_the_connect_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opts = ConnectOptions {
+            connect_timeout: Duration::from_millis(300),
+            ..via(port)
+        };
+        let ep = Endpoint {
+            host: "mail.example".into(),
+            port: 25,
+        };
+        let start = Instant::now();
+        let err = open(&ep, &opts).map(|_| ()).unwrap_err();
+        assert!(matches!(err, NetError::ConnectTimeout { .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(listener);
+    }
+
+    #[test]
+    fn unix_socket_route() {
+        let dir = std::env::temp_dir().join(format!("postie-dial-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("smtp.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let opts = ConnectOptions {
+            route: Route::UnixSocket(path.clone()),
+            ..ConnectOptions::default()
+        };
+        let ep = Endpoint {
+            host: "localhost".into(),
+            port: 25,
+        };
+        let mut opened = open(&ep, &opts).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"220").unwrap();
+        let mut got = [0u8; 3];
+        opened.socket.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"220");
+        assert_eq!(opened.peer, path.display().to_string());
+        drop(listener);
+        std::fs::remove_file(&path).unwrap();
+        let err = open(&ep, &opts).map(|_| ()).unwrap_err();
+        assert!(matches!(err, NetError::Connect { .. }), "{err:?}");
+        let _ = std::fs::remove_dir(&dir);
     }
 
     #[test]

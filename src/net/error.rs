@@ -33,6 +33,15 @@ pub enum NetError {
     #[error("cannot connect to {target}: no answer within {}s", timeout.as_secs_f64())]
     ConnectTimeout { target: String, timeout: Duration },
 
+    /// The SOCKS5 proxy could not give us a tunnel to the target. `proxy` and `target` are
+    /// `host:port`.
+    #[error("SOCKS5 proxy {proxy} (for {target}): {problem}")]
+    Proxy {
+        proxy: String,
+        target: String,
+        problem: crate::proto::socks5::Socks5Error,
+    },
+
     /// A read or write on an established connection timed out.
     #[error("network timeout: the server did not answer in time")]
     Timeout,
@@ -99,6 +108,20 @@ impl NetError {
             NetError::Tls { .. } | NetError::PlaintextAnswer { .. } => ErrorKind::Tls,
             NetError::Certificate { .. } | NetError::SystemRoots { .. } => ErrorKind::Certificate,
             NetError::TrustFile { .. } | NetError::ClientCert { .. } => ErrorKind::FileUnreadable,
+            NetError::Proxy { problem, .. } => {
+                use crate::proto::socks5::Socks5Error as S;
+                match problem {
+                    // A network condition the proxy reports: try again later.
+                    S::ConnectRefused(_) if problem.is_transient() => ErrorKind::Connect,
+                    S::BadTarget(_) | S::BadCredentials(_) => ErrorKind::Config,
+                    // Everything else the proxy says is a proxy error (msmtp: EX_UNAVAILABLE),
+                    // not a problem with the mail account's password.
+                    S::ConnectRefused(_)
+                    | S::NoAcceptableMethod { .. }
+                    | S::AuthRejected
+                    | S::Protocol(_) => ErrorKind::Unsupported,
+                }
+            }
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! API:
 //! * [`connect`]`(&Endpoint, &ConnectOptions) -> Result<Connection, NetError>`: plain TCP,
-//!   TCP_NODELAY, read/write timeouts = `io_timeout`.
+//!   TCP_NODELAY, read/write timeouts = `io_timeout`; or, by `ConnectOptions::route`, through a
+//!   SOCKS5 proxy (which resolves the name: no local lookup of the target) or to a Unix socket.
 //! * [`connect_tls`]`(&Endpoint, &ConnectOptions, &TlsOptions)`: implicit TLS, handshake done.
 //! * [`Connection::upgrade_tls`]`(self, &TlsOptions, host)`: STARTTLS; the caller's protocol
 //!   buffer must be dropped before this is called (see `session`).
@@ -13,10 +14,13 @@
 
 mod connection;
 mod dial;
+mod dns;
 mod error;
+mod socket;
 mod tls;
 
 pub use connection::{Connection, connect, connect_tls};
+pub use dns::{nameservers, srv_lookup};
 pub use error::NetError;
 pub use tls::{crypto_provider, format_fingerprint, parse_fingerprint};
 
@@ -76,6 +80,31 @@ pub struct ConnectOptions {
     pub io_timeout: Duration,
     /// Local address to bind (msmtp `source_ip`).
     pub source_ip: Option<std::net::IpAddr>,
+    /// How the server is reached.
+    pub route: Route,
+}
+
+/// How a connection reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Route {
+    /// Resolve the host here and connect to it.
+    #[default]
+    Direct,
+    /// Connect to this SOCKS5 proxy and have it connect to the host, by name, so that the name
+    /// is resolved by the proxy and never here (msmtp `proxy_host`, `proxy_port`). A proxy that
+    /// cannot be reached is an error, never a reason to connect directly.
+    Socks5(Socks5Proxy),
+    /// Connect to this Unix-domain socket instead (msmtp `socket`); the endpoint's host only
+    /// names the server for TLS and messages.
+    UnixSocket(PathBuf),
+}
+
+/// A SOCKS5 proxy and, when it wants them, the RFC 1929 credentials (the password is redacted
+/// from `Debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socks5Proxy {
+    pub endpoint: Endpoint,
+    pub credentials: Option<crate::proto::socks5::Credentials>,
 }
 
 impl Default for ConnectOptions {
@@ -84,6 +113,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(120),
             source_ip: None,
+            route: Route::Direct,
         }
     }
 }

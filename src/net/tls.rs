@@ -4,7 +4,6 @@
 //! to change.
 
 use std::io;
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -17,11 +16,12 @@ use rustls::{
     SignatureScheme, StreamOwned,
 };
 
+use super::socket::Socket;
 use super::{NetError, TlsOptions, Trust};
 use crate::error::Cause;
 
 /// The established TLS stream.
-pub(crate) type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type TlsStream = StreamOwned<ClientConnection, Socket>;
 
 /// SHA-256 of a DER certificate.
 pub(crate) fn sha256(der: &[u8]) -> [u8; 32] {
@@ -301,7 +301,7 @@ pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepar
 /// Runs the client handshake to completion, so certificate failures surface here.
 /// `after_starttls` only changes the wording when the server answers in plaintext.
 pub(crate) fn handshake(
-    mut sock: TcpStream,
+    mut sock: Socket,
     prepared: Prepared,
     peer: &str,
     after_starttls: bool,

@@ -117,11 +117,12 @@ pub fn flush(queue: &Queue, env: &Env, selection: Selection) -> Result<Summary> 
         });
         let size = claimed.stored.size;
         match result {
-            Ok(final_reply) => {
+            Ok((final_reply, final_code)) => {
                 if let Some((line, r)) = &log_line {
                     let sent = Sent {
                         recipients: claimed.stored.recipients.clone(),
                         final_reply,
+                        final_code,
                     };
                     line.write(&r.settings, &Ok(&sent), size);
                 }
@@ -187,7 +188,7 @@ fn send_claimed(
     resolved: &Resolved,
     env: &Env,
     open: &mut Option<Open>,
-) -> Result<String> {
+) -> Result<(String, u16)> {
     let s = &resolved.settings;
     let stored = &claimed.stored;
     let key = format!("{:?}", (&stored.config, &stored.account, &stored.options));

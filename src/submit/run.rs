@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::account::{
     AuthSetting, DsnNotify, DsnReturn, Env, HeaderPolicy as AccountHeaderPolicy, LogFile,
-    Provenance, QueueMode, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
+    Provenance, QueueMode, Sourced, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
 };
 use crate::cli::rsend_args::{DeliveryFlag, RsendArgs, delivery_flag};
 use crate::config::{self, AccountSet};
@@ -33,7 +33,10 @@ pub struct Resolved {
 #[derive(Debug)]
 pub struct Sent {
     pub recipients: Vec<String>,
+    /// The text of the reply to the end of data (lines joined with "\n"), without the code.
     pub final_reply: String,
+    /// That reply's code.
+    pub final_code: u16,
 }
 
 /// msmtp-style command-line overrides as `(msmtprc key, value)` pairs.
@@ -72,6 +75,15 @@ fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
     push("remove_bcc_headers", &args.remove_bcc_headers);
     push("from_full_name", &args.full_name);
     push("queue_dir", &args.queue_dir);
+    push("source_ip", &args.source_ip);
+    push("proxy_host", &args.proxy_host);
+    push("proxy_port", &args.proxy_port);
+    push("socket", &args.socket);
+    push("logfile_time_format", &args.logfile_time_format);
+    push("keepbcc", &args.keepbcc);
+    push("undisclosed_recipients", &args.undisclosed_recipients);
+    push("add_missing_from_header", &args.add_missing_from_header);
+    push("add_missing_date_header", &args.add_missing_date_header);
     if args.danger_plaintext_auth {
         out.push(("danger_plaintext_auth", "on".to_string()));
     }
@@ -100,7 +112,16 @@ pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Resu
     } else {
         Some(args.account.as_deref())
     };
-    resolve_with(args.file.as_deref(), account, envelope_from, &borrowed, env)
+    // --serverinfo needs no envelope-from, so SMTPSERVER alone is enough for it.
+    let from_known = envelope_from.is_some() || args.serverinfo;
+    resolve_with(
+        args.file.as_deref(),
+        account,
+        envelope_from,
+        from_known,
+        &borrowed,
+        env,
+    )
 }
 
 /// The name a run without a configured account (`--host`) reports.
@@ -112,6 +133,7 @@ fn resolve_with(
     file: Option<&str>,
     account: Option<Option<&str>>,
     envelope_from: Option<&str>,
+    from_known: bool,
     pairs: &[(&str, &str)],
     env: &Env,
 ) -> Result<Resolved> {
@@ -123,9 +145,26 @@ fn resolve_with(
         ),
         Some(wanted) => {
             let set = load_accounts_from(file, env)?;
-            let (account, _) = set.select(wanted, envelope_from, env)?;
-            let settings = account.submit()?.clone();
-            (account.name.clone(), settings, set.loaded.clone())
+            match set.select(wanted, envelope_from, env) {
+                Ok((account, _)) => {
+                    let settings = account.submit()?.clone();
+                    (account.name.clone(), settings, set.loaded.clone())
+                }
+                // Without -a, selection fails only when there is no default account: then
+                // msmtp falls back to the environment.
+                Err(e) if wanted.is_none() => match from_environment(
+                    std::env::var("SMTPSERVER").ok(),
+                    std::env::var("EMAIL").ok(),
+                    from_known,
+                ) {
+                    Some(settings) => {
+                        log::info!("using environment variables EMAIL and SMTPSERVER");
+                        ("(environment)".to_string(), settings, set.loaded.clone())
+                    }
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     for w in config::apply_command_line(&mut settings, pairs, env)? {
@@ -138,6 +177,27 @@ fn resolve_with(
     })
 }
 
+/// msmtp's last resort when no account applies: `SMTPSERVER` is the host, and `EMAIL` the
+/// envelope-from unless one was given (`have_from`). Both must be usable: a server without
+/// an address to send from is no account.
+fn from_environment(
+    smtpserver: Option<String>,
+    email: Option<String>,
+    have_from: bool,
+) -> Option<SubmitSettings> {
+    let server = smtpserver.filter(|s| !s.is_empty())?;
+    let email = email.filter(|e| !e.is_empty());
+    if !have_from && email.is_none() {
+        return None;
+    }
+    let mut settings = SubmitSettings::default();
+    settings.server.host = Some(Sourced::new(server, Provenance::Environment("SMTPSERVER")));
+    if let Some(email) = email {
+        settings.from = Some(Sourced::new(email, Provenance::Environment("EMAIL")));
+    }
+    Some(settings)
+}
+
 /// The SMTP session settings without credentials (for --serverinfo: no password is needed).
 pub fn session_settings_without_auth(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
     let mut plain = s.clone();
@@ -145,20 +205,9 @@ pub fn session_settings_without_auth(s: &SubmitSettings, env: &Env) -> Result<Sm
     session_settings(&plain, env)
 }
 
-/// Where the account submits to; a Unix-domain socket is refused.
-fn endpoint(s: &SubmitSettings) -> Result<crate::net::Endpoint> {
-    if s.socket().is_some() {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "the socket directive (Unix-domain sockets) is not supported by rsend; use host and port",
-        ));
-    }
-    Ok(s.endpoint()?)
-}
-
 /// The SMTP session settings for an account (password resolved only when AUTH is on).
 pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
-    let endpoint = endpoint(s)?;
+    let endpoint = s.session_endpoint()?;
     let tls_mode = s.tls_mode();
     let tls = if tls_mode == TlsMode::Off {
         Default::default()
@@ -373,7 +422,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
 
     // Only the host is needed before sending: the password (perhaps a prompt or a
     // passwordeval) is resolved when a connection is made, which -odq never does.
-    let endpoint_host = endpoint(s)?.host;
+    let endpoint_host = s.session_endpoint()?.host;
     let domain_for_ids = {
         let d = s.domain(env);
         if d != "localhost" {
@@ -527,10 +576,11 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
         }
     })();
     match result {
-        Ok(final_reply) => {
+        Ok((final_reply, final_code)) => {
             let sent = Sent {
                 recipients,
                 final_reply,
+                final_code,
             };
             log_base.write(s, &Ok(&sent), size);
             drop(pending);
@@ -692,26 +742,27 @@ pub fn smtp_envelope(
     }
 }
 
-/// One connection, one message; returns the server's final reply.
+/// One connection, one message; returns the server's final reply (text, code).
 fn attempt(
     session: &SmtpSettings,
     envelope: &Envelope,
     message: &mut dyn Read,
     size: u64,
-) -> Result<String> {
+) -> Result<(String, u16)> {
     let mut client = SmtpClient::connect(session)?;
     let reply = transact(&mut client, envelope, message, size)?;
     let _ = client.quit();
     Ok(reply)
 }
 
-/// One message on an open connection; every recipient must be accepted.
+/// One message on an open connection; every recipient must be accepted. Returns the final
+/// reply's text and code.
 pub fn transact(
     client: &mut SmtpClient,
     envelope: &Envelope,
     message: &mut dyn Read,
     size: u64,
-) -> Result<String> {
+) -> Result<(String, u16)> {
     let report = client.send(envelope, message, Some(size))?;
     let rejected: Vec<String> = report
         .rejected()
@@ -726,7 +777,7 @@ pub fn transact(
             ),
         ));
     }
-    Ok(report.final_reply.text())
+    Ok((report.final_reply.text(), report.final_reply.code()))
 }
 
 /// The settings a queued message is sent with: its account from its configuration file, and
@@ -738,7 +789,7 @@ pub fn resolve_stored(stored: &Stored, env: &Env) -> Result<Resolved> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let account = stored.account.as_deref().map(Some);
-    resolve_with(stored.config.as_deref(), account, None, &pairs, env)
+    resolve_with(stored.config.as_deref(), account, None, true, &pairs, env)
 }
 
 /// Aliases, bare local names qualified with the domain, de-duplication (case-insensitive).
@@ -803,6 +854,15 @@ fn finish_recipients(
     Ok(out)
 }
 
+/// Set when stdout carries SMTP (`-bs`): `logfile -` then writes to stderr instead.
+static LOG_STDOUT_TO_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Sends log lines meant for stdout (`logfile -`) to stderr from now on.
+pub fn log_stdout_to_stderr() {
+    LOG_STDOUT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// msmtp's log line (host= tls= auth= user= from= recipients= mailsize= smtpstatus= ...).
 pub struct LogLine {
     fields: String,
@@ -811,9 +871,13 @@ pub struct LogLine {
 impl LogLine {
     pub fn new(s: &SubmitSettings, from: &str, rcpts: &[String]) -> LogLine {
         let auth = !matches!(s.server.auth(), AuthSetting::Off);
+        // msmtp names the host when one is set, else the socket.
+        let place = match (s.server.host(), s.socket()) {
+            (None, Some(path)) => format!("socket={}", path.display()),
+            (host, _) => format!("host={}", host.unwrap_or("")),
+        };
         let mut fields = format!(
-            "host={} tls={} auth={}",
-            s.server.host().unwrap_or(""),
+            "{place} tls={} auth={}",
             if s.tls_mode() == TlsMode::Off {
                 "off"
             } else {
@@ -839,8 +903,13 @@ impl LogLine {
                 format!(
                     "{} mailsize={size} smtpstatus={} smtpmsg='{}' exitcode=EX_OK",
                     self.fields,
-                    sent.final_reply.get(..3).unwrap_or(""),
-                    sent.final_reply.replace('\'', "?")
+                    sent.final_code,
+                    // msmtp: each reply line with its code, joined by a literal \n.
+                    sent.final_reply
+                        .split('\n')
+                        .map(|l| format!("{} {l}", sent.final_code).replace('\'', "?"))
+                        .collect::<Vec<_>>()
+                        .join("\\n")
                 ),
                 true,
             ),
@@ -885,6 +954,11 @@ impl LogLine {
                 .unwrap_or_default();
             let text = format!("{stamp}{line}\n");
             match target {
+                LogFile::Stdout
+                    if LOG_STDOUT_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    let _ = io::stderr().write_all(text.as_bytes());
+                }
                 LogFile::Stdout => {
                     let _ = io::stdout().write_all(text.as_bytes());
                 }

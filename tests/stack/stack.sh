@@ -13,8 +13,9 @@
 #   stack.sh deps   SET...             install the missing packages of each SET: stack (what up
 #                                      installs), tests (the clients the integration tests
 #                                      drive: swaks, msmtp, fetchmail, mutt, git send-email;
-#                                      python3 for seed; zsh, fish, systemd, dpkg-dev,
-#                                      binutils, lintian for the packaging tests),
+#                                      microsocks as the SOCKS5 proxy; python3 for seed; zsh,
+#                                      fish, systemd, dpkg-dev, binutils, lintian for the
+#                                      packaging tests),
 #                                      bench (the tools bench/ compares and times with). Needs
 #                                      root only when something is missing.
 #   stack.sh seed   DIR USER N SIZE    add N messages of ~SIZE bytes to USER's INBOX (Maildir
@@ -42,13 +43,14 @@ if [ -n "${STACK_TRACE:-}" ]; then PS4='+ $EPOCHREALTIME '; set -x; fi
 MAIL_OWNER=mail
 # Package sets (stack.sh deps SET). Each test that drives a client names its package when
 # it is missing: tests/rfetch_daemon.rs swaks; tests/rfetch_vs_fetchmail.rs fetchmail;
-# tests/rsend_clients.rs msmtp, mutt, git (git-email); `stack.sh seed` (tests/stack_smoke.rs,
+# tests/rsend_clients.rs msmtp, mutt, git (git-email); tests/socks_proxy.rs microsocks (a SOCKS5
+# server the test starts itself on 127.0.0.1); `stack.sh seed` (tests/stack_smoke.rs,
 # tests/rfetch_kill.rs) runs python3; tests/completions.rs loads the scripts in zsh and fish;
 # tests/packaging.rs runs systemd-analyze (systemd), dpkg-deb, dpkg-shlibdeps (dpkg-dev),
 # strip (binutils) and lintian. bench/ compares with fetchmail (through procmail), mpop,
 # getmail6 and msmtp, times with hyperfine and /usr/bin/time, and reports with python3.
 PKGS_STACK="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl"
-PKGS_TESTS="swaks msmtp fetchmail mutt git-email python3-minimal zsh fish systemd dpkg-dev binutils lintian"
+PKGS_TESTS="swaks msmtp fetchmail mutt git-email microsocks python3-minimal zsh fish systemd dpkg-dev binutils lintian"
 PKGS_BENCH="msmtp fetchmail procmail mpop getmail6 hyperfine time python3"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
