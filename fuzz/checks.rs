@@ -941,9 +941,17 @@ pub fn rsend_headers(data: &[u8]) {
     if let Some(from) = headers::from_address(&head) {
         check_address(&from);
     }
-    // The address parser straight on the whole input as one field body.
+    // The address parser straight on the whole input as one field body. Real callers give it
+    // unfolded values; raw text can leave a CR in an address (an obsolete quoted-pair "\\<CR>"),
+    // which the RCPT encoder must then refuse.
     for a in parse_address_list(&String::from_utf8_lossy(message)) {
-        check_address(&a);
+        assert!(!a.is_empty());
+        if let Ok(line) = SmtpCommand::Rcpt(&a, None).encode() {
+            assert_eq!(
+                line.iter().filter(|&&b| b == b'\n' || b == b'\r').count(),
+                2
+            );
+        }
     }
 }
 
