@@ -983,20 +983,78 @@ fn fuzz_env() -> Env {
     }
 }
 
-/// Password values in `text` that are distinctive enough to look for in output: the argument
-/// after a `key` word, alphanumeric, at least 6 characters, appearing once in the whole text.
-fn distinctive_passwords(text: &str, key: &str) -> Vec<String> {
-    let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || c == '=')
-        .filter(|w| !w.is_empty())
-        .collect();
+/// Whether `value` is distinctive enough to look for in output: alphanumeric, at least 6
+/// characters, and appearing once in the whole text (so no other setting can hold it).
+fn distinctive(value: &str, text: &str) -> bool {
+    value.len() >= 6
+        && value.chars().all(|c| c.is_ascii_alphanumeric())
+        && text.matches(value).count() == 1
+}
+
+/// msmtprc `password` values: lines whose command word is `password`.
+fn msmtprc_passwords(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let (cmd, arg) = line.trim().split_once(char::is_whitespace)?;
+            (cmd == "password").then(|| arg.trim().trim_matches('"').to_owned())
+        })
+        .filter(|v| distinctive(v, text))
+        .collect()
+}
+
+/// fetchmailrc password values: the word after an unquoted `password`/`pass`/`passwd` keyword
+/// (quoted strings are one word, so a keyword inside a user name does not count).
+fn fetchmailrc_passwords(text: &str) -> Vec<String> {
+    let mut words: Vec<(bool, String)> = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if c == '"' {
+            let mut w = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => w.extend(chars.next()),
+                    c => w.push(c),
+                }
+            }
+            words.push((true, w));
+        } else {
+            let mut w = String::from(c);
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c == '"' {
+                    break;
+                }
+                w.push(c);
+                chars.next();
+            }
+            words.push((false, w));
+        }
+    }
     words
         .windows(2)
-        .filter(|w| w[0].eq_ignore_ascii_case(key))
-        .map(|w| w[1].trim_matches('"'))
-        .filter(|v| v.len() >= 6 && v.chars().all(|c| c.is_ascii_alphanumeric()))
-        .filter(|v| text.matches(*v).count() == 1)
-        .map(str::to_owned)
+        .filter(|w| {
+            !w[0].0
+                && ["password", "pass", "passwd"]
+                    .iter()
+                    .any(|k| w[0].1.eq_ignore_ascii_case(k))
+        })
+        .map(|w| w[1].1.clone())
+        .filter(|v| distinctive(v, text))
+        .collect()
+}
+
+/// TOML `password = "..."` values.
+fn toml_passwords(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.trim_start().strip_prefix("password")?;
+            let value = rest.trim_start().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .filter(|v| distinctive(v, text))
         .collect()
 }
 
@@ -1018,7 +1076,7 @@ pub fn msmtprc(data: &[u8]) {
     };
     let debug = format!("{parsed:?}");
     assert!(!debug.contains(EVAL_SECRET), "eval'd password in Debug");
-    for p in distinctive_passwords(&text, "password") {
+    for p in msmtprc_passwords(&text) {
         assert!(!debug.contains(&p), "password {p:?} in Debug");
     }
 }
@@ -1033,11 +1091,9 @@ pub fn fetchmailrc(data: &[u8]) {
     let debug = format!("{rc:?}");
     let dump = fetchmailrc::configdump(&rc);
     let _ = rc.effective_polls();
-    for key in ["password", "pass", "passwd"] {
-        for p in distinctive_passwords(&text, key) {
-            assert!(!debug.contains(&p), "password {p:?} in Debug");
-            assert!(!dump.contains(&p), "password {p:?} in configdump");
-        }
+    for p in fetchmailrc_passwords(&text) {
+        assert!(!debug.contains(&p), "password {p:?} in Debug");
+        assert!(!dump.contains(&p), "password {p:?} in configdump");
     }
 }
 
@@ -1049,7 +1105,7 @@ pub fn config_toml(data: &[u8]) {
         return;
     };
     let debug = format!("{parsed:?}");
-    for p in distinctive_passwords(&text, "password") {
+    for p in toml_passwords(&text) {
         assert!(!debug.contains(&p), "password {p:?} in Debug");
     }
 }
