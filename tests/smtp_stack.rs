@@ -319,7 +319,7 @@ fn smtps_with_auth_plain_delivers_byte_exact() {
         "SMTPS_PORT",
         TlsMode::Implicit,
         Trust::File(stack.ca()),
-        alice_auth(AuthMethod::Auto),
+        alice_auth(AuthMethod::Mechanism(Mechanism::Plain)),
         Protocol::Smtp,
     );
     send_all(&s, "smtps", Mechanism::Plain);

@@ -24,7 +24,8 @@
 #   +587 SUBMISSION (STARTTLS required + AUTH), +465 SMTPS (implicit TLS + AUTH),
 #   +26 SINK (smtp-sink, no TLS), +110 POP3 (STLS), +995 POP3S, +143 IMAP (STARTTLS),
 #   +993 IMAPS, +24 LMTP. `up` records them in DIR/ports.env; later commands reuse them.
-# Users: alice/alicepw (alice@localhost), bob/bobpw (bob@localhost); AUTH PLAIN and LOGIN.
+# Users: alice/alicepw (alice@localhost), bob/bobpw (bob@localhost); AUTH PLAIN, LOGIN, CRAM-MD5,
+#   SCRAM-SHA-1 and SCRAM-SHA-256 (Dovecot; Postfix's submission AUTH goes through it).
 # Must run as root (Dovecot and Postfix switch users). The users' mail is owned by Debian's
 # unprivileged 'mail' user.
 set -euo pipefail
@@ -200,7 +201,8 @@ $dh
 ssl_min_protocol = TLSv1.2
 
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+# The passwords are stored {PLAIN}: Dovecot derives CRAM-MD5 and SCRAM from them.
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256
 auth_username_format = %Ln
 passdb {
   driver = passwd-file
