@@ -205,6 +205,19 @@ fn pop3_server_greeting(secrets: Secrets, greeting: &'static str) -> u16 {
                     secrets.lock().expect("lock").push(digest);
                     say("+OK logged in\r\n");
                 }
+                "AUTH" => {
+                    // AUTH MECH [initial]: without one, ask for it with an empty challenge.
+                    let initial = arg.split(' ').nth(1).map(str::to_string);
+                    let answer = initial.or_else(|| {
+                        say("+ \r\n");
+                        read_line(&mut r)
+                    });
+                    secrets
+                        .lock()
+                        .expect("lock")
+                        .push(answer.unwrap_or_default());
+                    say("+OK logged in\r\n");
+                }
                 "USER" | "DELE" | "NOOP" | "RSET" => say("+OK\r\n"),
                 "STAT" => say(&format!("+OK 1 {}\r\n", msg.len())),
                 "UIDL" => say("+OK\r\n1 uid-1\r\n.\r\n"),
@@ -231,6 +244,8 @@ enum ImapFlavour {
     SaslIr,
     /// LOGINDISABLED without SASL-IR: AUTHENTICATE PLAIN after an empty challenge.
     SaslNoIr,
+    /// XOAUTH2 and OAUTHBEARER with SASL-IR (the password is the bearer token).
+    OAuth,
 }
 
 fn imap_server(flavour: ImapFlavour, secrets: Secrets) -> u16 {
@@ -242,6 +257,7 @@ fn imap_server(flavour: ImapFlavour, secrets: Secrets) -> u16 {
             ImapFlavour::LiteralPlus => "IMAP4rev1 UIDPLUS LITERAL+",
             ImapFlavour::SaslIr => "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN SASL-IR",
             ImapFlavour::SaslNoIr => "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN",
+            ImapFlavour::OAuth => "IMAP4rev1 UIDPLUS AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR",
         };
         let _ = sock.write_all(format!("* OK [CAPABILITY {caps}] scripted\r\n").as_bytes());
         while let Some(mut line) = read_line(&mut r) {
@@ -482,6 +498,9 @@ fn rfetch_pop3_never_shows_the_secret_and_traces_protocol_lines() {
     for (auth, login) in [
         ("auth = \"password\"", "POP3> PASS *"),
         ("", "POP3> APOP bob *"),
+        ("auth = \"plain\"", "POP3> AUTH PLAIN *"),
+        ("auth = \"xoauth2\"", "POP3> AUTH XOAUTH2"),
+        ("auth = \"oauthbearer\"", "POP3> AUTH OAUTHBEARER *"),
     ] {
         for level in RFETCH_LEVELS {
             let secrets: Secrets = Arc::default();
@@ -515,17 +534,19 @@ fn rfetch_pop3_never_shows_the_secret_and_traces_protocol_lines() {
 #[test]
 fn rfetch_imap_never_shows_the_secret_and_traces_protocol_lines() {
     let mut failures = Vec::new();
-    for (flavour, secret) in [
-        (ImapFlavour::Plain, SECRET),
-        (ImapFlavour::Plain, ASCII_SECRET),
-        (ImapFlavour::LiteralPlus, SECRET),
-        (ImapFlavour::SaslIr, SECRET),
-        (ImapFlavour::SaslNoIr, SECRET),
+    for (flavour, secret, auth) in [
+        (ImapFlavour::Plain, SECRET, ""),
+        (ImapFlavour::Plain, ASCII_SECRET, ""),
+        (ImapFlavour::LiteralPlus, SECRET, ""),
+        (ImapFlavour::SaslIr, SECRET, ""),
+        (ImapFlavour::SaslNoIr, SECRET, ""),
+        (ImapFlavour::OAuth, SECRET, "auth = \"xoauth2\""),
+        (ImapFlavour::OAuth, SECRET, "auth = \"oauthbearer\""),
     ] {
         for level in RFETCH_LEVELS {
             let secrets: Secrets = Arc::default();
             let port = imap_server(flavour, Arc::clone(&secrets));
-            let out = run_rfetch("imap", port, secret, true, level, "");
+            let out = run_rfetch("imap", port, secret, true, level, auth);
             let what = format!("rfetch IMAP {flavour:?} {secret:?} {level:?}");
             let text = check(&what, &out, secret, &secrets, &mut failures);
             if out.status.code() != Some(0) {
@@ -543,6 +564,8 @@ fn rfetch_imap_never_shows_the_secret_and_traces_protocol_lines() {
                     ImapFlavour::Plain | ImapFlavour::LiteralPlus => "LOGIN \"bob\" {",
                     ImapFlavour::SaslIr => "AUTHENTICATE PLAIN *",
                     ImapFlavour::SaslNoIr => "AUTHENTICATE PLAIN",
+                    ImapFlavour::OAuth if auth.contains("xoauth2") => "AUTHENTICATE XOAUTH2",
+                    ImapFlavour::OAuth => "AUTHENTICATE OAUTHBEARER *",
                 };
                 expect_lines(
                     &what,
