@@ -163,44 +163,36 @@ fn rsend_sends_the_password_to_a_loopback_bridge_and_says_why() {
     );
 }
 
+/// Runs rfetch on a config file `name` holding `text`; asserts that it fails before
+/// contacting anything and names `name:line` and `auth`.
+fn refused_config(name: &str, text: &str, flag: &str, line: u32, auth: &str) {
+    let dir = temp_dir("config");
+    let path = dir.join(name);
+    write_private(&path, text);
+    let out = rfetch(&dir, &[flag, path.to_str().expect("utf-8")]);
+    let shown = stderr(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    let at = format!("{}:{line}", path.display());
+    assert!(
+        shown.contains(&at) && shown.contains(auth),
+        "{auth}: {shown}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{auth}: {shown}");
+}
+
 #[test]
 fn unsupported_auth_is_a_config_error_naming_the_line() {
     for auth in ["gssapi", "kerberos_v5", "kerberos", "ntlm", "otp", "msn"] {
-        let dir = temp_dir("rc");
-        let rc = dir.join("fetchmailrc");
-        write_private(
-            &rc,
-            &format!(
-                "set no syslog\npoll mail.example.org proto imap\n  auth {auth}\n  user u pass p\n"
-            ),
+        let rc = format!(
+            "set no syslog\npoll mail.example.org proto imap\n  auth {auth}\n  user u pass p\n"
         );
-        let out = rfetch(&dir, &["-f", rc.to_str().expect("utf-8")]);
-        let text = stderr(&out);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            text.contains(&format!("{}:3", rc.display())) && text.contains(auth),
-            "{auth}: {text}"
-        );
-        assert_ne!(out.status.code(), Some(0), "{auth}: {text}");
+        refused_config("fetchmailrc", &rc, "-f", 3, auth);
     }
     for auth in ["gssapi", "ntlm", "digest-md5"] {
-        let dir = temp_dir("toml");
-        let config = dir.join("config.toml");
-        write_private(
-            &config,
-            &format!(
-                "[accounts.a]\nhost = \"mail.example.org\"\nuser = \"u\"\npassword = \"p\"\n\
-                 [accounts.a.fetch]\nprotocol = \"imap\"\nauth = \"{auth}\"\nmaildir = \"{}\"\n",
-                dir.join("md").display()
-            ),
+        let toml = format!(
+            "[accounts.a]\nhost = \"mail.example.org\"\nuser = \"u\"\npassword = \"p\"\n\
+             [accounts.a.fetch]\nprotocol = \"imap\"\nauth = \"{auth}\"\nmaildir = \"/nonexistent\"\n"
         );
-        let out = rfetch(&dir, &["-C", config.to_str().expect("utf-8")]);
-        let text = stderr(&out);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            text.contains(&format!("{}:7", config.display())) && text.contains(auth),
-            "{auth}: {text}"
-        );
-        assert_ne!(out.status.code(), Some(0), "{auth}: {text}");
+        refused_config("config.toml", &toml, "-C", 7, auth);
     }
 }

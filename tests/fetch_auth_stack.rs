@@ -21,13 +21,26 @@ const MECHANISMS: [Mechanism; 5] = [
     Mechanism::ScramSha256,
 ];
 
-/// bob on the stack's `port`, trusting the stack's CA.
-fn bob(stack: &common::Stack, server: &mut Server, port: u16, mode: TlsMode, auth: FetchAuth) {
-    server.endpoint = Endpoint {
+/// Logs in as bob over `proto` ("POP3" or "IMAP") with `auth` and password `pw`, trusting
+/// the stack's CA, and runs one command after the login.
+fn login(
+    stack: &common::Stack,
+    proto: &str,
+    mode: TlsMode,
+    auth: FetchAuth,
+    pw: &str,
+) -> postie::Result<()> {
+    let port = stack.port(match (proto, mode) {
+        ("POP3", TlsMode::Implicit) => "POP3S_PORT",
+        ("POP3", _) => "POP3_PORT",
+        (_, TlsMode::Implicit) => "IMAPS_PORT",
+        _ => "IMAP_PORT",
+    });
+    let ep = Endpoint {
         host: "127.0.0.1".into(),
         port,
     };
-    server.user = "bob".into();
+    let mut server = Server::new(ep.clone(), "bob", Secret::new(pw));
     server.tls_mode = mode;
     server.tls = TlsOptions {
         trust: Trust::File(stack.ca()),
@@ -36,69 +49,36 @@ fn bob(stack: &common::Stack, server: &mut Server, port: u16, mode: TlsMode, aut
     };
     server.auth = auth;
     server.connect.io_timeout = std::time::Duration::from_secs(20);
+    if proto == "POP3" {
+        let defaults = Pop3Settings::new(ep, "", Secret::default());
+        let mut s = Pop3Session::connect(&Pop3Settings { server, ..defaults })?;
+        assert!(s.is_tls());
+        s.login()?;
+        s.stat()?;
+        s.quit().map(|_| ())
+    } else {
+        let defaults = ImapSettings::new(ep, "", Secret::default());
+        let mut s = ImapSession::connect(&ImapSettings { server, ..defaults })?;
+        assert!(s.is_tls());
+        s.login()?;
+        s.examine("INBOX")?;
+        s.logout()
+    }
 }
 
-fn pop3_login(
-    stack: &common::Stack,
-    mode: TlsMode,
-    auth: FetchAuth,
-    pw: &str,
-) -> postie::Result<()> {
-    let port = match mode {
-        TlsMode::Implicit => stack.port("POP3S_PORT"),
-        _ => stack.port("POP3_PORT"),
-    };
-    let ep = Endpoint {
-        host: String::new(),
-        port,
-    };
-    let mut set = Pop3Settings::new(ep, "bob", Secret::new(pw));
-    bob(stack, &mut set, port, mode, auth);
-    let mut s = Pop3Session::connect(&set)?;
-    assert!(s.is_tls());
-    s.login()?;
-    s.stat()?;
-    s.quit().map(|_| ())
-}
-
-fn imap_login(
-    stack: &common::Stack,
-    mode: TlsMode,
-    auth: FetchAuth,
-    pw: &str,
-) -> postie::Result<()> {
-    let port = match mode {
-        TlsMode::Implicit => stack.port("IMAPS_PORT"),
-        _ => stack.port("IMAP_PORT"),
-    };
-    let ep = Endpoint {
-        host: String::new(),
-        port,
-    };
-    let mut set = ImapSettings::new(ep, "bob", Secret::new(pw));
-    bob(stack, &mut set, port, mode, auth);
-    let mut s = ImapSession::connect(&set)?;
-    assert!(s.is_tls());
-    s.login()?;
-    s.examine("INBOX")?;
-    s.logout()
-}
-
-type Login = fn(&common::Stack, TlsMode, FetchAuth, &str) -> postie::Result<()>;
-
-const PROTOCOLS: [(&str, Login); 2] = [("POP3", pop3_login), ("IMAP", imap_login)];
+const PROTOCOLS: [&str; 2] = ["POP3", "IMAP"];
 
 #[test]
 fn every_mechanism_logs_in_and_a_wrong_password_is_an_auth_error() {
     let stack = common::Stack::get();
     let mut cases = Vec::new();
-    for (proto, login) in PROTOCOLS {
+    for proto in PROTOCOLS {
         for mode in [TlsMode::Implicit, TlsMode::Starttls] {
             let mut methods: Vec<FetchAuth> =
                 MECHANISMS.iter().map(|&m| FetchAuth::Sasl(m)).collect();
             methods.extend([FetchAuth::Password, FetchAuth::Any]);
             for auth in methods {
-                cases.push((proto, login, mode, auth));
+                cases.push((proto, mode, auth));
             }
         }
     }
@@ -106,15 +86,15 @@ fn every_mechanism_logs_in_and_a_wrong_password_is_an_auth_error() {
     let failures: Vec<String> = std::thread::scope(|scope| {
         let running: Vec<_> = cases
             .iter()
-            .map(|&(proto, login, mode, auth)| {
+            .map(|&(proto, mode, auth)| {
                 let stack = &stack;
                 scope.spawn(move || {
                     let what = format!("{proto} {mode:?} {auth:?}");
                     let mut failed = Vec::new();
-                    if let Err(e) = login(stack, mode, auth, "bobpw") {
+                    if let Err(e) = login(stack, proto, mode, auth, "bobpw") {
                         failed.push(format!("{what}: {}", e.chain()));
                     }
-                    match login(stack, mode, auth, "wrong-pw") {
+                    match login(stack, proto, mode, auth, "wrong-pw") {
                         Err(e) if e.kind() == ErrorKind::Auth => {}
                         other => failed.push(format!("{what} with a wrong password: {other:?}")),
                     }
@@ -133,10 +113,16 @@ fn every_mechanism_logs_in_and_a_wrong_password_is_an_auth_error() {
 #[test]
 fn plus_mechanisms_this_dovecot_does_not_offer_are_refused_before_sending() {
     let stack = common::Stack::get();
-    for (proto, login) in PROTOCOLS {
+    for proto in PROTOCOLS {
         for m in [Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus] {
-            let e = login(&stack, TlsMode::Implicit, FetchAuth::Sasl(m), "bobpw")
-                .expect_err("not offered");
+            let e = login(
+                &stack,
+                proto,
+                TlsMode::Implicit,
+                FetchAuth::Sasl(m),
+                "bobpw",
+            )
+            .expect_err("not offered");
             assert_eq!(e.kind(), ErrorKind::Unsupported, "{proto} {m}: {e:?}");
         }
     }

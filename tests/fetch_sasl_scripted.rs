@@ -233,69 +233,58 @@ fn error_text(r: &postie::Result<()>) -> String {
     }
 }
 
+/// Runs `script` over both protocols with SCRAM-SHA-256: the login fails with `kind` and a
+/// message containing `says`; with `cancelled` the client's last line is the "*" cancel; no
+/// command follows the failed login.
+fn scram_fails(script: Script, kind: ErrorKind, says: &str, cancelled: bool) {
+    for proto in [Proto::Pop3, Proto::Imap] {
+        let (login, usable, lines) = run(proto, script, Mechanism::ScramSha256);
+        let text = error_text(&login);
+        let e = login.expect_err("refused");
+        assert_eq!(e.kind(), kind, "{proto:?} {script:?}: {text}");
+        assert!(text.contains(says), "{proto:?} {script:?}: {text}");
+        assert!(!usable, "{proto:?} {script:?}");
+        if cancelled {
+            let last = lines.last().map(String::as_str);
+            assert_eq!(last, Some("*"), "{proto:?} {script:?}: {lines:?}");
+        }
+        let after = lines
+            .iter()
+            .any(|l| l.contains("STAT") || l.contains("NOOP"));
+        assert!(!after, "{proto:?} {script:?}: {lines:?}");
+    }
+}
+
 #[test]
 fn scram_server_final_mismatch_aborts_with_a_cancel() {
-    for proto in [Proto::Pop3, Proto::Imap] {
-        let (login, _, lines) = run(proto, Script::ScramWrongSignature, Mechanism::ScramSha256);
-        let e = login.as_ref().expect_err("wrong server signature");
-        assert_eq!(e.kind(), ErrorKind::Protocol, "{proto:?}: {e:?}");
-        assert!(
-            error_text(&login).contains("signature is wrong"),
-            "{proto:?}: {}",
-            error_text(&login)
-        );
-        // client-first, client-final, then "*" and nothing after it.
-        assert_eq!(
-            lines.last().map(String::as_str),
-            Some("*"),
-            "{proto:?}: {lines:?}"
-        );
-    }
+    scram_fails(
+        Script::ScramWrongSignature,
+        ErrorKind::Protocol,
+        "signature is wrong",
+        true,
+    );
 }
 
 #[test]
 fn scram_success_without_server_final_is_refused() {
-    for proto in [Proto::Pop3, Proto::Imap] {
-        let (login, usable, lines) = run(
-            proto,
-            Script::ScramUnverifiedSuccess,
-            Mechanism::ScramSha256,
-        );
-        assert!(
-            error_text(&login).contains("without proving it knows the password"),
-            "{proto:?}: {}",
-            error_text(&login)
-        );
-        assert!(!usable, "{proto:?}");
-        // Nothing was sent to the unverified server after the login.
-        assert!(
-            !lines
-                .iter()
-                .any(|l| l.contains("STAT") || l.contains("NOOP")),
-            "{proto:?}: {lines:?}"
-        );
-    }
+    let says = "without proving it knows the password";
+    scram_fails(
+        Script::ScramUnverifiedSuccess,
+        ErrorKind::Protocol,
+        says,
+        false,
+    );
 }
 
 #[test]
 fn scram_foreign_nonce_and_bad_challenges_fail_cleanly() {
-    for proto in [Proto::Pop3, Proto::Imap] {
-        let (login, _, lines) = run(proto, Script::ScramForeignNonce, Mechanism::ScramSha256);
-        assert!(
-            error_text(&login).contains("nonce"),
-            "{proto:?}: {}",
-            error_text(&login)
-        );
-        assert_eq!(
-            lines.last().map(String::as_str),
-            Some("*"),
-            "{proto:?}: {lines:?}"
-        );
-        let (login, usable, _) = run(proto, Script::BadChallenge, Mechanism::ScramSha256);
-        let e = login.as_ref().expect_err("bad challenge");
-        assert_eq!(e.kind(), ErrorKind::Protocol, "{proto:?}: {e:?}");
-        assert!(!usable);
-    }
+    scram_fails(
+        Script::ScramForeignNonce,
+        ErrorKind::Protocol,
+        "nonce",
+        true,
+    );
+    scram_fails(Script::BadChallenge, ErrorKind::Protocol, "base64", false);
 }
 
 #[test]

@@ -423,13 +423,7 @@ fn starttls_required_but_not_offered_sends_no_credentials() {
 /// refusal for other addresses is the same function, unit-tested in session::auth.
 #[test]
 fn plaintext_auth_to_a_loopback_peer_without_the_switch() {
-    for (method, expect) in [
-        (AuthMethod::Auto, "AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==\r\n"),
-        (
-            AuthMethod::Mechanism(Mechanism::Plain),
-            "AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==\r\n",
-        ),
-    ] {
+    for method in [AuthMethod::Auto, AuthMethod::Mechanism(Mechanism::Plain)] {
         let server = serve(vec![
             GREETING,
             Step::Hear(1),
@@ -442,7 +436,8 @@ fn plaintext_auth_to_a_loopback_peer_without_the_switch() {
         assert_eq!(client.auth_mechanism(), Some(Mechanism::Plain));
         client.quit().unwrap();
         let transcript = text(&server.handle.join().unwrap().all);
-        assert!(transcript.contains(expect), "{method:?}: {transcript}");
+        let auth = "AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==\r\n";
+        assert!(transcript.contains(auth), "{method:?}: {transcript}");
     }
 }
 
