@@ -67,8 +67,9 @@ impl Server {
 /// How a fetch account logs in (fetchmail's `auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FetchAuth {
-    /// fetchmail's `any`: the strongest offered mechanism that hides the password
-    /// (channel-bound SCRAM, SCRAM, CRAM-MD5), else the password itself (USER/PASS, IMAP
+    /// fetchmail's `any`: EXTERNAL when a client certificate is configured and the server
+    /// offers it, else the strongest offered mechanism that hides the password (channel-bound
+    /// SCRAM, SCRAM, CRAM-MD5), else the password itself (USER/PASS, IMAP
     /// LOGIN or AUTHENTICATE PLAIN under LOGINDISABLED) where the connection allows it, else
     /// POP3 APOP when the greeting offers it.
     #[default]
@@ -197,6 +198,13 @@ pub(crate) fn prepare_sasl(
         // itself goes out by the protocol's own command.
         cleartext_ok: wanted.is_some() && rule.permits(),
         channel_binding: exporter.is_some(),
+    };
+    // fetchmail's `any` tries EXTERNAL first: here when a client certificate identifies us on
+    // this TLS connection (without one EXTERNAL could only fail).
+    let certified = conn.is_tls() && login.tls.client_cert.is_some();
+    let wanted = match wanted {
+        None if certified && offered(Mechanism::External) => Some(Mechanism::External),
+        other => other,
     };
     let mechanism = match sasl::choose(offered, wanted, cond) {
         Ok(m) => m,

@@ -1,5 +1,6 @@
-//! SCRAM with channel binding over TLS against a scripted IMAPS server that implements the
-//! server side of SCRAM-SHA-256(-PLUS) itself: over TLS 1.3 the automatic choice is
+//! The TLS-bound SASL mechanisms against a scripted IMAPS server. EXTERNAL: with a client
+//! certificate configured, `any` authenticates with it and the server saw the certificate.
+//! SCRAM with channel binding, the server side of SCRAM-SHA-256(-PLUS) implemented here: over TLS 1.3 the automatic choice is
 //! SCRAM-SHA-256-PLUS and `c=` carries exactly this connection's tls-exporter value (RFC 9266,
 //! checked by the server with its own export); a server that does not offer -PLUS gets "y"
 //! (the client could bind: a downgrade is visible to a real server); over TLS 1.2 there is no
@@ -22,7 +23,12 @@ const PASSWORD: &str = "pencil-bob";
 const SALT: &[u8] = b"scripted-salt-16";
 const ITERATIONS: u32 = 4096;
 
-fn tls_config(tls13: bool) -> (Arc<rustls::ServerConfig>, [u8; 32]) {
+/// The server's TLS configuration; with `client_ca`, client certificates it signs are
+/// requested (and a client without one is still let in).
+fn tls_config(
+    tls13: bool,
+    client_ca: Option<rustls::pki_types::CertificateDer<'static>>,
+) -> (Arc<rustls::ServerConfig>, [u8; 32]) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     let der = ck.cert.der().clone();
     let mut fingerprint = [0u8; 32];
@@ -35,14 +41,26 @@ fn tls_config(tls13: bool) -> (Arc<rustls::ServerConfig>, [u8; 32]) {
     } else {
         &[&rustls::version::TLS12]
     };
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key)
-    .expect("config");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca).expect("client CA");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .expect("verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(vec![der], key).expect("config");
     (Arc::new(config), fingerprint)
 }
 
@@ -59,13 +77,23 @@ struct Seen {
     gs2: String,
     binding_matched: bool,
     proof_ok: bool,
+    /// The client presented a certificate.
+    client_cert: bool,
 }
 
 /// One IMAPS connection offering `caps`; runs SCRAM-SHA-256(-PLUS) as a server would.
 fn serve(tls13: bool, caps: &'static str) -> (u16, [u8; 32], Arc<Mutex<Seen>>) {
+    serve_with(tls13, caps, None)
+}
+
+fn serve_with(
+    tls13: bool,
+    caps: &'static str,
+    client_ca: Option<rustls::pki_types::CertificateDer<'static>>,
+) -> (u16, [u8; 32], Arc<Mutex<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let (config, fingerprint) = tls_config(tls13);
+    let (config, fingerprint) = tls_config(tls13, client_ca);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let record = Arc::clone(&seen);
     std::thread::spawn(move || {
@@ -81,6 +109,7 @@ fn serve(tls13: bool, caps: &'static str) -> (u16, [u8; 32], Arc<Mutex<Seen>>) {
                 return;
             }
         }
+        record.lock().expect("lock").client_cert = conn.peer_certificates().is_some();
         let mut exporter = [0u8; 32];
         if conn
             .export_keying_material(&mut exporter, b"EXPORTER-Channel-Binding", None)
@@ -99,6 +128,15 @@ fn serve(tls13: bool, caps: &'static str) -> (u16, [u8; 32], Arc<Mutex<Seen>>) {
             };
             let words: Vec<&str> = line.split(' ').collect();
             let reply = match words.as_slice() {
+                [t, "AUTHENTICATE", "EXTERNAL", "="] => {
+                    let mut s = record.lock().expect("lock");
+                    s.mechanism = "EXTERNAL".into();
+                    if s.client_cert {
+                        format!("{t} OK certificate accepted\r\n")
+                    } else {
+                        format!("{t} NO [AUTHENTICATIONFAILED] no certificate\r\n")
+                    }
+                }
                 [t, "AUTHENTICATE", mech, ir] => {
                     let cf =
                         String::from_utf8(B64.decode(ir).unwrap_or_default()).unwrap_or_default();
@@ -198,6 +236,15 @@ fn read_line(r: &mut impl Read) -> Option<String> {
 }
 
 fn login(port: u16, fingerprint: [u8; 32], auth: FetchAuth) -> postie::Result<()> {
+    login_with(port, fingerprint, auth, None)
+}
+
+fn login_with(
+    port: u16,
+    fingerprint: [u8; 32],
+    auth: FetchAuth,
+    client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> postie::Result<()> {
     let ep = Endpoint {
         host: "127.0.0.1".into(),
         port,
@@ -206,6 +253,7 @@ fn login(port: u16, fingerprint: [u8; 32], auth: FetchAuth) -> postie::Result<()
     set.tls_mode = TlsMode::Implicit;
     set.tls = TlsOptions {
         trust: Trust::Fingerprint(fingerprint),
+        client_cert,
         ..TlsOptions::default()
     };
     set.auth = auth;
@@ -254,4 +302,34 @@ fn tls12_has_no_binding() {
     let e = login(port, fp, FetchAuth::Sasl(Mechanism::ScramSha256Plus)).expect_err("no TLS 1.3");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
     assert!(seen.lock().expect("lock").mechanism.is_empty());
+}
+
+#[test]
+fn external_with_a_client_certificate() {
+    let client = rcgen::generate_simple_self_signed(vec!["bob".to_string()]).expect("cert");
+    let dir = std::env::temp_dir().join(format!("postie-external-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("bob.crt"), dir.join("bob.key"));
+    std::fs::write(&cert, client.cert.pem()).expect("cert file");
+    std::fs::write(&key, client.signing_key.serialize_pem()).expect("key file");
+    let caps = "AUTH=EXTERNAL AUTH=SCRAM-SHA-256 AUTH=PLAIN";
+    let ca = || Some(client.cert.der().clone());
+
+    // `any` with a certificate: EXTERNAL first, and the server saw the certificate.
+    let (port, fp, seen) = serve_with(true, caps, ca());
+    let files = Some((cert.clone(), key.clone()));
+    login_with(port, fp, FetchAuth::Any, files.clone()).expect("EXTERNAL");
+    let s = seen.lock().expect("lock").clone();
+    assert!(s.client_cert && s.mechanism == "EXTERNAL", "{s:?}");
+
+    // Explicit EXTERNAL without a certificate: the server refuses, an Auth error.
+    let (port, fp, _) = serve_with(true, caps, ca());
+    let e = login(port, fp, FetchAuth::Sasl(Mechanism::External)).expect_err("no certificate");
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e:?}");
+
+    // `any` without a certificate does not try EXTERNAL.
+    let (port, fp, seen) = serve_with(true, caps, ca());
+    login(port, fp, FetchAuth::Any).expect("SCRAM");
+    assert_eq!(seen.lock().expect("lock").mechanism, "SCRAM-SHA-256");
+    let _ = std::fs::remove_dir_all(&dir);
 }
