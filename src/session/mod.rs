@@ -1,5 +1,5 @@
 //! Blocking drivers that run a [`crate::proto`] state machine over a [`crate::net::Connection`]:
-//! every read has a timeout and every buffer a size bound. [`link`] opens connections and
+//! every read has a timeout and every buffer a size bound. `link` opens connections and
 //! carries the POP3 and IMAP machines; [`auth`] is the one login path (secret, cleartext rule,
 //! SASL exchange) both fetch protocols use.
 

@@ -1,5 +1,5 @@
 //! The blocking SMTP/LMTP session: drives the [`crate::proto::smtp`] machines over a
-//! [`net::Connection`], streams message bodies through the dot-stuffer with bounded buffers,
+//! [`crate::net::Connection`], streams message bodies through the dot-stuffer with bounded buffers,
 //! performs the STARTTLS upgrade (dropping every pre-TLS byte, RFC 3207 §4.2), and writes the
 //! protocol trace (`SMTP> MAIL FROM:<...>`, `SMTP< 250 ok`; target [`crate::log::WIRE`]) with
 //! the spans the command builders marked secret, and the AUTH challenges, withheld.
