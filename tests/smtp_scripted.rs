@@ -195,7 +195,7 @@ fn alice(method: AuthMethod, allow_plaintext: bool) -> Option<SmtpAuth> {
     Some(SmtpAuth {
         method,
         user: "alice".into(),
-        secret: "s3cret-pw".into(),
+        secret: postie::session::auth::Secret::new("s3cret-pw"),
         allow_plaintext,
     })
 }

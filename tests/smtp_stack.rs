@@ -60,7 +60,7 @@ fn alice_auth(method: AuthMethod) -> Option<SmtpAuth> {
     Some(SmtpAuth {
         method,
         user: "alice".into(),
-        secret: "alicepw".into(),
+        secret: postie::session::auth::Secret::new("alicepw"),
         allow_plaintext: false,
     })
 }
@@ -344,7 +344,7 @@ fn wrong_password_is_an_auth_error() {
     let stack = common::Stack::get();
     let mut auth = alice_auth(AuthMethod::Auto);
     if let Some(a) = auth.as_mut() {
-        a.secret = "wrong".into();
+        a.secret = postie::session::auth::Secret::new("wrong");
     }
     let s = settings(
         &stack,

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use super::auth::Cleartext;
+use super::auth::{Cleartext, Secret};
 use super::link;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
@@ -27,26 +27,15 @@ const BODY_CHUNK: usize = 64 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 
 /// Credentials and policy for AUTH.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpAuth {
     pub method: AuthMethod,
     pub user: String,
     /// Password, or OAuth bearer token for XOAUTH2/OAUTHBEARER.
-    pub secret: String,
+    pub secret: Secret,
     /// Allow plaintext-equivalent mechanisms (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER) without TLS
     /// to a non-loopback peer (a loopback peer address needs no permission).
     pub allow_plaintext: bool,
-}
-
-impl fmt::Debug for SmtpAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpAuth")
-            .field("method", &self.method)
-            .field("user", &self.user)
-            .field("secret", &"<redacted>")
-            .field("allow_plaintext", &self.allow_plaintext)
-            .finish()
-    }
 }
 
 /// Everything needed to open a session (filled in by the account layer).
@@ -255,7 +244,7 @@ impl SmtpClient {
             auth: settings.auth.as_ref().map(|a| AuthConfig {
                 method: a.method,
                 user: a.user.clone(),
-                secret: a.secret.clone(),
+                secret: a.secret.expose().to_string(),
                 allow_plaintext: cleartext.permits(),
                 server: Some((settings.endpoint.host.clone(), settings.endpoint.port)),
             }),
