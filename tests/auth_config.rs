@@ -196,3 +196,34 @@ fn unsupported_auth_is_a_config_error_naming_the_line() {
         refused_config("config.toml", &toml, "-C", 7, auth);
     }
 }
+
+#[test]
+fn the_auth_option_is_used_and_checked() {
+    let dir = temp_dir("cli");
+    let config = dir.join("config.toml");
+    let text = format!(
+        "[accounts.a]\nhost = \"127.0.0.1\"\nuser = \"u\"\npassword = \"p\"\ntls = false\n\
+         [accounts.a.fetch]\nprotocol = \"pop3\"\nport = 9\nmaildir = \"{}\"\n",
+        dir.join("md").display()
+    );
+    write_private(&config, &text);
+    let path = config.to_str().expect("utf-8");
+    let out = rfetch(&dir, &["-C", path, "--auth", "gssapi"]);
+    let shown = stderr(&out);
+    assert!(
+        shown.contains("command line: auth gssapi is not supported"),
+        "{shown}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+
+    // A supported value reaches the login: `--auth password` against the loopback bridge.
+    let port = serve("+OK bridge ready\r\n", pop3);
+    write_private(
+        &config,
+        &text.replace("port = 9", &format!("port = {port}")),
+    );
+    let out = rfetch(&dir, &["-C", path, "--auth", "password", "-v"]);
+    let shown = stderr(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(shown.contains("with USER/PASS without TLS"), "{shown}");
+}

@@ -111,6 +111,13 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
 /// Command-line options that override every selected poll.
 fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
     let cl = |v| Some(Sourced::new(v, Provenance::CommandLine));
+    if let Some(auth) = &args.auth {
+        // Checked when the poll logs in (an unsupported value names the command line).
+        s.fetch.server.auth = Some(Sourced::new(
+            crate::account::AuthSetting::Method(auth.to_ascii_uppercase()),
+            Provenance::CommandLine,
+        ));
+    }
     if args.keep {
         s.fetch.keep = cl(true);
     }
