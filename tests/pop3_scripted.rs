@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use postie::ErrorKind;
 use postie::net::{Endpoint, TlsMode};
-use postie::session::pop3::{MessageSink, Pop3Auth, Pop3Session, Pop3Settings, Secret};
+use postie::proto::sasl::Mechanism;
+use postie::session::pop3::{FetchAuth, MessageSink, Pop3Session, Pop3Settings, Secret};
 
 enum Reply {
     Send(Vec<u8>),
@@ -277,20 +278,27 @@ fn apop_sends_digest_not_password() {
     assert!(seen.iter().all(|c| !c.contains("tanstaaf")));
 }
 
+/// A local bridge (DavMail, a mail bridge) listens on loopback without TLS: USER/PASS goes to
+/// it without the danger switch, reached by name as by address. The refusal for other peer
+/// addresses is decided by the same function (session::auth::Cleartext, unit-tested there).
 #[test]
-fn plaintext_refused_unless_allowed() {
-    let (port, seen) = serve(b"+OK ready\r\n", basic(|_| send("-ERR\r\n")));
-    let mut set = settings(port, TlsMode::Off);
-    set.allow_plaintext = false;
-    set.auth = Pop3Auth::UserPass;
-    let mut s = Pop3Session::connect(&set).expect("connect");
-    assert_eq!(s.login().expect_err("refused").kind(), ErrorKind::Config);
-    assert!(
-        seen.lock()
-            .expect("lock")
-            .iter()
-            .all(|c| !c.starts_with("PASS"))
-    );
+fn plaintext_allowed_to_a_loopback_peer_without_the_switch() {
+    for host in ["127.0.0.1", "localhost"] {
+        let (port, seen) = serve(b"+OK ready\r\n", basic(|_| send("+OK\r\n")));
+        let mut set = settings(port, TlsMode::Off);
+        set.endpoint.host = host.into();
+        set.allow_plaintext = false;
+        set.auth = FetchAuth::Password;
+        let mut s = Pop3Session::connect(&set).expect("connect");
+        s.login().expect("USER/PASS to a loopback peer");
+        assert!(
+            seen.lock()
+                .expect("lock")
+                .iter()
+                .any(|c| c == "PASS s3cret"),
+            "{host}"
+        );
+    }
 }
 
 #[derive(Default)]
@@ -471,7 +479,7 @@ fn auth_plain_trace_hides_the_response() {
             _ => send("+OK welcome\r\n"),
         });
         let mut s = settings(port, TlsMode::Off);
-        s.auth = Pop3Auth::Plain;
+        s.auth = FetchAuth::Sasl(Mechanism::Plain);
         s.user = user.clone();
         s.password = Secret::new(password);
         let mut session = Pop3Session::connect(&s).expect("connect");

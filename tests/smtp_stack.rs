@@ -61,7 +61,7 @@ fn alice_auth(method: AuthMethod) -> Option<SmtpAuth> {
     Some(SmtpAuth {
         method,
         user: "alice".into(),
-        secret: "alicepw".into(),
+        secret: postie::session::auth::Secret::new("alicepw"),
         allow_plaintext: false,
     })
 }
@@ -320,7 +320,7 @@ fn smtps_with_auth_plain_delivers_byte_exact() {
         "SMTPS_PORT",
         TlsMode::Implicit,
         Trust::File(stack.ca()),
-        alice_auth(AuthMethod::Auto),
+        alice_auth(AuthMethod::Mechanism(Mechanism::Plain)),
         Protocol::Smtp,
     );
     send_all(&s, "smtps", Mechanism::Plain);
@@ -345,7 +345,7 @@ fn wrong_password_is_an_auth_error() {
     let stack = common::Stack::get();
     let mut auth = alice_auth(AuthMethod::Auto);
     if let Some(a) = auth.as_mut() {
-        a.secret = "wrong".into();
+        a.secret = postie::session::auth::Secret::new("wrong");
     }
     let s = settings(
         &stack,

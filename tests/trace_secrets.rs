@@ -205,6 +205,19 @@ fn pop3_server_greeting(secrets: Secrets, greeting: &'static str) -> u16 {
                     secrets.lock().expect("lock").push(digest);
                     say("+OK logged in\r\n");
                 }
+                "AUTH" => {
+                    // AUTH MECH [initial]: without one, ask for it with an empty challenge.
+                    let initial = arg.split(' ').nth(1).map(str::to_string);
+                    let answer = initial.or_else(|| {
+                        say("+ \r\n");
+                        read_line(&mut r)
+                    });
+                    secrets
+                        .lock()
+                        .expect("lock")
+                        .push(answer.unwrap_or_default());
+                    say("+OK logged in\r\n");
+                }
                 "USER" | "DELE" | "NOOP" | "RSET" => say("+OK\r\n"),
                 "STAT" => say(&format!("+OK 1 {}\r\n", msg.len())),
                 "UIDL" => say("+OK\r\n1 uid-1\r\n.\r\n"),
@@ -231,6 +244,8 @@ enum ImapFlavour {
     SaslIr,
     /// LOGINDISABLED without SASL-IR: AUTHENTICATE PLAIN after an empty challenge.
     SaslNoIr,
+    /// XOAUTH2 and OAUTHBEARER with SASL-IR (the password is the bearer token).
+    OAuth,
 }
 
 fn imap_server(flavour: ImapFlavour, secrets: Secrets) -> u16 {
@@ -242,6 +257,7 @@ fn imap_server(flavour: ImapFlavour, secrets: Secrets) -> u16 {
             ImapFlavour::LiteralPlus => "IMAP4rev1 UIDPLUS LITERAL+",
             ImapFlavour::SaslIr => "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN SASL-IR",
             ImapFlavour::SaslNoIr => "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN",
+            ImapFlavour::OAuth => "IMAP4rev1 UIDPLUS AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR",
         };
         let _ = sock.write_all(format!("* OK [CAPABILITY {caps}] scripted\r\n").as_bytes());
         while let Some(mut line) = read_line(&mut r) {
@@ -340,6 +356,7 @@ fn run_rfetch(
     secret: &str,
     plaintext_allowed: bool,
     verbosity: &[&str],
+    fetch_extra: &str,
 ) -> Output {
     let dir = temp_dir("rfetch");
     let md = dir.join("Maildir");
@@ -353,7 +370,8 @@ fn run_rfetch(
         &format!(
             "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"{password}\"\n\
              tls = false\ntimeout = 5\n\
-             [accounts.scripted.fetch]\nprotocol = \"{proto}\"\nport = {port}\nmaildir = \"{}\"\n",
+             [accounts.scripted.fetch]\nprotocol = \"{proto}\"\nport = {port}\nmaildir = \"{}\"\n\
+             {fetch_extra}\n",
             md.display()
         ),
     );
@@ -476,12 +494,18 @@ fn rsend_never_shows_the_secret_and_traces_protocol_lines() {
 #[test]
 fn rfetch_pop3_never_shows_the_secret_and_traces_protocol_lines() {
     let mut failures = Vec::new();
-    // Plaintext allowed: USER/PASS; not allowed (no TLS): APOP.
-    for (plaintext, login) in [(true, "POP3> PASS *"), (false, "POP3> APOP bob *")] {
+    // auth password: USER/PASS; the automatic choice without TLS: APOP.
+    for (auth, login) in [
+        ("auth = \"password\"", "POP3> PASS *"),
+        ("", "POP3> APOP bob *"),
+        ("auth = \"plain\"", "POP3> AUTH PLAIN *"),
+        ("auth = \"xoauth2\"", "POP3> AUTH XOAUTH2"),
+        ("auth = \"oauthbearer\"", "POP3> AUTH OAUTHBEARER *"),
+    ] {
         for level in RFETCH_LEVELS {
             let secrets: Secrets = Arc::default();
             let port = pop3_server(Arc::clone(&secrets));
-            let out = run_rfetch("pop3", port, SECRET, plaintext, level);
+            let out = run_rfetch("pop3", port, SECRET, false, level, auth);
             let what = format!("rfetch POP3 ({login}) {level:?}");
             let text = check(&what, &out, SECRET, &secrets, &mut failures);
             if out.status.code() != Some(0) {
@@ -510,17 +534,19 @@ fn rfetch_pop3_never_shows_the_secret_and_traces_protocol_lines() {
 #[test]
 fn rfetch_imap_never_shows_the_secret_and_traces_protocol_lines() {
     let mut failures = Vec::new();
-    for (flavour, secret) in [
-        (ImapFlavour::Plain, SECRET),
-        (ImapFlavour::Plain, ASCII_SECRET),
-        (ImapFlavour::LiteralPlus, SECRET),
-        (ImapFlavour::SaslIr, SECRET),
-        (ImapFlavour::SaslNoIr, SECRET),
+    for (flavour, secret, auth) in [
+        (ImapFlavour::Plain, SECRET, ""),
+        (ImapFlavour::Plain, ASCII_SECRET, ""),
+        (ImapFlavour::LiteralPlus, SECRET, ""),
+        (ImapFlavour::SaslIr, SECRET, ""),
+        (ImapFlavour::SaslNoIr, SECRET, ""),
+        (ImapFlavour::OAuth, SECRET, "auth = \"xoauth2\""),
+        (ImapFlavour::OAuth, SECRET, "auth = \"oauthbearer\""),
     ] {
         for level in RFETCH_LEVELS {
             let secrets: Secrets = Arc::default();
             let port = imap_server(flavour, Arc::clone(&secrets));
-            let out = run_rfetch("imap", port, secret, true, level);
+            let out = run_rfetch("imap", port, secret, true, level, auth);
             let what = format!("rfetch IMAP {flavour:?} {secret:?} {level:?}");
             let text = check(&what, &out, secret, &secrets, &mut failures);
             if out.status.code() != Some(0) {
@@ -538,6 +564,8 @@ fn rfetch_imap_never_shows_the_secret_and_traces_protocol_lines() {
                     ImapFlavour::Plain | ImapFlavour::LiteralPlus => "LOGIN \"bob\" {",
                     ImapFlavour::SaslIr => "AUTHENTICATE PLAIN *",
                     ImapFlavour::SaslNoIr => "AUTHENTICATE PLAIN",
+                    ImapFlavour::OAuth if auth.contains("xoauth2") => "AUTHENTICATE XOAUTH2",
+                    ImapFlavour::OAuth => "AUTHENTICATE OAUTHBEARER *",
                 };
                 expect_lines(
                     &what,
@@ -564,7 +592,7 @@ fn server_text_cannot_forge_trace_lines_or_restyle_the_terminal() {
         Arc::clone(&secrets),
         "+OK hi\x1b[2J\x1b]0;title\x07\rrfetch: 99 messages forged\u{202e}\r\n",
     );
-    let out = run_rfetch("pop3", port, SECRET, true, &["-v", "-v"]);
+    let out = run_rfetch("pop3", port, SECRET, true, &["-v", "-v"], "");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
@@ -659,16 +687,36 @@ mod stack {
     fn real_stack_traces_hide_the_passwords() {
         let s = common::Stack::get();
         let mut failures = Vec::new();
-        for proto in ["imap", "pop3"] {
+        // Every fetch login Dovecot offers, by the TOML auth setting (the automatic choice is
+        // SCRAM-SHA-256 there).
+        for (proto, auth, login) in [
+            ("imap", "password", "LOGIN \"bob\" *"),
+            ("imap", "any", "IMAP> A0003 AUTHENTICATE SCRAM-SHA-256 *"),
+            ("imap", "plain", "IMAP> A0003 AUTHENTICATE PLAIN *"),
+            ("imap", "login", "IMAP> A0003 AUTHENTICATE LOGIN"),
+            ("imap", "cram-md5", "IMAP> A0003 AUTHENTICATE CRAM-MD5"),
+            (
+                "imap",
+                "scram-sha-1",
+                "IMAP> A0003 AUTHENTICATE SCRAM-SHA-1 *",
+            ),
+            ("pop3", "password", "POP3> PASS *"),
+            ("pop3", "any", "POP3> AUTH SCRAM-SHA-256 *"),
+            ("pop3", "plain", "POP3> AUTH PLAIN *"),
+            ("pop3", "login", "POP3> AUTH LOGIN"),
+            ("pop3", "cram-md5", "POP3> AUTH CRAM-MD5"),
+            ("pop3", "scram-sha-1", "POP3> AUTH SCRAM-SHA-1 *"),
+        ] {
             let dir = tempdir("trace-stack");
             clear_bob(&s);
             let msg = format!("From: a@localhost\r\nSubject: stack trace\r\n\r\n{BODY_MARK}\r\n");
             put_bob(&s, &dir, "m1", msg.as_bytes());
             let md = dir.join("Maildir");
             let target = format!("maildir = \"{}\"", md.display());
-            let config = toml_config(&s, &dir, proto, "starttls", &target, "");
+            let extra = format!("auth = \"{auth}\"");
+            let config = toml_config(&s, &dir, proto, "starttls", &target, &extra);
             let out = rfetch(&dir, &["-C", config.to_str().expect("utf-8"), "-v", "-v"]);
-            let what = format!("rfetch {proto} against the stack");
+            let what = format!("rfetch {proto} auth {auth} against the stack");
             let text = check(&what, &out, "bobpw", &Secrets::default(), &mut failures);
             if code(&out) != 0 {
                 failures.push(format!("{what}: exit {}:\n{text}", code(&out)));
@@ -677,16 +725,11 @@ mod stack {
                 &[
                     "IMAP< * OK",
                     "IMAP> A0001 STARTTLS",
-                    "LOGIN \"bob\" *",
+                    login,
                     "octets of message data",
                 ]
             } else {
-                &[
-                    "POP3< +OK",
-                    "POP3> STLS",
-                    "POP3> PASS *",
-                    "octets of message data",
-                ]
+                &["POP3< +OK", "POP3> STLS", login, "octets of message data"]
             };
             expect_lines(&what, &text, wanted, &mut failures);
             let _ = std::fs::remove_dir_all(&dir);

@@ -278,6 +278,30 @@ impl ServerSettings {
         value(&self.auth).unwrap_or(AuthSetting::Off)
     }
 
+    /// `auth` for fetching: unset, `on` and `any` are the automatic choice; an unsupported
+    /// value is an error naming where it was set (never a fall back to the plain password).
+    pub fn fetch_auth(&self) -> crate::error::Result<crate::session::auth::FetchAuth> {
+        use crate::session::auth::FetchAuth;
+        let Some(setting) = &self.auth else {
+            return Ok(FetchAuth::Any);
+        };
+        match &setting.value {
+            AuthSetting::Off | AuthSetting::Auto => Ok(FetchAuth::Any),
+            AuthSetting::Method(name) => FetchAuth::from_name(name).ok_or_else(|| {
+                crate::error::Error::new(
+                    crate::error::ErrorKind::Config,
+                    format!(
+                        "{}: auth {} is not supported for fetching (use any, password, apop, \
+                         plain, login, cram-md5, scram-sha-1, scram-sha-256 (-plus), external, \
+                         xoauth2, oauthbearer or implicit)",
+                        setting.at,
+                        name.to_ascii_lowercase()
+                    ),
+                )
+            }),
+        }
+    }
+
     pub fn danger_plaintext_auth(&self) -> bool {
         value(&self.danger_plaintext_auth).unwrap_or(false)
     }

@@ -154,6 +154,13 @@ fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmail
 /// Command-line options that override every selected poll.
 fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
     let cl = |v| Some(Sourced::new(v, Provenance::CommandLine));
+    if let Some(auth) = &args.auth {
+        // Checked when the poll logs in (an unsupported value names the command line).
+        s.fetch.server.auth = Some(Sourced::new(
+            crate::account::AuthSetting::Method(auth.to_ascii_uppercase()),
+            Provenance::CommandLine,
+        ));
+    }
     if args.keep {
         s.fetch.keep = cl(true);
     }

@@ -37,7 +37,8 @@ use toml::Spanned;
 
 use crate::account::keys::{self, KeyError, KeyValue};
 use crate::account::{
-    Account, Env, FetchProtocol, FetchSettings, Provenance, ServerSettings, Sourced, SubmitSettings,
+    Account, AuthSetting, Env, FetchProtocol, FetchSettings, Provenance, ServerSettings, Sourced,
+    SubmitSettings,
 };
 
 use super::{ConfigError, Location};
@@ -298,6 +299,10 @@ fn build_fetch(
         }
         ctx.check_type(key, v)?;
         let at = ctx.provenance(&v.span());
+        if key == "auth" {
+            f.server.auth = Some(Sourced::new(fetch_auth(ctx, v)?, at));
+            continue;
+        }
         match keys::set_fetch(&mut f, key, &v.get_ref().to_key_value(), &at, ctx.env) {
             Ok(Some(w)) => log::warn!("{at}: {w}"),
             Ok(None) => {}
@@ -305,6 +310,29 @@ fn build_fetch(
         }
     }
     Ok(f)
+}
+
+/// A fetch section's `auth`: true/"on"/"any" for the automatic choice, or a method fetching
+/// can use ("password", "apop", "cram-md5", "scram-sha-256", "external", ...); what postie
+/// cannot do (GSSAPI, NTLM, Kerberos, ...) is an error here, never a fall back to the password.
+fn fetch_auth(ctx: &Ctx<'_>, v: &Spanned<Scalar>) -> Result<AuthSetting, ConfigError> {
+    let text = v.get_ref().to_text();
+    match text.as_str() {
+        "" | "on" | "off" => Ok(AuthSetting::Auto),
+        name => match crate::session::auth::FetchAuth::from_name(name) {
+            Some(crate::session::auth::FetchAuth::Any) => Ok(AuthSetting::Auto),
+            Some(_) => Ok(AuthSetting::Method(name.to_ascii_uppercase())),
+            None => Err(ctx.error(
+                &v.span(),
+                format!(
+                    "auth {name:?} is not supported for fetching: use true, \"any\", \
+                     \"password\", \"apop\", \"plain\", \"login\", \"cram-md5\", \
+                     \"scram-sha-1\", \"scram-sha-256\" (or their -plus), \"external\", \
+                     \"xoauth2\", \"oauthbearer\" or \"implicit\""
+                ),
+            )),
+        },
+    }
 }
 
 /// Parses the native TOML config. `path` is for provenance and messages only.

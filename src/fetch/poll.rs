@@ -558,6 +558,7 @@ fn poll_pop3(
     settings.tls = f.tls_options()?;
     settings.connect = f.connect_options();
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
+    settings.auth = f.server.fetch_auth()?;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
@@ -852,6 +853,7 @@ pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> R
     settings.tls = f.tls_options()?;
     settings.connect = f.connect_options();
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
+    settings.auth = f.server.fetch_auth()?;
     settings.force_idle = force_idle;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = ImapSession::connect(&settings)

@@ -6,11 +6,12 @@
 use std::path::PathBuf;
 
 use super::multidrop;
+use crate::account::AuthSetting;
 use crate::account::{
     Account, Env, FetchProtocol, FetchSettings, Provenance, Secret, ServerSettings, Sourced,
     Target, TrustFile,
 };
-use crate::config::fetchmailrc::{FetchmailRc, PollEntry, Protocol, UserEntry};
+use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, UserEntry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
@@ -254,6 +255,34 @@ pub fn from_fetchmailrc(rc: &FetchmailRc, env: &Env) -> Result<Vec<PollSpec>> {
     Ok(out)
 }
 
+/// fetchmail's `auth` value as the account model's setting; what rfetch cannot do is an
+/// error naming the line, never a fall back to the plain password.
+fn rc_auth(auth: AuthType, line: u32, bad: &dyn Fn(u32, String) -> Error) -> Result<AuthSetting> {
+    let method = |m: &str| Ok(AuthSetting::Method(m.to_owned()));
+    match auth {
+        AuthType::Any => Ok(AuthSetting::Auto),
+        AuthType::Password => method("PASSWORD"),
+        AuthType::CramMd5 => method("CRAM-MD5"),
+        AuthType::External => method("EXTERNAL"),
+        AuthType::Implicit => method("IMPLICIT"),
+        AuthType::OauthBearer => method("OAUTHBEARER"),
+        AuthType::Xoauth2 => method("XOAUTH2"),
+        AuthType::KerberosV4
+        | AuthType::KerberosV5
+        | AuthType::Gssapi
+        | AuthType::Otp
+        | AuthType::Ntlm
+        | AuthType::Msn => Err(bad(
+            line,
+            format!(
+                "auth {} is not supported by rfetch (use any, password, cram-md5, external, \
+                 oauthbearer, xoauth2 or ssh)",
+                auth.name()
+            ),
+        )),
+    }
+}
+
 fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> Result<PollSpec> {
     let path = &rc.source;
     let at = |line: u32| Provenance::file(path.clone(), line);
@@ -300,6 +329,9 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             })?,
         };
         server.port = Some(Sourced::new(port, at(svc.line)));
+    }
+    if let Some(a) = &so.auth {
+        server.auth = Some(Sourced::new(rc_auth(a.value, a.line, &bad)?, at(a.line)));
     }
     if let Some(t) = &so.timeout {
         server.timeout = Some(Sourced::new(

@@ -154,6 +154,23 @@ impl Connection {
         }
     }
 
+    /// The tls-exporter channel binding value (RFC 9266: 32 bytes exported with the label
+    /// "EXPORTER-Channel-Binding" and no context) for SCRAM -PLUS. Only for TLS 1.3: under
+    /// TLS 1.2 the exporter is unique to the connection only with the extended master secret,
+    /// which the client cannot see was used.
+    pub fn tls_exporter(&self) -> Option<Vec<u8>> {
+        let Stream::Tls(s) = &self.stream else {
+            return None;
+        };
+        if s.conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        s.conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
+            .map(|k| k.to_vec())
+    }
+
     /// The negotiated cipher suite ("TLS13_AES_256_GCM_SHA384"), when TLS is active.
     pub fn cipher_suite(&self) -> Option<String> {
         match &self.stream {

@@ -1,7 +1,10 @@
 //! SASL client mechanisms, protocol-agnostic (raw bytes in and out; base64 framing is the
-//! protocol's job): PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login), CRAM-MD5 (RFC 2195),
-//! SCRAM-SHA-256 (RFC 5802, RFC 7677; the server signature is verified), XOAUTH2 (Google's
-//! format) and OAUTHBEARER (RFC 7628). Secrets never appear in Debug output.
+//! protocol's job), and the one rule that picks a mechanism for SMTP, POP3 and IMAP alike:
+//! PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login), CRAM-MD5 (RFC 2195), SCRAM-SHA-1 and
+//! SCRAM-SHA-256 (RFC 5802, RFC 7677; the server signature is verified) with their -PLUS
+//! variants bound to the TLS channel (tls-exporter, RFC 9266), EXTERNAL (RFC 4422 appendix A:
+//! the TLS client certificate), XOAUTH2 (Google's format) and OAUTHBEARER (RFC 7628). Secrets
+//! never appear in Debug output.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -16,19 +19,29 @@ pub enum Mechanism {
     Plain,
     Login,
     CramMd5,
+    ScramSha1,
+    ScramSha1Plus,
     ScramSha256,
+    ScramSha256Plus,
+    External,
     XOAuth2,
     OAuthBearer,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first (the order used for automatic choice, before the
-    /// plaintext-equivalent filter; the OAuth ones are never chosen automatically).
-    pub const ALL: [Mechanism; 6] = [
+    /// plaintext-equivalent filter): bound to the TLS channel, then proving the password
+    /// without revealing it, then revealing it. EXTERNAL and the OAuth ones are never chosen
+    /// automatically (they need a certificate or a token instead of a password).
+    pub const ALL: [Mechanism; 10] = [
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha1Plus,
         Mechanism::ScramSha256,
+        Mechanism::ScramSha1,
         Mechanism::CramMd5,
         Mechanism::Plain,
         Mechanism::Login,
+        Mechanism::External,
         Mechanism::OAuthBearer,
         Mechanism::XOAuth2,
     ];
@@ -39,7 +52,11 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::Login => "LOGIN",
             Mechanism::CramMd5 => "CRAM-MD5",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::External => "EXTERNAL",
             Mechanism::XOAuth2 => "XOAUTH2",
             Mechanism::OAuthBearer => "OAUTHBEARER",
         }
@@ -61,18 +78,148 @@ impl Mechanism {
         )
     }
 
-    /// Whether the mechanism may be picked by "auth auto" (msmtp never picks OAuth ones).
+    /// Whether the mechanism may be picked by "auth auto" (msmtp never picks OAuth ones, and
+    /// EXTERNAL only makes sense with a client certificate the user configured for it).
     pub fn is_automatic(self) -> bool {
-        !matches!(self, Mechanism::XOAuth2 | Mechanism::OAuthBearer)
+        !matches!(
+            self,
+            Mechanism::XOAuth2 | Mechanism::OAuthBearer | Mechanism::External
+        )
     }
 
     /// Whether the client speaks first (an initial response is available from `start`).
     pub fn client_first(self) -> bool {
         matches!(
             self,
-            Mechanism::Plain | Mechanism::ScramSha256 | Mechanism::OAuthBearer
+            Mechanism::Plain
+                | Mechanism::External
+                | Mechanism::OAuthBearer
+                | Mechanism::ScramSha1
+                | Mechanism::ScramSha1Plus
+                | Mechanism::ScramSha256
+                | Mechanism::ScramSha256Plus
         )
     }
+
+    /// Whether the exchange binds to the TLS channel (the -PLUS variants): it needs the
+    /// connection's tls-exporter value.
+    pub fn needs_channel_binding(self) -> bool {
+        matches!(self, Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus)
+    }
+
+    /// Whether the exchange needs no password (the TLS client certificate identifies us).
+    pub fn needs_no_password(self) -> bool {
+        self == Mechanism::External
+    }
+
+    fn scram_hash(self) -> Option<ScramHash> {
+        match self {
+            Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(ScramHash::Sha1),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(ScramHash::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// The hash a SCRAM mechanism is built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScramHash {
+    Sha1,
+    Sha256,
+}
+
+impl ScramHash {
+    fn len(self) -> usize {
+        match self {
+            ScramHash::Sha1 => 20,
+            ScramHash::Sha256 => 32,
+        }
+    }
+
+    fn pbkdf2(self) -> ring::pbkdf2::Algorithm {
+        match self {
+            ScramHash::Sha1 => ring::pbkdf2::PBKDF2_HMAC_SHA1,
+            ScramHash::Sha256 => ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        }
+    }
+
+    fn hmac(self) -> ring::hmac::Algorithm {
+        match self {
+            // SCRAM-SHA-1 is defined on SHA-1; HMAC-SHA-1 is not broken by SHA-1 collisions.
+            ScramHash::Sha1 => ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            ScramHash::Sha256 => ring::hmac::HMAC_SHA256,
+        }
+    }
+
+    fn digest(self) -> &'static ring::digest::Algorithm {
+        match self {
+            ScramHash::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            ScramHash::Sha256 => &ring::digest::SHA256,
+        }
+    }
+}
+
+/// What the connection allows when a mechanism is chosen automatically or checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Conditions {
+    /// Plaintext-equivalent mechanisms may be used (TLS, a loopback peer, or the user's
+    /// explicit permission).
+    pub cleartext_ok: bool,
+    /// The connection's tls-exporter value is available (TLS 1.3): -PLUS may be used.
+    pub channel_binding: bool,
+}
+
+/// Why no mechanism could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChoiceError {
+    /// The server offers none of the acceptable mechanisms.
+    NotOffered,
+    /// The mechanism would reveal the secret on this connection.
+    Cleartext(Mechanism),
+    /// The -PLUS mechanism needs TLS 1.3 (tls-exporter channel binding).
+    NoChannelBinding(Mechanism),
+}
+
+/// Picks the mechanism for one login, for every protocol alike: `wanted` is used as is when
+/// offered and allowed; without it, the strongest offered one of [`Mechanism::ALL`] that
+/// [`Mechanism::is_automatic`] and the connection allows (fetchmail's `any` and msmtp's
+/// `auth on`: channel-bound SCRAM, SCRAM, CRAM-MD5, then PLAIN and LOGIN).
+pub fn choose(
+    offered: impl Fn(Mechanism) -> bool,
+    wanted: Option<Mechanism>,
+    cond: Conditions,
+) -> Result<Mechanism, ChoiceError> {
+    let check = |m: Mechanism| {
+        if m.is_plaintext_equivalent() && !cond.cleartext_ok {
+            Err(ChoiceError::Cleartext(m))
+        } else if m.needs_channel_binding() && !cond.channel_binding {
+            Err(ChoiceError::NoChannelBinding(m))
+        } else {
+            Ok(m)
+        }
+    };
+    if let Some(m) = wanted {
+        return if offered(m) {
+            check(m)
+        } else {
+            Err(ChoiceError::NotOffered)
+        };
+    }
+    let mut first_refusal = None;
+    for m in Mechanism::ALL
+        .into_iter()
+        .filter(|&m| m.is_automatic() && offered(m))
+    {
+        match check(m) {
+            Ok(m) => return Ok(m),
+            // A -PLUS the connection cannot bind is simply skipped for its plain variant.
+            Err(ChoiceError::NoChannelBinding(_)) => {}
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_refusal.unwrap_or(ChoiceError::NotOffered))
 }
 
 impl fmt::Display for Mechanism {
@@ -98,6 +245,8 @@ pub enum SaslError {
     ServerSignatureMismatch,
     #[error("the server claimed success without proving it knows the password")]
     ServerNotVerified,
+    #[error("{0} needs the TLS channel binding, and this connection has none")]
+    NoChannelBinding(Mechanism),
 }
 
 /// A string that prints as `<redacted>` in Debug output.
@@ -132,6 +281,8 @@ pub struct SaslClient {
     secret: Redacted,
     /// OAUTHBEARER's optional host/port fields.
     server: Option<(String, u16)>,
+    /// The connection's tls-exporter value, when it has one (TLS 1.3).
+    channel_binding: Option<Redacted<Vec<u8>>>,
     nonce: Redacted,
     state: State,
 }
@@ -153,6 +304,7 @@ impl SaslClient {
             user: user.to_string(),
             secret: Redacted(secret.to_string()),
             server: None,
+            channel_binding: None,
             nonce: Redacted(nonce.to_string()),
             state: State::Initial,
         }
@@ -161,6 +313,14 @@ impl SaslClient {
     /// Sets the host and port OAUTHBEARER reports to the server.
     pub fn with_server(mut self, host: &str, port: u16) -> SaslClient {
         self.server = Some((host.to_string(), port));
+        self
+    }
+
+    /// Gives SCRAM the connection's tls-exporter value (RFC 9266): the -PLUS variants bind to
+    /// it, and plain SCRAM then says "y" (we could bind, the server did not offer it), so a
+    /// man in the middle who strips -PLUS from the server's list is noticed by the server.
+    pub fn with_channel_binding(mut self, exporter: Option<Vec<u8>>) -> SaslClient {
+        self.channel_binding = exporter.map(Redacted);
         self
     }
 
@@ -187,9 +347,21 @@ impl SaslClient {
                 self.state = State::Sent(0);
                 Some(self.oauthbearer_response())
             }
-            Mechanism::ScramSha256 => {
+            // The empty authorization identity: act as whoever the certificate names.
+            Mechanism::External => {
+                self.state = State::Sent(0);
+                Some(Vec::new())
+            }
+            Mechanism::ScramSha1
+            | Mechanism::ScramSha1Plus
+            | Mechanism::ScramSha256
+            | Mechanism::ScramSha256Plus => {
+                if self.mechanism.needs_channel_binding() && self.channel_binding.is_none() {
+                    self.state = State::Sent(u32::MAX);
+                    return None;
+                }
                 let bare = format!("n={},r={}", scram_escape(&self.user), self.nonce.0);
-                let msg = format!("n,,{bare}").into_bytes();
+                let msg = format!("{}{bare}", self.gs2_header()).into_bytes();
                 self.state = State::ScramFirstSent {
                     client_first_bare: bare,
                 };
@@ -199,9 +371,25 @@ impl SaslClient {
         }
     }
 
+    /// RFC 5802 §7 gs2-header: "p=tls-exporter" for -PLUS, "y" when we could bind but the
+    /// mechanism is the plain one, "n" without TLS; no authorization identity.
+    fn gs2_header(&self) -> &'static str {
+        if self.mechanism.needs_channel_binding() {
+            "p=tls-exporter,,"
+        } else if self.channel_binding.is_some() {
+            "y,,"
+        } else {
+            "n,,"
+        }
+    }
+
     /// The answer to a server challenge (raw bytes, already base64-decoded by the protocol).
     pub fn step(&mut self, challenge: &[u8]) -> Result<Vec<u8>, SaslError> {
         let state = std::mem::replace(&mut self.state, State::Sent(u32::MAX));
+        if self.mechanism.needs_channel_binding() && self.channel_binding.is_none() {
+            return Err(SaslError::NoChannelBinding(self.mechanism));
+        }
+        let is_scram = self.mechanism.scram_hash().is_some();
         let (response, next) = match (self.mechanism, state) {
             // A server that wants the initial response after an empty challenge.
             (Mechanism::Plain, State::Initial) => (self.plain_response(), State::Sent(0)),
@@ -226,14 +414,16 @@ impl SaslClient {
                 }
                 (answer, State::Sent(0))
             }
-            (Mechanism::ScramSha256, State::Initial) => {
+            // A server that asks for the initial response with an empty challenge.
+            (Mechanism::External, State::Initial) => (Vec::new(), State::Sent(0)),
+            (_, State::Initial) if is_scram => {
                 // The protocol could not send an initial response: start over from here.
                 self.state = State::Initial;
                 return self
                     .start()
                     .ok_or(SaslError::UnexpectedChallenge(self.mechanism));
             }
-            (Mechanism::ScramSha256, State::ScramFirstSent { client_first_bare }) => {
+            (_, State::ScramFirstSent { client_first_bare }) => {
                 let (answer, server_signature) = self.scram_final(&client_first_bare, challenge)?;
                 (
                     answer,
@@ -242,7 +432,7 @@ impl SaslClient {
                     },
                 )
             }
-            (Mechanism::ScramSha256, State::ScramFinalSent { server_signature }) => {
+            (_, State::ScramFinalSent { server_signature }) => {
                 scram_verify(&server_signature.0, challenge)?;
                 (Vec::new(), State::ScramVerified)
             }
@@ -256,7 +446,7 @@ impl SaslClient {
     /// the protocol carries one. For SCRAM, success without a verified server signature is an
     /// error: the server might not know the password.
     pub fn finish(&mut self, additional_data: Option<&[u8]>) -> Result<(), SaslError> {
-        if self.mechanism != Mechanism::ScramSha256 {
+        if self.mechanism.scram_hash().is_none() {
             return Ok(());
         }
         match (&self.state, additional_data) {
@@ -336,23 +526,33 @@ impl SaslClient {
             .and_then(NonZeroU32::new)
             .ok_or(SaslError::BadIterationCount(iterations))?;
 
-        let mut salted = [0u8; 32];
+        let hash = self
+            .mechanism
+            .scram_hash()
+            .ok_or(SaslError::UnexpectedChallenge(self.mechanism))?;
+        let mut salted = vec![0u8; hash.len()];
         ring::pbkdf2::derive(
-            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            hash.pbkdf2(),
             iters,
             &salt,
             self.secret.0.as_bytes(),
             &mut salted,
         );
-        let salted_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salted);
+        let salted_key = ring::hmac::Key::new(hash.hmac(), &salted);
         let client_key = ring::hmac::sign(&salted_key, b"Client Key");
-        let stored_key = ring::digest::digest(&ring::digest::SHA256, client_key.as_ref());
+        let stored_key = ring::digest::digest(hash.digest(), client_key.as_ref());
         let server_key_tag = ring::hmac::sign(&salted_key, b"Server Key");
 
-        // "biws" is base64("n,,"): no channel binding, no authzid.
-        let without_proof = format!("c=biws,r={nonce}");
+        // c= is the gs2 header again, followed by the channel binding data for -PLUS.
+        let mut binding = self.gs2_header().as_bytes().to_vec();
+        if self.mechanism.needs_channel_binding()
+            && let Some(cb) = &self.channel_binding
+        {
+            binding.extend_from_slice(&cb.0);
+        }
+        let without_proof = format!("c={},r={nonce}", B64.encode(&binding));
         let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let stored = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, stored_key.as_ref());
+        let stored = ring::hmac::Key::new(hash.hmac(), stored_key.as_ref());
         let client_signature = ring::hmac::sign(&stored, auth_message.as_bytes());
         let proof: Vec<u8> = client_key
             .as_ref()
@@ -360,7 +560,7 @@ impl SaslClient {
             .zip(client_signature.as_ref())
             .map(|(k, s)| k ^ s)
             .collect();
-        let server_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, server_key_tag.as_ref());
+        let server_key = ring::hmac::Key::new(hash.hmac(), server_key_tag.as_ref());
         let server_signature = ring::hmac::sign(&server_key, auth_message.as_bytes());
         let answer = format!("{without_proof},p={}", B64.encode(proof)).into_bytes();
         Ok((answer, server_signature.as_ref().to_vec()))
@@ -610,6 +810,140 @@ mod tests {
             o.step(b"{\"status\":\"invalid_token\"}"),
             Ok(b"\x01".to_vec())
         );
+    }
+
+    #[test]
+    fn scram_sha1_rfc5802() {
+        let mut c = SaslClient::with_nonce(
+            Mechanism::ScramSha1,
+            "user",
+            "pencil",
+            "fyko+d2lbbFgONRv9qkxdawL",
+        );
+        assert_eq!(
+            c.start(),
+            Some(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL".to_vec())
+        );
+        let client_final = c
+            .step(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
+            .map(String::from_utf8);
+        assert_eq!(
+            client_final,
+            Ok(Ok(
+                "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
+                    .to_string()
+            ))
+        );
+        assert_eq!(c.step(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ="), Ok(Vec::new()));
+        assert_eq!(c.finish(None), Ok(()));
+        // A server-final for another password (the SHA-256 one) must abort.
+        let mut c = SaslClient::with_nonce(Mechanism::ScramSha1, "user", "pencil", "fyko");
+        c.start();
+        c.step(b"r=fykoX,s=QSXCR+Q6sek8bf92,i=4096").ok();
+        assert_eq!(
+            c.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+            Err(SaslError::ServerSignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn scram_channel_binding_headers() {
+        let exporter = vec![7u8; 32];
+        // -PLUS: p=tls-exporter in client-first, and c= carries the header plus the exporter.
+        let mut c = SaslClient::with_nonce(Mechanism::ScramSha256Plus, "u", "pw", "N")
+            .with_channel_binding(Some(exporter.clone()));
+        assert_eq!(c.start(), Some(b"p=tls-exporter,,n=u,r=N".to_vec()));
+        let fin = c
+            .step(b"r=NS,s=QSXCR+Q6sek8bf92,i=4096")
+            .unwrap_or_default();
+        let mut cb = b"p=tls-exporter,,".to_vec();
+        cb.extend_from_slice(&exporter);
+        let expect = format!("c={},r=NS,p=", B64.encode(&cb));
+        assert!(
+            String::from_utf8_lossy(&fin).starts_with(&expect),
+            "{}",
+            String::from_utf8_lossy(&fin)
+        );
+        // Plain SCRAM on a connection that could bind says "y" (base64 "eSws").
+        let mut c = SaslClient::with_nonce(Mechanism::ScramSha256, "u", "pw", "N")
+            .with_channel_binding(Some(exporter));
+        assert_eq!(c.start(), Some(b"y,,n=u,r=N".to_vec()));
+        let fin = c
+            .step(b"r=NS,s=QSXCR+Q6sek8bf92,i=4096")
+            .unwrap_or_default();
+        assert!(fin.starts_with(b"c=eSws,r=NS,p="));
+        // -PLUS without a binding sends nothing and fails on any challenge.
+        let mut c = SaslClient::with_nonce(Mechanism::ScramSha1Plus, "u", "pw", "N");
+        assert_eq!(c.start(), None);
+        assert_eq!(
+            c.step(b""),
+            Err(SaslError::NoChannelBinding(Mechanism::ScramSha1Plus))
+        );
+    }
+
+    #[test]
+    fn external_sends_empty_authzid() {
+        let mut c = SaslClient::new(Mechanism::External, "alice", "");
+        assert_eq!(c.start(), Some(Vec::new()));
+        assert!(c.step(b"").is_err());
+        let mut c = SaslClient::new(Mechanism::External, "alice", "");
+        assert_eq!(c.step(b""), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn choice_order_and_conditions() {
+        use Mechanism::*;
+        let offers = |list: &'static [Mechanism]| move |m: Mechanism| list.contains(&m);
+        let tls13 = Conditions {
+            cleartext_ok: true,
+            channel_binding: true,
+        };
+        let tls12 = Conditions {
+            cleartext_ok: true,
+            channel_binding: false,
+        };
+        let clear = Conditions::default();
+        let all: &[Mechanism] = &[
+            Plain,
+            Login,
+            CramMd5,
+            ScramSha1,
+            ScramSha256,
+            ScramSha1Plus,
+            ScramSha256Plus,
+            External,
+            XOAuth2,
+        ];
+        assert_eq!(choose(offers(all), None, tls13), Ok(ScramSha256Plus));
+        assert_eq!(choose(offers(all), None, tls12), Ok(ScramSha256));
+        assert_eq!(choose(offers(all), None, clear), Ok(ScramSha256));
+        assert_eq!(
+            choose(offers(&[ScramSha1Plus, ScramSha1, CramMd5]), None, tls13),
+            Ok(ScramSha1Plus)
+        );
+        assert_eq!(choose(offers(&[CramMd5, Plain]), None, clear), Ok(CramMd5));
+        assert_eq!(choose(offers(&[Login, Plain]), None, tls12), Ok(Plain));
+        assert_eq!(
+            choose(offers(&[Login, Plain]), None, clear),
+            Err(ChoiceError::Cleartext(Plain))
+        );
+        assert_eq!(
+            choose(offers(&[External, XOAuth2]), None, tls13),
+            Err(ChoiceError::NotOffered)
+        );
+        assert_eq!(
+            choose(offers(all), Some(XOAuth2), clear),
+            Err(ChoiceError::Cleartext(XOAuth2))
+        );
+        assert_eq!(
+            choose(offers(all), Some(ScramSha1Plus), tls12),
+            Err(ChoiceError::NoChannelBinding(ScramSha1Plus))
+        );
+        assert_eq!(
+            choose(offers(&[Plain]), Some(CramMd5), tls13),
+            Err(ChoiceError::NotOffered)
+        );
+        assert_eq!(choose(offers(all), Some(External), clear), Ok(External));
     }
 
     #[test]

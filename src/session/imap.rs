@@ -5,64 +5,39 @@
 //! over a [`crate::net::Connection`].
 
 use std::fmt;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use super::auth::{self, Cleartext, Initial, SaslStep, SaslWire};
+pub use super::auth::{FetchAuth, Secret, Server};
+use super::link::{self, Link, SessionStart};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
-use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
-use crate::proto::imap::{self, Code, Command, Event, ImapError, Search, Status};
+use crate::net::{Connection, Endpoint, TlsMode};
+use crate::proto::imap::{self, Code, Command, Event, Search, Status};
+use crate::proto::sasl::Mechanism;
 use crate::proto::trace::Outbound;
-
-pub use super::pop3::{SaslClient, Secret};
-use super::pop3::{check_plaintext, plain_mechanism};
-
-/// How to log in to an IMAP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImapAuth {
-    /// LOGIN, or AUTHENTICATE PLAIN when the server says LOGINDISABLED.
-    #[default]
-    Auto,
-    /// LOGIN (RFC 9051 §6.2.3).
-    Login,
-    /// AUTHENTICATE PLAIN (RFC 4616), with SASL-IR when advertised.
-    Plain,
-}
 
 /// Everything needed to open and log in to one IMAP account.
 #[derive(Debug, Clone)]
 pub struct ImapSettings {
-    pub endpoint: Endpoint,
-    pub tls_mode: TlsMode,
-    pub tls: TlsOptions,
-    pub connect: ConnectOptions,
-    pub user: String,
-    pub password: Secret,
-    pub auth: ImapAuth,
-    /// Allow LOGIN and AUTHENTICATE PLAIN over an unencrypted connection.
-    pub allow_plaintext: bool,
+    pub server: Server,
     /// Send IDLE even when the server does not announce it (fetchmail `forceidle`).
     pub force_idle: bool,
     pub limits: imap::Limits,
 }
 
 impl ImapSettings {
-    /// Settings with the defaults: STARTTLS required, Auto login.
+    /// Settings with the defaults: STARTTLS required, `any` login.
     pub fn new(endpoint: Endpoint, user: impl Into<String>, password: Secret) -> Self {
         ImapSettings {
-            endpoint,
-            tls_mode: TlsMode::default(),
-            tls: TlsOptions::default(),
-            connect: ConnectOptions::default(),
-            user: user.into(),
-            password,
-            auth: ImapAuth::default(),
-            allow_plaintext: false,
+            server: Server::new(endpoint, user, password),
             force_idle: false,
             limits: imap::Limits::default(),
         }
     }
 }
+
+derefs_to_server!(ImapSettings);
 
 /// What SELECT/EXAMINE reported.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,12 +86,10 @@ pub const IDLE_SLICE: Duration = Duration::from_millis(500);
 
 /// An IMAP session.
 pub struct ImapSession {
-    conn: Connection,
+    link: Link,
     client: imap::Client,
     settings: ImapSettings,
     authenticated: bool,
-    read_buf: Vec<u8>,
-    broken: bool,
     /// EXISTS seen since the last SELECT/NOOP/IDLE, for callers that care.
     last_exists: Option<u32>,
     /// Commands sent without waiting for their completion (tag, name), oldest first: see
@@ -126,11 +99,8 @@ pub struct ImapSession {
 
 impl fmt::Debug for ImapSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImapSession")
-            .field("peer", &self.conn.peer())
-            .field("tls", &self.conn.is_tls())
-            .field("user", &self.settings.user)
-            .finish()
+        self.link
+            .debug_session(f, "ImapSession", &self.settings.user)
     }
 }
 
@@ -146,89 +116,28 @@ impl ImapSession {
     /// Connects, reads the greeting and, with [`TlsMode::Starttls`], upgrades (mandatory)
     /// and asks CAPABILITY again.
     pub fn connect(settings: &ImapSettings) -> Result<ImapSession> {
-        let ep = &settings.endpoint;
-        let context = || format!("cannot open IMAP session with {}:{}", ep.host, ep.port);
-        let conn = match settings.tls_mode {
-            TlsMode::Implicit => net::connect_tls(ep, &settings.connect, &settings.tls),
-            TlsMode::Off | TlsMode::Starttls => net::connect(ep, &settings.connect),
+        link::connect(&settings.server, "IMAP", |conn| Self::start(conn, settings))
+    }
+
+    /// A session on `link` with `client` (a new one, or the one that read the greeting).
+    fn fresh(link: Link, mut client: imap::Client, settings: &ImapSettings) -> ImapSession {
+        client.set_trace(plog::wire_enabled());
+        ImapSession {
+            link,
+            client,
+            settings: settings.clone(),
+            authenticated: false,
+            last_exists: None,
+            deferred: Vec::new(),
         }
-        .map_err(|e| Error::from(e).context(context()))?;
-        Self::start(conn, settings).map_err(|e| e.context(context()))
     }
 
     /// Runs the session start (greeting, CAPABILITY, STARTTLS) on an open connection.
     pub fn start(conn: Connection, settings: &ImapSettings) -> Result<ImapSession> {
-        let mut client = imap::Client::new(settings.limits);
-        client.set_trace(plog::wire_enabled());
-        let mut s = ImapSession {
-            conn,
-            client,
-            settings: settings.clone(),
-            authenticated: false,
-            read_buf: vec![0; 64 * 1024],
-            broken: false,
-            last_exists: None,
-            deferred: Vec::new(),
-        };
-        match s.next_event()? {
-            Event::Greeting {
-                status: Status::Ok, ..
-            } => {}
-            Event::Greeting {
-                status: Status::Preauth,
-                ..
-            } => {
-                if settings.tls_mode == TlsMode::Starttls && !s.conn.is_tls() {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "server sent PREAUTH on an unencrypted connection: STARTTLS is impossible \
-                         after PREAUTH, and TLS is required",
-                    ));
-                }
-                s.authenticated = true;
-            }
-            Event::Greeting { text, .. } => {
-                return Err(Error::new(
-                    ErrorKind::RejectedTemporary,
-                    format!("server refused the session: {text}"),
-                ));
-            }
-            other => return Err(unexpected(&other)),
-        }
-        if s.client.capabilities().is_empty() {
-            s.capability()?;
-        }
-        if settings.tls_mode == TlsMode::Starttls && !s.conn.is_tls() {
-            if !s.client.has_capability("STARTTLS") {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    "server does not offer STARTTLS, and TLS is required",
-                ));
-            }
-            let done = s.run(&Command::StartTls)?;
-            if done.status != Status::Ok {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!("server refused STARTTLS: {}", done.text),
-                ));
-            }
-            let ImapSession { conn, client, .. } = s;
-            let conn = conn.upgrade_tls(&settings.tls, &settings.endpoint.host)?;
-            s = ImapSession {
-                conn,
-                client,
-                settings: settings.clone(),
-                authenticated: false,
-                read_buf: vec![0; 64 * 1024],
-                broken: false,
-                last_exists: None,
-                deferred: Vec::new(),
-            };
-            s.client.tls_established();
-            s.client.set_trace(plog::wire_enabled());
-            s.capability()?;
-        }
-        Ok(s)
+        let client = imap::Client::new(settings.limits);
+        let s = Self::fresh(Link::new(conn, "IMAP"), client, settings);
+        let upgrade = settings.tls_mode == TlsMode::Starttls && !s.is_tls();
+        link::start(s, upgrade)
     }
 
     /// The capabilities last announced, upper-cased.
@@ -243,12 +152,12 @@ impl ImapSession {
 
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        self.conn.is_tls()
+        self.link.conn().is_tls()
     }
 
     /// The underlying connection (for TLS details).
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.link.conn()
     }
 
     /// Logs in with the configured method (nothing to do after PREAUTH on a TLS connection).
@@ -256,99 +165,61 @@ impl ImapSession {
         if self.authenticated {
             return Ok(());
         }
-        let user = self.settings.user.clone();
-        let method = match self.settings.auth {
-            ImapAuth::Auto if self.has_capability("LOGINDISABLED") => ImapAuth::Plain,
-            ImapAuth::Auto => ImapAuth::Login,
-            m => m,
-        };
-        match method {
-            ImapAuth::Plain => {
-                let mut mech = plain_mechanism(&user, &self.settings.password);
-                self.login_sasl(&mut mech)
-            }
-            ImapAuth::Login | ImapAuth::Auto => {
-                check_plaintext(
-                    self.conn.is_tls(),
-                    self.settings.allow_plaintext,
-                    &user,
-                    "LOGIN",
-                )?;
-                if self.has_capability("LOGINDISABLED") {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "server has disabled LOGIN (LOGINDISABLED)",
-                    ));
+        match self.settings.auth {
+            FetchAuth::Implicit => Ok(()),
+            FetchAuth::Sasl(m) => self.login_sasl(Some(m)).map(|_| ()),
+            FetchAuth::Apop => Err(Error::new(
+                ErrorKind::Config,
+                "APOP is a POP3 login: IMAP has no such method",
+            )),
+            FetchAuth::Password => self.login_password(),
+            FetchAuth::Any => {
+                if self.login_sasl(None)? {
+                    return Ok(());
                 }
-                let done = self.run(&Command::Login {
-                    user: user.clone(),
-                    password: self.settings.password.expose().to_string(),
-                })?;
-                self.after_login(done, &user)
+                self.login_password()
             }
         }
     }
 
-    /// Logs in with AUTHENTICATE and a SASL mechanism (initial response sent as SASL-IR when
-    /// the server advertises it).
-    pub fn login_sasl(&mut self, mech: &mut dyn SaslClient) -> Result<()> {
-        let user = self.settings.user.clone();
-        if mech.sends_plaintext_secret() {
-            check_plaintext(
-                self.conn.is_tls(),
-                self.settings.allow_plaintext,
-                &user,
-                mech.mechanism(),
-            )?;
-        }
-        let name = mech.mechanism().to_string();
-        if !self.has_capability(&format!("AUTH={name}")) {
+    /// LOGIN, or AUTHENTICATE PLAIN when the server has disabled LOGIN.
+    fn login_password(&mut self) -> Result<()> {
+        if self.has_capability("LOGINDISABLED") {
+            if self.has_capability("AUTH=PLAIN") {
+                return self.login_sasl(Some(Mechanism::Plain)).map(|_| ());
+            }
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("server does not offer AUTHENTICATE {name}"),
+                "server has disabled LOGIN (LOGINDISABLED)",
             ));
         }
-        let mut initial = mech.initial_response()?;
-        let sasl_ir = self.has_capability("SASL-IR");
-        let cmd = Command::Authenticate {
-            mechanism: name,
-            initial: if sasl_ir { initial.take() } else { None },
-        };
-        self.send(&cmd)?;
-        let mut rounds = 0;
-        let done = loop {
-            match self.next_event()? {
-                Event::AuthChallenge(challenge) => {
-                    rounds += 1;
-                    if rounds > 32 {
-                        return Err(self.poison(Error::new(
-                            ErrorKind::Protocol,
-                            "SASL exchange did not finish after 32 challenges",
-                        )));
-                    }
-                    // Without SASL-IR the first (empty) challenge asks for the initial response.
-                    let response = match initial.take() {
-                        Some(first) if challenge.is_empty() => Ok(first),
-                        _ => mech.step(&challenge),
-                    };
-                    let line = match response {
-                        Ok(r) => self.client.auth_response(Some(&r)),
-                        Err(e) => {
-                            let cancel = self.client.auth_response(None);
-                            self.write_out(&cancel)?;
-                            let _ = self.wait_done();
-                            return Err(e);
-                        }
-                    };
-                    self.write_out(&line)?;
-                }
-                Event::Done {
-                    status, code, text, ..
-                } => break Done { status, code, text },
-                other => self.untagged(other)?,
-            }
-        };
+        let user = self.settings.user.clone();
+        Cleartext::of(self.link.conn(), self.settings.allow_plaintext).check(
+            self.link.conn().peer(),
+            &user,
+            "LOGIN",
+        )?;
+        let done = self.run(&Command::Login {
+            user: user.clone(),
+            password: self.settings.password.expose().to_string(),
+        })?;
         self.after_login(done, &user)
+    }
+
+    /// Logs in with AUTHENTICATE and `wanted` (initial response sent as SASL-IR when the
+    /// server advertises it), or with the strongest offered mechanism that hides the password
+    /// when `None`. Returns false when `None` found none to use.
+    pub fn login_sasl(&mut self, wanted: Option<Mechanism>) -> Result<bool> {
+        let user = self.settings.user.clone();
+        let client = &self.client;
+        let offered = |m: Mechanism| client.has_capability(&format!("AUTH={}", m.name()));
+        let Some(sasl) =
+            auth::prepare_sasl(self.link.conn(), offered, wanted, &self.settings.server)?
+        else {
+            return Ok(false);
+        };
+        let done = auth::run_sasl(self, sasl)?;
+        self.after_login(done, &user).map(|()| true)
     }
 
     fn after_login(&mut self, done: Done, user: &str) -> Result<()> {
@@ -583,25 +454,20 @@ impl ImapSession {
                         return Err(self.poison(e));
                     }
                 }
-                Event::Done {
-                    tag,
-                    status,
-                    code,
-                    text,
-                    ..
-                } => {
-                    let done = Done { status, code, text };
-                    if let Some(what) = self.take_deferred(&tag) {
-                        if let Err(e) = check_done(done, what) {
-                            deferred_err.get_or_insert(e);
+                other => match Done::of(other) {
+                    Ok((tag, done)) => {
+                        if let Some(what) = self.take_deferred(&tag) {
+                            if let Err(e) = check_done(done, what) {
+                                deferred_err.get_or_insert(e);
+                            }
+                            continue;
                         }
-                        continue;
+                        check_done(done, "UID FETCH")?;
+                        self.complete_deferred()?;
+                        return deferred_err.map_or(Ok(refetch), Err);
                     }
-                    check_done(done, "UID FETCH")?;
-                    self.complete_deferred()?;
-                    return deferred_err.map_or(Ok(refetch), Err);
-                }
-                other => self.untagged(other)?,
+                    Err(other) => self.untagged(other)?,
+                },
             }
         }
     }
@@ -648,25 +514,19 @@ impl ImapSession {
     pub fn complete_deferred(&mut self) -> Result<()> {
         let mut first_err = None;
         while !self.deferred.is_empty() {
-            match self.next_event()? {
-                Event::Done {
-                    tag,
-                    status,
-                    code,
-                    text,
-                    ..
-                } => {
+            match Done::of(self.next_event()?) {
+                Ok((tag, done)) => {
                     let Some(what) = self.take_deferred(&tag) else {
                         return Err(self.poison(Error::new(
                             ErrorKind::Protocol,
                             format!("IMAP server completed command {tag}, which was not sent"),
                         )));
                     };
-                    if let Err(e) = check_done(Done { status, code, text }, what) {
+                    if let Err(e) = check_done(done, what) {
                         first_err.get_or_insert(e);
                     }
                 }
-                other => self.untagged(other)?,
+                Err(other) => self.untagged(other)?,
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -735,7 +595,7 @@ impl ImapSession {
             if left.is_zero() {
                 break Ok(());
             }
-            if let Err(e) = self.conn.set_io_timeout(left.min(IDLE_SLICE)) {
+            if let Err(e) = self.link.conn().set_io_timeout(left.min(IDLE_SLICE)) {
                 break Err(Error::from(e));
             }
             match self.next_event_raw() {
@@ -770,7 +630,8 @@ impl ImapSession {
             }
         };
         let restored = self
-            .conn
+            .link
+            .conn()
             .set_io_timeout(self.settings.connect.io_timeout)
             .map_err(Error::from);
         if let Err(e) = waited.and(restored) {
@@ -800,7 +661,7 @@ impl ImapSession {
 
     /// Whether commands can still be sent (no earlier connection or protocol failure).
     pub fn is_usable(&self) -> bool {
-        !self.broken
+        self.link.is_usable()
     }
 
     /// LOGOUT (the server's BYE is expected and not an error).
@@ -824,7 +685,7 @@ impl ImapSession {
                 Err(e) => return Err(e),
             }
         }
-        let _ = self.conn.shutdown();
+        let _ = self.link.conn_mut().shutdown();
         Ok(())
     }
 
@@ -878,12 +739,7 @@ impl ImapSession {
 
     /// Sends a command; returns its tag.
     fn send_now(&mut self, cmd: &Command) -> Result<String> {
-        if self.broken {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "IMAP session unusable after an earlier error",
-            ));
-        }
+        self.link.ensure_usable()?;
         let (tag, out) = self.client.command(cmd);
         self.write_out(&out)?;
         Ok(tag)
@@ -891,17 +747,7 @@ impl ImapSession {
 
     /// Writes `out`, tracing it line by line with its secret spans hidden.
     fn write_out(&mut self, out: &Outbound) -> Result<()> {
-        if plog::wire_enabled() {
-            for line in out.trace_lines() {
-                plog::wire("IMAP", '>', &line);
-            }
-        }
-        self.write_bytes(&out.bytes)
-    }
-
-    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        let r = self.conn.write_all(bytes).and_then(|()| self.conn.flush());
-        r.map_err(|e| self.poison(NetError::from_io(e).into()))
+        self.link.write_out(out)
     }
 
     fn next_event(&mut self) -> Result<Event> {
@@ -910,45 +756,138 @@ impl ImapSession {
 
     /// The next event; a timeout is returned without poisoning (IDLE uses it).
     fn next_event_raw(&mut self) -> Result<Event> {
-        loop {
-            let polled = self.client.poll();
-            for line in self.client.take_trace() {
-                plog::wire("IMAP", '<', &line);
-            }
-            match polled {
-                Ok(Some(ev)) => return Ok(ev),
-                Ok(None) => {}
-                Err(e) => return Err(imap_error(e)),
-            }
-            self.conn.quickack();
-            let n = match self.conn.read(&mut self.read_buf) {
-                Ok(0) => {
-                    return Err(Error::new(
-                        ErrorKind::NetworkIo,
-                        "IMAP server closed the connection",
-                    ));
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetError::from_io(e).into()),
-            };
-            let (client, buf) = (&mut self.client, &self.read_buf);
-            client.receive(buf.get(..n).unwrap_or_default());
-        }
+        self.link.next_event(&mut self.client)
     }
 
     fn poison(&mut self, e: Error) -> Error {
-        self.broken = true;
-        e
+        self.link.poison(e)
+    }
+}
+
+impl SessionStart for ImapSession {
+    const UPGRADE: &'static str = "STARTTLS";
+
+    fn greeting(&mut self) -> Result<()> {
+        match self.next_event()? {
+            Event::Greeting {
+                status: Status::Ok, ..
+            } => Ok(()),
+            Event::Greeting {
+                status: Status::Preauth,
+                ..
+            } => {
+                if self.settings.tls_mode == TlsMode::Starttls && !self.is_tls() {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "server sent PREAUTH on an unencrypted connection: STARTTLS is impossible \
+                         after PREAUTH, and TLS is required",
+                    ));
+                }
+                self.authenticated = true;
+                Ok(())
+            }
+            Event::Greeting { text, .. } => Err(link::refused_session(&text)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks CAPABILITY unless the greeting (or, after the upgrade, nothing: the machine
+    /// forgot the plaintext list) already said them.
+    fn capabilities(&mut self) -> Result<Option<bool>> {
+        if self.client.capabilities().is_empty() {
+            self.capability()?;
+        }
+        Ok(Some(self.has_capability("STARTTLS")))
+    }
+
+    fn request_tls(&mut self) -> Result<std::result::Result<(), String>> {
+        let done = self.run(&Command::StartTls)?;
+        Ok(if done.status == Status::Ok {
+            Ok(())
+        } else {
+            Err(done.text)
+        })
+    }
+
+    fn upgrade(self) -> Result<Self> {
+        let ImapSession {
+            link,
+            client,
+            settings,
+            ..
+        } = self;
+        let link = link.upgrade_tls(&settings.tls, &settings.endpoint.host)?;
+        let mut s = Self::fresh(link, client, &settings);
+        // Drops what was read before the handshake and the capabilities said in plaintext.
+        s.client.tls_established();
+        Ok(s)
+    }
+}
+
+impl SaslWire for ImapSession {
+    type Outcome = Done;
+
+    fn carries(&self, _: Mechanism, _: &[u8]) -> bool {
+        self.has_capability("SASL-IR")
+    }
+
+    fn send_auth(&mut self, mechanism: Mechanism, initial: Initial) -> Result<()> {
+        let mechanism = mechanism.name().to_string();
+        self.send(&Command::Authenticate { mechanism, initial })
+    }
+
+    fn read_step(&mut self) -> Result<SaslStep<Done>> {
+        loop {
+            match self.next_event()? {
+                Event::AuthChallenge(challenge) => return Ok(SaslStep::Challenge(challenge)),
+                Event::Done {
+                    status, code, text, ..
+                } => return Ok(SaslStep::Done(Done { status, code, text })),
+                other => self.untagged(other)?,
+            }
+        }
+    }
+
+    fn send_response(&mut self, response: Option<&[u8]>) -> Result<()> {
+        let line = self.client.auth_response(response);
+        self.write_out(&line)
+    }
+
+    fn after_cancel(&mut self) {
+        let _ = self.wait_done();
+    }
+
+    fn accepted(outcome: &Done) -> bool {
+        outcome.status == Status::Ok
+    }
+
+    fn poison(&mut self, e: Error) -> Error {
+        self.link.poison(e)
     }
 }
 
 /// A tagged completion.
 #[derive(Debug)]
-struct Done {
+pub(crate) struct Done {
     status: Status,
     code: Option<Code>,
     text: String,
+}
+
+impl Done {
+    /// The tag and completion of a tagged response; any other event is given back.
+    fn of(ev: Event) -> std::result::Result<(String, Done), Event> {
+        match ev {
+            Event::Done {
+                tag,
+                status,
+                code,
+                text,
+                ..
+            } => Ok((tag, Done { status, code, text })),
+            other => Err(other),
+        }
+    }
 }
 
 fn check_done(done: Done, what: &str) -> Result<()> {
@@ -972,21 +911,7 @@ fn bye(text: &str) -> Error {
 }
 
 fn unexpected(ev: &Event) -> Error {
-    let shown = match ev {
-        Event::BodyChunk(_) => "message data".to_string(),
-        other => format!("{other:?}"),
-    };
-    Error::new(
-        ErrorKind::Protocol,
-        format!(
-            "unexpected IMAP response: {}",
-            shown.chars().take(120).collect::<String>()
-        ),
-    )
-}
-
-fn imap_error(e: ImapError) -> Error {
-    Error::with_source(ErrorKind::Protocol, "IMAP server broke the protocol", e)
+    link::unexpected("IMAP response", ev, matches!(ev, Event::BodyChunk(_)))
 }
 
 /// Compresses UIDs into IMAP sets ("1:5,9,12:14"), each at most `MAX_SET_LEN` bytes.
@@ -1065,18 +990,5 @@ mod tests {
             check_done(d(Status::Bad, None), "x").unwrap_err().kind(),
             ErrorKind::Protocol
         );
-    }
-
-    #[test]
-    fn settings_debug_hides_password() {
-        let s = ImapSettings::new(
-            Endpoint {
-                host: "h".into(),
-                port: 1,
-            },
-            "bob",
-            Secret::new("hunter2"),
-        );
-        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

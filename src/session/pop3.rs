@@ -1,122 +1,42 @@
 //! The blocking POP3 session: connects (POP3S or STLS, RFC 2595), logs in (USER/PASS, APOP,
-//! AUTH with a pluggable SASL mechanism, RFC 5034), lists, retrieves messages as streams (one at
-//! a time or pipelined, RFC 2449), deletes and quits, over a [`crate::net::Connection`].
-//!
-//! Also home of the pieces both mail-retrieval sessions share: [`Secret`], the [`SaslClient`]
-//! hook and the plaintext-password policy.
+//! AUTH with any [`crate::proto::sasl`] mechanism, RFC 5034), lists, retrieves messages as
+//! streams (one at a time or pipelined, RFC 2449), deletes and quits, over a
+//! [`crate::net::Connection`].
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 
+use super::auth::{self, Cleartext, Initial, SaslStep, SaslWire};
+pub use super::auth::{FetchAuth, Secret, Server};
+use super::link::{self, Link, SessionStart};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
-use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
-use crate::proto::pop3::{self, Capabilities, Command, Event, Pop3Error, RespCode};
+use crate::net::{Connection, Endpoint, TlsMode};
+use crate::proto::pop3::{self, Capabilities, Command, Event, RespCode};
+use crate::proto::sasl::Mechanism;
 use crate::proto::trace::Outbound;
-
-/// A password or token: Debug and Display never show it.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A SASL mechanism driven by a session (the hook for `proto::sasl`): the session sends the
-/// mechanism name and optional initial response, then hands every server challenge to `step`.
-pub trait SaslClient {
-    /// The mechanism name as registered with IANA ("SCRAM-SHA-256", "XOAUTH2", ...).
-    fn mechanism(&self) -> &str;
-    /// The client-first message, or `None` when the mechanism waits for the server.
-    fn initial_response(&mut self) -> Result<Option<Vec<u8>>>;
-    /// The answer to one server challenge (already base64-decoded).
-    fn step(&mut self, challenge: &[u8]) -> Result<Vec<u8>>;
-    /// Whether the exchange reveals a reusable secret (PLAIN, LOGIN): then it is refused over
-    /// an unencrypted connection unless plaintext is allowed.
-    fn sends_plaintext_secret(&self) -> bool;
-}
-
-/// Refuses to send a reusable secret in the clear unless the user allowed it.
-pub(crate) fn check_plaintext(
-    encrypted: bool,
-    allowed: bool,
-    user: &str,
-    what: &str,
-) -> Result<()> {
-    if encrypted || allowed {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::Config,
-        format!(
-            "refusing to send the password for {user} with {what} over an unencrypted connection \
-             (use TLS, or allow plaintext passwords explicitly)"
-        ),
-    ))
-}
-
-/// How to log in to a POP3 server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Pop3Auth {
-    /// USER/PASS when the connection is encrypted (or plaintext is allowed), else APOP when
-    /// the greeting offers it.
-    #[default]
-    Auto,
-    /// USER/PASS (RFC 1939 §7).
-    UserPass,
-    /// APOP (RFC 1939 §7): the password is never sent, only an MD5 digest.
-    Apop,
-    /// AUTH PLAIN (RFC 5034 with RFC 4616).
-    Plain,
-}
 
 /// Everything needed to open and log in to one POP3 account.
 #[derive(Debug, Clone)]
 pub struct Pop3Settings {
-    pub endpoint: Endpoint,
-    pub tls_mode: TlsMode,
-    pub tls: TlsOptions,
-    pub connect: ConnectOptions,
-    pub user: String,
-    pub password: Secret,
-    pub auth: Pop3Auth,
-    /// Allow USER/PASS and AUTH PLAIN over an unencrypted connection.
-    pub allow_plaintext: bool,
+    pub server: Server,
     pub limits: pop3::Limits,
     /// Most commands in flight when the server supports PIPELINING.
     pub pipeline_window: usize,
 }
 
 impl Pop3Settings {
-    /// Settings with the defaults: STLS required, Auto login, 64 commands in flight.
+    /// Settings with the defaults: STLS required, `any` login, 64 commands in flight.
     pub fn new(endpoint: Endpoint, user: impl Into<String>, password: Secret) -> Self {
         Pop3Settings {
-            endpoint,
-            tls_mode: TlsMode::default(),
-            tls: TlsOptions::default(),
-            connect: ConnectOptions::default(),
-            user: user.into(),
-            password,
-            auth: Pop3Auth::default(),
-            allow_plaintext: false,
+            server: Server::new(endpoint, user, password),
             limits: pop3::Limits::default(),
             pipeline_window: 64,
         }
     }
 }
+
+derefs_to_server!(Pop3Settings);
 
 /// Receives retrieved messages as they stream in.
 pub trait MessageSink {
@@ -137,15 +57,12 @@ pub struct Refused {
 
 /// A logged-in (or about to be) POP3 session.
 pub struct Pop3Session {
-    conn: Connection,
+    link: Link,
     client: pop3::Client,
     settings: Pop3Settings,
     caps: Capabilities,
     apop_timestamp: Option<String>,
     greeting: String,
-    read_buf: Vec<u8>,
-    /// Set when an error left the protocol state unknown: every later call fails.
-    broken: bool,
     /// DELE commands sent by [`dele_many_deferred`](Self::dele_many_deferred) whose replies
     /// are still to be read (before anything else's).
     unread_deles: usize,
@@ -153,11 +70,8 @@ pub struct Pop3Session {
 
 impl fmt::Debug for Pop3Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pop3Session")
-            .field("peer", &self.conn.peer())
-            .field("tls", &self.conn.is_tls())
-            .field("user", &self.settings.user)
-            .finish()
+        self.link
+            .debug_session(f, "Pop3Session", &self.settings.user)
     }
 }
 
@@ -165,87 +79,29 @@ impl Pop3Session {
     /// Connects, reads the greeting, asks CAPA and, with [`TlsMode::Starttls`], upgrades with
     /// STLS (mandatory: an error of kind Unsupported when the server cannot) and asks CAPA again.
     pub fn connect(settings: &Pop3Settings) -> Result<Pop3Session> {
-        let ep = &settings.endpoint;
-        let context = || format!("cannot open POP3 session with {}:{}", ep.host, ep.port);
-        let conn = match settings.tls_mode {
-            TlsMode::Implicit => net::connect_tls(ep, &settings.connect, &settings.tls),
-            TlsMode::Off | TlsMode::Starttls => net::connect(ep, &settings.connect),
-        }
-        .map_err(|e| Error::from(e).context(context()))?;
-        Self::start(conn, settings).map_err(|e| e.context(context()))
+        link::connect(&settings.server, "POP3", |conn| Self::start(conn, settings))
     }
 
-    /// Runs the session start (greeting, CAPA, STLS) on an already open connection.
-    pub fn start(conn: Connection, settings: &Pop3Settings) -> Result<Pop3Session> {
+    /// A session on `link` that has read nothing yet.
+    fn fresh(link: Link, settings: &Pop3Settings) -> Pop3Session {
         let mut client = pop3::Client::new(settings.limits);
         client.set_trace(plog::wire_enabled());
-        let mut s = Pop3Session {
-            conn,
+        Pop3Session {
+            link,
             client,
             settings: settings.clone(),
             caps: Capabilities::default(),
             apop_timestamp: None,
             greeting: String::new(),
-            read_buf: vec![0; 64 * 1024],
-            broken: false,
             unread_deles: 0,
-        };
-        match s.next_event()? {
-            Event::Greeting {
-                ok: true,
-                text,
-                apop_timestamp,
-            } => {
-                s.greeting = text;
-                s.apop_timestamp = apop_timestamp;
-            }
-            Event::Greeting { text, .. } => {
-                return Err(Error::new(
-                    ErrorKind::RejectedTemporary,
-                    format!("server refused the session: {text}"),
-                ));
-            }
-            other => return Err(unexpected(&other)),
         }
-        let capa_ok = s.capa()?;
-        if settings.tls_mode == TlsMode::Starttls && !s.conn.is_tls() {
-            if capa_ok && !s.caps.stls {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    "server does not offer STLS, and TLS is required",
-                ));
-            }
-            s.send(&Command::Stls)?;
-            match s.next_event()? {
-                Event::StartTls => {}
-                Event::Err { text, .. } => {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        format!("server refused STLS: {text}"),
-                    ));
-                }
-                other => return Err(unexpected(&other)),
-            }
-            let host = settings.endpoint.host.clone();
-            let Pop3Session { conn, .. } = s;
-            // `conn` moves into the upgrade; rebuild the session around the TLS connection.
-            let conn = conn.upgrade_tls(&settings.tls, &host)?;
-            s = Pop3Session {
-                conn,
-                client: pop3::Client::new(settings.limits),
-                settings: settings.clone(),
-                caps: Capabilities::default(),
-                apop_timestamp: None,
-                greeting: String::new(),
-                read_buf: vec![0; 64 * 1024],
-                broken: false,
-                unread_deles: 0,
-            };
-            s.client.tls_established();
-            s.client.set_trace(plog::wire_enabled());
-            s.capa()?;
-        }
-        Ok(s)
+    }
+
+    /// Runs the session start (greeting, CAPA, STLS) on an already open connection.
+    pub fn start(conn: Connection, settings: &Pop3Settings) -> Result<Pop3Session> {
+        let s = Self::fresh(Link::new(conn, "POP3"), settings);
+        let upgrade = settings.tls_mode == TlsMode::Starttls && !s.is_tls();
+        link::start(s, upgrade)
     }
 
     /// The capabilities from the last CAPA (empty when the server does not know CAPA).
@@ -255,7 +111,7 @@ impl Pop3Session {
 
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        self.conn.is_tls()
+        self.link.conn().is_tls()
     }
 
     /// The greeting text after "+OK".
@@ -265,114 +121,83 @@ impl Pop3Session {
 
     /// The underlying connection (for TLS details).
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.link.conn()
     }
 
     /// Logs in with the configured method. A wrong password is an error of kind Auth.
     pub fn login(&mut self) -> Result<()> {
-        let encrypted = self.conn.is_tls();
-        let allowed = self.settings.allow_plaintext;
         let user = self.settings.user.clone();
-        let method = match self.settings.auth {
-            Pop3Auth::Auto if encrypted || allowed => Pop3Auth::UserPass,
-            Pop3Auth::Auto if self.apop_timestamp.is_some() => Pop3Auth::Apop,
-            Pop3Auth::Auto => Pop3Auth::UserPass, // refused below with a clear message
-            m => m,
-        };
-        match method {
-            Pop3Auth::Apop => {
-                let Some(ts) = self.apop_timestamp.clone() else {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "server greeting offers no (valid) APOP timestamp",
-                    ));
-                };
-                let digest = pop3::apop_digest(&ts, self.settings.password.expose());
-                self.send(&Command::Apop {
-                    user: user.clone(),
-                    digest,
-                })?;
-                self.expect_login_ok(&user)
-            }
-            Pop3Auth::Plain => {
-                let mut plain = PlainMechanism {
-                    user: user.clone(),
-                    password: self.settings.password.clone(),
-                };
-                self.login_sasl(&mut plain)
-            }
-            Pop3Auth::UserPass | Pop3Auth::Auto => {
-                check_plaintext(encrypted, allowed, &user, "USER/PASS")?;
-                let pass = Command::Pass(self.settings.password.expose().to_string());
-                if self.caps.pipelining {
-                    self.send_many(&[Command::User(user.clone()), pass])?;
-                    let user_reply = self.next_event()?;
-                    let pass_reply = self.next_event()?;
-                    login_reply(user_reply, &user)?;
-                    login_reply(pass_reply, &user)
+        match self.settings.auth {
+            FetchAuth::Implicit => Ok(()),
+            FetchAuth::Sasl(m) => self.login_sasl(Some(m)).map(|_| ()),
+            FetchAuth::Apop => self.login_apop(&user),
+            FetchAuth::Password => self.login_password(&user),
+            FetchAuth::Any => {
+                if self.login_sasl(None)? {
+                    return Ok(());
+                }
+                // Without TLS the digest beats the password even where the password would be
+                // allowed (a loopback peer, an explicit permission).
+                if !self.is_tls() && self.apop_timestamp.is_some() {
+                    self.login_apop(&user)
                 } else {
-                    self.send(&Command::User(user.clone()))?;
-                    self.expect_login_ok(&user)?;
-                    self.send(&pass)?;
-                    self.expect_login_ok(&user)
+                    self.login_password(&user)
                 }
             }
         }
     }
 
-    /// Logs in with AUTH and a SASL mechanism (RFC 5034).
-    pub fn login_sasl(&mut self, mech: &mut dyn SaslClient) -> Result<()> {
-        let user = self.settings.user.clone();
-        if mech.sends_plaintext_secret() {
-            check_plaintext(
-                self.conn.is_tls(),
-                self.settings.allow_plaintext,
-                &user,
-                mech.mechanism(),
-            )?;
-        }
-        if !self.caps.sasl.is_empty() && !self.caps.has_sasl(mech.mechanism()) {
+    fn login_apop(&mut self, user: &str) -> Result<()> {
+        let Some(ts) = self.apop_timestamp.clone() else {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("server does not offer SASL {}", mech.mechanism()),
+                "server greeting offers no (valid) APOP timestamp",
             ));
-        }
-        let mut initial = mech.initial_response()?;
-        // RFC 5034 §4: an initial response that would make the line longer than 255 octets
-        // is sent after the server's first (empty) challenge instead.
-        let fits = initial
-            .as_ref()
-            .is_none_or(|i| i.len().div_ceil(3) * 4 + mech.mechanism().len() + 8 <= 255);
-        self.send(&Command::Auth {
-            mechanism: mech.mechanism().to_string(),
-            initial: if fits { initial.take() } else { None },
+        };
+        let digest = pop3::apop_digest(&ts, self.settings.password.expose());
+        self.send(&Command::Apop {
+            user: user.to_string(),
+            digest,
         })?;
-        for _ in 0..32 {
-            match self.next_event()? {
-                Event::AuthChallenge(challenge) => {
-                    let response = match initial.take() {
-                        Some(first) if challenge.is_empty() => Ok(first),
-                        _ => mech.step(&challenge),
-                    };
-                    let response = match response {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let cancel = self.client.auth_response(None);
-                            self.write_out(&cancel)?;
-                            let _ = self.next_event();
-                            return Err(e);
-                        }
-                    };
-                    let line = self.client.auth_response(Some(&response));
-                    self.write_out(&line)?;
-                }
-                other => return login_reply(other, &user),
-            }
+        self.expect_login_ok(user)
+    }
+
+    fn login_password(&mut self, user: &str) -> Result<()> {
+        Cleartext::of(self.link.conn(), self.settings.allow_plaintext).check(
+            self.link.conn().peer(),
+            user,
+            "USER/PASS",
+        )?;
+        let pass = Command::Pass(self.settings.password.expose().to_string());
+        if self.caps.pipelining {
+            self.send_many(&[Command::User(user.to_string()), pass])?;
+            let user_reply = self.next_event()?;
+            let pass_reply = self.next_event()?;
+            login_reply(user_reply, user)?;
+            login_reply(pass_reply, user)
+        } else {
+            self.send(&Command::User(user.to_string()))?;
+            self.expect_login_ok(user)?;
+            self.send(&pass)?;
+            self.expect_login_ok(user)
         }
-        Err(self.poison(Error::new(
-            ErrorKind::Protocol,
-            "SASL exchange did not finish after 32 challenges",
-        )))
+    }
+
+    /// Logs in with AUTH (RFC 5034) and `wanted`, or with the strongest offered mechanism that
+    /// hides the password when `None`. Returns false when `None` found none to use.
+    pub fn login_sasl(&mut self, wanted: Option<Mechanism>) -> Result<bool> {
+        let user = self.settings.user.clone();
+        // A server without a SASL list in CAPA may still know the mechanism asked for.
+        let caps = &self.caps;
+        let offered =
+            |m: Mechanism| caps.has_sasl(m.name()) || (wanted.is_some() && caps.sasl.is_empty());
+        let Some(client) =
+            auth::prepare_sasl(self.link.conn(), offered, wanted, &self.settings.server)?
+        else {
+            return Ok(false);
+        };
+        let reply = auth::run_sasl(self, client)?;
+        login_reply(reply, &user).map(|()| true)
     }
 
     /// STAT: message count and total size.
@@ -386,15 +211,10 @@ impl Pop3Session {
 
     /// LIST: every message number with its size.
     pub fn list_all(&mut self) -> Result<Vec<(u32, u64)>> {
-        self.send(&Command::ListAll)?;
-        let mut out = Vec::new();
-        loop {
-            match self.next_event()? {
-                Event::ListEntry { msgno, size } => out.push((msgno, size)),
-                Event::ListingEnd => return Ok(out),
-                other => return Err(self.refusal(other, "LIST")),
-            }
-        }
+        self.listing(Command::ListAll, "LIST", |ev| match ev {
+            Event::ListEntry { msgno, size } => Ok((msgno, size)),
+            other => Err(other),
+        })
     }
 
     /// LIST n: the size of one message.
@@ -408,13 +228,28 @@ impl Pop3Session {
 
     /// UIDL: every message number with its unique-id.
     pub fn uidl_all(&mut self) -> Result<Vec<(u32, String)>> {
-        self.send(&Command::UidlAll)?;
+        self.listing(Command::UidlAll, "UIDL", |ev| match ev {
+            Event::UidlEntry { msgno, uid } => Ok((msgno, uid)),
+            other => Err(other),
+        })
+    }
+
+    /// A multi-line listing: `entry` takes each line's event apart until the end.
+    fn listing<T>(
+        &mut self,
+        cmd: Command,
+        what: &str,
+        entry: impl Fn(Event) -> std::result::Result<T, Event>,
+    ) -> Result<Vec<T>> {
+        self.send(&cmd)?;
         let mut out = Vec::new();
         loop {
             match self.next_event()? {
-                Event::UidlEntry { msgno, uid } => out.push((msgno, uid)),
                 Event::ListingEnd => return Ok(out),
-                other => return Err(self.refusal(other, "UIDL")),
+                ev => match entry(ev) {
+                    Ok(item) => out.push(item),
+                    Err(other) => return Err(self.refusal(other, what)),
+                },
             }
         }
     }
@@ -614,7 +449,7 @@ impl Pop3Session {
             Event::Ok { text } => text,
             other => return Err(self.refusal(other, "QUIT")),
         };
-        let _ = self.conn.shutdown();
+        let _ = self.link.conn_mut().shutdown();
         Ok(reply)
     }
 
@@ -629,69 +464,22 @@ impl Pop3Session {
 
     /// Writes several commands in one write (pipelining).
     fn send_many(&mut self, cmds: &[Command]) -> Result<()> {
-        if self.broken {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "POP3 session unusable after an earlier error",
-            ));
-        }
+        self.link.ensure_usable()?;
         let mut out = Outbound::default();
         for cmd in cmds {
             out.append(&self.client.send(cmd));
         }
-        self.write_out(&out)
-    }
-
-    /// Writes `out`, tracing it line by line with its secret spans hidden.
-    fn write_out(&mut self, out: &Outbound) -> Result<()> {
-        if plog::wire_enabled() {
-            for line in out.trace_lines() {
-                plog::wire("POP3", '>', &line);
-            }
-        }
-        self.write_bytes(&out.bytes)
-    }
-
-    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        let r = self.conn.write_all(bytes).and_then(|()| self.conn.flush());
-        r.map_err(|e| {
-            self.broken = true;
-            Error::from(NetError::from_io(e))
-        })
+        self.link.write_out(&out)
     }
 
     /// The next event, reading (with the connection's io timeout) as needed.
     fn next_event(&mut self) -> Result<Event> {
-        loop {
-            let polled = self.client.poll();
-            for line in self.client.take_trace() {
-                plog::wire("POP3", '<', &line);
-            }
-            match polled {
-                Ok(Some(ev)) => return Ok(ev),
-                Ok(None) => {}
-                Err(e) => return Err(self.poison(pop3_error(e))),
-            }
-            self.conn.quickack();
-            let n = match self.conn.read(&mut self.read_buf) {
-                Ok(0) => {
-                    return Err(self.poison(Error::new(
-                        ErrorKind::NetworkIo,
-                        "POP3 server closed the connection",
-                    )));
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.poison(NetError::from_io(e).into())),
-            };
-            let (client, buf) = (&mut self.client, &self.read_buf);
-            client.receive(buf.get(..n).unwrap_or_default());
-        }
+        let r = self.link.next_event(&mut self.client);
+        r.map_err(|e| self.link.poison(e))
     }
 
     fn poison(&mut self, e: Error) -> Error {
-        self.broken = true;
-        e
+        self.link.poison(e)
     }
 
     fn expect_ok(&mut self, what: &str) -> Result<()> {
@@ -732,21 +520,7 @@ impl Pop3Session {
 }
 
 fn unexpected(ev: &Event) -> Error {
-    let shown = match ev {
-        Event::MessageData(_) => "message data".to_string(),
-        other => format!("{other:?}"),
-    };
-    Error::new(
-        ErrorKind::Protocol,
-        format!(
-            "unexpected POP3 reply: {}",
-            shown.chars().take(120).collect::<String>()
-        ),
-    )
-}
-
-fn pop3_error(e: Pop3Error) -> Error {
-    Error::with_source(ErrorKind::Protocol, "POP3 server broke the protocol", e)
+    link::unexpected("POP3 reply", ev, matches!(ev, Event::MessageData(_)))
 }
 
 /// -ERR to an ordinary command: temporary codes are transient, the rest permanent.
@@ -777,81 +551,92 @@ fn login_reply(ev: Event, user: &str) -> Result<()> {
     }
 }
 
-/// SASL PLAIN (RFC 4616), built in so PLAIN works before `proto::sasl` is wired.
-struct PlainMechanism {
-    user: String,
-    password: Secret,
-}
+impl SessionStart for Pop3Session {
+    const UPGRADE: &'static str = "STLS";
 
-impl SaslClient for PlainMechanism {
-    fn mechanism(&self) -> &str {
-        "PLAIN"
-    }
-
-    fn initial_response(&mut self) -> Result<Option<Vec<u8>>> {
-        Ok(Some(plain_response(&self.user, &self.password)))
-    }
-
-    fn step(&mut self, challenge: &[u8]) -> Result<Vec<u8>> {
-        if challenge.is_empty() {
-            Ok(plain_response(&self.user, &self.password))
-        } else {
-            Err(Error::new(
-                ErrorKind::Protocol,
-                "server sent a challenge to SASL PLAIN",
-            ))
+    fn greeting(&mut self) -> Result<()> {
+        match self.next_event()? {
+            Event::Greeting {
+                ok: true,
+                text,
+                apop_timestamp,
+            } => {
+                self.greeting = text;
+                self.apop_timestamp = apop_timestamp;
+                Ok(())
+            }
+            Event::Greeting { text, .. } => Err(link::refused_session(&text)),
+            other => Err(unexpected(&other)),
         }
     }
 
-    fn sends_plaintext_secret(&self) -> bool {
-        true
+    fn capabilities(&mut self) -> Result<Option<bool>> {
+        Ok(self.capa()?.then_some(self.caps.stls))
+    }
+
+    fn request_tls(&mut self) -> Result<std::result::Result<(), String>> {
+        self.send(&Command::Stls)?;
+        match self.next_event()? {
+            Event::StartTls => Ok(Ok(())),
+            Event::Err { text, .. } => Ok(Err(text)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn upgrade(self) -> Result<Self> {
+        let settings = self.settings;
+        let link = self
+            .link
+            .upgrade_tls(&settings.tls, &settings.endpoint.host)?;
+        let mut s = Self::fresh(link, &settings);
+        // No greeting follows STLS: the machine expects nothing until CAPA.
+        s.client.tls_established();
+        Ok(s)
     }
 }
 
-/// `\0user\0password` (RFC 4616 with an empty authorization identity).
-pub(crate) fn plain_response(user: &str, password: &Secret) -> Vec<u8> {
-    let mut v = vec![0u8];
-    v.extend_from_slice(user.as_bytes());
-    v.push(0);
-    v.extend_from_slice(password.expose().as_bytes());
-    v
-}
+impl SaslWire for Pop3Session {
+    type Outcome = Event;
 
-/// Lets a built-in PLAIN be used by the IMAP session too.
-pub(crate) fn plain_mechanism(user: &str, password: &Secret) -> impl SaslClient + use<> {
-    PlainMechanism {
-        user: user.to_string(),
-        password: password.clone(),
+    /// RFC 5034 §4: an initial response that would make the line longer than 255 octets
+    /// is sent after the server's first (empty) challenge instead.
+    fn carries(&self, mechanism: Mechanism, initial: &[u8]) -> bool {
+        initial.len().div_ceil(3) * 4 + mechanism.name().len() + 8 <= 255
+    }
+
+    fn send_auth(&mut self, mechanism: Mechanism, initial: Initial) -> Result<()> {
+        let mechanism = mechanism.name().to_string();
+        self.send(&Command::Auth { mechanism, initial })
+    }
+
+    fn read_step(&mut self) -> Result<SaslStep<Event>> {
+        Ok(match self.next_event()? {
+            Event::AuthChallenge(challenge) => SaslStep::Challenge(challenge),
+            other => SaslStep::Done(other),
+        })
+    }
+
+    fn send_response(&mut self, response: Option<&[u8]>) -> Result<()> {
+        let line = self.client.auth_response(response);
+        self.link.write_out(&line)
+    }
+
+    fn after_cancel(&mut self) {
+        let _ = self.next_event();
+    }
+
+    fn accepted(outcome: &Event) -> bool {
+        matches!(outcome, Event::Ok { .. })
+    }
+
+    fn poison(&mut self, e: Error) -> Error {
+        self.link.poison(e)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_are_redacted_in_debug() {
-        let s = Pop3Settings::new(
-            Endpoint {
-                host: "h".into(),
-                port: 1,
-            },
-            "bob",
-            Secret::new("hunter2"),
-        );
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("<redacted>"));
-    }
-
-    #[test]
-    fn plaintext_policy() {
-        assert!(check_plaintext(true, false, "u", "USER/PASS").is_ok());
-        assert!(check_plaintext(false, true, "u", "USER/PASS").is_ok());
-        let e = check_plaintext(false, false, "u", "USER/PASS").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert_eq!(plain_response("u", &Secret::new("p")), b"\0u\0p");
-    }
 
     #[test]
     fn reply_kinds() {

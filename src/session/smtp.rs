@@ -1,5 +1,5 @@
 //! The blocking SMTP/LMTP session: drives the [`crate::proto::smtp`] machines over a
-//! [`net::Connection`], streams message bodies through the dot-stuffer with bounded buffers,
+//! [`crate::net::Connection`], streams message bodies through the dot-stuffer with bounded buffers,
 //! performs the STARTTLS upgrade (dropping every pre-TLS byte, RFC 3207 §4.2), and writes the
 //! protocol trace (`SMTP> MAIL FROM:<...>`, `SMTP< 250 ok`; target [`crate::log::WIRE`]) with
 //! the spans the command builders marked secret, and the AUTH challenges, withheld.
@@ -7,9 +7,11 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use super::auth::{Cleartext, Secret};
+use super::link;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
-use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
+use crate::net::{ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
 use crate::proto::dotstuff::DotStuffer;
 use crate::proto::sasl::Mechanism;
 use crate::proto::smtp::{
@@ -25,25 +27,15 @@ const BODY_CHUNK: usize = 64 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 
 /// Credentials and policy for AUTH.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpAuth {
     pub method: AuthMethod,
     pub user: String,
     /// Password, or OAuth bearer token for XOAUTH2/OAUTHBEARER.
-    pub secret: String,
-    /// Allow plaintext-equivalent mechanisms (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER) without TLS.
+    pub secret: Secret,
+    /// Allow plaintext-equivalent mechanisms (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER) without TLS
+    /// to a non-loopback peer (a loopback peer address needs no permission).
     pub allow_plaintext: bool,
-}
-
-impl fmt::Debug for SmtpAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpAuth")
-            .field("method", &self.method)
-            .field("user", &self.user)
-            .field("secret", &"<redacted>")
-            .field("allow_plaintext", &self.allow_plaintext)
-            .finish()
-    }
 }
 
 /// Everything needed to open a session (filled in by the account layer).
@@ -224,16 +216,20 @@ impl SmtpClient {
     /// Connects, reads the greeting, says EHLO/LHLO (HELO as a fallback), does STARTTLS when
     /// `tls_mode` is `Starttls` (mandatory), and authenticates when `auth` is set.
     pub fn connect(settings: &SmtpSettings) -> Result<SmtpClient> {
-        let conn = match settings.tls_mode {
-            TlsMode::Implicit => {
-                net::connect_tls(&settings.endpoint, &settings.connect, &settings.tls)?
-            }
-            TlsMode::Off | TlsMode::Starttls => {
-                net::connect(&settings.endpoint, &settings.connect)?
-            }
-        };
+        let conn = link::open(link::Target {
+            endpoint: &settings.endpoint,
+            tls_mode: settings.tls_mode,
+            tls: &settings.tls,
+            connect: &settings.connect,
+        })?;
         let peer = conn.peer().to_string();
         let tls_active = conn.is_tls();
+        // Decided on the socket's peer address before anything is said: a loopback peer (a
+        // local bridge) may take a password without TLS, like an explicit permission.
+        let cleartext = Cleartext::of(
+            &conn,
+            settings.auth.as_ref().is_some_and(|a| a.allow_plaintext),
+        );
         let mut wire = Wire {
             conn: Some(conn),
             parser: ReplyParser::default(),
@@ -248,8 +244,8 @@ impl SmtpClient {
             auth: settings.auth.as_ref().map(|a| AuthConfig {
                 method: a.method,
                 user: a.user.clone(),
-                secret: a.secret.clone(),
-                allow_plaintext: a.allow_plaintext,
+                secret: a.secret.expose().to_string(),
+                allow_plaintext: cleartext.permits(),
                 server: Some((settings.endpoint.host.clone(), settings.endpoint.port)),
             }),
         };
@@ -290,6 +286,13 @@ impl SmtpClient {
             .cloned()
             .unwrap_or_else(|| Reply::new(220, &[""]));
         let caps = hs.capabilities().cloned().unwrap_or_default();
+        if let (Some(m), Some(a)) = (hs.auth_mechanism(), &settings.auth)
+            && m.is_plaintext_equivalent()
+            && !hs.tls()
+        {
+            // Only says at -v which rule let it through: the handshake enforced it.
+            cleartext.check(&wire.peer, &a.user, m.name())?;
+        }
         log::debug!(
             "{}: session ready ({}, tls={}, auth={})",
             wire.peer,

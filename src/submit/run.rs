@@ -244,7 +244,7 @@ pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
             Some(SmtpAuth {
                 method,
                 user,
-                secret,
+                secret: crate::session::auth::Secret::new(secret),
                 allow_plaintext: s.server.danger_plaintext_auth(),
             })
         }

@@ -33,7 +33,9 @@
 #   +587 SUBMISSION (STARTTLS required + AUTH), +465 SMTPS (implicit TLS + AUTH),
 #   +26 SINK (smtp-sink, no TLS), +110 POP3 (STLS), +995 POP3S, +143 IMAP (STARTTLS),
 #   +993 IMAPS, +24 LMTP. `up` records them in DIR/ports.env; later commands reuse them.
-# Users: alice/alicepw (alice@localhost), bob/bobpw (bob@localhost); AUTH PLAIN and LOGIN.
+# Users: alice/alicepw (alice@localhost), bob/bobpw (bob@localhost); AUTH PLAIN, LOGIN, CRAM-MD5,
+#   SCRAM-SHA-1 and SCRAM-SHA-256 (Dovecot; Postfix's submission AUTH goes through it); Dovecot
+#   also EXTERNAL with a client certificate signed by DIR/tls/ca.key (CN = the user).
 # Must run as root (Dovecot and Postfix switch users). The users' mail is owned by Debian's
 # unprivileged 'mail' user.
 set -euo pipefail
@@ -217,10 +219,24 @@ ssl_cert = <$DIR/tls/server.crt
 ssl_key = <$DIR/tls/server.key
 $dh
 ssl_min_protocol = TLSv1.2
+# Client certificates from the stack's CA are asked for (never required) for SASL EXTERNAL; the
+# throw-away CA has no CRL.
+ssl_ca = <$DIR/tls/ca.crt
+ssl_verify_client_cert = yes
+ssl_require_crl = no
 
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+# The passwords are stored {PLAIN}: Dovecot derives CRAM-MD5 and SCRAM from them. EXTERNAL
+# takes the user name from the client certificate's CN.
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 external
 auth_username_format = %Ln
+auth_ssl_username_from_cert = yes
+# EXTERNAL only: the verified certificate is the credential (no other mechanism reaches this).
+passdb {
+  driver = static
+  args = nopassword=y
+  mechanisms = external
+}
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $DIR/etc/users

@@ -14,7 +14,7 @@ use super::command::{Command, DsnRet, MailParams, Notify};
 use super::reply::Reply;
 use super::{PeerMisbehaved, Phase, SmtpError};
 use crate::proto::dotstuff::needs_smtputf8;
-use crate::proto::sasl::{Mechanism, SaslClient};
+use crate::proto::sasl::{self, Mechanism, SaslClient};
 
 /// Commands in flight at once with PIPELINING (msmtp's limit): replies to a bigger batch could
 /// fill our receive buffer while we are still writing, and both sides would stall.
@@ -319,42 +319,32 @@ fn reject(phase: Phase, reply: Reply) -> SmtpError {
     SmtpError::rejected(phase, reply, None)
 }
 
-/// Picks the AUTH mechanism as msmtp does: an explicit one is used as is (if offered); "auto"
-/// takes the strongest offered. Plaintext-equivalent mechanisms need TLS unless allowed.
+/// Picks the AUTH mechanism as msmtp does, with the rule POP3 and IMAP use too
+/// ([`sasl::choose`]): an explicit one is used as is (if offered); "auto" takes the strongest
+/// offered. Plaintext-equivalent mechanisms need TLS unless allowed. The SMTP handshake has no
+/// channel binding, so the -PLUS variants are never chosen automatically here.
 pub fn choose_mechanism(
     caps: &Capabilities,
     method: AuthMethod,
     tls: bool,
     allow_plaintext: bool,
 ) -> Result<Mechanism, SmtpError> {
-    let unavailable = || SmtpError::AuthUnavailable {
-        offered: caps.auth.clone(),
+    let wanted = match method {
+        AuthMethod::Mechanism(m) => Some(m),
+        AuthMethod::Auto => None,
     };
-    let permitted = |m: Mechanism| tls || allow_plaintext || !m.is_plaintext_equivalent();
-    match method {
-        AuthMethod::Mechanism(m) => {
-            if !caps.offers_auth(m.name()) {
-                return Err(unavailable());
-            }
-            if !permitted(m) {
-                return Err(SmtpError::PlaintextAuthRefused { mechanism: m });
-            }
-            Ok(m)
-        }
-        AuthMethod::Auto => {
-            let offered: Vec<Mechanism> = Mechanism::ALL
-                .into_iter()
-                .filter(|m| m.is_automatic() && caps.offers_auth(m.name()))
-                .collect();
-            match offered.iter().copied().find(|&m| permitted(m)) {
-                Some(m) => Ok(m),
-                None => match offered.first() {
-                    Some(&m) => Err(SmtpError::PlaintextAuthRefused { mechanism: m }),
-                    None => Err(unavailable()),
-                },
+    let cond = sasl::Conditions {
+        cleartext_ok: tls || allow_plaintext,
+        channel_binding: false,
+    };
+    sasl::choose(|m| caps.offers_auth(m.name()), wanted, cond).map_err(|e| match e {
+        sasl::ChoiceError::Cleartext(mechanism) => SmtpError::PlaintextAuthRefused { mechanism },
+        sasl::ChoiceError::NotOffered | sasl::ChoiceError::NoChannelBinding(_) => {
+            SmtpError::AuthUnavailable {
+                offered: caps.auth.clone(),
             }
         }
-    }
+    })
 }
 
 /// One recipient with its DSN request.
