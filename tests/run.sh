@@ -53,7 +53,8 @@ if [ $status = 0 ]; then
 fi
 
 fresh=$(mktemp -d)
-tar -C "$REPO" --exclude=./target --exclude=./.stack --exclude=./.git --exclude=./fuzz -cf - . \
+tar -C "$REPO" --exclude=./target --exclude=./.stack --exclude=./.git --exclude=./fuzz/target --exclude=./fuzz/corpus \
+  --exclude=./fuzz/artifacts -cf - . \
   | tar -C "$fresh" -xf -
 rm -f "$fresh/Cargo.lock"
 if (cd "$fresh" && cargo generate-lockfile </dev/null); then
