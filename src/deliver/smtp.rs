@@ -1,7 +1,9 @@
 //! The SMTP/LMTP target: forwards fetched messages to a local MTA (fetchmail's default
 //! delivery, anchor §3.2) or an LMTP server, reusing one session for many messages and
 //! reconnecting after `batchlimit` messages. 4xx replies are transient, 5xx permanent; with
-//! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts.
+//! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts. A message for several
+//! recipients that some were served and others refused temporarily is a
+//! [`DeliverError::Partial`] naming the served ones, so it is retried for the others only.
 
 use std::io::Read;
 
@@ -126,20 +128,40 @@ impl Deliver for SmtpTarget {
                     })
                     .collect();
                 let transient = rejected.iter().find(|(_, reply)| reply.is_transient());
-                let refused = if transient.is_some() {
-                    transient
-                } else if rejected.len() == report.recipients.len() {
-                    rejected.first()
-                } else {
-                    None
-                };
-                if let Some((address, reply)) = refused {
+                if let Some((address, reply)) = transient {
+                    // The recipients served (accepted, or refused for good) are reported, so
+                    // the next attempt goes to the temporarily refused ones only: sending the
+                    // message again to all of them would duplicate it for the others.
+                    let served: Vec<String> = report
+                        .recipients
+                        .iter()
+                        .filter(|r| match &r.status {
+                            RcptStatus::Accepted(_) => true,
+                            RcptStatus::Rejected(reply) => !reply.is_transient(),
+                        })
+                        .map(|r| r.address.clone())
+                        .collect();
                     let reason = format!("{what} refused {address}: {reply}");
-                    return Err(if transient.is_some() {
-                        DeliverError::transient(reason)
-                    } else {
-                        DeliverError::permanent(reason)
+                    if served.is_empty() {
+                        return Err(DeliverError::transient(reason));
+                    }
+                    for (address, reply) in rejected.iter().filter(|(_, r)| !r.is_transient()) {
+                        log::warn!("{what} refused {address}: {reply}");
+                    }
+                    return Err(DeliverError::Partial {
+                        reason: format!(
+                            "{reason} (the message went to {}; it will go to the others at the next poll)",
+                            served.join(", ")
+                        ),
+                        served,
                     });
+                }
+                if rejected.len() == report.recipients.len()
+                    && let Some((address, reply)) = rejected.first()
+                {
+                    return Err(DeliverError::permanent(format!(
+                        "{what} refused {address}: {reply}"
+                    )));
                 }
                 for (address, _) in &rejected {
                     log::warn!("{what} refused {address}; the other recipients got the message");
