@@ -109,6 +109,9 @@ impl Deliver for SmtpTarget {
                 .collect(),
             // We cannot know without reading ahead; 8BITMIME servers accept both.
             body_8bit: true,
+            // A multidrop copy goes to the recipients that accept it; the refused ones are
+            // sorted out below from the report.
+            allow_partial: true,
             ..Envelope::default()
         };
         let client = self.client()?;
@@ -174,7 +177,10 @@ impl Deliver for SmtpTarget {
             }
             Err(e) => {
                 let reason = format!("{what}: {}", e.chain());
-                // A broken session is dropped; the next message reconnects.
+                // The session is dropped after any failed transaction; the next message
+                // reconnects. A refusal can leave it unusable (a pipelined DATA that got its
+                // 354 is abandoned by closing the connection), and a reconnect after a failure
+                // costs little. A session that broke or stopped answering gets no QUIT.
                 if matches!(
                     e.kind(),
                     crate::ErrorKind::NetworkIo
@@ -182,6 +188,8 @@ impl Deliver for SmtpTarget {
                         | crate::ErrorKind::Protocol
                 ) {
                     self.client = None;
+                } else {
+                    self.close();
                 }
                 if e.kind() == crate::ErrorKind::RejectedPermanent {
                     Err(DeliverError::permanent(reason))
