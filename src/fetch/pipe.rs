@@ -625,4 +625,123 @@ mod tests {
         let (_, ok) = run(&[b"Subject: a\r\n\r\nx", b"Subject: b\r\n\r\ny"], 3, true);
         assert_eq!(ok, 1);
     }
+
+    /// Records what the worker told the ledger.
+    #[derive(Default)]
+    struct Book {
+        delivered: Mutex<Vec<usize>>,
+        served: Mutex<Vec<(usize, Vec<String>)>>,
+    }
+
+    impl Ledger<usize> for Book {
+        fn delivered(&self, key: &usize) {
+            self.delivered.lock().unwrap().push(*key);
+        }
+        fn served(&self, key: &usize, recipients: &[String]) {
+            self.served
+                .lock()
+                .unwrap()
+                .push((*key, recipients.to_vec()));
+        }
+        fn served_before(&self, key: &usize) -> Vec<String> {
+            // Message 2 was served to bob by an earlier poll; message 3 to both.
+            match key {
+                2 => vec!["BOB@example.org".into()],
+                3 => vec!["alice@example.org".into(), "bob@example.org".into()],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    /// Checks that every earlier message was recorded before this one is delivered, and
+    /// refuses bob temporarily for message 1 while alice takes it.
+    /// Per delivery call: what the ledger had recorded as delivered then, and the envelope.
+    type Calls = Arc<Mutex<Vec<(Vec<usize>, MessageInfo)>>>;
+
+    struct Checked {
+        book: Arc<Book>,
+        seen: Calls,
+    }
+
+    impl Deliver for Checked {
+        fn deliver(
+            &mut self,
+            msg: &mut dyn Read,
+            info: &MessageInfo,
+        ) -> std::result::Result<Receipt, DeliverError> {
+            let mut v = Vec::new();
+            msg.read_to_end(&mut v)
+                .map_err(|e| DeliverError::from_io("x", e))?;
+            let n = self.seen.lock().unwrap().len();
+            let recorded = self.book.delivered.lock().unwrap().clone();
+            self.seen.lock().unwrap().push((recorded, info.clone()));
+            if info.also.iter().any(|a| a == "bob@example.org") && n == 1 {
+                return Err(DeliverError::Partial {
+                    reason: "bob: 451".into(),
+                    served: vec![info.recipient.clone()],
+                });
+            }
+            Ok(Receipt {
+                location: "c".into(),
+                path: None,
+                bytes: v.len() as u64,
+            })
+        }
+    }
+
+    #[test]
+    fn each_confirmed_message_is_recorded_before_the_next_and_served_recipients_are_skipped() {
+        let rules = Rules {
+            names: vec![
+                ("alice".into(), "alice".into()),
+                ("bob".into(), "bob".into()),
+            ],
+            wildcard: false,
+            envelope: None,
+            qvirtual: None,
+            domains: vec!["example.org".into()],
+            postmaster: "pm".into(),
+        };
+        let book = Arc::new(Book::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut t = Target::Direct {
+            deliver: Box::new(Checked {
+                book: book.clone(),
+                seen: seen.clone(),
+            }),
+            description: "c".into(),
+        };
+        let opts = PipeOptions {
+            received: None,
+            multidrop: Some((&rules, "example.org")),
+            info: MessageInfo::default(),
+            limit: None,
+        };
+        let msg: &[u8] = b"To: alice@example.org, bob@example.org\r\n\r\nbody\r\n";
+        let (items, r) = run_batch(&mut t, &opts, &*book, |f: &Feeder<usize>| {
+            for i in 0..4 {
+                f.start(i, None)?;
+                f.data(msg)?;
+                f.end()?;
+            }
+            Ok(())
+        });
+        assert!(r.is_ok());
+        let delivered = |i: usize| matches!(items[i].outcome, Outcome::Staged(Staged::Done(_)));
+        assert!(delivered(0) && !delivered(1) && delivered(2) && delivered(3));
+        assert_eq!(*book.delivered.lock().unwrap(), [0, 2, 3]);
+        assert_eq!(
+            *book.served.lock().unwrap(),
+            [(1, vec!["alice@example.org".to_string()])]
+        );
+        let seen = seen.lock().unwrap();
+        // Message 3 had every recipient served: it is not sent at all.
+        assert_eq!(seen.len(), 3);
+        // Message 2 goes to alice only (the served name matches without regard to case).
+        assert_eq!(seen[2].1.recipient, "alice@example.org");
+        assert!(seen[2].1.also.is_empty());
+        // Each delivery found every earlier confirmed message recorded already.
+        let recorded: Vec<&Vec<usize>> = seen.iter().map(|(r, _)| r).collect();
+        assert_eq!(recorded, [&vec![], &vec![0], &vec![0]]);
+    }
 }
