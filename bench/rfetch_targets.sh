@@ -15,8 +15,9 @@
 #   case), TARGETS ("mda smtp lmtp"), PROTOS ("pop3"; "pop3 imap" for both), STACK_DIR,
 #   BENCH_TMP (client side, default /tmp), BENCH_FS=ext4 (a fresh journaled ext4 on a loop
 #   device for the client side instead).
-# Prints one markdown table on stdout: wall-time median and range per case and binary, and the
-# median of B relative to A. Must run as root (seeding the stack's mailboxes).
+# Prints one markdown table on stdout: wall-time median and range per case and binary, the
+# median CPU time (user + sys, MDA children included), and B relative to A. Must run as root
+# (seeding the stack's mailboxes).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -106,13 +107,15 @@ for proto in $PROTOS; do
         "$STACK_SH" clear "$STACK_DIR" alice >/dev/null
         sync
         t0=$(date +%s%N)
-        HOME=$dir "$WORK/rfetch-$which" -s -C "$dir/config.toml" >/dev/null 2>"$dir/err" \
+        HOME=$dir /usr/bin/time -f '%U %S' -o "$dir/cpu" \
+          "$WORK/rfetch-$which" -s -C "$dir/config.toml" >/dev/null 2>"$dir/err" \
           || die "rfetch-$which $proto $target failed: $(tail -3 "$dir/err")"
         t1=$(date +%s%N)
         left=$(left_on_server)
         [ "$left" = 0 ] || log "rfetch-$which $proto $target left $left messages on the server"
-        echo "$proto $target $which $(((t1 - t0) / 1000000))" >>"$RESULTS"
-        log "$proto $target run $i $which: $(((t1 - t0) / 1000000)) ms"
+        cpu=$(awk '{printf "%d", ($1 + $2) * 1000}' "$dir/cpu")
+        echo "$proto $target $which $(((t1 - t0) / 1000000)) $cpu" >>"$RESULTS"
+        log "$proto $target run $i $which: $(((t1 - t0) / 1000000)) ms, CPU $cpu ms"
       done
     done
   done
@@ -125,16 +128,21 @@ import statistics, sys
 path, n, size, fs = sys.argv[1:]
 runs = {}
 for line in open(path):
-    proto, target, which, ms = line.split()
-    runs.setdefault((proto, target), {}).setdefault(which, []).append(int(ms))
-print(f"{n} messages of {size} bytes, client side on {fs}; wall time per run, ms")
+    proto, target, which, ms, cpu = line.split()
+    by = runs.setdefault((proto, target), {})
+    by.setdefault(which, []).append(int(ms))
+    by.setdefault(which + "cpu", []).append(int(cpu))
+print(f"{n} messages of {size} bytes, client side on {fs}; per run, ms: wall time, and CPU")
+print("time (user + sys of rfetch and its children, i.e. the MDA's too)")
 print()
-print("| case | A median (min-max) | B median (min-max) | B/A |")
-print("|---|---|---|---|")
+print("| case | A wall median (min-max) | B wall median (min-max) | B/A | A CPU median | B CPU median | B/A |")
+print("|---|---|---|---|---|---|---|")
 for (proto, target), by in runs.items():
     a, b = by.get("a", []), by.get("b", [])
     if not a or not b:
         continue
     ma, mb = statistics.median(a), statistics.median(b)
-    print(f"| {proto}s -> {target} | {ma:.0f} ({min(a)}-{max(a)}) | {mb:.0f} ({min(b)}-{max(b)}) | {mb / ma:.2f} |")
+    ca, cb = statistics.median(by["acpu"]), statistics.median(by["bcpu"])
+    print(f"| {proto}s -> {target} | {ma:.0f} ({min(a)}-{max(a)}) | {mb:.0f} ({min(b)}-{max(b)}) "
+          f"| {mb / ma:.2f} | {ca:.0f} | {cb:.0f} | {cb / max(ca, 1):.2f} |")
 EOF
