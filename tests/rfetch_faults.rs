@@ -304,3 +304,210 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     assert_eq!(server_count(&s), 0, "delivered messages are deleted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a scripted LMTP/SMTP server received: (recipient, Subject) per copy accepted.
+type Accepted = Arc<Mutex<Vec<(String, String)>>>;
+
+/// When the scripted server refuses its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefuseAt {
+    Rcpt,
+    /// LMTP only: that recipient's reply after the final "." (RFC 2033 §4.2).
+    EndOfData,
+}
+
+/// A scripted LMTP (or SMTP) server that answers 451 once for `refuse_once` (at RCPT TO, or
+/// with LMTP after the final ".") and accepts everything else; with LMTP it answers once per
+/// accepted recipient after the final ".", as RFC 2033 says.
+fn scripted_lmtp(lmtp: bool, refuse_once: &'static str, at: RefuseAt) -> (u16, Accepted) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted: Accepted = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::clone(&accepted);
+    let refused = Arc::new(Mutex::new(false));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut sock) = conn else { return };
+            let mut reader = BufReader::new(sock.try_clone().expect("clone"));
+            let _ = sock.write_all(b"220 scripted\r\n");
+            let mut line = String::new();
+            let mut rcpts: Vec<String> = Vec::new();
+            let mut data: Option<String> = None;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if let Some(body) = data.as_mut() {
+                    if line != ".\r\n" {
+                        body.push_str(&line);
+                        continue;
+                    }
+                    let subject = body
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Subject: "))
+                        .unwrap_or("")
+                        .to_owned();
+                    let mut reply = String::new();
+                    for r in rcpts.drain(..) {
+                        let mut refused = refused.lock().unwrap();
+                        if at == RefuseAt::EndOfData && r == refuse_once && !*refused {
+                            *refused = true;
+                            reply.push_str("451 4.2.0 mailbox locked, try again later\r\n");
+                            continue;
+                        }
+                        store.lock().unwrap().push((r, subject.clone()));
+                        reply.push_str("250 2.0.0 delivered\r\n");
+                    }
+                    if !lmtp {
+                        reply = "250 2.0.0 queued\r\n".into();
+                    }
+                    data = None;
+                    if sock.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                let upper = line.to_ascii_uppercase();
+                let reply = if upper.starts_with("LHLO") || upper.starts_with("EHLO") {
+                    "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n".to_string()
+                } else if upper.starts_with("MAIL") {
+                    rcpts.clear();
+                    "250 2.1.0 ok\r\n".to_string()
+                } else if upper.starts_with("RCPT") {
+                    let addr = line
+                        .split_once('<')
+                        .and_then(|(_, rest)| rest.split_once('>'))
+                        .map_or(String::new(), |(a, _)| a.to_owned());
+                    let mut refused = refused.lock().unwrap();
+                    if at == RefuseAt::Rcpt && addr == refuse_once && !*refused {
+                        *refused = true;
+                        "451 4.2.0 mailbox busy, try again later\r\n".to_string()
+                    } else {
+                        rcpts.push(addr);
+                        "250 2.1.5 ok\r\n".to_string()
+                    }
+                } else if upper.starts_with("DATA") {
+                    data = Some(String::new());
+                    "354 go ahead\r\n".to_string()
+                } else if upper.starts_with("QUIT") {
+                    let _ = sock.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    "250 2.0.0 ok\r\n".to_string()
+                };
+                if sock.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (port, accepted)
+}
+
+/// Multidrop forwarding where the target refuses one recipient of a message temporarily (451)
+/// and accepts the others: the message stays on the server, the next poll sends it to the
+/// refused recipient only, and nobody gets a copy twice. (fetchmail sends such a message again
+/// to every recipient, a known source of duplicates.)
+fn multidrop_partial_refusal(lmtp: bool, at: RefuseAt) {
+    let s = common::Stack::get();
+    let _bob = common::mailbox::lock_bob(&s);
+    clear_bob(&s);
+    let dir = tempdir(if lmtp { "md-lmtp" } else { "md-smtp" });
+    let tag = format!("md451-{}", std::process::id());
+    for (name, to) in [
+        (
+            "m1",
+            "alice@example.org, bob@example.org, carol@example.org",
+        ),
+        ("m2", "alice@example.org"),
+        ("m3", "bob@example.org, carol@example.org"),
+    ] {
+        put_bob(
+            &s,
+            &dir,
+            name,
+            format!("From: a@elsewhere.net\nTo: {to}\nSubject: {tag} {name}\n\nbody {name}\n")
+                .as_bytes(),
+        );
+    }
+    let (target, accepted) = scripted_lmtp(lmtp, "bob@example.org", at);
+    let rc = dir.join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "poll 127.0.0.1 proto pop3 port {} localdomains example.org no envelope\n  \
+             user bob password bobpw ssl sslcertfile \"{}\" sslcommonname localhost\n  \
+             is alice bob carol here {}smtphost 127.0.0.1/{target} smtpaddress example.org\n",
+            s.port("POP3S_PORT"),
+            s.ca().display(),
+            if lmtp { "lmtp " } else { "" }
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let args = ["-f", rc.to_str().unwrap()];
+    // Which of our messages each recipient got, in order of Subject.
+    let copies = |who: &str| -> Vec<String> {
+        let mut v: Vec<String> = accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == who)
+            .filter_map(|(_, subject)| subject.strip_prefix(&format!("{tag} ")).map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+
+    let first = rfetch(&dir, &args);
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert_eq!(code(&first), 0, "{err}");
+    assert!(
+        err.contains("it will go to the others at the next poll"),
+        "{err}"
+    );
+    assert_eq!(copies("alice@example.org"), ["m1", "m2"], "{err}");
+    assert_eq!(copies("bob@example.org"), ["m3"], "{err}");
+    assert_eq!(copies("carol@example.org"), ["m1", "m3"], "{err}");
+    assert_eq!(server_count(&s), 1, "m1 stays on the server: {err}");
+
+    let second = rfetch(&dir, &args);
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert_eq!(code(&second), 0, "{err}");
+    // Exactly one copy each: m1 went to bob only.
+    assert_eq!(copies("alice@example.org"), ["m1", "m2"], "{err}");
+    assert_eq!(copies("bob@example.org"), ["m1", "m3"], "{err}");
+    assert_eq!(copies("carol@example.org"), ["m1", "m3"], "{err}");
+    assert_eq!(server_count(&s), 0, "{err}");
+    // The state no longer holds the served recipients of m1.
+    let ids = std::fs::read_to_string(dir.join(".fetchids")).unwrap();
+    assert!(!ids.contains("-rcpt"), "{ids}");
+
+    let third = rfetch(&dir, &args);
+    assert_eq!(
+        code(&third),
+        1,
+        "nothing left: {}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(accepted.lock().unwrap().len(), 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn multidrop_lmtp_451_for_one_recipient_retries_only_that_recipient() {
+    multidrop_partial_refusal(true, RefuseAt::Rcpt);
+}
+
+#[test]
+fn multidrop_lmtp_451_after_data_for_one_recipient_retries_only_that_recipient() {
+    multidrop_partial_refusal(true, RefuseAt::EndOfData);
+}
+
+#[test]
+fn multidrop_smtp_451_for_one_recipient_retries_only_that_recipient() {
+    multidrop_partial_refusal(false, RefuseAt::Rcpt);
+}

@@ -16,6 +16,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 STACK="$REPO/tests/stack/stack.sh"
 export POSTIE_STACK_DIR=${POSTIE_STACK_DIR:-$REPO/.stack}
+# the 20-kill test for every delivery target, not only Maildir (tests/rfetch_kill.rs; ~1-2 min)
+export POSTIE_KILL_ALL_TARGETS=${POSTIE_KILL_ALL_TARGETS:-1}
 
 # cargo may live in ~/.cargo/bin on a machine whose PATH does not have it (e.g. under sudo)
 if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then

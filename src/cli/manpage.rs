@@ -296,8 +296,18 @@ const RFETCH_SECTIONS: &[Section] = &[
 after its target confirmed it: the Maildir file was written, synced and renamed into new/ and the \
 directory synced; the mbox was appended, synced and unlocked; the MDA exited 0; the SMTP or LMTP \
 listener answered 250. A temporary failure (MDA exit 75, a 4xx reply, a full disk) leaves the \
-message on the server for the next poll. The record of seen messages is written atomically, so an \
-interrupted rfetch never loses mail and re-fetches at most the message that was in flight.
+message on the server for the next poll. Each message is recorded as seen the moment its target \
+confirmed it (Maildir: its batch, through a journal; the others: one line appended to \
+STATEFILE.seen-log, replayed by the next run) and the state file itself is rewritten atomically \
+and synced once per batch of 100, so an interrupted rfetch (SIGKILL, a crash) never loses mail \
+and delivers again at most the message that was in flight; a power loss can in addition repeat \
+the messages of the batch whose state was not yet synced.
+
+Multidrop forwarding over SMTP or LMTP sends one copy with one RCPT TO per local user. When some \
+recipients take it (or refuse it for good) and others refuse it temporarily (4xx at RCPT, or an \
+LMTP 4xx after the data), the message stays on the server and the recipients already served are \
+recorded with it in the seen state; the next poll sends it to the remaining recipients only, and \
+deletes it once they have it. fetchmail sends such a message again to every recipient.
 
 An mbox is locked with a dotlock (FILE.lock, holding the PID and host name), flock and fcntl, as \
 mail readers and MDAs use any of them; a dotlock left by a process of this host that no longer \
@@ -435,8 +445,9 @@ header (envelope; default Received's for clause), else Resent-To/Cc/Bcc or To/Cc
 domains against the poll name, via, aka and localdomains without DNS lookups (dns and checkalias \
 are ignored; qvirtual is honoured), and forwards one copy over SMTP or LMTP with one RCPT TO per local user, or runs the mda once \
 with %T expanded to every local name (each quoted); unmatched mail goes to the postmaster with an \
-X-Fetchmail-Warning header. A temporary refusal of any recipient keeps the message on the server \
-for the next poll; a permanent refusal of some is logged and the others keep their copy. \
+X-Fetchmail-Warning header. A temporary refusal of some recipients keeps the message on the \
+server, and the next poll sends it to those recipients only (see DELIVERY CONTRACT); a permanent \
+refusal of some is logged and the others keep their copy. \
 A CR that is not followed by LF is delivered as it came (fetchmail drops it).",
     },
 ];

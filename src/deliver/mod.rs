@@ -61,6 +61,11 @@ pub enum DeliverError {
         #[source]
         source: Option<io::Error>,
     },
+    /// A message for several recipients (multidrop forwarding) that some of them were served
+    /// (accepted it, or refused it for good) and others refused temporarily: transient, and
+    /// the next attempt goes to the others only.
+    #[error("{reason}")]
+    Partial { reason: String, served: Vec<String> },
 }
 
 impl DeliverError {
@@ -96,14 +101,17 @@ impl DeliverError {
     }
 
     pub fn is_transient(&self) -> bool {
-        matches!(self, DeliverError::Transient { .. })
+        matches!(
+            self,
+            DeliverError::Transient { .. } | DeliverError::Partial { .. }
+        )
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            DeliverError::Transient { reason, .. } | DeliverError::Permanent { reason, .. } => {
-                reason
-            }
+            DeliverError::Transient { reason, .. }
+            | DeliverError::Permanent { reason, .. }
+            | DeliverError::Partial { reason, .. } => reason,
         }
     }
 }

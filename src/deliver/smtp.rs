@@ -1,7 +1,9 @@
 //! The SMTP/LMTP target: forwards fetched messages to a local MTA (fetchmail's default
 //! delivery, anchor §3.2) or an LMTP server, reusing one session for many messages and
 //! reconnecting after `batchlimit` messages. 4xx replies are transient, 5xx permanent; with
-//! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts.
+//! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts. A message for several
+//! recipients that some were served and others refused temporarily is a
+//! [`DeliverError::Partial`] naming the served ones, so it is retried for the others only.
 
 use std::io::Read;
 
@@ -107,6 +109,9 @@ impl Deliver for SmtpTarget {
                 .collect(),
             // We cannot know without reading ahead; 8BITMIME servers accept both.
             body_8bit: true,
+            // A multidrop copy goes to the recipients that accept it; the refused ones are
+            // sorted out below from the report.
+            allow_partial: true,
             ..Envelope::default()
         };
         let client = self.client()?;
@@ -126,20 +131,40 @@ impl Deliver for SmtpTarget {
                     })
                     .collect();
                 let transient = rejected.iter().find(|(_, reply)| reply.is_transient());
-                let refused = if transient.is_some() {
-                    transient
-                } else if rejected.len() == report.recipients.len() {
-                    rejected.first()
-                } else {
-                    None
-                };
-                if let Some((address, reply)) = refused {
+                if let Some((address, reply)) = transient {
+                    // The recipients served (accepted, or refused for good) are reported, so
+                    // the next attempt goes to the temporarily refused ones only: sending the
+                    // message again to all of them would duplicate it for the others.
+                    let served: Vec<String> = report
+                        .recipients
+                        .iter()
+                        .filter(|r| match &r.status {
+                            RcptStatus::Accepted(_) => true,
+                            RcptStatus::Rejected(reply) => !reply.is_transient(),
+                        })
+                        .map(|r| r.address.clone())
+                        .collect();
                     let reason = format!("{what} refused {address}: {reply}");
-                    return Err(if transient.is_some() {
-                        DeliverError::transient(reason)
-                    } else {
-                        DeliverError::permanent(reason)
+                    if served.is_empty() {
+                        return Err(DeliverError::transient(reason));
+                    }
+                    for (address, reply) in rejected.iter().filter(|(_, r)| !r.is_transient()) {
+                        log::warn!("{what} refused {address}: {reply}");
+                    }
+                    return Err(DeliverError::Partial {
+                        reason: format!(
+                            "{reason} (the message went to {}; it will go to the others at the next poll)",
+                            served.join(", ")
+                        ),
+                        served,
                     });
+                }
+                if rejected.len() == report.recipients.len()
+                    && let Some((address, reply)) = rejected.first()
+                {
+                    return Err(DeliverError::permanent(format!(
+                        "{what} refused {address}: {reply}"
+                    )));
                 }
                 for (address, _) in &rejected {
                     log::warn!("{what} refused {address}; the other recipients got the message");
@@ -152,7 +177,10 @@ impl Deliver for SmtpTarget {
             }
             Err(e) => {
                 let reason = format!("{what}: {}", e.chain());
-                // A broken session is dropped; the next message reconnects.
+                // The session is dropped after any failed transaction; the next message
+                // reconnects. A refusal can leave it unusable (a pipelined DATA that got its
+                // 354 is abandoned by closing the connection), and a reconnect after a failure
+                // costs little. A session that broke or stopped answering gets no QUIT.
                 if matches!(
                     e.kind(),
                     crate::ErrorKind::NetworkIo
@@ -160,6 +188,8 @@ impl Deliver for SmtpTarget {
                         | crate::ErrorKind::Protocol
                 ) {
                     self.client = None;
+                } else {
+                    self.close();
                 }
                 if e.kind() == crate::ErrorKind::RejectedPermanent {
                     Err(DeliverError::permanent(reason))

@@ -81,6 +81,53 @@ impl StateKey {
     }
 }
 
+impl StateKey {
+    /// Records the message as delivered now, in memory and in the seen log
+    /// ([`SeenStore::pop3_delivered`]): what a target that confirms each message itself (MDA,
+    /// mbox, SMTP, LMTP) does the moment it confirmed one.
+    pub fn delivered(&self, st: &mut SeenStore) -> std::result::Result<(), StateError> {
+        match self {
+            StateKey::Pop3 { account, uid } => st.pop3_delivered(account, uid),
+            StateKey::Imap {
+                account,
+                folder,
+                uidvalidity,
+                uid,
+            } => st.imap_delivered(account, folder, *uidvalidity, *uid),
+        }
+    }
+
+    /// Records recipients the message was served to while others still wait for it.
+    pub fn served(
+        &self,
+        st: &mut SeenStore,
+        recipients: &[String],
+    ) -> std::result::Result<(), StateError> {
+        match self {
+            StateKey::Pop3 { account, uid } => st.pop3_served(account, uid, recipients),
+            StateKey::Imap {
+                account,
+                folder,
+                uidvalidity,
+                uid,
+            } => st.imap_served(account, folder, *uidvalidity, *uid, recipients),
+        }
+    }
+
+    /// The recipients an earlier poll served the message to (see [`served`](Self::served)).
+    pub fn served_to(&self, st: &SeenStore) -> Vec<String> {
+        match self {
+            StateKey::Pop3 { account, uid } => st.pop3_served_to(account, uid),
+            StateKey::Imap {
+                account,
+                folder,
+                uidvalidity,
+                uid,
+            } => st.imap_served_to(account, folder, *uidvalidity, *uid),
+        }
+    }
+}
+
 /// One message of a journaled batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -1,7 +1,9 @@
 //! Streams fetched messages from the mail session into a delivery target without holding
 //! whole messages in memory: the session pushes chunks into a bounded channel, a worker thread
 //! pulls them through [`Deliver`] (or Maildir's unsynced write). The fetchmail `Received:`
-//! header is inserted on the way (before the first existing `Received:` line, anchor §3.4).
+//! header is inserted on the way (before the first existing `Received:` line). A target that
+//! confirms each message itself has it recorded through the [`Ledger`] before the worker reads
+//! the next one, so a kill can make only the message in flight be delivered twice.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -89,6 +91,29 @@ impl<K> Feeder<K> {
     }
 }
 
+/// The per-message record the worker keeps for targets that confirm each message themselves
+/// (MDA, mbox, SMTP, LMTP); a Maildir batch is recorded by its journal instead.
+pub trait Ledger<K>: Sync {
+    /// The target confirmed the message: record it so that a kill from now on cannot make it be
+    /// fetched again. Called before the worker reads the next message.
+    fn delivered(&self, key: &K);
+    /// The message was served to these recipients while others refused it temporarily.
+    fn served(&self, key: &K, recipients: &[String]);
+    /// The recipients an earlier attempt served the message to (multidrop forwarding).
+    fn served_before(&self, key: &K) -> Vec<String>;
+}
+
+/// A [`Ledger`] that records nothing (tests, and `-c`).
+pub struct NoLedger;
+
+impl<K> Ledger<K> for NoLedger {
+    fn delivered(&self, _: &K) {}
+    fn served(&self, _: &K, _: &[String]) {}
+    fn served_before(&self, _: &K) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Makes the `Received:` header of a message (given its multidrop sorting, if any).
 pub type ReceivedHeader<'a> = dyn Fn(Option<&Sorted>) -> String + Sync + 'a;
 
@@ -107,15 +132,17 @@ pub struct PipeOptions<'a> {
 
 /// Runs `fetch` (which feeds messages) while a worker delivers them into `target`. Returns
 /// the per-message outcomes (in order) and the result of `fetch`. Messages whose stream was
-/// cut (a connection lost mid-message) end as transient failures.
+/// cut (a connection lost mid-message) end as transient failures. Each message a direct target
+/// confirmed is handed to `ledger` at once.
 pub fn run_batch<K: Send>(
     target: &mut Target,
     opts: &PipeOptions<'_>,
+    ledger: &dyn Ledger<K>,
     fetch: impl FnOnce(&Feeder<K>) -> Result<()>,
 ) -> (Vec<BatchItem<K>>, Result<()>) {
     let (tx, rx) = sync_channel::<Chunk<K>>(CHANNEL_DEPTH);
     std::thread::scope(|scope| {
-        let worker = scope.spawn(|| worker(target, opts, rx));
+        let worker = scope.spawn(|| worker(target, opts, ledger, rx));
         let feeder = Feeder { tx };
         let fetched = fetch(&feeder);
         drop(feeder);
@@ -127,6 +154,7 @@ pub fn run_batch<K: Send>(
 fn worker<K>(
     target: &mut Target,
     opts: &PipeOptions<'_>,
+    ledger: &dyn Ledger<K>,
     rx: Receiver<Chunk<K>>,
 ) -> Vec<BatchItem<K>> {
     let mut items = Vec::new();
@@ -178,9 +206,36 @@ fn worker<K>(
                     sorted
                 });
                 reader.received = opts.received.map(|f| f(sorted.as_ref()));
+                // Recipients an earlier poll served already do not get the message again.
+                let served = if direct && sorted.is_some() {
+                    ledger.served_before(&key)
+                } else {
+                    Vec::new()
+                };
+                let left = if served.is_empty() {
+                    None
+                } else {
+                    let info = info.to_mut();
+                    let wanted: Vec<String> = std::iter::once(std::mem::take(&mut info.recipient))
+                        .chain(std::mem::take(&mut info.also))
+                        .filter(|r| !served.iter().any(|s| s.eq_ignore_ascii_case(r)))
+                        .collect();
+                    let mut wanted = wanted.into_iter();
+                    info.recipient = wanted.next().unwrap_or_default();
+                    info.also = wanted.collect();
+                    Some(!info.recipient.is_empty())
+                };
                 let staged = match target {
                     Target::Maildir(m) => {
                         m.deliver_unsynced(&mut reader, &info).map(Staged::Pending)
+                    }
+                    // Every recipient was served before: the message is delivered.
+                    Target::Direct { description, .. } if left == Some(false) => {
+                        Ok(Staged::Done(Receipt {
+                            location: description.clone(),
+                            path: None,
+                            bytes: 0,
+                        }))
                     }
                     Target::Direct { deliver, .. } => {
                         deliver.deliver(&mut reader, &info).map(Staged::Done)
@@ -192,8 +247,17 @@ fn worker<K>(
                     _ if reader.lost => Outcome::Failed(DeliverError::transient(
                         "the connection to the mail server was lost during the message",
                     )),
+                    Ok(Staged::Done(receipt)) => {
+                        ledger.delivered(&key);
+                        Outcome::Staged(Staged::Done(receipt))
+                    }
                     Ok(s) => Outcome::Staged(s),
-                    Err(e) => Outcome::Failed(e),
+                    Err(e) => {
+                        if let DeliverError::Partial { served, .. } = &e {
+                            ledger.served(&key, served);
+                        }
+                        Outcome::Failed(e)
+                    }
                 }
             }
         };
@@ -389,7 +453,7 @@ mod tests {
             info: MessageInfo::default(),
             limit: None,
         };
-        let (items, r) = run_batch(&mut t, &opts, |f: &Feeder<usize>| {
+        let (items, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
             for (i, m) in msgs.iter().enumerate() {
                 f.start(i, None)?;
                 for c in m.chunks(piece) {
@@ -477,7 +541,7 @@ mod tests {
                 info: MessageInfo::default(),
                 limit: None,
             };
-            let (_, r) = run_batch(&mut t, &opts, |f: &Feeder<usize>| {
+            let (_, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
                 for (i, m) in msgs.iter().enumerate() {
                     f.start(i, None)?;
                     // One byte at a time: the header read-ahead spans many chunks.
@@ -560,5 +624,124 @@ mod tests {
     fn a_cut_stream_is_a_transient_failure() {
         let (_, ok) = run(&[b"Subject: a\r\n\r\nx", b"Subject: b\r\n\r\ny"], 3, true);
         assert_eq!(ok, 1);
+    }
+
+    /// Records what the worker told the ledger.
+    #[derive(Default)]
+    struct Book {
+        delivered: Mutex<Vec<usize>>,
+        served: Mutex<Vec<(usize, Vec<String>)>>,
+    }
+
+    impl Ledger<usize> for Book {
+        fn delivered(&self, key: &usize) {
+            self.delivered.lock().unwrap().push(*key);
+        }
+        fn served(&self, key: &usize, recipients: &[String]) {
+            self.served
+                .lock()
+                .unwrap()
+                .push((*key, recipients.to_vec()));
+        }
+        fn served_before(&self, key: &usize) -> Vec<String> {
+            // Message 2 was served to bob by an earlier poll; message 3 to both.
+            match key {
+                2 => vec!["BOB@example.org".into()],
+                3 => vec!["alice@example.org".into(), "bob@example.org".into()],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    /// Checks that every earlier message was recorded before this one is delivered, and
+    /// refuses bob temporarily for message 1 while alice takes it.
+    /// Per delivery call: what the ledger had recorded as delivered then, and the envelope.
+    type Calls = Arc<Mutex<Vec<(Vec<usize>, MessageInfo)>>>;
+
+    struct Checked {
+        book: Arc<Book>,
+        seen: Calls,
+    }
+
+    impl Deliver for Checked {
+        fn deliver(
+            &mut self,
+            msg: &mut dyn Read,
+            info: &MessageInfo,
+        ) -> std::result::Result<Receipt, DeliverError> {
+            let mut v = Vec::new();
+            msg.read_to_end(&mut v)
+                .map_err(|e| DeliverError::from_io("x", e))?;
+            let n = self.seen.lock().unwrap().len();
+            let recorded = self.book.delivered.lock().unwrap().clone();
+            self.seen.lock().unwrap().push((recorded, info.clone()));
+            if info.also.iter().any(|a| a == "bob@example.org") && n == 1 {
+                return Err(DeliverError::Partial {
+                    reason: "bob: 451".into(),
+                    served: vec![info.recipient.clone()],
+                });
+            }
+            Ok(Receipt {
+                location: "c".into(),
+                path: None,
+                bytes: v.len() as u64,
+            })
+        }
+    }
+
+    #[test]
+    fn each_confirmed_message_is_recorded_before_the_next_and_served_recipients_are_skipped() {
+        let rules = Rules {
+            names: vec![
+                ("alice".into(), "alice".into()),
+                ("bob".into(), "bob".into()),
+            ],
+            wildcard: false,
+            envelope: None,
+            qvirtual: None,
+            domains: vec!["example.org".into()],
+            postmaster: "pm".into(),
+        };
+        let book = Arc::new(Book::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut t = Target::Direct {
+            deliver: Box::new(Checked {
+                book: book.clone(),
+                seen: seen.clone(),
+            }),
+            description: "c".into(),
+        };
+        let opts = PipeOptions {
+            received: None,
+            multidrop: Some((&rules, "example.org")),
+            info: MessageInfo::default(),
+            limit: None,
+        };
+        let msg: &[u8] = b"To: alice@example.org, bob@example.org\r\n\r\nbody\r\n";
+        let (items, r) = run_batch(&mut t, &opts, &*book, |f: &Feeder<usize>| {
+            for i in 0..4 {
+                f.start(i, None)?;
+                f.data(msg)?;
+                f.end()?;
+            }
+            Ok(())
+        });
+        assert!(r.is_ok());
+        let delivered = |i: usize| matches!(items[i].outcome, Outcome::Staged(Staged::Done(_)));
+        assert!(delivered(0) && !delivered(1) && delivered(2) && delivered(3));
+        assert_eq!(*book.delivered.lock().unwrap(), [0, 2, 3]);
+        assert_eq!(
+            *book.served.lock().unwrap(),
+            [(1, vec!["alice@example.org".to_string()])]
+        );
+        let seen = seen.lock().unwrap();
+        // Message 3 had every recipient served: it is not sent at all.
+        assert_eq!(seen.len(), 3);
+        // Message 2 goes to alice only (the served name matches without regard to case).
+        assert_eq!(seen[2].1.recipient, "alice@example.org");
+        assert!(seen[2].1.also.is_empty());
+        // Each delivery found every earlier confirmed message recorded already.
+        let recorded: Vec<&Vec<usize>> = seen.iter().map(|(r, _)| r).collect();
+        assert_eq!(recorded, [&vec![], &vec![0], &vec![0]]);
     }
 }

@@ -1,8 +1,10 @@
-//! One poll of one account (anchor §3, DESIGN §6): connect, list, choose the messages not seen
-//! before, stream them into the target in batches, and only after the target confirmed a
-//! batch (Maildir: one sync for the batch; the others per message) record the UIDs as seen
-//! (one state fsync per batch) and delete them on the server unless `keep`. Maildir batches
-//! go through the batch journal (fetch::journal), so a kill never makes one be fetched again.
+//! One poll of one account: connect, list, choose the messages not seen before, stream them into
+//! the target in batches, and only after the target confirmed a batch (Maildir: one sync for the
+//! batch; the others per message) commit the UIDs as seen (one state fsync per batch) and delete
+//! them on the server unless `keep`. Maildir batches go through the batch journal
+//! (fetch::journal); every other target has each message recorded in the seen log the moment it
+//! confirmed it ([`StateLedger`]). Either way a kill makes at most the message in flight be
+//! fetched again.
 //!
 //! Failure rules: a delivery failure (transient or permanent: fetchmail's softbounce) leaves
 //! the message on the server and the poll goes on; a connection lost mid-batch leaves every
@@ -406,6 +408,47 @@ impl Delivery<'_> {
     }
 }
 
+/// Records each message a direct target (MDA, mbox, SMTP, LMTP) confirmed in the seen state and
+/// its log the moment it is confirmed ([`StateKey::delivered`]), so a kill can make only the
+/// message in flight be delivered again; the batch's settle commits the state durably.
+struct StateLedger<'a, K> {
+    state: &'a Mutex<SeenStore>,
+    key: &'a (dyn Fn(&K) -> StateKey + Sync),
+}
+
+impl<K> StateLedger<'_, K> {
+    fn with_state<T>(&self, f: impl FnOnce(&mut SeenStore) -> Result<T>) -> Result<T> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))?;
+        f(&mut st)
+    }
+}
+
+impl<K> pipe::Ledger<K> for StateLedger<'_, K> {
+    fn delivered(&self, key: &K) {
+        let key = (self.key)(key);
+        if let Err(e) = self.with_state(|st| Ok(key.delivered(st)?)) {
+            // The batch's commit records it again; only a kill before that would fetch it twice.
+            log::error!("{}", e.chain());
+        }
+    }
+
+    fn served(&self, key: &K, recipients: &[String]) {
+        let key = (self.key)(key);
+        if let Err(e) = self.with_state(|st| Ok(key.served(st, recipients)?)) {
+            log::error!("{}", e.chain());
+        }
+    }
+
+    fn served_before(&self, key: &K) -> Vec<String> {
+        let key = (self.key)(key);
+        self.with_state(|st| Ok(key.served_to(st)))
+            .unwrap_or_default()
+    }
+}
+
 /// A batch between [`Delivery::stage`] and [`Delivery::publish`].
 struct StagedBatch<K> {
     /// Maildir messages written to `tmp/`, not yet durable.
@@ -666,6 +709,10 @@ fn poll_pop3(
         account: key.clone(),
         uid: k.1.clone(),
     };
+    let ledger = StateLedger {
+        state: ctx.state,
+        key: &state_key,
+    };
     // After a batch is confirmed: its failures are not retried in this poll, the seen state is
     // committed, and (unless the connection is gone) the confirmed messages are deleted.
     // Returns the number of deletions sent.
@@ -722,7 +769,7 @@ fn poll_pop3(
                 }
             }
             let fetched = batch.map(|batch| {
-                pipe::run_batch(target, &opts, |feeder| {
+                pipe::run_batch(target, &opts, &ledger, |feeder| {
                     let mut sink = PopSink {
                         feeder,
                         uids: &uids,
@@ -1006,6 +1053,10 @@ pub fn poll_imap_session(
             uidvalidity: validity,
             uid,
         };
+        let ledger = StateLedger {
+            state: ctx.state,
+            key: &state_key,
+        };
         // After a batch is confirmed: the seen state is committed and (unless the connection is
         // gone) the confirmed messages are flagged or deleted.
         let settle = |s: &mut ImapSession,
@@ -1037,7 +1088,7 @@ pub fn poll_imap_session(
                     batches.next()
                 };
                 let fetched = batch.map(|batch| {
-                    pipe::run_batch(target, &opts, |feeder| {
+                    pipe::run_batch(target, &opts, &ledger, |feeder| {
                         let mut sink = ImapSink {
                             feeder,
                             progress: (&user, &server, total, &position),

@@ -4,7 +4,24 @@
 //! Durability: changes are made in memory and written by [`SeenStore::commit`], which writes the
 //! whole file to a temp file in the same directory, fsyncs it, renames it over the old one and
 //! fsyncs the directory. A SIGKILL at any point leaves either the old or the new file, never a
-//! torn one. Callers batch: record a group of UIDs, commit once (DESIGN §6).
+//! torn one. Callers batch: record a group of UIDs, commit once per batch.
+//!
+//! Between two commits, each message a target confirmed is also appended to the seen log
+//! (`<statefile>.seen-log`, [`SeenStore::pop3_delivered`], [`SeenStore::imap_delivered`]): one
+//! `write(2)` of one line to an append-only file, no fsync. Once the write returned, the line is
+//! in the kernel, so a SIGKILL right after cannot make the message be fetched again; surviving a
+//! power loss is left to the batch's commit, which fsyncs the state after the target's own
+//! durability. [`SeenStore::open`] replays the log over the file (a last line without its newline
+//! was cut while written and is ignored) and the next commit, which holds everything replayed,
+//! removes it. The log's lines are the file's record lines, one message per line; a line
+//! `imap SERVER USER FOLDER UIDVALIDITY -` there records a UIDVALIDITY change, and an `imap` line
+//! of another UIDVALIDITY than the folder's is skipped, so a log that reappears after a power loss
+//! (its removal is made durable only by the next commit's directory fsync) cannot reset a folder.
+//!
+//! Multidrop forwarding to SMTP/LMTP can be accepted for some recipients and refused temporarily
+//! for others. The recipients that were served (accepted, or refused for good) are recorded per
+//! message (`pop3-rcpt`, `imap-rcpt`, logged the same way), so the next poll sends the message
+//! to the remaining recipients only; recording the message as delivered forgets them.
 //!
 //! Corruption policy: a state file that cannot be read or parsed is an error naming the file
 //! and line; it is never silently treated as empty, because in `keep` mode that would re-deliver
@@ -18,6 +35,8 @@
 //! postie-seen 1
 //! pop3 SERVER USER UID
 //! imap SERVER USER FOLDER UIDVALIDITY 1:5,7,9:12
+//! pop3-rcpt SERVER USER UID RECIPIENT
+//! imap-rcpt SERVER USER FOLDER UIDVALIDITY UID RECIPIENT
 //! ```
 //!
 //! A file without the `postie-seen` first line is read as fetchmail's `.fetchids` (`user@server
@@ -90,11 +109,24 @@ pub enum UidValidityCheck {
 struct ImapFolder {
     uidvalidity: u32,
     uids: BTreeSet<u32>,
+    /// Recipients already served of messages not yet delivered to all of theirs.
+    rcpts: BTreeMap<u32, BTreeSet<String>>,
+}
+
+impl ImapFolder {
+    fn new(uidvalidity: u32) -> Self {
+        ImapFolder {
+            uidvalidity,
+            ..ImapFolder::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct AccountSeen {
     pop3: BTreeSet<String>,
+    /// Recipients already served of messages not yet delivered to all of theirs.
+    pop3_rcpts: BTreeMap<String, BTreeSet<String>>,
     imap: BTreeMap<String, ImapFolder>,
 }
 
@@ -143,6 +175,17 @@ pub struct SeenStore {
     path: PathBuf,
     accounts: BTreeMap<AccountKey, AccountSeen>,
     dirty: bool,
+    /// The seen log, open for appending once something was logged since the last commit.
+    log: Option<File>,
+    /// A seen log exists on disk (replayed at open, or written since): the commit removes it.
+    log_exists: bool,
+}
+
+/// The seen log of a state file: `<statefile>.seen-log`.
+pub fn seen_log_path(state_path: &Path) -> PathBuf {
+    let mut name = state_path.as_os_str().to_owned();
+    name.push(".seen-log");
+    PathBuf::from(name)
 }
 
 impl SeenStore {
@@ -150,26 +193,69 @@ impl SeenStore {
     /// malformed one is an error.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
         let path = path.into();
-        let text = match read_bounded(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(SeenStore {
-                    path,
-                    accounts: BTreeMap::new(),
-                    dirty: false,
-                });
-            }
+        let mut accounts = match read_bounded(&path) {
+            Ok(text) => parse(&path, &text)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
                 return Err(StateError::TooLarge { path });
             }
             Err(source) => return Err(StateError::Read { path, source }),
         };
-        let accounts = parse(&path, &text)?;
+        let log_path = seen_log_path(&path);
+        let log_exists = match read_bounded(&log_path) {
+            Ok(text) => {
+                let applied = replay(&log_path, &text, &mut accounts);
+                if applied > 0 {
+                    log::info!(
+                        "seen log {}: {applied} messages delivered by an interrupted run recorded",
+                        log_path.display()
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                return Err(StateError::TooLarge { path: log_path });
+            }
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: log_path,
+                    source,
+                });
+            }
+        };
         Ok(SeenStore {
             path,
             accounts,
-            dirty: false,
+            // A replayed log is removed by the next commit, which holds what it recorded.
+            dirty: log_exists,
+            log: None,
+            log_exists,
         })
+    }
+
+    /// Appends one record line to the seen log: a single `write(2)` on an `O_APPEND` file, so the
+    /// line reaches the kernel whole before this returns. No fsync (see the module comment).
+    fn append_log(&mut self, line: &str) -> Result<(), StateError> {
+        let log_path = seen_log_path(&self.path);
+        let werr = |source| StateError::Write {
+            path: seen_log_path(&self.path),
+            source,
+        };
+        if self.log.is_none() {
+            let f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&log_path)
+                .map_err(werr)?;
+            self.log = Some(f);
+            self.log_exists = true;
+        }
+        let Some(f) = self.log.as_mut() else {
+            return Ok(());
+        };
+        f.write_all(line.as_bytes()).map_err(werr)
     }
 
     pub fn path(&self) -> &Path {
@@ -201,17 +287,77 @@ impl SeenStore {
             if entry.pop3.insert(uid.to_owned()) {
                 self.dirty = true;
             }
+            if entry.pop3_rcpts.remove(uid).is_some() {
+                self.dirty = true;
+            }
         }
         Ok(())
+    }
+
+    /// Records one message a target just confirmed, in memory and in the seen log, so that a
+    /// kill from now on cannot make it be fetched again.
+    pub fn pop3_delivered(&mut self, account: &AccountKey, uid: &str) -> Result<(), StateError> {
+        if self.pop3_is_seen(account, uid) {
+            return Ok(());
+        }
+        self.pop3_record(account, [uid])?;
+        self.append_log(&format!(
+            "pop3 {} {} {}\n",
+            encode(&account.server),
+            encode(&account.user),
+            encode(uid)
+        ))
+    }
+
+    /// Records that the message `uid` was served to `recipients` (accepted, or refused for
+    /// good) while others of its recipients still wait; logged like [`pop3_delivered`].
+    ///
+    /// [`pop3_delivered`]: Self::pop3_delivered
+    pub fn pop3_served(
+        &mut self,
+        account: &AccountKey,
+        uid: &str,
+        recipients: &[String],
+    ) -> Result<(), StateError> {
+        check_uid(uid)?;
+        let mut lines = String::new();
+        let entry = self.accounts.entry(account.clone()).or_default();
+        let served = entry.pop3_rcpts.entry(uid.to_owned()).or_default();
+        for r in recipients {
+            if served.insert(r.clone()) {
+                lines.push_str(&format!(
+                    "pop3-rcpt {} {} {} {}\n",
+                    encode(&account.server),
+                    encode(&account.user),
+                    encode(uid),
+                    encode(r)
+                ));
+            }
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.dirty = true;
+        self.append_log(&lines)
+    }
+
+    /// The recipients already served of a message not yet delivered to all of its recipients.
+    pub fn pop3_served_to(&self, account: &AccountKey, uid: &str) -> Vec<String> {
+        self.accounts
+            .get(account)
+            .and_then(|a| a.pop3_rcpts.get(uid))
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Forgets the UIDs for which `keep` returns false — call it with the server's current
     /// UIDL list after a poll so deleted messages do not accumulate (fetchmail drops them too).
     pub fn pop3_retain(&mut self, account: &AccountKey, mut keep: impl FnMut(&str) -> bool) {
         if let Some(a) = self.accounts.get_mut(account) {
-            let before = a.pop3.len();
+            let before = (a.pop3.len(), a.pop3_rcpts.len());
             a.pop3.retain(|u| keep(u));
-            if a.pop3.len() != before {
+            a.pop3_rcpts.retain(|u, _| keep(u));
+            if (a.pop3.len(), a.pop3_rcpts.len()) != before {
                 self.dirty = true;
             }
         }
@@ -242,9 +388,19 @@ impl SeenStore {
             Some(f) => {
                 let old = f.uidvalidity;
                 let dropped = f.uids.len();
-                f.uidvalidity = uidvalidity;
-                f.uids.clear();
+                *f = ImapFolder::new(uidvalidity);
                 self.dirty = true;
+                // Logged, so the messages this run logs under the new UIDVALIDITY count after a
+                // kill; failing that, they would be fetched once more.
+                let line = format!(
+                    "imap {} {} {} {uidvalidity} -\n",
+                    encode(&account.server),
+                    encode(&account.user),
+                    encode(folder)
+                );
+                if let Err(e) = self.append_log(&line) {
+                    log::warn!("{e}");
+                }
                 UidValidityCheck::Changed { old, dropped }
             }
         }
@@ -282,20 +438,104 @@ impl SeenStore {
         uids: impl IntoIterator<Item = u32>,
     ) {
         let entry = self.accounts.entry(account.clone()).or_default();
-        let f = entry.imap.entry(folder.to_owned()).or_insert(ImapFolder {
-            uidvalidity,
-            uids: BTreeSet::new(),
-        });
+        let f = entry
+            .imap
+            .entry(folder.to_owned())
+            .or_insert_with(|| ImapFolder::new(uidvalidity));
         if f.uidvalidity != uidvalidity {
-            f.uidvalidity = uidvalidity;
-            f.uids.clear();
+            *f = ImapFolder::new(uidvalidity);
             self.dirty = true;
         }
         for uid in uids {
             if f.uids.insert(uid) {
                 self.dirty = true;
             }
+            if f.rcpts.remove(&uid).is_some() {
+                self.dirty = true;
+            }
         }
+    }
+
+    /// Records one message a target just confirmed, in memory and in the seen log (see
+    /// [`pop3_delivered`](Self::pop3_delivered)). A UID of another UIDVALIDITY than the
+    /// folder's recorded one is not recorded: it would forget the folder's current UIDs.
+    pub fn imap_delivered(
+        &mut self,
+        account: &AccountKey,
+        folder: &str,
+        uidvalidity: u32,
+        uid: u32,
+    ) -> Result<(), StateError> {
+        match self.imap_uidvalidity(account, folder) {
+            Some(v) if v != uidvalidity => return Ok(()),
+            _ if self.imap_is_seen(account, folder, uidvalidity, uid) => return Ok(()),
+            _ => {}
+        }
+        self.imap_record(account, folder, uidvalidity, [uid]);
+        self.append_log(&format!(
+            "imap {} {} {} {uidvalidity} {uid}\n",
+            encode(&account.server),
+            encode(&account.user),
+            encode(folder)
+        ))
+    }
+
+    /// Records that message `uid` was served to `recipients` (see
+    /// [`pop3_served`](Self::pop3_served)).
+    pub fn imap_served(
+        &mut self,
+        account: &AccountKey,
+        folder: &str,
+        uidvalidity: u32,
+        uid: u32,
+        recipients: &[String],
+    ) -> Result<(), StateError> {
+        if self
+            .imap_uidvalidity(account, folder)
+            .is_some_and(|v| v != uidvalidity)
+        {
+            return Ok(());
+        }
+        let mut lines = String::new();
+        let entry = self.accounts.entry(account.clone()).or_default();
+        let f = entry
+            .imap
+            .entry(folder.to_owned())
+            .or_insert_with(|| ImapFolder::new(uidvalidity));
+        let served = f.rcpts.entry(uid).or_default();
+        for r in recipients {
+            if served.insert(r.clone()) {
+                lines.push_str(&format!(
+                    "imap-rcpt {} {} {} {uidvalidity} {uid} {}\n",
+                    encode(&account.server),
+                    encode(&account.user),
+                    encode(folder),
+                    encode(r)
+                ));
+            }
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.dirty = true;
+        self.append_log(&lines)
+    }
+
+    /// The recipients already served of a message not yet delivered to all of its recipients.
+    pub fn imap_served_to(
+        &self,
+        account: &AccountKey,
+        folder: &str,
+        uidvalidity: u32,
+        uid: u32,
+    ) -> Vec<String> {
+        self.accounts
+            .get(account)
+            .and_then(|a| a.imap.get(folder))
+            .filter(|f| f.uidvalidity == uidvalidity)
+            .and_then(|f| f.rcpts.get(&uid))
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Forgets UIDs of a folder for which `keep` returns false (expunged messages).
@@ -310,9 +550,10 @@ impl SeenStore {
             .get_mut(account)
             .and_then(|a| a.imap.get_mut(folder))
         {
-            let before = f.uids.len();
+            let before = (f.uids.len(), f.rcpts.len());
             f.uids.retain(|u| keep(*u));
-            if f.uids.len() != before {
+            f.rcpts.retain(|u, _| keep(*u));
+            if (f.uids.len(), f.rcpts.len()) != before {
                 self.dirty = true;
             }
         }
@@ -320,14 +561,31 @@ impl SeenStore {
 
     // ---- durability ----
 
-    /// Writes the store durably (temp file, fsync, rename, fsync dir). Does nothing when there
-    /// are no changes. When this returns `Ok`, everything recorded so far survives a crash.
+    /// Writes the store durably (temp file, fsync, rename, fsync dir), then removes the seen
+    /// log, which the file now covers. Does nothing when there are no changes. When this
+    /// returns `Ok`, everything recorded so far survives a crash.
     pub fn commit(&mut self) -> Result<(), StateError> {
         if !self.dirty {
             return Ok(());
         }
         write_atomic(&self.path, &self.render(), FaultPoint::None)?;
         self.dirty = false;
+        if self.log_exists {
+            // Closed first: a line appended after the removal must go to a new file.
+            self.log = None;
+            let log_path = seen_log_path(&self.path);
+            match fs::remove_file(&log_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StateError::Write {
+                        path: log_path,
+                        source,
+                    });
+                }
+            }
+            self.log_exists = false;
+        }
         Ok(())
     }
 
@@ -341,6 +599,15 @@ impl SeenStore {
             let user = encode(&key.user);
             for uid in &seen.pop3 {
                 out.push_str(&format!("pop3 {server} {user} {}\n", encode(uid)));
+            }
+            for (uid, rcpts) in &seen.pop3_rcpts {
+                for r in rcpts {
+                    out.push_str(&format!(
+                        "pop3-rcpt {server} {user} {} {}\n",
+                        encode(uid),
+                        encode(r)
+                    ));
+                }
             }
             for (folder, f) in &seen.imap {
                 let ranges = to_ranges(&f.uids);
@@ -357,6 +624,15 @@ impl SeenStore {
                         f.uidvalidity,
                         chunk.join(",")
                     ));
+                }
+                for (uid, rcpts) in &f.rcpts {
+                    for r in rcpts {
+                        out.push_str(&format!(
+                            "imap-rcpt {server} {user} {folder} {} {uid} {}\n",
+                            f.uidvalidity,
+                            encode(r)
+                        ));
+                    }
                 }
             }
         }
@@ -427,41 +703,133 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<AccountKey, AccountSeen>, S
                 .insert((*uid).to_owned());
             continue;
         }
-        let dec = |f: &str| decode(f).ok_or_else(|| corrupt(no, format!("bad encoding in {f:?}")));
-        match fields.as_slice() {
-            ["pop3", server, user, uid] => {
-                let uid = dec(uid)?;
-                check_uid(&uid).map_err(|e| corrupt(no, e.to_string()))?;
-                accounts
-                    .entry(AccountKey::pop3(dec(server)?, dec(user)?))
-                    .or_default()
-                    .pop3
-                    .insert(uid);
-            }
-            ["imap", server, user, folder, validity, ranges] => {
-                let uidvalidity: u32 = validity
-                    .parse()
-                    .map_err(|_| corrupt(no, format!("bad uidvalidity {validity:?}")))?;
-                let folder = dec(folder)?;
-                let seen = accounts
-                    .entry(AccountKey::imap(dec(server)?, dec(user)?))
-                    .or_default();
-                let f = seen.imap.entry(folder).or_insert(ImapFolder {
-                    uidvalidity,
-                    uids: BTreeSet::new(),
-                });
-                if f.uidvalidity != uidvalidity {
-                    return Err(corrupt(no, "two uidvalidity values for one folder".into()));
-                }
-                if *ranges != "-" {
-                    parse_ranges(ranges, &mut f.uids)
-                        .ok_or_else(|| corrupt(no, format!("bad uid set {ranges:?}")))?;
-                }
-            }
-            _ => return Err(corrupt(no, "unrecognised record".into())),
-        }
+        apply_record(&mut accounts, &fields, Source::File).map_err(|p| corrupt(no, p))?;
     }
     Ok(accounts)
+}
+
+/// Where a record line comes from: the state file, or the seen log replayed over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    File,
+    Log,
+}
+
+/// Replays the seen log `text` over `accounts`; returns how many messages it recorded as
+/// delivered. Only complete lines count: a last line without its newline was cut while written.
+/// A line that does not parse is skipped with a warning: the cost of skipping it is at most one
+/// message fetched again, while refusing the whole log would fetch again all of them.
+fn replay(path: &Path, text: &str, accounts: &mut BTreeMap<AccountKey, AccountSeen>) -> usize {
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    let mut applied = 0;
+    for (i, line) in complete.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(' ').collect();
+        let delivery =
+            matches!(fields.first(), Some(&"pop3" | &"imap")) && fields.last() != Some(&"-");
+        match apply_record(accounts, &fields, Source::Log) {
+            Ok(()) if delivery => applied += 1,
+            Ok(()) => {}
+            Err(problem) => log::warn!(
+                "seen log {}:{}: {problem}; line ignored",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    applied
+}
+
+/// Applies one native record line (see the module comment for the differences between the file
+/// and the log).
+fn apply_record(
+    accounts: &mut BTreeMap<AccountKey, AccountSeen>,
+    fields: &[&str],
+    source: Source,
+) -> Result<(), String> {
+    let dec = |f: &str| decode(f).ok_or_else(|| format!("bad encoding in {f:?}"));
+    let validity = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("bad uidvalidity {v:?}"))
+    };
+    let imap_uid = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|&u| u > 0)
+            .ok_or_else(|| format!("bad uid {v:?}"))
+    };
+    match fields {
+        ["pop3", server, user, uid] => {
+            let uid = dec(uid)?;
+            check_uid(&uid).map_err(|e| e.to_string())?;
+            let seen = accounts
+                .entry(AccountKey::pop3(dec(server)?, dec(user)?))
+                .or_default();
+            seen.pop3_rcpts.remove(&uid);
+            seen.pop3.insert(uid);
+        }
+        ["pop3-rcpt", server, user, uid, rcpt] => {
+            let uid = dec(uid)?;
+            check_uid(&uid).map_err(|e| e.to_string())?;
+            let seen = accounts
+                .entry(AccountKey::pop3(dec(server)?, dec(user)?))
+                .or_default();
+            if !seen.pop3.contains(&uid) {
+                seen.pop3_rcpts.entry(uid).or_default().insert(dec(rcpt)?);
+            }
+        }
+        ["imap", server, user, folder, v, ranges] => {
+            let uidvalidity = validity(v)?;
+            let mut uids = BTreeSet::new();
+            if *ranges != "-" {
+                parse_ranges(ranges, &mut uids).ok_or_else(|| format!("bad uid set {ranges:?}"))?;
+            }
+            let seen = accounts
+                .entry(AccountKey::imap(dec(server)?, dec(user)?))
+                .or_default();
+            let f = seen
+                .imap
+                .entry(dec(folder)?)
+                .or_insert_with(|| ImapFolder::new(uidvalidity));
+            if f.uidvalidity != uidvalidity {
+                match source {
+                    Source::File => return Err("two uidvalidity values for one folder".into()),
+                    // The log's UIDVALIDITY change: the folder starts over, as it did in memory.
+                    Source::Log if *ranges == "-" => *f = ImapFolder::new(uidvalidity),
+                    // A message of an older UIDVALIDITY means nothing now.
+                    Source::Log => return Ok(()),
+                }
+            }
+            for uid in &uids {
+                f.rcpts.remove(uid);
+            }
+            f.uids.extend(uids);
+        }
+        ["imap-rcpt", server, user, folder, v, uid, rcpt] => {
+            let uidvalidity = validity(v)?;
+            let uid = imap_uid(uid)?;
+            let seen = accounts
+                .entry(AccountKey::imap(dec(server)?, dec(user)?))
+                .or_default();
+            let f = seen
+                .imap
+                .entry(dec(folder)?)
+                .or_insert_with(|| ImapFolder::new(uidvalidity));
+            if f.uidvalidity != uidvalidity {
+                return match source {
+                    Source::File => Err("two uidvalidity values for one folder".into()),
+                    Source::Log => Ok(()),
+                };
+            }
+            if !f.uids.contains(&uid) {
+                f.rcpts.entry(uid).or_default().insert(dec(rcpt)?);
+            }
+        }
+        _ => return Err("unrecognised record".into()),
+    }
+    Ok(())
 }
 
 /// Largest IMAP UID range expanded from a file (a corrupt `1:4294967295` must not allocate
@@ -679,6 +1047,112 @@ mod tests {
             s.pop3_retain(&key, |u| u == "old");
             s.commit().unwrap();
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_seen_log_survives_a_kill_and_the_commit_removes_it() {
+        let dir = temp("seenlog");
+        let path = dir.join("seen");
+        let pop = AccountKey::pop3("h", "u");
+        let imap = AccountKey::imap("h", "u");
+        {
+            let mut s = store_with(&path, &["committed"]);
+            s.imap_record(&imap, "INBOX", 7, [1]);
+            s.commit().unwrap();
+            assert!(!seen_log_path(&path).exists(), "nothing logged yet");
+            s.pop3_delivered(&pop, "logged").unwrap();
+            s.imap_delivered(&imap, "INBOX", 7, 2).unwrap();
+            // Another UIDVALIDITY than the folder's is not recorded.
+            s.imap_delivered(&imap, "INBOX", 6, 3).unwrap();
+            s.pop3_served(&pop, "half", &["a@x".into(), "b c@x".into()])
+                .unwrap();
+            // Killed here: no commit; the store is dropped without writing the file.
+        }
+        // A line cut while written (no newline) is ignored.
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(seen_log_path(&path))
+            .unwrap();
+        log.write_all(b"pop3 h u cu").unwrap();
+        drop(log);
+        let mut s = SeenStore::open(&path).unwrap();
+        assert!(s.pop3_is_seen(&pop, "committed") && s.pop3_is_seen(&pop, "logged"));
+        assert!(!s.pop3_is_seen(&pop, "cu") && !s.pop3_is_seen(&pop, "cut"));
+        assert!(s.imap_is_seen(&imap, "INBOX", 7, 1) && s.imap_is_seen(&imap, "INBOX", 7, 2));
+        assert!(!s.imap_is_seen(&imap, "INBOX", 7, 3));
+        assert_eq!(s.pop3_served_to(&pop, "half"), ["a@x", "b c@x"]);
+        assert!(
+            s.is_dirty(),
+            "a replayed log is committed by the next commit"
+        );
+        s.commit().unwrap();
+        assert!(!seen_log_path(&path).exists(), "the commit removes the log");
+        // The file now holds what the log held, the served recipients included.
+        let s = SeenStore::open(&path).unwrap();
+        assert!(s.pop3_is_seen(&pop, "logged") && s.imap_is_seen(&imap, "INBOX", 7, 2));
+        assert_eq!(s.pop3_served_to(&pop, "half"), ["a@x", "b c@x"]);
+        assert!(!s.is_dirty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn delivering_a_message_forgets_its_served_recipients() {
+        let dir = temp("served");
+        let path = dir.join("seen");
+        let pop = AccountKey::pop3("h", "u");
+        let imap = AccountKey::imap("h", "u");
+        let mut s = SeenStore::open(&path).unwrap();
+        s.pop3_served(&pop, "m", &["a@x".into()]).unwrap();
+        s.imap_record(&imap, "F", 3, []);
+        s.imap_served(&imap, "F", 3, 9, &["a@x".into()]).unwrap();
+        assert_eq!(s.imap_served_to(&imap, "F", 3, 9), ["a@x"]);
+        assert!(s.imap_served_to(&imap, "F", 4, 9).is_empty());
+        s.commit().unwrap();
+        s.pop3_delivered(&pop, "m").unwrap();
+        s.imap_delivered(&imap, "F", 3, 9).unwrap();
+        assert!(s.pop3_served_to(&pop, "m").is_empty());
+        assert!(s.imap_served_to(&imap, "F", 3, 9).is_empty());
+        // Replayed from the log over the file that still has them, the same.
+        let s2 = SeenStore::open(&path).unwrap();
+        assert!(s2.pop3_served_to(&pop, "m").is_empty());
+        assert!(s2.imap_served_to(&imap, "F", 3, 9).is_empty());
+        assert!(s2.imap_is_seen(&imap, "F", 3, 9));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_logged_uidvalidity_change_is_replayed_in_order() {
+        let dir = temp("validity-log");
+        let path = dir.join("seen");
+        let imap = AccountKey::imap("h", "u");
+        {
+            let mut s = SeenStore::open(&path).unwrap();
+            s.imap_record(&imap, "F", 1, [1, 2]);
+            s.commit().unwrap();
+            assert_eq!(
+                s.imap_select(&imap, "F", 2),
+                UidValidityCheck::Changed { old: 1, dropped: 2 }
+            );
+            s.imap_delivered(&imap, "F", 2, 5).unwrap();
+        }
+        let text = fs::read_to_string(seen_log_path(&path)).unwrap();
+        let s = SeenStore::open(&path).unwrap();
+        assert!(s.imap_is_seen(&imap, "F", 2, 5));
+        assert!(!s.imap_is_seen(&imap, "F", 1, 1) && !s.imap_is_seen(&imap, "F", 2, 1));
+        // The same log found again over the committed state (a power loss lost its removal)
+        // changes nothing, even after older lines of the old UIDVALIDITY.
+        let mut s = s;
+        s.commit().unwrap();
+        fs::write(
+            seen_log_path(&path),
+            format!("imap h u F 1 3\n{text}imap h u F 1 4\n"),
+        )
+        .unwrap();
+        let again = SeenStore::open(&path).unwrap();
+        assert!(again.imap_is_seen(&imap, "F", 2, 5));
+        assert_eq!(again.imap_uidvalidity(&imap, "F"), Some(2));
+        assert!(!again.imap_is_seen(&imap, "F", 2, 3));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
