@@ -307,7 +307,9 @@ fn ids_in(md: &Path, dirs: &[&str], cache: &mut HashMap<PathBuf, String>) -> Vec
                 // What procmail, orphaned by a kill, delivered of the message it was reading:
                 // counted as a (damaged) copy of the message in flight.
                 None if md.ends_with("mda-Maildir") => TRUNCATED.to_owned(),
-                None => panic!("{} has no Message-ID", path.display()),
+                // Every message this test seeds has a Message-ID; alice's mailbox also holds
+                // what other tests delivered (a test binary that ran earlier), which is not ours.
+                None => continue,
             };
             if *d != "tmp" {
                 cache.insert(path, id.clone());
