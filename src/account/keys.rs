@@ -186,6 +186,51 @@ pub fn set_server(
                 sourced(Secret::Command(arg.to_owned()), at)
             };
         }
+        "passwordkeyring" => {
+            // Like passwordeval: an empty argument unsets it.
+            s.password = if arg.is_empty() || arg == "off" {
+                None
+            } else {
+                let attrs = super::keyring::parse_attributes(arg).map_err(KeyError::Invalid)?;
+                sourced(Secret::Keyring(attrs), at)
+            };
+        }
+        "oauth_provider" => {
+            s.oauth.provider = if arg.is_empty() || arg == "off" {
+                None
+            } else {
+                let kind = crate::oauth::ProviderKind::from_name(arg).ok_or_else(|| {
+                    KeyError::Invalid(format!(
+                        "invalid argument {arg:?} for oauth_provider: use {}",
+                        crate::oauth::ProviderKind::NAMES
+                    ))
+                })?;
+                sourced(kind, at)
+            };
+        }
+        "oauth_client_id" => s.oauth.client_id = sourced(arg.to_owned(), at),
+        "oauth_client_secret" => {
+            s.oauth.client_secret = sourced(Secret::Inline(arg.to_owned()), at);
+        }
+        "oauth_client_secret_eval" => {
+            s.oauth.client_secret = sourced(Secret::Command(needs_arg(key, arg)?.to_owned()), at);
+        }
+        "oauth_scope" => s.oauth.scope = sourced(arg.to_owned(), at),
+        "oauth_authorize_url" | "oauth_token_url" | "oauth_device_url" => {
+            if !arg.is_empty() {
+                crate::oauth::provider::check_endpoint(arg).map_err(KeyError::Invalid)?;
+            }
+            let v = sourced(arg.to_owned(), at);
+            match key {
+                "oauth_authorize_url" => s.oauth.authorize_url = v,
+                "oauth_token_url" => s.oauth.token_url = v,
+                _ => s.oauth.device_url = v,
+            }
+        }
+        "oauth_tenant" => s.oauth.tenant = sourced(arg.to_owned(), at),
+        "oauth_token_file" => {
+            s.oauth.token_file = sourced(env.expand_tilde(needs_arg(key, arg)?), at)
+        }
         "tls" => s.tls = sourced(parse_on_off(key, arg)?, at),
         "tls_starttls" => s.tls_starttls = sourced(parse_on_off(key, arg)?, at),
         "tls_nostarttls" => s.tls_starttls = sourced(false, at),

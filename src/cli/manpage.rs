@@ -12,7 +12,7 @@ pub struct Section {
     pub body: &'static str,
 }
 
-fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
+pub(crate) fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
     let man = Man::new(cmd);
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.

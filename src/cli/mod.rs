@@ -2,6 +2,7 @@
 
 pub mod daemonize;
 pub mod manpage;
+pub mod postie;
 pub mod rfetch;
 pub mod rfetch_args;
 pub mod rsend;

@@ -112,7 +112,9 @@ macro_rules! key_table {
 key_table!(AccountTable {
     host, port, source_ip, timeout, auth, user, password, passwordeval, tls, tls_starttls,
     tls_trust_file, tls_fingerprint, tls_certcheck, tls_key_file, tls_cert_file,
-    tls_host_override, danger_plaintext_auth, socket, protocol, domain, from, from_full_name,
+    tls_host_override, danger_plaintext_auth, passwordkeyring, oauth_provider, oauth_client_id,
+    oauth_client_secret, oauth_client_secret_eval, oauth_scope, oauth_authorize_url,
+    oauth_token_url, oauth_device_url, oauth_tenant, oauth_token_file, socket, protocol, domain, from, from_full_name,
     allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header,
     set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog,
     aliases,
@@ -137,6 +139,17 @@ key_table!(FetchTable {
     tls_cert_file,
     tls_host_override,
     danger_plaintext_auth,
+    passwordkeyring,
+    oauth_provider,
+    oauth_client_id,
+    oauth_client_secret,
+    oauth_client_secret_eval,
+    oauth_scope,
+    oauth_authorize_url,
+    oauth_token_url,
+    oauth_device_url,
+    oauth_tenant,
+    oauth_token_file,
     folders,
     keep,
     fetchall,
@@ -259,6 +272,8 @@ fn inherited_server(account: &ServerSettings) -> ServerSettings {
         tls_cert_file: account.tls_cert_file.clone(),
         tls_host_override: account.tls_host_override.clone(),
         danger_plaintext_auth: account.danger_plaintext_auth.clone(),
+        // One OAuth2 grant serves both directions of an account.
+        oauth: account.oauth.clone(),
         ..ServerSettings::default()
     }
 }
