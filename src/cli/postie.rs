@@ -349,25 +349,31 @@ fn grant(choice: &AccountChoice, env: &Env) -> Result<Grant, Error> {
                 )
             })?,
         (None, None) => {
-            let mut all = set
-                .accounts
-                .iter()
-                .filter_map(|a| with_oauth(a).map(|s| (a.name.clone(), s)));
-            match (all.next(), all.next()) {
-                (Some((_, s)), None) => s,
-                (None, _) => {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        "no account has an oauth_provider setting",
-                    ));
-                }
-                (Some(_), Some(_)) => {
-                    return Err(Error::new(
-                        ErrorKind::Usage,
-                        "several accounts use OAuth2: choose one with -a NAME or --user USER",
-                    ));
+            // Accounts sharing one grant (same provider, client and user; e.g. msmtp's
+            // `account default : work`) are one choice.
+            let mut grants: Vec<Grant> = Vec::new();
+            for server in set.accounts.iter().filter_map(with_oauth) {
+                let Some(g) = server.oauth_grant(env)? else {
+                    continue;
+                };
+                if !grants
+                    .iter()
+                    .any(|h| h.token_file.path() == g.token_file.path())
+                {
+                    grants.push(g);
                 }
             }
+            return match grants.len() {
+                1 => Ok(grants.remove(0)),
+                0 => Err(Error::new(
+                    ErrorKind::Config,
+                    "no account has an oauth_provider setting",
+                )),
+                _ => Err(Error::new(
+                    ErrorKind::Usage,
+                    "several accounts use OAuth2: choose one with -a NAME or --user USER",
+                )),
+            };
         }
     };
     server

@@ -97,11 +97,11 @@ pub fn post_form(
         .send_form(form.iter().copied())
         .map_err(|e| transport(describe(&e)))?;
     let status = response.status().as_u16();
-    let text = response
+    let bytes = response
         .into_body()
         .with_config()
         .limit(MAX_RESPONSE_BYTES)
-        .read_to_string()
+        .read_to_vec()
         .map_err(|e| match e {
             ureq::Error::Timeout(_) | ureq::Error::Io(_) => transport(describe(&e)),
             other => HttpError::Garbage {
@@ -111,7 +111,7 @@ pub fn post_form(
             },
         })?;
     log::debug!(target: "postie::wire", "OAuth2: HTTP {status} from {url}");
-    match serde_json::from_str::<Value>(&text) {
+    match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(body)) => Ok(JsonReply { status, body }),
         Ok(_) => Err(HttpError::Garbage {
             url: url.to_owned(),

@@ -55,7 +55,7 @@ pub enum OAuthError {
     },
     #[error("the OAuth2 server answered HTTP {status} without a usable token")]
     BadAnswer { status: u16 },
-    #[error("OAuth2 token endpoint unavailable")]
+    #[error("OAuth2 endpoint {0}")]
     Http(#[from] http::HttpError),
     #[error(transparent)]
     Store(#[from] StoreError),
