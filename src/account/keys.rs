@@ -563,6 +563,71 @@ mod tests {
     }
 
     #[test]
+    fn oauth_and_keyring_keys() {
+        let s = apply(&[
+            ("user", "ann"),
+            ("oauth_provider", "Microsoft"),
+            ("oauth_client_id", "cid"),
+            ("oauth_tenant", "contoso.com"),
+            ("oauth_token_file", "~/t.json"),
+        ]);
+        assert_eq!(s.server.auth(), AuthSetting::Method("XOAUTH2".into()));
+        let grant = s.server.oauth_grant(&env()).unwrap().unwrap();
+        assert!(grant.profile.token_url.contains("/contoso.com/"));
+        assert_eq!(
+            grant.token_file.path(),
+            std::path::Path::new("/home/a/t.json")
+        );
+        // An explicit mechanism wins over the provider's.
+        let s = apply(&[
+            ("user", "ann"),
+            ("oauth_provider", "generic"),
+            ("oauth_token_url", "https://idp.example/token"),
+            ("oauth_client_id", "cid"),
+            ("auth", "xoauth2"),
+        ]);
+        assert_eq!(s.server.auth(), AuthSetting::Method("XOAUTH2".into()));
+        let s = apply(&[("oauth_provider", "generic"), ("oauth_client_id", "c")]);
+        assert_eq!(s.server.auth(), AuthSetting::Method("OAUTHBEARER".into()));
+        assert!(
+            s.server.oauth_grant(&env()).is_err(),
+            "generic needs a token URL"
+        );
+        let mut s = SubmitSettings::default();
+        for (k, v) in [
+            ("oauth_provider", "yahoo"),
+            ("oauth_token_url", "http://idp.example/token"),
+            ("passwordkeyring", "service"),
+        ] {
+            assert!(
+                matches!(
+                    set_submit(&mut s, k, v, &at(), &env()),
+                    Err(KeyError::Invalid(_))
+                ),
+                "{k} {v}"
+            );
+        }
+        let s = apply(&[("passwordkeyring", "service=imap user=x")]);
+        assert_eq!(
+            s.server.password.unwrap().value,
+            Secret::Keyring(vec![
+                ("service".into(), "imap".into()),
+                ("user".into(), "x".into())
+            ])
+        );
+        let s = apply(&[("oauth_client_secret", "shh")]);
+        assert!(
+            !format!("{:?}", s.server).contains("shh"),
+            "the client secret in Debug"
+        );
+        // Without oauth_provider the password sources are msmtp's, keyring before netrc.
+        assert_eq!(
+            apply(&[]).server.password_sources(),
+            vec![Secret::MsmtpKeyring, Secret::Netrc, Secret::Prompt]
+        );
+    }
+
+    #[test]
     fn every_directive_is_accepted() {
         let ok: &[(&str, &str)] = &[
             ("host", "mx"),
