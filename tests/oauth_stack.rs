@@ -482,3 +482,75 @@ fn many_threads_and_processes_refresh_a_grant_once() {
     assert_eq!(s.refreshes(&client), 1);
     let _ = std::fs::remove_dir_all(&home.dir);
 }
+
+#[test]
+fn browser_login_with_pkce_and_loopback_redirect() {
+    let s = oauth_stack();
+    let client = format!("postie-browser-{}", std::process::id());
+    s.configure(&client, 60, "normal");
+    let home = s.home(&client, "xoauth2");
+    let mut child = home
+        .command(env!("CARGO_BIN_EXE_postie"))
+        .args(["oauth", "login", "--no-browser", "--wait", "20", "-C"])
+        .arg(&home.rc)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("postie");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no URL printed");
+        if line.starts_with(&format!("{}/authorize?", s.url)) {
+            break line.trim_end().to_owned();
+        }
+    };
+    for param in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "state=",
+        "login_hint=alice",
+    ] {
+        assert!(url.contains(param), "{param} in {url}");
+    }
+    // The "browser": the authorization server approves alice and redirects to the loopback.
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build(),
+    );
+    let answer = agent.get(&url).call().expect("authorize");
+    assert_eq!(answer.status().as_u16(), 302);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    // Another local program guessing the port, without the state: answered and ignored.
+    let port_part = location.split('/').nth(2).unwrap().to_owned();
+    let forged = agent
+        .get(format!("http://{port_part}/?code=forged&state=guess"))
+        .call()
+        .expect("forged redirect")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(forged.contains("Not a postie authorization"), "{forged}");
+    let page = agent
+        .get(&location)
+        .call()
+        .expect("redirect")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("authorized"), "{page}");
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "postie: {rest}");
+    let token = home
+        .server()
+        .password_for(Service::Imap, &home.env())
+        .unwrap()
+        .unwrap();
+    imap_login(&s, &token, Mechanism::XOAuth2).expect("IMAP with the browser-flow token");
+    let _ = std::fs::remove_dir_all(&home.dir);
+}

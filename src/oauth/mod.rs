@@ -277,3 +277,81 @@ pub fn access_token(grant: &Grant) -> Result<String, OAuthError> {
     );
     Ok(renewed.access_token)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reply(status: u16, body: serde_json::Value) -> http::JsonReply {
+        http::JsonReply {
+            status,
+            body: body.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn token_answers_are_checked() {
+        let ok = token_answer(&reply(
+            200,
+            json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 60, "refresh_token": "rt-2"}),
+        ))
+        .unwrap();
+        assert_eq!((ok.access_token.as_str(), ok.expires_in), ("at-1", 60));
+        assert_eq!(ok.refresh_token.as_deref(), Some("rt-2"));
+        // A token that would end the XOAUTH2 field (^A), a line, or carry a space is refused:
+        // it goes into the SASL message and must not add fields to it.
+        for bad in ["at\u{1}auth=Bearer x", "at\r\nA1 LOGOUT", "at x", "", "tök"] {
+            assert!(
+                matches!(
+                    token_answer(&reply(200, json!({"access_token": bad}))),
+                    Err(OAuthError::BadAnswer { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            token_answer(&reply(
+                200,
+                json!({"access_token": "a", "token_type": "mac"})
+            ))
+            .is_err()
+        );
+        assert!(token_answer(&reply(201, json!({"access_token": "a"}))).is_err());
+        let e = token_answer(&reply(
+            400,
+            json!({"error": "invalid_grant\u{1b}[31m", "error_description": "Token\nrevoked"}),
+        ))
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "the OAuth2 server refused: invalid_grant[31m (Tokenrevoked)"
+        );
+        // No expires_in: an hour, as most providers issue.
+        assert_eq!(
+            token_answer(&reply(200, json!({"access_token": "a"})))
+                .unwrap()
+                .expires_in,
+            3600
+        );
+    }
+
+    #[test]
+    fn default_token_file_names_are_safe_and_distinct() {
+        let base = std::path::Path::new("/s");
+        let a = default_token_file(base, "https://t", "c", "../../etc/passwd");
+        assert_eq!(a.parent(), Some(base));
+        assert!(
+            !a.to_string_lossy().contains(".."[..1].repeat(2).as_str()) || a.parent() == Some(base)
+        );
+        assert_ne!(
+            a,
+            default_token_file(base, "https://t", "c2", "../../etc/passwd")
+        );
+        assert_ne!(
+            a,
+            default_token_file(base, "https://u", "c", "../../etc/passwd")
+        );
+    }
+}
