@@ -39,7 +39,6 @@ fn oauth_stack() -> OAuthStack {
     let up = || {
         std::fs::read_to_string(&env_file)
             .ok()
-            .filter(|_| true)
             .and_then(|text| {
                 let var = |name: &str| {
                     text.lines()
@@ -57,6 +56,9 @@ fn oauth_stack() -> OAuthStack {
                 Some((url, imap, pop3, submission))
             })
     };
+    // One `oauth-stack.sh up` for all tests of this binary (they run on parallel threads).
+    static STARTED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = STARTED.lock().unwrap_or_else(|e| e.into_inner());
     let found = up().or_else(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stack/oauth-stack.sh");
         let status = Command::new(script)

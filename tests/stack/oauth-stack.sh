@@ -190,13 +190,20 @@ down() {
     postfix -c "$PFCONF" reload </dev/null >/dev/null 2>&1 || true
   fi
   local pid
-  pid=$(pidof_file "$DOVE_PID")
-  if pid_alive "$pid"; then kill "$pid"; fi
-  pid=$(pidof_file "$SRV_PID")
-  if pid_alive "$pid"; then kill "$pid"; fi
+  local pid i
+  for pid in "$(pidof_file "$DOVE_PID")" "$(pidof_file "$SRV_PID")"; do
+    pid_alive "$pid" || continue
+    kill "$pid"
+    # wait (up to 5 s) so that a following `up` finds the ports free
+    for i in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.05; done
+  done
   rm -f "$SRV_PID"
 }
 
+mkdir -p "$O"
+# one up or down at a time (parallel test binaries may all find the part stopped)
+exec 9>"$O/.lock"
+flock 9
 case $CMD in
   up) up ;;
   down) down ;;
