@@ -37,24 +37,22 @@ fn oauth_stack() -> OAuthStack {
     let stack = common::Stack::get();
     let env_file = stack.dir.join("oauth/oauth.env");
     let up = || {
-        std::fs::read_to_string(&env_file)
-            .ok()
-            .and_then(|text| {
-                let var = |name: &str| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                        .map(str::to_owned)
-                };
-                let url = var("OAUTH_URL")?;
-                let port = |n: &str| var(n).and_then(|p| p.parse::<u16>().ok());
-                let (imap, pop3, submission) = (
-                    port("OAUTH_IMAP_PORT")?,
-                    port("OAUTH_POP3_PORT")?,
-                    port("OAUTH_SUBMISSION_PORT")?,
-                );
-                std::net::TcpStream::connect(("127.0.0.1", imap)).ok()?;
-                Some((url, imap, pop3, submission))
-            })
+        std::fs::read_to_string(&env_file).ok().and_then(|text| {
+            let var = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                    .map(str::to_owned)
+            };
+            let url = var("OAUTH_URL")?;
+            let port = |n: &str| var(n).and_then(|p| p.parse::<u16>().ok());
+            let (imap, pop3, submission) = (
+                port("OAUTH_IMAP_PORT")?,
+                port("OAUTH_POP3_PORT")?,
+                port("OAUTH_SUBMISSION_PORT")?,
+            );
+            std::net::TcpStream::connect(("127.0.0.1", imap)).ok()?;
+            Some((url, imap, pop3, submission))
+        })
     };
     // One `oauth-stack.sh up` for all tests of this binary (they run on parallel threads).
     static STARTED: std::sync::Mutex<()> = std::sync::Mutex::new(());

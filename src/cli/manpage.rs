@@ -138,6 +138,7 @@ password, passwordeval, from, ...). Read when neither msmtp user file exists, or
 A configuration file that contains a password must belong to the user and must not be readable by \
 group or others (run chmod 600 FILE); rsend refuses it otherwise, also when run as root.",
     },
+    super::postie::PASSWORDS_SECTION,
     Section {
         title: "SECURITY",
         body: "TLS is verified against the system roots, or tls_trust_file, or a SHA-256 \
@@ -290,6 +291,7 @@ fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) 
 ~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
 the second.",
     },
+    super::postie::PASSWORDS_SECTION,
     Section {
         title: "DAEMON MODE AND IDLE",
         body: "With -d N (or set daemon N) every account runs on its own thread with its own \
