@@ -292,3 +292,45 @@ fn passwordkeyring_without_a_keyring_names_the_alternatives() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn rfetch_finds_the_imap_password_under_service_imap() {
+    let stack = common::Stack::get();
+    let k = Keyring::start("rfetch");
+    // What `secret-tool store ... service imap` (or postie keyring store --service imap) makes.
+    assert!(k.secret_tool(
+        &[
+            "store",
+            "--label=imap",
+            "host",
+            "127.0.0.1",
+            "service",
+            "imap",
+            "user",
+            "bob"
+        ],
+        "bobpw"
+    ));
+    let rc = k.dir.join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "poll 127.0.0.1 proto imap port {} user bob ssl sslcertfile \"{}\" sslcommonname localhost keep\n",
+            stack.port("IMAPS_PORT"),
+            stack.ca().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // -c only counts the messages: it needs the login and changes nothing.
+    let out = k
+        .command(env!("CARGO_BIN_EXE_rfetch"))
+        .args(["-c", "-f"])
+        .arg(&rc)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 0: messages waiting, 1: none; both mean the login worked (3 would be a refused login).
+    assert!(matches!(out.status.code(), Some(0 | 1)), "rfetch -c: {err}");
+}
