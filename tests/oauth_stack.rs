@@ -9,6 +9,8 @@
 //! Each test uses its own client id, so the server's per-client settings do not collide.
 
 mod common;
+#[path = "common/keyring.rs"]
+mod keyring_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -186,8 +188,21 @@ impl Home {
 
 /// `postie oauth login --device`, approved by the test as the user would in a browser.
 fn device_login(s: &OAuthStack, home: &Home, approve_as: &str) -> std::process::Output {
-    let mut child = home
-        .command(env!("CARGO_BIN_EXE_postie"))
+    device_login_with(
+        s,
+        home,
+        approve_as,
+        home.command(env!("CARGO_BIN_EXE_postie")),
+    )
+}
+
+fn device_login_with(
+    s: &OAuthStack,
+    home: &Home,
+    approve_as: &str,
+    mut postie: Command,
+) -> std::process::Output {
+    let mut child = postie
         .args(["oauth", "login", "--device", "-C"])
         .arg(&home.rc)
         .stdin(Stdio::null())
@@ -552,5 +567,66 @@ fn browser_login_with_pkce_and_loopback_redirect() {
         .unwrap()
         .unwrap();
     imap_login(&s, &token, Mechanism::XOAuth2).expect("IMAP with the browser-flow token");
+    let _ = std::fs::remove_dir_all(&home.dir);
+}
+
+#[test]
+fn tokens_kept_in_the_system_keyring() {
+    let s = oauth_stack();
+    let client = format!("postie-keyring-{}", std::process::id());
+    s.configure(&client, 2, "normal");
+    let home = s.home(&client, "");
+    let mut rc = std::fs::read_to_string(&home.rc).unwrap();
+    rc = rc.replace("timeout 5\n", "timeout 5\noauth_token_store keyring\n");
+    std::fs::write(&home.rc, rc).unwrap();
+    let k = keyring_support::Keyring::start("oauth");
+    let with_keyring = |bin: &str| {
+        let mut c = k.command(bin);
+        c.env("HOME", &home.dir);
+        c
+    };
+    let login = device_login_with(
+        &s,
+        &home,
+        "alice",
+        with_keyring(env!("CARGO_BIN_EXE_postie")),
+    );
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let attrs = ["service", "oauth2", "user", "alice"];
+    let item: serde_json::Value = serde_json::from_str(&k.lookup(&attrs)).expect("keyring item");
+    let first_refresh = item["refresh_token"].as_str().unwrap().to_owned();
+    let tokens = home.dir.join(".local/state/postie/oauth");
+    let files: Vec<_> = std::fs::read_dir(&tokens)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        files.iter().all(|f| f.ends_with(".lock")),
+        "only the lock on disk: {files:?}"
+    );
+    // After the expiry rsend refreshes; the rotated refresh token replaces the keyring item.
+    std::thread::sleep(Duration::from_millis(2100));
+    let mut cmd = with_keyring(env!("CARGO_BIN_EXE_rsend"));
+    let mut child = cmd
+        .arg("-C")
+        .arg(&home.rc)
+        .arg("bob@localhost")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: keyring tokens\n\nx\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "rsend: {}", text(&out.stderr));
+    assert_eq!(s.refreshes(&client), 1);
+    let item: serde_json::Value = serde_json::from_str(&k.lookup(&attrs)).unwrap();
+    assert_ne!(item["refresh_token"].as_str().unwrap(), first_refresh);
     let _ = std::fs::remove_dir_all(&home.dir);
 }

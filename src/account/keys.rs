@@ -228,6 +228,18 @@ pub fn set_server(
             }
         }
         "oauth_tenant" => s.oauth.tenant = sourced(arg.to_owned(), at),
+        "oauth_token_store" => {
+            let in_keyring = match arg {
+                "keyring" => true,
+                "file" | "" => false,
+                _ => {
+                    return Err(KeyError::Invalid(format!(
+                        "invalid argument {arg:?} for oauth_token_store: use file or keyring"
+                    )));
+                }
+            };
+            s.oauth.token_in_keyring = sourced(in_keyring, at);
+        }
         "oauth_token_file" => {
             s.oauth.token_file = sourced(env.expand_tilde(needs_arg(key, arg)?), at)
         }

@@ -257,6 +257,8 @@ pub struct OAuthKeys {
     pub device_url: Option<Sourced<String>>,
     pub tenant: Option<Sourced<String>>,
     pub token_file: Option<Sourced<PathBuf>>,
+    /// `oauth_token_store keyring`: the tokens in the system keyring instead of the file.
+    pub token_in_keyring: Option<Sourced<bool>>,
 }
 
 impl OAuthKeys {
@@ -273,7 +275,8 @@ impl OAuthKeys {
             token_url,
             device_url,
             tenant,
-            token_file
+            token_file,
+            token_in_keyring
         );
     }
 }
@@ -371,7 +374,7 @@ impl ServerSettings {
                 })?
             }
         };
-        let token_file = match &o.token_file {
+        let token_path = match &o.token_file {
             Some(p) => p.value.clone(),
             None => {
                 let state = env
@@ -387,6 +390,19 @@ impl ServerSettings {
                 default_token_file(&state, &profile.token_url, client_id, user)
             }
         };
+        let token_file = if value(&o.token_in_keyring) == Some(true) {
+            TokenFile::in_keyring(
+                token_path,
+                vec![
+                    ("service".into(), "oauth2".into()),
+                    ("user".into(), user.into()),
+                    ("token_url".into(), profile.token_url.clone()),
+                    ("client_id".into(), client_id.into()),
+                ],
+            )
+        } else {
+            TokenFile::new(token_path)
+        };
         let timeout = match &self.timeout {
             Some(Sourced { value: Some(t), .. }) => *t,
             _ => Duration::from_secs(30),
@@ -396,7 +412,7 @@ impl ServerSettings {
             client_id: client_id.to_owned(),
             client_secret,
             user: user.to_owned(),
-            token_file: TokenFile::new(token_file),
+            token_file,
             timeout,
         }))
     }

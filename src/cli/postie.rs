@@ -119,7 +119,9 @@ oauth_provider\tgoogle (XOAUTH2, scope https://mail.google.com/), microsoft (XOA
 
 oauth_client_id, oauth_client_secret, oauth_client_secret_eval\tThe client you registered. postie ships no client id of its own.
 
-oauth_scope, oauth_authorize_url, oauth_token_url, oauth_device_url, oauth_tenant, oauth_token_file\tOverride the provider profile. Endpoints must be https:// (http:// only to a loopback address).",
+oauth_scope, oauth_authorize_url, oauth_token_url, oauth_device_url, oauth_tenant, oauth_token_file\tOverride the provider profile. Endpoints must be https:// (http:// only to a loopback address).
+
+oauth_token_store\tfile (the default) or keyring: keep the refresh and access tokens in the system keyring (attributes service oauth2, user, token_url, client_id) instead of the token file; the lock file stays in ~/.local/state/postie/oauth/.",
     },
     Section {
         title: "REGISTERING A CLIENT",

@@ -84,6 +84,10 @@ impl OAuthError {
             OAuthError::Http(http::HttpError::Garbage { .. }) => ErrorKind::Protocol,
             OAuthError::Config(_) => ErrorKind::Config,
             OAuthError::Store(StoreError::Io { .. }) => ErrorKind::LocalIo,
+            OAuthError::Store(StoreError::Keyring(
+                crate::account::keyring::KeyringError::TimedOut,
+            )) => ErrorKind::Timeout,
+            OAuthError::Store(StoreError::Keyring(_)) => ErrorKind::Config,
             OAuthError::Store(_) => ErrorKind::InsecureConfig,
         }
     }

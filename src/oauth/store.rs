@@ -3,6 +3,8 @@
 //! rename, directory fsync), and a lock file beside it whose flock(2) makes one refresh per
 //! grant at a time, across the threads of a daemon and across processes alike (each caller
 //! opens the lock file itself, and flock locks belong to the open file description).
+//! With `oauth_token_store keyring` the JSON lives in the system keyring instead (one item per
+//! grant, replaced as a whole by the Secret Service); the lock file stays where the file would be.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -71,6 +73,8 @@ pub enum StoreError {
         "the token file {path} is readable by other users (mode {mode:o}); run chmod 600 {path}"
     )]
     Insecure { path: String, mode: u32 },
+    #[error("cannot use the OAuth2 tokens in the system keyring")]
+    Keyring(#[from] crate::account::keyring::KeyringError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -84,6 +88,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 #[derive(Debug, Clone)]
 pub struct TokenFile {
     path: PathBuf,
+    /// Keep the tokens in the system keyring under these attributes (the file is then only
+    /// the lock's name).
+    keyring: Option<Vec<(String, String)>>,
 }
 
 /// Held while a grant is being refreshed or replaced; dropping it unlocks.
@@ -94,7 +101,26 @@ pub struct GrantLock {
 
 impl TokenFile {
     pub fn new(path: PathBuf) -> TokenFile {
-        TokenFile { path }
+        TokenFile {
+            path,
+            keyring: None,
+        }
+    }
+
+    /// Tokens kept in the system keyring under `attributes`; `path` names the lock (its
+    /// `.lock` sibling) and the grant in messages.
+    pub fn in_keyring(path: PathBuf, attributes: Vec<(String, String)>) -> TokenFile {
+        TokenFile {
+            path,
+            keyring: Some(attributes),
+        }
+    }
+
+    fn damaged(&self, message: String) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.display().to_string(),
+            message,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +163,18 @@ impl TokenFile {
 
     /// The stored tokens, `Ok(None)` when there is no file yet.
     pub fn load(&self) -> Result<Option<StoredTokens>, StoreError> {
+        if let Some(attributes) = &self.keyring {
+            return match crate::account::keyring::lookup(attributes)? {
+                None => Ok(None),
+                Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
+                    self.damaged(format!(
+                        "keyring item: line {} column {}",
+                        e.line(),
+                        e.column()
+                    ))
+                }),
+            };
+        }
         let file = match OpenOptions::new()
             .read(true)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
@@ -175,6 +213,19 @@ impl TokenFile {
     /// Replaces the stored tokens atomically: a reader (or a crash) sees the old file or the
     /// new one, never a mix, so a rotated refresh token is never lost half-written.
     pub fn save(&self, tokens: &StoredTokens, _lock: &GrantLock) -> Result<(), StoreError> {
+        if let Some(attributes) = &self.keyring {
+            let json = serde_json::to_string(tokens).map_err(|e| self.damaged(e.to_string()))?;
+            let user = attributes
+                .iter()
+                .find(|(k, _)| k == "user")
+                .map_or("", |(_, v)| v.as_str());
+            crate::account::keyring::store(
+                &format!("postie: OAuth2 tokens for {user}"),
+                attributes,
+                &json,
+            )?;
+            return Ok(());
+        }
         self.ensure_dir()?;
         let dir = self
             .path
