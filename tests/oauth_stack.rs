@@ -5,7 +5,9 @@
 //! approves the code); rsend submits with it; IMAP and POP3 log in with the token the account
 //! gives; after the token expired, postie refreshes it (rotation stored) and all three log in
 //! again. Then the failures: a revoked grant names the command to run, a token endpoint that
-//! hangs, answers garbage or fails, and eight threads refreshing one grant at once (one refresh).
+//! hangs, answers garbage or fails, eight threads refreshing one grant at once (one refresh), the
+//! browser flow, tokens kept in the system keyring, and an rfetch daemon that keeps polling its
+//! other account while one grant is revoked.
 //! Each test uses its own client id, so the server's per-client settings do not collide.
 
 mod common;
@@ -628,5 +630,65 @@ fn tokens_kept_in_the_system_keyring() {
     assert_eq!(s.refreshes(&client), 1);
     let item: serde_json::Value = serde_json::from_str(&k.lookup(&attrs)).unwrap();
     assert_ne!(item["refresh_token"].as_str().unwrap(), first_refresh);
+    let _ = std::fs::remove_dir_all(&home.dir);
+}
+
+#[test]
+fn daemon_keeps_polling_other_accounts_when_a_grant_is_revoked() {
+    let s = oauth_stack();
+    let client = format!("postie-daemon-{}", std::process::id());
+    let (home, _) = library_grant(&s, &client, 1);
+    post(&format!("{}/test/revoke", s.url), &[("client_id", &client)]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let cfg = home.dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[defaults]\ntls_trust_file = \"{ca}\"\nhost = \"127.0.0.1\"\ntimeout = 10\n\
+             [accounts.revoked]\nuser = \"alice\"\noauth_provider = \"generic\"\n\
+             oauth_client_id = \"{client}\"\noauth_token_url = \"{url}/token\"\n\
+             [accounts.revoked.fetch]\nprotocol = \"imap\"\nport = {imap}\nkeep = true\n\
+             maildir = \"{md}\"\n\
+             [accounts.bob]\nuser = \"bob\"\npassword = \"bobpw\"\n\
+             [accounts.bob.fetch]\nprotocol = \"imap\"\nport = {imaps}\ntls_starttls = false\n\
+             keep = true\nmaildir = \"{md}\"\n",
+            ca = s.stack.ca().display(),
+            url = s.url,
+            imap = s.imap,
+            imaps = s.stack.port("IMAPS_PORT"),
+            md = home.dir.join("Maildir").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(home.dir.join("Maildir").join(sub)).unwrap();
+    }
+    let log = home.dir.join("rfetch.log");
+    let mut daemon = home
+        .command(env!("CARGO_BIN_EXE_rfetch"))
+        .args(["-N", "-d", "1", "-v", "-C"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    while read().matches("account bob: next poll in").count() < 3
+        || read().matches("postie oauth login --user alice").count() < 2
+    {
+        if Instant::now() > deadline || daemon.try_wait().unwrap().is_some() {
+            let _ = daemon.kill();
+            panic!("rfetch daemon log:\n{}", read());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let text = read();
+    assert!(text.contains("revoked or has expired"), "{text}");
+    assert_eq!(s.refreshes(&client), 0, "a revoked grant is never accepted");
     let _ = std::fs::remove_dir_all(&home.dir);
 }
