@@ -63,7 +63,15 @@ fn oauth_stack() -> OAuthStack {
     let _once = STARTED.lock().unwrap_or_else(|e| e.into_inner());
     let found = up().or_else(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stack/oauth-stack.sh");
-        let status = Command::new(script)
+        // Root starts Dovecot itself; anyone else goes through sudo -n, as tests/run.sh does.
+        let mut cmd = if rustix::process::geteuid().is_root() {
+            Command::new(&script)
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("-n").arg(&script);
+            c
+        };
+        let status = cmd
             .arg("up")
             .arg(&stack.dir)
             .stdin(Stdio::null())
@@ -347,6 +355,13 @@ fn device_login_then_smtp_imap_pop3_and_refresh_after_expiry() {
         serde_json::from_str(&std::fs::read_to_string(&token_file).unwrap()).unwrap();
     let first_refresh = stored["refresh_token"].as_str().unwrap().to_owned();
     let first_access = stored["access_token"].as_str().unwrap().to_owned();
+    let login_output = text(&login.stderr) + &text(&login.stdout);
+    for secret in [&first_access, &first_refresh] {
+        assert!(
+            !login_output.contains(secret.as_str()),
+            "a token in postie's output"
+        );
+    }
 
     // SMTP submission (Postfix through the OAuth Dovecot), generic provider: OAUTHBEARER.
     let sent = rsend(&home, true, "bob@localhost", "oauth one");
