@@ -130,6 +130,20 @@ oauth_token_store\tfile (the default) or keyring: keep the refresh and access to
 Microsoft 365\tIn the Entra admin center (App registrations) register an application, add the redirect platform Mobile and desktop applications with http://localhost, allow public client flows (for --device), and add the delegated API permissions IMAP.AccessAsUser.All, POP.AccessAsUser.All and SMTP.Send of Office 365 Exchange Online plus offline_access. The application id is oauth_client_id; set oauth_tenant to your tenant for single-tenant applications. SMTP AUTH must be enabled for the mailbox.",
     },
     Section {
+        title: "EXIT STATUS",
+        body: "0\tDone.
+
+64\tUsage error (several OAuth2 accounts and none chosen, no password given).
+
+70\tAnything else.
+
+75\tTemporary: the provider's endpoint did not answer, or answered with a server error.
+
+77\tThe provider refused: the authorization was denied, revoked or has expired, or no authorization was stored yet.
+
+78\tConfiguration error: no such account, no oauth_provider, a setting missing or invalid, no keyring available.",
+    },
+    Section {
         title: "KEYRING",
         body: "Without password or passwordeval, rsend and rfetch look up the system keyring (Secret Service, through secret-tool) under msmtp's attributes host, service (smtp for sending, pop3 or imap for fetching) and user, before ~/.netrc and the prompt: a password stored for msmtp with secret-tool store --label=msmtp host HOST service smtp user USER is found unchanged. passwordkeyring on (or NAME=VALUE attributes) makes the keyring the only source, and an unreachable keyring an error. \\fBpostie keyring store\\fR stores a password read from stdin or the terminal, never from the command line.",
     },
@@ -230,7 +244,7 @@ fn run(args: PostieArgs, env: &Env) -> Result<(), Error> {
             user,
             service,
         }) => {
-            let secret = read_secret(&format!("password for {user} at {host} ({service}): "))?;
+            let secret = read_secret(&host, &user)?;
             let attrs = keyring::msmtp_attributes(&host, &service, &user);
             keyring::store(
                 &format!("postie: {service} password for {user}@{host}"),
@@ -251,14 +265,14 @@ fn oauth_error(e: OAuthError) -> Error {
 }
 
 /// The secret from stdin: a terminal is asked without echo, a pipe is read whole (one trailing
-/// newline removed).
-fn read_secret(question: &str) -> Result<String, Error> {
+/// newline removed). Never from the command line, where `ps` shows it.
+fn read_secret(host: &str, user: &str) -> Result<String, Error> {
     let stdin = std::io::stdin();
-    let mut text = if stdin.is_terminal() {
+    let text = if stdin.is_terminal() {
         let env = Env::default();
         let lookup = crate::account::secret::Lookup {
-            host: question,
-            user: None,
+            host,
+            user: Some(user),
             service: "",
             env: &env,
         };
@@ -283,7 +297,6 @@ fn read_secret(question: &str) -> Result<String, Error> {
         buf
     };
     if text.is_empty() {
-        text.clear();
         return Err(Error::new(ErrorKind::Usage, "no password given"));
     }
     Ok(text)

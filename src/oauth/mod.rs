@@ -18,8 +18,8 @@ pub use store::{StoreError, StoredTokens, TokenFile};
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Everything needed to obtain an access token for one login: the provider, the client and
-/// the grant's token file.
-#[derive(Debug, Clone)]
+/// the grant's token file. `Debug` leaves the client secret out.
+#[derive(Clone)]
 pub struct Grant {
     pub profile: Profile,
     pub client_id: String,
@@ -31,6 +31,22 @@ pub struct Grant {
     pub token_file: TokenFile,
     /// Bound on each HTTP exchange.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("profile", &self.profile)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("user", &self.user)
+            .field("token_file", &self.token_file)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Why no access token could be had.
@@ -338,6 +354,23 @@ mod tests {
                 .unwrap()
                 .expires_in,
             3600
+        );
+    }
+
+    #[test]
+    fn grant_debug_hides_the_client_secret() {
+        let grant = Grant {
+            profile: Profile::resolve(ProviderKind::Google, &Overrides::default()).unwrap(),
+            client_id: "cid".into(),
+            client_secret: Some("GOCSPX-secret".into()),
+            user: "u".into(),
+            token_file: TokenFile::new("/t".into()),
+            timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{grant:?}");
+        assert!(
+            shown.contains("cid") && !shown.contains("GOCSPX"),
+            "{shown}"
         );
     }
 
