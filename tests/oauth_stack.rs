@@ -443,6 +443,10 @@ fn revoked_grant_tells_which_command_to_run() {
         "EX_NOPERM for a refused login: {err}"
     );
     assert!(err.contains("revoked or has expired"), "{err}");
+    assert!(
+        !err.contains("check user and password"),
+        "a password hint for OAuth2: {err}"
+    );
     assert!(err.contains("postie oauth login --user alice"), "{err}");
     let _ = std::fs::remove_dir_all(&home.dir);
 }

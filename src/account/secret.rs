@@ -106,7 +106,8 @@ impl From<SecretError> for Error {
             SecretError::Prompt(_) => ErrorKind::LocalIo,
             SecretError::Keyring(KeyringError::TimedOut) => ErrorKind::Timeout,
             SecretError::OAuth(o) => {
-                return Error::with_source(o.kind(), "cannot get an OAuth2 access token", e);
+                return Error::with_source(o.kind(), "cannot get an OAuth2 access token", e)
+                    .with_cause(crate::error::Cause::OAuthToken);
             }
             _ => ErrorKind::Config,
         };
