@@ -21,9 +21,13 @@ die() { echo "oauth-stack: $*" >&2; exit 1; }
 CMD=$1 DIR=$(realpath -m "$2")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ "$(id -u)" = 0 ] || die "must run as root (Dovecot switches users)"
-[ -f "$DIR/stack.env" ] || die "no stack at $DIR: run tests/stack/stack.sh up $DIR first"
-# shellcheck disable=SC1091
-. "$DIR/stack.env"
+if [ "$CMD" = up ]; then
+  [ -f "$DIR/stack.env" ] || die "no stack at $DIR: run tests/stack/stack.sh up $DIR first"
+  # shellcheck disable=SC1091
+  . "$DIR/stack.env"
+fi
+# (down needs no ports: it stops by PID and removes the marked master.cf block)
+SMTP_PORT=${SMTP_PORT:-25}
 BASE=$((SMTP_PORT - 25))
 HTTP_PORT=$((BASE + 80)) OIMAP_PORT=$((BASE + 144)) OPOP3_PORT=$((BASE + 111))
 OSUB_PORT=$((BASE + 588))
@@ -158,19 +162,19 @@ up() {
   if ! pid_alive "$(pidof_file "$SRV_PID")"; then
     # The authorization server runs unprivileged; it keeps everything in memory.
     setsid setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
-      /usr/bin/python3 "$HERE/oauth_server.py" "$HTTP_PORT" </dev/null >"$O/oauth-server.log" 2>&1 &
+      /usr/bin/python3 "$HERE/oauth_server.py" "$HTTP_PORT" </dev/null >"$O/oauth-server.log" 2>&1 9>&- &
     echo $! >"$SRV_PID"
   fi
   wait_port "$HTTP_PORT"
   if ! pid_alive "$(pidof_file "$DOVE_PID")"; then
     write_dovecot
     rm -f "$O/run/anvil-auth-penalty"
-    dovecot -c "$CONF" </dev/null >>"$O/dovecot.log" 2>&1
+    dovecot -c "$CONF" </dev/null >>"$O/dovecot.log" 2>&1 9>&-
   fi
   wait_port "$OIMAP_PORT"; wait_port "$OPOP3_PORT"
   if ! grep -qF "$MARK_BEGIN" "$PFCONF/master.cf"; then
     postfix_block >>"$PFCONF/master.cf"
-    postfix -c "$PFCONF" reload </dev/null >/dev/null 2>&1 || die "postfix reload failed"
+    postfix -c "$PFCONF" reload </dev/null >/dev/null 2>&1 9>&- || die "postfix reload failed"
   fi
   wait_port "$OSUB_PORT"
   cat >"$O/oauth.env.tmp" <<EOF
@@ -187,7 +191,7 @@ EOF
 down() {
   rm -f "$O/oauth.env"
   if remove_postfix_block; then
-    postfix -c "$PFCONF" reload </dev/null >/dev/null 2>&1 || true
+    postfix -c "$PFCONF" reload </dev/null >/dev/null 2>&1 9>&- || true
   fi
   local pid
   local pid i
@@ -201,7 +205,8 @@ down() {
 }
 
 mkdir -p "$O"
-# one up or down at a time (parallel test binaries may all find the part stopped)
+# one up or down at a time (parallel test binaries may all find the part stopped); every daemon
+# started below gets 9>&- so that it does not hold this lock for its whole life
 exec 9>"$O/.lock"
 flock 9
 case $CMD in
