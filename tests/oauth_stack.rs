@@ -90,8 +90,20 @@ fn oauth_stack() -> OAuthStack {
     }
 }
 
+/// The test's own HTTP client: never through a proxy from the environment.
+fn direct() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
 fn post(url: &str, form: &[(&str, &str)]) -> String {
-    ureq::post(url)
+    direct()
+        .post(url)
         .send_form(form.iter().copied())
         .expect("test control request")
         .into_body()
@@ -112,7 +124,8 @@ impl OAuthStack {
     }
 
     fn refreshes(&self, client: &str) -> u64 {
-        let text = ureq::get(format!("{}/test/stats?client_id={client}", self.url))
+        let text = direct()
+            .get(format!("{}/test/stats?client_id={client}", self.url))
             .call()
             .expect("stats")
             .into_body()
@@ -171,7 +184,12 @@ impl Home {
         let mut c = Command::new(bin);
         c.env("HOME", &self.dir)
             .env_remove("XDG_CONFIG_HOME")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            // A proxy that refuses everything: the loopback http:// endpoints must be reached
+            // directly (through a proxy the form, refresh token included, would travel in clear).
+            .env("http_proxy", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9");
         c
     }
 
@@ -550,12 +568,7 @@ fn browser_login_with_pkce_and_loopback_redirect() {
         assert!(url.contains(param), "{param} in {url}");
     }
     // The "browser": the authorization server approves alice and redirects to the loopback.
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = direct();
     let answer = agent.get(&url).call().expect("authorize");
     assert_eq!(answer.status().as_u16(), 302);
     let location = answer.headers()["location"].to_str().unwrap().to_owned();

@@ -49,7 +49,9 @@ impl JsonReply {
     }
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+/// `direct`: no proxy even when the environment names one (plain http:// endpoints, which are
+/// loopback only: the form would cross the proxy in clear text).
+fn agent(timeout: Duration, direct: bool) -> ureq::Agent {
     static ROOTS: OnceLock<Arc<Vec<ureq::tls::Certificate<'static>>>> = OnceLock::new();
     let roots = ROOTS.get_or_init(|| {
         let loaded = rustls_native_certs::load_native_certs();
@@ -66,8 +68,12 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .root_certs(ureq::tls::RootCerts::Specific(roots.clone()))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build();
+    let mut config = ureq::Agent::config_builder();
+    if direct {
+        config = config.proxy(None);
+    }
     ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
+        config
             .tls_config(tls)
             .timeout_global(Some(timeout))
             .max_redirects(0)
@@ -91,7 +97,7 @@ pub fn post_form(
         url: url.to_owned(),
         message,
     };
-    let response = agent(timeout)
+    let response = agent(timeout, url.starts_with("http://"))
         .post(url)
         .header("Accept", "application/json")
         .send_form(form.iter().copied())
