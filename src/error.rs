@@ -82,6 +82,8 @@ pub enum Cause {
     NoSystemRoots,
     /// Implicit TLS was attempted and the server answered in plaintext (a STARTTLS port).
     PlaintextAnswer,
+    /// No OAuth2 access token could be had (the message names the command or setting to fix).
+    OAuthToken,
 }
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -73,6 +73,9 @@ pub fn hint(e: &Error, vocabulary: Vocabulary) -> Option<&'static str> {
                  or poll the implicit-TLS port (995 POP3S, 993 IMAPS)"
             }
         }),
+        // The OAuth2 errors say themselves what to run or set; the hints about the mail server's
+        // port or password would mislead.
+        (_, Some(Cause::OAuthToken)) => None,
         (ErrorKind::Timeout, _) if vocabulary == Submit => Some(
             "the server stopped answering; if this is port 465, set tls_starttls off (implicit TLS)",
         ),

@@ -30,6 +30,7 @@ pub mod hint;
 pub mod log;
 pub mod message;
 pub mod net;
+pub mod oauth;
 pub mod proto;
 pub mod session;
 pub mod submit;

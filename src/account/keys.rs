@@ -219,6 +219,63 @@ pub fn set_server(
                 sourced(Secret::Command(arg.to_owned()), at)
             };
         }
+        "passwordkeyring" => {
+            // Like passwordeval: an empty argument unsets it.
+            s.password = if arg.is_empty() || arg == "off" {
+                None
+            } else {
+                let attrs = super::keyring::parse_attributes(arg).map_err(KeyError::Invalid)?;
+                sourced(Secret::Keyring(attrs), at)
+            };
+        }
+        "oauth_provider" => {
+            s.oauth.provider = if arg.is_empty() || arg == "off" {
+                None
+            } else {
+                let kind = crate::oauth::ProviderKind::from_name(arg).ok_or_else(|| {
+                    KeyError::Invalid(format!(
+                        "invalid argument {arg:?} for oauth_provider: use {}",
+                        crate::oauth::ProviderKind::NAMES
+                    ))
+                })?;
+                sourced(kind, at)
+            };
+        }
+        "oauth_client_id" => s.oauth.client_id = sourced(arg.to_owned(), at),
+        "oauth_client_secret" => {
+            s.oauth.client_secret = sourced(Secret::Inline(arg.to_owned()), at);
+        }
+        "oauth_client_secret_eval" => {
+            s.oauth.client_secret = sourced(Secret::Command(needs_arg(key, arg)?.to_owned()), at);
+        }
+        "oauth_scope" => s.oauth.scope = sourced(arg.to_owned(), at),
+        "oauth_authorize_url" | "oauth_token_url" | "oauth_device_url" => {
+            if !arg.is_empty() {
+                crate::oauth::provider::check_endpoint(arg).map_err(KeyError::Invalid)?;
+            }
+            let v = sourced(arg.to_owned(), at);
+            match key {
+                "oauth_authorize_url" => s.oauth.authorize_url = v,
+                "oauth_token_url" => s.oauth.token_url = v,
+                _ => s.oauth.device_url = v,
+            }
+        }
+        "oauth_tenant" => s.oauth.tenant = sourced(arg.to_owned(), at),
+        "oauth_token_store" => {
+            let in_keyring = match arg {
+                "keyring" => true,
+                "file" | "" => false,
+                _ => {
+                    return Err(KeyError::Invalid(format!(
+                        "invalid argument {arg:?} for oauth_token_store: use file or keyring"
+                    )));
+                }
+            };
+            s.oauth.token_in_keyring = sourced(in_keyring, at);
+        }
+        "oauth_token_file" => {
+            s.oauth.token_file = sourced(env.expand_tilde(needs_arg(key, arg)?), at)
+        }
         "tls" => s.tls = sourced(parse_on_off(key, arg)?, at),
         "tls_starttls" => s.tls_starttls = sourced(parse_on_off(key, arg)?, at),
         "tls_nostarttls" => s.tls_starttls = sourced(false, at),
@@ -631,6 +688,71 @@ mod tests {
         }
         assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_age("15m"), Some(Duration::from_secs(900)));
+    }
+
+    #[test]
+    fn oauth_and_keyring_keys() {
+        let s = apply(&[
+            ("user", "ann"),
+            ("oauth_provider", "Microsoft"),
+            ("oauth_client_id", "cid"),
+            ("oauth_tenant", "contoso.com"),
+            ("oauth_token_file", "~/t.json"),
+        ]);
+        assert_eq!(s.server.auth(), AuthSetting::Method("XOAUTH2".into()));
+        let grant = s.server.oauth_grant(&env()).unwrap().unwrap();
+        assert!(grant.profile.token_url.contains("/contoso.com/"));
+        assert_eq!(
+            grant.token_file.path(),
+            std::path::Path::new("/home/a/t.json")
+        );
+        // An explicit mechanism wins over the provider's.
+        let s = apply(&[
+            ("user", "ann"),
+            ("oauth_provider", "generic"),
+            ("oauth_token_url", "https://idp.example/token"),
+            ("oauth_client_id", "cid"),
+            ("auth", "xoauth2"),
+        ]);
+        assert_eq!(s.server.auth(), AuthSetting::Method("XOAUTH2".into()));
+        let s = apply(&[("oauth_provider", "generic"), ("oauth_client_id", "c")]);
+        assert_eq!(s.server.auth(), AuthSetting::Method("OAUTHBEARER".into()));
+        assert!(
+            s.server.oauth_grant(&env()).is_err(),
+            "generic needs a token URL"
+        );
+        let mut s = SubmitSettings::default();
+        for (k, v) in [
+            ("oauth_provider", "yahoo"),
+            ("oauth_token_url", "http://idp.example/token"),
+            ("passwordkeyring", "service"),
+        ] {
+            assert!(
+                matches!(
+                    set_submit(&mut s, k, v, &at(), &env()),
+                    Err(KeyError::Invalid(_))
+                ),
+                "{k} {v}"
+            );
+        }
+        let s = apply(&[("passwordkeyring", "service=imap user=x")]);
+        assert_eq!(
+            s.server.password.unwrap().value,
+            Secret::Keyring(vec![
+                ("service".into(), "imap".into()),
+                ("user".into(), "x".into())
+            ])
+        );
+        let s = apply(&[("oauth_client_secret", "shh")]);
+        assert!(
+            !format!("{:?}", s.server).contains("shh"),
+            "the client secret in Debug"
+        );
+        // Without oauth_provider the password sources are msmtp's, keyring before netrc.
+        assert_eq!(
+            apply(&[]).server.password_sources(),
+            vec![Secret::MsmtpKeyring, Secret::Netrc, Secret::Prompt]
+        );
     }
 
     #[test]

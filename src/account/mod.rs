@@ -7,6 +7,7 @@
 //! configured value from a default and every error can cite where a value came from.
 
 pub mod command;
+pub mod keyring;
 pub mod keys;
 pub mod matching;
 pub mod netrc;
@@ -250,6 +251,55 @@ pub struct ServerSettings {
     /// keys; msmtp has none). Both or neither.
     pub proxy_user: Option<Sourced<String>>,
     pub proxy_password: Option<Sourced<Secret>>,
+    /// `oauth_*`: log in with OAuth2 access tokens that postie obtains and refreshes.
+    pub oauth: OAuthKeys,
+}
+
+/// The `oauth_*` settings as written. `oauth_provider` switches OAuth2 on; the rest override
+/// the provider profile's values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OAuthKeys {
+    pub provider: Option<Sourced<crate::oauth::ProviderKind>>,
+    pub client_id: Option<Sourced<String>>,
+    /// Kept as a [`Secret`] so Debug output never shows it.
+    pub client_secret: Option<Sourced<Secret>>,
+    pub scope: Option<Sourced<String>>,
+    pub authorize_url: Option<Sourced<String>>,
+    pub token_url: Option<Sourced<String>>,
+    pub device_url: Option<Sourced<String>>,
+    pub tenant: Option<Sourced<String>>,
+    pub token_file: Option<Sourced<PathBuf>>,
+    /// `oauth_token_store keyring`: the tokens in the system keyring instead of the file.
+    pub token_in_keyring: Option<Sourced<bool>>,
+}
+
+impl OAuthKeys {
+    fn overlay(&mut self, other: &OAuthKeys) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
+        }
+        take!(
+            provider,
+            client_id,
+            client_secret,
+            scope,
+            authorize_url,
+            token_url,
+            device_url,
+            tenant,
+            token_file,
+            token_in_keyring
+        );
+    }
+}
+
+/// The keyring's `service` attribute for a protocol (msmtp: `smtp`, mpop: `pop3`).
+pub fn keyring_service(service: Service) -> &'static str {
+    match service {
+        Service::Smtp | Service::Lmtp => "smtp",
+        Service::Pop3 => "pop3",
+        Service::Imap => "imap",
+    }
 }
 
 fn value<T: Clone>(s: &Option<Sourced<T>>) -> Option<T> {
@@ -273,9 +323,110 @@ impl ServerSettings {
             .filter(|u| !u.is_empty())
     }
 
-    /// `auth`, default off.
+    /// `auth`, default off; with OAuth2 configured, unset or `on` means the provider's
+    /// mechanism (XOAUTH2 for Google and Microsoft, OAUTHBEARER for a generic server).
     pub fn auth(&self) -> AuthSetting {
-        value(&self.auth).unwrap_or(AuthSetting::Off)
+        let set = value(&self.auth);
+        if let Some(provider) = &self.oauth.provider
+            && matches!(set, None | Some(AuthSetting::Auto))
+        {
+            let mechanism = match provider.value {
+                crate::oauth::ProviderKind::Generic => "OAUTHBEARER",
+                _ => "XOAUTH2",
+            };
+            return AuthSetting::Method(mechanism.into());
+        }
+        set.unwrap_or(AuthSetting::Off)
+    }
+
+    /// The OAuth2 grant this server logs in with, `Ok(None)` without `oauth_provider`.
+    pub fn oauth_grant(&self, env: &Env) -> Result<Option<crate::oauth::Grant>, SettingError> {
+        use crate::oauth::{Grant, Overrides, Profile, TokenFile, default_token_file};
+        let o = &self.oauth;
+        let Some(provider) = &o.provider else {
+            return Ok(None);
+        };
+        fn text(v: &Option<Sourced<String>>) -> Option<&str> {
+            v.as_ref().map(|s| s.value.as_str())
+        }
+        let profile = Profile::resolve(
+            provider.value,
+            &Overrides {
+                authorize_url: text(&o.authorize_url),
+                token_url: text(&o.token_url),
+                device_url: text(&o.device_url),
+                scope: text(&o.scope),
+                tenant: text(&o.tenant),
+            },
+        )
+        .map_err(|m| SettingError::new(Some(&provider.at), m))?;
+        let client_id = text(&o.client_id).filter(|c| !c.is_empty()).ok_or_else(|| {
+            SettingError::new(
+                Some(&provider.at),
+                format!(
+                    "oauth_provider {} needs oauth_client_id (register an application with the provider; see postie(1))",
+                    provider.value
+                ),
+            )
+        })?;
+        let user = self.user().ok_or_else(|| {
+            SettingError::new(Some(&provider.at), "OAuth2 needs the login name (set user)")
+        })?;
+        let client_secret = match &o.client_secret {
+            None => None,
+            Some(s) => {
+                let lookup = secret::Lookup {
+                    host: self.host().unwrap_or(""),
+                    user: Some(user),
+                    service: "oauth",
+                    env,
+                };
+                s.value.resolve(&lookup).map_err(|e| {
+                    SettingError::new(Some(&s.at), format!("oauth_client_secret: {e}"))
+                })?
+            }
+        };
+        let token_path = match &o.token_file {
+            Some(p) => p.value.clone(),
+            None => {
+                let state = env
+                    .home
+                    .as_ref()
+                    .map(|h| h.join(".local/state/postie/oauth"))
+                    .ok_or_else(|| {
+                        SettingError::new(
+                            Some(&provider.at),
+                            "$HOME is not set: set oauth_token_file",
+                        )
+                    })?;
+                default_token_file(&state, &profile.token_url, client_id, user)
+            }
+        };
+        let token_file = if value(&o.token_in_keyring) == Some(true) {
+            TokenFile::in_keyring(
+                token_path,
+                vec![
+                    ("service".into(), "oauth2".into()),
+                    ("user".into(), user.into()),
+                    ("token_url".into(), profile.token_url.clone()),
+                    ("client_id".into(), client_id.into()),
+                ],
+            )
+        } else {
+            TokenFile::new(token_path)
+        };
+        let timeout = match &self.timeout {
+            Some(Sourced { value: Some(t), .. }) => *t,
+            _ => Duration::from_secs(30),
+        };
+        Ok(Some(Grant {
+            profile,
+            client_id: client_id.to_owned(),
+            client_secret,
+            user: user.to_owned(),
+            token_file,
+            timeout,
+        }))
     }
 
     /// `auth` for fetching: unset, `on` and `any` are the automatic choice; an unsupported
@@ -488,21 +639,38 @@ impl ServerSettings {
         })
     }
 
-    /// Where the password comes from, in msmtp's order: `password`, `passwordeval`, then
-    /// `~/.netrc` / `/etc/netrc`, then a prompt on the terminal.
+    /// Where the password comes from, in msmtp's order: `password`, `passwordeval` or
+    /// `passwordkeyring`, then the system keyring under msmtp's attributes, then `~/.netrc` /
+    /// `/etc/netrc`, then a prompt on the terminal.
     pub fn password_sources(&self) -> Vec<Secret> {
         match &self.password {
             Some(s) => vec![s.value.clone()],
-            None => vec![Secret::Netrc, Secret::Prompt],
+            None => vec![Secret::MsmtpKeyring, Secret::Netrc, Secret::Prompt],
         }
     }
 
-    /// Fetches the password through [`ServerSettings::password_sources`]. `Ok(None)` when no
-    /// source has one (no netrc entry, no terminal). Call it only when authentication needs it.
+    /// The submission password ([`ServerSettings::password_for`] with the keyring service
+    /// `smtp`).
     pub fn password(&self, env: &Env) -> Result<Option<String>, SecretError> {
+        self.password_for(Service::Smtp, env)
+    }
+
+    /// The secret to log in with: with `oauth_provider`, a valid OAuth2 access token (cached or
+    /// refreshed now; see [`crate::oauth::access_token`]); else the password through
+    /// [`ServerSettings::password_sources`], the keyring consulted under `service`'s name.
+    /// `Ok(None)` when no source has one (no netrc entry, no terminal). Call it only when
+    /// authentication needs it, right before the session logs in.
+    pub fn password_for(&self, service: Service, env: &Env) -> Result<Option<String>, SecretError> {
+        if let Some(grant) = self
+            .oauth_grant(env)
+            .map_err(|e| SecretError::OAuth(crate::oauth::OAuthError::Config(e.to_string())))?
+        {
+            return Ok(Some(crate::oauth::access_token(&grant)?));
+        }
         let lookup = secret::Lookup {
             host: self.host().unwrap_or(""),
             user: self.user(),
+            service: keyring_service(service),
             env,
         };
         for source in self.password_sources() {
@@ -540,6 +708,7 @@ impl ServerSettings {
             proxy_user,
             proxy_password
         );
+        self.oauth.overlay(&other.oauth);
     }
 }
 

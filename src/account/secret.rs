@@ -1,11 +1,13 @@
-//! Password sources (msmtp's order: `password`, `passwordeval`, netrc, terminal prompt) and the
-//! rule that a secret never reaches Debug, Display or logs.
+//! Password sources (msmtp's order: `password`, `passwordeval`, the system keyring under msmtp's
+//! attributes, netrc, terminal prompt) and the rule that a secret never reaches Debug, Display
+//! or logs.
 
 use std::fmt;
 use std::io::{Read, Write};
 
 use super::Env;
 use super::command;
+use super::keyring::{self, KeyringError};
 use super::netrc;
 use crate::error::{Error, ErrorKind};
 
@@ -23,6 +25,12 @@ pub enum Secret {
     Netrc,
     /// Ask on `/dev/tty` without echo (only when a terminal is available).
     Prompt,
+    /// `passwordkeyring`: the system keyring, under these attributes (empty: msmtp's
+    /// host/service/user). A keyring that cannot be reached is an error.
+    Keyring(Vec<(String, String)>),
+    /// msmtp's implicit lookup when no password is configured: the keyring under msmtp's
+    /// attributes (and the old GNOME network-password ones); no keyring means no password.
+    MsmtpKeyring,
 }
 
 impl fmt::Debug for Secret {
@@ -32,6 +40,8 @@ impl fmt::Debug for Secret {
             Secret::Command(cmd) => f.debug_tuple("Command").field(cmd).finish(),
             Secret::Netrc => f.write_str("Netrc"),
             Secret::Prompt => f.write_str("Prompt"),
+            Secret::Keyring(attrs) => f.debug_tuple("Keyring").field(attrs).finish(),
+            Secret::MsmtpKeyring => f.write_str("MsmtpKeyring"),
         }
     }
 }
@@ -43,6 +53,7 @@ impl fmt::Display for Secret {
             Secret::Command(cmd) => write!(f, "passwordeval {cmd}"),
             Secret::Netrc => f.write_str("netrc"),
             Secret::Prompt => f.write_str("prompt"),
+            Secret::Keyring(_) | Secret::MsmtpKeyring => f.write_str("keyring"),
         }
     }
 }
@@ -52,6 +63,8 @@ impl fmt::Display for Secret {
 pub struct Lookup<'a> {
     pub host: &'a str,
     pub user: Option<&'a str>,
+    /// The keyring's `service` attribute: `smtp`, `pop3` or `imap`.
+    pub service: &'a str,
     pub env: &'a Env,
 }
 
@@ -89,6 +102,10 @@ pub enum SecretError {
     },
     #[error("cannot read the password from the terminal")]
     Prompt(#[source] std::io::Error),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
 }
 
 impl From<SecretError> for Error {
@@ -97,6 +114,11 @@ impl From<SecretError> for Error {
             SecretError::Netrc { .. } => ErrorKind::FileUnreadable,
             SecretError::NetrcInsecure { .. } => ErrorKind::InsecureConfig,
             SecretError::Prompt(_) => ErrorKind::LocalIo,
+            SecretError::Keyring(KeyringError::TimedOut) => ErrorKind::Timeout,
+            SecretError::OAuth(o) => {
+                return Error::with_source(o.kind(), "cannot get an OAuth2 access token", e)
+                    .with_cause(crate::error::Cause::OAuthToken);
+            }
             _ => ErrorKind::Config,
         };
         Error::with_source(kind, "cannot get the password", e)
@@ -111,6 +133,16 @@ impl Secret {
             Secret::Command(cmd) => run_password_command(cmd).map(Some),
             Secret::Netrc => netrc_lookup(lookup),
             Secret::Prompt => prompt(lookup),
+            Secret::Keyring(attrs) => {
+                let user = lookup.user.unwrap_or("");
+                let attrs = if attrs.is_empty() {
+                    keyring::msmtp_attributes(lookup.host, lookup.service, user)
+                } else {
+                    attrs.clone()
+                };
+                Ok(keyring::lookup(&attrs)?)
+            }
+            Secret::MsmtpKeyring => Ok(msmtp_keyring(lookup)),
         }
     }
 }
@@ -161,6 +193,26 @@ pub fn run_password_command_with(
         });
     }
     Ok(text)
+}
+
+/// msmtp's implicit keyring lookup: only with a user name, and a keyring that is absent or
+/// failing just means "no password here" (the next source is tried).
+fn msmtp_keyring(lookup: &Lookup<'_>) -> Option<String> {
+    let user = lookup.user?;
+    for attrs in [
+        keyring::msmtp_attributes(lookup.host, lookup.service, user),
+        keyring::compat_network_attributes(lookup.host, lookup.service, user),
+    ] {
+        match keyring::lookup(&attrs) {
+            Ok(Some(pw)) => return Some(pw),
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("keyring not consulted: {e}");
+                return None;
+            }
+        }
+    }
+    None
 }
 
 fn strip_newline(text: &mut String) {
@@ -358,6 +410,7 @@ mod tests {
         let l = |host| Lookup {
             host,
             user: Some("u"),
+            service: "smtp",
             env: &env,
         };
         for m in [0o644, 0o640, 0o604] {
@@ -412,6 +465,7 @@ mod tests {
         let l = |host| Lookup {
             host,
             user: Some("u"),
+            service: "smtp",
             env: &env,
         };
         assert_eq!(

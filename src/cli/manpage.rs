@@ -12,7 +12,7 @@ pub struct Section {
     pub body: &'static str,
 }
 
-fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
+pub(crate) fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
     let man = Man::new(cmd);
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -219,6 +219,7 @@ systemctl --user daemon-reload; systemctl --user enable --now rsend-queue.timer 
 make install and the Debian package install the same units (from contrib/systemd) for the \
 installed rsend and the default queue.",
     },
+    super::postie::PASSWORDS_SECTION,
     Section {
         title: "SECURITY",
         body: "TLS is verified against the system roots, or tls_trust_file, or a SHA-256 \
@@ -389,6 +390,7 @@ fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) 
 the second. rfetch holds a flock(2) on it while it runs, so a lock file left by a killed instance \
 is taken over and a running instance's lock is never removed by another.",
     },
+    super::postie::PASSWORDS_SECTION,
     Section {
         title: "DAEMON MODE AND IDLE",
         body: "With -d N (or set daemon N) every account runs on its own thread with its own \
@@ -515,6 +517,21 @@ tls_key_file, tls_cert_file\tA client certificate and its key.
 tls_host_override\tThe name the certificate is checked against instead of host.
 
 danger_plaintext_auth\tAllow a password over an unencrypted connection.
+
+passwordkeyring\tTake the password from the system keyring (Secret Service, through \
+secret-tool): on for msmtp's attributes (host, service, user), or attribute pairs \
+(\"service=imap user=joe\"). password = { keyring = true } and password = { eval = \"COMMAND\" } \
+are the same as passwordkeyring and passwordeval. Without any password setting the keyring is \
+asked before ~/.netrc and the prompt, as msmtp does.
+
+oauth_provider, oauth_client_id, oauth_client_secret, oauth_client_secret_eval, oauth_scope, \
+oauth_authorize_url, oauth_token_url, oauth_device_url, oauth_tenant, oauth_token_file, \
+oauth_token_store\tLog in with OAuth2 access tokens that postie obtains and refreshes itself: \
+oauth_provider google, microsoft or generic (then the endpoints and scope are needed), your \
+application's client id and secret, the Microsoft tenant, where the tokens are kept (a 0600 file, \
+default under ~/.local/state/postie/oauth, or keyring). The mechanism is XOAUTH2 (Google, \
+Microsoft) or OAUTHBEARER (generic) unless auth names one. Authorize once with postie oauth \
+login; see postie(1).
 
 proxy_host, proxy_port, proxy_user, proxy_password\tConnect through this SOCKS5 proxy (port \
 1080 by default); the proxy resolves the server's name, so no DNS query leaves this machine for \

@@ -4,6 +4,7 @@ pub mod build_info;
 pub mod completions;
 pub mod daemonize;
 pub mod manpage;
+pub mod postie;
 pub mod rfetch;
 pub mod rfetch_args;
 pub mod rsend;

@@ -12,7 +12,8 @@
 //! tls_starttls = false
 //! auth = "plain"                    # or true / "on" for automatic
 //! user = "alice"
-//! passwordeval = "pass show mail"   # or password = "..." (then the file must be mode 600)
+//! passwordeval = "pass show mail"   # or password = "..." (then the file must be mode 600),
+//!                                   # or password = { keyring = true } (the system keyring)
 //! from = "alice@localhost"
 //! [accounts.demo.fetch]
 //! protocol = "imap"                 # pop3 | imap (required)
@@ -116,7 +117,10 @@ macro_rules! key_table {
 key_table!(AccountTable {
     host, port, source_ip, timeout, auth, user, password, passwordeval, tls, tls_starttls,
     tls_trust_file, tls_fingerprint, tls_certcheck, tls_key_file, tls_cert_file,
-    tls_host_override, danger_plaintext_auth, socket, protocol, domain, from, from_full_name,
+    tls_host_override, danger_plaintext_auth, passwordkeyring, oauth_provider, oauth_client_id,
+    oauth_client_secret, oauth_client_secret_eval, oauth_scope, oauth_authorize_url,
+    oauth_token_url, oauth_device_url, oauth_tenant, oauth_token_file, oauth_token_store, socket,
+    protocol, domain, from, from_full_name,
     allow_from_override, dsn_notify, dsn_return, set_from_header, set_date_header,
     set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_format, syslog,
     aliases, queue, queue_dir, queue_max_age, proxy_host, proxy_port, proxy_user, proxy_password,
@@ -145,6 +149,18 @@ key_table!(FetchTable {
     proxy_port,
     proxy_user,
     proxy_password,
+    passwordkeyring,
+    oauth_provider,
+    oauth_client_id,
+    oauth_client_secret,
+    oauth_client_secret_eval,
+    oauth_scope,
+    oauth_authorize_url,
+    oauth_token_url,
+    oauth_device_url,
+    oauth_tenant,
+    oauth_token_file,
+    oauth_token_store,
     folders,
     keep,
     fetchall,
@@ -211,6 +227,48 @@ impl Ctx<'_> {
         ConfigError::invalid(Some(self.location(span)), message)
     }
 
+    /// `password = { keyring = ... }` and `password = { eval = "..." }`: the table forms of
+    /// `passwordkeyring` and `passwordeval` (`keyring = true` means msmtp's attributes,
+    /// a string or list of strings gives `NAME=VALUE` attributes). `None` for anything else.
+    fn password_table(
+        &self,
+        key: &str,
+        v: &Spanned<Scalar>,
+    ) -> Result<Option<(&'static str, String)>, ConfigError> {
+        let Scalar::Other(::toml::Value::Table(table)) = v.get_ref() else {
+            return Ok(None);
+        };
+        if key != "password" {
+            return Ok(None);
+        }
+        let bad = || {
+            self.error(
+                &v.span(),
+                "password as a table takes one key: keyring = true | \"NAME=VALUE ...\", or eval = \"command\"",
+            )
+        };
+        let mut entries = table.iter();
+        let (Some((name, value)), None) = (entries.next(), entries.next()) else {
+            return Err(bad());
+        };
+        let text = match value {
+            ::toml::Value::Boolean(true) => "on".to_owned(),
+            ::toml::Value::String(s) => s.clone(),
+            ::toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad)?
+                .join(" "),
+            _ => return Err(bad()),
+        };
+        match name.as_str() {
+            "keyring" => Ok(Some(("passwordkeyring", text))),
+            "eval" => Ok(Some(("passwordeval", text))),
+            _ => Err(bad()),
+        }
+    }
+
     fn check_type(&self, key: &str, v: &Spanned<Scalar>) -> Result<(), ConfigError> {
         match v.get_ref() {
             Scalar::Other(value) => Err(self.error(
@@ -237,9 +295,15 @@ impl Ctx<'_> {
         table: &AccountTable,
     ) -> Result<(), ConfigError> {
         for (key, v) in table.entries() {
-            self.check_type(key, v)?;
+            let (key, text) = match self.password_table(key, v)? {
+                Some((key, text)) => (key, text),
+                None => {
+                    self.check_type(key, v)?;
+                    (key, v.get_ref().to_text())
+                }
+            };
             let at = self.provenance(&v.span());
-            match keys::set_submit(s, key, &v.get_ref().to_text(), &at, self.env) {
+            match keys::set_submit(s, key, &text, &at, self.env) {
                 Ok(Some(w)) => log::warn!("{at}: {w}"),
                 Ok(None) => {}
                 Err(e) => return Err(self.key_error(&v.span(), key, e)),
@@ -271,6 +335,8 @@ fn inherited_server(account: &ServerSettings) -> ServerSettings {
         proxy_port: account.proxy_port.clone(),
         proxy_user: account.proxy_user.clone(),
         proxy_password: account.proxy_password.clone(),
+        // One OAuth2 grant serves both directions of an account.
+        oauth: account.oauth.clone(),
         ..ServerSettings::default()
     }
 }
@@ -297,13 +363,19 @@ fn build_fetch(
         if key == "protocol" {
             continue;
         }
-        ctx.check_type(key, v)?;
+        let (key, value) = match ctx.password_table(key, v)? {
+            Some((key, text)) => (key, KeyValue::Text(text)),
+            None => {
+                ctx.check_type(key, v)?;
+                (key, v.get_ref().to_key_value())
+            }
+        };
         let at = ctx.provenance(&v.span());
         if key == "auth" {
             f.server.auth = Some(Sourced::new(fetch_auth(ctx, v)?, at));
             continue;
         }
-        match keys::set_fetch(&mut f, key, &v.get_ref().to_key_value(), &at, ctx.env) {
+        match keys::set_fetch(&mut f, key, &value, &at, ctx.env) {
             Ok(Some(w)) => log::warn!("{at}: {w}"),
             Ok(None) => {}
             Err(e) => return Err(ctx.key_error(&v.span(), key, e)),
@@ -668,6 +740,45 @@ auth = true
         assert!(b.submit().unwrap().server.proxy().is_none());
         let fp = b.fetch.as_ref().unwrap().server.proxy().unwrap();
         assert_eq!((fp.endpoint.host.as_str(), fp.endpoint.port), ("::1", 1080));
+    }
+
+    #[test]
+    fn password_tables_name_keyring_and_eval() {
+        use crate::account::Secret;
+        let p = parse_ok(
+            "[accounts.a]\nhost = \"h\"\npassword = { keyring = true }\n\
+             [accounts.a.fetch]\nprotocol = \"imap\"\npassword = { keyring = [\"service=imap\", \"user=u\"] }\n\
+             [accounts.b]\npassword = { eval = \"pass mail\" }\n",
+        );
+        let a = &p.accounts[0];
+        let pw = |s: &crate::account::ServerSettings| s.password.as_ref().unwrap().value.clone();
+        assert_eq!(
+            pw(&a.submit.as_ref().unwrap().server),
+            Secret::Keyring(vec![])
+        );
+        assert_eq!(
+            pw(&a.fetch.as_ref().unwrap().server),
+            Secret::Keyring(vec![
+                ("service".into(), "imap".into()),
+                ("user".into(), "u".into())
+            ])
+        );
+        assert_eq!(
+            pw(&p.accounts[1].submit.as_ref().unwrap().server),
+            Secret::Command("pass mail".into())
+        );
+        for bad in [
+            "password = { keyring = true, eval = \"x\" }",
+            "password = { vault = \"x\" }",
+            "password = { keyring = 3 }",
+            "user = { keyring = true }",
+        ] {
+            let text = format!("[accounts.a]\n{bad}\n");
+            assert!(
+                parse(&text, Path::new("/c.toml"), &Env::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -175,7 +175,13 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
 
 fn password(spec: &PollSpec, env: &Env, user: &str) -> Result<Secret> {
     let server = spec.server_name();
-    match spec.fetch.server.password(env)? {
+    // The keyring's service attribute (msmtp/mpop: pop3; imap) and, with oauth_provider, a
+    // fresh access token.
+    let service = match spec.fetch.protocol.value {
+        FetchProtocol::Pop3 => crate::account::Service::Pop3,
+        FetchProtocol::Imap => crate::account::Service::Imap,
+    };
+    match spec.fetch.server.password_for(service, env)? {
         Some(pw) => Ok(Secret::new(pw)),
         None => Err(Error::new(
             ErrorKind::Auth,

@@ -53,6 +53,9 @@ MAIL_OWNER=mail
 # getmail6 and msmtp, times with hyperfine and /usr/bin/time, and reports with python3.
 PKGS_STACK="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl"
 PKGS_TESTS="swaks msmtp fetchmail mutt git-email microsocks python3-minimal zsh fish systemd dpkg-dev binutils lintian"
+# OAuth2 and keyring tests (tests/oauth_stack.rs, tests/keyring.rs): the authorization server
+# of oauth-stack.sh, a headless Secret Service in a private D-Bus session, secret-tool.
+PKGS_TESTS="$PKGS_TESTS python3-authlib gnome-keyring libsecret-tools dbus-daemon"
 PKGS_BENCH="msmtp fetchmail procmail mpop getmail6 hyperfine time python3"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -509,6 +512,8 @@ descendants() {  # all descendant PIDs of $1 (one ps call)
 # Dovecot's master with shutdown_clients=yes takes its children along), then wait until every
 # one of them AND every process they had started has exited; KILL stragglers after 10 s.
 cmd_down() {
+  # the optional OAuth2 part (oauth-stack.sh) runs beside the stack: it goes first
+  if [ -d "$DIR/oauth" ]; then "$(dirname "${BASH_SOURCE[0]}")/oauth-stack.sh" down "$DIR" || true; fi
   rm -f "$STACK_ENV"
   local masters="" f pid all="" i k left=""
   for f in "$SINK_PID" "$PF_PID" "$DOVE_PID"; do
