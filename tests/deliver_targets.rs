@@ -101,6 +101,33 @@ fn maildir_batched_delivery_confirms_after_sync() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Mail is as private as a password: what the targets create is the owner's alone, whatever
+/// the umask would allow (the test's umask leaves group and world bits on by default).
+#[test]
+fn mail_files_and_directories_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = temp_dir("private");
+    let mut md = Maildir::open(dir.join("M")).unwrap();
+    md.deliver(&mut &b"Subject: p\r\n\r\nx\r\n"[..], &info())
+        .unwrap();
+    for sub in ["M", "M/cur", "M/new", "M/tmp"] {
+        assert_eq!(mode(&dir.join(sub)), 0o700, "{sub}");
+    }
+    let delivered: Vec<_> = fs::read_dir(dir.join("M/new"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(mode(&delivered[0]), 0o600, "{}", delivered[0].display());
+    let mbox_path = dir.join("mbox");
+    Mbox::new(&mbox_path)
+        .deliver(&mut &b"Subject: p\n\nx\n"[..], &info())
+        .unwrap();
+    assert_eq!(mode(&mbox_path), 0o600);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn maildir_pending_dropped_without_sync_leaves_nothing() {
     let dir = temp_dir("md5");

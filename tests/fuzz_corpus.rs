@@ -75,4 +75,7 @@ replay_tests!(
     fetchmailrc,
     config_toml,
     mda_expand,
+    socks5,
+    dns,
+    smtp_server,
 );
