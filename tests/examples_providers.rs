@@ -91,6 +91,11 @@ fn oauth_examples_resolve_to_the_provider_grant_for_both_directions() {
         let submit = &account.submit.as_ref().unwrap().server;
         let fetch = &account.fetch.as_ref().unwrap().server;
         assert_eq!(submit.auth(), AuthSetting::Method("XOAUTH2".into()));
+        assert_eq!(
+            fetch.fetch_auth().unwrap(),
+            postie::session::pop3::FetchAuth::Sasl(postie::proto::sasl::Mechanism::XOAuth2),
+            "rfetch logs in with the provider's mechanism, not LOGIN"
+        );
         let a = submit.oauth_grant(&env).unwrap().unwrap();
         let b = fetch.oauth_grant(&env).unwrap().unwrap();
         assert_eq!(a.profile.token_url, token_url);

@@ -4,7 +4,9 @@
 //! postie's own `postie oauth login --device` obtains the grant (the test plays the user who
 //! approves the code); rsend submits with it; IMAP and POP3 log in with the token the account
 //! gives; after the token expired, postie refreshes it (rotation stored) and all three log in
-//! again. Then the failures: a revoked grant names the command to run, a token endpoint that
+//! again. The rfetch binary does the same from a TOML account with oauth_* keys: the
+//! provider's mechanism over IMAP and POP3, the token never in its -v -v trace, and a refresh
+//! of its own once the token expired. Then the failures: a revoked grant names the command to run, a token endpoint that
 //! hangs, answers garbage or fails, eight threads refreshing one grant at once (one refresh), the
 //! browser flow, tokens kept in the system keyring, and an rfetch daemon that keeps polling its
 //! other account while one grant is revoked.
@@ -701,5 +703,163 @@ fn daemon_keeps_polling_other_accounts_when_a_grant_is_revoked() {
     let text = read();
     assert!(text.contains("revoked or has expired"), "{text}");
     assert_eq!(s.refreshes(&client), 0, "a revoked grant is never accepted");
+    let _ = std::fs::remove_dir_all(&home.dir);
+}
+
+/// The words of a trace that are base64, decoded: a SASL initial response carries the token
+/// inside base64, where a plain `contains` would never find it.
+fn base64_words(trace: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    trace
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .filter(|w| w.len() >= 16)
+        .filter_map(|w| base64::engine::general_purpose::STANDARD.decode(w).ok())
+        .collect()
+}
+
+/// rfetch -v -v for one account of `cfg`; the output with the tokens checked absent.
+fn rfetch_oauth(home: &Home, cfg: &Path, account: &str, secrets: &[&str]) -> String {
+    let out = home
+        .command(env!("CARGO_BIN_EXE_rfetch"))
+        .args(["-v", "-v", "-C"])
+        .arg(cfg)
+        .arg(account)
+        .stdin(Stdio::null())
+        .output()
+        .expect("rfetch");
+    let trace = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "rfetch {account}: {trace}");
+    assert_no_secret(&trace, secrets);
+    trace
+}
+
+/// No secret in `trace`, neither as itself nor inside a base64 word.
+fn assert_no_secret(trace: &str, secrets: &[&str]) {
+    let decoded = base64_words(trace);
+    for secret in secrets {
+        assert!(!trace.contains(secret), "a token in the output: {trace}");
+        assert!(
+            !decoded
+                .iter()
+                .any(|d| d.windows(secret.len()).any(|w| w == secret.as_bytes())),
+            "a token in base64 in the output: {trace}"
+        );
+    }
+}
+
+/// Subjects of the messages in the Maildir `md` (new and cur).
+fn maildir_subjects(md: &Path) -> Vec<String> {
+    let mut subjects = Vec::new();
+    for sub in ["new", "cur"] {
+        for entry in std::fs::read_dir(md.join(sub)).unwrap() {
+            let body = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Some(s) = text(&body)
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+            {
+                subjects.push(s.trim_end().to_owned());
+            }
+        }
+    }
+    subjects
+}
+
+#[test]
+fn rfetch_logs_in_with_the_grant_over_imap_and_pop3_and_refreshes_by_itself() {
+    let s = oauth_stack();
+    let client = format!("postie-rfetch-{}", std::process::id());
+    // Tokens live 6 s (used for ~5 s, postie renews a fifth of the life early).
+    s.configure(&client, 6, "normal");
+    let home = s.home(&client, "");
+    // bob's INBOX is the fetch tests' shared fixture: held while rfetch empties it.
+    let _bob = common::mailbox::lock_bob(&s.stack);
+    let rc = std::fs::read_to_string(&home.rc)
+        .unwrap()
+        .replace("user alice\n", "user bob\n");
+    std::fs::write(&home.rc, rc).unwrap();
+    let login = device_login(&s, &home, "bob");
+    let logged_in = Instant::now();
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.token_file()).unwrap()).unwrap();
+    let first_access = stored["access_token"].as_str().unwrap().to_owned();
+    let first_refresh = stored["refresh_token"].as_str().unwrap().to_owned();
+
+    // The oauth_* keys of the account, inherited by its fetch table; no auth key: the
+    // provider's mechanism (OAUTHBEARER for a generic server) is the default.
+    let md = home.dir.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    let account = |name: &str, protocol: &str, port: u16| {
+        format!(
+            "[accounts.{name}]\nhost = \"127.0.0.1\"\nuser = \"bob\"\ntimeout = 5\n\
+             tls_trust_file = \"{ca}\"\noauth_provider = \"generic\"\n\
+             oauth_client_id = \"{client}\"\noauth_scope = \"mail\"\n\
+             oauth_token_url = \"{url}/token\"\n\
+             [accounts.{name}.fetch]\nprotocol = \"{protocol}\"\nport = {port}\n\
+             tls_starttls = true\nkeep = false\nmaildir = \"{md}\"\n",
+            ca = s.stack.ca().display(),
+            url = s.url,
+            md = md.display(),
+        )
+    };
+    let cfg = home.dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        account("viaimap", "imap", s.imap) + &account("viapop3", "pop3", s.pop3),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let message = |subject: &str| {
+        format!("From: a@localhost\nSubject: {subject}\nMessage-ID: <{subject}@t>\n\nbody\n")
+            .into_bytes()
+    };
+    let secrets = [first_access.as_str(), first_refresh.as_str()];
+    let polls = [
+        ("viaimap", "AUTHENTICATE OAUTHBEARER"),
+        ("viapop3", "AUTH OAUTHBEARER"),
+    ];
+
+    // With the cached token: each protocol logs in with the provider's mechanism.
+    for (name, command) in polls {
+        let subject = format!("rfetch-oauth-{name}-{client}");
+        common::mailbox::seed(&s.stack, &[message(&subject)]);
+        let trace = rfetch_oauth(&home, &cfg, name, &secrets);
+        assert!(trace.contains(command), "{name}: {trace}");
+        assert!(!trace.contains(" LOGIN "), "{name}: {trace}");
+        assert!(maildir_subjects(&md).contains(&subject), "{name}: {trace}");
+    }
+    assert_eq!(s.refreshes(&client), 0, "the cached token was used");
+
+    // Past the expiry: rfetch refreshes by itself (once), the rotation is stored.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(logged_in.elapsed()));
+    let refused = imap_login(&s, &first_access, Mechanism::OAuthBearer).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Auth, "{}", refused.chain());
+    let mut traces = String::new();
+    for (name, command) in polls {
+        let subject = format!("rfetch-oauth-{name}-{client}-refreshed");
+        common::mailbox::seed(&s.stack, &[message(&subject)]);
+        let trace = rfetch_oauth(&home, &cfg, name, &secrets);
+        assert!(trace.contains(command), "{name}: {trace}");
+        assert!(maildir_subjects(&md).contains(&subject), "{name}: {trace}");
+        assert_eq!(s.refreshes(&client), 1, "{name}: one refresh for both");
+        if name == "viaimap" {
+            assert!(trace.contains("(refresh_token grant)"), "{trace}");
+        }
+        traces.push_str(&trace);
+    }
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.token_file()).unwrap()).unwrap();
+    let (access, refresh) = (
+        stored["access_token"].as_str().unwrap(),
+        stored["refresh_token"].as_str().unwrap(),
+    );
+    assert_ne!(access, first_access);
+    assert_ne!(
+        refresh, first_refresh,
+        "the rotated refresh token is stored"
+    );
+    assert_no_secret(&traces, &[access, refresh]);
     let _ = std::fs::remove_dir_all(&home.dir);
 }

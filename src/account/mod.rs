@@ -429,23 +429,26 @@ impl ServerSettings {
         }))
     }
 
-    /// `auth` for fetching: unset, `on` and `any` are the automatic choice; an unsupported
-    /// value is an error naming where it was set (never a fall back to the plain password).
+    /// `auth` for fetching: unset, `on` and `any` are the automatic choice, or with
+    /// `oauth_provider` the provider's mechanism (as [`Self::auth`]: the automatic choice never
+    /// picks XOAUTH2 or OAUTHBEARER, and would send the token with LOGIN or USER/PASS); an
+    /// unsupported value is an error naming where it was set (never a fall back to the plain
+    /// password).
     pub fn fetch_auth(&self) -> crate::error::Result<crate::session::auth::FetchAuth> {
         use crate::session::auth::FetchAuth;
-        let Some(setting) = &self.auth else {
-            return Ok(FetchAuth::Any);
-        };
-        match &setting.value {
+        match self.auth() {
             AuthSetting::Off | AuthSetting::Auto => Ok(FetchAuth::Any),
-            AuthSetting::Method(name) => FetchAuth::from_name(name).ok_or_else(|| {
+            AuthSetting::Method(name) => FetchAuth::from_name(&name).ok_or_else(|| {
+                let at = self
+                    .auth
+                    .as_ref()
+                    .map_or_else(String::new, |s| format!("{}: ", s.at));
                 crate::error::Error::new(
                     crate::error::ErrorKind::Config,
                     format!(
-                        "{}: auth {} is not supported for fetching (use any, password, apop, \
+                        "{at}auth {} is not supported for fetching (use any, password, apop, \
                          plain, login, cram-md5, scram-sha-1, scram-sha-256 (-plus), external, \
                          xoauth2, oauthbearer or implicit)",
-                        setting.at,
                         name.to_ascii_lowercase()
                     ),
                 )
@@ -1531,6 +1534,34 @@ mod tests {
         );
         e.tls_fingerprint = set(Some([1; 32]));
         assert!(e.trust().is_ok());
+    }
+
+    #[test]
+    fn fetch_auth_with_oauth_is_the_providers_mechanism() {
+        use crate::oauth::ProviderKind;
+        use crate::proto::sasl::Mechanism;
+        use crate::session::auth::FetchAuth;
+        let mut s = ServerSettings::default();
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Any);
+        // Without this the automatic choice sent the token with LOGIN or USER/PASS.
+        s.oauth.provider = set(ProviderKind::Generic);
+        assert_eq!(
+            s.fetch_auth().unwrap(),
+            FetchAuth::Sasl(Mechanism::OAuthBearer)
+        );
+        s.oauth.provider = set(ProviderKind::Google);
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
+        s.auth = set(AuthSetting::Auto);
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
+        // An explicit mechanism stays the user's choice.
+        s.auth = set(AuthSetting::Method("oauthbearer".into()));
+        assert_eq!(
+            s.fetch_auth().unwrap(),
+            FetchAuth::Sasl(Mechanism::OAuthBearer)
+        );
+        s.auth = set(AuthSetting::Method("gssapi".into()));
+        let e = s.fetch_auth().unwrap_err();
+        assert!(e.to_string().starts_with("/x/rc:3: auth gssapi"), "{e}");
     }
 
     #[test]
