@@ -41,7 +41,7 @@ fn tls_config(
     } else {
         &[&rustls::version::TLS12]
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = postie::net::crypto_provider();
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
         .expect("versions");

@@ -66,7 +66,7 @@ fn agent(timeout: Duration, direct: bool) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .root_certs(ureq::tls::RootCerts::Specific(roots.clone()))
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .unversioned_rustls_crypto_provider(crate::net::crypto_provider())
         .build();
     let mut config = ureq::Agent::config_builder();
     if direct {
