@@ -640,7 +640,8 @@ fn poll_pop3(
     } else {
         log::info!(
             target: plog::REPORT,
-            "{total} messages ({} seen before) for {user} at {server} ({octets} octets)",
+            "{} ({} seen before) for {user} at {server} ({octets} octets)",
+            count_messages(total),
             old.len()
         );
     }
@@ -993,7 +994,8 @@ pub fn poll_imap_session(
         } else {
             log::info!(
                 target: plog::REPORT,
-                "{total} messages ({} seen before) for {user} at {server} folder {folder}",
+                "{} ({} seen before) for {user} at {server} folder {folder}",
+                count_messages(total),
                 old.len()
             );
         }
@@ -1224,8 +1226,24 @@ fn flushed_before_fetch<K: Copy>(
     early
 }
 
+/// "1 message", "2 messages": the count as fetchmail's summary line says it.
+fn count_messages(n: usize) -> String {
+    if n == 1 {
+        "1 message".to_owned()
+    } else {
+        format!("{n} messages")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_summary_says_one_message_not_one_messages() {
+        assert_eq!(super::count_messages(1), "1 message");
+        assert_eq!(super::count_messages(0), "0 messages");
+        assert_eq!(super::count_messages(2), "2 messages");
+    }
+
     use super::*;
 
     fn spec(opts: &str) -> PollSpec {
