@@ -144,8 +144,13 @@ fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmail
         return Ok((spec::from_accounts(&set.accounts, env), None));
     }
     let rc = fetchmailrc::read_fetchmailrc(&file.path)?;
+    // One warning per keyword and run, however often the file uses it (the first use named).
+    let mut warned: Vec<&str> = Vec::new();
     for w in &rc.warnings {
-        log::warn!("{w}");
+        if !warned.contains(&w.keyword.as_str()) {
+            warned.push(&w.keyword);
+            log::warn!("{w}");
+        }
     }
     let specs = spec::from_fetchmailrc(&rc, env)?;
     Ok((specs, Some(rc)))

@@ -242,6 +242,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
 
 /// The polls of a fetchmailrc: one per user entry of every poll/skip record.
 pub fn from_fetchmailrc(rc: &FetchmailRc, env: &Env) -> Result<Vec<PollSpec>> {
+    rc.check_refusals()?;
     let invisible = rc.globals.invisible.as_ref().is_some_and(|v| v.value);
     let mut out = Vec::new();
     for poll in rc.effective_polls() {
@@ -323,7 +324,10 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     }
     // TLS: `ssl` is implicit TLS; without it rfetch insists on STLS/STARTTLS (fetchmail 6.4
     // tries it opportunistically; rfetch never falls back to plaintext).
-    let ssl = o.ssl.as_ref().is_some_and(|v| v.value);
+    // 7.0's `sslmode wrapped` is 6.4's `ssl`; `starttls=must` and `=may` both require
+    // STARTTLS (the parser refuses `none`).
+    let ssl = o.ssl.as_ref().is_some_and(|v| v.value)
+        || o.sslmode.as_ref().is_some_and(|m| m.value == "wrapped");
     server.tls = Some(Sourced::new(true, here.clone()));
     server.tls_starttls = Some(Sourced::new(!ssl, here.clone()));
     if let Some(ck) = &o.sslcertck {
@@ -340,6 +344,12 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             )
         })?;
         server.tls_fingerprint = Some(Sourced::new(Some(parsed), at(fp.line)));
+    }
+    if let Some(c) = &o.sslcert {
+        server.tls_cert_file = Some(Sourced::new(c.value.clone(), at(c.line)));
+    }
+    if let Some(k) = &o.sslkey {
+        server.tls_key_file = Some(Sourced::new(k.value.clone(), at(k.line)));
     }
     if let Some(cn) = &o.sslcommonname {
         server.tls_host_override = s(&cn.value, cn.line);
