@@ -13,6 +13,11 @@ pub struct Section {
 }
 
 fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
+    render_with(cmd, sections, &[])
+}
+
+/// [`render`] with generated sections after the hand-written ones.
+fn render_with(cmd: clap::Command, sections: &[Section], generated: &[(&str, String)]) -> Vec<u8> {
     let man = Man::new(cmd);
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -22,6 +27,7 @@ fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
     let _ = man.render_description_section(&mut out);
     let _ = man.render_options_section(&mut out);
     render_sections(&mut out, sections);
+    render_titled(&mut out, generated.iter().map(|(t, b)| (*t, b.as_str())));
     let _ = man.render_version_section(&mut out);
     out
 }
@@ -779,9 +785,32 @@ pub fn rsend_page() -> Vec<u8> {
 
 /// The rfetch(1) page.
 pub fn rfetch_page() -> Vec<u8> {
-    render(
+    use super::rfetch_args::{RFETCH_OPTIONS, Support};
+    let mut warned = String::from(
+        "These fetchmail options are accepted, and each given is reported once as a warning \
+saying what rfetch does instead. They are not listed under OPTIONS.",
+    );
+    let mut refused = String::from(
+        "These fetchmail options are refused with an error saying why (exit 5): ignoring them \
+would be unsafe or would send the mail elsewhere. Values rfetch cannot honour are refused the \
+same way: --auth other than any or password, --sslproto above or below what TLS 1.2 and 1.3 \
+meet, -Z with any code (-Z -1 is accepted), --bad-header reject, -p other than POP3, APOP, \
+IMAP or AUTO.",
+    );
+    for (long, support) in RFETCH_OPTIONS {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{long}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{long}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    render_with(
         super::rfetch_args::RfetchArgs::command().name("rfetch"),
         RFETCH_SECTIONS,
+        &[
+            ("FETCHMAIL OPTIONS ACCEPTED BUT IGNORED", warned),
+            ("FETCHMAIL OPTIONS REFUSED", refused),
+        ],
     )
 }
 

@@ -2112,7 +2112,7 @@ impl Parser<'_> {
 /// `sslproto`/`sslprotocolversion`: the values whose floor rfetch meets (it speaks TLS 1.2
 /// and 1.3); a floor above 1.2, or an exact old version, is refused with the reason. The empty
 /// value (no STARTTLS) is accepted: rfetch still requires TLS, which is stricter.
-fn check_tls_floor(value: &str) -> Result<(), &'static str> {
+pub fn check_tls_floor(value: &str) -> Result<(), &'static str> {
     match value.to_ascii_lowercase().as_str() {
         "" | "auto" | "ssl23" | "tls1+" | "tls1.1+" | "tls1.2+" | "tls1.2" => Ok(()),
         "tls1.3" | "tls1.3+" => Err("rfetch cannot require TLS 1.3; it accepts TLS 1.2 and 1.3"),
