@@ -633,14 +633,6 @@ proxy (RFC 1929; proxy_password makes the file a secret file); queue, queue_dir 
 queue_max_age set up rsend's queue (see rsend(1), QUEUE).",
     },
     Section {
-        title: "DIRECTIVES ACCEPTED BUT IGNORED",
-        body: "These are read without error and reported as a warning naming the file and line; \
-they have no effect: tls_priorities, tls_crl_file, tls_min_dh_prime_bits (rustls chooses \
-protocol versions and ciphers), ntlmdomain, \
-auto_from and maildomain (obsolete in msmtp; use from with %U, %H or %M). tls_force_sslv3 is \
-ignored silently, as msmtp does. Any other unknown word is an error naming the file and line.",
-    },
-    Section {
         title: "DIFFERENCES FROM MSMTP",
         body: "Lines longer than 500 characters are accepted (msmtp refuses them, which bites \
 pasted OAuth tokens). A file that contains a password must belong to the user and must not be \
@@ -722,12 +714,40 @@ pub fn postie_toml_page() -> Vec<u8> {
 }
 
 /// The postie-msmtprc(5) page: what rsend reads of msmtp's files.
+/// The warned and refused directives are listed from the table the reader uses.
 pub fn postie_msmtprc_page() -> Vec<u8> {
-    render_file_page(
+    use crate::config::msmtprc::{MSMTPRC_DIRECTIVES, Support};
+    let mut out = file_page_head(
         "postie-msmtprc",
         "what rsend reads of msmtp's configuration files",
-        POSTIE_MSMTPRC_SECTIONS,
-    )
+    );
+    let mut warned = String::from(
+        "These are read without error and reported as a warning naming the file, the line and \
+what rsend does instead. tls_force_sslv3 is ignored silently, as msmtp does. Any other unknown \
+word is an error naming the file and line.",
+    );
+    let mut refused = String::from(
+        "A file using one of these is an error naming the file, the line and why: ignoring it \
+would weaken the connection's protection or change the sender.",
+    );
+    for (name, support) in MSMTPRC_DIRECTIVES {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{name}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{name}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    let (head, tail) = POSTIE_MSMTPRC_SECTIONS.split_at(2);
+    render_sections(&mut out, head);
+    render_titled(
+        &mut out,
+        [
+            ("DIRECTIVES ACCEPTED BUT IGNORED", warned.as_str()),
+            ("DIRECTIVES REFUSED", refused.as_str()),
+        ],
+    );
+    render_sections(&mut out, tail);
+    out
 }
 
 /// The postie-fetchmailrc(5) page: what rfetch reads of fetchmail's file. The warned and
