@@ -12,11 +12,7 @@ pub struct Section {
     pub body: &'static str,
 }
 
-fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
-    render_with(cmd, sections, &[])
-}
-
-/// [`render`] with generated sections after the hand-written ones.
+/// A section 1 page: clap's sections, the hand-written ones, then the generated ones.
 fn render_with(cmd: clap::Command, sections: &[Section], generated: &[(&str, String)]) -> Vec<u8> {
     let man = Man::new(cmd);
     let mut out = Vec::new();
@@ -797,9 +793,28 @@ reject.",
 
 /// The rsend(1) page.
 pub fn rsend_page() -> Vec<u8> {
-    render(
+    use super::rsend_args::{MSMTP_OPTIONS, Support};
+    let mut warned = String::from(
+        "These msmtp options are accepted, reported as a warning saying what rsend does \
+instead, and not listed under OPTIONS.",
+    );
+    let mut refused = String::from(
+        "These msmtp options are not accepted (exit 64, naming the option), for the reason given.",
+    );
+    for (name, support) in MSMTP_OPTIONS {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{name}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{name}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    render_with(
         super::rsend_args::RsendArgs::command().name("rsend"),
         RSEND_SECTIONS,
+        &[
+            ("MSMTP OPTIONS ACCEPTED BUT IGNORED", warned),
+            ("MSMTP OPTIONS REFUSED", refused),
+        ],
     )
 }
 
