@@ -434,6 +434,21 @@ fn values_rfetch_cannot_honour_are_refused() {
     );
 }
 
+/// A hunt list of SMTP hosts is read, but only its first host is used: that is said once.
+#[test]
+fn a_smtphost_hunt_list_warns_that_only_the_first_is_used() {
+    let rc =
+        parse_fetchmailrc(&rc_text(Pos::User, "smtphost a/25 b/25"), Path::new("/rc")).unwrap();
+    assert_eq!(rc.warnings.len(), 1);
+    assert!(
+        rc.warnings[0].to_string().contains("first host only"),
+        "{:?}",
+        rc.warnings
+    );
+    let rc = parse_fetchmailrc(&rc_text(Pos::User, "smtphost a/25"), Path::new("/rc")).unwrap();
+    assert!(rc.warnings.is_empty());
+}
+
 /// `sslmode wrapped` is implicit TLS; `sslcert`/`sslkey` reach the TLS client as its certificate.
 #[test]
 fn tls_keywords_reach_the_connection_settings() {

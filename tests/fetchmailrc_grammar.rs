@@ -384,7 +384,7 @@ fn lexical_rules() {
     assert_eq!(o.postconnect.as_ref().unwrap().value, "x");
     assert_eq!(o.folders.as_ref().unwrap().value, ["A"]);
     let warned: Vec<&str> = rc.warnings.iter().map(|w| w.keyword.as_str()).collect();
-    assert_eq!(warned, ["auth otp"]);
+    assert_eq!(warned, ["auth otp", "smtphost with several hosts"]);
     let refused: Vec<&str> = rc.refusals.iter().map(|r| r.keyword.as_str()).collect();
     assert_eq!(refused, ["preconnect", "postconnect"]);
 

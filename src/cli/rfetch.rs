@@ -336,6 +336,12 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
     // wins over both, as fetchmail's mda does over smtphost.
     if let Some(hosts) = &args.smtphost {
         let first = hosts.split(',').next().unwrap_or("localhost");
+        if hosts.contains(',') {
+            log::warn!(
+                "-S {hosts}: rfetch delivers to the first host only; while it is down the mail \
+                 stays on the server"
+            );
+        }
         let target = spec::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
         s.fetch.target = Some(Sourced::new(target, Provenance::CommandLine));
     } else if args.lmtp {

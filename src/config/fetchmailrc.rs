@@ -2081,7 +2081,18 @@ impl Parser<'_> {
                 }
             }
             "folder" => o.folders = loc(line, self.take_list(kw)?),
-            "smtphost" => o.smtphosts = loc(line, self.take_list(kw)?),
+            "smtphost" => {
+                let hosts = self.take_list(kw)?;
+                if hosts.len() > 1 {
+                    self.warn(
+                        line,
+                        "smtphost with several hosts",
+                        "rfetch delivers to the first host only; while it is down the mail \
+                         stays on the server",
+                    );
+                }
+                u.options.smtphosts = loc(line, hosts);
+            }
             "fetchdomains" => o.fetchdomains = loc(line, self.take_list(kw)?),
             "antispam" => {
                 let mut codes = vec![self.take_number(kw)?];
