@@ -677,7 +677,7 @@ rfetch -V lists. A password needs an encrypted connection unless --danger-plaint
 given. password and passwordeval are honoured.
 
 Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphost (host/port; \
-with lmtp, LMTP), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
+with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
 
 Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
