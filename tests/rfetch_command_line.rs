@@ -212,3 +212,31 @@ fn refused_and_warned_options_say_so() {
         "{out}"
     );
 }
+
+#[test]
+fn a_refused_rc_keyword_stops_the_run_and_configdump_shows_why() {
+    let dir = home("rc-refused");
+    let rc = dir.join("rc");
+    std::fs::write(
+        &rc,
+        "poll h proto imap plugin x\n user u password p\n  rewrite\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rc = rc.to_str().unwrap();
+    let o = rfetch(&dir, &["-f", rc]);
+    assert_eq!(code(&o), 5);
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{rc}:1: `plugin` is refused: ")), "{e}");
+    assert!(
+        e.contains(&format!("{rc}:3: `rewrite` is refused: ")),
+        "{e}"
+    );
+    let o = rfetch(&dir, &["--configdump", "-f", rc]);
+    assert_eq!(code(&o), 5);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("plugin \"x\"") && out.contains(&format!("# error: {rc}:3: `rewrite`")),
+        "{out}"
+    );
+}

@@ -143,7 +143,8 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
     };
     found.report_unused(&|c| discover::toml_configures(Program::Rfetch, &c.path, env));
     log::info!("reading configuration from {file}");
-    let (specs, rc) = read(&file, env).map_err(|e| discover::name_file(e, &file))?;
+    let (specs, rc) =
+        read(&file, env, args.configdump).map_err(|e| discover::name_file(e, &file))?;
     Ok(Loaded {
         specs,
         rc,
@@ -152,7 +153,13 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
 }
 
 /// The polls of `file`, and the fetchmailrc itself when it is one.
-fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmailrc::FetchmailRc>)> {
+/// With `configdump`, a fetchmailrc whose keywords rfetch refuses is still returned (no polls),
+/// so that --configdump can show it with its errors.
+fn read(
+    file: &ConfigFile,
+    env: &Env,
+    configdump: bool,
+) -> Result<(Vec<PollSpec>, Option<fetchmailrc::FetchmailRc>)> {
     if file.format == Format::Toml {
         let set = config::load_toml(env, Some(&file.path))?;
         return Ok((spec::from_accounts(&set.accounts, env), None));
@@ -165,6 +172,9 @@ fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmail
             warned.push(&w.keyword);
             log::warn!("{w}");
         }
+    }
+    if configdump && !rc.refusals.is_empty() {
+        return Ok((Vec::new(), Some(rc)));
     }
     let specs = spec::from_fetchmailrc(&rc, env)?;
     Ok((specs, Some(rc)))
@@ -479,7 +489,11 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     }
     if args.configdump {
         match &loaded.rc {
-            Some(rc) => print!("{}", fetchmailrc::configdump(rc)),
+            Some(rc) => {
+                print!("{}", fetchmailrc::configdump(rc));
+                // Shown, but still an error: the file cannot be used as it is.
+                rc.check_refusals()?;
+            }
             None => {
                 println!("# rfetch configdump of {}", describe_file(&loaded.file));
                 for s in &loaded.specs {
