@@ -776,7 +776,8 @@ keyword and what rfetch does instead; the rest of the file is used.",
     );
     let mut refused = String::from(
         "A file using one of these is a configuration error naming the file, the line, the \
-keyword and why (exit 5): ignoring it would be unsafe or would send the mail elsewhere. Values rfetch cannot honour are \
+keyword and why (exit 5): ignoring it would be unsafe or would send the mail elsewhere. \
+--configdump still prints such a file, with the errors at its end (and exits 5). Values rfetch cannot honour are \
 refused the same way: sslproto and sslprotocolversion above TLS 1.2 or below it (rfetch speaks \
 TLS 1.2 and 1.3), sslmode none, antispam with any code (antispam -1 is accepted) and bad-header \
 reject.",
