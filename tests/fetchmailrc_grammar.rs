@@ -120,9 +120,11 @@ fn man_page_configuration_examples() {
     let p = &rc.polls[0];
     assert_eq!(p.server.auth.as_ref().unwrap().value, AuthType::Implicit);
     assert_eq!(p.users[0].locals, [local("esr")]);
-    assert_eq!(rc.warnings.len(), 1);
-    assert_eq!(rc.warnings[0].keyword, "plugin");
-    assert_eq!(rc.warnings[0].line, 1);
+    // A plugin replaces the connection: ignoring it would send the login elsewhere.
+    assert!(rc.warnings.is_empty());
+    assert_eq!(rc.refusals.len(), 1);
+    assert_eq!(rc.refusals[0].keyword, "plugin");
+    assert_eq!(rc.refusals[0].line, 1);
 }
 
 #[test]
@@ -271,9 +273,31 @@ fn grammar_corner_cases() {
         .iter()
         .map(|w| (w.keyword.as_str(), w.line))
         .collect();
-    // qvirtual is implemented (multidrop); dns lookups are not.
-    assert_eq!(warned, [("dns", 14)]);
+    // qvirtual is implemented (multidrop), and `no dns` is what rfetch does.
+    assert_eq!(
+        warned,
+        [
+            ("tracepolls", 8),
+            ("warnings", 10),
+            ("fastuidl", 13),
+            ("fetchsizelimit", 13)
+        ]
+    );
+    let refused: Vec<(&str, u32)> = rc
+        .refusals
+        .iter()
+        .map(|r| (r.keyword.as_str(), r.line))
+        .collect();
+    assert_eq!(refused, REFUSED_CORNER_CASES);
 }
+
+/// What rfetch refuses in the corner-case file: header and line-end rewriting, and spam codes.
+const REFUSED_CORNER_CASES: &[(&str, u32)] = &[
+    ("stripcr", 11),
+    ("dropstatus", 11),
+    ("dropdelivered", 11),
+    ("antispam", 13),
+];
 
 #[test]
 fn configdump_is_readable_and_reparses_to_the_same_dump() {
@@ -289,7 +313,7 @@ fn configdump_is_readable_and_reparses_to_the_same_dump() {
     assert!(dump.contains("no rewrite"), "{dump}");
     assert!(dump.contains("\"hurkle\"=\"happy\""), "{dump}");
     assert!(
-        dump.contains("# warning: /home/u/.fetchmailrc:14: `dns`"),
+        dump.contains("# warning: /home/u/.fetchmailrc:8: `tracepolls`"),
         "{dump}"
     );
     let again = configdump(&parse(&dump));
@@ -360,7 +384,9 @@ fn lexical_rules() {
     assert_eq!(o.postconnect.as_ref().unwrap().value, "x");
     assert_eq!(o.folders.as_ref().unwrap().value, ["A"]);
     let warned: Vec<&str> = rc.warnings.iter().map(|w| w.keyword.as_str()).collect();
-    assert_eq!(warned, ["auth otp", "preconnect", "postconnect"]);
+    assert_eq!(warned, ["auth otp", "smtphost with several hosts"]);
+    let refused: Vec<&str> = rc.refusals.iter().map(|r| r.keyword.as_str()).collect();
+    assert_eq!(refused, ["preconnect", "postconnect"]);
 
     // `user LOCAL here is REMOTE there`.
     let rc = parse("poll h user me here is remote there keep");

@@ -12,7 +12,13 @@ pub struct Section {
     pub body: &'static str,
 }
 
+/// A page without generated sections (postie(1)).
 pub(crate) fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
+    render_with(cmd, sections, &[])
+}
+
+/// A section 1 page: clap's sections, the hand-written ones, then the generated ones.
+fn render_with(cmd: clap::Command, sections: &[Section], generated: &[(&str, String)]) -> Vec<u8> {
     let man = Man::new(cmd);
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -22,19 +28,25 @@ pub(crate) fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
     let _ = man.render_description_section(&mut out);
     let _ = man.render_options_section(&mut out);
     render_sections(&mut out, sections);
+    render_titled(&mut out, generated.iter().map(|(t, b)| (*t, b.as_str())));
     let _ = man.render_version_section(&mut out);
     out
 }
 
 fn render_sections(out: &mut Vec<u8>, sections: &[Section]) {
-    for s in sections {
-        out.extend_from_slice(format!(".SH \"{}\"\n", s.title).as_bytes());
-        if s.title == "EXAMPLE" {
+    render_titled(out, sections.iter().map(|s| (s.title, s.body)));
+}
+
+/// Renders (title, body) sections; the body written as [`Section`] describes.
+fn render_titled<'a>(out: &mut Vec<u8>, sections: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (title, body) in sections {
+        out.extend_from_slice(format!(".SH \"{title}\"\n").as_bytes());
+        if title == "EXAMPLE" {
             // a file's text: lines as written, not filled into paragraphs
-            out.extend_from_slice(format!(".nf\n{}\n.fi\n", escape(s.body.trim())).as_bytes());
+            out.extend_from_slice(format!(".nf\n{}\n.fi\n", escape(body.trim())).as_bytes());
             continue;
         }
-        for para in s.body.split("\n\n") {
+        for para in body.split("\n\n") {
             let para = para.trim();
             if para.is_empty() {
                 continue;
@@ -58,15 +70,19 @@ fn render_sections(out: &mut Vec<u8>, sections: &[Section]) {
 
 /// A section 5 page (a file format): title, NAME line, then the hand-written sections.
 fn render_file_page(name: &str, summary: &str, sections: &[Section]) -> Vec<u8> {
+    let mut out = file_page_head(name, summary);
+    render_sections(&mut out, sections);
+    out
+}
+
+fn file_page_head(name: &str, summary: &str) -> Vec<u8> {
     let version = env!("CARGO_PKG_VERSION");
-    let mut out = format!(
+    format!(
         ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n.TH {name} 5 \"\" \"postie {version}\" \"File Formats\"\n.SH NAME\n{} \\- {}\n",
         escape(name),
         escape(summary)
     )
-    .into_bytes();
-    render_sections(&mut out, sections);
-    out
+    .into_bytes()
 }
 
 /// Keeps text from being read as roff requests: a leading '.' or '\'' gets a zero-width escape,
@@ -646,14 +662,6 @@ proxy (RFC 1929; proxy_password makes the file a secret file); queue, queue_dir 
 queue_max_age set up rsend's queue (see rsend(1), QUEUE).",
     },
     Section {
-        title: "DIRECTIVES ACCEPTED BUT IGNORED",
-        body: "These are read without error and reported as a warning naming the file and line; \
-they have no effect: tls_priorities, tls_crl_file, tls_min_dh_prime_bits (rustls chooses \
-protocol versions and ciphers), ntlmdomain, \
-auto_from and maildomain (obsolete in msmtp; use from with %U, %H or %M). tls_force_sslv3 is \
-ignored silently, as msmtp does. Any other unknown word is an error naming the file and line.",
-    },
-    Section {
         title: "DIFFERENCES FROM MSMTP",
         body: "Lines longer than 500 characters are accepted (msmtp refuses them, which bites \
 pasted OAuth tokens). A file that contains a password must belong to the user and must not be \
@@ -691,8 +699,10 @@ does not probe). pop2, rpop, kpop, sdps, etrn and odmr are configuration errors.
 
 TLS: ssl means implicit TLS; without it rfetch requires STARTTLS (IMAP) or STLS (POP3) and never \
 falls back to plaintext, where fetchmail 6.4 tries it opportunistically. sslcertck, sslcertfile, \
-sslcommonname and sslfingerprint apply; sslfingerprint must be a SHA-256 fingerprint (fetchmail's \
-MD5 ones are refused).
+sslcommonname, sslfingerprint, sslcert and sslkey (a client certificate) apply; sslfingerprint \
+must be a SHA-256 fingerprint (fetchmail's MD5 ones are refused). fetchmail 7's sslmode wrapped is \
+ssl; starttls=must and starttls=may both require STARTTLS. sslproto and sslprotocolversion values \
+whose floor TLS 1.2 meets (auto, tls1+, tls1.1+, tls1.2+, tls1.2, the empty value) are accepted.
 
 Authentication: the auth keyword is read (kerberos_v4, kerberos_v5, otp and msn with a warning), \
 but rfetch chooses the method itself, as auth any does: the strongest the server offers of those \
@@ -700,7 +710,7 @@ rfetch -V lists. A password needs an encrypted connection unless --danger-plaint
 given. password and passwordeval are honoured.
 
 Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphost (host/port; \
-with lmtp, LMTP), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
+with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
 
 Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
@@ -708,14 +718,9 @@ or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured
 lookups; unmatched mail goes to set postmaster.
 
 Global options honoured: set daemon, set logfile, set syslog, set idfile, set pidfile, set \
-invisible and set postmaster. Other set options are read without effect.",
-    },
-    Section {
-        title: "KEYWORDS ACCEPTED BUT IGNORED",
-        body: "These are parsed and reported as a warning naming the file and line (\"`plugin` is \
-not supported by rfetch and is ignored\"); the rest of the file is used: interface, monitor, \
-plugin, plugout, dns, checkalias, principal, bsmtp, preconnect, postconnect, mimedecode, \
-fetchdomains, passwordfd, showdots.",
+invisible and set postmaster; set softbounce and set no bouncemail are what rfetch always does \
+(mail the listener refuses stays on the server, no bounce is sent); set properties is read and \
+shown by --configdump, as fetchmail does nothing else with it either.",
     },
     Section {
         title: "PERMISSIONS",
@@ -738,36 +743,143 @@ pub fn postie_toml_page() -> Vec<u8> {
 }
 
 /// The postie-msmtprc(5) page: what rsend reads of msmtp's files.
+/// The warned and refused directives are listed from the table the reader uses.
 pub fn postie_msmtprc_page() -> Vec<u8> {
-    render_file_page(
+    use crate::config::msmtprc::{MSMTPRC_DIRECTIVES, Support};
+    let mut out = file_page_head(
         "postie-msmtprc",
         "what rsend reads of msmtp's configuration files",
-        POSTIE_MSMTPRC_SECTIONS,
-    )
+    );
+    let mut warned = String::from(
+        "These are read without error and reported as a warning naming the file, the line and \
+what rsend does instead. tls_force_sslv3 is ignored silently, as msmtp does. Any other unknown \
+word is an error naming the file and line.",
+    );
+    let mut refused = String::from(
+        "A file using one of these is an error naming the file, the line and why: ignoring it \
+would weaken the connection's protection or change the sender.",
+    );
+    for (name, support) in MSMTPRC_DIRECTIVES {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{name}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{name}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    let (head, tail) = POSTIE_MSMTPRC_SECTIONS.split_at(2);
+    render_sections(&mut out, head);
+    render_titled(
+        &mut out,
+        [
+            ("DIRECTIVES ACCEPTED BUT IGNORED", warned.as_str()),
+            ("DIRECTIVES REFUSED", refused.as_str()),
+        ],
+    );
+    render_sections(&mut out, tail);
+    out
 }
 
-/// The postie-fetchmailrc(5) page: what rfetch reads of fetchmail's file.
+/// The postie-fetchmailrc(5) page: what rfetch reads of fetchmail's file. The warned and
+/// refused keywords are listed from the table the parser uses, so the page cannot drift.
 pub fn postie_fetchmailrc_page() -> Vec<u8> {
-    render_file_page(
+    let mut out = file_page_head(
         "postie-fetchmailrc",
         "what rfetch reads of fetchmail's run control file",
-        POSTIE_FETCHMAILRC_SECTIONS,
-    )
+    );
+    let (warned, refused) = rc_keyword_sections();
+    let (head, tail) = POSTIE_FETCHMAILRC_SECTIONS.split_at(3);
+    render_sections(&mut out, head);
+    render_titled(
+        &mut out,
+        [
+            ("KEYWORDS ACCEPTED BUT IGNORED", warned.as_str()),
+            ("KEYWORDS REFUSED", refused.as_str()),
+        ],
+    );
+    render_sections(&mut out, tail);
+    out
+}
+
+/// The bodies of the warned and refused keyword sections, from `fetchmailrc::RC_KEYWORDS`.
+fn rc_keyword_sections() -> (String, String) {
+    use crate::config::fetchmailrc::{RC_KEYWORDS, Support};
+    let mut warned = String::from(
+        "Each of these is reported once per run as a warning naming the file, the line, the \
+keyword and what rfetch does instead; the rest of the file is used.",
+    );
+    let mut refused = String::from(
+        "A file using one of these is a configuration error naming the file, the line, the \
+keyword and why (exit 5): ignoring it would be unsafe or would send the mail elsewhere. \
+--configdump still prints such a file, with the errors at its end (and exits 5). Values rfetch cannot honour are \
+refused the same way: sslproto and sslprotocolversion above TLS 1.2 or below it (rfetch speaks \
+TLS 1.2 and 1.3), sslmode none, antispam with any code (antispam -1 is accepted) and bad-header \
+reject.",
+    );
+    for (kw, support) in RC_KEYWORDS {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{kw}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{kw}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    (warned, refused)
 }
 
 /// The rsend(1) page.
 pub fn rsend_page() -> Vec<u8> {
-    render(
+    use super::rsend_args::{MSMTP_OPTIONS, Support};
+    let mut warned = String::from(
+        "These msmtp options are accepted, reported as a warning saying what rsend does \
+instead, and not listed under OPTIONS.",
+    );
+    let mut refused = String::from(
+        "These msmtp options are not accepted (exit 64, naming the option), for the reason given.",
+    );
+    for (name, support) in MSMTP_OPTIONS {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{name}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{name}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    render_with(
         super::rsend_args::RsendArgs::command().name("rsend"),
         RSEND_SECTIONS,
+        &[
+            ("MSMTP OPTIONS ACCEPTED BUT IGNORED", warned),
+            ("MSMTP OPTIONS REFUSED", refused),
+        ],
     )
 }
 
 /// The rfetch(1) page.
 pub fn rfetch_page() -> Vec<u8> {
-    render(
+    use super::rfetch_args::{RFETCH_OPTIONS, Support};
+    let mut warned = String::from(
+        "These fetchmail options are accepted, and each given is reported once as a warning \
+saying what rfetch does instead. They are not listed under OPTIONS.",
+    );
+    let mut refused = String::from(
+        "These fetchmail options are refused with an error saying why (exit 5): ignoring them \
+would be unsafe or would send the mail elsewhere. Values rfetch cannot honour are refused the \
+same way: --auth other than any or password, --sslproto above or below what TLS 1.2 and 1.3 \
+meet, -Z with any code (-Z -1 is accepted), --bad-header reject, -p other than POP3, APOP, \
+IMAP or AUTO.",
+    );
+    for (long, support) in RFETCH_OPTIONS {
+        match support {
+            Support::Warned(instead) => warned.push_str(&format!("\n\n{long}\t{instead}.")),
+            Support::Refused(why) => refused.push_str(&format!("\n\n{long}\t{why}.")),
+            Support::Implemented => {}
+        }
+    }
+    render_with(
         super::rfetch_args::RfetchArgs::command().name("rfetch"),
         RFETCH_SECTIONS,
+        &[
+            ("FETCHMAIL OPTIONS ACCEPTED BUT IGNORED", warned),
+            ("FETCHMAIL OPTIONS REFUSED", refused),
+        ],
     )
 }
 

@@ -90,8 +90,10 @@ fn detach(interval: u64, logging: (Option<PathBuf>, bool)) -> Result<i32> {
 struct Loaded {
     specs: Vec<PollSpec>,
     rc: Option<fetchmailrc::FetchmailRc>,
-    /// The file read (named in -v, -V, --configdump and configuration errors).
-    file: ConfigFile,
+    /// The file read (named in -v, -V, --configdump and configuration errors); `None` when
+    /// there is none and the servers named on the command line are polled with its options
+    /// alone, as fetchmail does.
+    file: Option<ConfigFile>,
 }
 
 /// The file named with -f or -C, if any.
@@ -123,6 +125,14 @@ fn explicit_file(args: &RfetchArgs, env: &Env) -> Result<Option<ConfigFile>> {
 fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
     let found = discover::discover(Program::Rfetch, explicit_file(args, env)?, env);
     let Some(file) = found.chosen.clone() else {
+        if !args.servers.is_empty() && explicit_file(args, env)?.is_none() {
+            log::info!("no configuration file: polling with the command-line options only");
+            return Ok(Loaded {
+                specs: Vec::new(),
+                rc: None,
+                file: None,
+            });
+        }
         return Err(Error::new(
             ErrorKind::Config,
             format!(
@@ -133,33 +143,177 @@ fn load(args: &RfetchArgs, env: &Env) -> Result<Loaded> {
     };
     found.report_unused(&|c| discover::toml_configures(Program::Rfetch, &c.path, env));
     log::info!("reading configuration from {file}");
-    let (specs, rc) = read(&file, env).map_err(|e| discover::name_file(e, &file))?;
-    Ok(Loaded { specs, rc, file })
+    let (specs, rc) =
+        read(&file, env, args.configdump).map_err(|e| discover::name_file(e, &file))?;
+    Ok(Loaded {
+        specs,
+        rc,
+        file: Some(file),
+    })
 }
 
 /// The polls of `file`, and the fetchmailrc itself when it is one.
-fn read(file: &ConfigFile, env: &Env) -> Result<(Vec<PollSpec>, Option<fetchmailrc::FetchmailRc>)> {
+/// With `configdump`, a fetchmailrc whose keywords rfetch refuses is still returned (no polls),
+/// so that --configdump can show it with its errors.
+fn read(
+    file: &ConfigFile,
+    env: &Env,
+    configdump: bool,
+) -> Result<(Vec<PollSpec>, Option<fetchmailrc::FetchmailRc>)> {
     if file.format == Format::Toml {
         let set = config::load_toml(env, Some(&file.path))?;
         return Ok((spec::from_accounts(&set.accounts, env), None));
     }
     let rc = fetchmailrc::read_fetchmailrc(&file.path)?;
+    // One warning per keyword and run, however often the file uses it (the first use named).
+    let mut warned: Vec<&str> = Vec::new();
     for w in &rc.warnings {
-        log::warn!("{w}");
+        if !warned.contains(&w.keyword.as_str()) {
+            warned.push(&w.keyword);
+            log::warn!("{w}");
+        }
+    }
+    if configdump && !rc.refusals.is_empty() {
+        return Ok((Vec::new(), Some(rc)));
     }
     let specs = spec::from_fetchmailrc(&rc, env)?;
     Ok((specs, Some(rc)))
 }
 
-/// Command-line options that override every selected poll.
-fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
-    let cl = |v| Some(Sourced::new(v, Provenance::CommandLine));
-    if let Some(auth) = &args.auth {
-        // Checked when the poll logs in (an unsupported value names the command line).
-        s.fetch.server.auth = Some(Sourced::new(
-            crate::account::AuthSetting::Method(auth.to_ascii_uppercase()),
-            Provenance::CommandLine,
-        ));
+/// The name of the configuration file read, for messages.
+fn describe_file(file: &Option<ConfigFile>) -> String {
+    file.as_ref()
+        .map_or_else(|| "the command line".to_owned(), ToString::to_string)
+}
+
+/// Refused fetchmail options end the run with the reason; warned ones are logged once, saying
+/// what rfetch does instead (`rfetch_args::RFETCH_OPTIONS`).
+fn check_unsupported(args: &RfetchArgs) -> Result<()> {
+    for (long, support) in &args.unsupported {
+        match support {
+            rfetch_args::Support::Refused(why) => {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("{long} is refused: {why}"),
+                ));
+            }
+            rfetch_args::Support::Warned(instead) => {
+                log::warn!("{long} is not supported by rfetch and is ignored: {instead}");
+            }
+            rfetch_args::Support::Implemented => {}
+        }
+    }
+    Ok(())
+}
+
+/// Command-line options that override every selected poll (fetchmail: the command line wins
+/// over the rc file). A value rfetch cannot honour is an error naming the option.
+fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
+    use crate::account::{FetchProtocol, TrustFile};
+    fn cl<T>(v: T) -> Option<Sourced<T>> {
+        Some(Sourced::new(v, Provenance::CommandLine))
+    }
+    let usage = |m: String| Error::new(ErrorKind::Usage, m);
+    if let Some(p) = &args.protocol {
+        let protocol = match p.to_ascii_lowercase().as_str() {
+            "pop3" | "apop" => FetchProtocol::Pop3,
+            "imap" | "auto" => FetchProtocol::Imap,
+            _ => {
+                return Err(usage(format!(
+                    "-p {p}: protocol not supported by rfetch (use POP3, APOP, IMAP or AUTO)"
+                )));
+            }
+        };
+        s.fetch.protocol = Sourced::new(protocol, Provenance::CommandLine);
+    }
+    if let Some(u) = &args.user {
+        s.fetch.server.user = cl(u.clone());
+    }
+    if let Some(p) = &args.service {
+        let port = spec::service_port(p).ok_or_else(|| {
+            usage(format!(
+                "-P {p}: not a port number or pop3, pop3s, imap, imaps"
+            ))
+        })?;
+        s.fetch.server.port = cl(port);
+    }
+    if let Some(t) = args.timeout {
+        s.fetch.server.timeout = cl((t > 0).then(|| Duration::from_secs(t)));
+    }
+    if let Some(a) = &args.auth {
+        // fetchmail's auth values, lowered as the rc keyword is: `any` is the automatic
+        // choice, a method the server must offer otherwise; what rfetch cannot do (GSSAPI,
+        // NTLM, Kerberos, ...) is refused here, never a fall back to the password.
+        let setting = match a.to_ascii_lowercase().as_str() {
+            "any" => crate::account::AuthSetting::Auto,
+            name => match crate::session::auth::FetchAuth::from_name(name) {
+                Some(_) => crate::account::AuthSetting::Method(name.to_ascii_uppercase()),
+                None => {
+                    return Err(usage(format!(
+                        "--auth {a} is refused: rfetch cannot log in that way (use any, password, \
+                         cram-md5, scram-sha-1, scram-sha-256, external, xoauth2, oauthbearer, \
+                         implicit)"
+                    )));
+                }
+            },
+        };
+        s.fetch.server.auth = cl(setting);
+    }
+    if let Some(m) = &mut s.multidrop {
+        if let Some(e) = &args.envelope {
+            m.envelope = Some((0, e.clone()));
+        }
+        if let Some(q) = &args.qvirtual {
+            m.qvirtual = Some(q.clone());
+        }
+        if let Some(p) = &args.postmaster {
+            m.postmaster = p.clone();
+        }
+    }
+    if args.ssl {
+        s.fetch.server.tls = cl(true);
+        s.fetch.server.tls_starttls = cl(false);
+    }
+    if args.sslcertck {
+        s.fetch.server.tls_certcheck = cl(true);
+    }
+    if args.nosslcertck {
+        s.fetch.server.tls_certcheck = cl(false);
+    }
+    if let Some(f) = &args.sslcertfile {
+        s.fetch.server.tls_trust_file = cl(TrustFile::Path(PathBuf::from(f)));
+    }
+    if let Some(fp) = &args.sslfingerprint {
+        let parsed = crate::net::parse_fingerprint(fp).ok_or_else(|| {
+            usage(
+                "--sslfingerprint must be a SHA-256 fingerprint (32 hex pairs); rfetch does not \
+                 accept MD5"
+                    .into(),
+            )
+        })?;
+        s.fetch.server.tls_fingerprint = cl(Some(parsed));
+    }
+    if let Some(cn) = &args.sslcommonname {
+        s.fetch.server.tls_host_override = cl(cn.clone());
+    }
+    if let Some(c) = &args.sslcert {
+        s.fetch.server.tls_cert_file = cl(PathBuf::from(c));
+    }
+    if let Some(k) = &args.sslkey {
+        s.fetch.server.tls_key_file = cl(PathBuf::from(k));
+    }
+    if let Some(v) = &args.sslproto
+        && let Err(why) = fetchmailrc::check_tls_floor(v)
+    {
+        return Err(usage(format!("--sslproto {v} is refused: {why}")));
+    }
+    if let Some(b) = &args.bad_header
+        && b != "accept"
+    {
+        return Err(usage(format!(
+            "--bad-header {b} is refused: rfetch delivers a message whose header is malformed \
+             as it came (--bad-header accept)"
+        )));
     }
     if args.keep {
         s.fetch.keep = cl(true);
@@ -194,18 +348,52 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) {
     if let Some(e) = args.expunge {
         s.expunge = Some(e);
     }
+    if let Some(f) = &args.folder {
+        s.fetch.folders = cl(f.split(',').map(str::to_owned).collect());
+    }
+    // Where the mail goes: -S (with --lmtp, LMTP), or --lmtp to the poll's SMTP host; -m
+    // wins over both, as fetchmail's mda does over smtphost.
+    if let Some(hosts) = &args.smtphost {
+        let first = hosts.split(',').next().unwrap_or("localhost");
+        if hosts.contains(',') {
+            log::warn!(
+                "-S {hosts}: rfetch delivers to the first host only; while it is down the mail \
+                 stays on the server"
+            );
+        }
+        let target = spec::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
+        s.fetch.target = Some(Sourced::new(target, Provenance::CommandLine));
+    } else if args.lmtp {
+        let endpoint = match s.fetch.target.as_ref().map(|t| &t.value) {
+            Some(Target::Smtp(e) | Target::Lmtp(e)) if e.port != 25 => e.clone(),
+            _ => {
+                return Err(usage(
+                    "--lmtp needs the LMTP listener's host and port: -S host/port".into(),
+                ));
+            }
+        };
+        s.fetch.target = Some(Sourced::new(
+            Target::Lmtp(endpoint),
+            Provenance::CommandLine,
+        ));
+    }
     if let Some(m) = &args.mda {
         s.fetch.target = Some(Sourced::new(
             Target::MdaShell(m.clone()),
             Provenance::CommandLine,
         ));
     }
-    if let Some(f) = &args.folder {
-        s.fetch.folders = Some(Sourced::new(
-            f.split(',').map(str::to_owned).collect(),
-            Provenance::CommandLine,
-        ));
+    if let Some(d) = &args.smtpaddress {
+        // The recipient follows the domain unless it was given in full.
+        if s.smtp_recipient == format!("{}@{}", s.local_user, s.smtp_domain) {
+            s.smtp_recipient = format!("{}@{d}", s.local_user);
+        }
+        s.smtp_domain = d.clone();
     }
+    if let Some(n) = &args.smtpname {
+        s.smtp_recipient = n.clone();
+    }
+    Ok(())
 }
 
 /// Where log lines go besides stderr: `-L FILE` or `set logfile` (the command line first),
@@ -295,15 +483,7 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         write_stdout(text.as_bytes())?;
     }
     let env = Env::from_process();
-    for (set, what) in [
-        (args.bsmtp.is_some(), "--bsmtp"),
-        (args.interface.is_some(), "--interface"),
-        (args.monitor.is_some(), "--monitor"),
-    ] {
-        if set {
-            log::warn!("{what} is not supported by rfetch and is ignored");
-        }
-    }
+    check_unsupported(args)?;
     if args.quit_only {
         // Needs no configuration: a broken rc file must not keep a daemon from being stopped.
         return Ok(match quit_running(&lock_path(args, None, &env))? {
@@ -318,9 +498,13 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     }
     if args.configdump {
         match &loaded.rc {
-            Some(rc) => print!("{}", fetchmailrc::configdump(rc)),
+            Some(rc) => {
+                print!("{}", fetchmailrc::configdump(rc));
+                // Shown, but still an error: the file cannot be used as it is.
+                rc.check_refusals()?;
+            }
             None => {
-                println!("# rfetch configdump of {}", loaded.file);
+                println!("# rfetch configdump of {}", describe_file(&loaded.file));
                 for s in &loaded.specs {
                     print!("{}", s.describe(&env));
                 }
@@ -346,29 +530,39 @@ fn run(args: &RfetchArgs) -> Result<i32> {
                 .cloned()
                 .collect();
             if found.is_empty() {
-                let known: Vec<&str> = loaded.specs.iter().map(|s| s.name.as_str()).collect();
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    format!(
-                        "{name} is not a configured account or poll name in {} (known: {})",
-                        loaded.file.path.display(),
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
+                // As in fetchmail, a server named on the command line and in no poll is
+                // polled with the command-line options; a TOML file names accounts, not
+                // servers, so there an unknown name stays an error.
+                if let Some(f) = loaded.file.as_ref().filter(|f| f.format == Format::Toml) {
+                    let known: Vec<&str> = loaded.specs.iter().map(|s| s.name.as_str()).collect();
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        format!(
+                            "{name} is not a configured account in {} (known: {})",
+                            f.path.display(),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                out.push(spec::from_command_line(name, &env));
+                continue;
             }
             out.extend(found);
         }
         out
     };
     for s in &mut selected {
-        apply_overrides(args, s);
+        apply_overrides(args, s)?;
     }
     if args.version {
-        let mut text = format!("Taking options from command line and {}\n", loaded.file);
+        let mut text = match &loaded.file {
+            Some(f) => format!("Taking options from command line and {f}\n"),
+            None => "Taking options from command line\n".to_owned(),
+        };
         for s in &selected {
             text.push_str(&s.describe(&env));
         }
@@ -380,7 +574,7 @@ fn run(args: &RfetchArgs) -> Result<i32> {
             ErrorKind::Config,
             format!(
                 "no mailservers have been specified: {} has no poll that is not skipped",
-                loaded.file
+                describe_file(&loaded.file)
             ),
         ));
     }
@@ -522,6 +716,310 @@ mod tests {
         );
     }
 
+    /// Every fetchmail 6.4 option (fetchmail --help, fetchmail(1), options.c: long name, short
+    /// letter, a sample value), whatever rfetch does with it.
+    const FETCHMAIL_OPTIONS: &[(&str, Option<char>, Option<&str>)] = &[
+        ("--help", Some('?'), None),
+        ("--version", Some('V'), None),
+        ("--check", Some('c'), None),
+        ("--silent", Some('s'), None),
+        ("--verbose", Some('v'), None),
+        ("--configdump", None, None),
+        ("--yydebug", Some('y'), None),
+        ("--daemon", Some('d'), Some("300")),
+        ("--nodetach", Some('N'), None),
+        ("--quit", Some('q'), None),
+        ("--logfile", Some('L'), Some("/tmp/log")),
+        ("--syslog", None, None),
+        ("--nosyslog", None, None),
+        ("--showdots", None, None),
+        ("--fetchmailrc", Some('f'), Some("/tmp/rc")),
+        ("--idfile", Some('i'), Some("/tmp/ids")),
+        ("--pidfile", None, Some("/tmp/pid")),
+        ("--postmaster", None, Some("pm")),
+        ("--nobounce", None, None),
+        ("--softbounce", None, None),
+        ("--nosoftbounce", None, None),
+        ("--invisible", None, None),
+        ("--protocol", Some('p'), Some("POP3")),
+        ("--uidl", Some('U'), None),
+        ("--idle", None, None),
+        ("--service", Some('P'), Some("1995")),
+        ("--port", None, Some("1995")),
+        ("--auth", None, Some("cram-md5")),
+        ("--timeout", Some('t'), Some("60")),
+        ("--envelope", Some('E'), Some("X-Original-To")),
+        ("--qvirtual", Some('Q'), Some("pfx-")),
+        ("--principal", None, Some("imap/h@R")),
+        ("--tracepolls", None, None),
+        ("--user", Some('u'), Some("bob")),
+        ("--folder", Some('r'), Some("Lists")),
+        ("--interface", Some('I'), Some("eth0/10.0.0.1")),
+        ("--monitor", Some('M'), Some("ppp0")),
+        ("--plugin", None, Some("ssh %h imapd")),
+        ("--plugout", None, Some("ssh %h smtpd")),
+        ("--bad-header", None, Some("accept")),
+        ("--ssl", None, None),
+        ("--sslproto", None, Some("tls1.2+")),
+        ("--sslcertck", None, None),
+        ("--nosslcertck", None, None),
+        ("--sslcertfile", None, Some("/ca.pem")),
+        ("--sslcertpath", None, Some("/etc/ssl/certs")),
+        ("--sslcommonname", None, Some("mail.example.org")),
+        (
+            "--sslfingerprint",
+            None,
+            Some("00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF"),
+        ),
+        ("--sslcert", None, Some("/c.pem")),
+        ("--sslkey", None, Some("/k.pem")),
+        ("--all", Some('a'), None),
+        ("--keep", Some('k'), None),
+        ("--nokeep", Some('K'), None),
+        ("--flush", Some('F'), None),
+        ("--limitflush", None, None),
+        ("--smtphost", Some('S'), Some("mx2/2526")),
+        ("--fetchdomains", None, Some("example.org")),
+        ("--smtpaddress", Some('D'), Some("example.org")),
+        ("--smtpname", None, Some("x@example.org")),
+        ("--antispam", Some('Z'), Some("571")),
+        ("--mda", Some('m'), Some("procmail -d %T")),
+        ("--bsmtp", None, Some("/tmp/out")),
+        ("--lmtp", None, None),
+        ("--norewrite", Some('n'), None),
+        ("--limit", Some('l'), Some("100")),
+        ("--warnings", Some('w'), Some("60")),
+        ("--batchlimit", Some('b'), Some("5")),
+        ("--fetchlimit", Some('B'), Some("5")),
+        ("--fetchsizelimit", None, Some("1")),
+        ("--fastuidl", None, Some("4")),
+        ("--expunge", Some('e'), Some("5")),
+    ];
+
+    /// Implemented options that act before or around the polls (reading the configuration,
+    /// logging, the daemon, the lock) rather than on each poll: their field is set by the parse
+    /// and read by `run`, whose own tests show each (log_sink_precedence, tests/rfetch_*).
+    const RUN_LEVEL: &[&str] = &[
+        "--help",
+        "--version",
+        "--check",
+        "--silent",
+        "--verbose",
+        "--configdump",
+        "--daemon",
+        "--nodetach",
+        "--quit",
+        "--logfile",
+        "--syslog",
+        "--nosyslog",
+        "--fetchmailrc",
+        "--idfile",
+        "--pidfile",
+    ];
+
+    /// Implemented options asking for what rfetch always does, with the reason.
+    const ALWAYS_SO: &[(&str, &str)] = &[
+        ("--uidl", "rfetch always tracks POP3 messages by UIDL"),
+        ("--nobounce", "rfetch never bounces mail to its sender"),
+        ("--softbounce", "refused mail always stays on the server"),
+        ("--norewrite", "rfetch never rewrites addresses"),
+        (
+            "--bad-header",
+            "accept: malformed headers are delivered as they came",
+        ),
+        ("--sslproto", "tls1.2+: rfetch's floor"),
+    ];
+
+    fn argv(long: &str, short: Option<char>, value: Option<&str>, use_short: bool) -> Vec<String> {
+        let mut v = vec!["rfetch".to_owned()];
+        match (use_short, short) {
+            (true, Some(c)) => v.push(format!("-{c}")),
+            _ => v.push(long.to_owned()),
+        }
+        v.extend(value.map(str::to_owned));
+        v
+    }
+
+    #[test]
+    fn every_fetchmail_option_does_what_its_set_says() {
+        use rfetch_args::{RFETCH_OPTIONS, Support, option_support};
+        let cmd = <RfetchArgs as clap::CommandFactory>::command();
+        let base_rc = rc("poll h proto imap user u is a b here smtphost mx/2525\n");
+        let baseline = spec::from_fetchmailrc(&base_rc, &env()).unwrap();
+        let mut failures = Vec::new();
+        for (long, _) in RFETCH_OPTIONS {
+            if !FETCHMAIL_OPTIONS.iter().any(|(l, ..)| l == long) {
+                failures.push(format!("{long} is in the table but not a fetchmail option"));
+            }
+        }
+        for &(long, short, value) in FETCHMAIL_OPTIONS {
+            let Some(support) = option_support(long) else {
+                failures.push(format!("{long} is in none of the three sets"));
+                continue;
+            };
+            let arg = cmd.get_arguments().find(|a| {
+                a.get_long() == Some(long.trim_start_matches('-'))
+                    || a.get_all_aliases()
+                        .is_some_and(|al| al.contains(&long.trim_start_matches('-')))
+            });
+            let Some(arg) = arg else {
+                failures.push(format!("{long} is not parsed at all"));
+                continue;
+            };
+            if arg.get_long() == Some(long.trim_start_matches('-')) && arg.get_short() != short {
+                failures.push(format!(
+                    "{long}: short letter {:?}, fetchmail's is {short:?}",
+                    arg.get_short()
+                ));
+            }
+            let shown = !arg.is_hide_set();
+            if shown != (support == Support::Implemented) {
+                failures.push(format!(
+                    "{long}: --help shows it: {shown}, but it is {support:?}"
+                ));
+            }
+            if long == "--help" {
+                continue;
+            }
+            for use_short in [false, true] {
+                if use_short && short.is_none() {
+                    continue;
+                }
+                let parsed = match rfetch_args::parse(argv(long, short, value, use_short)) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failures.push(format!("{long}: does not parse: {e}"));
+                        continue;
+                    }
+                };
+                match support {
+                    Support::Refused(why) => match check_unsupported(&parsed) {
+                        Ok(()) => failures.push(format!("{long}: refused, but accepted")),
+                        Err(e) => {
+                            let m = e.to_string();
+                            if !m.contains(&format!("{long} is refused: {why}")) {
+                                failures.push(format!("{long}: refusal does not say why: {m}"));
+                            }
+                            if rfetch_code(e.kind()) != code::SYNTAX {
+                                failures.push(format!("{long}: refusal does not exit 5"));
+                            }
+                        }
+                    },
+                    Support::Warned(_) => {
+                        if parsed.unsupported != [(long, support)]
+                            || check_unsupported(&parsed).is_err()
+                        {
+                            failures.push(format!(
+                                "{long}: warned, but recorded as {:?}",
+                                parsed.unsupported
+                            ));
+                        }
+                    }
+                    Support::Implemented => {
+                        if !parsed.unsupported.is_empty() {
+                            failures.push(format!(
+                                "{long}: implemented, but recorded as {:?}",
+                                parsed.unsupported
+                            ));
+                        }
+                        if RUN_LEVEL.contains(&long) {
+                            if format!("{parsed:?}") == format!("{:?}", args("")) {
+                                failures.push(format!("{long}: sets nothing"));
+                            }
+                            continue;
+                        }
+                        let mut spec = baseline[0].clone();
+                        if let Err(e) = apply_overrides(&parsed, &mut spec) {
+                            failures.push(format!("{long}: override refused: {e}"));
+                            continue;
+                        }
+                        let changed = format!("{spec:?}") != format!("{:?}", baseline[0]);
+                        let always = ALWAYS_SO.iter().any(|(l, _)| *l == long);
+                        if changed == always {
+                            failures.push(format!("{long}: the poll changed: {changed}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn option_values_rfetch_cannot_honour_are_refused() {
+        let r = rc("poll h proto imap user u password p\n");
+        for line in [
+            "--auth gssapi",
+            "--auth ntlm",
+            "--sslproto tls1.3+",
+            "--bad-header reject",
+            "-p ETRN",
+            "-P nosuch",
+            "--sslfingerprint AA:BB",
+            "--lmtp",
+            "-S /var/run/lmtp",
+        ] {
+            let mut s = spec::from_fetchmailrc(&r, &env()).unwrap().remove(0);
+            let e = apply_overrides(&args(line), &mut s).unwrap_err();
+            assert_eq!(rfetch_code(e.kind()), code::SYNTAX, "{line}");
+            let first = line.split(' ').next().unwrap();
+            assert!(
+                e.to_string().contains(first) || e.to_string().contains("smtphost"),
+                "{line}: {e}"
+            );
+        }
+        // -Z -1 is "no spam codes", what rfetch does; any code is refused.
+        assert!(args("-Z -1").unsupported.is_empty());
+        assert!(check_unsupported(&args("-Z 550")).is_err());
+    }
+
+    #[test]
+    fn connection_and_delivery_overrides_reach_the_poll() {
+        use crate::account::{FetchProtocol, TrustFile};
+        use crate::net::{Endpoint, TlsMode};
+        let r = rc("poll h proto imap user u is a b here smtphost mx/2525\n");
+        let mut s = spec::from_fetchmailrc(&r, &env()).unwrap().remove(0);
+        apply_overrides(
+            &args("-p POP3 -u bob -P 1995 --ssl --sslcertfile /ca.pem -t 9 -E X-To -Q pfx- --postmaster pm -D ex.org -S lm/24 --lmtp"),
+            &mut s,
+        )
+        .unwrap();
+        assert_eq!(s.fetch.protocol.value, FetchProtocol::Pop3);
+        assert_eq!(s.fetch.server.user(), Some("bob"));
+        assert_eq!(s.fetch.endpoint().unwrap().port, 1995);
+        assert_eq!(s.fetch.tls_mode(), TlsMode::Implicit);
+        assert_eq!(
+            s.fetch.server.tls_trust_file.as_ref().unwrap().value,
+            TrustFile::Path("/ca.pem".into())
+        );
+        assert_eq!(s.fetch.connect_options().io_timeout, Duration::from_secs(9));
+        let m = s.multidrop.as_ref().unwrap();
+        assert_eq!(m.envelope, Some((0, "X-To".to_owned())));
+        assert_eq!(m.qvirtual.as_deref(), Some("pfx-"));
+        assert_eq!(m.postmaster, "pm");
+        assert_eq!(s.smtp_domain, "ex.org");
+        assert_eq!(
+            s.fetch.target(&env()),
+            Target::Lmtp(Endpoint {
+                host: "lm".into(),
+                port: 24
+            })
+        );
+        // --lmtp alone turns the rc's SMTP host (with its port) into an LMTP one; -m wins.
+        let mut s = spec::from_fetchmailrc(&r, &env()).unwrap().remove(0);
+        apply_overrides(&args("--lmtp --smtpname x@y"), &mut s).unwrap();
+        assert_eq!(
+            s.fetch.target(&env()),
+            Target::Lmtp(Endpoint {
+                host: "mx".into(),
+                port: 2525
+            })
+        );
+        assert_eq!(s.smtp_recipient, "x@y");
+        apply_overrides(&args("-S mx2 -m cat"), &mut s).unwrap();
+        assert_eq!(s.fetch.target(&env()), Target::MdaShell("cat".into()));
+    }
+
     #[test]
     fn disposal_options_override_the_rc() {
         let r = rc("poll h proto imap user a password b keep limit 100 expunge 3\n");
@@ -529,14 +1027,14 @@ mod tests {
         let s = &mut specs[0];
         assert!(!s.flush && !s.limitflush);
         assert_eq!(s.expunge, Some(3));
-        apply_overrides(&args("-F --limitflush -e 0 -l 50 -b 7 -B 9 -K"), s);
+        apply_overrides(&args("-F --limitflush -e 0 -l 50 -b 7 -B 9 -K"), s).unwrap();
         assert!(s.flush && s.limitflush && !s.fetch.keep());
         assert_eq!(s.expunge, Some(0));
         assert_eq!(
             (s.limit, s.fetchlimit, s.batchlimit),
             (Some(50), Some(9), 7)
         );
-        apply_overrides(&args("-l 0 -B 0"), s);
+        apply_overrides(&args("-l 0 -B 0"), s).unwrap();
         assert_eq!((s.limit, s.fetchlimit), (None, None), "0 means no limit");
     }
 }

@@ -2,7 +2,10 @@
 //! for the native TOML account file. The clap definition is also the source of `--help` and the
 //! man page.
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+
+pub use crate::config::fetchmailrc::Support;
+use crate::config::fetchmailrc::Support::{Implemented as I, Refused as R, Warned as W};
 
 /// Fetch mail over POP3/IMAP and deliver it locally (fetchmail compatible)
 ///
@@ -96,22 +99,22 @@ pub struct RfetchArgs {
     /// Postmaster for undeliverable mail.
     #[arg(long = "postmaster", value_name = "NAME")]
     pub postmaster: Option<String>,
-    /// Do not send bounces.
+    /// Send no bounce to the sender (rfetch never does: refused mail stays on the server).
     #[arg(long = "nobounce")]
     pub nobounce: bool,
     /// Keep messages the listener refused permanently (default).
     #[arg(long = "softbounce")]
     pub softbounce: bool,
-    /// Delete messages the listener refused permanently.
-    #[arg(long = "nosoftbounce")]
+    /// Refused: rfetch keeps mail the listener refused permanently.
+    #[arg(long = "nosoftbounce", hide = true)]
     pub nosoftbounce: bool,
     /// Do not add a Received header.
     #[arg(long = "invisible")]
     pub invisible: bool,
-    /// Protocol: POP3, IMAP (AUTO is treated as IMAP then POP3).
+    /// Protocol: POP3 (or APOP), IMAP; AUTO is IMAP (rfetch does not probe).
     #[arg(short = 'p', long = "protocol", alias = "proto", value_name = "PROTO")]
     pub protocol: Option<String>,
-    /// Use UIDL (POP3): on by default in rfetch.
+    /// Track POP3 messages by UIDL (rfetch always does).
     #[arg(short = 'U', long = "uidl")]
     pub uidl: bool,
     /// IMAP IDLE: after the first poll keep the connection open and fetch new mail as soon as
@@ -120,20 +123,21 @@ pub struct RfetchArgs {
     /// fetchmail this also holds without -d: rfetch then runs until SIGTERM. Not with -c.
     #[arg(long = "idle")]
     pub idle: bool,
-    /// Service (port) to connect to.
+    /// Port (or service name: pop3, pop3s, imap, imaps) to connect to.
     #[arg(short = 'P', long = "service", alias = "port", value_name = "PORT")]
     pub service: Option<String>,
-    /// Authentication type: password, cram-md5, oauthbearer, xoauth2, ...
+    /// Authentication type: only any and password (rfetch chooses the method among those the
+    /// server offers); other types are refused.
     #[arg(long = "auth", value_name = "TYPE")]
     pub auth: Option<String>,
     /// Network timeout in seconds.
     #[arg(short = 't', long = "timeout", value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(..=crate::config::MAX_SECONDS))]
     pub timeout: Option<u64>,
-    /// Envelope header (multidrop).
+    /// Envelope header of a multidrop poll (the recipients are read from it).
     #[arg(short = 'E', long = "envelope", value_name = "HEADER")]
     pub envelope: Option<String>,
-    /// Prefix to strip from envelope addresses.
+    /// Prefix to strip from the envelope recipients of a multidrop poll.
     #[arg(short = 'Q', long = "qvirtual", value_name = "PREFIX")]
     pub qvirtual: Option<String>,
     /// Remote user name.
@@ -145,7 +149,8 @@ pub struct RfetchArgs {
     /// Use implicit TLS.
     #[arg(long = "ssl")]
     pub ssl: bool,
-    /// TLS version floor (accepted; rustls uses TLS 1.2 and 1.3 only).
+    /// TLS version floor: auto, tls1+, tls1.1+, tls1.2+ and tls1.2 are met (rfetch speaks TLS 1.2
+    /// and 1.3); others are refused.
     #[arg(long = "sslproto", value_name = "VERSION")]
     pub sslproto: Option<String>,
     /// Verify the server certificate (default).
@@ -157,19 +162,19 @@ pub struct RfetchArgs {
     /// CA certificates to trust.
     #[arg(long = "sslcertfile", value_name = "FILE")]
     pub sslcertfile: Option<String>,
-    /// Directory of CA certificates to trust.
-    #[arg(long = "sslcertpath", value_name = "DIR")]
+    /// Refused: name a CA bundle with --sslcertfile.
+    #[arg(long = "sslcertpath", value_name = "DIR", hide = true)]
     pub sslcertpath: Option<String>,
     /// Expected certificate name.
     #[arg(long = "sslcommonname", value_name = "NAME")]
     pub sslcommonname: Option<String>,
-    /// Expected certificate fingerprint.
+    /// Expected SHA-256 fingerprint of the server certificate (MD5 is refused).
     #[arg(long = "sslfingerprint", value_name = "FP")]
     pub sslfingerprint: Option<String>,
-    /// Client certificate.
+    /// Client certificate (with --sslkey).
     #[arg(long = "sslcert", value_name = "FILE")]
     pub sslcert: Option<String>,
-    /// Client key.
+    /// Client key (with --sslcert).
     #[arg(long = "sslkey", value_name = "FILE")]
     pub sslkey: Option<String>,
     /// Fetch all messages, also those seen before.
@@ -188,11 +193,11 @@ pub struct RfetchArgs {
     /// Delete messages larger than --limit instead of leaving them on the server.
     #[arg(long = "limitflush")]
     pub limitflush: bool,
-    /// SMTP host(s) to forward to, comma separated (host[/port]).
+    /// SMTP host to forward to (host[/port]; the first of a comma-separated list is used).
     #[arg(short = 'S', long = "smtphost", value_name = "HOSTS")]
     pub smtphost: Option<String>,
-    /// Domains to fetch for (multidrop).
-    #[arg(long = "fetchdomains", value_name = "DOMAINS")]
+    /// Ignored with a warning: only ETRN and ODMR use it.
+    #[arg(long = "fetchdomains", value_name = "DOMAINS", hide = true)]
     pub fetchdomains: Option<String>,
     /// Domain appended to local recipients in RCPT TO.
     #[arg(short = 'D', long = "smtpaddress", value_name = "DOMAIN")]
@@ -200,26 +205,32 @@ pub struct RfetchArgs {
     /// Full address for RCPT TO.
     #[arg(long = "smtpname", value_name = "USER@DOMAIN")]
     pub smtpname: Option<String>,
-    /// SMTP codes meaning spam.
-    #[arg(short = 'Z', long = "antispam", value_name = "CODES")]
+    /// Only -1 (no spam codes) is accepted: rfetch never discards refused mail.
+    #[arg(
+        short = 'Z',
+        long = "antispam",
+        value_name = "CODES",
+        hide = true,
+        allow_hyphen_values = true
+    )]
     pub antispam: Option<String>,
     /// Deliver through this MDA command (run by /bin/sh; %T recipient, %F sender).
     #[arg(short = 'm', long = "mda", value_name = "COMMAND")]
     pub mda: Option<String>,
-    /// Write BSMTP to FILE (not supported).
-    #[arg(long = "bsmtp", value_name = "FILE")]
+    /// Refused: rfetch cannot write BSMTP.
+    #[arg(long = "bsmtp", value_name = "FILE", hide = true)]
     pub bsmtp: Option<String>,
-    /// Use LMTP to the smtphost.
+    /// Speak LMTP to the SMTP host, which needs an explicit port (-S host/port).
     #[arg(long = "lmtp")]
     pub lmtp: bool,
-    /// Do not rewrite addresses.
+    /// Do not rewrite addresses (rfetch never does).
     #[arg(short = 'n', long = "norewrite")]
     pub norewrite: bool,
     /// Skip (with --limitflush: delete) messages larger than N octets; 0: no limit.
     #[arg(short = 'l', long = "limit", value_name = "OCTETS")]
     pub limit: Option<u64>,
-    /// Interval between oversized-message warnings.
-    #[arg(short = 'w', long = "warnings", value_name = "SECONDS")]
+    /// Ignored with a warning: an oversized message is logged at every poll.
+    #[arg(short = 'w', long = "warnings", value_name = "SECONDS", hide = true)]
     pub warnings: Option<u64>,
     /// Reconnect to the SMTP/LMTP listener after N messages; 0: never.
     #[arg(short = 'b', long = "batchlimit", value_name = "N")]
@@ -227,28 +238,46 @@ pub struct RfetchArgs {
     /// Fetch at most N messages per poll (exit 13 when messages are left); 0: no limit.
     #[arg(short = 'B', long = "fetchlimit", value_name = "N")]
     pub fetchlimit: Option<u64>,
-    /// Sizes fetched per command.
-    #[arg(long = "fetchsizelimit", value_name = "N")]
+    /// Ignored with a warning: rfetch reads all sizes with one command.
+    #[arg(long = "fetchsizelimit", value_name = "N", hide = true)]
     pub fetchsizelimit: Option<u64>,
-    /// Binary-search UIDL (accepted; rfetch always lists UIDs in one command).
-    #[arg(long = "fastuidl", value_name = "N")]
+    /// Ignored with a warning: rfetch lists all UIDs with one command.
+    #[arg(long = "fastuidl", value_name = "N", hide = true)]
     pub fastuidl: Option<u64>,
     /// IMAP: expunge after every N deletions (0: at the end). POP3: QUIT (committing the
     /// deletions) and reconnect after every N deletions.
     #[arg(short = 'e', long = "expunge", value_name = "N")]
     pub expunge: Option<u64>,
-    /// Bind to interface (not supported).
-    #[arg(short = 'I', long = "interface", value_name = "SPEC")]
+    /// Refused: rfetch cannot check an interface before polling.
+    #[arg(short = 'I', long = "interface", value_name = "SPEC", hide = true)]
     pub interface: Option<String>,
-    /// Monitor interface (not supported).
-    #[arg(short = 'M', long = "monitor", value_name = "IFACE")]
+    /// Ignored with a warning: rfetch polls whether or not the link saw traffic.
+    #[arg(short = 'M', long = "monitor", value_name = "IFACE", hide = true)]
     pub monitor: Option<String>,
-    /// Parser trace (accepted, no effect).
-    #[arg(short = 'y', long = "yydebug")]
+    /// Ignored with a warning: rfetch has no parser trace.
+    #[arg(short = 'y', long = "yydebug", hide = true)]
     pub yydebug: bool,
-    /// Print progress dots.
-    #[arg(long = "showdots")]
+    /// Ignored with a warning: the progress line is shown on a terminal only.
+    #[arg(long = "showdots", hide = true)]
     pub showdots: bool,
+    /// Refused: rfetch does not run a command as the server connection.
+    #[arg(long = "plugin", value_name = "COMMAND", hide = true)]
+    pub plugin: Option<String>,
+    /// Refused: rfetch does not run a command as the SMTP connection.
+    #[arg(long = "plugout", value_name = "COMMAND", hide = true)]
+    pub plugout: Option<String>,
+    /// Ignored with a warning: only Kerberos IV uses it.
+    #[arg(long = "principal", value_name = "PRINCIPAL", hide = true)]
+    pub principal: Option<String>,
+    /// Ignored with a warning: rfetch's Received header has no polling clause.
+    #[arg(long = "tracepolls", hide = true)]
+    pub tracepolls: bool,
+    /// Messages with a malformed header: accept (what rfetch does); reject is refused.
+    #[arg(long = "bad-header", value_name = "accept")]
+    pub bad_header: Option<String>,
+    /// The refused and warned options given, in [`RFETCH_OPTIONS`] order (filled by [`parse`]).
+    #[arg(skip)]
+    pub unsupported: Vec<(&'static str, Support)>,
     /// Allow passwords over unencrypted connections (dangerous).
     #[arg(long = "danger-plaintext-auth")]
     pub danger_plaintext_auth: bool,
@@ -257,10 +286,173 @@ pub struct RfetchArgs {
     pub servers: Vec<String>,
 }
 
+/// Every fetchmail 6.4 command-line option (by its long name; `-?`-style only where it has
+/// none) and what rfetch does with it. Implemented options are in `--help`; the others are
+/// hidden from it, a refused one is an error naming it and why, a warned one a warning saying
+/// what rfetch does instead. Values rfetch cannot honour of an implemented option (`--auth`,
+/// `--sslproto`, `--antispam`, `--bad-header`) are refused by the overrides.
+pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
+    ("--help", I),
+    ("--version", I),
+    ("--check", I),
+    ("--silent", I),
+    ("--verbose", I),
+    ("--configdump", I),
+    (
+        "--yydebug",
+        W("rfetch has no parser trace; --configdump shows the file as understood"),
+    ),
+    ("--daemon", I),
+    ("--nodetach", I),
+    ("--quit", I),
+    ("--logfile", I),
+    ("--syslog", I),
+    ("--nosyslog", I),
+    (
+        "--showdots",
+        W("rfetch shows its progress line only on a terminal"),
+    ),
+    ("--fetchmailrc", I),
+    ("--idfile", I),
+    ("--pidfile", I),
+    ("--postmaster", I),
+    ("--nobounce", I),
+    ("--softbounce", I),
+    (
+        "--nosoftbounce",
+        R(
+            "rfetch keeps mail the listener refused permanently on the server; it never deletes or bounces it",
+        ),
+    ),
+    ("--invisible", I),
+    ("--protocol", I),
+    ("--uidl", I),
+    ("--idle", I),
+    ("--service", I),
+    ("--port", I),
+    ("--auth", I),
+    ("--timeout", I),
+    ("--envelope", I),
+    ("--qvirtual", I),
+    (
+        "--principal",
+        W("only Kerberos IV uses it, and rfetch does not do Kerberos"),
+    ),
+    (
+        "--tracepolls",
+        W("rfetch's Received header has no `polling` clause"),
+    ),
+    ("--user", I),
+    ("--folder", I),
+    (
+        "--interface",
+        R(
+            "rfetch cannot check an interface address before polling; polling anyway could send the login over another network",
+        ),
+    ),
+    (
+        "--monitor",
+        W("rfetch polls whether or not the link saw other traffic"),
+    ),
+    (
+        "--plugin",
+        R(
+            "rfetch connects to the server itself and cannot use a command as the connection; ignoring it would send the login elsewhere",
+        ),
+    ),
+    (
+        "--plugout",
+        R(
+            "rfetch cannot use a command as the SMTP connection; ignoring it would deliver the mail elsewhere",
+        ),
+    ),
+    ("--bad-header", I),
+    ("--ssl", I),
+    ("--sslproto", I),
+    ("--sslcertck", I),
+    ("--nosslcertck", I),
+    ("--sslcertfile", I),
+    (
+        "--sslcertpath",
+        R(
+            "rfetch does not read a hashed certificate directory (it would trust the system roots instead); name a bundle with --sslcertfile",
+        ),
+    ),
+    ("--sslcommonname", I),
+    ("--sslfingerprint", I),
+    ("--sslcert", I),
+    ("--sslkey", I),
+    ("--all", I),
+    ("--keep", I),
+    ("--nokeep", I),
+    ("--flush", I),
+    ("--limitflush", I),
+    ("--smtphost", I),
+    (
+        "--fetchdomains",
+        W("only ETRN and ODMR use it, and rfetch refuses those protocols"),
+    ),
+    ("--smtpaddress", I),
+    ("--smtpname", I),
+    (
+        "--antispam",
+        R(
+            "rfetch never discards mail the listener refuses, it stays on the server; only -Z -1 (no spam codes) is accepted",
+        ),
+    ),
+    ("--mda", I),
+    (
+        "--bsmtp",
+        R("rfetch cannot write BSMTP; ignoring it would deliver the mail elsewhere"),
+    ),
+    ("--lmtp", I),
+    ("--norewrite", I),
+    ("--limit", I),
+    (
+        "--warnings",
+        W("rfetch logs an oversized message at every poll that leaves it on the server"),
+    ),
+    ("--batchlimit", I),
+    ("--fetchlimit", I),
+    (
+        "--fetchsizelimit",
+        W("rfetch reads all message sizes with one command"),
+    ),
+    ("--fastuidl", W("rfetch lists all UIDs with one command")),
+    ("--expunge", I),
+];
+
+/// What rfetch does with the fetchmail option `long` (`--name`), if it is one.
+pub fn option_support(long: &str) -> Option<Support> {
+    RFETCH_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == long)
+        .map(|(_, s)| *s)
+}
+
 /// Parses rfetch's arguments.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RfetchArgs, clap::Error> {
     let args: Vec<String> = args.into_iter().collect();
-    let mut parsed = RfetchArgs::try_parse_from(&args)?;
+    let matches = RfetchArgs::command().try_get_matches_from(&args)?;
+    let mut parsed = RfetchArgs::from_arg_matches(&matches)?;
+    let cmd = RfetchArgs::command();
+    for (long, support) in RFETCH_OPTIONS {
+        if matches!(support, Support::Implemented) {
+            continue;
+        }
+        let name = long.trim_start_matches('-');
+        let given = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .is_some_and(|a| {
+                matches.value_source(a.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+            });
+        // -Z -1 asks for no spam codes, which is what rfetch does.
+        if given && !(*long == "--antispam" && parsed.antispam.as_deref() == Some("-1")) {
+            parsed.unsupported.push((long, *support));
+        }
+    }
     // fetchmail decides by the argument count too: `fetchmail -q` only stops, while
     // `fetchmail -q -d 300` (what init scripts run to restart) stops and takes over.
     parsed.quit_only = parsed.quit && args.len() == 2;

@@ -4,6 +4,105 @@
 
 use clap::{ArgAction, Parser};
 
+pub use crate::config::fetchmailrc::Support;
+use crate::config::fetchmailrc::Support::{Implemented as I, Refused as R, Warned as W};
+
+/// Every msmtp 1.8 command-line option (long name, or the short letter of a sendmail flag) and
+/// what rsend does with it. Refused ones are not parsed at all: clap's "unexpected argument"
+/// error (exit 64) names them; the reason is here and in the man page. Warned ones are hidden
+/// from --help and warned about when given. The sendmail flags msmtp ignores silently (-i, -G,
+/// -h, -L, -m, -n, -A, -B) rsend ignores silently too; `-o`/`-O` are warned about unless
+/// rsend knows the option.
+pub const MSMTP_OPTIONS: &[(&str, Support)] = &[
+    ("--file", I),
+    ("--account", I),
+    ("--host", I),
+    ("--port", I),
+    ("--source-ip", I),
+    ("--proxy-host", I),
+    ("--proxy-port", I),
+    ("--socket", I),
+    ("--timeout", I),
+    ("--connect-timeout", I),
+    ("--protocol", I),
+    ("--domain", I),
+    ("--auth", I),
+    ("--user", I),
+    ("--passwordeval", I),
+    ("--tls", I),
+    ("--tls-starttls", I),
+    ("--tls-trust-file", I),
+    (
+        "--tls-crl-file",
+        R(
+            "rsend does not read certificate revocation lists; ignoring it would accept a revoked certificate",
+        ),
+    ),
+    ("--tls-fingerprint", I),
+    ("--tls-certcheck", I),
+    ("--tls-key-file", I),
+    ("--tls-cert-file", I),
+    (
+        "--tls-priorities",
+        W("rsend uses rustls's choices: TLS 1.2 and 1.3 with forward-secret AEAD ciphers only"),
+    ),
+    ("--tls-host-override", I),
+    (
+        "--tls-min-dh-prime-bits",
+        R("deprecated in msmtp, and rustls uses no finite-field Diffie-Hellman"),
+    ),
+    // msmtp itself ignores it silently.
+    ("--tls-force-sslv3", I),
+    ("--from", I),
+    ("--read-envelope-from", I),
+    ("-F", I),
+    ("--read-recipients", I),
+    ("--dsn-notify", I),
+    ("--dsn-return", I),
+    ("--logfile", I),
+    ("--logfile-time-format", I),
+    ("--syslog", I),
+    ("--aliases", I),
+    ("--set-from-header", I),
+    ("--set-date-header", I),
+    ("--set-msgid-header", I),
+    ("--set-to-header", I),
+    ("--remove-bcc-headers", I),
+    ("--undisclosed-recipients", I),
+    ("--add-missing-from-header", I),
+    ("--add-missing-date-header", I),
+    ("--keepbcc", I),
+    (
+        "--auto-from",
+        R("obsolete in msmtp; ignoring it would send from another address (use --from)"),
+    ),
+    (
+        "--maildomain",
+        R("obsolete in msmtp: it only served --auto-from (use --from)"),
+    ),
+    ("--configure", I),
+    ("--serverinfo", I),
+    ("--rmqs", R("rsend does not send ETRN")),
+    ("--pretend", I),
+    ("--debug", I),
+    ("--version", I),
+    ("--help", I),
+    ("-i", I),
+    ("-o", I),
+    (
+        "-O",
+        W("sendmail options other than -oi, -oe*, -od* and -om have no effect"),
+    ),
+    ("-B", I),
+    ("-G", I),
+    ("-h", I),
+    ("-L", I),
+    ("-A", I),
+    ("-m", I),
+    ("-n", I),
+    ("-b", I),
+];
+
 /// Submit a message read on stdin to your mail provider (msmtp/sendmail compatible)
 ///
 /// Reads a message on standard input and relays it over authenticated SMTP (implicit TLS or
@@ -371,6 +470,17 @@ pub fn compat_warnings(args: &RsendArgs) -> Vec<String> {
     for o in &args.sendmail_big_o {
         w.push(format!("ignoring sendmail option -O{o}"));
     }
+    if args
+        .tls_priorities
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        w.push(
+            "ignoring --tls-priorities: rsend uses rustls's choices: TLS 1.2 and 1.3 with \
+             forward-secret AEAD ciphers only"
+                .to_owned(),
+        );
+    }
     w
 }
 
@@ -406,6 +516,128 @@ pub fn smtp_on_stdio(args: &RsendArgs) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// msmtp 1.8.23's options (msmtp --help, msmtp(1), msmtp.c) with a sample argument: each is
+    /// in exactly one set, an implemented one parses into a field, a warned one is warned
+    /// about, a refused one is an error naming it.
+    #[test]
+    fn every_msmtp_option_does_what_its_set_says() {
+        const OPTIONS: &[(&str, &str)] = &[
+            ("--file", "--file=/x"),
+            ("--account", "--account=a"),
+            ("--host", "--host=h"),
+            ("--port", "--port=2525"),
+            ("--source-ip", "--source-ip=127.0.0.1"),
+            ("--proxy-host", "--proxy-host=127.0.0.1"),
+            ("--proxy-port", "--proxy-port=9050"),
+            ("--socket", "--socket=/s"),
+            ("--timeout", "--timeout=30"),
+            ("--connect-timeout", "--connect-timeout=30"),
+            ("--protocol", "--protocol=lmtp"),
+            ("--domain", "--domain=d"),
+            ("--auth", "--auth=plain"),
+            ("--user", "--user=u"),
+            ("--passwordeval", "--passwordeval=echo x"),
+            ("--tls", "--tls=on"),
+            ("--tls-starttls", "--tls-starttls=off"),
+            ("--tls-trust-file", "--tls-trust-file=/ca"),
+            ("--tls-crl-file", "--tls-crl-file=/crl"),
+            ("--tls-fingerprint", "--tls-fingerprint=00:11"),
+            ("--tls-certcheck", "--tls-certcheck=off"),
+            ("--tls-key-file", "--tls-key-file=/k"),
+            ("--tls-cert-file", "--tls-cert-file=/c"),
+            ("--tls-priorities", "--tls-priorities=NORMAL"),
+            ("--tls-host-override", "--tls-host-override=h"),
+            ("--tls-min-dh-prime-bits", "--tls-min-dh-prime-bits=2048"),
+            ("--tls-force-sslv3", "--tls-force-sslv3"),
+            ("--from", "--from=a@b"),
+            ("--read-envelope-from", "--read-envelope-from"),
+            ("-F", "-FName"),
+            ("--read-recipients", "--read-recipients"),
+            ("--dsn-notify", "--dsn-notify=failure"),
+            ("--dsn-return", "--dsn-return=full"),
+            ("--logfile", "--logfile=/l"),
+            ("--logfile-time-format", "--logfile-time-format=%H"),
+            ("--syslog", "--syslog=on"),
+            ("--aliases", "--aliases=/a"),
+            ("--set-from-header", "--set-from-header=on"),
+            ("--set-date-header", "--set-date-header=off"),
+            ("--set-msgid-header", "--set-msgid-header=off"),
+            ("--set-to-header", "--set-to-header=on"),
+            ("--remove-bcc-headers", "--remove-bcc-headers=off"),
+            ("--undisclosed-recipients", "--undisclosed-recipients"),
+            ("--add-missing-from-header", "--add-missing-from-header"),
+            ("--add-missing-date-header", "--add-missing-date-header"),
+            ("--keepbcc", "--keepbcc"),
+            ("--auto-from", "--auto-from=on"),
+            ("--maildomain", "--maildomain=example.org"),
+            ("--configure", "--configure=a@example.org"),
+            ("--serverinfo", "--serverinfo"),
+            ("--rmqs", "--rmqs=host"),
+            ("--pretend", "--pretend"),
+            ("--debug", "--debug"),
+            ("--version", "--version"),
+            ("--help", "--help"),
+            ("-i", "-i"),
+            ("-o", "-oi"),
+            ("-O", "-Ox=y"),
+            ("-B", "-B8BITMIME"),
+            ("-G", "-G"),
+            ("-h", "-h5"),
+            ("-L", "-Ltag"),
+            ("-A", "-Am"),
+            ("-m", "-m"),
+            ("-n", "-n"),
+            ("-b", "-bm"),
+        ];
+        let mut failures = Vec::new();
+        for (name, _) in super::MSMTP_OPTIONS {
+            if !OPTIONS.iter().any(|(o, _)| o == name) {
+                failures.push(format!("{name} is in the table but not an msmtp option"));
+            }
+        }
+        let default = format!("{:?}", super::parse(["rsend".to_owned()]).unwrap());
+        for &(name, given) in OPTIONS {
+            let Some(support) = super::MSMTP_OPTIONS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+            else {
+                failures.push(format!("{name} is in none of the three sets"));
+                continue;
+            };
+            let parsed = super::parse(["rsend".to_owned(), given.to_owned()]);
+            match (support, parsed) {
+                (super::Support::Refused(_), Ok(_)) => {
+                    failures.push(format!("{name}: refused, but parsed"))
+                }
+                (super::Support::Refused(_), Err(e)) => {
+                    if !e.to_string().contains(name) {
+                        failures.push(format!("{name}: the error does not name it: {e}"));
+                    }
+                }
+                (_, Err(e))
+                    if name == "--help"
+                        || name == "--version"
+                            && e.kind() == clap::error::ErrorKind::DisplayHelp => {}
+                (_, Err(e)) => failures.push(format!("{name}: does not parse: {e}")),
+                (super::Support::Warned(_), Ok(a)) => {
+                    if super::compat_warnings(&a).len() != 1 {
+                        failures.push(format!("{name}: warned, but no warning"));
+                    }
+                }
+                (super::Support::Implemented, Ok(a)) => {
+                    if format!("{a:?}") == default {
+                        failures.push(format!("{name}: implemented, but sets nothing"));
+                    }
+                    if !super::compat_warnings(&a).is_empty() {
+                        failures.push(format!("{name}: implemented, but warned"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
     use super::*;
 
     fn p(line: &str) -> RsendArgs {

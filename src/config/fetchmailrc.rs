@@ -2,8 +2,10 @@
 //! FILE", rcfile_l.l, rcfile_y.y) plus the 6.5/7.0 keywords, parsed into an AST whose every value
 //! remembers its line; the `--configdump` rendering; and the rc-file permission rule.
 //!
-//! Keywords rfetch does not implement (plugin, preconnect, bsmtp, mimedecode, ...) are parsed and
-//! reported as [`RcWarning`]s; unknown words are errors naming the file, line and word.
+//! Every keyword is in exactly one set of [`RC_KEYWORDS`]: implemented, refused (an error naming
+//! the file, line and why: where ignoring it would be unsafe or would send the mail elsewhere), or
+//! warned (an [`RcWarning`] saying what rfetch does instead). Unknown words are errors naming the
+//! file, line and word.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -70,13 +72,6 @@ impl Protocol {
             Protocol::Etrn => "etrn",
             Protocol::Odmr => "odmr",
         }
-    }
-
-    fn implemented(self) -> bool {
-        matches!(
-            self,
-            Protocol::Auto | Protocol::Pop3 | Protocol::Imap | Protocol::Apop
-        )
     }
 }
 
@@ -440,22 +435,50 @@ impl PollEntry {
     }
 }
 
-/// A keyword rfetch parses but does not act on.
+/// A keyword rfetch accepts but does not act on ([`Support::Warned`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcWarning {
     pub path: PathBuf,
     pub line: u32,
     pub keyword: String,
+    /// What rfetch does instead.
+    pub instead: String,
 }
 
 impl fmt::Display for RcWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}: `{}` is not supported by rfetch and is ignored",
+            "{}:{}: `{}` is not supported by rfetch and is ignored: {}",
             self.path.display(),
             self.line,
-            self.keyword
+            self.keyword,
+            self.instead
+        )
+    }
+}
+
+/// A keyword rfetch refuses ([`Support::Refused`], or a value of an implemented keyword that
+/// rfetch cannot honour). The file parses, so `--configdump` can show it, but no poll is built
+/// from a file with a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcRefusal {
+    pub path: PathBuf,
+    pub line: u32,
+    /// The keyword as written (`no rewrite`, `set no softbounce`, `sslproto tls1.3`).
+    pub keyword: String,
+    pub why: String,
+}
+
+impl fmt::Display for RcRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: `{}` is refused: {}",
+            self.path.display(),
+            self.line,
+            self.keyword,
+            self.why
         )
     }
 }
@@ -469,6 +492,18 @@ pub struct FetchmailRc {
     /// The poll and skip records as written (without `defaults` applied).
     pub polls: Vec<PollEntry>,
     pub warnings: Vec<RcWarning>,
+    pub refusals: Vec<RcRefusal>,
+}
+
+impl FetchmailRc {
+    /// Every refusal as one configuration error (each on its own line, naming file and line).
+    pub fn check_refusals(&self) -> Result<(), crate::Error> {
+        if self.refusals.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<String> = self.refusals.iter().map(ToString::to_string).collect();
+        Err(crate::Error::new(crate::ErrorKind::Config, all.join("\n")))
+    }
 }
 
 impl FetchmailRc {
@@ -515,6 +550,266 @@ impl FetchmailRc {
             })
             .collect()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What rfetch does with each keyword
+// ---------------------------------------------------------------------------------------------
+
+/// What rfetch does with a fetchmail keyword or command-line option. Every keyword of the
+/// grammar and every option of the command line is in exactly one of these sets
+/// (`tests/fetchmail_support.rs` walks them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Read and acted on.
+    Implemented,
+    /// A configuration error naming the file and line: ignoring it would be unsafe or would
+    /// change where the mail goes. The text says why.
+    Refused(&'static str),
+    /// Accepted with one warning per run naming it; the text says what rfetch does instead.
+    /// Only for what cannot change what is delivered or how it is protected.
+    Warned(&'static str),
+}
+
+use Support::{Implemented as I, Refused as R, Warned as W};
+
+const NO_BOUNCES: &str = "rfetch sends no bounce messages: mail the listener refuses stays on \
+the server for the next poll (softbounce)";
+const NO_DNS: &str =
+    "rfetch matches multidrop domains by name, without DNS lookups; write `no dns`";
+const AS_IT_CAME: &str = "rfetch delivers every message byte for byte as the server sent it";
+
+/// Every fetchmailrc keyword (canonical spelling; `set` options as `set NAME`) and what rfetch
+/// does with it. A `no KEYWORD` entry classifies the negated form where it differs.
+pub const RC_KEYWORDS: &[(&str, Support)] = &[
+    ("set daemon", I),
+    ("set logfile", I),
+    ("set idfile", I),
+    ("set pidfile", I),
+    ("set postmaster", I),
+    ("set bouncemail", W(NO_BOUNCES)),
+    // What `no bouncemail` asks for, no bounce to the sender, is what rfetch always does.
+    ("set no bouncemail", I),
+    ("set spambounce", W(NO_BOUNCES)),
+    ("set softbounce", I),
+    (
+        "set no softbounce",
+        R(
+            "rfetch keeps mail the listener refused permanently on the server; it never deletes or bounces it",
+        ),
+    ),
+    ("set syslog", I),
+    ("set invisible", I),
+    (
+        "set showdots",
+        W("rfetch shows its progress line only on a terminal"),
+    ),
+    ("set properties", I),
+    // server options
+    ("via", I),
+    ("protocol", I),
+    ("service", I),
+    // How `auth` is lowered into the poll belongs to the fetch SASL work.
+    ("auth", I),
+    ("timeout", I),
+    ("envelope", I),
+    ("qvirtual", I),
+    ("aka", I),
+    ("localdomains", I),
+    (
+        "interface",
+        R(
+            "rfetch cannot check an interface address before polling; polling anyway could send the login over another network",
+        ),
+    ),
+    (
+        "monitor",
+        W("rfetch polls whether or not the link saw other traffic"),
+    ),
+    (
+        "plugin",
+        R(
+            "rfetch connects to the server itself and cannot use a command as the connection; ignoring it would send the login elsewhere",
+        ),
+    ),
+    (
+        "plugout",
+        R(
+            "rfetch cannot use a command as the SMTP connection; ignoring it would deliver the mail elsewhere",
+        ),
+    ),
+    ("dns", R(NO_DNS)),
+    ("no dns", I),
+    (
+        "checkalias",
+        R("rfetch matches multidrop domains by name, not by address; write `no checkalias`"),
+    ),
+    ("no checkalias", I),
+    ("uidl", I),
+    ("no uidl", W("rfetch always tracks POP3 messages by UIDL")),
+    ("interval", I),
+    (
+        "tracepolls",
+        W("rfetch's Received header has no `polling` clause"),
+    ),
+    ("no tracepolls", I),
+    (
+        "principal",
+        W("only Kerberos IV uses it, and rfetch does not do Kerberos"),
+    ),
+    (
+        "esmtpname",
+        R("rfetch does not authenticate to the SMTP listener"),
+    ),
+    (
+        "esmtppassword",
+        R("rfetch does not authenticate to the SMTP listener"),
+    ),
+    ("bad-header", I),
+    // user options
+    ("password", I),
+    ("is", I),
+    ("to", I),
+    ("here", I),
+    ("there", I),
+    ("ssl", I),
+    ("sslproto", I),
+    ("sslcertck", I),
+    ("sslcertfile", I),
+    (
+        "sslcertpath",
+        R(
+            "rfetch does not read a hashed certificate directory (it would trust the system roots instead); name a bundle with sslcertfile",
+        ),
+    ),
+    ("sslcommonname", I),
+    ("sslfingerprint", I),
+    ("sslcert", I),
+    ("sslkey", I),
+    ("folder", I),
+    ("smtphost", I),
+    ("lmtp", I),
+    ("smtpaddress", I),
+    ("smtpname", I),
+    (
+        "fetchdomains",
+        W("only ETRN and ODMR use it, and rfetch refuses those protocols"),
+    ),
+    (
+        "antispam",
+        R(
+            "rfetch never discards mail the listener refuses, it stays on the server; only `antispam -1` (no spam codes) is accepted",
+        ),
+    ),
+    ("mda", I),
+    (
+        "bsmtp",
+        R("rfetch cannot write BSMTP; ignoring it would deliver the mail elsewhere"),
+    ),
+    (
+        "preconnect",
+        R(
+            "rfetch does not run commands before a poll; what the command sets up (a tunnel, a mount) would be missing",
+        ),
+    ),
+    (
+        "postconnect",
+        R("rfetch does not run commands after a poll"),
+    ),
+    ("keep", I),
+    ("flush", I),
+    ("limitflush", I),
+    ("fetchall", I),
+    (
+        "rewrite",
+        R("rfetch does not rewrite addresses in headers; write `no rewrite`"),
+    ),
+    ("no rewrite", I),
+    ("stripcr", R(AS_IT_CAME)),
+    ("no stripcr", I),
+    ("forcecr", R(AS_IT_CAME)),
+    ("no forcecr", I),
+    (
+        "pass8bits",
+        W(
+            "rfetch declares BODY=8BITMIME when the message has 8-bit bytes and the listener offers it",
+        ),
+    ),
+    ("no pass8bits", I),
+    ("dropstatus", R(AS_IT_CAME)),
+    ("no dropstatus", I),
+    ("dropdelivered", R(AS_IT_CAME)),
+    ("no dropdelivered", I),
+    ("mimedecode", R(AS_IT_CAME)),
+    ("no mimedecode", I),
+    ("idle", I),
+    ("limit", I),
+    (
+        "warnings",
+        W("rfetch logs an oversized message at every poll that leaves it on the server"),
+    ),
+    ("batchlimit", I),
+    ("fetchlimit", I),
+    (
+        "fetchsizelimit",
+        W("rfetch reads all message sizes with one command"),
+    ),
+    ("fastuidl", W("rfetch lists all UIDs with one command")),
+    ("expunge", I),
+    ("properties", I),
+    ("idletimeout", I),
+    ("forceidle", I),
+    ("sslmode", I),
+    ("sslprotocolversion", I),
+    (
+        "passwordfile",
+        R("rfetch does not read password files; use passwordeval or ~/.netrc"),
+    ),
+    (
+        "passwordfd",
+        R("rfetch does not read a password from a file descriptor; use passwordeval or ~/.netrc"),
+    ),
+    ("passwordeval", I),
+    (
+        "retrieve-error",
+        R("rfetch leaves a message it could not retrieve on the server; this cannot be configured"),
+    ),
+];
+
+/// The canonical spelling of a keyword alias (fetchmail's lexer aliases).
+pub fn canonical_keyword(word: &str) -> &str {
+    match word {
+        "proto" => "protocol",
+        "port" => "service",
+        "local" => "localdomains",
+        "authenticate" | "preauth" | "preauthenticate" => "auth",
+        "user" => "username",
+        "pass" => "password",
+        "folders" => "folder",
+        "smtp" | "smtphosts" => "smtphost",
+        "pre" => "preconnect",
+        "post" => "postconnect",
+        "pass8" => "pass8bits",
+        "mimedec" => "mimedecode",
+        "server" => "poll",
+        w => w,
+    }
+}
+
+/// What rfetch does with `keyword` (canonical; `set NAME` for globals), given or negated.
+/// `None`: not a keyword that takes options.
+pub fn rc_support(keyword: &str, negated: bool) -> Option<Support> {
+    let find = |k: &str| RC_KEYWORDS.iter().find(|(n, _)| *n == k).map(|(_, s)| *s);
+    if negated {
+        let neg = match keyword.strip_prefix("set ") {
+            Some(name) => format!("set no {name}"),
+            None => format!("no {keyword}"),
+        };
+        if let Some(s) = find(&neg) {
+            return Some(s);
+        }
+    }
+    find(keyword)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -713,6 +1008,14 @@ fn lex(input: &str, path: &Path) -> Result<Vec<Tok>, FetchmailRcError> {
                         Some(&b'\n') => {
                             line += 1;
                             j += 1;
+                        }
+                        // An escaped character (`\"` included) never ends the string; `unescape`
+                        // turns the pair into the character, as fetchmail's lexer does.
+                        Some(&b'\\') => {
+                            if bytes.get(j + 1) == Some(&b'\n') {
+                                line += 1;
+                            }
+                            j += 2;
                         }
                         Some(_) => j += 1,
                     }
@@ -950,23 +1253,6 @@ const ONE_WORD_NEGATIONS: &[(&str, &str)] = &[
     ("nospambounce", "spambounce"),
     ("noidle", "idle"),
 ];
-/// Keywords accepted but not acted on: each use yields a warning.
-const UNIMPLEMENTED: &[&str] = &[
-    "interface",
-    "monitor",
-    "plugin",
-    "plugout",
-    "dns",
-    "checkalias",
-    "principal",
-    "bsmtp",
-    "preconnect",
-    "postconnect",
-    "mimedecode",
-    "fetchdomains",
-    "passwordfd",
-    "showdots",
-];
 
 fn is_keyword(word: &str) -> bool {
     STATEMENTS.contains(&word)
@@ -986,6 +1272,7 @@ pub fn parse_fetchmailrc(text: &str, path: &Path) -> Result<FetchmailRc, Fetchma
         pos: 0,
         path,
         warnings: Vec::new(),
+        refusals: Vec::new(),
         second_name_line: None,
     };
     let mut rc = FetchmailRc {
@@ -1039,6 +1326,7 @@ pub fn parse_fetchmailrc(text: &str, path: &Path) -> Result<FetchmailRc, Fetchma
         }
     }
     rc.warnings = p.warnings;
+    rc.refusals = p.refusals;
     Ok(rc)
 }
 
@@ -1047,6 +1335,7 @@ struct Parser<'a> {
     pos: usize,
     path: &'a Path,
     warnings: Vec<RcWarning>,
+    refusals: Vec<RcRefusal>,
     /// Line of the second name of the last mapping list, for error messages.
     second_name_line: Option<u32>,
 }
@@ -1067,12 +1356,38 @@ impl Parser<'_> {
         }
     }
 
-    fn warn(&mut self, line: u32, keyword: &str) {
+    fn warn(&mut self, line: u32, keyword: &str, instead: &str) {
         self.warnings.push(RcWarning {
             path: self.path.to_owned(),
             line,
             keyword: keyword.to_owned(),
+            instead: instead.to_owned(),
         });
+    }
+
+    fn refuse(&mut self, line: u32, keyword: &str, why: &str) {
+        self.refusals.push(RcRefusal {
+            path: self.path.to_owned(),
+            line,
+            keyword: keyword.to_owned(),
+            why: why.to_owned(),
+        });
+    }
+
+    /// Applies [`RC_KEYWORDS`] to `keyword` (canonical) as written at `line`: a refused keyword
+    /// is recorded as a refusal, a warned one as a warning.
+    fn check_support(&mut self, keyword: &str, polarity: Polarity, line: u32) {
+        let negated = polarity == Polarity::No;
+        let shown = match (negated, keyword.strip_prefix("set ")) {
+            (false, _) => keyword.to_owned(),
+            (true, Some(name)) => format!("set no {name}"),
+            (true, None) => format!("no {keyword}"),
+        };
+        match rc_support(keyword, negated) {
+            Some(Support::Refused(why)) => self.refuse(line, &shown, why),
+            Some(Support::Warned(instead)) => self.warn(line, &shown, instead),
+            Some(Support::Implemented) | None => {}
+        }
     }
 
     fn last_line(&self) -> u32 {
@@ -1298,6 +1613,9 @@ impl Parser<'_> {
         ) {
             self.bump();
         }
+        if rc_support(&format!("set {name}"), false).is_some() {
+            self.check_support(&format!("set {name}"), polarity, line);
+        }
         let flag = polarity == Polarity::Yes;
         let boolean_only = |p: &Self, name: &str| -> Result<(), FetchmailRcError> {
             if polarity == Polarity::No {
@@ -1334,10 +1652,7 @@ impl Parser<'_> {
             "softbounce" => g.softbounce = loc(line, flag),
             "syslog" => g.syslog = loc(line, flag),
             "invisible" => g.invisible = loc(line, flag),
-            "showdots" => {
-                self.warn(line, "showdots");
-                g.showdots = loc(line, flag);
-            }
+            "showdots" => g.showdots = loc(line, flag),
             "interface" | "monitor" | "batchlimit" => {
                 return Err(self.error(
                     line,
@@ -1533,9 +1848,7 @@ impl Parser<'_> {
         {
             return Err(self.error(line, format!("`no {kw}` is not valid")));
         }
-        if UNIMPLEMENTED.contains(&kw) {
-            self.warn(line, kw);
-        }
+        self.check_support(canonical_keyword(kw), polarity, line);
         match kw {
             "via" => s.via = loc(line, self.take_value(kw)?),
             "protocol" | "proto" => {
@@ -1546,9 +1859,6 @@ impl Parser<'_> {
                         format!("unknown protocol `{v}` (protocol names are all lower or all upper case)"),
                     )
                 })?;
-                if !proto.implemented() {
-                    self.warn(line, &format!("protocol {}", proto.name()));
-                }
                 s.protocol = loc(line, proto);
             }
             "service" | "port" => {
@@ -1564,7 +1874,11 @@ impl Parser<'_> {
                     self.error(line, format!("unknown authentication type `{v}`"))
                 })?;
                 if !auth.implemented() {
-                    self.warn(line, &format!("auth {}", auth.name()));
+                    self.warn(
+                        line,
+                        &format!("auth {}", auth.name()),
+                        "rfetch chooses among the methods it implements",
+                    );
                 }
                 s.auth = loc(line, auth);
             }
@@ -1605,7 +1919,15 @@ impl Parser<'_> {
                     line,
                     match v.as_str() {
                         "accept" => BadHeader::Accept,
-                        "reject" => BadHeader::Reject,
+                        "reject" => {
+                            self.refuse(
+                                line,
+                                "bad-header reject",
+                                "rfetch delivers a message whose header is malformed as it came \
+                                 (bad-header accept)",
+                            );
+                            BadHeader::Reject
+                        }
                         _ => {
                             return Err(self.error(
                                 line,
@@ -1659,8 +1981,8 @@ impl Parser<'_> {
         if polarity == Polarity::No && !BOOLEANS.contains(&kw) {
             return Err(self.error(line, format!("`no {kw}` is not valid")));
         }
-        if UNIMPLEMENTED.contains(&kw) && flag {
-            self.warn(line, kw);
+        if kw != "antispam" {
+            self.check_support(kw, polarity, line);
         }
         let o = &mut u.options;
         match kw {
@@ -1701,7 +2023,16 @@ impl Parser<'_> {
             "mimedecode" => o.mimedecode = loc(line, flag),
             "idle" => o.idle = loc(line, flag),
             "forceidle" => o.forceidle = loc(line, flag),
-            "sslproto" => o.sslproto = loc(line, self.take_value(kw)?),
+            "sslproto" | "sslprotocolversion" => {
+                let v = self.take_value(kw)?;
+                if let Err(why) = check_tls_floor(&v) {
+                    self.refuse(line, &format!("{kw} {v}"), why);
+                }
+                match kw {
+                    "sslproto" => u.options.sslproto = loc(line, v),
+                    _ => u.options.sslprotocolversion = loc(line, v),
+                }
+            }
             "sslcommonname" => o.sslcommonname = loc(line, self.take_value(kw)?),
             "sslfingerprint" => o.sslfingerprint = loc(line, self.take_value(kw)?),
             "smtpaddress" => o.smtpaddress = loc(line, self.take_value(kw)?),
@@ -1710,8 +2041,31 @@ impl Parser<'_> {
             "preconnect" => o.preconnect = loc(line, self.take_value(kw)?),
             "postconnect" => o.postconnect = loc(line, self.take_value(kw)?),
             "properties" => o.properties = loc(line, self.take_value(kw)?),
-            "sslmode" => o.sslmode = loc(line, self.take_value(kw)?),
-            "sslprotocolversion" => o.sslprotocolversion = loc(line, self.take_value(kw)?),
+            "sslmode" => {
+                let mut v = self.take_value(kw)?;
+                // `starttls=must` lexes as three tokens (`=` is punctuation).
+                if v == "starttls"
+                    && matches!(
+                        self.toks.get(self.pos),
+                        Some(Tok {
+                            kind: TokKind::Eq,
+                            ..
+                        })
+                    )
+                {
+                    self.bump();
+                    v = format!("starttls={}", self.take_name("starttls=")?);
+                }
+                if !matches!(v.as_str(), "wrapped" | "starttls=must" | "starttls=may") {
+                    self.refuse(
+                        line,
+                        &format!("sslmode {v}"),
+                        "rfetch polls over TLS only (wrapped, starttls=must; starttls=may is \
+                         treated as must)",
+                    );
+                }
+                u.options.sslmode = loc(line, v);
+            }
             "passwordeval" => o.passwordeval = loc(line, self.take_value(kw)?),
             "retrieve-error" => o.retrieve_error = loc(line, self.take_value(kw)?),
             "sslcertfile" | "sslcertpath" | "sslcert" | "sslkey" | "bsmtp" | "passwordfile" => {
@@ -1727,7 +2081,18 @@ impl Parser<'_> {
                 }
             }
             "folder" => o.folders = loc(line, self.take_list(kw)?),
-            "smtphost" => o.smtphosts = loc(line, self.take_list(kw)?),
+            "smtphost" => {
+                let hosts = self.take_list(kw)?;
+                if hosts.len() > 1 {
+                    self.warn(
+                        line,
+                        "smtphost with several hosts",
+                        "rfetch delivers to the first host only; while it is down the mail \
+                         stays on the server",
+                    );
+                }
+                u.options.smtphosts = loc(line, hosts);
+            }
             "fetchdomains" => o.fetchdomains = loc(line, self.take_list(kw)?),
             "antispam" => {
                 let mut codes = vec![self.take_number(kw)?];
@@ -1735,7 +2100,10 @@ impl Parser<'_> {
                 {
                     codes.push(self.take_number(kw)?);
                 }
-                o.antispam = loc(line, codes);
+                if codes != [-1] {
+                    self.check_support(kw, polarity, line);
+                }
+                u.options.antispam = loc(line, codes);
             }
             "limit" => o.limit = loc(line, self.take_count(kw)?),
             "warnings" => o.warnings = loc(line, self.take_seconds(kw)?),
@@ -1749,6 +2117,17 @@ impl Parser<'_> {
             other => return Err(self.error(line, format!("unknown user option `{other}`"))),
         }
         Ok(())
+    }
+}
+
+/// `sslproto`/`sslprotocolversion`: the values whose floor rfetch meets (it speaks TLS 1.2
+/// and 1.3); a floor above 1.2, or an exact old version, is refused with the reason. The empty
+/// value (no STARTTLS) is accepted: rfetch still requires TLS, which is stricter.
+pub fn check_tls_floor(value: &str) -> Result<(), &'static str> {
+    match value.to_ascii_lowercase().as_str() {
+        "" | "auto" | "ssl23" | "tls1+" | "tls1.1+" | "tls1.2+" | "tls1.2" => Ok(()),
+        "tls1.3" | "tls1.3+" => Err("rfetch cannot require TLS 1.3; it accepts TLS 1.2 and 1.3"),
+        _ => Err("rfetch speaks TLS 1.2 and 1.3 only (auto, tls1.2+ and tls1.2 are accepted)"),
     }
 }
 
@@ -1844,10 +2223,13 @@ pub fn configdump(rc: &FetchmailRc) -> String {
             user.options.dump(&mut out, "        ");
         }
     }
-    if !rc.warnings.is_empty() {
+    if !rc.warnings.is_empty() || !rc.refusals.is_empty() {
         out.push('\n');
         for w in &rc.warnings {
             out.push_str(&format!("# warning: {w}\n"));
+        }
+        for r in &rc.refusals {
+            out.push_str(&format!("# error: {r}\n"));
         }
     }
     out
@@ -1887,6 +2269,22 @@ mod tests {
             ["poll", "a.b", "user", "q:x y", "=", "q:z", "q:q\"", "next"]
         );
         assert_eq!(toks.last().unwrap().line, 3);
+    }
+
+    #[test]
+    fn escaped_quotes_stay_inside_the_string() {
+        let rc = parse_fetchmailrc(
+            "poll h proto imap user \"a\\\"b\" password 'c\\'d' is x here\n",
+            Path::new("/rc"),
+        )
+        .unwrap();
+        let u = &rc.polls[0].users[0];
+        assert_eq!(u.remote.as_ref().unwrap().value, "a\"b");
+        assert_eq!(u.options.password.as_ref().unwrap().value.expose(), "c'd");
+        // A backslash-newline inside a string still counts the line.
+        let rc = parse_fetchmailrc("poll h user \"a\\\nb\"\npoll i\n", Path::new("/rc")).unwrap();
+        assert_eq!(rc.polls[0].users[0].remote.as_ref().unwrap().value, "ab");
+        assert_eq!(rc.polls[1].line, 3);
     }
 
     #[test]

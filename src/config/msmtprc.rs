@@ -17,6 +17,96 @@ use super::ConfigError;
 /// with room to spare; more is an error rather than a silently cut line.
 const MAX_EVAL_OUTPUT: usize = 64 * 1024;
 
+pub use crate::config::fetchmailrc::Support;
+use Support::{Implemented as I, Refused as R, Warned as W};
+
+/// Every msmtp 1.8 msmtprc directive and what rsend does with it: implemented (in
+/// `account::keys`), refused (an error naming the file, line and why: ignoring it would weaken
+/// the connection's protection or change the sender), or warned (a warning saying what rsend
+/// does instead). `tests/msmtp_support.rs` walks them all.
+pub const MSMTPRC_DIRECTIVES: &[(&str, Support)] = &[
+    ("defaults", I),
+    ("account", I),
+    ("eval", I),
+    ("host", I),
+    ("port", I),
+    ("source_ip", I),
+    ("proxy_host", I),
+    ("proxy_port", I),
+    ("socket", I),
+    ("timeout", I),
+    ("connect_timeout", I),
+    ("protocol", I),
+    ("domain", I),
+    ("auth", I),
+    ("user", I),
+    ("password", I),
+    ("passwordeval", I),
+    ("ntlmdomain", W("obsolete: rsend has no NTLM")),
+    ("tls", I),
+    ("tls_starttls", I),
+    ("tls_nostarttls", I),
+    ("tls_trust_file", I),
+    (
+        "tls_crl_file",
+        R(
+            "rsend does not read certificate revocation lists; ignoring it would accept a revoked certificate",
+        ),
+    ),
+    ("tls_fingerprint", I),
+    ("tls_certcheck", I),
+    ("tls_nocertcheck", I),
+    ("tls_key_file", I),
+    ("tls_cert_file", I),
+    (
+        "tls_priorities",
+        W("rsend uses rustls's choices: TLS 1.2 and 1.3 with forward-secret AEAD ciphers only"),
+    ),
+    ("tls_host_override", I),
+    (
+        "tls_min_dh_prime_bits",
+        W("rustls does not use finite-field Diffie-Hellman at all"),
+    ),
+    // msmtp itself ignores it, silently; so does rsend.
+    ("tls_force_sslv3", I),
+    ("from", I),
+    ("from_full_name", I),
+    ("allow_from_override", I),
+    ("dsn_notify", I),
+    ("dsn_return", I),
+    ("set_from_header", I),
+    ("add_missing_from_header", I),
+    ("set_date_header", I),
+    ("add_missing_date_header", I),
+    ("set_msgid_header", I),
+    ("set_to_header", I),
+    ("undisclosed_recipients", I),
+    ("remove_bcc_headers", I),
+    ("keepbcc", I),
+    ("logfile", I),
+    ("logfile_time_format", I),
+    ("syslog", I),
+    ("aliases", I),
+    (
+        "auto_from",
+        R(
+            "rsend does not build the envelope-from from the user name; ignoring it would send from another address (write from %U@%M; auto_from off is accepted)",
+        ),
+    ),
+    (
+        "maildomain",
+        W("obsolete: it only served auto_from; use from with %M"),
+    ),
+];
+
+/// What rsend does with the msmtprc directive `name`.
+pub fn directive_support(name: &str) -> Option<Support> {
+    MSMTPRC_DIRECTIVES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+}
+
 /// One msmtprc file, parsed.
 #[derive(Debug, Clone)]
 pub struct ParsedFile {
@@ -233,11 +323,24 @@ pub fn parse(
                     Some(a) => &a.settings,
                     None => &defaults,
                 };
+                // `auto_from off` asks for what rsend does; on, it is refused.
+                if let Some(Support::Refused(why)) = directive_support(cmd)
+                    && !(cmd == "auto_from" && arg == "off")
+                {
+                    return Err(err(format!("{cmd} is refused: {why}")));
+                }
                 let mut scratch = settings.clone();
                 match keys::set_submit(&mut scratch, cmd, &arg, &at, env) {
                     Ok(warning) => {
                         if let Some(w) = warning {
-                            warnings.push(format!("{at}: {w}"));
+                            // The table says what rsend does instead, in one wording.
+                            match directive_support(cmd) {
+                                Some(Support::Warned(instead)) => warnings
+                                    .push(format!("{at}: {cmd} is ignored by rsend: {instead}")),
+                                // `auto_from off`: nothing to warn about.
+                                Some(Support::Refused(_)) => {}
+                                _ => warnings.push(format!("{at}: {w}")),
+                            }
                         }
                     }
                     Err(KeyError::Unknown) => {
@@ -509,13 +612,16 @@ mod tests {
 
     #[test]
     fn ignored_directives_warn_with_location() {
-        let p = parse_ok("account a\ntls_crl_file x\ntls_force_sslv3\n");
+        let p = parse_ok("account a\ntls_priorities x\ntls_force_sslv3\n");
         assert_eq!(p.warnings.len(), 1);
         assert!(
-            p.warnings[0].starts_with("/rc:2: tls_crl_file is ignored"),
+            p.warnings[0].starts_with("/rc:2: tls_priorities is ignored by rsend: "),
             "{:?}",
             p.warnings
         );
+        // A revocation list rsend cannot check is refused, not ignored.
+        let e = parse_err("account a\ntls_crl_file x\n");
+        assert!(e.starts_with("/rc:2: tls_crl_file is refused: "), "{e}");
     }
 
     #[test]

@@ -243,6 +243,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
 
 /// The polls of a fetchmailrc: one per user entry of every poll/skip record.
 pub fn from_fetchmailrc(rc: &FetchmailRc, env: &Env) -> Result<Vec<PollSpec>> {
+    rc.check_refusals()?;
     let invisible = rc.globals.invisible.as_ref().is_some_and(|v| v.value);
     let mut out = Vec::new();
     for poll in rc.effective_polls() {
@@ -316,18 +317,15 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         ..ServerSettings::default()
     };
     if let Some(svc) = &so.service {
-        let port = match svc.value.as_str() {
-            "pop3" => 110,
-            "pop3s" => 995,
-            "imap" => 143,
-            "imaps" => 993,
-            p => p.parse::<u16>().map_err(|_| {
-                bad(
-                    svc.line,
-                    format!("service {p:?} is not a port number or a known service"),
-                )
-            })?,
-        };
+        let port = service_port(&svc.value).ok_or_else(|| {
+            bad(
+                svc.line,
+                format!(
+                    "service {:?} is not a port number or a known service",
+                    svc.value
+                ),
+            )
+        })?;
         server.port = Some(Sourced::new(port, at(svc.line)));
     }
     if let Some(a) = &so.auth {
@@ -355,7 +353,10 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     }
     // TLS: `ssl` is implicit TLS; without it rfetch insists on STLS/STARTTLS (fetchmail 6.4
     // tries it opportunistically; rfetch never falls back to plaintext).
-    let ssl = o.ssl.as_ref().is_some_and(|v| v.value);
+    // 7.0's `sslmode wrapped` is 6.4's `ssl`; `starttls=must` and `=may` both require
+    // STARTTLS (the parser refuses `none`).
+    let ssl = o.ssl.as_ref().is_some_and(|v| v.value)
+        || o.sslmode.as_ref().is_some_and(|m| m.value == "wrapped");
     server.tls = Some(Sourced::new(true, here.clone()));
     server.tls_starttls = Some(Sourced::new(!ssl, here.clone()));
     if let Some(ck) = &o.sslcertck {
@@ -372,6 +373,12 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             )
         })?;
         server.tls_fingerprint = Some(Sourced::new(Some(parsed), at(fp.line)));
+    }
+    if let Some(c) = &o.sslcert {
+        server.tls_cert_file = Some(Sourced::new(c.value.clone(), at(c.line)));
+    }
+    if let Some(k) = &o.sslkey {
+        server.tls_key_file = Some(Sourced::new(k.value.clone(), at(k.line)));
     }
     if let Some(cn) = &o.sslcommonname {
         server.tls_host_override = s(&cn.value, cn.line);
@@ -410,35 +417,10 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             ),
             None => ("localhost".to_owned(), user.line),
         };
-        if host.starts_with('/') {
-            return Err(bad(
-                line,
-                format!("smtphost {host}: local sockets are not supported by rfetch"),
-            ));
-        }
-        let (h, port) = match host.split_once('/') {
-            Some((h, p)) => (
-                h.to_owned(),
-                Some(
-                    p.parse::<u16>()
-                        .map_err(|_| bad(line, format!("smtphost {host}: bad port")))?,
-                ),
-            ),
-            None => (host.clone(), None),
-        };
-        if lmtp {
-            let port =
-                port.ok_or_else(|| bad(line, "lmtp needs a port: smtphost host/port".into()))?;
-            Sourced::new(Target::Lmtp(Endpoint { host: h, port }), at(line))
-        } else {
-            Sourced::new(
-                Target::Smtp(Endpoint {
-                    host: h,
-                    port: port.unwrap_or(25),
-                }),
-                at(line),
-            )
-        }
+        Sourced::new(
+            smtp_target(&host, lmtp).map_err(|m| bad(line, m))?,
+            at(line),
+        )
     };
 
     let multidrop = if user.is_multidrop() {
@@ -478,6 +460,88 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         multidrop,
         smtp_domain,
     })
+}
+
+/// A port from fetchmail's `service`/`-P`: a number, or one of the four mail service names.
+pub fn service_port(service: &str) -> Option<u16> {
+    match service {
+        "pop3" => Some(110),
+        "pop3s" => Some(995),
+        "imap" => Some(143),
+        "imaps" => Some(993),
+        p => p.parse::<u16>().ok(),
+    }
+}
+
+/// The SMTP or LMTP listener of `smtphost`/`-S` (`host[/port]`); LMTP needs its port.
+pub fn smtp_target(host: &str, lmtp: bool) -> std::result::Result<Target, String> {
+    if host.starts_with('/') {
+        return Err(format!(
+            "smtphost {host}: local sockets are not supported by rfetch"
+        ));
+    }
+    let (h, port) = match host.split_once('/') {
+        Some((h, p)) => (
+            h.to_owned(),
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("smtphost {host}: bad port"))?,
+            ),
+        ),
+        None => (host.to_owned(), None),
+    };
+    if lmtp {
+        let port = port.ok_or("lmtp needs a port: smtphost host/port")?;
+        Ok(Target::Lmtp(Endpoint { host: h, port }))
+    } else {
+        Ok(Target::Smtp(Endpoint {
+            host: h,
+            port: port.unwrap_or(25),
+        }))
+    }
+}
+
+/// A poll named only on the command line (`rfetch -p IMAP -u bob mail.example.org`): the
+/// server `name`, fetchmail's defaults (IMAP for AUTO, the invoking user's login, the password
+/// from ~/.netrc or the prompt, SMTP to localhost port 25), and rfetch's rule that the
+/// connection is encrypted (STARTTLS unless --ssl). The command-line overrides do the rest.
+pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
+    let cl = || Provenance::CommandLine;
+    let mut fetch = FetchSettings::new(Sourced::new(FetchProtocol::Imap, cl()));
+    fetch.server.host = Some(Sourced::new(name.to_owned(), cl()));
+    if let Some(u) = &env.user {
+        fetch.server.user = Some(Sourced::new(u.clone(), cl()));
+    }
+    fetch.server.tls = Some(Sourced::new(true, cl()));
+    fetch.server.tls_starttls = Some(Sourced::new(true, cl()));
+    fetch.target = Some(Sourced::new(
+        Target::Smtp(Endpoint {
+            host: "localhost".to_owned(),
+            port: 25,
+        }),
+        cl(),
+    ));
+    let local_user = env.user.clone().unwrap_or_else(|| "root".into());
+    PollSpec {
+        name: name.to_owned(),
+        skip: false,
+        fetch,
+        limit: None,
+        fetchlimit: None,
+        batchlimit: 0,
+        smtp_recipient: format!("{local_user}@localhost"),
+        local_user,
+        invisible: false,
+        vocabulary: Vocabulary::Fetchmailrc,
+        idle_timeout: None,
+        force_idle: false,
+        flush: false,
+        limitflush: false,
+        expunge: None,
+        every_nth_poll: 1,
+        multidrop: None,
+        smtp_domain: "localhost".to_owned(),
+    }
 }
 
 /// The sorting rules of a multidrop user entry (fetchmail's defaults: envelope `Received`,
