@@ -190,10 +190,10 @@ fn refused_and_warned_options_say_so() {
         "{}",
         stderr(&o)
     );
-    let o = rfetch(&dir, &["--auth", "oauthbearer", "127.0.0.1"]);
+    let o = rfetch(&dir, &["--auth", "gssapi", "127.0.0.1"]);
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("--auth oauthbearer is refused"),
+        stderr(&o).contains("--auth gssapi is refused"),
         "{}",
         stderr(&o)
     );
