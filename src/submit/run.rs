@@ -863,6 +863,14 @@ pub fn log_stdout_to_stderr() {
     LOG_STDOUT_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Text a server (or an error that quotes one) puts into msmtp's log line (log file, syslog):
+/// control characters are escaped as in the protocol trace, so a reply can neither start a
+/// new log line nor restyle a terminal, and `'` (which would close the quoted field) becomes `?`
+/// as in msmtp.
+fn log_value(text: &str) -> String {
+    crate::proto::trace::printable(text.as_bytes()).replace('\'', "?")
+}
+
 /// msmtp's log line (host= tls= auth= user= from= recipients= mailsize= smtpstatus= ...).
 pub struct LogLine {
     fields: String,
@@ -899,25 +907,12 @@ impl LogLine {
         size: u64,
     ) {
         let (line, ok) = match result {
-            Ok(sent) => (
-                format!(
-                    "{} mailsize={size} smtpstatus={} smtpmsg='{}' exitcode=EX_OK",
-                    self.fields,
-                    sent.final_code,
-                    // msmtp: each reply line with its code, joined by a literal \n.
-                    sent.final_reply
-                        .split('\n')
-                        .map(|l| format!("{} {l}", sent.final_code).replace('\'', "?"))
-                        .collect::<Vec<_>>()
-                        .join("\\n")
-                ),
-                true,
-            ),
+            Ok(sent) => (self.sent_line(sent, size), true),
             Err(e) => (
                 format!(
                     "{} errormsg='{}' exitcode={}",
                     self.fields,
-                    e.chain().replace('\'', "?"),
+                    log_value(&e.chain()),
                     exit_name(crate::exit::rsend_code(e.kind()))
                 ),
                 false,
@@ -926,13 +921,28 @@ impl LogLine {
         self.emit(s, &line, ok);
     }
 
+    /// The line for a message the server accepted.
+    fn sent_line(&self, sent: &Sent, size: u64) -> String {
+        format!(
+            "{} mailsize={size} smtpstatus={} smtpmsg='{}' exitcode=EX_OK",
+            self.fields,
+            sent.final_code,
+            // msmtp: each reply line with its code, joined by a literal \n.
+            sent.final_reply
+                .split('\n')
+                .map(|l| log_value(&format!("{} {l}", sent.final_code)))
+                .collect::<Vec<_>>()
+                .join("\\n")
+        )
+    }
+
     /// The message is in the queue (after `failure`, or without an attempt); rsend exits 0.
     pub fn write_queued(&self, s: &SubmitSettings, id: &str, size: u64, failure: Option<&Error>) {
         let line = match failure {
             Some(e) => format!(
                 "{} mailsize={size} errormsg='{}' queued={id} exitcode=EX_OK",
                 self.fields,
-                e.chain().replace('\'', "?")
+                log_value(&e.chain())
             ),
             None => format!("{} mailsize={size} queued={id} exitcode=EX_OK", self.fields),
         };
@@ -1018,6 +1028,26 @@ fn exit_name(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_cannot_forge_or_restyle_the_log_line() {
+        let line = LogLine::new(&SubmitSettings::default(), "a@b", &["c@d".into()]);
+        let sent = Sent {
+            recipients: vec!["c@d".into()],
+            final_reply: "ok\r\nFAKE exitcode=EX_OK\u{1b}[31m 'x'".into(),
+            final_code: 250,
+        };
+        let text = line.sent_line(&sent, 10);
+        assert!(
+            !text.chars().any(|c| c.is_control()),
+            "a control character from the server reached the log line: {text:?}"
+        );
+        assert!(text.contains("\\r"), "{text}");
+        assert!(
+            !text.contains("'x'"),
+            "a quote from the server closed the field: {text}"
+        );
+    }
 
     #[test]
     fn null_sender_spellings() {
