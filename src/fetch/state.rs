@@ -320,25 +320,27 @@ impl SeenStore {
         recipients: &[String],
     ) -> Result<(), StateError> {
         check_uid(uid)?;
-        let mut lines = String::new();
         let entry = self.accounts.entry(account.clone()).or_default();
         let served = entry.pop3_rcpts.entry(uid.to_owned()).or_default();
-        for r in recipients {
-            if served.insert(r.clone()) {
-                lines.push_str(&format!(
-                    "pop3-rcpt {} {} {} {}\n",
-                    encode(&account.server),
-                    encode(&account.user),
-                    encode(uid),
-                    encode(r)
-                ));
-            }
-        }
+        let lines = new_served_records(served, recipients, |r| {
+            format!(
+                "pop3-rcpt {} {} {} {}\n",
+                encode(&account.server),
+                encode(&account.user),
+                encode(uid),
+                encode(r)
+            )
+        });
+        self.log_served(&lines)
+    }
+
+    /// Logs the records [`new_served_records`] made, if any.
+    fn log_served(&mut self, lines: &str) -> Result<(), StateError> {
         if lines.is_empty() {
             return Ok(());
         }
         self.dirty = true;
-        self.append_log(&lines)
+        self.append_log(lines)
     }
 
     /// The recipients already served of a message not yet delivered to all of its recipients.
@@ -496,29 +498,22 @@ impl SeenStore {
         {
             return Ok(());
         }
-        let mut lines = String::new();
         let entry = self.accounts.entry(account.clone()).or_default();
         let f = entry
             .imap
             .entry(folder.to_owned())
             .or_insert_with(|| ImapFolder::new(uidvalidity));
         let served = f.rcpts.entry(uid).or_default();
-        for r in recipients {
-            if served.insert(r.clone()) {
-                lines.push_str(&format!(
-                    "imap-rcpt {} {} {} {uidvalidity} {uid} {}\n",
-                    encode(&account.server),
-                    encode(&account.user),
-                    encode(folder),
-                    encode(r)
-                ));
-            }
-        }
-        if lines.is_empty() {
-            return Ok(());
-        }
-        self.dirty = true;
-        self.append_log(&lines)
+        let lines = new_served_records(served, recipients, |r| {
+            format!(
+                "imap-rcpt {} {} {} {uidvalidity} {uid} {}\n",
+                encode(&account.server),
+                encode(&account.user),
+                encode(folder),
+                encode(r)
+            )
+        });
+        self.log_served(&lines)
     }
 
     /// The recipients already served of a message not yet delivered to all of its recipients.
@@ -982,6 +977,20 @@ pub(crate) fn write_atomic(
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(werr)
+}
+
+/// Adds `recipients` to the set of those a message was served to; returns the log records
+/// (`record` makes one) of those not in it before.
+fn new_served_records(
+    served: &mut BTreeSet<String>,
+    recipients: &[String],
+    record: impl Fn(&str) -> String,
+) -> String {
+    recipients
+        .iter()
+        .filter(|r| served.insert((*r).clone()))
+        .map(|r| record(r))
+        .collect()
 }
 
 #[cfg(test)]
