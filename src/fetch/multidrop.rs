@@ -128,10 +128,12 @@ impl Rules {
             return Some(local.clone());
         }
         // `*` passes names through, but never one that could act on the shell or the SMTP
-        // command line of the local delivery.
-        let plain = local_part
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        // command line of the local delivery, nor one an MDA would read as an option (%T is
+        // an argument of its own: `procmail -d -oq`).
+        let plain = local_part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && local_part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
         (self.wildcard && plain).then(|| local_part.to_ascii_lowercase())
     }
 }
@@ -250,6 +252,13 @@ mod tests {
             "To: Dave@example.org, \"x;rm -rf\"@example.org, `id`@example.org, info@example.org\n\n",
         );
         assert_eq!(s.locals, ["dave", "carol"]);
+        // A name that starts with '-' would reach an MDA's argv (%T) as an option; one that
+        // starts with '.' is no user name either.
+        let s = sort(
+            &r,
+            "To: -oQ@example.org, .hidden@example.org, Dave@example.org\n\n",
+        );
+        assert_eq!(s.locals, ["dave"]);
         // Still only in our domains.
         assert!(sort(&r, "To: dave@elsewhere.net\n\n").by_default);
     }
