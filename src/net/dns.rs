@@ -68,10 +68,17 @@ fn ask(server: SocketAddr, query: &[u8], id: u16, timeout: Duration) -> io::Resu
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
     // Connected: datagrams from any other address are not delivered to us.
     socket.connect(server)?;
-    socket.set_read_timeout(Some(timeout))?;
     socket.send(query)?;
     let mut buf = vec![0u8; MAX_ANSWER];
+    // One deadline for the whole exchange: a server that keeps sending datagrams with another
+    // identifier must not restart the wait with each one.
+    let deadline = std::time::Instant::now() + timeout;
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
+        }
+        socket.set_read_timeout(Some(left))?;
         let n = socket.recv(&mut buf)?;
         match dns::parse_srv_answer(id, &buf[..n]) {
             Ok(records) => return Ok(records),
@@ -126,5 +133,35 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, NetError::ResolveTemporary { .. }), "{err:?}");
         assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn stray_datagrams_do_not_extend_the_timeout() {
+        // A server that answers every 20 ms, always with the wrong identifier, for 3 s.
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let flooder = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, client) = server.recv_from(&mut buf).unwrap();
+            let mut answer = buf[..n].to_vec();
+            answer[0] ^= 0xff; // another identifier
+            answer[2] |= 0x80; // QR: a response
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < until {
+                let _ = server.send_to(&answer, client);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let start = std::time::Instant::now();
+        let err = srv_lookup(
+            "_submission._tcp.example.org",
+            &[addr],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        let took = start.elapsed();
+        assert!(matches!(err, NetError::ResolveTemporary { .. }), "{err:?}");
+        assert!(took < Duration::from_millis(1500), "waited {took:?}");
+        flooder.join().unwrap();
     }
 }
