@@ -136,24 +136,29 @@ pub fn start_session() -> i32 {
     }
 }
 
-/// Stage `daemon`: everything that can fail at start has succeeded. Tells the waiting process,
-/// then points stdout at /dev/null (the waiting process is gone after reading the line).
+/// Stage `daemon`: everything that can fail at start has succeeded. Points stdout at /dev/null,
+/// then tells the waiting process on a copy of the pipe. In this order, because the waiting
+/// process returns to the user as soon as it reads the line: by then the daemon must hold no
+/// descriptor of the terminal's pipe (the other order left a moment in which it still did).
 pub fn report_ready() -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready {}", std::process::id())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::with_source(ErrorKind::Internal, "telling the terminal", e))?;
+    use std::os::fd::AsFd;
+    let io = |what: &'static str| {
+        move |e: rustix::io::Errno| {
+            Error::with_source(ErrorKind::Internal, what, std::io::Error::from(e))
+        }
+    };
+    let stdout = std::io::stdout();
+    let _ = stdout.lock().flush();
+    let pipe = rustix::io::dup(stdout.as_fd()).map_err(io("copying stdout"))?;
     let null = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
         .map_err(|e| Error::with_source(ErrorKind::Internal, "opening /dev/null", e))?;
-    rustix::stdio::dup2_stdout(&null).map_err(|e| {
-        Error::with_source(
-            ErrorKind::Internal,
-            "redirecting stdout",
-            std::io::Error::from(e),
-        )
-    })
+    rustix::stdio::dup2_stdout(&null).map_err(io("redirecting stdout"))?;
+    let mut pipe = std::fs::File::from(pipe);
+    writeln!(pipe, "ready {}", std::process::id())
+        .and_then(|()| pipe.flush())
+        .map_err(|e| Error::with_source(ErrorKind::Internal, "telling the terminal", e))
 }
 
 /// Stage `daemon` (or `session`) failed before it was ready: sends the exit code and the error

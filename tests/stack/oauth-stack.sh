@@ -160,9 +160,11 @@ up() {
   mkdir -p "$O/run" "$O/state"
   chmod 755 "$O"
   if ! pid_alive "$(pidof_file "$SRV_PID")"; then
-    # The authorization server runs unprivileged; it keeps everything in memory.
+    # The authorization server runs unprivileged; it keeps everything in memory. It runs a copy
+    # in the stack's directory: the checkout may be where `nobody` cannot read (/root/...).
+    install -m 644 "$HERE/oauth_server.py" "$O/oauth_server.py"
     setsid setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
-      /usr/bin/python3 "$HERE/oauth_server.py" "$HTTP_PORT" </dev/null >"$O/oauth-server.log" 2>&1 9>&- &
+      /usr/bin/python3 "$O/oauth_server.py" "$HTTP_PORT" </dev/null >"$O/oauth-server.log" 2>&1 9>&- &
     echo $! >"$SRV_PID"
   fi
   wait_port "$HTTP_PORT"

@@ -45,14 +45,16 @@ if [ -n "${STACK_TRACE:-}" ]; then PS4='+ $EPOCHREALTIME '; set -x; fi
 MAIL_OWNER=mail
 # Package sets (stack.sh deps SET). Each test that drives a client names its package when
 # it is missing: tests/rfetch_daemon.rs swaks; tests/rfetch_vs_fetchmail.rs fetchmail;
-# tests/rsend_clients.rs msmtp, mutt, git (git-email); tests/socks_proxy.rs microsocks (a SOCKS5
+# tests/rsend_clients.rs msmtp, mutt, git (git-email, and libmailtools-perl: git send-email needs
+# Mail::Address, which apt's --no-install-recommends leaves out); tests/rfetch_kill.rs and
+# tests/mda_injection.rs procmail; tests/socks_proxy.rs microsocks (a SOCKS5
 # server the test starts itself on 127.0.0.1); `stack.sh seed` (tests/stack_smoke.rs,
 # tests/rfetch_kill.rs) runs python3; tests/completions.rs loads the scripts in zsh and fish;
 # tests/packaging.rs runs systemd-analyze (systemd), dpkg-deb, dpkg-shlibdeps (dpkg-dev),
 # strip (binutils) and lintian. bench/ compares with fetchmail (through procmail), mpop,
 # getmail6 and msmtp, times with hyperfine and /usr/bin/time, and reports with python3.
 PKGS_STACK="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl"
-PKGS_TESTS="swaks msmtp fetchmail mutt git-email microsocks python3-minimal zsh fish systemd dpkg-dev binutils lintian"
+PKGS_TESTS="swaks msmtp fetchmail procmail mutt git-email libmailtools-perl microsocks python3-minimal zsh fish systemd dpkg-dev binutils lintian"
 # OAuth2 and keyring tests (tests/oauth_stack.rs, tests/keyring.rs): the authorization server
 # of oauth-stack.sh, a headless Secret Service in a private D-Bus session, secret-tool.
 PKGS_TESTS="$PKGS_TESTS python3-authlib gnome-keyring libsecret-tools dbus-daemon"
