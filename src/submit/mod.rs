@@ -1,7 +1,6 @@
 //! rsend's job: envelope resolution, the header pass, and handing the message to the SMTP session;
 //! and `-bs`, SMTP on stdin/stdout relaying each message through that same path.
 
-pub mod address;
 pub mod aliases;
 pub mod configure;
 pub mod flush;

@@ -16,11 +16,11 @@ use crate::proto::sasl::Mechanism;
 use crate::proto::smtp::{AuthMethod, DsnRet, Envelope, Notify, Protocol, Recipient};
 use crate::session::smtp::{SmtpAuth, SmtpClient, SmtpSettings};
 
-use super::address::{check_addr_spec, domain_of, parse_recipient_list};
 use super::aliases::Aliases;
 use super::headers::{self, HeaderPolicy, SetFrom, SetTo};
 use super::queue::{self, Queue, RetryState, Stored};
 use super::spool::Spool;
+use crate::message::address::{check_addr_spec, domain_of, parse_recipient_list};
 
 /// The account settings chosen for this run, after command-line overrides.
 pub struct Resolved {

@@ -12,8 +12,8 @@ use crate::exit::{rsend_code, sysexits};
 use crate::proto::dotstuff::DotUnstuffer;
 use crate::proto::smtp_server::{self, Dialogue, Next, Reply};
 
-use super::address::check_addr_spec;
 use super::run;
+use crate::message::address::check_addr_spec;
 
 /// Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512 octets; parameters and long
 /// addresses get some room).
