@@ -6,6 +6,7 @@ pub mod configure;
 pub mod flush;
 pub mod headers;
 pub mod queue;
+pub mod request;
 pub mod run;
 pub mod smtp_stdio;
 pub mod spool;
