@@ -38,10 +38,8 @@ use crate::hint;
 use crate::session::imap::{IdleEvent, ImapSession};
 
 use super::poll::{self, PollContext, PollReport};
-use super::spec::PollSpec;
+use super::spec::{DEFAULT_IDLE_TIMEOUT, PollSpec};
 
-/// fetchmail's IDLE re-issue period (1680 s), below the 30-minute server limit of RFC 2177.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1680);
 /// fetchmail's NOOP period when the server lacks IDLE.
 pub const NOOP_PERIOD: Duration = Duration::from_secs(28);
 /// First retry after a transient poll failure (then doubling up to the interval).

@@ -4,6 +4,7 @@
 //! overrides (`-k`, `-K`, `-a`, `-l`, `-B`, `-b`, `--invisible`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::multidrop;
 use crate::account::AuthSetting;
@@ -15,6 +16,10 @@ use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, Use
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
+
+/// fetchmail's IDLE re-issue period (1680 s), below the 30-minute server limit of RFC 2177:
+/// a poll's `idle_timeout` when none is configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1680);
 
 /// One mailbox to poll and where its mail goes.
 #[derive(Debug, Clone)]
@@ -187,7 +192,7 @@ impl PollSpec {
         if f.idle() && f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!(
                 "  After each poll the connection stays open in IMAP IDLE (re-issued every {} s{}); new mail is fetched at once. Each folder gets its own connection.\n",
-                self.idle_timeout.unwrap_or(crate::fetch::daemon::DEFAULT_IDLE_TIMEOUT.as_secs()),
+                self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
                 if self.force_idle {
                     ", sent even when not announced"
                 } else {
