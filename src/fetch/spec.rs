@@ -3,7 +3,6 @@
 //! server and user options, `mda`, `smtphost`/`lmtp`, `is ... here`), plus the command-line
 //! overrides (`-k`, `-K`, `-a`, `-l`, `-B`, `-b`, `--invisible`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::multidrop;
@@ -594,16 +593,6 @@ fn multidrop_rules(
         domains,
         postmaster,
     }
-}
-
-/// Where fetchmail keeps its state: `$FETCHMAILHOME/.fetchids`, else `~/.fetchids`.
-pub fn default_idfile(env: &Env) -> PathBuf {
-    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
-        return PathBuf::from(h).join(".fetchids");
-    }
-    env.home
-        .as_ref()
-        .map_or_else(|| PathBuf::from(".fetchids"), |h| h.join(".fetchids"))
 }
 
 #[cfg(test)]
