@@ -273,26 +273,6 @@ pub struct OAuthKeys {
     pub token_in_keyring: Option<Sourced<bool>>,
 }
 
-impl OAuthKeys {
-    fn overlay(&mut self, other: &OAuthKeys) {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
-        }
-        take!(
-            provider,
-            client_id,
-            client_secret,
-            scope,
-            authorize_url,
-            token_url,
-            device_url,
-            tenant,
-            token_file,
-            token_in_keyring
-        );
-    }
-}
-
 /// The keyring's `service` attribute for a protocol (msmtp: `smtp`, mpop: `pop3`).
 pub fn keyring_service(service: Service) -> &'static str {
     match service {
@@ -682,36 +662,6 @@ impl ServerSettings {
             }
         }
         Ok(None)
-    }
-
-    /// Copies every field set in `other` over this one (inheritance and command-line overrides).
-    pub fn overlay(&mut self, other: &ServerSettings) {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
-        }
-        take!(
-            host,
-            port,
-            source_ip,
-            timeout,
-            auth,
-            user,
-            password,
-            tls,
-            tls_starttls,
-            tls_trust_file,
-            tls_fingerprint,
-            tls_certcheck,
-            tls_key_file,
-            tls_cert_file,
-            tls_host_override,
-            danger_plaintext_auth,
-            proxy_host,
-            proxy_port,
-            proxy_user,
-            proxy_password
-        );
-        self.oauth.overlay(&other.oauth);
     }
 }
 
