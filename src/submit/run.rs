@@ -864,7 +864,7 @@ impl LogLine {
                     "{} errormsg='{}' exitcode={}",
                     self.fields,
                     log_value(&e.chain()),
-                    exit_name(crate::exit::rsend_code(e.kind()))
+                    crate::exit::sysexits::name(crate::exit::rsend_code(e.kind()))
                 ),
                 false,
             ),
@@ -956,24 +956,6 @@ fn append_locked(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     f.write_all(bytes)
-}
-
-fn exit_name(code: i32) -> &'static str {
-    match code {
-        0 => "EX_OK",
-        64 => "EX_USAGE",
-        65 => "EX_DATAERR",
-        66 => "EX_NOINPUT",
-        68 => "EX_NOHOST",
-        69 => "EX_UNAVAILABLE",
-        70 => "EX_SOFTWARE",
-        74 => "EX_IOERR",
-        75 => "EX_TEMPFAIL",
-        76 => "EX_PROTOCOL",
-        77 => "EX_NOPERM",
-        78 => "EX_CONFIG",
-        _ => "EX_UNKNOWN",
-    }
 }
 
 #[cfg(test)]
