@@ -1,6 +1,6 @@
 //! rfetch's long-running side: one thread per account (and per folder for IMAP IDLE), each
-//! with its own schedule, retry backoff and IDLE loop; SIGTERM/SIGINT/SIGUSR1 handling
-//! (anchor §2.2, §3.8).
+//! with its own schedule, retry backoff and IDLE loop; SIGTERM/SIGINT end it, SIGUSR1 wakes it
+//! for an immediate poll, as in fetchmail's daemon mode.
 //!
 //! Schedules. A polling account polls, then sleeps `interval` (daemon) or ends (one-shot).
 //! After a transient failure (connect, timeout, lost connection, 4xx) it retries after 30 s,

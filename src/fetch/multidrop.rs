@@ -1,4 +1,4 @@
-//! Multidrop sorting (fetchmail's "multidrop" mode, anchor §1.8 and §3.5): for a message fetched
+//! Multidrop sorting (fetchmail's "multidrop" mode): for a message fetched
 //! from a mailbox shared by several people, which local users it is for — from its envelope
 //! header (`envelope [N] HEADER`, default `Received`'s "for <address>"), else from its
 //! Resent-To/Cc/Bcc or To/Cc/Bcc/Apparently-To — matched against the poll's local names, with

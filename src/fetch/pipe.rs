@@ -21,7 +21,7 @@ const CHANNEL_DEPTH: usize = 32;
 const HEADER_SCAN: usize = 64 * 1024;
 
 /// A delivery target as the fetch job uses it: Maildir messages are written first and made
-/// durable per batch (one directory fsync for many messages, DESIGN §6); every other target
+/// durable per batch (one directory fsync for many messages); every other target
 /// confirms each message itself.
 pub enum Target {
     Maildir(Maildir),

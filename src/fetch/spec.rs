@@ -1,6 +1,6 @@
 //! What one poll does, whatever file described it: a [`PollSpec`] built from a native TOML
-//! account (`[accounts.NAME.fetch]`) or from a fetchmailrc poll/user entry (anchor §2.2-2.4:
-//! server and user options, `mda`, `smtphost`/`lmtp`, `is ... here`), plus the command-line
+//! account (`[accounts.NAME.fetch]`) or from a fetchmailrc poll/user entry (its server and user
+//! options, `mda`, `smtphost`/`lmtp`, `is ... here`), plus the command-line
 //! overrides (`-k`, `-K`, `-a`, `-l`, `-B`, `-b`, `--invisible`).
 
 use std::time::Duration;
