@@ -405,14 +405,11 @@ fn log_sinks(
     rc: Option<&fetchmailrc::FetchmailRc>,
     env: &Env,
 ) -> (Option<PathBuf>, bool) {
-    let logfile = args
-        .logfile
-        .as_deref()
-        .map(|p| env.expand_tilde(p))
-        .or_else(|| {
-            rc.and_then(|r| r.globals.logfile.as_ref())
-                .map(|p| p.value.clone())
-        });
+    let logfile = path_setting(
+        args.logfile.as_deref(),
+        rc.and_then(|r| r.globals.logfile.as_ref()),
+        env,
+    );
     let syslog = if args.nosyslog {
         false
     } else if args.syslog {
@@ -440,16 +437,24 @@ fn configure_logging(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, e
     }
 }
 
+/// A file given by an option (`~` expanded), else by the fetchmailrc's `set` line.
+fn path_setting(
+    option: Option<&str>,
+    rc: Option<&fetchmailrc::Located<PathBuf>>,
+    env: &Env,
+) -> Option<PathBuf> {
+    option
+        .map(|p| env.expand_tilde(p))
+        .or_else(|| rc.map(|p| p.value.clone()))
+}
+
 /// The lock file: `--pidfile`, else `set pidfile`, else the default.
 fn lock_path(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env) -> PathBuf {
-    let configured = args
-        .pidfile
-        .as_deref()
-        .map(|p| env.expand_tilde(p))
-        .or_else(|| {
-            rc.and_then(|r| r.globals.pidfile.as_ref())
-                .map(|p| p.value.clone())
-        });
+    let configured = path_setting(
+        args.pidfile.as_deref(),
+        rc.and_then(|r| r.globals.pidfile.as_ref()),
+        env,
+    );
     instance::lock_path(configured, env)
 }
 
@@ -597,17 +602,11 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     plog::set_daemon(interval.is_some());
     configure_logging(args, loaded.rc.as_ref(), &env);
     let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
-    let idfile = args
-        .idfile
-        .as_deref()
-        .map(|p| env.expand_tilde(p))
-        .or_else(|| {
-            loaded
-                .rc
-                .as_ref()
-                .and_then(|r| r.globals.idfile.as_ref())
-                .map(|p| p.value.clone())
-        });
+    let idfile = path_setting(
+        args.idfile.as_deref(),
+        loaded.rc.as_ref().and_then(|r| r.globals.idfile.as_ref()),
+        &env,
+    );
     let Instance { lock: _lock, state } =
         Instance::start(&lock_file, interval, &instance::idfile_path(idfile, &env))?;
     // Account threads may outlive this function when a stop abandons one blocked in a network
