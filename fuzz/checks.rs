@@ -14,6 +14,7 @@ use postie::account::Env;
 use postie::config::{fetchmailrc, msmtprc, toml as toml_config};
 use postie::deliver::MessageInfo;
 use postie::deliver::mda;
+use postie::message::address::{parse_address_list, parse_recipient_list};
 use postie::proto::dotstuff::{DotStuffer, DotUnstuffer};
 use postie::proto::imap;
 use postie::proto::pop3;
@@ -22,7 +23,6 @@ use postie::proto::smtp::{
     AuthConfig, AuthMethod, Command as SmtpCommand, Envelope, Handshake, HandshakeConfig,
     HandshakeStep, Protocol, RcptStatus, Recipient, Reply, ReplyParser, Transaction, TxnStep,
 };
-use postie::submit::address::{parse_address_list, parse_recipient_list};
 use postie::submit::headers::{self, HeaderPolicy, SetFrom, SetTo};
 
 /// The password every client machine is given; it must never show up where it must not.
@@ -1727,8 +1727,8 @@ fn end_of_data(stream: &[u8]) -> Option<usize> {
 /// accepted, each a valid address with no bracket or control character (they go on the wire as
 /// `MAIL FROM:<...>`), at most the recipient bound; QUIT ends the session.
 pub fn smtp_server(data: &[u8]) {
+    use postie::message::address::check_addr_spec;
     use postie::proto::smtp_server::{Command, Dialogue, MAX_RECIPIENTS, Next, parse};
-    use postie::submit::address::check_addr_spec;
     const HOST: &str = "rsend.fuzz";
     check_server_reply(&Dialogue::greeting(HOST));
     let check = |a: &str| check_addr_spec(a);

@@ -17,6 +17,30 @@ pub mod sysexits {
     pub const PROTOCOL: i32 = 76;
     pub const NOPERM: i32 = 77;
     pub const CONFIG: i32 = 78;
+
+    /// Each code with its sysexits.h name, as msmtp's log line writes it (`exitcode=EX_IOERR`).
+    const NAMES: [(i32, &str); 12] = [
+        (OK, "EX_OK"),
+        (USAGE, "EX_USAGE"),
+        (DATAERR, "EX_DATAERR"),
+        (NOINPUT, "EX_NOINPUT"),
+        (NOHOST, "EX_NOHOST"),
+        (UNAVAILABLE, "EX_UNAVAILABLE"),
+        (SOFTWARE, "EX_SOFTWARE"),
+        (IOERR, "EX_IOERR"),
+        (TEMPFAIL, "EX_TEMPFAIL"),
+        (PROTOCOL, "EX_PROTOCOL"),
+        (NOPERM, "EX_NOPERM"),
+        (CONFIG, "EX_CONFIG"),
+    ];
+
+    /// The sysexits.h name of `code` (`EX_UNKNOWN` for a code rsend does not use).
+    pub fn name(code: i32) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or("EX_UNKNOWN", |(_, n)| n)
+    }
 }
 
 /// rsend's exit code for an error. msmtp gives 74 for read timeouts and 69 for 4xx replies; we
@@ -138,5 +162,8 @@ mod tests {
         assert_eq!(rfetch_code(ErrorKind::Auth), 3);
         assert_eq!(rfetch_code(ErrorKind::InsecureConfig), 6);
         assert_eq!(rfetch_code(ErrorKind::Lock), 8);
+        assert_eq!(sysexits::name(rsend_code(ErrorKind::Auth)), "EX_NOPERM");
+        assert_eq!(sysexits::name(sysexits::OK), "EX_OK");
+        assert_eq!(sysexits::name(3), "EX_UNKNOWN");
     }
 }

@@ -1,5 +1,5 @@
-//! The fix-it line printed under an error, for the errors users hit most (anchors/msmtp.md §6:
-//! missing hints), naming the keys of the file the account came from. One table for both
+//! The fix-it line printed under an error, for the errors users hit most (msmtp prints the error
+//! alone, and users ask what to change), naming the keys of the file the account came from. One table for both
 //! binaries: msmtprc and the native TOML share key names (`tls_trust_file`...), fetchmailrc has
 //! its own (`sslcertfile`...).
 

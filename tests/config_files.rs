@@ -223,8 +223,8 @@ fn toml_file_is_found_under_xdg_config_home() {
     assert_eq!(set.select(None, None, &env).unwrap().0.name, "default");
 }
 
-/// The msmtprc that /work/shared/reference/mailstack.sh's `write_clients` writes, with its
-/// `$DIR` and port variables filled in.
+/// An msmtprc as a mail stack's setup script writes it for its test clients (one account per
+/// port of the stack, the stack's CA as trust file), with its `$DIR` and port variables filled in.
 fn mailstack_msmtprc(dir: &Path) -> String {
     let c = dir.join("client").display().to_string();
     let d = dir.display().to_string();

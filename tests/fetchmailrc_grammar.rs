@@ -1,4 +1,5 @@
-//! The fetchmailrc grammar against the real-world examples of anchor §1.7, error positions,
+//! The fetchmailrc grammar against real-world files (the fetchmail man page's examples, Debian's
+//! template, a Gmail-with-procmail setup), error positions,
 //! warnings for unimplemented keywords, defaults inheritance, configdump, and permissions.
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,6 @@
 //! through here, so a key means the same thing wherever it is written.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
@@ -629,11 +628,6 @@ fn parse_recipient(arg: &str) -> Result<String, KeyError> {
         )));
     }
     Ok(arg.to_owned())
-}
-
-/// A path argument with `~` expanded (for callers outside this module).
-pub fn path_arg(env: &Env, arg: &str) -> PathBuf {
-    env.expand_tilde(arg)
 }
 
 #[cfg(test)]

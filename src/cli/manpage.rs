@@ -12,6 +12,14 @@ pub struct Section {
     pub body: &'static str,
 }
 
+/// The section rsend(1) and rfetch(1) share: where passwords and OAuth2 tokens come from.
+const PASSWORDS_SECTION: Section = Section {
+    title: "PASSWORDS, THE KEYRING AND OAUTH2",
+    body: "The password comes from password, passwordeval or passwordkeyring; without any of them from the system keyring under msmtp's attributes (host, service smtp for sending, pop3 or imap for fetching, user), then ~/.netrc and /etc/netrc, then a prompt on the terminal. A password stored for msmtp with secret-tool is found unchanged. passwordkeyring on (or NAME=VALUE attributes; in TOML also password = { keyring = true } or { keyring = \"NAME=VALUE ...\" }, and password = { eval = \"command\" } for passwordeval) uses only the keyring; postie keyring store puts a password there.
+
+With oauth_provider (google, microsoft or generic) and oauth_client_id the account logs in with OAuth2 (XOAUTH2 or OAUTHBEARER) using access tokens that postie refreshes by itself; authorize once with postie oauth login. See postie(1) for the settings, the authorization flows and how to register a client with Google or Microsoft.",
+};
+
 /// A page without generated sections (postie(1)).
 pub(crate) fn render(cmd: clap::Command, sections: &[Section]) -> Vec<u8> {
     render_with(cmd, sections, &[])
@@ -235,7 +243,7 @@ systemctl --user daemon-reload; systemctl --user enable --now rsend-queue.timer 
 make install and the Debian package install the same units (from contrib/systemd) for the \
 installed rsend and the default queue.",
     },
-    super::postie::PASSWORDS_SECTION,
+    PASSWORDS_SECTION,
     Section {
         title: "SECURITY",
         body: "TLS is verified against the system roots, or tls_trust_file, or a SHA-256 \
@@ -406,7 +414,7 @@ fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) 
 the second. rfetch holds a flock(2) on it while it runs, so a lock file left by a killed instance \
 is taken over and a running instance's lock is never removed by another.",
     },
-    super::postie::PASSWORDS_SECTION,
+    PASSWORDS_SECTION,
     Section {
         title: "DAEMON MODE AND IDLE",
         body: "With -d N (or set daemon N) every account runs on its own thread with its own \

@@ -100,14 +100,6 @@ pub enum KeyringCommand {
     },
 }
 
-/// The section rsend(1) and rfetch(1) share: where passwords and OAuth2 tokens come from.
-pub const PASSWORDS_SECTION: Section = Section {
-    title: "PASSWORDS, THE KEYRING AND OAUTH2",
-    body: "The password comes from password, passwordeval or passwordkeyring; without any of them from the system keyring under msmtp's attributes (host, service smtp for sending, pop3 or imap for fetching, user), then ~/.netrc and /etc/netrc, then a prompt on the terminal. A password stored for msmtp with secret-tool is found unchanged. passwordkeyring on (or NAME=VALUE attributes; in TOML also password = { keyring = true } or { keyring = \"NAME=VALUE ...\" }, and password = { eval = \"command\" } for passwordeval) uses only the keyring; postie keyring store puts a password there.
-
-With oauth_provider (google, microsoft or generic) and oauth_client_id the account logs in with OAuth2 (XOAUTH2 or OAUTHBEARER) using access tokens that postie refreshes by itself; authorize once with postie oauth login. See postie(1) for the settings, the authorization flows and how to register a client with Google or Microsoft.",
-};
-
 const SECTIONS: &[Section] = &[
     Section {
         title: "OAUTH2",

@@ -1,12 +1,12 @@
 //! The rfetch command line (fetchmail options) and its dispatch: config loading (native TOML
-//! or fetchmailrc), the instance lock, handing the accounts to [`crate::fetch::daemon`]
-//! (one-shot, daemon, IDLE), and fetchmail's exit codes (anchor §8).
+//! or fetchmailrc), starting the instance ([`crate::fetch::instance`]: lock, id file, journal
+//! recovery), handing the accounts to [`crate::fetch::daemon`] (one-shot, daemon, IDLE), and
+//! fetchmail's exit codes (0 mail, 1 no mail, 13 fetchlimit reached, the failure's otherwise).
 //!
 //! Daemon mode detaches from the terminal (through [`crate::cli::daemonize`]) unless -N is
 //! given.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::account::{Env, Provenance, Sourced, Target};
@@ -18,10 +18,10 @@ use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{fetchmail as code, rfetch_code};
 use crate::fetch::daemon::{self, Control, Schedule};
+use crate::fetch::instance::{self, Instance};
 use crate::fetch::lock;
 use crate::fetch::poll::{PollContext, PollReport};
 use crate::fetch::spec::{self, PollSpec};
-use crate::fetch::state::SeenStore;
 use crate::log::{self as plog, Verbosity};
 
 /// Runs rfetch with the process arguments; returns the exit code.
@@ -405,14 +405,11 @@ fn log_sinks(
     rc: Option<&fetchmailrc::FetchmailRc>,
     env: &Env,
 ) -> (Option<PathBuf>, bool) {
-    let logfile = args
-        .logfile
-        .as_deref()
-        .map(|p| env.expand_tilde(p))
-        .or_else(|| {
-            rc.and_then(|r| r.globals.logfile.as_ref())
-                .map(|p| p.value.clone())
-        });
+    let logfile = path_setting(
+        args.logfile.as_deref(),
+        rc.and_then(|r| r.globals.logfile.as_ref()),
+        env,
+    );
     let syslog = if args.nosyslog {
         false
     } else if args.syslog {
@@ -440,17 +437,25 @@ fn configure_logging(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, e
     }
 }
 
+/// A file given by an option (`~` expanded), else by the fetchmailrc's `set` line.
+fn path_setting(
+    option: Option<&str>,
+    rc: Option<&fetchmailrc::Located<PathBuf>>,
+    env: &Env,
+) -> Option<PathBuf> {
+    option
+        .map(|p| env.expand_tilde(p))
+        .or_else(|| rc.map(|p| p.value.clone()))
+}
+
+/// The lock file: `--pidfile`, else `set pidfile`, else the default.
 fn lock_path(args: &RfetchArgs, rc: Option<&fetchmailrc::FetchmailRc>, env: &Env) -> PathBuf {
-    if let Some(p) = &args.pidfile {
-        return env.expand_tilde(p);
-    }
-    if let Some(p) = rc.and_then(|r| r.globals.pidfile.as_ref()) {
-        return p.value.clone();
-    }
-    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
-        return PathBuf::from(h).join("fetchmail.pid");
-    }
-    env.expand_tilde("~/.fetchmail.pid")
+    let configured = path_setting(
+        args.pidfile.as_deref(),
+        rc.and_then(|r| r.globals.pidfile.as_ref()),
+        env,
+    );
+    instance::lock_path(configured, env)
 }
 
 /// Stops the instance holding the lock file at `path`, as `--quit` does; whether one ran.
@@ -597,22 +602,13 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     plog::set_daemon(interval.is_some());
     configure_logging(args, loaded.rc.as_ref(), &env);
     let lock_file = lock_path(args, loaded.rc.as_ref(), &env);
-    let _lock = lock::acquire(&lock_file, interval)?;
-    let idfile = args
-        .idfile
-        .as_deref()
-        .map(|p| env.expand_tilde(p))
-        .or_else(|| {
-            loaded
-                .rc
-                .as_ref()
-                .and_then(|r| r.globals.idfile.as_ref())
-                .map(|p| p.value.clone())
-        })
-        .unwrap_or_else(|| spec::default_idfile(&env));
-    let state = Mutex::new(SeenStore::open(&idfile)?);
-    // A batch a killed run left half-published is finished before anything is fetched again.
-    crate::fetch::journal::recover(&state)?;
+    let idfile = path_setting(
+        args.idfile.as_deref(),
+        loaded.rc.as_ref().and_then(|r| r.globals.idfile.as_ref()),
+        &env,
+    );
+    let Instance { lock: _lock, state } =
+        Instance::start(&lock_file, interval, &instance::idfile_path(idfile, &env))?;
     // Account threads may outlive this function when a stop abandons one blocked in a network
     // read (fetch::daemon), so what they share lives for the rest of the process.
     let control: &'static Control = Box::leak(Box::new(Control::new()));

@@ -14,6 +14,7 @@ use crate::log::Verbosity;
 use crate::net::format_fingerprint;
 use crate::session::smtp::SmtpClient;
 use crate::submit::queue::Queue;
+use crate::submit::request::{AccountChoice, Request};
 use crate::submit::{flush, run};
 
 /// Runs rsend with the process arguments; returns the exit code.
@@ -90,6 +91,79 @@ fn name_config_files(args: &RsendArgs, e: Error) -> Error {
     discover::discover(Program::Rsend, explicit, &env).name_in_error(e, &|p| p.exists())
 }
 
+/// msmtp-style command-line overrides as `(msmtprc key, value)` pairs.
+fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let mut push = |key: &'static str, v: &Option<String>| {
+        if let Some(v) = v {
+            out.push((key, v.clone()));
+        }
+    };
+    push("host", &args.host);
+    push("port", &args.port.map(|p| p.to_string()));
+    push("timeout", &args.timeout);
+    push("protocol", &args.protocol);
+    push("domain", &args.domain);
+    push("auth", &args.auth);
+    push("user", &args.user);
+    push("passwordeval", &args.passwordeval);
+    push("tls", &args.tls);
+    push("tls_starttls", &args.tls_starttls);
+    push("tls_trust_file", &args.tls_trust_file);
+    push("tls_fingerprint", &args.tls_fingerprint);
+    push("tls_certcheck", &args.tls_certcheck);
+    push("tls_key_file", &args.tls_key_file);
+    push("tls_cert_file", &args.tls_cert_file);
+    push("tls_host_override", &args.tls_host_override);
+    push("dsn_notify", &args.dsn_notify);
+    push("dsn_return", &args.dsn_return);
+    push("logfile", &args.logfile);
+    push("syslog", &args.syslog);
+    push("aliases", &args.aliases);
+    push("set_from_header", &args.set_from_header);
+    push("set_date_header", &args.set_date_header);
+    push("set_msgid_header", &args.set_msgid_header);
+    push("set_to_header", &args.set_to_header);
+    push("remove_bcc_headers", &args.remove_bcc_headers);
+    push("from_full_name", &args.full_name);
+    push("queue_dir", &args.queue_dir);
+    push("source_ip", &args.source_ip);
+    push("proxy_host", &args.proxy_host);
+    push("proxy_port", &args.proxy_port);
+    push("socket", &args.socket);
+    push("logfile_time_format", &args.logfile_time_format);
+    push("keepbcc", &args.keepbcc);
+    push("undisclosed_recipients", &args.undisclosed_recipients);
+    push("add_missing_from_header", &args.add_missing_from_header);
+    push("add_missing_date_header", &args.add_missing_date_header);
+    if args.danger_plaintext_auth {
+        out.push(("danger_plaintext_auth", "on".to_string()));
+    }
+    out
+}
+
+/// The submit job's request for a parsed command line.
+pub fn request(args: &RsendArgs) -> Request {
+    Request {
+        config_file: args.file.clone(),
+        account: if args.host.is_some() {
+            AccountChoice::CommandLine
+        } else {
+            AccountChoice::Configured(args.account.clone())
+        },
+        overrides: overrides(args),
+        from: args.from.clone().or_else(|| args.from_r.clone()),
+        read_envelope_from: args.read_envelope_from,
+        recipients: args.recipients.clone(),
+        read_recipients: args.read_recipients,
+        full_name: args.full_name.clone(),
+        delivery: rsend_args::delivery_flag(args),
+        queue_on_failure: args.queue_on_failure,
+        verbose: args.verbose > 0,
+        sender_needed: !args.serverinfo,
+    }
+}
+
 /// Runs a parsed command line with `input` as the message source.
 pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), Error> {
     if let Some(shell) = args.completions {
@@ -110,7 +184,12 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
     }
     if rsend_args::smtp_on_stdio(args) {
         let env = Env::from_process();
-        return crate::submit::smtp_stdio::serve(args, &env, input, &mut std::io::stdout().lock());
+        return crate::submit::smtp_stdio::serve(
+            &request(args),
+            &env,
+            input,
+            &mut std::io::stdout().lock(),
+        );
     }
     let mode = rsend_args::mode(args).map_err(|m| Error::new(ErrorKind::Usage, m))?;
     let env = Env::from_process();
@@ -140,7 +219,7 @@ pub fn run_args(args: &RsendArgs, input: &mut dyn std::io::Read) -> Result<(), E
         }
         return serverinfo(args, &env);
     }
-    match run::send(args, &env, input)? {
+    match run::send(&request(args), &env, input)? {
         run::Outcome::Sent(sent) => log::info!(
             "message accepted for {}: {}",
             sent.recipients.join(", "),
@@ -158,11 +237,12 @@ fn command_queue_dir(args: &RsendArgs, env: &Env) -> Result<std::path::PathBuf, 
     if let Some(d) = &args.queue_dir {
         return Ok(env.expand_tilde(d));
     }
-    if args.host.is_some() || args.account.is_some() {
-        let resolved = run::resolve(args, env, None)?;
+    let req = request(args);
+    if req.account != AccountChoice::Configured(None) {
+        let resolved = run::resolve(&req, env, None)?;
         return run::queue_dir(&resolved.settings, env);
     }
-    let set = run::load_accounts(args, env)?;
+    let set = run::load_accounts(&req, env)?;
     let configured = set
         .select(None, None, env)
         .ok()
@@ -288,8 +368,8 @@ fn flush_queue(args: &RsendArgs, env: &Env) -> Result<(), Error> {
 }
 
 fn pretend(args: &RsendArgs, env: &Env) -> Result<(), Error> {
-    let from = args.from.clone().or_else(|| args.from_r.clone());
-    let resolved = run::resolve(args, env, from.as_deref())?;
+    let req = request(args);
+    let resolved = run::resolve(&req, env, req.from.as_deref())?;
     let mut out = std::io::stdout().lock();
     let files: Vec<String> = resolved
         .files
@@ -305,7 +385,7 @@ fn pretend(args: &RsendArgs, env: &Env) -> Result<(), Error> {
 }
 
 fn serverinfo(args: &RsendArgs, env: &Env) -> Result<(), Error> {
-    let resolved = run::resolve(args, env, None)?;
+    let resolved = run::resolve(&request(args), env, None)?;
     let mut settings = run::session_settings_without_auth(&resolved.settings, env)?;
     settings.auth = None;
     let client = SmtpClient::connect(&settings)?;

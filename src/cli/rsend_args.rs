@@ -397,16 +397,7 @@ pub enum Mode {
     InstallUnits,
 }
 
-/// How the message on stdin is delivered (sendmail's -od delivery modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryFlag {
-    /// -odi: now, in the foreground.
-    Interactive,
-    /// -odq (and -odd): into the queue without trying.
-    Queue,
-    /// -odb: into the queue, then a flush in the background.
-    Background,
-}
+pub use crate::submit::request::DeliveryFlag;
 
 /// The last -od flag given, if any.
 pub fn delivery_flag(args: &RsendArgs) -> Option<DeliveryFlag> {

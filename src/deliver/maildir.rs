@@ -1,6 +1,7 @@
 //! The Maildir target (maildir(5), cr.yp.to/proto/maildir.html): write to `tmp/` under a unique
 //! name, fsync, rename into `new/`, fsync `new/` — the fsyncs batched, because one fsync per
-//! message costs more than the whole protocol exchange (DESIGN §6).
+//! message (about 0.65 ms for a small file on a journaled ext4) costs more than the whole protocol
+//! exchange.
 //!
 //! A message counts as delivered only once a [`Maildir::sync`] that covers its [`Pending`] token
 //! returned `Ok`: the token is the only way to get a [`Receipt`].

@@ -1,8 +1,11 @@
-//! The `Received:` trace header rfetch prepends, in fetchmail's format (fetchmail transact.c;
-//! anchor §3.4), and its placement before the first existing `Received:` line (RFC 5322 §3.6.7).
+//! The `Received:` trace header rfetch prepends, in fetchmail's format (fetchmail transact.c:
+//! `from SERVER [IP]`, `by HOST with PROTO (SOFTWARE)`, `for <ADDR> (single-drop)`, the date),
+//! and its placement before the first existing `Received:` line (RFC 5322 §3.6.7).
 //! Pure functions: no clock, no DNS.
 
 use chrono::{DateTime, FixedOffset};
+
+use crate::message::header;
 
 /// Who the message is for, as fetchmail reports it on the `for` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,25 +109,11 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
 }
 
 /// Where to insert the header in `header_block` (the message's header section, or a prefix
-/// of the message holding at least it): the offset of the first line starting with
-/// `Received:` (case-insensitive), or 0 when there is none before the blank line ending the
-/// headers — so a leading `Return-Path:` stays first.
+/// of the message holding at least it): before the first `Received:` field (the name matched
+/// case-insensitively), or at 0 when the header block has none, so a leading `Return-Path:`
+/// stays first. The block is read by the one header scanner ([`crate::message::header`]).
 pub fn insertion_offset(header_block: &[u8]) -> usize {
-    let mut offset = 0;
-    for line in header_block.split_inclusive(|&b| b == b'\n') {
-        if line == b"\n" || line == b"\r\n" {
-            return 0;
-        }
-        if line.len() >= 9
-            && line
-                .get(..9)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"received:"))
-        {
-            return offset;
-        }
-        offset += line.len();
-    }
-    0
+    header::field_offset(header_block, "Received").unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -196,5 +185,10 @@ mod tests {
         assert_eq!(insertion_offset(b"From: a\n\nReceived: body\n"), 0);
         assert_eq!(insertion_offset(b""), 0);
         assert_eq!(insertion_offset(b"received: x\n"), 0);
+        assert_eq!(insertion_offset(b"A: 1\nReceived: x\n"), 5);
+        // A lone CR ends a line: the field after it is a field.
+        assert_eq!(insertion_offset(b"A: 1\rReceived: x\n\n"), 5);
+        // Received in the body, after a line that is no header field, is not in the header.
+        assert_eq!(insertion_offset(b"A: 1\nno field\nReceived: x\n"), 0);
     }
 }

@@ -1,5 +1,5 @@
 //! The SMTP/LMTP target: forwards fetched messages to a local MTA (fetchmail's default
-//! delivery, anchor §3.2) or an LMTP server, reusing one session for many messages and
+//! delivery: SMTP to port 25 of localhost) or an LMTP server, reusing one session for many messages and
 //! reconnecting after `batchlimit` messages. 4xx replies are transient, 5xx permanent; with
 //! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts. A message for several
 //! recipients that some were served and others refused temporarily is a

@@ -1,6 +1,6 @@
 //! rfetch's long-running side: one thread per account (and per folder for IMAP IDLE), each
-//! with its own schedule, retry backoff and IDLE loop; SIGTERM/SIGINT/SIGUSR1 handling
-//! (anchor §2.2, §3.8).
+//! with its own schedule, retry backoff and IDLE loop; SIGTERM/SIGINT end it, SIGUSR1 wakes it
+//! for an immediate poll, as in fetchmail's daemon mode.
 //!
 //! Schedules. A polling account polls, then sleeps `interval` (daemon) or ends (one-shot).
 //! After a transient failure (connect, timeout, lost connection, 4xx) it retries after 30 s,
@@ -38,10 +38,8 @@ use crate::hint;
 use crate::session::imap::{IdleEvent, ImapSession};
 
 use super::poll::{self, PollContext, PollReport};
-use super::spec::PollSpec;
+use super::spec::{DEFAULT_IDLE_TIMEOUT, PollSpec};
 
-/// fetchmail's IDLE re-issue period (1680 s), below the 30-minute server limit of RFC 2177.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1680);
 /// fetchmail's NOOP period when the server lacks IDLE.
 pub const NOOP_PERIOD: Duration = Duration::from_secs(28);
 /// First retry after a transient poll failure (then doubling up to the interval).

@@ -1,7 +1,7 @@
 //! rfetch's job: mailboxes (POP3, IMAP), per-message seen state, the poll loop and the daemon.
 
 pub mod daemon;
-pub mod envelope;
+pub mod instance;
 pub mod journal;
 pub mod lock;
 pub mod multidrop;

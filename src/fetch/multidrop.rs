@@ -1,11 +1,11 @@
-//! Multidrop sorting (fetchmail's "multidrop" mode, anchor §1.8 and §3.5): for a message fetched
+//! Multidrop sorting (fetchmail's "multidrop" mode): for a message fetched
 //! from a mailbox shared by several people, which local users it is for — from its envelope
 //! header (`envelope [N] HEADER`, default `Received`'s "for <address>"), else from its
 //! Resent-To/Cc/Bcc or To/Cc/Bcc/Apparently-To — matched against the poll's local names, with
 //! the postmaster as the fallback. Pure: header bytes in, local names out.
 
-use crate::submit::address::{domain_of, parse_address_list};
-use crate::submit::headers::Field;
+use crate::message::address::{domain_of, parse_address_list};
+use crate::message::header::Field;
 
 /// How a multidrop poll sorts its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Sorted {
 }
 
 impl Rules {
-    /// Sorts the message with the header `fields` (see [`super::envelope::header_fields`]).
+    /// Sorts the message with the header `fields` (see [`crate::message::header::fields_of`]).
     pub fn sort(&self, fields: &[Field]) -> Sorted {
         let mut locals: Vec<String> = Vec::new();
         for address in self.addresses(fields) {
@@ -170,7 +170,7 @@ mod tests {
     }
 
     fn sort(r: &Rules, head: &str) -> Sorted {
-        r.sort(&crate::fetch::envelope::header_fields(head.as_bytes()))
+        r.sort(&crate::message::header::fields_of(head.as_bytes()))
     }
 
     #[test]

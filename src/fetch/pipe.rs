@@ -8,11 +8,12 @@
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use super::envelope;
 use super::multidrop::{Rules, Sorted};
 use crate::deliver::received::insertion_offset;
 use crate::deliver::{Deliver, DeliverError, Maildir, MessageInfo, Pending, Receipt};
 use crate::error::{Error, ErrorKind, Result};
+use crate::message::envelope;
+use crate::message::header::{self, Item, Scanner};
 
 /// How many chunks may wait between the session and the target.
 const CHANNEL_DEPTH: usize = 32;
@@ -20,7 +21,7 @@ const CHANNEL_DEPTH: usize = 32;
 const HEADER_SCAN: usize = 64 * 1024;
 
 /// A delivery target as the fetch job uses it: Maildir messages are written first and made
-/// durable per batch (one directory fsync for many messages, DESIGN §6); every other target
+/// durable per batch (one directory fsync for many messages); every other target
 /// confirms each message itself.
 pub enum Target {
     Maildir(Maildir),
@@ -185,7 +186,7 @@ fn worker<K>(
                 // A Maildir has no envelope: its header is not read ahead for one.
                 let direct = matches!(target, Target::Direct { .. });
                 let fields = if direct || opts.multidrop.is_some() {
-                    envelope::header_fields(reader.head())
+                    header::fields_of(reader.head())
                 } else {
                     Vec::new()
                 };
@@ -330,10 +331,9 @@ impl<K> ChunkReader<'_, K> {
     fn head(&mut self) -> &[u8] {
         if self.head.is_none() {
             let mut head = Vec::new();
-            // Only the bytes a chunk added (and the two before them) can complete a blank line.
-            let mut scanned = 0;
-            while !has_blank_line(&head, scanned) && head.len() < HEADER_SCAN {
-                scanned = head.len();
+            // The scanner resumes where the previous chunk left it.
+            let mut scanner = Scanner::default();
+            while !header_ended(&mut scanner, &head) && head.len() < HEADER_SCAN {
                 match self.next_chunk() {
                     Some(d) => head.extend_from_slice(&d),
                     None => break,
@@ -380,14 +380,16 @@ pub(crate) fn qualify(local: &str, domain: &str) -> String {
     }
 }
 
-/// Whether the header block `head` is complete (has its empty line), looking for the end at
-/// or after `from` (or at the very start).
-fn has_blank_line(head: &[u8], from: usize) -> bool {
-    let tail = head.get(from.saturating_sub(2)..).unwrap_or_default();
-    head.starts_with(b"\n")
-        || head.starts_with(b"\r\n")
-        || tail.windows(2).any(|w| w == b"\n\n")
-        || tail.windows(3).any(|w| w == b"\n\r\n")
+/// Whether the header block at the start of `head` (more of the message may follow) has ended:
+/// at its empty line, or at a line that is no header field.
+fn header_ended(scanner: &mut Scanner, head: &[u8]) -> bool {
+    loop {
+        match scanner.next(head, false, usize::MAX) {
+            Ok(Some(Item::End { .. })) => return true,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return false,
+        }
+    }
 }
 
 impl<K> Read for ChunkReader<'_, K> {
@@ -475,15 +477,38 @@ mod tests {
     }
 
     #[test]
-    fn blank_line_found_across_the_scan_boundary() {
-        let head = b"A: 1\r\nB: 2\r\n\r\nbody";
-        for from in 0..head.len() {
-            // Wherever the previous scan stopped, the end of the header is found...
-            assert!(has_blank_line(head, from.min(13)), "from {from}");
+    fn header_end_found_across_chunks() {
+        // Each message with the length of the shortest prefix that decides where its header
+        // ends (a line is classified once its ending arrived; a CR needs the byte after it).
+        for (msg, decided) in [
+            (&b"A: 1\r\nB: 2\r\n\r\nbody"[..], Some(14)),
+            (b"\r\nbody", Some(2)),
+            (b"A: 1\r\n\rbody", Some(8)),
+            (b"A: 1\nno field\nB: 2\n", Some(14)),
+            (b"A: 1\r\nB: 2\r\n", None),
+            (b"A: 1\r\n\r", None),
+        ] {
+            for step in 1..=msg.len() {
+                let mut scanner = Scanner::default();
+                let mut have = 0;
+                let mut ended_at = None;
+                while have < msg.len() {
+                    have = (have + step).min(msg.len());
+                    if header_ended(&mut scanner, &msg[..have]) {
+                        ended_at = Some(have);
+                        break;
+                    }
+                }
+                // Found with the chunk that brought the deciding byte, never before.
+                match decided {
+                    Some(d) => {
+                        let at = ended_at.unwrap_or_else(|| panic!("{msg:?} step {step}"));
+                        assert!(at >= d && at < d + step, "{msg:?} step {step}: {at}");
+                    }
+                    None => assert_eq!(ended_at, None, "{msg:?} step {step}"),
+                }
+            }
         }
-        // ...and a header without its empty line is not taken as complete.
-        assert!(!has_blank_line(b"A: 1\r\nB: 2\r\n", 5));
-        assert!(has_blank_line(b"\r\nbody", 4));
     }
 
     /// What [`Record`] saw: each message's bytes and envelope.

@@ -1,9 +1,9 @@
 //! What one poll does, whatever file described it: a [`PollSpec`] built from a native TOML
-//! account (`[accounts.NAME.fetch]`) or from a fetchmailrc poll/user entry (anchor §2.2-2.4:
-//! server and user options, `mda`, `smtphost`/`lmtp`, `is ... here`), plus the command-line
+//! account (`[accounts.NAME.fetch]`) or from a fetchmailrc poll/user entry (its server and user
+//! options, `mda`, `smtphost`/`lmtp`, `is ... here`), plus the command-line
 //! overrides (`-k`, `-K`, `-a`, `-l`, `-B`, `-b`, `--invisible`).
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use super::multidrop;
 use crate::account::AuthSetting;
@@ -15,6 +15,10 @@ use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, Use
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
+
+/// fetchmail's IDLE re-issue period (1680 s), below the 30-minute server limit of RFC 2177:
+/// a poll's `idle_timeout` when none is configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1680);
 
 /// One mailbox to poll and where its mail goes.
 #[derive(Debug, Clone)]
@@ -187,7 +191,7 @@ impl PollSpec {
         if f.idle() && f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!(
                 "  After each poll the connection stays open in IMAP IDLE (re-issued every {} s{}); new mail is fetched at once. Each folder gets its own connection.\n",
-                self.idle_timeout.unwrap_or(crate::fetch::daemon::DEFAULT_IDLE_TIMEOUT.as_secs()),
+                self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
                 if self.force_idle {
                     ", sent even when not announced"
                 } else {
@@ -589,16 +593,6 @@ fn multidrop_rules(
         domains,
         postmaster,
     }
-}
-
-/// Where fetchmail keeps its state: `$FETCHMAILHOME/.fetchids`, else `~/.fetchids`.
-pub fn default_idfile(env: &Env) -> PathBuf {
-    if let Some(h) = std::env::var_os("FETCHMAILHOME") {
-        return PathBuf::from(h).join(".fetchids");
-    }
-    env.home
-        .as_ref()
-        .map_or_else(|| PathBuf::from(".fetchids"), |h| h.join(".fetchids"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
-//! RFC 5322 message data as postie reads and writes it, shared by every part that looks at a
-//! message: what a line is ([`line`]) and where the header block ends ([`header`]). Pure: bytes
-//! in, positions and fields out; no I/O.
+//! RFC 5322 message data as postie reads and writes it, shared by both jobs (rsend's header pass,
+//! rfetch's delivery): what a line is ([`line`]), the header block and its fields ([`header`]),
+//! address lists ([`address`]) and the envelope sender a header names ([`envelope`]). Pure: bytes
+//! in, positions, fields and addresses out; no I/O.
 
+pub mod address;
+pub mod envelope;
 pub mod header;
 pub mod line;

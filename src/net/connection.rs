@@ -1,6 +1,7 @@
 //! An established connection, plain or TLS: byte I/O with timeouts, the in-place STARTTLS
 //! upgrade (discarding anything the server sent after its go-ahead), TLS details for
-//! `--serverinfo`, and the TCP_QUICKACK re-arm (DESIGN.md §6).
+//! `--serverinfo`, and the TCP_QUICKACK re-arm (a server answering in several segments, such as
+//! Postfix's session tickets before its reply, must not wait for the 40 ms delayed-ACK timer).
 
 use std::fmt;
 use std::io::{self, Read, Write};

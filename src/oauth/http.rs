@@ -92,7 +92,7 @@ pub fn post_form(
     timeout: Duration,
     what: &str,
 ) -> Result<JsonReply, HttpError> {
-    log::debug!(target: "postie::wire", "OAuth2: POST {url} ({what})");
+    log::debug!(target: crate::log::WIRE, "OAuth2: POST {url} ({what})");
     let transport = |message: String| HttpError::Transport {
         url: url.to_owned(),
         message,
@@ -116,7 +116,7 @@ pub fn post_form(
                 message: describe(&other),
             },
         })?;
-    log::debug!(target: "postie::wire", "OAuth2: HTTP {status} from {url}");
+    log::debug!(target: crate::log::WIRE, "OAuth2: HTTP {status} from {url}");
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(body)) => Ok(JsonReply { status, body }),
         Ok(_) => Err(HttpError::Garbage {

@@ -100,14 +100,6 @@ impl LineFramer {
         self.buf.get(self.start..).unwrap_or_default()
     }
 
-    /// Removes and returns the buffered bytes (for example to hand a literal's start to a
-    /// byte-counting reader).
-    pub fn take_buffered(&mut self) -> Vec<u8> {
-        let rest = self.buffered().to_vec();
-        self.clear();
-        rest
-    }
-
     /// Drops everything buffered (required at a STARTTLS upgrade: nothing sent in plaintext may
     /// be read as if it came over TLS).
     pub fn clear(&mut self) {

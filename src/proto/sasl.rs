@@ -87,20 +87,6 @@ impl Mechanism {
         )
     }
 
-    /// Whether the client speaks first (an initial response is available from `start`).
-    pub fn client_first(self) -> bool {
-        matches!(
-            self,
-            Mechanism::Plain
-                | Mechanism::External
-                | Mechanism::OAuthBearer
-                | Mechanism::ScramSha1
-                | Mechanism::ScramSha1Plus
-                | Mechanism::ScramSha256
-                | Mechanism::ScramSha256Plus
-        )
-    }
-
     /// Whether the exchange binds to the TLS channel (the -PLUS variants): it needs the
     /// connection's tls-exporter value.
     pub fn needs_channel_binding(self) -> bool {

@@ -11,7 +11,7 @@ use crate::account::Env;
 use crate::error::{Error, ErrorKind, Result};
 use crate::net;
 
-use super::address::check_addr_spec;
+use crate::message::address::check_addr_spec;
 
 /// How long each name server gets to answer.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);

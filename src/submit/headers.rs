@@ -1,28 +1,14 @@
-//! The header pass of a message handed to rsend: splitting the header block from the body
-//! (RFC 5322 section 2.2), `-t` recipient extraction (To/Cc/Bcc, or the first Resent- block),
+//! rsend's header policy on a message handed to it (the block is split by
+//! [`crate::message::header`]): `-t` recipient extraction (To/Cc/Bcc, or the first Resent- block),
 //! Bcc/Resent-Bcc removal, and the missing From/Date/Message-ID/To headers msmtp adds.
 
-use super::address::{AddressError, parse_address_list, parse_recipient_list};
+use crate::message::address::{AddressError, parse_address_list, parse_recipient_list};
 use crate::message::header;
-use crate::message::line::{LineEnd, find_line_end};
 
-pub use crate::message::header::Field;
+pub use crate::message::header::{Field, Head};
 
 /// Upper bound on the header block we keep in memory; the body is streamed.
 pub const MAX_HEADER_BYTES: usize = 4 * 1024 * 1024;
-
-/// The head of the message as read from the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    pub fields: Vec<Field>,
-    /// How many input bytes the header block (and the separating empty line, when present) used.
-    pub consumed: usize,
-    /// Whether the input had an empty line between header and body. When false, the text after
-    /// the fields is body text (`echo hello | rsend x@y`) and a separator must be inserted.
-    pub had_separator: bool,
-    /// A leading mbox "From " line was dropped.
-    pub dropped_mbox_from: bool,
-}
 
 /// Why the header block could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,38 +24,11 @@ pub enum HeaderError {
     Recipient { field: String, error: AddressError },
 }
 
-/// Splits the header block off `input`, which holds the start of the message; `complete` says
-/// whether `input` is the whole message. Returns `Ok(None)` when more input is needed to find
-/// the end of the header block. Lines are split by [`crate::message::line`], the rule the DATA
-/// encoder uses too, so the fields seen here are the header lines that go on the wire.
+/// Splits the header block off `input` (see [`header::split_head`]), bounded by
+/// [`MAX_HEADER_BYTES`]. Lines are split by [`crate::message::line`], the rule the DATA encoder
+/// uses too, so the fields seen here are the header lines that go on the wire.
 pub fn split_head(input: &[u8], complete: bool) -> Result<Option<Head>, HeaderError> {
-    let mut start = 0;
-    let mut dropped_mbox_from = false;
-    if input.starts_with(b"From ") {
-        match find_line_end(input) {
-            LineEnd::Found { text, len } => {
-                start = text + len;
-                dropped_mbox_from = true;
-            }
-            LineEnd::CrAtEnd { text } if complete => {
-                start = text + 1;
-                dropped_mbox_from = true;
-            }
-            LineEnd::CrAtEnd { .. } | LineEnd::NotFound if !complete => return Ok(None),
-            LineEnd::CrAtEnd { .. } | LineEnd::NotFound => {}
-        }
-    }
-    let Some(block) = header::scan(input, start, complete, MAX_HEADER_BYTES)
-        .map_err(|_| HeaderError::TooLarge)?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Head {
-        fields: block.fields,
-        consumed: block.end,
-        had_separator: block.had_separator,
-        dropped_mbox_from,
-    }))
+    header::split_head(input, complete, MAX_HEADER_BYTES).map_err(|_| HeaderError::TooLarge)
 }
 
 /// msmtp's `set_from_header`.

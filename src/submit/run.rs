@@ -8,7 +8,6 @@ use crate::account::{
     AuthSetting, DsnNotify, DsnReturn, Env, HeaderPolicy as AccountHeaderPolicy, LogFile,
     Provenance, QueueMode, Sourced, SubmitProtocol, SubmitSettings, ToHeaderPolicy,
 };
-use crate::cli::rsend_args::{DeliveryFlag, RsendArgs, delivery_flag};
 use crate::config::{self, AccountSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::TlsMode;
@@ -16,11 +15,12 @@ use crate::proto::sasl::Mechanism;
 use crate::proto::smtp::{AuthMethod, DsnRet, Envelope, Notify, Protocol, Recipient};
 use crate::session::smtp::{SmtpAuth, SmtpClient, SmtpSettings};
 
-use super::address::{check_addr_spec, domain_of, parse_recipient_list};
 use super::aliases::Aliases;
 use super::headers::{self, HeaderPolicy, SetFrom, SetTo};
 use super::queue::{self, Queue, RetryState, Stored};
+use super::request::{AccountChoice, DeliveryFlag, Request};
 use super::spool::Spool;
+use crate::message::address::{check_addr_spec, domain_of, parse_recipient_list};
 
 /// The account settings chosen for this run, after command-line overrides.
 pub struct Resolved {
@@ -39,62 +39,11 @@ pub struct Sent {
     pub final_code: u16,
 }
 
-/// msmtp-style command-line overrides as `(msmtprc key, value)` pairs.
-fn overrides(args: &RsendArgs) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let mut push = |key: &'static str, v: &Option<String>| {
-        if let Some(v) = v {
-            out.push((key, v.clone()));
-        }
-    };
-    push("host", &args.host);
-    push("port", &args.port.map(|p| p.to_string()));
-    push("timeout", &args.timeout);
-    push("protocol", &args.protocol);
-    push("domain", &args.domain);
-    push("auth", &args.auth);
-    push("user", &args.user);
-    push("passwordeval", &args.passwordeval);
-    push("tls", &args.tls);
-    push("tls_starttls", &args.tls_starttls);
-    push("tls_trust_file", &args.tls_trust_file);
-    push("tls_fingerprint", &args.tls_fingerprint);
-    push("tls_certcheck", &args.tls_certcheck);
-    push("tls_key_file", &args.tls_key_file);
-    push("tls_cert_file", &args.tls_cert_file);
-    push("tls_host_override", &args.tls_host_override);
-    push("dsn_notify", &args.dsn_notify);
-    push("dsn_return", &args.dsn_return);
-    push("logfile", &args.logfile);
-    push("syslog", &args.syslog);
-    push("aliases", &args.aliases);
-    push("set_from_header", &args.set_from_header);
-    push("set_date_header", &args.set_date_header);
-    push("set_msgid_header", &args.set_msgid_header);
-    push("set_to_header", &args.set_to_header);
-    push("remove_bcc_headers", &args.remove_bcc_headers);
-    push("from_full_name", &args.full_name);
-    push("queue_dir", &args.queue_dir);
-    push("source_ip", &args.source_ip);
-    push("proxy_host", &args.proxy_host);
-    push("proxy_port", &args.proxy_port);
-    push("socket", &args.socket);
-    push("logfile_time_format", &args.logfile_time_format);
-    push("keepbcc", &args.keepbcc);
-    push("undisclosed_recipients", &args.undisclosed_recipients);
-    push("add_missing_from_header", &args.add_missing_from_header);
-    push("add_missing_date_header", &args.add_missing_date_header);
-    if args.danger_plaintext_auth {
-        out.push(("danger_plaintext_auth", "on".to_string()));
-    }
-    out
-}
-
 /// Loads the configuration in the order both binaries share (`config::discover`): `-C FILE`
 /// (read as TOML when it ends in `.toml`), else ~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config,
 /// $XDG_CONFIG_HOME/postie/config.toml, the first that exists; plus /etc/msmtprc.
-pub fn load_accounts(args: &RsendArgs, env: &Env) -> Result<AccountSet> {
-    load_accounts_from(args.file.as_deref(), env)
+pub fn load_accounts(req: &Request, env: &Env) -> Result<AccountSet> {
+    load_accounts_from(req.config_file.as_deref(), env)
 }
 
 /// [`load_accounts`] with `-C FILE` given directly (a queued message records it).
@@ -104,18 +53,19 @@ pub fn load_accounts_from(file: Option<&str>, env: &Env) -> Result<AccountSet> {
 }
 
 /// Picks the account (or builds one from --host) and applies the command line.
-pub fn resolve(args: &RsendArgs, env: &Env, envelope_from: Option<&str>) -> Result<Resolved> {
-    let pairs = overrides(args);
-    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let account = if args.host.is_some() {
-        None
-    } else {
-        Some(args.account.as_deref())
+pub fn resolve(req: &Request, env: &Env, envelope_from: Option<&str>) -> Result<Resolved> {
+    let borrowed: Vec<(&str, &str)> = req
+        .overrides
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let account = match &req.account {
+        AccountChoice::CommandLine => None,
+        AccountChoice::Configured(name) => Some(name.as_deref()),
     };
-    // --serverinfo needs no envelope-from, so SMTPSERVER alone is enough for it.
-    let from_known = envelope_from.is_some() || args.serverinfo;
+    let from_known = envelope_from.is_some() || !req.sender_needed;
     resolve_with(
-        args.file.as_deref(),
+        req.config_file.as_deref(),
         account,
         envelope_from,
         from_known,
@@ -361,29 +311,29 @@ fn normalize_sender(from: &str) -> String {
 }
 
 /// Sends the message on `input`. `log_line` receives msmtp's log fields on success and failure.
-pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome> {
+pub fn send(req: &Request, env: &Env, input: &mut dyn Read) -> Result<Outcome> {
     let (head, buffered) = read_head(input)?;
 
     // The envelope-from: --read-envelope-from, -f/-r, or the account's from.
     let header_from = headers::from_address(&head);
-    let cli_from = args.from.clone().or_else(|| args.from_r.clone());
-    if args.read_envelope_from && header_from.is_none() {
+    let cli_from = req.from.clone();
+    if req.read_envelope_from && header_from.is_none() {
         return Err(Error::new(
             ErrorKind::Usage,
             "--read-envelope-from: the message has no From header",
         ));
     }
-    let wanted_from = if args.read_envelope_from {
+    let wanted_from = if req.read_envelope_from {
         header_from.clone()
     } else {
         cli_from.clone()
     };
-    let resolved = resolve(args, env, wanted_from.as_deref())?;
+    let resolved = resolve(req, env, wanted_from.as_deref())?;
     let s = &resolved.settings;
     let configured_from = s.from_address(env).filter(|_| !s.from_is_pattern());
     let configured_at = s.from.as_ref().map(|f| &f.at);
     let (envelope_from, from_at) = match (&wanted_from, &configured_from) {
-        (Some(_), Some(c)) if !args.read_envelope_from && !s.allow_from_override() => {
+        (Some(_), Some(c)) if !req.read_envelope_from && !s.allow_from_override() => {
             (c.clone(), configured_at)
         }
         (Some(w), _) => (w.clone(), None),
@@ -398,7 +348,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
             ));
         }
     };
-    let from_what = if from_at.is_none() && args.read_envelope_from {
+    let from_what = if from_at.is_none() && req.read_envelope_from {
         "the envelope-from address in the From header"
     } else if from_at.is_none() {
         "the -f/-r envelope-from address"
@@ -436,21 +386,21 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
 
     // Recipients: the command line (address lists, as msmtp), plus -t.
     let mut wanted: Vec<String> = Vec::new();
-    for r in &args.recipients {
+    for r in &req.recipients {
         let found = parse_recipient_list(r)
             .map_err(|e| Error::new(ErrorKind::Usage, format!("recipient {e}")))?;
         wanted.extend(found);
     }
     let (set_from, set_date, set_msgid, set_to) = header_policy(s);
     let policy = HeaderPolicy {
-        read_recipients: args.read_recipients,
+        read_recipients: req.read_recipients,
         remove_bcc: s.remove_bcc_headers(),
         set_from,
         set_date,
         set_msgid,
         set_to,
         from_address: Some(envelope_from.clone()).filter(|f| !f.is_empty()),
-        from_full_name: args
+        from_full_name: req
             .full_name
             .clone()
             .or_else(|| s.from_full_name.as_ref().map(|n| n.value.clone())),
@@ -465,7 +415,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
     if recipients.is_empty() {
         return Err(Error::new(
             ErrorKind::Usage,
-            if args.read_recipients {
+            if req.read_recipients {
                 "no recipients found: the To, Cc and Bcc headers hold no address (-t) and none \
                  was given on the command line"
             } else {
@@ -489,24 +439,25 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
         queued: queue::now(),
         from: envelope_from.clone(),
         recipients: recipients.clone(),
-        account: (args.host.is_none()).then(|| resolved.account_name.clone()),
+        account: (req.account != AccountChoice::CommandLine).then(|| resolved.account_name.clone()),
         // Absolute: the flush may run elsewhere (a systemd unit starts in the home directory).
-        config: args.file.as_deref().map(|f| {
+        config: req.config_file.as_deref().map(|f| {
             let path = env.expand_tilde(f);
             std::path::absolute(&path)
                 .unwrap_or(path)
                 .to_string_lossy()
                 .into_owned()
         }),
-        options: overrides(args)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+        options: req
+            .overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
         eight_bit,
         size,
     };
 
-    let delivery = delivery(args, s);
+    let delivery = delivery(req, s);
     let queue_dir = || queue_dir(s, env);
     if let Delivery::Queue { background } = delivery {
         let queue = Queue::open(&queue_dir()?)?;
@@ -558,7 +509,7 @@ pub fn send(args: &RsendArgs, env: &Env, input: &mut dyn Read) -> Result<Outcome
     let envelope = smtp_envelope(s, &envelope_from, &recipients, eight_bit);
     let result = (|| {
         let mut session = session_settings(s, env)?;
-        if args.verbose > 0 {
+        if req.verbose {
             session.connect.io_timeout = session
                 .connect
                 .io_timeout
@@ -643,14 +594,14 @@ enum Delivery {
 /// sendmail's -od flags first, then --queue-on-failure, then the configuration's `queue`.
 /// -odi tries now but keeps queueing on a temporary failure when the configuration enables a
 /// queue: cron passes -odi, and cron's mail is what a queue is for.
-fn delivery(args: &RsendArgs, s: &SubmitSettings) -> Delivery {
+fn delivery(req: &Request, s: &SubmitSettings) -> Delivery {
     let configured = s.queue();
-    let queue_on_transient = args.queue_on_failure || configured != QueueMode::Off;
-    match delivery_flag(args) {
+    let queue_on_transient = req.queue_on_failure || configured != QueueMode::Off;
+    match req.delivery {
         Some(DeliveryFlag::Queue) => Delivery::Queue { background: false },
         Some(DeliveryFlag::Background) => Delivery::Queue { background: true },
         Some(DeliveryFlag::Interactive) => Delivery::Now { queue_on_transient },
-        None if configured == QueueMode::Always && !args.queue_on_failure => {
+        None if configured == QueueMode::Always && !req.queue_on_failure => {
             Delivery::Queue { background: true }
         }
         None => Delivery::Now { queue_on_transient },
@@ -913,7 +864,7 @@ impl LogLine {
                     "{} errormsg='{}' exitcode={}",
                     self.fields,
                     log_value(&e.chain()),
-                    exit_name(crate::exit::rsend_code(e.kind()))
+                    crate::exit::sysexits::name(crate::exit::rsend_code(e.kind()))
                 ),
                 false,
             ),
@@ -1005,24 +956,6 @@ fn append_locked(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     f.write_all(bytes)
-}
-
-fn exit_name(code: i32) -> &'static str {
-    match code {
-        0 => "EX_OK",
-        64 => "EX_USAGE",
-        65 => "EX_DATAERR",
-        66 => "EX_NOINPUT",
-        68 => "EX_NOHOST",
-        69 => "EX_UNAVAILABLE",
-        70 => "EX_SOFTWARE",
-        74 => "EX_IOERR",
-        75 => "EX_TEMPFAIL",
-        76 => "EX_PROTOCOL",
-        77 => "EX_NOPERM",
-        78 => "EX_CONFIG",
-        _ => "EX_UNKNOWN",
-    }
 }
 
 #[cfg(test)]

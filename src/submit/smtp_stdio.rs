@@ -6,27 +6,22 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::account::Env;
-use crate::cli::rsend_args::RsendArgs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{rsend_code, sysexits};
 use crate::proto::dotstuff::DotUnstuffer;
 use crate::proto::smtp_server::{self, Dialogue, Next, Reply};
 
-use super::address::check_addr_spec;
+use super::request::Request;
 use super::run;
+use crate::message::address::check_addr_spec;
 
 /// Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512 octets; parameters and long
 /// addresses get some room).
 const MAX_COMMAND: usize = 4096;
 
 /// Serves one SMTP session on `input`/`output` until QUIT or the end of input.
-pub fn serve(
-    args: &RsendArgs,
-    env: &Env,
-    input: &mut dyn Read,
-    output: &mut dyn Write,
-) -> Result<()> {
-    if !args.recipients.is_empty() || args.read_recipients {
+pub fn serve(req: &Request, env: &Env, input: &mut dyn Read, output: &mut dyn Write) -> Result<()> {
+    if !req.recipients.is_empty() || req.read_recipients {
         return Err(Error::new(
             ErrorKind::Usage,
             "-bs takes the recipients from RCPT commands: no recipients or -t on the command line",
@@ -63,7 +58,7 @@ pub fn serve(
             }
             Next::ReadMessage { reply, from, rcpts } => {
                 send(output, &reply)?;
-                let outcome = relay(args, env, &mut input, &from, rcpts)?;
+                let outcome = relay(req, env, &mut input, &from, rcpts)?;
                 dialogue.message_done();
                 send(output, &outcome)?;
             }
@@ -119,23 +114,21 @@ fn read_command(input: &mut dyn BufRead) -> Result<Command> {
 /// Relays the message that follows DATA and says how it went. The message is read to its "."
 /// line whatever happens, so the next command is read where the client sent it.
 fn relay(
-    args: &RsendArgs,
+    req: &Request,
     env: &Env,
     input: &mut dyn BufRead,
     from: &str,
     rcpts: Vec<String>,
 ) -> Result<Reply> {
-    let mut one = args.clone();
+    let mut one = req.clone();
     one.from = Some(if from.is_empty() {
         "<>".to_owned()
     } else {
         from.to_owned()
     });
-    one.from_r = None;
     one.read_envelope_from = false;
     one.read_recipients = false;
     one.recipients = rcpts;
-    one.mode = None;
     let mut message = DataReader {
         input,
         unstuffer: DotUnstuffer::new(),

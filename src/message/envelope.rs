@@ -1,18 +1,9 @@
-//! The envelope sender of a fetched message, as fetchmail derives it from the header (anchor
-//! §1.8; fetchmail transact.c): the MAIL FROM of SMTP/LMTP forwarding, an MDA's `%F` and the
-//! mbox `From ` line. Pure: header bytes in, an address out.
+//! The envelope sender a message's header names, by fetchmail's rules (its transact.c): rfetch
+//! uses it as the MAIL FROM of SMTP/LMTP forwarding, an MDA's `%F` and the mbox `From ` line.
+//! Pure: header fields in, an address out.
 
-use crate::submit::address::parse_address_list;
-use crate::submit::headers::{Field, split_head};
-
-/// The fields of the header block that starts `head` (the whole header, or as much of it as
-/// was read); none when it cannot be read as a header.
-pub fn header_fields(head: &[u8]) -> Vec<Field> {
-    match split_head(head, true) {
-        Ok(Some(h)) => h.fields,
-        _ => Vec::new(),
-    }
-}
+use super::address::parse_address_list;
+use super::header::Field;
 
 /// The sender named by a message's header `fields`: the first of Return-Path,
 /// Resent-Sender, Sender (these two only with an `@` or `!` in them), Resent-From, From,
@@ -61,6 +52,7 @@ fn usable(addresses: Vec<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::header::fields_of;
 
     #[test]
     fn precedence_follows_fetchmail() {
@@ -79,7 +71,7 @@ mod tests {
             ("", ""),
             ("From: x@y\r\nTo: z\r\n\r\nbody", "x@y"),
         ];
-        let sender_of = |head: &str| sender(&header_fields(head.as_bytes()));
+        let sender_of = |head: &str| sender(&fields_of(head.as_bytes()));
         for (head, want) in cases {
             assert_eq!(sender_of(head), *want, "{head:?}");
         }

@@ -1,6 +1,7 @@
-//! RFC 5322 address-list parsing (section 3.4) as far as a submitter needs it: the addr-specs in
-//! To/Cc/Bcc/From fields, through display names, quoted strings, nested comments, angle
-//! addresses, source routes and groups. [`parse_address_list`] is tolerant (garbage yields fewer
+//! RFC 5322 address-list parsing (section 3.4) as far as both jobs need it: the addr-specs in
+//! To/Cc/Bcc/From fields (rsend's `-t`, rfetch's envelope sender and multidrop recipients),
+//! through display names, quoted strings, nested comments, angle addresses, source routes and
+//! groups. [`parse_address_list`] is tolerant (garbage yields fewer
 //! addresses, never a panic); [`parse_recipient_list`] refuses what is not an address.
 
 /// One mailbox of an address list as the parser saw it.

@@ -1,0 +1,142 @@
+//! An account's settings for fetching: protocol, folders, the delivery target, keep/flush/fetchall
+//! and the tuning fetchmail users set, with fetchmail's defaults applied by the accessors.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::net::{ConnectOptions, Endpoint, TlsMode, TlsOptions};
+
+/// `protocol` for fetching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchProtocol {
+    Pop3,
+    Imap,
+}
+
+impl FetchProtocol {
+    pub fn service(self) -> Service {
+        match self {
+            FetchProtocol::Pop3 => Service::Pop3,
+            FetchProtocol::Imap => Service::Imap,
+        }
+    }
+}
+
+/// Where fetched mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Maildir(PathBuf),
+    Mbox(PathBuf),
+    /// A program run without a shell (native TOML `mda = [...]`); `%T`/`%F` are replaced per
+    /// argument.
+    Mda(Vec<String>),
+    /// A command line run through `/bin/sh -c` (fetchmailrc's `mda "..."`), `%T`/`%F` passed as
+    /// positional parameters (`deliver::mda::expand_shell`).
+    MdaShell(String),
+    Smtp(Endpoint),
+    Lmtp(Endpoint),
+}
+
+/// What to fetch and where to put it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchSettings {
+    pub server: ServerSettings,
+    pub protocol: Sourced<FetchProtocol>,
+    /// IMAP folders; empty means `INBOX`.
+    pub folders: Option<Sourced<Vec<String>>>,
+    pub keep: Option<Sourced<bool>>,
+    pub fetchall: Option<Sourced<bool>>,
+    pub idle: Option<Sourced<bool>>,
+    /// `None`: the reader's default (`~/Maildir` for the native TOML).
+    pub target: Option<Sourced<Target>>,
+    /// RCPT TO for SMTP/LMTP targets (TOML `recipient`); `None`: `$USER@localhost`.
+    pub recipient: Option<Sourced<String>>,
+    /// Size limits and pacing (TOML keys; a fetchmailrc sets the same through its options).
+    pub tuning: FetchTuning,
+}
+
+/// Per-poll limits and pacing, named as fetchmail names them (the TOML keys are the same words;
+/// `idle_timeout`/`force_idle` for `idletimeout`/`forceidle`). Zero means "no limit" for the
+/// limits, as in fetchmail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchTuning {
+    /// Skip messages larger than this (octets).
+    pub limit: Option<u64>,
+    /// At most this many messages per poll.
+    pub fetchlimit: Option<u64>,
+    /// SMTP/LMTP targets: reconnect after this many messages (0: never).
+    pub batchlimit: u64,
+    /// Delete messages larger than `limit` instead of leaving them.
+    pub limitflush: bool,
+    /// Delete messages an earlier poll delivered, even with `keep`.
+    pub flush: bool,
+    /// Commit deletions after every N (IMAP EXPUNGE; POP3 QUIT and reconnect).
+    pub expunge: Option<u64>,
+    /// Re-issue IMAP IDLE after this many seconds.
+    pub idle_timeout: Option<u64>,
+    /// IMAP IDLE even when the server does not announce it.
+    pub force_idle: bool,
+}
+
+impl FetchSettings {
+    pub fn new(protocol: Sourced<FetchProtocol>) -> Self {
+        FetchSettings {
+            server: ServerSettings::default(),
+            protocol,
+            folders: None,
+            keep: None,
+            fetchall: None,
+            idle: None,
+            target: None,
+            recipient: None,
+            tuning: FetchTuning::default(),
+        }
+    }
+
+    pub fn service(&self) -> Service {
+        self.protocol.value.service()
+    }
+
+    pub fn endpoint(&self) -> Result<Endpoint, SettingError> {
+        self.server.endpoint(self.service())
+    }
+
+    pub fn tls_mode(&self) -> TlsMode {
+        self.server.tls_mode()
+    }
+
+    pub fn tls_options(&self) -> Result<TlsOptions, SettingError> {
+        self.server.tls_options()
+    }
+
+    pub fn connect_options(&self) -> ConnectOptions {
+        self.server.connect_options()
+    }
+
+    pub fn folders(&self) -> Vec<String> {
+        match &self.folders {
+            Some(f) if !f.value.is_empty() => f.value.clone(),
+            _ => vec!["INBOX".to_owned()],
+        }
+    }
+
+    pub fn keep(&self) -> bool {
+        value(&self.keep).unwrap_or(false)
+    }
+
+    pub fn fetchall(&self) -> bool {
+        value(&self.fetchall).unwrap_or(false)
+    }
+
+    pub fn idle(&self) -> bool {
+        value(&self.idle).unwrap_or(false)
+    }
+
+    /// The delivery target, defaulting to `~/Maildir`.
+    pub fn target(&self, env: &Env) -> Target {
+        match &self.target {
+            Some(t) => t.value.clone(),
+            None => Target::Maildir(env.expand_tilde("~/Maildir")),
+        }
+    }
+}
