@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod mailbox;
+pub mod tls;
+pub mod transcript;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
