@@ -180,6 +180,18 @@ impl Drop for Player {
             return;
         };
         if std::thread::panicking() {
+            // The test failed first, often because the server stopped at a difference: show
+            // it next to the test's own message (waiting only briefly for a server still
+            // running: one that stopped at a difference is ending already).
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished()
+                && let Ok(Err(e)) = handle.join()
+            {
+                eprintln!("{e}");
+            }
             return;
         }
         match handle.join() {
@@ -525,13 +537,20 @@ impl Server {
         }
     }
 
+    /// The report of a difference: `what` is its first line, a `got:` line (if any) goes
+    /// below the transcript's `expected:` line.
     fn fail(&self, step: &Step, what: &str) -> String {
         let heard = self.heard.lock().expect("heard lock");
+        let (what, got) = what.split_once('\n').unwrap_or((what, ""));
         let mut out = format!(
             "transcript {} line {}: {what}\n  expected: {}\n",
             self.transcript.name, step.line, step.source
         );
-        out.push_str("  the client sent before that:\n");
+        if !got.is_empty() {
+            out.push_str(got);
+            out.push('\n');
+        }
+        out.push_str("  the client's lines so far (last 12):\n");
         for line in heard.iter().rev().take(12).rev() {
             out.push_str(&format!("    C: {}\n", shown(line.as_bytes())));
         }
