@@ -117,14 +117,17 @@ fn a_lone_lf_from_the_client_is_a_mismatch() {
 fn wildcards_escapes_and_raw_bytes() {
     let player = Transcript::parse(
         "escapes",
-        "C: a* LOGIN \\* *\nS= raw\\r\\nlone\\nCR\\rNUL\\0\\xff end\nS: tail\nC= {3}\\r\\nx\\ny\n",
+        "C: a* LOGIN \\* *\nS= raw\\r\\nlone\\nCR\\rNUL\\0\\xff end\nS: tail (\\Seen \\Recent)\nC= {3}\\r\\nx\\ny\n",
     )
     .play();
     let (mut r, mut w) = client(&player);
     w.write_all(b"a12 LOGIN * AGJvYgBwdw==\r\n{3}\r\nx\ny")
         .unwrap();
     w.shutdown(std::net::Shutdown::Write).unwrap();
-    assert_eq!(rest(&mut r), b"raw\r\nlone\nCR\rNUL\0\xff endtail\r\n");
+    assert_eq!(
+        rest(&mut r),
+        b"raw\r\nlone\nCR\rNUL\0\xff endtail (\\Seen \\Recent)\r\n"
+    );
     drop((r, w));
     assert_eq!(player.heard(), ["a12 LOGIN * AGJvYgBwdw==", "{3}\r\nx\ny"]);
     player.finish();

@@ -20,7 +20,8 @@
 //! | `!accept` | end this connection and accept the next one |
 //!
 //! In `S:`, `S=`, `C:` and `C=` text, `\r`, `\n`, `\t`, `\0`, `\\`, `\xHH` and (in `C:`) `\*`
-//! stand for those bytes, so hostile servers can send lone CRs and LFs, NULs and any byte.
+//! stand for those bytes, so hostile servers can send lone CRs and LFs, NULs and any byte; any
+//! other backslash is itself (IMAP's `\Seen` reads as sent).
 //! `${NAME}` is replaced by a value the test passes (`Transcript::load_with`) before the
 //! transcript is read, for what only the test knows (a port, a generated value).
 //!
@@ -306,7 +307,13 @@ fn pieces(text: &str, wild: bool) -> Result<Vec<Piece>, String> {
                         .map_err(|_| format!("\\x{hex} is not a byte"))?;
                     current.push(byte);
                 }
-                other => return Err(format!("unknown escape \\{}", other.unwrap_or(' '))),
+                // Any other backslash is itself, so IMAP flags read as they are sent.
+                Some(other) => {
+                    current.push(b'\\');
+                    let mut buf = [0u8; 4];
+                    current.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+                }
+                None => current.push(b'\\'),
             },
             '*' if wild => {
                 if !current.is_empty() {
