@@ -134,6 +134,18 @@ fn wildcards_escapes_and_raw_bytes() {
 }
 
 #[test]
+fn skip_until_reads_lines_up_to_a_match() {
+    let player = Transcript::parse("until", "C: DATA\nC* .\nS: 250 queued\n").play();
+    let (mut r, mut w) = client(&player);
+    w.write_all(b"DATA\r\nDate: now\r\n\r\n..stuffed\r\n.\r\n")
+        .unwrap();
+    assert_eq!(line(&mut r), "250 queued\r\n");
+    drop((r, w));
+    assert_eq!(player.heard(), ["DATA", "Date: now", "", "..stuffed", "."]);
+    player.finish();
+}
+
+#[test]
 fn a_star_that_must_be_literal_does_not_match_anything_else() {
     let player = Transcript::parse("star", "C: A1 \\*\n").play();
     let (_r, mut w) = client(&player);

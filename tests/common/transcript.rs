@@ -10,6 +10,7 @@
 //! | `S= text` | the server sends exactly `text` (no line end added), in one write |
 //! | `C: pattern` | the client must send one CRLF-ended line matching `pattern`; `*` stands for any run of bytes (tags, base64 blobs) |
 //! | `C= text` | the client must send exactly these bytes (a literal that holds line ends) |
+//! | `C* pattern` | the client sends any lines, the last of them matching `pattern` (a message body whose headers the test does not spell out, up to `C* .`) |
 //! | `!repeat N S: text` | `S:` (or `S=`) N times, written in large chunks (floods) |
 //! | `!tls` | TLS handshake as the server now (first line: implicit TLS; after a go-ahead: STARTTLS) |
 //! | `!sleep 300ms` | say nothing for that long (`ms` or `s`) |
@@ -65,6 +66,7 @@ enum Action {
     Send(Vec<u8>),
     Repeat(u64, Vec<u8>),
     Expect(Vec<Piece>),
+    SkipUntil(Vec<Piece>),
     ExpectRaw(Vec<u8>),
     Tls,
     Sleep(Duration),
@@ -239,6 +241,7 @@ fn parse_action(raw: &str) -> Result<Action, String> {
         "S=" => Action::Send(unescape(text)?),
         "C:" => Action::Expect(pattern(text)?),
         "C=" => Action::ExpectRaw(unescape(text)?),
+        "C*" => Action::SkipUntil(pattern(text)?),
         "!repeat" => {
             let (count, send) = text.split_once(' ').ok_or("!repeat N S: text")?;
             let count: u64 = count.parse().map_err(|_| "!repeat needs a count")?;
@@ -639,6 +642,18 @@ impl Server {
                         }
                     }
                     got => return Err(self.fail(step, &self.missing(got))),
+                },
+                Action::SkipUntil(pattern) => loop {
+                    match conn.line() {
+                        Got::Bytes(line) => {
+                            record(&self.heard, &line);
+                            let text = line.strip_suffix(b"\r\n").unwrap_or(&line);
+                            if matches(pattern, text) {
+                                break;
+                            }
+                        }
+                        got => return Err(self.fail(step, &self.missing(got))),
+                    }
                 },
                 Action::ExpectRaw(want) => {
                     let n = want.len();
