@@ -47,8 +47,7 @@ fn starttls_missing_when_required_sends_no_password() {
     let e =
         ImapSession::connect(&settings(server.port(), TlsMode::Starttls)).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
-    assert!(no_login_sent(&server.heard()));
-    server.finish();
+    assert!(no_login_sent(&server.finish()));
 }
 
 #[test]
@@ -58,8 +57,7 @@ fn preauth_before_required_tls_is_refused() {
         ImapSession::connect(&settings(server.port(), TlsMode::Starttls)).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
     assert!(e.chain().contains("PREAUTH"), "{}", e.chain());
-    assert!(server.heard().is_empty(), "nothing sent after PREAUTH");
-    server.finish();
+    assert!(server.finish().is_empty(), "nothing sent after PREAUTH");
 }
 
 #[test]
@@ -68,8 +66,7 @@ fn starttls_refused_is_unsupported() {
     let e =
         ImapSession::connect(&settings(server.port(), TlsMode::Starttls)).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
-    assert!(no_login_sent(&server.heard()));
-    server.finish();
+    assert!(no_login_sent(&server.finish()));
 }
 
 #[test]
@@ -200,8 +197,7 @@ fn plaintext_login_allowed_to_a_loopback_peer_without_the_switch() {
         let mut s = ImapSession::connect(&set).expect("connect");
         s.login().expect("LOGIN to a loopback peer");
         drop(s);
-        assert!(!no_login_sent(&server.heard()), "{host}");
-        server.finish();
+        assert!(!no_login_sent(&server.finish()), "{host}");
     }
 }
 
@@ -213,13 +209,12 @@ fn password_with_odd_bytes_goes_as_synchronising_literal() {
     let mut s = ImapSession::connect(&set).expect("connect");
     s.login().expect("login with literal");
     drop(s);
-    let seen = server.heard();
+    let seen = server.finish();
     assert!(
         seen.iter().any(|c| c.ends_with("LOGIN \"bob\" {7}")),
         "{seen:?}"
     );
     assert!(seen.iter().any(|c| c == "p\u{e4}ss\u{e9}"), "{seen:?}");
-    server.finish();
 }
 
 #[test]
@@ -267,7 +262,7 @@ fn deferred_expunge_completes_during_the_next_fetch() {
     s.expunge_deferred(&[14]).expect("expunge sent");
     s.complete_deferred().expect("completed");
     s.logout().expect("logout");
-    let seen = server.heard();
+    let seen = server.finish();
     let order: Vec<&str> = seen
         .iter()
         .filter_map(|c| c.split_once(' ').map(|(_, rest)| rest))
@@ -283,7 +278,6 @@ fn deferred_expunge_completes_during_the_next_fetch() {
             "UID EXPUNGE 14"
         ]
     );
-    server.finish();
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn start_server(name: &str) -> Player {
 /// Whether the server's side of the TLS handshake failed (and nothing else went wrong).
 fn handshake_failed(server: Player) -> bool {
     match server.outcome() {
-        Ok(()) => false,
+        Ok(_) => false,
         Err(e) => {
             assert!(e.contains("TLS handshake failed"), "{e}");
             true

@@ -41,13 +41,12 @@ fn stls_missing_when_required_sends_no_password() {
     let e =
         Pop3Session::connect(&settings(server.port(), TlsMode::Starttls)).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
-    let seen = server.heard();
+    let seen = server.finish();
     assert!(
         seen.iter()
             .all(|c| !c.starts_with("PASS") && !c.starts_with("USER")),
         "{seen:?}"
     );
-    server.finish();
 }
 
 #[test]
@@ -56,8 +55,7 @@ fn stls_refused_is_unsupported() {
     let e =
         Pop3Session::connect(&settings(server.port(), TlsMode::Starttls)).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
-    assert!(server.heard().iter().all(|c| !c.starts_with("PASS")));
-    server.finish();
+    assert!(server.finish().iter().all(|c| !c.starts_with("PASS")));
 }
 
 #[test]
@@ -170,13 +168,12 @@ fn apop_sends_digest_not_password() {
     let mut s = Pop3Session::connect(&set).expect("connect");
     s.login().expect("APOP chosen automatically without TLS");
     drop(s);
-    let seen = server.heard();
+    let seen = server.finish();
     assert!(
         seen.contains(&"APOP bob c4c9334bac560ecc979e58001b3e22fb".to_string()),
         "{seen:?}"
     );
     assert!(seen.iter().all(|c| !c.contains("tanstaaf")));
-    server.finish();
 }
 
 /// A local bridge (DavMail, a mail bridge) listens on loopback without TLS: USER/PASS goes to
@@ -193,8 +190,7 @@ fn plaintext_allowed_to_a_loopback_peer_without_the_switch() {
         let mut s = Pop3Session::connect(&set).expect("connect");
         s.login().expect("USER/PASS to a loopback peer");
         drop(s);
-        assert!(server.heard().iter().any(|c| c == "PASS s3cret"), "{host}");
-        server.finish();
+        assert!(server.finish().iter().any(|c| c == "PASS s3cret"), "{host}");
     }
 }
 
@@ -242,8 +238,7 @@ fn pipelined_retr_with_refused_and_empty_messages() {
     assert_eq!(e.kind(), ErrorKind::Timeout);
     assert_eq!(out, b"no final newline from a broken server.\r\n");
     drop(s);
-    assert!(server.heard().contains(&"RETR 3".to_string()));
-    server.finish();
+    assert!(server.finish().contains(&"RETR 3".to_string()));
 }
 
 #[test]
@@ -267,7 +262,7 @@ fn deferred_deles_are_read_before_the_next_replies() {
     // At QUIT it is only a warning: QUIT still commits the other deletions.
     s.dele_many_deferred(&[2]).expect("dele");
     assert_eq!(s.quit().expect("quit"), "bye");
-    let seen = server.heard();
+    let seen = server.finish();
     let after_login: Vec<&str> = seen
         .iter()
         .skip_while(|c| !c.starts_with("PASS"))
@@ -278,7 +273,6 @@ fn deferred_deles_are_read_before_the_next_replies() {
         after_login,
         ["DELE 1", "RETR 4", "DELE 2", "DELE 3", "DELE 2", "QUIT"]
     );
-    server.finish();
 }
 
 #[test]
@@ -351,7 +345,7 @@ fn auth_plain_trace_hides_the_response() {
         let mut session = Pop3Session::connect(&s).expect("connect");
         session.login().expect("login");
         session.quit().expect("quit");
-        let sent = server.heard();
+        let sent = server.finish();
         let lines = TRACE.0.lock().expect("lock").clone();
         let message = format!("\0{user}\0{password}");
         let forbidden = [
@@ -381,6 +375,5 @@ fn auth_plain_trace_hides_the_response() {
             );
             assert!(lines.iter().any(|l| l == "POP3> *"), "{lines:?}");
         }
-        server.finish();
     }
 }

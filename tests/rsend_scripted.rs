@@ -159,7 +159,18 @@ fn every_phase_fails_with_the_documented_exit_code() {
         let out = rsend(&args, b"Subject: hostile\n\nbody\n.\nafter a dot\n");
         let took = started.elapsed();
         let stderr = show(&out.stderr);
-        let lines = server.heard();
+        let lines = match server.outcome() {
+            Ok(lines) => lines,
+            Err(e) => {
+                failures.push(format!(
+                    "{e}\n{:?} {:?}: {}",
+                    case.phase,
+                    case.answer,
+                    describe(&out)
+                ));
+                continue;
+            }
+        };
         let message_sent = lines.iter().any(|l| l == "Subject: hostile");
         let heard: String = lines.iter().map(|l| format!("C: {l}\n")).collect();
         let what = format!(
@@ -168,10 +179,6 @@ fn every_phase_fails_with_the_documented_exit_code() {
             case.answer,
             describe(&out)
         );
-        if let Err(e) = server.outcome() {
-            failures.push(format!("{e}\n{what}"));
-            continue;
-        }
         if out.status.code() != Some(case.exit) {
             failures.push(format!("expected exit {}; {what}", case.exit));
             continue;

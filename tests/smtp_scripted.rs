@@ -59,9 +59,9 @@ fn envelope(rcpts: &[&str]) -> Envelope {
     }
 }
 
-/// Everything the client sent, each line with its CRLF.
-fn sent(server: &Player) -> String {
-    server.heard().iter().map(|l| format!("{l}\r\n")).collect()
+/// Waits for the end of the transcript; everything the client sent, each line with its CRLF.
+fn sent(server: Player) -> String {
+    server.finish().iter().map(|l| format!("{l}\r\n")).collect()
 }
 
 /// Connect and send one message; returns the outcome kind (None = success) and what the
@@ -80,9 +80,7 @@ fn session(server: Player, size_hint: Option<u64>) -> (Option<ErrorKind>, String
         }
         Err(e) => Some(e.kind()),
     };
-    let all = sent(&server);
-    server.finish();
-    (outcome, all)
+    (outcome, sent(server))
 }
 
 /// The transcript NAME with `${REPLY}` set to `reply`.
@@ -179,7 +177,7 @@ fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
     assert_eq!(report.message_bytes, 4);
     assert_eq!(report.final_reply.code(), 250);
     client.quit().unwrap();
-    let all = sent(&server);
+    let all = sent(server);
     assert!(
         all.contains(
             "MAIL FROM:<me@example.org> SIZE=4\r\nRCPT TO:<a@example.org>\r\n\
@@ -188,7 +186,6 @@ fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
         "{all}"
     );
     assert!(all.ends_with("DATA\r\nx\r\n..\r\n.\r\nQUIT\r\n"), "{all}");
-    server.finish();
 }
 
 #[test]
@@ -198,10 +195,9 @@ fn starttls_required_but_not_offered_sends_no_credentials() {
     let err = SmtpClient::connect(&s).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("STARTTLS"), "{err}");
-    let transcript = sent(&server);
+    let transcript = sent(server);
     assert!(!transcript.contains("AUTH"), "{transcript}");
     assert!(!transcript.contains("s3cret"), "{transcript}");
-    server.finish();
 }
 
 /// A loopback peer (a local bridge) takes a password without TLS and without the danger
@@ -215,10 +211,9 @@ fn plaintext_auth_to_a_loopback_peer_without_the_switch() {
         let client = SmtpClient::connect(&s).unwrap();
         assert_eq!(client.auth_mechanism(), Some(Mechanism::Plain));
         client.quit().unwrap();
-        let transcript = sent(&server);
+        let transcript = sent(server);
         let auth = "AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==\r\n";
         assert!(transcript.contains(auth), "{method:?}: {transcript}");
-        server.finish();
     }
 }
 
@@ -228,12 +223,11 @@ fn failed_auth_is_an_auth_error() {
     let s = settings(&server, TlsMode::Off, alice(AuthMethod::Auto, true));
     let err = SmtpClient::connect(&s).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth);
-    let transcript = sent(&server);
+    let transcript = sent(server);
     assert!(
         transcript.contains("AUTH LOGIN\r\nYWxpY2U=\r\nczNjcmV0LXB3\r\nQUIT\r\n"),
         "{transcript}"
     );
-    server.finish();
 }
 
 #[test]
@@ -278,8 +272,7 @@ fn lmtp_reports_each_recipient() {
     assert_eq!(rejected, vec!["nobody"]);
     assert_eq!(report.recipients.len(), 3);
     client.quit().unwrap();
-    assert!(sent(&server).starts_with("LHLO client.test\r\n"));
-    server.finish();
+    assert!(sent(server).starts_with("LHLO client.test\r\n"));
 }
 
 #[test]

@@ -233,6 +233,28 @@ fn variables_are_substituted() {
 }
 
 #[test]
+fn a_variable_is_bytes_as_they_are_in_a_step_and_text_in_a_directive() {
+    let t = Transcript::parse_with(
+        "raw vars",
+        "# ${NOT_GIVEN} in a comment is not read\n!repeat ${N} S= ${BODY}\nC: * ${STAR}\n",
+        &[("N", "2"), ("BODY", "a\r\n\\n*"), ("STAR", "*")],
+    );
+    let player = t.play();
+    let (mut r, mut w) = client(&player);
+    w.write_all(b"x *\r\n").unwrap();
+    assert_eq!(rest(&mut r), b"a\r\n\\n*a\r\n\\n*");
+    drop((r, w));
+    player.finish();
+
+    // The variable's star is a star, not a wildcard.
+    let t = Transcript::parse_with("star var", "C: ${STAR}\n", &[("STAR", "*")]);
+    let player = t.play();
+    let (_r, mut w) = client(&player);
+    w.write_all(b"anything\r\n").unwrap();
+    assert!(player.outcome().is_err());
+}
+
+#[test]
 #[should_panic(expected = "no value given for ${WHO}")]
 fn a_missing_variable_is_refused() {
     Transcript::parse("vars", "S: hello ${WHO}\n");

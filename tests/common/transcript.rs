@@ -23,8 +23,10 @@
 //! In `S:`, `S=`, `C:` and `C=` text, `\r`, `\n`, `\t`, `\0`, `\\`, `\xHH` and (in `C:`) `\*`
 //! stand for those bytes, so hostile servers can send lone CRs and LFs, NULs and any byte; any
 //! other backslash is itself (IMAP's `\Seen` reads as sent).
-//! `${NAME}` is replaced by a value the test passes (`Transcript::load_with`) before the
-//! transcript is read, for what only the test knows (a port, a generated value).
+//! `${NAME}` stands for a value the test passes (`Transcript::load_with`), for what only the
+//! test knows or generates (a port, a 4 MiB body, a flood of words): in the text of a step it is
+//! those bytes as they are (no escapes, line ends allowed, never a wildcard); in a directive it
+//! is its text. Comments are not read, so they may name variables freely.
 //!
 //! At its end (or at `!accept`) the server closes its side and records what the client still
 //! sends until it closes too. The test ends with `Player::finish` (or drops the player), which
@@ -105,7 +107,6 @@ impl Transcript {
     }
 
     pub fn parse_with(name: &str, text: &str, vars: &[(&str, &str)]) -> Transcript {
-        let text = substitute(name, text, vars);
         let mut steps = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -113,7 +114,7 @@ impl Transcript {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let action = parse_action(raw)
+            let action = parse_action(raw, vars)
                 .unwrap_or_else(|e| panic!("transcript {name} line {line}: {e}: {raw:?}"));
             steps.push(Step {
                 line,
@@ -160,20 +161,22 @@ impl Player {
         self.heard.lock().expect("heard lock").clone()
     }
 
-    /// Waits for the server to reach the end of the transcript; the first difference, if any.
-    pub fn outcome(mut self) -> Result<(), String> {
+    /// Waits for the server to reach the end of the transcript (and the client to close):
+    /// everything the client sent, or the first difference.
+    pub fn outcome(mut self) -> Result<Vec<String>, String> {
         let handle = self.handle.take().expect("played once");
-        match handle.join() {
+        let result = match handle.join() {
             Ok(result) => result,
             Err(_) => Err("the transcript server panicked".to_string()),
-        }
+        };
+        result.map(|()| self.heard())
     }
 
-    /// Waits for the end of the transcript; panics with the first difference.
-    pub fn finish(self) {
-        if let Err(e) = self.outcome() {
-            panic!("{e}");
-        }
+    /// Waits for the end of the transcript; panics with the first difference. Returns
+    /// everything the client sent: checks of what the client sent belong after this, when the
+    /// server has read it all.
+    pub fn finish(self) -> Vec<String> {
+        self.outcome().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -205,54 +208,61 @@ impl Drop for Player {
     }
 }
 
-fn substitute(name: &str, text: &str, vars: &[(&str, &str)]) -> String {
+/// `text` with each `${KEY}` replaced by its value.
+fn substitute(text: &str, vars: &[(&str, &str)]) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .unwrap_or_else(|| panic!("transcript {name}: unclosed ${{ in {after:?}"));
-        let key = &after[..end];
-        let value = vars
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("transcript {name}: no value given for ${{{key}}}"));
+        let (value, after) = variable(&rest[start + 2..], vars)?;
         out.push_str(value);
-        rest = &after[end + 1..];
+        rest = after;
     }
     out.push_str(rest);
-    out
+    Ok(out)
 }
 
-fn parse_action(raw: &str) -> Result<Action, String> {
+/// The value of the variable whose name starts `text` (just after its `${`), and the text
+/// after its closing brace.
+fn variable<'a, 't>(text: &'t str, vars: &[(&str, &'a str)]) -> Result<(&'a str, &'t str), String> {
+    let end = text.find('}').ok_or("a ${ without its }")?;
+    let key = &text[..end];
+    let value = vars
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| format!("no value given for ${{{key}}}"))?;
+    Ok((value, &text[end + 1..]))
+}
+
+fn parse_action(raw: &str, vars: &[(&str, &str)]) -> Result<Action, String> {
     let (head, text) = match raw.find(' ') {
         Some(i) => (&raw[..i], &raw[i + 1..]),
         None => (raw, ""),
     };
     Ok(match head {
         "S:" => {
-            let mut bytes = unescape(text)?;
+            let mut bytes = unescape(text, vars)?;
             bytes.extend_from_slice(b"\r\n");
             Action::Send(bytes)
         }
-        "S=" => Action::Send(unescape(text)?),
-        "C:" => Action::Expect(pattern(text)?),
-        "C=" => Action::ExpectRaw(unescape(text)?),
-        "C*" => Action::SkipUntil(pattern(text)?),
+        "S=" => Action::Send(unescape(text, vars)?),
+        "C:" => Action::Expect(pieces(text, true, vars)?),
+        "C=" => Action::ExpectRaw(unescape(text, vars)?),
+        "C*" => Action::SkipUntil(pieces(text, true, vars)?),
         "!repeat" => {
             let (count, send) = text.split_once(' ').ok_or("!repeat N S: text")?;
-            let count: u64 = count.parse().map_err(|_| "!repeat needs a count")?;
-            match parse_action(send)? {
+            let count: u64 = substitute(count, vars)?
+                .parse()
+                .map_err(|_| "!repeat needs a count")?;
+            match parse_action(send, vars)? {
                 Action::Send(bytes) => Action::Repeat(count, bytes),
                 _ => return Err("!repeat repeats an S: or S= line".to_string()),
             }
         }
         "!tls" => Action::Tls,
-        "!sleep" => Action::Sleep(duration(text)?),
-        "!timeout" => Action::Timeout(duration(text)?),
+        "!sleep" => Action::Sleep(duration(&substitute(text, vars)?)?),
+        "!timeout" => Action::Timeout(duration(&substitute(text, vars)?)?),
         "!eof" => Action::Eof,
         "!drain" => Action::Drain,
         "!cut" => Action::Cut,
@@ -277,8 +287,8 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The bytes `text` stands for (a `*` is itself here).
-fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    Ok(pieces(text, false)?
+fn unescape(text: &str, vars: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+    Ok(pieces(text, false, vars)?
         .into_iter()
         .flat_map(|p| match p {
             Piece::Bytes(b) => b,
@@ -287,16 +297,18 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
         .collect())
 }
 
-fn pattern(text: &str) -> Result<Vec<Piece>, String> {
-    pieces(text, true)
-}
-
-fn pieces(text: &str, wild: bool) -> Result<Vec<Piece>, String> {
+/// The text of a step as literal bytes and (with `wild`) wildcards.
+fn pieces(text: &str, wild: bool, vars: &[(&str, &str)]) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
+            '$' if chars.as_str().starts_with('{') => {
+                let (value, after) = variable(&chars.as_str()[1..], vars)?;
+                current.extend_from_slice(value.as_bytes());
+                chars = after.chars();
+            }
             '\\' => match chars.next() {
                 Some('r') => current.push(b'\r'),
                 Some('n') => current.push(b'\n'),
