@@ -6,9 +6,6 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixListener;
@@ -17,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{RSEND, TempDir, describe, run_command, show, write_rc};
+use common::rsend::{RSEND, TempDir, describe, run_command, show, write_rc};
 
 /// What the scripted server heard.
 #[derive(Debug, Default)]

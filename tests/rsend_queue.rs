@@ -8,9 +8,6 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::*;
+use common::rsend::*;
 
 /// (connection number, message) for every message a relay accepted.
 type Accepted = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;

@@ -5,13 +5,10 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::time::{Duration, Instant};
 
+use common::rsend::*;
 use common::transcript::{Player, Transcript};
-use support::*;
 
 /// Where the server misbehaves.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]

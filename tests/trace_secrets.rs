@@ -681,7 +681,7 @@ mod stack {
     use super::{BODY_MARK, Secrets, check, expect_lines};
     use std::sync::Arc;
 
-    include!("rfetch_support.rs.inc");
+    use common::rfetch::*;
 
     #[test]
     fn real_stack_traces_hide_the_passwords() {

@@ -3,7 +3,10 @@
 //! start it.
 #![allow(dead_code)]
 
+pub mod keyring;
 pub mod mailbox;
+pub mod rfetch;
+pub mod rsend;
 pub mod tls;
 pub mod transcript;
 
