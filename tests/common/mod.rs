@@ -5,6 +5,7 @@
 
 pub mod keyring;
 pub mod mailbox;
+pub mod recorder;
 pub mod rfetch;
 pub mod rsend;
 pub mod tls;
