@@ -7,12 +7,12 @@
 #![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
+use common::pop3_mailbox::{self, Faults};
 use common::rfetch::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use postie::fetch::poll::BATCH;
@@ -25,100 +25,6 @@ const CUT_AT: usize = BATCH + BATCH / 2;
 fn message(n: usize) -> String {
     format!(
         "From: a@example.org\r\nTo: bob@example.org\r\nSubject: fault test {n}\r\n\r\nbody of message {n}\r\n.. dot line {n}\r\n"
-    )
-}
-
-/// What one POP3 session received: its command lines.
-type Transcript = Arc<Mutex<Vec<Vec<String>>>>;
-
-/// A plaintext POP3 server for MESSAGES messages (PIPELINING, UIDL). `cut_first` makes the first
-/// session send half of message CUT_AT and close the connection.
-fn scripted_pop3(cut_first: bool) -> (u16, Transcript) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let sessions: Transcript = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&sessions);
-    std::thread::spawn(move || {
-        for (index, conn) in listener.incoming().enumerate() {
-            let Ok(sock) = conn else { return };
-            log.lock().unwrap().push(Vec::new());
-            let cut = cut_first && index == 0;
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || pop3_session(sock, cut, index, &log));
-        }
-    });
-    (port, sessions)
-}
-
-fn pop3_session(mut sock: TcpStream, cut: bool, index: usize, log: &Transcript) {
-    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-    let mut deleted = BTreeSet::new();
-    if sock.write_all(b"+OK scripted POP3\r\n").is_err() {
-        return;
-    }
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let cmd = line.trim_end().to_string();
-        log.lock().unwrap()[index].push(cmd.clone());
-        let mut words = cmd.split_whitespace();
-        let verb = words.next().unwrap_or("").to_ascii_uppercase();
-        let arg: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-        let reply = match verb.as_str() {
-            "CAPA" => "+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n".to_string(),
-            "USER" | "PASS" | "NOOP" | "RSET" => "+OK\r\n".to_string(),
-            "STAT" => format!("+OK {MESSAGES} {}\r\n", MESSAGES * 100),
-            "UIDL" => {
-                let mut r = String::from("+OK\r\n");
-                for n in 1..=MESSAGES {
-                    r.push_str(&format!("{n} uid-{n}\r\n"));
-                }
-                r + ".\r\n"
-            }
-            "LIST" => {
-                let mut r = String::from("+OK\r\n");
-                for n in 1..=MESSAGES {
-                    r.push_str(&format!("{n} {}\r\n", message(n).len()));
-                }
-                r + ".\r\n"
-            }
-            "RETR" if (1..=MESSAGES).contains(&arg) => {
-                let text = message(arg).replace("\r\n..", "\r\n...");
-                if cut && arg == CUT_AT {
-                    let _ =
-                        sock.write_all(format!("+OK\r\n{}", &text[..text.len() / 2]).as_bytes());
-                    let _ = sock.shutdown(std::net::Shutdown::Both);
-                    return;
-                }
-                format!("+OK\r\n{text}.\r\n")
-            }
-            "DELE" if (1..=MESSAGES).contains(&arg) => {
-                deleted.insert(arg);
-                "+OK\r\n".to_string()
-            }
-            "QUIT" => {
-                let _ = sock.write_all(b"+OK bye\r\n");
-                return;
-            }
-            _ => "-ERR unknown\r\n".to_string(),
-        };
-        if sock.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn scripted_config(dir: &Path, port: u16, target: &str) -> PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 10\n\
-             [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
-        ),
     )
 }
 
@@ -152,8 +58,16 @@ fn commands<'a>(session: &'a [String], verb: &str) -> Vec<&'a str> {
 fn pop3_connection_cut_mid_message_keeps_every_message_for_the_next_poll() {
     let dir = tempdir("cut");
     let md = dir.join("Maildir");
-    let (port, sessions) = scripted_pop3(true);
-    let cfg = scripted_config(&dir, port, &format!("maildir = \"{}\"", md.display()));
+    let server = pop3_mailbox::serve(
+        pop3_mailbox::mailbox((1..=MESSAGES).map(message)),
+        Faults {
+            pipelining: true,
+            cut_at: Some(CUT_AT),
+            ..Faults::default()
+        },
+    );
+    let (port, sessions) = (server.port, server.sessions);
+    let cfg = scripted_pop3_config(&dir, port, 10, &format!("maildir = \"{}\"", md.display()));
     let args = ["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"];
 
     let first = rfetch(&dir, &args);

@@ -5,6 +5,7 @@
 
 pub mod keyring;
 pub mod mailbox;
+pub mod pop3_mailbox;
 pub mod recorder;
 pub mod rfetch;
 pub mod rsend;
