@@ -7,26 +7,10 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::transcript::Transcript;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir =
-        std::env::temp_dir().join(format!("postie-auth-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write config");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
 
 fn rfetch(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rfetch"))
@@ -46,13 +30,10 @@ fn stderr(out: &Output) -> String {
 fn rfetch_sends_the_password_to_a_loopback_bridge_and_says_why() {
     let server = Transcript::load_with("bridge/pop3", &[("USER", "bob"), ("PASS", "pw")]).play();
     let port = server.port();
-    let dir = temp_dir("rfetch");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let dir = common::temp_dir("rfetch");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.bridge]\nhost = \"localhost\"\nuser = \"bob\"\npassword = \"pw\"\n\
@@ -77,9 +58,9 @@ fn rfetch_sends_the_password_to_a_loopback_bridge_and_says_why() {
 fn rsend_sends_the_password_to_a_loopback_bridge_and_says_why() {
     let server = Transcript::load("bridge/smtp").play();
     let port = server.port();
-    let dir = temp_dir("rsend");
+    let dir = common::temp_dir("rsend");
     let rc = dir.join("msmtprc");
-    write_private(
+    common::write_private(
         &rc,
         &format!(
             "account default\nhost localhost\nport {port}\ntls off\nauth plain\nuser alice\n\
@@ -111,9 +92,9 @@ fn rsend_sends_the_password_to_a_loopback_bridge_and_says_why() {
 /// Runs rfetch on a config file `name` holding `text`; asserts that it fails before
 /// contacting anything and names `name:line` and `auth`.
 fn refused_config(name: &str, text: &str, flag: &str, line: u32, auth: &str) {
-    let dir = temp_dir("config");
+    let dir = common::temp_dir("config");
     let path = dir.join(name);
-    write_private(&path, text);
+    common::write_private(&path, text);
     let out = rfetch(&dir, &[flag, path.to_str().expect("utf-8")]);
     let shown = stderr(&out);
     let _ = std::fs::remove_dir_all(&dir);
@@ -144,14 +125,14 @@ fn unsupported_auth_is_a_config_error_naming_the_line() {
 
 #[test]
 fn the_auth_option_is_used_and_checked() {
-    let dir = temp_dir("cli");
+    let dir = common::temp_dir("cli");
     let config = dir.join("config.toml");
     let text = format!(
         "[accounts.a]\nhost = \"127.0.0.1\"\nuser = \"u\"\npassword = \"p\"\ntls = false\n\
          [accounts.a.fetch]\nprotocol = \"pop3\"\nport = 9\nmaildir = \"{}\"\n",
         dir.join("md").display()
     );
-    write_private(&config, &text);
+    common::write_private(&config, &text);
     let path = config.to_str().expect("utf-8");
     let out = rfetch(&dir, &["-C", path, "--auth", "gssapi"]);
     let shown = stderr(&out);
@@ -161,7 +142,7 @@ fn the_auth_option_is_used_and_checked() {
     // A supported value reaches the login: `--auth password` against the loopback bridge.
     let server = Transcript::load_with("bridge/pop3", &[("USER", "u"), ("PASS", "p")]).play();
     let port = server.port();
-    write_private(
+    common::write_private(
         &config,
         &text.replace("port = 9", &format!("port = {port}")),
     );

@@ -440,32 +440,13 @@ fn serve_tls(name: &str) -> (Player, String) {
     (play(name, &[]), TestCert::get().fingerprint_hex())
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let d = std::env::temp_dir().join(format!("hostile-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn write_private(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write config");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
 /// Runs rfetch once against an implicit-TLS server pinned by fingerprint; returns its output
 /// and the number of messages in the Maildir.
 fn rfetch_tls(proto: &str, port: u16, fingerprint: &str) -> (std::process::Output, usize) {
-    let dir = temp_dir("rfetch-tls");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let dir = common::temp_dir("rfetch-tls");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.cut]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"pw\"\ntimeout = 5\n\
@@ -536,9 +517,9 @@ fn imaps_cut_mid_message_delivers_and_deletes_nothing() {
 fn smtps_cut_mid_data_is_not_reported_as_sent() {
     let (server, fingerprint) = serve_tls("smtps_cut");
     let port = server.port();
-    let dir = temp_dir("rsend-tls");
+    let dir = common::temp_dir("rsend-tls");
     let rc = dir.join("msmtprc");
-    write_private(
+    common::write_private(
         &rc,
         &format!(
             "account default\nhost 127.0.0.1\nport {port}\ntls on\ntls_starttls off\n\

@@ -10,7 +10,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,22 +27,6 @@ const BODY_MARK: &str = "body-line-that-must-not-be-traced";
 /// Payloads the scripted servers received in a secret position (PASS argument, APOP digest,
 /// AUTH responses, LOGIN password): none may appear in any output.
 type Secrets = Arc<Mutex<Vec<String>>>;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let d = std::env::temp_dir().join(format!("trace-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write config");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
 
 /// One connection on a fresh port, handled by `script` (with a read timeout).
 fn serve(script: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
@@ -147,9 +130,9 @@ fn smtp_server(mech: &'static str, secrets: Secrets) -> u16 {
 }
 
 fn run_rsend(mech: &str, port: u16, verbosity: &[&str]) -> Output {
-    let dir = temp_dir("rsend");
+    let dir = common::temp_dir("rsend");
     let rc = dir.join("msmtprc");
-    write_private(
+    common::write_private(
         &rc,
         &format!(
             "account default\nhost 127.0.0.1\nport {port}\ntls off\nauth {}\nuser alice\n\
@@ -358,14 +341,11 @@ fn run_rfetch(
     verbosity: &[&str],
     fetch_extra: &str,
 ) -> Output {
-    let dir = temp_dir("rfetch");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let dir = common::temp_dir("rfetch");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
     let password = secret.replace('\\', "\\\\").replace('"', "\\\"");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"{password}\"\n\
@@ -613,13 +593,10 @@ fn rfetch_daemon_never_shows_the_secret() {
     let mut failures = Vec::new();
     let secrets: Secrets = Arc::default();
     let port = imap_server(ImapFlavour::Plain, Arc::clone(&secrets));
-    let dir = temp_dir("rfetch-daemon");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let dir = common::temp_dir("rfetch-daemon");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"{SECRET}\"\n\
@@ -737,7 +714,7 @@ mod stack {
         // rsend: submission, STARTTLS, AUTH LOGIN (username and password in 334 rounds).
         let dir = tempdir("trace-stack-rsend");
         let rc = dir.join("msmtprc");
-        super::write_private(
+        common::write_private(
             &rc,
             &format!(
                 "account default\nhost localhost\nport {}\ntls on\ntls_starttls on\n\

@@ -42,24 +42,13 @@ pub fn server_count(s: &super::Stack) -> usize {
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "rfetch-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    super::temp_dir(&format!("rfetch-{tag}"))
 }
 
 /// Writes `text` as DIR/config.toml, mode 600 (rfetch refuses a readable file with a secret).
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("config.toml");
-    std::fs::write(&p, text).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    super::write_private(&p, text);
     p
 }
 
