@@ -146,6 +146,27 @@ fn skip_until_reads_lines_up_to_a_match() {
 }
 
 #[test]
+fn a_computed_step_answers_from_what_the_client_sent() {
+    let player = Transcript::parse("computed", "C: HELLO *\nS! echo\n")
+        .compute("echo", |heard| {
+            let name = heard[0].strip_prefix("HELLO ").unwrap_or_default();
+            format!("hi {name}\r\n").into_bytes()
+        })
+        .play();
+    let (mut r, mut w) = client(&player);
+    w.write_all(b"HELLO nonce-42\r\n").unwrap();
+    assert_eq!(line(&mut r), "hi nonce-42\r\n");
+    drop((r, w));
+    player.finish();
+}
+
+#[test]
+#[should_panic(expected = "line 1: no function given for S! echo")]
+fn a_computed_step_without_its_function_is_refused() {
+    Transcript::parse("uncomputed", "S! echo\n").play();
+}
+
+#[test]
 fn a_star_that_must_be_literal_does_not_match_anything_else() {
     let player = Transcript::parse("star", "C: A1 \\*\n").play();
     let (_r, mut w) = client(&player);

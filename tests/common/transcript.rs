@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `S: text` | the server sends `text` and CRLF, in one write |
 //! | `S= text` | the server sends exactly `text` (no line end added), in one write |
+//! | `S! name` | the server sends what the test's function `name` makes of the client's lines so far (`Transcript::compute`: a SCRAM challenge built on the client's nonce) |
 //! | `C: pattern` | the client must send one CRLF-ended line matching `pattern`; `*` stands for any run of bytes (tags, base64 blobs) |
 //! | `C= text` | the client must send exactly these bytes (a literal that holds line ends) |
 //! | `C* pattern` | the client sends any lines, the last of them matching `pattern` (a message body whose headers the test does not spell out, up to `C* .`) |
@@ -47,11 +48,15 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client line longer than this is a mismatch, not a reason to keep buffering.
 const MAX_CLIENT_LINE: usize = 1024 * 1024;
 
+/// Makes a server message from the client's lines so far.
+type Compute = Arc<dyn Fn(&[String]) -> Vec<u8> + Send + Sync>;
+
 /// A parsed transcript, ready to play.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Transcript {
     name: String,
     steps: Vec<Step>,
+    computed: Vec<(String, Compute)>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +71,7 @@ struct Step {
 #[derive(Debug, Clone)]
 enum Action {
     Send(Vec<u8>),
+    Computed(String),
     Repeat(u64, Vec<u8>),
     Expect(Vec<Piece>),
     SkipUntil(Vec<Piece>),
@@ -125,11 +131,33 @@ impl Transcript {
         Transcript {
             name: name.to_string(),
             steps,
+            computed: Vec::new(),
         }
+    }
+
+    /// Gives the `S! name` steps their function: it gets the client's lines so far and returns
+    /// the bytes to send.
+    pub fn compute(
+        mut self,
+        name: &str,
+        make: impl Fn(&[String]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Transcript {
+        self.computed.push((name.to_string(), Arc::new(make)));
+        self
     }
 
     /// Starts serving on a fresh loopback port, one connection per `!accept` section.
     pub fn play(self) -> Player {
+        for step in &self.steps {
+            if let Action::Computed(name) = &step.action {
+                assert!(
+                    self.computed.iter().any(|(n, _)| n == name),
+                    "transcript {} line {}: no function given for S! {name}",
+                    self.name,
+                    step.line
+                );
+            }
+        }
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("local address").port();
         let heard = Arc::new(Mutex::new(Vec::new()));
@@ -247,6 +275,7 @@ fn parse_action(raw: &str, vars: &[(&str, &str)]) -> Result<Action, String> {
             Action::Send(bytes)
         }
         "S=" => Action::Send(unescape(text, vars)?),
+        "S!" => Action::Computed(text.trim().to_string()),
         "C:" => Action::Expect(pieces(text, true, vars)?),
         "C=" => Action::ExpectRaw(unescape(text, vars)?),
         "C*" => Action::SkipUntil(pieces(text, true, vars)?),
@@ -621,6 +650,17 @@ impl Server {
         for step in &steps {
             match &step.action {
                 Action::Send(bytes) => conn.send(bytes),
+                Action::Computed(name) => {
+                    let heard = self.heard.lock().expect("heard lock").clone();
+                    let bytes = self
+                        .transcript
+                        .computed
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, make)| make(&heard))
+                        .unwrap_or_default();
+                    conn.send(&bytes);
+                }
                 Action::Repeat(count, bytes) => {
                     let per_chunk = (64 * 1024 / bytes.len().max(1)).max(1) as u64;
                     let chunk = bytes.repeat(per_chunk.min(*count) as usize);
