@@ -8,6 +8,7 @@
 
 mod common;
 use common::pop3_mailbox::{self, Faults};
+use common::recorder::Relay;
 use common::rfetch::*;
 use std::path::Path;
 
@@ -107,58 +108,6 @@ fn pop3_connection_cut_mid_message_keeps_every_message_for_the_next_poll() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A scripted SMTP server: answers `rcpt_reply` to RCPT TO and collects accepted messages.
-fn scripted_smtp(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut sock) = conn else { return };
-            let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-            let _ = sock.write_all(b"220 scripted ESMTP\r\n");
-            let mut line = String::new();
-            let mut data: Option<String> = None;
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if let Some(body) = data.as_mut() {
-                    if line == ".\r\n" {
-                        store.lock().unwrap().push(std::mem::take(body));
-                        data = None;
-                        let _ = sock.write_all(b"250 2.0.0 queued\r\n");
-                    } else {
-                        body.push_str(&line);
-                    }
-                    continue;
-                }
-                let upper = line.to_ascii_uppercase();
-                let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                    "250-scripted\r\n250 8BITMIME\r\n"
-                } else if upper.starts_with("RCPT") {
-                    rcpt_reply
-                } else if upper.starts_with("DATA") {
-                    data = Some(String::new());
-                    "354 go ahead\r\n"
-                } else if upper.starts_with("QUIT") {
-                    let _ = sock.write_all(b"221 bye\r\n");
-                    break;
-                } else {
-                    "250 2.0.0 ok\r\n"
-                };
-                if sock.write_all(reply.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    (port, accepted)
-}
-
 #[test]
 fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     let s = common::Stack::get();
@@ -174,7 +123,8 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
             format!("From: a@x\nTo: bob@localhost\nSubject: {tag} {i}\n\nbody {i}\n").as_bytes(),
         );
     }
-    let (busy, busy_got) = scripted_smtp("451 4.3.0 try again later\r\n");
+    let busy_relay = Relay::always("451 4.3.0 try again later");
+    let busy = busy_relay.port;
     let cfg = toml_config(
         &s,
         &dir,
@@ -187,14 +137,15 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     let err = String::from_utf8_lossy(&first.stderr).into_owned();
     assert_ne!(code(&first), 0, "{err}");
     assert!(err.contains("temporary failure"), "{err}");
-    assert!(busy_got.lock().unwrap().is_empty());
+    assert!(busy_relay.accepted().is_empty());
     assert_eq!(
         server_count(&s),
         3,
         "451 leaves every message on the server: {err}"
     );
 
-    let (ok, ok_got) = scripted_smtp("250 2.1.5 ok\r\n");
+    let ok_relay = Relay::always("250 2.1.5 ok");
+    let ok = ok_relay.port;
     let cfg = toml_config(
         &s,
         &dir,
@@ -206,7 +157,11 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     let second = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&second.stderr).into_owned();
     assert_eq!(code(&second), 0, "{err}");
-    let got = ok_got.lock().unwrap();
+    let got: Vec<String> = ok_relay
+        .accepted()
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
     assert_eq!(got.len(), 3, "{err}");
     for i in 0..3 {
         let subject = format!("Subject: {tag} {i}");

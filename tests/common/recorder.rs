@@ -1,13 +1,18 @@
-//! A lenient SMTP server that records what rsend puts on the wire (the client's address, the
-//! envelope, the DATA bytes), for the header and option tests that vary callers and messages:
-//! it takes any number of recipients, and a test that expects rsend to refuse before connecting
-//! just finds nothing recorded. Exact dialogues are transcripts (`super::transcript`).
+//! Lenient SMTP servers that record what a client delivers, for the tests whose oracle is the
+//! outcome rather than the dialogue: a recorder of one submission (the client's address, the
+//! envelope, the DATA bytes) for the header and option tests that vary callers and messages (it
+//! takes any number of recipients, and a test that expects rsend to refuse before connecting
+//! just finds nothing recorded), and a relay for any number of connections with scripted RCPT
+//! replies (the queue flushes, rfetch's SMTP target). Exact dialogues are transcripts
+//! (`super::transcript`).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the recording server heard.
@@ -156,4 +161,156 @@ pub fn wait(port: u16, heard: mpsc::Receiver<Heard>) -> Heard {
     heard
         .recv_timeout(Duration::from_secs(20))
         .expect("the recording server did not finish")
+}
+
+/// (connection number, message) for every message a relay accepted.
+type Accepted = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
+/// A relay: plaintext, no AUTH, any number of connections. RCPT replies come from
+/// `rcpt_replies`, then `otherwise`; every message that got a 250 after its final dot is
+/// recorded.
+pub struct Relay {
+    pub port: u16,
+    rcpt_replies: Arc<Mutex<VecDeque<String>>>,
+    otherwise: String,
+    accepted: Accepted,
+    connections: Arc<Mutex<usize>>,
+}
+
+impl Relay {
+    /// RCPT replies `rcpt_replies` first, then 250.
+    pub fn start(rcpt_replies: &[&str]) -> Relay {
+        Relay::answering(rcpt_replies, "250 2.1.5 ok")
+    }
+
+    /// Every RCPT gets `reply`.
+    pub fn always(reply: &str) -> Relay {
+        Relay::answering(&[], reply)
+    }
+
+    fn answering(rcpt_replies: &[&str], otherwise: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let relay = Relay {
+            port: listener.local_addr().expect("addr").port(),
+            rcpt_replies: Arc::new(Mutex::new(
+                rcpt_replies.iter().map(|s| s.to_string()).collect(),
+            )),
+            otherwise: otherwise.to_string(),
+            accepted: Arc::default(),
+            connections: Arc::default(),
+        };
+        let (replies, otherwise, accepted, connections) = (
+            relay.rcpt_replies.clone(),
+            relay.otherwise.clone(),
+            relay.accepted.clone(),
+            relay.connections.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let number = {
+                    let mut n = connections.lock().unwrap();
+                    *n += 1;
+                    *n
+                };
+                let (replies, otherwise, accepted) =
+                    (replies.clone(), otherwise.clone(), accepted.clone());
+                std::thread::spawn(move || {
+                    relay_session(stream, number, &replies, &otherwise, &accepted)
+                });
+            }
+        });
+        relay
+    }
+
+    /// The messages accepted so far, as sent (dot-stuffed, CRLF).
+    pub fn accepted(&self) -> Vec<Vec<u8>> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    /// The connections that delivered at least one message.
+    pub fn delivering_connections(&self) -> std::collections::HashSet<usize> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// How many connections it took.
+    pub fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+}
+
+fn relay_session(
+    stream: TcpStream,
+    number: usize,
+    replies: &Mutex<VecDeque<String>>,
+    otherwise: &str,
+    accepted: &Mutex<Vec<(usize, Vec<u8>)>>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut w) = stream.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(stream);
+    let _ = w.write_all(b"220 relay.test ESMTP\r\n");
+    let mut line = String::new();
+    let mut refused = false;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        let reply = if cmd.starts_with("EHLO") {
+            "250-relay.test\r\n250 8BITMIME\r\n".to_string()
+        } else if cmd.starts_with("MAIL") {
+            refused = false;
+            "250 2.1.0 ok\r\n".to_string()
+        } else if cmd.starts_with("RCPT") {
+            let reply = replies
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| otherwise.to_string());
+            refused |= !reply.starts_with('2');
+            format!("{reply}\r\n")
+        } else if cmd == "DATA" && !refused {
+            let _ = w.write_all(b"354 go ahead\r\n");
+            let mut message = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if r.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+                    return;
+                }
+                if l == b".\r\n" {
+                    break;
+                }
+                message.extend_from_slice(&l);
+            }
+            accepted.lock().unwrap().push((number, message));
+            // A little latency, as a real relay has: flushers then overlap in time.
+            std::thread::sleep(Duration::from_millis(2));
+            "250 2.0.0 queued\r\n".to_string()
+        } else if cmd == "DATA" {
+            "554 5.5.1 no valid recipients\r\n".to_string()
+        } else if cmd == "RSET" || cmd == "NOOP" {
+            "250 2.0.0 ok\r\n".to_string()
+        } else if cmd == "QUIT" {
+            let _ = w.write_all(b"221 2.0.0 bye\r\n");
+            return;
+        } else {
+            "500 5.5.2 what?\r\n".to_string()
+        };
+        if w.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
 }
