@@ -20,6 +20,14 @@ fn play(name: &str) -> Player {
     Transcript::load(&format!("imap/{name}")).play()
 }
 
+/// Plays NAME and logs in to it (plain TCP).
+fn logged_in(name: &str) -> (Player, ImapSession) {
+    let server = play(name);
+    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
+    s.login().expect("login");
+    (server, s)
+}
+
 fn settings(port: u16, mode: TlsMode) -> ImapSettings {
     let mut s = ImapSettings::new(
         Endpoint {
@@ -71,9 +79,7 @@ fn starttls_refused_is_unsupported() {
 
 #[test]
 fn absurd_exists_is_reported_not_trusted() {
-    let server = play("absurd_exists");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("absurd_exists");
     let info = s.select("INBOX").expect("select");
     assert_eq!(info.exists, u32::MAX);
     assert_eq!(info.uidvalidity, Some(u32::MAX));
@@ -106,9 +112,7 @@ impl FetchSink for Collect {
 
 #[test]
 fn huge_literal_is_refused_without_allocating() {
-    let server = play("huge_literal");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("huge_literal");
     let e = s
         .fetch_bodies(&[1], &mut Collect::default())
         .expect_err("too large");
@@ -119,9 +123,7 @@ fn huge_literal_is_refused_without_allocating() {
 
 #[test]
 fn overlong_line_is_protocol_error() {
-    let server = play("overlong_line");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("overlong_line");
     assert_eq!(s.noop().expect_err("too long").kind(), ErrorKind::Protocol);
     drop(s);
     server.finish();
@@ -141,9 +143,7 @@ fn too_many_untagged_is_protocol_error() {
 
 #[test]
 fn silent_server_times_out() {
-    let server = play("silent_server");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("silent_server");
     let t = Instant::now();
     let e = s.select("INBOX").expect_err("timeout");
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
@@ -219,9 +219,7 @@ fn password_with_odd_bytes_goes_as_synchronising_literal() {
 
 #[test]
 fn fetch_handles_late_uid_unknown_untagged_and_flag_updates() {
-    let server = play("late_uid");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("late_uid");
     let mut sink = Collect::default();
     let got = s.fetch_bodies(&[10, 11, 12], &mut sink).expect("fetch");
     assert_eq!(got, vec![10, 11, 12]);
@@ -243,9 +241,7 @@ fn fetch_handles_late_uid_unknown_untagged_and_flag_updates() {
 fn deferred_expunge_completes_during_the_next_fetch() {
     // UID EXPUNGE 10 succeeds, UID EXPUNGE 11 is refused; each is followed by a UID FETCH sent
     // before its completion was read.
-    let server = play("deferred_expunge");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("deferred_expunge");
     s.expunge_deferred(&[10]).expect("expunge sent");
     let mut sink = Collect::default();
     assert_eq!(s.fetch_bodies(&[12], &mut sink).expect("fetch"), vec![12]);
@@ -282,9 +278,7 @@ fn deferred_expunge_completes_during_the_next_fetch() {
 
 #[test]
 fn untagged_bye_mid_command_is_an_error() {
-    let server = play("untagged_bye");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("untagged_bye");
     let e = s.select("INBOX").expect_err("bye");
     assert_eq!(e.kind(), ErrorKind::RejectedTemporary, "{e:?}");
     drop(s);
@@ -432,9 +426,7 @@ fn idle_without_capability_is_refused_unless_forced() {
 #[test]
 fn idle_done_completion_with_exists_counts_as_news() {
     // Mail that arrives while DONE is on its way is reported in the completion.
-    let server = play("idle_done_with_exists");
-    let mut s = ImapSession::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("idle_done_with_exists");
     s.select("INBOX").expect("select");
     assert_eq!(
         s.idle(Duration::from_millis(1200)).expect("idle"),

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::transcript::{Player, Transcript};
+use common::wire_trace::WireTrace;
 
 use postie::ErrorKind;
 use postie::net::{Endpoint, TlsMode};
@@ -17,6 +17,14 @@ use postie::session::pop3::{FetchAuth, MessageSink, Pop3Session, Pop3Settings, S
 /// Plays `tests/transcripts/pop3/NAME.txt` on a loopback port.
 fn play(name: &str) -> Player {
     Transcript::load(&format!("pop3/{name}")).play()
+}
+
+/// Plays NAME and logs in to it (plain TCP).
+fn logged_in(name: &str) -> (Player, Pop3Session) {
+    let server = play(name);
+    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
+    s.login().expect("login");
+    (server, s)
 }
 
 fn settings(port: u16, mode: TlsMode) -> Pop3Settings {
@@ -60,9 +68,7 @@ fn stls_refused_is_unsupported() {
 
 #[test]
 fn absurd_sizes_are_reported_not_trusted() {
-    let server = play("absurd_sizes");
-    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("absurd_sizes");
     assert_eq!(s.stat().expect("stat"), (u32::MAX, 1_000_000_000_000_000));
     assert_eq!(
         s.list_all().expect("list"),
@@ -76,9 +82,7 @@ fn absurd_sizes_are_reported_not_trusted() {
 
 #[test]
 fn negative_or_overflowing_numbers_are_protocol_errors() {
-    let server = play("negative_numbers");
-    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("negative_numbers");
     assert_eq!(s.list_all().expect_err("bad").kind(), ErrorKind::Protocol);
     // The session refuses further use after a protocol error (and sends nothing: the
     // transcript ends with the client closing).
@@ -89,9 +93,7 @@ fn negative_or_overflowing_numbers_are_protocol_errors() {
 
 #[test]
 fn overlong_line_is_protocol_error() {
-    let server = play("overlong_line");
-    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("overlong_line");
     assert_eq!(
         s.uidl_all().expect_err("too long").kind(),
         ErrorKind::Protocol
@@ -115,9 +117,7 @@ fn long_uid_is_refused() {
 
 #[test]
 fn silent_server_times_out() {
-    let server = play("silent_server");
-    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("silent_server");
     let t = Instant::now();
     let e = s.stat().expect_err("timeout");
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
@@ -243,9 +243,7 @@ fn pipelined_retr_with_refused_and_empty_messages() {
 
 #[test]
 fn deferred_deles_are_read_before_the_next_replies() {
-    let server = play("deferred_dele");
-    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("deferred_dele");
     // The RETR goes out before the DELE's reply is read; that reply is consumed first.
     s.dele_many_deferred(&[1]).expect("dele");
     let mut sink = Collect::default();
@@ -292,9 +290,7 @@ fn message_size_limit_aborts() {
 
 #[test]
 fn connection_closed_mid_message_is_network_error() {
-    let server = play("closed_mid_message");
-    let mut s = Pop3Session::connect(&settings(server.port(), TlsMode::Off)).expect("connect");
-    s.login().expect("login");
+    let (server, mut s) = logged_in("closed_mid_message");
     let mut out = Vec::new();
     let e = s.retr(1, &mut out).expect_err("incomplete");
     assert_eq!(e.kind(), ErrorKind::NetworkIo, "{e:?}");
@@ -303,25 +299,6 @@ fn connection_closed_mid_message_is_network_error() {
     server.finish();
 }
 
-/// Collects protocol trace lines so tests can check what `-v -v` would show.
-struct TraceCapture(Mutex<Vec<String>>);
-
-impl log::Log for TraceCapture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.target() == postie::log::WIRE
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata())
-            && let Ok(mut lines) = self.0.lock()
-        {
-            lines.push(r.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static TRACE: TraceCapture = TraceCapture(Mutex::new(Vec::new()));
-
 /// POP3 AUTH PLAIN, with the initial response on the AUTH line and (for a user name too long
 /// for that line, RFC 5034 §4) after an empty challenge: the trace shows the commands with the
 /// response as `*`, never the password in any form.
@@ -329,8 +306,7 @@ static TRACE: TraceCapture = TraceCapture(Mutex::new(Vec::new()));
 fn auth_plain_trace_hides_the_response() {
     use base64::Engine as _;
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-    let _ = log::set_logger(&TRACE);
-    log::set_max_level(log::LevelFilter::Trace);
+    let trace = WireTrace::install();
     let password = "p\u{e4}ss-w\u{f6}rd-99";
     for user in ["bob".to_string(), "u".repeat(200)] {
         let server = play(if user == "bob" {
@@ -346,7 +322,7 @@ fn auth_plain_trace_hides_the_response() {
         session.login().expect("login");
         session.quit().expect("quit");
         let sent = server.finish();
-        let lines = TRACE.0.lock().expect("lock").clone();
+        let lines = trace.lines();
         let message = format!("\0{user}\0{password}");
         let forbidden = [
             password.to_string(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::tls::TestCert;
 use common::transcript::{Player, Transcript};
+use common::wire_trace::WireTrace;
 use postie::ErrorKind;
 use postie::net::{ConnectOptions, Endpoint, TlsMode, TlsOptions, Trust};
 use postie::proto::sasl::Mechanism;
@@ -320,29 +321,9 @@ fn starttls_session_works() {
     server.finish();
 }
 
-/// Collects wire trace lines so tests can check what would be logged.
-struct TraceCapture(std::sync::Mutex<Vec<String>>);
-
-impl log::Log for TraceCapture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.target() == postie::log::WIRE
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata())
-            && let Ok(mut lines) = self.0.lock()
-        {
-            lines.push(r.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static TRACE: TraceCapture = TraceCapture(std::sync::Mutex::new(Vec::new()));
-
 #[test]
 fn wire_trace_redacts_auth_payloads() {
-    let _ = log::set_logger(&TRACE);
-    log::set_max_level(log::LevelFilter::Trace);
+    let trace = WireTrace::install();
     for (mechs, method) in [
         ("PLAIN", AuthMethod::Mechanism(Mechanism::Plain)),
         ("LOGIN", AuthMethod::Mechanism(Mechanism::Login)),
@@ -353,12 +334,12 @@ fn wire_trace_redacts_auth_payloads() {
             "auth_login"
         });
         let s = settings(&server, TlsMode::Off, alice(method, true));
-        TRACE.0.lock().unwrap().clear();
+        trace.clear();
         let client = SmtpClient::connect(&s).unwrap();
         client.quit().unwrap();
         server.finish();
         // Other tests of this binary may trace at the same time: look for our lines only.
-        let lines: Vec<String> = TRACE.0.lock().unwrap().clone();
+        let lines: Vec<String> = trace.lines();
         assert!(
             lines.iter().any(|l| l == "SMTP> EHLO client.test"),
             "{lines:?}"

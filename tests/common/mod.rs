@@ -11,6 +11,7 @@ pub mod rfetch;
 pub mod rsend;
 pub mod tls;
 pub mod transcript;
+pub mod wire_trace;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
