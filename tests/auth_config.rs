@@ -7,20 +7,10 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use common::rfetch::rfetch;
 use common::transcript::Transcript;
-
-fn rfetch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rfetch"))
-        .args(args)
-        .env("HOME", dir)
-        .env_remove("FETCHMAILHOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .expect("run rfetch")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
