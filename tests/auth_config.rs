@@ -4,98 +4,13 @@
 //! `auth` rfetch cannot do (GSSAPI, Kerberos, NTLM, OTP, MSN) is a configuration error naming
 //! the file and line, in a fetchmailrc and in the TOML config, before anything is contacted.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir =
-        std::env::temp_dir().join(format!("postie-auth-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write config");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
-/// One connection: greets, then answers each line with `reply(line)` (None ends it).
-fn serve(greeting: &'static str, reply: fn(&str) -> Option<String>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        let Ok((mut sock, _)) = listener.accept() else {
-            return;
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut r = BufReader::new(TcpStream::try_clone(&sock).expect("clone"));
-        let _ = sock.write_all(greeting.as_bytes());
-        let mut line = String::new();
-        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-            let Some(answer) = reply(line.trim_end()) else {
-                return;
-            };
-            line.clear();
-            if sock.write_all(answer.as_bytes()).is_err() {
-                return;
-            }
-        }
-    });
-    port
-}
-
-fn pop3(line: &str) -> Option<String> {
-    let verb = line
-        .split(' ')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase();
-    Some(match verb.as_str() {
-        "CAPA" => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".into(),
-        "UIDL" | "LIST" => "+OK\r\n.\r\n".into(),
-        "STAT" => "+OK 0 0\r\n".into(),
-        "QUIT" => "+OK bye\r\n".into(),
-        _ => "+OK\r\n".into(),
-    })
-}
-
-fn smtp(line: &str) -> Option<String> {
-    let verb = line
-        .split(' ')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase();
-    Some(match verb.as_str() {
-        "EHLO" => "250-bridge\r\n250 AUTH PLAIN LOGIN\r\n".into(),
-        "AUTH" => "235 2.7.0 ok\r\n".into(),
-        "DATA" => "354 go\r\n".into(),
-        "." => "250 2.0.0 queued\r\n".into(),
-        "QUIT" => "221 bye\r\n".into(),
-        // message lines get no answer of their own
-        _ if line.contains(':') && !line.starts_with("MAIL") && !line.starts_with("RCPT") => {
-            String::new()
-        }
-        "" => String::new(),
-        _ => "250 ok\r\n".into(),
-    })
-}
-
-fn rfetch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rfetch"))
-        .args(args)
-        .env("HOME", dir)
-        .env_remove("FETCHMAILHOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .expect("run rfetch")
-}
+use common::rfetch::rfetch;
+use common::transcript::Transcript;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -103,14 +18,12 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn rfetch_sends_the_password_to_a_loopback_bridge_and_says_why() {
-    let port = serve("+OK bridge ready\r\n", pop3);
-    let dir = temp_dir("rfetch");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let server = Transcript::load_with("bridge/pop3", &[("USER", "bob"), ("PASS", "pw")]).play();
+    let port = server.port();
+    let dir = common::temp_dir("rfetch");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.bridge]\nhost = \"localhost\"\nuser = \"bob\"\npassword = \"pw\"\n\
@@ -128,14 +41,16 @@ fn rfetch_sends_the_password_to_a_loopback_bridge_and_says_why() {
             && text.contains("is a loopback address"),
         "{text}"
     );
+    server.finish();
 }
 
 #[test]
 fn rsend_sends_the_password_to_a_loopback_bridge_and_says_why() {
-    let port = serve("220 bridge ESMTP\r\n", smtp);
-    let dir = temp_dir("rsend");
+    let server = Transcript::load("bridge/smtp").play();
+    let port = server.port();
+    let dir = common::temp_dir("rsend");
     let rc = dir.join("msmtprc");
-    write_private(
+    common::write_private(
         &rc,
         &format!(
             "account default\nhost localhost\nport {port}\ntls off\nauth plain\nuser alice\n\
@@ -161,14 +76,15 @@ fn rsend_sends_the_password_to_a_loopback_bridge_and_says_why() {
         text.contains("with PLAIN without TLS: the peer address") && text.contains("loopback"),
         "{text}"
     );
+    server.finish();
 }
 
 /// Runs rfetch on a config file `name` holding `text`; asserts that it fails before
 /// contacting anything and names `name:line` and `auth`.
 fn refused_config(name: &str, text: &str, flag: &str, line: u32, auth: &str) {
-    let dir = temp_dir("config");
+    let dir = common::temp_dir("config");
     let path = dir.join(name);
-    write_private(&path, text);
+    common::write_private(&path, text);
     let out = rfetch(&dir, &[flag, path.to_str().expect("utf-8")]);
     let shown = stderr(&out);
     let _ = std::fs::remove_dir_all(&dir);
@@ -199,14 +115,14 @@ fn unsupported_auth_is_a_config_error_naming_the_line() {
 
 #[test]
 fn the_auth_option_is_used_and_checked() {
-    let dir = temp_dir("cli");
+    let dir = common::temp_dir("cli");
     let config = dir.join("config.toml");
     let text = format!(
         "[accounts.a]\nhost = \"127.0.0.1\"\nuser = \"u\"\npassword = \"p\"\ntls = false\n\
          [accounts.a.fetch]\nprotocol = \"pop3\"\nport = 9\nmaildir = \"{}\"\n",
         dir.join("md").display()
     );
-    write_private(&config, &text);
+    common::write_private(&config, &text);
     let path = config.to_str().expect("utf-8");
     let out = rfetch(&dir, &["-C", path, "--auth", "gssapi"]);
     let shown = stderr(&out);
@@ -214,8 +130,9 @@ fn the_auth_option_is_used_and_checked() {
     assert_ne!(out.status.code(), Some(0), "{shown}");
 
     // A supported value reaches the login: `--auth password` against the loopback bridge.
-    let port = serve("+OK bridge ready\r\n", pop3);
-    write_private(
+    let server = Transcript::load_with("bridge/pop3", &[("USER", "u"), ("PASS", "p")]).play();
+    let port = server.port();
+    common::write_private(
         &config,
         &text.replace("port = 9", &format!("port = {port}")),
     );
@@ -223,4 +140,5 @@ fn the_auth_option_is_used_and_checked() {
     let shown = stderr(&out);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(shown.contains("with USER/PASS without TLS"), "{shown}");
+    server.finish();
 }

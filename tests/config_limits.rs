@@ -2,6 +2,9 @@
 //! to the clock is refused where it was written (file:line, or the option), instead of
 //! panicking an account thread later (which made a daemon exit 0 as if it had been stopped).
 
+mod common;
+
+use common::temp_dir as tempdir;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,19 +17,6 @@ use postie::config::{msmtprc, toml};
 
 const HUGE: &str = "9223372036854775807"; // i64::MAX
 const HUGER: &str = "18446744073709551615"; // u64::MAX
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "postie-limits-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    ));
-    fs::create_dir_all(&d).expect("tempdir");
-    d
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

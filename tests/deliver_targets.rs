@@ -1,19 +1,14 @@
 //! Local delivery targets in temp dirs: Maildir (batched and single), mbox (quoting, failure
 //! truncation, concurrent appenders), MDA (exit statuses, %F injection, timeouts).
 
+mod common;
+
+use common::temp_dir;
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use postie::deliver::{Deliver, DeliverError, Maildir, Mbox, Mda, MessageInfo};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("postie-deliver-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn info() -> MessageInfo {
     MessageInfo {

@@ -5,10 +5,11 @@
 //! not extend ours is cancelled; a challenge that is not base64 is a protocol error; the OAuth
 //! mechanisms send the token framed as specified and a failure is an Auth error.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
+
+use common::transcript::Transcript;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -19,7 +20,7 @@ use postie::session::auth::{FetchAuth, Secret, Server};
 use postie::session::imap::{ImapSession, ImapSettings};
 use postie::session::pop3::{Pop3Session, Pop3Settings};
 
-/// What the scripted server answers at each step of an exchange.
+/// The server's part (a transcript under tests/transcripts/sasl/ for each protocol).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Script {
     /// SCRAM with a server-final whose signature is wrong.
@@ -42,99 +43,39 @@ enum Proto {
     Imap,
 }
 
-impl Proto {
-    fn greeting(self) -> &'static str {
-        match self {
-            Proto::Pop3 => "+OK scripted\r\n",
-            Proto::Imap => {
-                "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=SCRAM-SHA-256 AUTH=XOAUTH2 \
-                 AUTH=OAUTHBEARER AUTH=EXTERNAL] scripted\r\n"
-            }
-        }
-    }
-
-    fn ok(self, tag: &str) -> String {
-        match self {
-            Proto::Pop3 => "+OK welcome\r\n".into(),
-            Proto::Imap => format!("{tag} OK welcome\r\n"),
-        }
-    }
-
-    fn no(self, tag: &str) -> String {
-        match self {
-            Proto::Pop3 => "-ERR [AUTH] no\r\n".into(),
-            Proto::Imap => format!("{tag} NO [AUTHENTICATIONFAILED] no\r\n"),
-        }
-    }
-}
-
-fn challenge(data: &str) -> String {
-    format!("+ {}\r\n", B64.encode(data))
-}
-
-/// A one-connection server; returns its port and every line the client sent.
-fn serve(proto: Proto, script: Script) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        let Ok((mut sock, _)) = listener.accept() else {
-            return;
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut r = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(proto.greeting().as_bytes());
-        let mut tag = String::new();
-        let mut round = 0;
-        let mut line = String::new();
-        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-            let l = line.trim_end().to_string();
-            line.clear();
-            log.lock().expect("lock").push(l.clone());
-            let words: Vec<&str> = l.split(' ').collect();
-            let reply = match (proto, words.as_slice()) {
-                (Proto::Pop3, ["CAPA"]) => {
-                    "+OK\r\nSASL SCRAM-SHA-256 XOAUTH2 OAUTHBEARER EXTERNAL\r\n.\r\n".into()
-                }
-                (Proto::Pop3, ["QUIT"]) => "+OK bye\r\n".into(),
-                (Proto::Pop3, ["STAT"]) => "+OK 0 0\r\n".into(),
-                (Proto::Imap, [t, "LOGOUT"]) => format!("* BYE\r\n{t} OK bye\r\n"),
-                (Proto::Imap, [t, "NOOP"]) => format!("{t} OK\r\n"),
-                (Proto::Imap, [t, "CAPABILITY"]) => {
-                    format!("* CAPABILITY IMAP4rev1 SASL-IR\r\n{t} OK\r\n")
-                }
-                (_, words)
-                    if round == 0
-                        && (words.contains(&"AUTH") || words.contains(&"AUTHENTICATE")) =>
-                {
-                    let at = usize::from(matches!(proto, Proto::Imap));
-                    tag = words[0].to_string();
-                    round = 1;
-                    first_reply(proto, script, &tag, words.get(at + 2).copied())
-                }
-                (_, ["*"]) => proto.no(&tag),
-                _ if round == 1 => {
-                    round = 2;
-                    second_reply(proto, script, &tag, &l)
-                }
-                _ if round == 2 => proto.no(&tag),
-                _ => "-ERR what\r\n".into(),
-            };
-            if sock.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
-    });
-    (port, seen)
-}
-
-/// The answer to AUTH/AUTHENTICATE carrying `initial` (base64), if it has one.
-fn first_reply(proto: Proto, script: Script, tag: &str, initial: Option<&str>) -> String {
-    let Some(initial) = initial else {
-        // No initial response (XOAUTH2): ask for it with an empty challenge.
-        return "+ \r\n".into();
+/// The transcript of `script` for `m` over `proto`.
+fn transcript(proto: Proto, script: Script, m: Mechanism) -> Transcript {
+    let proto = match proto {
+        Proto::Pop3 => "pop3",
+        Proto::Imap => "imap",
     };
+    let mechanism = match m {
+        Mechanism::XOAuth2 => "xoauth2",
+        Mechanism::OAuthBearer => "oauthbearer",
+        Mechanism::External => "external",
+        _ => "scram",
+    };
+    let case = match script {
+        Script::ScramWrongSignature => "scram_wrong_signature".to_string(),
+        Script::ScramUnverifiedSuccess => "scram_unverified_success".to_string(),
+        Script::ScramForeignNonce => "scram_foreign_nonce".to_string(),
+        Script::BadChallenge => "bad_challenge".to_string(),
+        Script::Accept => mechanism.to_string(),
+        Script::OAuthFailure => format!("{mechanism}_refused"),
+    };
+    Transcript::load(&format!("sasl/{proto}_{case}"))
+        .compute("scram-server-first", scram_server_first)
+}
+
+/// A SCRAM server-first message built on the nonce of the client-first message (the last word
+/// of the client's AUTH or AUTHENTICATE line), as a continuation.
+fn scram_server_first(heard: &[String]) -> Vec<u8> {
+    let initial = heard
+        .iter()
+        .rev()
+        .find(|l| l.contains("SCRAM-SHA-256 "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_default();
     let client_first = B64
         .decode(initial)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -142,31 +83,9 @@ fn first_reply(proto: Proto, script: Script, tag: &str, initial: Option<&str>) -
     let nonce = client_first
         .split(',')
         .find_map(|a| a.strip_prefix("r="))
-        .unwrap_or("none")
-        .to_string();
-    match script {
-        Script::ScramWrongSignature | Script::ScramUnverifiedSuccess => {
-            challenge(&format!("r={nonce}SERVER,s=QSXCR+Q6sek8bf92,i=4096"))
-        }
-        Script::ScramForeignNonce => challenge("r=someoneelse,s=QSXCR+Q6sek8bf92,i=4096"),
-        Script::BadChallenge => "+ !!!not base64!!!\r\n".into(),
-        Script::Accept => proto.ok(tag),
-        Script::OAuthFailure => challenge("{\"status\":\"invalid_token\"}"),
-    }
-}
-
-/// The answer to the client's `line` after the first challenge.
-fn second_reply(proto: Proto, script: Script, tag: &str, line: &str) -> String {
-    match script {
-        Script::ScramWrongSignature => challenge("v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
-        Script::ScramUnverifiedSuccess | Script::Accept => proto.ok(tag),
-        // XOAUTH2's token came after the empty challenge: now the error details.
-        Script::OAuthFailure if !B64.decode(line).is_ok_and(|b| b == b"\x01") => {
-            challenge("{\"status\":\"401\"}")
-        }
-        Script::OAuthFailure => proto.no(tag),
-        Script::ScramForeignNonce | Script::BadChallenge => proto.no(tag),
-    }
+        .unwrap_or("none");
+    let server_first = format!("r={nonce}SERVER,s=QSXCR+Q6sek8bf92,i=4096");
+    format!("+ {}\r\n", B64.encode(server_first)).into_bytes()
 }
 
 fn server(port: u16, auth: FetchAuth) -> Server {
@@ -184,7 +103,8 @@ fn server(port: u16, auth: FetchAuth) -> Server {
 /// Logs in over `proto` with `auth` against `script`; returns the login result, whether a
 /// command after it still works, and the client's lines.
 fn run(proto: Proto, script: Script, m: Mechanism) -> (postie::Result<()>, bool, Vec<String>) {
-    let (port, seen) = serve(proto, script);
+    let player = transcript(proto, script, m).play();
+    let port = player.port();
     let server = server(port, FetchAuth::Sasl(m));
     let (login, usable) = match proto {
         Proto::Pop3 => {
@@ -222,7 +142,7 @@ fn run(proto: Proto, script: Script, m: Mechanism) -> (postie::Result<()>, bool,
             (login, usable)
         }
     };
-    let lines = seen.lock().expect("lock").clone();
+    let lines = player.finish();
     (login, usable, lines)
 }
 

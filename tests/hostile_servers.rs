@@ -3,10 +3,13 @@
 //! whose UID comes after it, and TLS connections cut in the middle of a message. Every case must
 //! end in a clear error (or the right result) within seconds, with bounded memory and no crash.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::thread::JoinHandle;
+mod common;
+
+use std::io::Write;
 use std::time::{Duration, Instant};
+
+use common::tls::TestCert;
+use common::transcript::{Player, Transcript};
 
 use postie::ErrorKind;
 use postie::net::{Endpoint, TlsMode};
@@ -14,26 +17,9 @@ use postie::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use postie::session::pop3::{Pop3Session, Pop3Settings, Secret};
 use postie::session::smtp::{SmtpClient, SmtpSettings};
 
-/// Runs `script` on the first connection to a fresh loopback port.
-fn serve(script: impl FnOnce(TcpStream) + Send + 'static) -> (u16, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let handle = std::thread::spawn(move || {
-        if let Ok((sock, _)) = listener.accept() {
-            let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
-            script(sock);
-        }
-    });
-    (port, handle)
-}
-
-/// Reads one command line (None when the client went away).
-fn hear(reader: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut line = String::new();
-    match reader.read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(line.trim_end().to_string()),
-    }
+/// Plays `tests/transcripts/hostile/NAME.txt` with the given variables.
+fn play(name: &str, vars: &[(&str, &str)]) -> Player {
+    Transcript::load_with(&format!("hostile/{name}"), vars).play()
 }
 
 fn endpoint(port: u16) -> Endpoint {
@@ -59,37 +45,16 @@ fn imap_settings(port: u16) -> ImapSettings {
     s
 }
 
-/// A POP3 server answering CAPA with `lines` capability lines (sent in large writes).
-fn capa_flood(lines: usize) -> (u16, JoinHandle<()>) {
-    serve(move |mut sock| {
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(b"+OK flood\r\n");
-        while let Some(cmd) = hear(&mut reader) {
-            if cmd == "CAPA" {
-                let _ = sock.write_all(b"+OK\r\n");
-                let chunk = "X\r\n".repeat(10_000);
-                for _ in 0..lines / 10_000 {
-                    if sock.write_all(chunk.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-                let _ = sock.write_all(b".\r\n");
-            } else {
-                let _ = sock.write_all(b"+OK\r\n");
-            }
-        }
-    })
-}
-
 #[test]
 fn pop3_capa_flood_is_a_clear_error_not_a_stack_overflow() {
-    let (port, server) = capa_flood(200_000);
+    let server = play("pop3_capa_flood", &[]);
     let started = Instant::now();
-    let e = Pop3Session::connect(&pop3_settings(port)).expect_err("a CAPA flood must fail");
+    let e =
+        Pop3Session::connect(&pop3_settings(server.port())).expect_err("a CAPA flood must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("CAPA"), "{}", e.chain());
     assert!(started.elapsed() < Duration::from_secs(5));
-    drop(server);
+    server.finish();
 }
 
 fn smtp_settings(port: u16) -> SmtpSettings {
@@ -110,72 +75,44 @@ fn smtp_settings(port: u16) -> SmtpSettings {
 
 #[test]
 fn smtp_ehlo_flood_is_a_clear_error() {
-    let (port, server) = serve(|mut sock| {
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(b"220 flood\r\n");
-        if hear(&mut reader).is_some() {
-            let lines = "250-X\r\n".repeat(100_000);
-            let _ = sock.write_all(lines.as_bytes());
-        }
-    });
+    let server = play("smtp_ehlo_flood", &[]);
     let started = Instant::now();
-    let e = SmtpClient::connect(&smtp_settings(port)).expect_err("an EHLO flood must fail");
+    let e =
+        SmtpClient::connect(&smtp_settings(server.port())).expect_err("an EHLO flood must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("more than 100 lines"), "{}", e.chain());
     assert!(started.elapsed() < Duration::from_secs(5));
-    let _ = server.join();
+    server.finish();
 }
 
 #[test]
 fn smtp_auth_mechanism_flood_is_a_clear_error() {
-    let (port, server) = serve(|mut sock| {
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(b"220 flood\r\n");
-        if hear(&mut reader).is_some() {
-            let mechs: String = (0..300).map(|i| format!("M{i} ")).collect();
-            let _ = sock.write_all(format!("250-flood\r\n250 AUTH {mechs}\r\n").as_bytes());
-        }
-        let _ = hear(&mut reader);
-    });
-    let e = SmtpClient::connect(&smtp_settings(port)).expect_err("must fail");
+    let mechs: String = (0..300).map(|i| format!("M{i} ")).collect();
+    let server = play("smtp_auth_flood", &[("MECHS", &mechs)]);
+    let e = SmtpClient::connect(&smtp_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("AUTH mechanisms"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
 }
 
 #[test]
 fn imap_capability_flood_is_a_clear_error() {
-    let (port, server) = serve(|mut sock| {
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(b"* OK flood\r\n");
-        if let Some(cmd) = hear(&mut reader) {
-            let tag = cmd.split(' ').next().unwrap_or("A").to_string();
-            let words = "AUTH=X ".repeat(5000);
-            let _ = sock.write_all(format!("* CAPABILITY {words}\r\n{tag} OK\r\n").as_bytes());
-        }
-        let _ = hear(&mut reader);
-    });
-    let e = ImapSession::connect(&imap_settings(port)).expect_err("must fail");
+    let words = "AUTH=X ".repeat(5000);
+    let server = play("imap_capability_flood", &[("WORDS", &words)]);
+    let e = ImapSession::connect(&imap_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("capabilities"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
 }
 
 #[test]
 fn pop3_sasl_mechanism_flood_is_a_clear_error() {
-    let (port, server) = serve(|mut sock| {
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(b"+OK flood\r\n");
-        if hear(&mut reader).is_some() {
-            let mechs = "M ".repeat(1000);
-            let _ = sock.write_all(format!("+OK\r\nSASL {mechs}\r\n.\r\n").as_bytes());
-        }
-        let _ = hear(&mut reader);
-    });
-    let e = Pop3Session::connect(&pop3_settings(port)).expect_err("must fail");
+    let mechs = "M ".repeat(1000);
+    let server = play("pop3_sasl_flood", &[("MECHS", &mechs)]);
+    let e = Pop3Session::connect(&pop3_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("SASL mechanisms"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
 }
 
 /// Records what a fetch delivered, and the largest piece handed over at once.
@@ -204,28 +141,6 @@ impl FetchSink for Collect {
     }
 }
 
-/// A logged-in IMAP server whose commands after LOGIN are answered by `rest(tag, command)`.
-fn imap_server(rest: impl Fn(&str, &str) -> Vec<u8> + Send + 'static) -> (u16, JoinHandle<()>) {
-    serve(move |mut sock| {
-        let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-        let _ = sock.write_all(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] hostile\r\n");
-        while let Some(line) = hear(&mut reader) {
-            let (tag, cmd) = line.split_once(' ').unwrap_or((&line, ""));
-            let reply = if cmd.starts_with("LOGIN") {
-                format!("{tag} OK [CAPABILITY IMAP4rev1 UIDPLUS] in\r\n").into_bytes()
-            } else if cmd.starts_with("LOGOUT") {
-                let _ = sock.write_all(format!("* BYE\r\n{tag} OK\r\n").as_bytes());
-                return;
-            } else {
-                rest(tag, cmd)
-            };
-            if sock.write_all(&reply).is_err() {
-                return;
-            }
-        }
-    })
-}
-
 fn big_body(n: usize, seed: u8) -> Vec<u8> {
     let mut v = b"Subject: big\r\n\r\n".to_vec();
     while v.len() < n {
@@ -240,25 +155,19 @@ fn imap_body_before_uid_is_never_held_whole() {
     const BIG: usize = 4 * 1024 * 1024;
     let big = big_body(BIG, 5);
     let small = big_body(2000, 6);
-    let (big2, small2) = (big.clone(), small.clone());
-    let (port, server) = imap_server(move |tag, cmd| {
-        let fetch = |uid: u32, body: &[u8]| {
-            let mut r = format!("* {uid} FETCH (BODY[] {{{}}}\r\n", body.len()).into_bytes();
-            r.extend_from_slice(body);
-            r.extend_from_slice(format!(" UID {uid} FLAGS (\\Seen))\r\n").as_bytes());
-            r
-        };
-        let mut out = Vec::new();
-        if cmd.starts_with("UID FETCH 5:6 ") {
-            out.extend(fetch(5, &big2));
-            out.extend(fetch(6, &small2));
-        } else if cmd.starts_with("UID FETCH 5 ") {
-            out.extend(fetch(5, &big2));
-        }
-        out.extend_from_slice(format!("{tag} OK done\r\n").as_bytes());
-        out
-    });
-    let mut s = ImapSession::connect(&imap_settings(port)).expect("connect");
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("the bodies are text");
+    let (big_text, small_text) = (text(&big), text(&small));
+    let (big_size, small_size) = (big.len().to_string(), small.len().to_string());
+    let server = play(
+        "imap_body_before_uid",
+        &[
+            ("BIG", &big_text),
+            ("BIG_SIZE", &big_size),
+            ("SMALL", &small_text),
+            ("SMALL_SIZE", &small_size),
+        ],
+    );
+    let mut s = ImapSession::connect(&imap_settings(server.port())).expect("connect");
     s.login().expect("login");
     let mut sink = Collect::default();
     let started = Instant::now();
@@ -278,55 +187,38 @@ fn imap_body_before_uid_is_never_held_whole() {
     delivered.sort_unstable();
     assert_eq!(delivered, vec![5, 6]);
     s.logout().expect("logout");
-    let _ = server.join();
+    server.finish();
 }
 
 // ---- endless lines, floods of responses, absurd literal sizes ----
 
-/// A server that says `prefix` and then sends `fill` bytes forever (until the client goes).
-fn endless(prefix: &'static [u8], fill: u8) -> (u16, JoinHandle<()>) {
-    serve(move |mut sock| {
-        let _ = sock.set_write_timeout(Some(Duration::from_secs(10)));
-        if sock.write_all(prefix).is_err() {
-            return;
-        }
-        let chunk = vec![fill; 64 * 1024];
-        // 1 GiB at most: far more than any bound, and the test fails if it is all read.
-        for _ in 0..16_384 {
-            if sock.write_all(&chunk).is_err() {
-                return;
-            }
-        }
-    })
-}
-
 #[test]
 fn endless_line_is_a_clear_error_for_every_protocol() {
     let started = Instant::now();
-    let (port, server) = endless(b"+OK ", b'x');
-    let e = Pop3Session::connect(&pop3_settings(port)).expect_err("must fail");
+    let server = play("endless_pop3", &[]);
+    let e = Pop3Session::connect(&pop3_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("line longer than"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
 
-    let (port, server) = endless(b"* OK ", b'x');
-    let e = ImapSession::connect(&imap_settings(port)).expect_err("must fail");
+    let server = play("endless_imap", &[]);
+    let e = ImapSession::connect(&imap_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("longer than"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
 
     // "* SEARCH" lines have their own, larger bound (64 MiB): still a bound.
-    let (port, server) = endless(b"* OK hi\r\n* SEARCH ", b'1');
-    let e = ImapSession::connect(&imap_settings(port)).expect_err("must fail");
+    let server = play("endless_imap_search", &[]);
+    let e = ImapSession::connect(&imap_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("longer than"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
 
-    let (port, server) = endless(b"220 ", b'x');
-    let e = SmtpClient::connect(&smtp_settings(port)).expect_err("must fail");
+    let server = play("endless_smtp", &[]);
+    let e = SmtpClient::connect(&smtp_settings(server.port())).expect_err("must fail");
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e:?}");
     assert!(e.chain().contains("longer than"), "{}", e.chain());
-    let _ = server.join();
+    server.finish();
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -336,28 +228,8 @@ fn endless_line_is_a_clear_error_for_every_protocol() {
 
 #[test]
 fn a_million_untagged_responses_finish_in_bounded_time() {
-    const N: usize = 1_000_000;
-    let (port, server) = imap_server(|tag, cmd| {
-        if cmd.starts_with("SELECT") {
-            let mut out = Vec::with_capacity(N * 16);
-            for i in 0..N {
-                // A mix of what servers send: counts, flags, unknown data with a literal.
-                match i % 4 {
-                    0 => out.extend_from_slice(b"* 3 RECENT\r\n"),
-                    1 => out.extend_from_slice(b"* FLAGS (\\Seen)\r\n"),
-                    2 => out.extend_from_slice(b"* X-UNKNOWN {3}\r\nabc\r\n"),
-                    _ => out.extend_from_slice(b"* 7 EXISTS\r\n"),
-                }
-            }
-            out.extend_from_slice(
-                format!("* OK [UIDVALIDITY 9] v\r\n{tag} OK selected\r\n").as_bytes(),
-            );
-            out
-        } else {
-            format!("{tag} OK\r\n").into_bytes()
-        }
-    });
-    let mut s = ImapSession::connect(&imap_settings(port)).expect("connect");
+    let server = play("million_untagged", &[]);
+    let mut s = ImapSession::connect(&imap_settings(server.port())).expect("connect");
     s.login().expect("login");
     let started = Instant::now();
     let info = s.select("INBOX").expect("select");
@@ -366,7 +238,7 @@ fn a_million_untagged_responses_finish_in_bounded_time() {
     assert_eq!(info.uidvalidity, Some(9));
     assert!(took < Duration::from_secs(15), "{took:?}");
     s.logout().expect("logout");
-    let _ = server.join();
+    server.finish();
 }
 
 #[test]
@@ -378,19 +250,9 @@ fn absurd_literal_sizes_are_clear_errors() {
         "18446744073709551616",
         "99999999999999999999999999999999",
     ] {
-        for (what, line) in [
-            ("body", format!("* 1 FETCH (UID 5 BODY[] {{{size}}}\r\nabc")),
-            ("skipped", format!("* 1 FETCH (X-THING {{{size}}}\r\nabc")),
-            ("untagged", format!("* LIST () \"/\" {{{size}}}\r\nabc")),
-        ] {
-            let (port, server) = imap_server(move |_, cmd| {
-                if cmd.starts_with("UID FETCH") {
-                    line.clone().into_bytes()
-                } else {
-                    b"* BAD what\r\n".to_vec()
-                }
-            });
-            let mut s = ImapSession::connect(&imap_settings(port)).expect("connect");
+        for what in ["body", "skipped", "untagged"] {
+            let server = play(&format!("absurd_literal_{what}"), &[("SIZE", size)]);
+            let mut s = ImapSession::connect(&imap_settings(server.port())).expect("connect");
             s.login().expect("login");
             let started = Instant::now();
             let e = s
@@ -404,7 +266,7 @@ fn absurd_literal_sizes_are_clear_errors() {
             );
             assert!(started.elapsed() < Duration::from_secs(3));
             drop(s);
-            let _ = server.join();
+            server.finish();
         }
     }
 }
@@ -572,108 +434,19 @@ fn smtp_reply_parser_gives_identical_results_for_every_split() {
 
 // ---- TLS connections cut in the middle of a message (no close_notify) ----
 
-type TlsStream = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
-
-/// A server certificate for "localhost" and its SHA-256 fingerprint as colon-separated hex.
-fn tls_config() -> (std::sync::Arc<rustls::ServerConfig>, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-    let der = ck.cert.der().clone();
-    let fp = ring::digest::digest(&ring::digest::SHA256, &der);
-    let fingerprint: Vec<String> = fp.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
-        ck.signing_key.serialize_der(),
-    ));
-    let config = rustls::ServerConfig::builder_with_provider(postie::net::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![der], key)
-        .expect("config");
-    (std::sync::Arc::new(config), fingerprint.join(":"))
-}
-
-/// One implicit-TLS connection: lines in, bytes out, and a cut that drops the TCP connection
-/// without a TLS close_notify.
-struct TlsPeer {
-    stream: TlsStream,
-    tcp: TcpStream,
-    pending: Vec<u8>,
-    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl TlsPeer {
-    fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=i).collect();
-                let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                self.heard.lock().expect("lock").push(text.clone());
-                return Some(text);
-            }
-            let mut buf = [0u8; 8192];
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    fn say(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes);
-        let _ = self.stream.flush();
-    }
-
-    /// Drops the connection as a crash or an attacker would: TCP closes, no close_notify.
-    fn cut(self) {
-        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-type Heard = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-fn serve_tls(script: impl FnOnce(TlsPeer) + Send + 'static) -> (u16, String, Heard) {
-    let (config, fingerprint) = tls_config();
-    let heard: Heard = std::sync::Arc::default();
-    let heard2 = std::sync::Arc::clone(&heard);
-    let (port, _) = serve(move |sock| {
-        let tcp = sock.try_clone().expect("clone");
-        let conn = rustls::ServerConnection::new(config).expect("tls");
-        script(TlsPeer {
-            stream: rustls::StreamOwned::new(conn, sock),
-            tcp,
-            pending: Vec::new(),
-            heard: heard2,
-        });
-    });
-    (port, fingerprint, heard)
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let d = std::env::temp_dir().join(format!("hostile-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn write_private(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write config");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+/// Plays an implicit-TLS transcript; returns it and the certificate's fingerprint as
+/// configuration files write it.
+fn serve_tls(name: &str) -> (Player, String) {
+    (play(name, &[]), TestCert::get().fingerprint_hex())
 }
 
 /// Runs rfetch once against an implicit-TLS server pinned by fingerprint; returns its output
 /// and the number of messages in the Maildir.
 fn rfetch_tls(proto: &str, port: u16, fingerprint: &str) -> (std::process::Output, usize) {
-    let dir = temp_dir("rfetch-tls");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let dir = common::temp_dir("rfetch-tls");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.cut]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"pw\"\ntimeout = 5\n\
@@ -697,38 +470,15 @@ fn rfetch_tls(proto: &str, port: u16, fingerprint: &str) -> (std::process::Outpu
     (out, count)
 }
 
-const CUT_MESSAGE: &str = "From: a@example.org\r\nSubject: cut\r\n\r\nfirst half of the body\r\n";
-
 #[test]
 fn pop3s_cut_mid_message_delivers_and_deletes_nothing() {
-    let (port, fingerprint, heard) = serve_tls(|mut peer| {
-        peer.say(b"+OK POP3S\r\n");
-        while let Some(line) = peer.line() {
-            let verb = line
-                .split(' ')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_uppercase();
-            match verb.as_str() {
-                "CAPA" => peer.say(b"+OK\r\nUSER\r\nUIDL\r\n.\r\n"),
-                "UIDL" => peer.say(b"+OK\r\n1 uid-1\r\n.\r\n"),
-                "LIST" => peer.say(b"+OK\r\n1 5000\r\n.\r\n"),
-                "STAT" => peer.say(b"+OK 1 5000\r\n"),
-                "RETR" => {
-                    peer.say(b"+OK 5000 octets\r\n");
-                    peer.say(CUT_MESSAGE.as_bytes());
-                    std::thread::sleep(Duration::from_millis(100));
-                    return peer.cut();
-                }
-                _ => peer.say(b"+OK\r\n"),
-            }
-        }
-    });
+    let (server, fingerprint) = serve_tls("pop3s_cut");
+    let port = server.port();
     let (out, delivered) = rfetch_tls("pop3", port, &fingerprint);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert_eq!(delivered, 0, "a cut message was delivered: {err}");
-    let heard = heard.lock().expect("lock").clone();
+    let heard = server.finish();
     assert!(
         heard.iter().any(|l| l.starts_with("RETR")),
         "{heard:?} {err}"
@@ -747,37 +497,13 @@ fn pop3s_cut_mid_message_delivers_and_deletes_nothing() {
 
 #[test]
 fn imaps_cut_mid_message_delivers_and_deletes_nothing() {
-    let (port, fingerprint, heard) = serve_tls(|mut peer| {
-        peer.say(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] IMAPS\r\n");
-        while let Some(line) = peer.line() {
-            let (tag, cmd) = line.split_once(' ').unwrap_or((&line, ""));
-            let tag = tag.to_string();
-            if cmd.starts_with("SELECT") {
-                peer.say(
-                    format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 3] v\r\n{tag} OK [READ-WRITE] s\r\n")
-                        .as_bytes(),
-                );
-            } else if cmd.starts_with("UID SEARCH") {
-                peer.say(format!("* SEARCH 4\r\n{tag} OK s\r\n").as_bytes());
-            } else if cmd.starts_with("UID FETCH") && cmd.contains("BODY") {
-                peer.say(b"* 1 FETCH (UID 4 RFC822.SIZE 5000 BODY[] {5000}\r\n");
-                peer.say(CUT_MESSAGE.as_bytes());
-                std::thread::sleep(Duration::from_millis(100));
-                return peer.cut();
-            } else if cmd.starts_with("UID FETCH") {
-                peer.say(
-                    format!("* 1 FETCH (UID 4 RFC822.SIZE 5000)\r\n{tag} OK f\r\n").as_bytes(),
-                );
-            } else {
-                peer.say(format!("{tag} OK done\r\n").as_bytes());
-            }
-        }
-    });
+    let (server, fingerprint) = serve_tls("imaps_cut");
+    let port = server.port();
     let (out, delivered) = rfetch_tls("imap", port, &fingerprint);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert_eq!(delivered, 0, "a cut message was delivered: {err}");
-    let heard = heard.lock().expect("lock").clone();
+    let heard = server.finish();
     assert!(heard.iter().any(|l| l.contains("UID FETCH")), "{heard:?}");
     assert!(
         !heard
@@ -789,25 +515,11 @@ fn imaps_cut_mid_message_delivers_and_deletes_nothing() {
 
 #[test]
 fn smtps_cut_mid_data_is_not_reported_as_sent() {
-    let (port, fingerprint, heard) = serve_tls(|mut peer| {
-        peer.say(b"220 SMTPS\r\n");
-        while let Some(line) = peer.line() {
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("EHLO") {
-                peer.say(b"250-smtps\r\n250 8BITMIME\r\n");
-            } else if upper.starts_with("DATA") {
-                peer.say(b"354 go\r\n");
-                // Read a little of the message, then vanish without a reply.
-                let _ = peer.line();
-                return peer.cut();
-            } else {
-                peer.say(b"250 ok\r\n");
-            }
-        }
-    });
-    let dir = temp_dir("rsend-tls");
+    let (server, fingerprint) = serve_tls("smtps_cut");
+    let port = server.port();
+    let dir = common::temp_dir("rsend-tls");
     let rc = dir.join("msmtprc");
-    write_private(
+    common::write_private(
         &rc,
         &format!(
             "account default\nhost 127.0.0.1\nport {port}\ntls on\ntls_starttls off\n\
@@ -835,5 +547,5 @@ fn smtps_cut_mid_data_is_not_reported_as_sent() {
         "temporary failure expected: {err}"
     );
     assert!(!err.contains("accepted"), "{err}");
-    assert!(heard.lock().expect("lock").iter().any(|l| l == "DATA"));
+    assert!(server.finish().iter().any(|l| l == "DATA"));
 }

@@ -6,10 +6,7 @@
 //! libsecret-tools (tests/stack/stack.sh deps tests).
 
 mod common;
-#[path = "common/keyring.rs"]
-mod keyring_support;
-
-use keyring_support::Keyring;
+use common::keyring::Keyring;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

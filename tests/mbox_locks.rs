@@ -8,20 +8,16 @@
 //! only [`child_delivers_and_stalls`] does anything: it starts a real `Mbox` delivery whose
 //! message source stalls, and the parent SIGKILLs it.
 
+mod common;
+
+use common::temp_dir;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postie::deliver::{Deliver, Mbox, MessageInfo};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("postie-mboxlk-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn info() -> MessageInfo {
     MessageInfo {

@@ -5,6 +5,9 @@
 //! exactly the intended arguments and that no marker file appeared (every payload tries to
 //! create one). One test goes through the real procmail with a `-f "<%F>"` line.
 
+mod common;
+
+use common::temp_dir;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,13 +15,6 @@ use std::path::{Path, PathBuf};
 use postie::deliver::{Deliver, Mda, MessageInfo};
 
 const MSG: &[u8] = b"From: Eve <eve@example.org>\r\nSubject: hi\r\n\r\nbody\r\n";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("postie-mdainj-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An MDA that records its arguments in DIR/argv (NUL after each) and drains stdin.
 fn argv_recorder(dir: &Path) -> PathBuf {

@@ -2,15 +2,16 @@
 //! plaintext the server sends after its go-ahead must never be read as TLS-protected data, and
 //! the fingerprint and trust choices behave on a self-signed server. Hermetic: port 0 only.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::{self, JoinHandle};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use common::tls::TestCert;
+use common::transcript::{Player, Transcript};
 use postie::ErrorKind;
 use postie::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsOptions, Trust};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Log records captured from the library (the discard warning is checked through them).
 static LOGS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
@@ -50,90 +51,24 @@ fn warnings_about(port: u16) -> Vec<String> {
         .collect()
 }
 
-struct Identity {
-    cert: CertificateDer<'static>,
-    key_der: Vec<u8>,
-}
-
-fn identity() -> &'static Identity {
-    static ID: OnceLock<Identity> = OnceLock::new();
-    ID.get_or_init(|| {
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .unwrap();
-        Identity {
-            cert: ck.cert.der().clone(),
-            key_der: ck.signing_key.serialize_der(),
-        }
-    })
-}
-
-fn server_config() -> Arc<rustls::ServerConfig> {
-    let id = identity();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der.clone()));
-    let config = rustls::ServerConfig::builder_with_provider(postie::net::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![id.cert.clone()], key)
-        .unwrap();
-    Arc::new(config)
-}
-
 fn fingerprint() -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, identity().cert.as_ref());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    TestCert::get().sha256()
 }
 
-/// What the scripted server sends right after its go-ahead.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Injection {
-    None,
-    /// "250 INJECTED" in the same write as "220 go ahead".
-    SameWrite,
-    /// "250 INJECTED" in a second write, 100 ms later.
-    Delayed,
+/// Plays `tests/transcripts/starttls/NAME.txt`.
+fn start_server(name: &str) -> Player {
+    Transcript::load(&format!("starttls/{name}")).play()
 }
 
-/// A one-connection SMTP-ish server: banner, STARTTLS go-ahead (plus the injection), rustls
-/// handshake, "250 REAL". Returns whether its handshake completed.
-fn start_server(injection: Injection) -> (u16, JoinHandle<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = thread::spawn(move || {
-        let (mut sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        sock.write_all(b"220 ready\r\n").unwrap();
-        let command = read_line_raw(&mut sock);
-        assert_eq!(command, "STARTTLS\r\n");
-        match injection {
-            Injection::None => sock.write_all(b"220 go ahead\r\n").unwrap(),
-            Injection::SameWrite => sock.write_all(b"220 go ahead\r\n250 INJECTED\r\n").unwrap(),
-            Injection::Delayed => {
-                sock.write_all(b"220 go ahead\r\n").unwrap();
-                thread::sleep(Duration::from_millis(100));
-                sock.write_all(b"250 INJECTED\r\n").unwrap();
-            }
+/// Whether the server's side of the TLS handshake failed (and nothing else went wrong).
+fn handshake_failed(server: Player) -> bool {
+    match server.outcome() {
+        Ok(_) => false,
+        Err(e) => {
+            assert!(e.contains("TLS handshake failed"), "{e}");
+            true
         }
-        let conn = rustls::ServerConnection::new(server_config()).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, sock);
-        while tls.conn.is_handshaking() {
-            if tls.conn.complete_io(&mut tls.sock).is_err() {
-                return false;
-            }
-        }
-        tls.write_all(b"250 REAL\r\n").unwrap();
-        tls.flush().unwrap();
-        // Wait for the client to finish reading and close.
-        let mut rest = Vec::new();
-        let _ = tls.read_to_end(&mut rest);
-        true
-    });
-    (port, handle)
+    }
 }
 
 fn read_line_raw(sock: &mut impl Read) -> String {
@@ -210,27 +145,32 @@ fn read_rest(conn: &mut Connection) -> String {
 
 #[test]
 fn plain_upgrade_reads_the_real_reply() {
-    let (port, server) = start_server(Injection::None);
-    let mut conn =
-        client_upgrade(port, ReadStyle::Exact, Trust::Fingerprint(fingerprint())).expect("upgrade");
+    let server = start_server("plain");
+    let mut conn = client_upgrade(
+        server.port(),
+        ReadStyle::Exact,
+        Trust::Fingerprint(fingerprint()),
+    )
+    .expect("upgrade");
     assert!(conn.is_tls());
     assert_eq!(conn.peer_fingerprint_sha256(), Some(fingerprint()));
     assert_eq!(read_rest(&mut conn), "250 REAL\r\n");
     conn.shutdown().unwrap();
-    assert!(server.join().unwrap());
+    server.finish();
 }
 
 #[test]
 fn injected_bytes_in_the_socket_are_discarded_with_a_warning() {
     capture_logs();
-    let (port, server) = start_server(Injection::SameWrite);
+    let server = start_server("injected");
+    let port = server.port();
     let mut conn = client_upgrade(port, ReadStyle::Exact, Trust::Fingerprint(fingerprint()))
         .expect("the stray bytes are discarded, the handshake then succeeds");
     let got = read_rest(&mut conn);
     assert_eq!(got, "250 REAL\r\n");
     assert!(!got.contains("INJECTED"));
     conn.shutdown().unwrap();
-    assert!(server.join().unwrap());
+    server.finish();
     let warnings = warnings_about(port);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
@@ -242,22 +182,26 @@ fn injected_bytes_in_the_socket_are_discarded_with_a_warning() {
 
 #[test]
 fn injected_bytes_in_the_dropped_session_buffer_never_resurface() {
-    let (port, server) = start_server(Injection::SameWrite);
+    let server = start_server("injected");
     // The session's own buffer may hold the injection (dropped) or the socket may (discarded);
     // either way only the real reply is read after the upgrade.
-    let mut conn = client_upgrade(port, ReadStyle::Buffered, Trust::Fingerprint(fingerprint()))
-        .expect("upgrade");
+    let mut conn = client_upgrade(
+        server.port(),
+        ReadStyle::Buffered,
+        Trust::Fingerprint(fingerprint()),
+    )
+    .expect("upgrade");
     let got = read_rest(&mut conn);
     assert_eq!(got, "250 REAL\r\n");
     conn.shutdown().unwrap();
-    assert!(server.join().unwrap());
+    server.finish();
 }
 
 #[test]
 fn injected_bytes_arriving_late_fail_the_handshake_or_are_discarded() {
     for style in [ReadStyle::Exact, ReadStyle::Buffered] {
-        let (port, server) = start_server(Injection::Delayed);
-        match client_upgrade(port, style, Trust::Fingerprint(fingerprint())) {
+        let server = start_server("injected_late");
+        match client_upgrade(server.port(), style, Trust::Fingerprint(fingerprint())) {
             Ok(mut conn) => {
                 // Only possible when the client was slow enough to discard the injection.
                 let got = read_rest(&mut conn);
@@ -273,28 +217,29 @@ fn injected_bytes_arriving_late_fail_the_handshake_or_are_discarded() {
                 assert_eq!(postie::Error::from(err).kind(), ErrorKind::Tls);
             }
         }
-        let _ = server.join();
+        let _ = server.outcome();
     }
 }
 
 #[test]
 fn a_self_signed_server_needs_a_pin_or_its_certificate_as_trust() {
     // The system roots do not know it.
-    let (port, server) = start_server(Injection::None);
-    let err = client_upgrade(port, ReadStyle::Exact, Trust::System).unwrap_err();
+    let server = start_server("plain");
+    let err = client_upgrade(server.port(), ReadStyle::Exact, Trust::System).unwrap_err();
     assert!(matches!(err, NetError::Certificate { .. }), "{err:?}");
     assert!(err.to_string().contains("unknown issuer"), "{err}");
-    assert!(!server.join().unwrap());
+    assert!(handshake_failed(server));
 
     // A wrong pin names the presented fingerprint.
-    let (port, server) = start_server(Injection::None);
-    let err = client_upgrade(port, ReadStyle::Exact, Trust::Fingerprint([7; 32])).unwrap_err();
+    let server = start_server("plain");
+    let err =
+        client_upgrade(server.port(), ReadStyle::Exact, Trust::Fingerprint([7; 32])).unwrap_err();
     let want = format!(
         "fingerprint mismatch: server presented SHA256 {}",
         net::format_fingerprint(&fingerprint())
     );
     assert!(err.to_string().ends_with(&want), "{err}");
-    assert!(!server.join().unwrap());
+    assert!(handshake_failed(server));
 
     // The certificate itself as the trust file works (it names localhost).
     let dir = std::env::temp_dir().join(format!("postie-net-starttls-{}", std::process::id()));
@@ -302,7 +247,7 @@ fn a_self_signed_server_needs_a_pin_or_its_certificate_as_trust() {
     let pem = dir.join("self-signed.pem");
     let b64 = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(identity().cert.as_ref())
+        base64::engine::general_purpose::STANDARD.encode(TestCert::get().cert.as_ref())
     };
     let body: Vec<&str> = b64
         .as_bytes()
@@ -317,28 +262,29 @@ fn a_self_signed_server_needs_a_pin_or_its_certificate_as_trust() {
         ),
     )
     .unwrap();
-    let (port, server) = start_server(Injection::None);
-    let mut conn = client_upgrade(port, ReadStyle::Exact, Trust::File(pem)).expect("trust file");
+    let server = start_server("plain");
+    let mut conn =
+        client_upgrade(server.port(), ReadStyle::Exact, Trust::File(pem)).expect("trust file");
     assert_eq!(read_rest(&mut conn), "250 REAL\r\n");
     drop(conn);
-    assert!(server.join().unwrap());
+    server.finish();
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Accept-anything accepts it too.
-    let (port, server) = start_server(Injection::None);
-    let mut conn = client_upgrade(port, ReadStyle::Exact, Trust::DangerAcceptAny).unwrap();
+    let server = start_server("plain");
+    let mut conn = client_upgrade(server.port(), ReadStyle::Exact, Trust::DangerAcceptAny).unwrap();
     assert_eq!(read_rest(&mut conn), "250 REAL\r\n");
     drop(conn);
-    assert!(server.join().unwrap());
+    server.finish();
 }
 
 #[test]
 fn upgrading_twice_is_refused() {
-    let (port, server) = start_server(Injection::None);
-    let conn = client_upgrade(port, ReadStyle::Exact, Trust::DangerAcceptAny).unwrap();
+    let server = start_server("plain");
+    let conn = client_upgrade(server.port(), ReadStyle::Exact, Trust::DangerAcceptAny).unwrap();
     let err = conn
         .upgrade_tls(&TlsOptions::default(), "localhost")
         .unwrap_err();
     assert!(err.to_string().contains("already uses TLS"), "{err}");
-    let _ = server.join();
+    let _ = server.outcome();
 }

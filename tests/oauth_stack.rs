@@ -13,9 +13,6 @@
 //! Each test uses its own client id, so the server's per-client settings do not collide.
 
 mod common;
-#[path = "common/keyring.rs"]
-mod keyring_support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -594,7 +591,7 @@ fn tokens_kept_in_the_system_keyring() {
     let mut rc = std::fs::read_to_string(&home.rc).unwrap();
     rc = rc.replace("timeout 5\n", "timeout 5\noauth_token_store keyring\n");
     std::fs::write(&home.rc, rc).unwrap();
-    let k = keyring_support::Keyring::start("oauth");
+    let k = common::keyring::Keyring::start("oauth");
     let with_keyring = |bin: &str| {
         let mut c = k.command(bin);
         c.env("HOME", &home.dir);

@@ -13,14 +13,11 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::*;
+use common::rsend::*;
 
 const RFETCH: &str = env!("CARGO_BIN_EXE_rfetch");
 const VERSION: &str = env!("CARGO_PKG_VERSION");

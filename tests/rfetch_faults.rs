@@ -7,11 +7,13 @@
 #![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
-include!("rfetch_support.rs.inc");
+use common::pop3_mailbox::{self, Faults};
+use common::recorder::Relay;
+use common::rfetch::*;
+use std::path::Path;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use postie::fetch::poll::BATCH;
@@ -24,100 +26,6 @@ const CUT_AT: usize = BATCH + BATCH / 2;
 fn message(n: usize) -> String {
     format!(
         "From: a@example.org\r\nTo: bob@example.org\r\nSubject: fault test {n}\r\n\r\nbody of message {n}\r\n.. dot line {n}\r\n"
-    )
-}
-
-/// What one POP3 session received: its command lines.
-type Transcript = Arc<Mutex<Vec<Vec<String>>>>;
-
-/// A plaintext POP3 server for MESSAGES messages (PIPELINING, UIDL). `cut_first` makes the first
-/// session send half of message CUT_AT and close the connection.
-fn scripted_pop3(cut_first: bool) -> (u16, Transcript) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let sessions: Transcript = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&sessions);
-    std::thread::spawn(move || {
-        for (index, conn) in listener.incoming().enumerate() {
-            let Ok(sock) = conn else { return };
-            log.lock().unwrap().push(Vec::new());
-            let cut = cut_first && index == 0;
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || pop3_session(sock, cut, index, &log));
-        }
-    });
-    (port, sessions)
-}
-
-fn pop3_session(mut sock: TcpStream, cut: bool, index: usize, log: &Transcript) {
-    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-    let mut deleted = BTreeSet::new();
-    if sock.write_all(b"+OK scripted POP3\r\n").is_err() {
-        return;
-    }
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let cmd = line.trim_end().to_string();
-        log.lock().unwrap()[index].push(cmd.clone());
-        let mut words = cmd.split_whitespace();
-        let verb = words.next().unwrap_or("").to_ascii_uppercase();
-        let arg: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-        let reply = match verb.as_str() {
-            "CAPA" => "+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n".to_string(),
-            "USER" | "PASS" | "NOOP" | "RSET" => "+OK\r\n".to_string(),
-            "STAT" => format!("+OK {MESSAGES} {}\r\n", MESSAGES * 100),
-            "UIDL" => {
-                let mut r = String::from("+OK\r\n");
-                for n in 1..=MESSAGES {
-                    r.push_str(&format!("{n} uid-{n}\r\n"));
-                }
-                r + ".\r\n"
-            }
-            "LIST" => {
-                let mut r = String::from("+OK\r\n");
-                for n in 1..=MESSAGES {
-                    r.push_str(&format!("{n} {}\r\n", message(n).len()));
-                }
-                r + ".\r\n"
-            }
-            "RETR" if (1..=MESSAGES).contains(&arg) => {
-                let text = message(arg).replace("\r\n..", "\r\n...");
-                if cut && arg == CUT_AT {
-                    let _ =
-                        sock.write_all(format!("+OK\r\n{}", &text[..text.len() / 2]).as_bytes());
-                    let _ = sock.shutdown(std::net::Shutdown::Both);
-                    return;
-                }
-                format!("+OK\r\n{text}.\r\n")
-            }
-            "DELE" if (1..=MESSAGES).contains(&arg) => {
-                deleted.insert(arg);
-                "+OK\r\n".to_string()
-            }
-            "QUIT" => {
-                let _ = sock.write_all(b"+OK bye\r\n");
-                return;
-            }
-            _ => "-ERR unknown\r\n".to_string(),
-        };
-        if sock.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn scripted_config(dir: &Path, port: u16, target: &str) -> PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 10\n\
-             [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
-        ),
     )
 }
 
@@ -151,8 +59,16 @@ fn commands<'a>(session: &'a [String], verb: &str) -> Vec<&'a str> {
 fn pop3_connection_cut_mid_message_keeps_every_message_for_the_next_poll() {
     let dir = tempdir("cut");
     let md = dir.join("Maildir");
-    let (port, sessions) = scripted_pop3(true);
-    let cfg = scripted_config(&dir, port, &format!("maildir = \"{}\"", md.display()));
+    let server = pop3_mailbox::serve(
+        pop3_mailbox::mailbox((1..=MESSAGES).map(message)),
+        Faults {
+            pipelining: true,
+            cut_at: Some(CUT_AT),
+            ..Faults::default()
+        },
+    );
+    let (port, sessions) = (server.port, server.sessions);
+    let cfg = scripted_pop3_config(&dir, port, 10, &format!("maildir = \"{}\"", md.display()));
     let args = ["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"];
 
     let first = rfetch(&dir, &args);
@@ -192,58 +108,6 @@ fn pop3_connection_cut_mid_message_keeps_every_message_for_the_next_poll() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A scripted SMTP server: answers `rcpt_reply` to RCPT TO and collects accepted messages.
-fn scripted_smtp(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut sock) = conn else { return };
-            let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-            let _ = sock.write_all(b"220 scripted ESMTP\r\n");
-            let mut line = String::new();
-            let mut data: Option<String> = None;
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if let Some(body) = data.as_mut() {
-                    if line == ".\r\n" {
-                        store.lock().unwrap().push(std::mem::take(body));
-                        data = None;
-                        let _ = sock.write_all(b"250 2.0.0 queued\r\n");
-                    } else {
-                        body.push_str(&line);
-                    }
-                    continue;
-                }
-                let upper = line.to_ascii_uppercase();
-                let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                    "250-scripted\r\n250 8BITMIME\r\n"
-                } else if upper.starts_with("RCPT") {
-                    rcpt_reply
-                } else if upper.starts_with("DATA") {
-                    data = Some(String::new());
-                    "354 go ahead\r\n"
-                } else if upper.starts_with("QUIT") {
-                    let _ = sock.write_all(b"221 bye\r\n");
-                    break;
-                } else {
-                    "250 2.0.0 ok\r\n"
-                };
-                if sock.write_all(reply.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    (port, accepted)
-}
-
 #[test]
 fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     let s = common::Stack::get();
@@ -259,7 +123,8 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
             format!("From: a@x\nTo: bob@localhost\nSubject: {tag} {i}\n\nbody {i}\n").as_bytes(),
         );
     }
-    let (busy, busy_got) = scripted_smtp("451 4.3.0 try again later\r\n");
+    let busy_relay = Relay::always("451 4.3.0 try again later");
+    let busy = busy_relay.port;
     let cfg = toml_config(
         &s,
         &dir,
@@ -272,14 +137,15 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     let err = String::from_utf8_lossy(&first.stderr).into_owned();
     assert_ne!(code(&first), 0, "{err}");
     assert!(err.contains("temporary failure"), "{err}");
-    assert!(busy_got.lock().unwrap().is_empty());
+    assert!(busy_relay.accepted().is_empty());
     assert_eq!(
         server_count(&s),
         3,
         "451 leaves every message on the server: {err}"
     );
 
-    let (ok, ok_got) = scripted_smtp("250 2.1.5 ok\r\n");
+    let ok_relay = Relay::always("250 2.1.5 ok");
+    let ok = ok_relay.port;
     let cfg = toml_config(
         &s,
         &dir,
@@ -291,7 +157,11 @@ fn smtp_target_451_leaves_the_messages_for_the_next_poll() {
     let second = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&second.stderr).into_owned();
     assert_eq!(code(&second), 0, "{err}");
-    let got = ok_got.lock().unwrap();
+    let got: Vec<String> = ok_relay
+        .accepted()
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
     assert_eq!(got.len(), 3, "{err}");
     for i in 0..3 {
         let subject = format!("Subject: {tag} {i}");

@@ -2,6 +2,9 @@
 //! against one configuration leave exactly one running, and the survivor's pid is in the lock
 //! file for `rfetch --quit` to find.
 
+mod common;
+
+use common::temp_dir as tempdir;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,19 +19,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "rfetch-lock-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).expect("tempdir");
-    d
 }
 
 /// A daemon configuration whose poll fails harmlessly: nothing listens on 127.0.0.1:1.

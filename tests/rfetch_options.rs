@@ -6,7 +6,9 @@
 #![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
-include!("rfetch_support.rs.inc");
+use common::rfetch::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Mutex;

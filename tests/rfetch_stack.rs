@@ -7,7 +7,8 @@
 #![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
-include!("rfetch_support.rs.inc");
+use common::rfetch::*;
+use std::path::PathBuf;
 
 use std::sync::Mutex;
 

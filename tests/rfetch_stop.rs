@@ -8,11 +8,11 @@
 #![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
-include!("rfetch_support.rs.inc");
+use common::pop3_mailbox::{self, Faults, Mailbox};
+use common::rfetch::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,13 +35,14 @@ fn message(n: usize, size: usize) -> String {
     m
 }
 
-/// The server's mailbox: number -> text; deletions take effect at QUIT, as in POP3.
-type Mailbox = Arc<Mutex<BTreeMap<usize, String>>>;
+fn config(dir: &Path, port: u16, target: &str) -> PathBuf {
+    scripted_pop3_config(dir, port, 20, target)
+}
 
-/// A plaintext POP3 server over `mailbox`. In its first session, message `dribble` (if any) is
-/// sent in 48 kB pieces 200 ms apart.
+/// A POP3 server over `mailbox`; in its first session message `dribble` (if any) comes in
+/// 48 kB pieces 200 ms apart.
 fn scripted_pop3(mailbox: Mailbox, dribble: Option<usize>) -> u16 {
-    scripted_pop3_flagged(mailbox, dribble, Arc::new(AtomicBool::new(false)))
+    scripted_pop3_flagged(mailbox, dribble, Arc::default())
 }
 
 /// [`scripted_pop3`], setting `dribbling` when the dribbled message starts.
@@ -50,99 +51,12 @@ fn scripted_pop3_flagged(
     dribble: Option<usize>,
     dribbling: Arc<AtomicBool>,
 ) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for (index, conn) in listener.incoming().enumerate() {
-            let Ok(sock) = conn else { return };
-            let mailbox = Arc::clone(&mailbox);
-            let slow = if index == 0 { dribble } else { None };
-            let dribbling = Arc::clone(&dribbling);
-            std::thread::spawn(move || pop3_session(sock, &mailbox, slow, &dribbling));
-        }
-    });
-    port
-}
-
-fn pop3_session(
-    mut sock: TcpStream,
-    mailbox: &Mailbox,
-    slow: Option<usize>,
-    dribbling: &AtomicBool,
-) {
-    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-    let mut deleted = Vec::new();
-    if sock.write_all(b"+OK scripted POP3\r\n").is_err() {
-        return;
-    }
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let mut words = line.split_whitespace();
-        let verb = words.next().unwrap_or("").to_ascii_uppercase();
-        let arg: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-        let snapshot = mailbox.lock().unwrap().clone();
-        let reply = match verb.as_str() {
-            "CAPA" => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".to_string(),
-            "USER" | "PASS" | "NOOP" | "RSET" => "+OK\r\n".to_string(),
-            "STAT" => format!("+OK {} 0\r\n", snapshot.len()),
-            "UIDL" | "LIST" => {
-                let mut r = String::from("+OK\r\n");
-                for (n, text) in &snapshot {
-                    if verb == "UIDL" {
-                        r.push_str(&format!("{n} uid-{n}\r\n"));
-                    } else {
-                        r.push_str(&format!("{n} {}\r\n", text.len()));
-                    }
-                }
-                r + ".\r\n"
-            }
-            "RETR" if snapshot.contains_key(&arg) => {
-                let text = format!("+OK\r\n{}.\r\n", snapshot[&arg]);
-                if slow == Some(arg) {
-                    dribbling.store(true, Ordering::SeqCst);
-                    for piece in text.as_bytes().chunks(48 * 1024) {
-                        if sock.write_all(piece).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    continue;
-                }
-                text
-            }
-            "DELE" if snapshot.contains_key(&arg) => {
-                deleted.push(arg);
-                "+OK\r\n".to_string()
-            }
-            "QUIT" => {
-                let mut m = mailbox.lock().unwrap();
-                for n in &deleted {
-                    m.remove(n);
-                }
-                let _ = sock.write_all(b"+OK bye\r\n");
-                return;
-            }
-            _ => "-ERR unknown\r\n".to_string(),
-        };
-        if sock.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn config(dir: &Path, port: u16, target: &str) -> PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 20\n\
-             [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
-        ),
-    )
+    let faults = Faults {
+        dribble,
+        dribbling,
+        ..Faults::default()
+    };
+    pop3_mailbox::serve(mailbox, faults).port
 }
 
 /// rfetch in the background; killed and reaped on drop.

@@ -6,12 +6,9 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::net::TcpListener;
 
-use support::*;
+use common::rsend::*;
 
 fn final_codes(stdout: &[u8]) -> Vec<String> {
     show(stdout)

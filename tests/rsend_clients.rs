@@ -6,14 +6,11 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::*;
+use common::rsend::*;
 
 /// A client program, found or the test fails (never skips) saying how to get it.
 fn require(program: &str) -> PathBuf {

@@ -6,15 +6,12 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{TempDir, describe, run_command, show};
+use common::rsend::{TempDir, describe, run_command, show};
 
 /// Answers SRV queries from `records` (name → (port, target)); every other name is NXDOMAIN.
 fn dns_server(records: &'static [(&'static str, u16, &'static str)]) -> UdpSocket {
@@ -59,7 +56,7 @@ fn dns_server(records: &'static [(&'static str, u16, &'static str)]) -> UdpSocke
 }
 
 fn configure(resolv: &Path, address: &str) -> Output {
-    let mut command = Command::new(support::RSEND);
+    let mut command = Command::new(common::rsend::RSEND);
     command
         .arg(format!("--configure={address}"))
         .env("HOME", "/home/someone")

@@ -7,125 +7,11 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use support::*;
-
-/// What the scripted server heard.
-#[derive(Debug, Default)]
-struct Heard {
-    /// The addresses of every RCPT TO, in order.
-    rcpts: Vec<String>,
-    /// The DATA bytes as sent (dot-stuffed, CRLF), without the final ".\r\n"; `None` when no
-    /// message was sent.
-    data: Option<Vec<u8>>,
-}
-
-impl Heard {
-    /// The header block of the message on the wire, up to the first empty line.
-    fn header(&self) -> String {
-        let data = self.data.as_deref().unwrap_or_default();
-        let end = data
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 2)
-            .unwrap_or(data.len());
-        String::from_utf8_lossy(&data[..end]).into_owned()
-    }
-
-    /// The header's field names, one per line that does not start with white space.
-    fn field_names(&self) -> Vec<String> {
-        self.header()
-            .split("\r\n")
-            .filter(|l| !l.is_empty() && !l.starts_with([' ', '\t']))
-            .map(|l| l.split(':').next().unwrap_or("").to_ascii_lowercase())
-            .collect()
-    }
-}
-
-/// A server that accepts one submission and reports what it heard (no AUTH, no TLS).
-fn recording_server() -> (u16, mpsc::Receiver<Heard>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut heard = Heard::default();
-        if let Ok((stream, _)) = listener.accept() {
-            serve(stream, &mut heard);
-        }
-        let _ = tx.send(heard);
-    });
-    (port, rx)
-}
-
-fn serve(stream: TcpStream, heard: &mut Heard) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut say = |text: &str| writer.write_all(text.as_bytes()).is_ok();
-    if !say("220 fake.test ESMTP recorder\r\n") {
-        return;
-    }
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let command = String::from_utf8_lossy(&line).trim_end().to_string();
-        let upper = command.to_ascii_uppercase();
-        let ok = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            say("250-fake.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
-        } else if upper.starts_with("MAIL") {
-            say("250 2.1.0 ok\r\n")
-        } else if upper.starts_with("RCPT") {
-            let address = command
-                .split_once('<')
-                .and_then(|(_, r)| r.split_once('>'))
-                .map(|(a, _)| a.to_string())
-                .unwrap_or_default();
-            heard.rcpts.push(address);
-            say("250 2.1.5 ok\r\n")
-        } else if upper == "DATA" {
-            if !say("354 go ahead\r\n") {
-                return;
-            }
-            let mut data = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                if line == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(&line);
-            }
-            heard.data = Some(data);
-            say("250 2.0.0 queued\r\n")
-        } else if upper == "QUIT" {
-            let _ = say("221 2.0.0 bye\r\n");
-            return;
-        } else {
-            say("250 2.0.0 ok\r\n")
-        };
-        if !ok {
-            return;
-        }
-    }
-}
+use common::recorder::{Heard, tcp_server as recording_server, wait};
+use common::rsend::*;
 
 /// An msmtprc for the recording server, with `extra` lines appended to the account.
 fn rc(dir: &Path, port: u16, extra: &str) -> PathBuf {
@@ -170,12 +56,7 @@ fn exchange_with(
         .env_remove("EMAIL");
     setup(&mut command);
     let out = run_command(command, input);
-    // Whether or not rsend connected, the server thread ends: unblock its accept.
-    let _ = TcpStream::connect(("127.0.0.1", port));
-    let heard = heard
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the recording server did not finish");
-    (out, heard)
+    (out, wait(port, heard))
 }
 
 /// Asserts rsend refused before sending any message, with exit `code` and `words` in stderr.
@@ -262,8 +143,7 @@ fn from_full_name_in_toml_with_a_line_break_is_refused() {
         .arg("bob@example.test")
         .env_remove("HOME");
     let out = run_command(command, BODY);
-    let _ = TcpStream::connect(("127.0.0.1", port));
-    let heard = heard.recv_timeout(Duration::from_secs(20)).expect("server");
+    let heard = wait(port, heard);
     assert_refused(&out, &heard, 78, "from_full_name");
 }
 

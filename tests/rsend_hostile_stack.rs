@@ -5,12 +5,9 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use common::rsend::*;
 
 /// The header lines of a delivered message that start a field named `name`.
 fn fields_named<'a>(header: &'a str, name: &str) -> Vec<&'a str> {

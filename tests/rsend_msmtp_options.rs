@@ -6,147 +6,13 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixListener;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{RSEND, TempDir, describe, run_command, show, write_rc};
-
-/// What the scripted server heard.
-#[derive(Debug, Default)]
-struct Heard {
-    /// The client's address (TCP only).
-    client: Option<String>,
-    mail_from: Option<String>,
-    rcpts: Vec<String>,
-    /// The DATA bytes as sent, without the final ".\r\n"; `None` when no message was sent.
-    data: Option<Vec<u8>>,
-}
-
-impl Heard {
-    /// The header block of the message on the wire, up to the first empty line.
-    fn header(&self) -> String {
-        let data = self.data.as_deref().unwrap_or_default();
-        let end = data
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 2)
-            .unwrap_or(data.len());
-        String::from_utf8_lossy(&data[..end]).into_owned()
-    }
-
-    fn has_field(&self, name: &str) -> bool {
-        self.header().split("\r\n").any(|l| {
-            l.split_once(':')
-                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
-        })
-    }
-}
-
-/// Speaks just enough SMTP to take one message.
-fn serve(reader: impl std::io::Read, mut writer: impl Write, heard: &mut Heard) {
-    let mut reader = BufReader::new(reader);
-    let mut say = |text: &str| writer.write_all(text.as_bytes()).is_ok();
-    if !say("220 fake.test ESMTP recorder\r\n") {
-        return;
-    }
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let command = String::from_utf8_lossy(&line).trim_end().to_string();
-        let upper = command.to_ascii_uppercase();
-        let ok = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            say("250-fake.test\r\n250 8BITMIME\r\n")
-        } else if upper.starts_with("MAIL") {
-            heard.mail_from = command
-                .split_once('<')
-                .and_then(|(_, r)| r.split_once('>'))
-                .map(|(a, _)| a.to_string());
-            say("250 2.1.0 ok\r\n")
-        } else if upper.starts_with("RCPT") {
-            let address = command
-                .split_once('<')
-                .and_then(|(_, r)| r.split_once('>'))
-                .map(|(a, _)| a.to_string())
-                .unwrap_or_default();
-            heard.rcpts.push(address);
-            say("250 2.1.5 ok\r\n")
-        } else if upper == "DATA" {
-            if !say("354 go ahead\r\n") {
-                return;
-            }
-            let mut data = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                if line == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(&line);
-            }
-            heard.data = Some(data);
-            say("250 2.0.0 queued as RECORDED\r\n")
-        } else if upper == "QUIT" {
-            let _ = say("221 2.0.0 bye\r\n");
-            return;
-        } else {
-            say("250 2.0.0 ok\r\n")
-        };
-        if !ok {
-            return;
-        }
-    }
-}
-
-/// A TCP recording server for one submission.
-fn tcp_server() -> (u16, mpsc::Receiver<Heard>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut heard = Heard::default();
-        if let Ok((stream, peer)) = listener.accept() {
-            heard.client = Some(peer.ip().to_string());
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-            if let Ok(w) = stream.try_clone() {
-                serve(stream, w, &mut heard);
-            }
-        }
-        let _ = tx.send(heard);
-    });
-    (port, rx)
-}
-
-/// A recording server on a Unix-domain socket at `path`.
-fn unix_server(path: &Path) -> mpsc::Receiver<Heard> {
-    let listener = UnixListener::bind(path).expect("bind unix socket");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut heard = Heard::default();
-        if let Ok((stream, _)) = listener.accept() {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-            if let Ok(w) = stream.try_clone() {
-                serve(stream, w, &mut heard);
-            }
-        }
-        let _ = tx.send(heard);
-    });
-    rx
-}
+use common::recorder::{Heard, tcp_server, unix_server, wait};
+use common::rsend::{RSEND, TempDir, describe, run_command, show, write_rc};
 
 fn write_account(dir: &Path, place: &str, extra: &str) -> PathBuf {
     write_rc(
@@ -175,12 +41,7 @@ fn exchange(extra: &str, args: &[&str], input: &[u8]) -> (Output, Heard) {
     let dir = TempDir::new("msmtp-opts");
     let rc = write_account(dir.path(), &format!("host 127.0.0.1\nport {port}"), extra);
     let out = run_rsend(&rc, args, input);
-    // Whether or not rsend connected, the server thread ends: unblock its accept.
-    let _ = TcpStream::connect(("127.0.0.1", port));
-    let heard = heard
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the recording server did not finish");
-    (out, heard)
+    (out, wait(port, heard))
 }
 
 fn assert_ok(out: &Output) {
@@ -405,11 +266,7 @@ fn environment_exchange(email: Option<&str>, args: &[&str]) -> (Output, Heard) {
         None => command.env_remove("EMAIL"),
     };
     let out = run_command(command, b"Subject: env\n\nbody\n");
-    let _ = TcpStream::connect(("127.0.0.1", port));
-    let heard = heard
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the recording server did not finish");
-    (out, heard)
+    (out, wait(port, heard))
 }
 
 #[test]

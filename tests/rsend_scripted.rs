@@ -5,15 +5,10 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use common::rsend::*;
+use common::transcript::{Player, Transcript};
 
 /// Where the server misbehaves.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
@@ -40,6 +35,20 @@ impl Phase {
             Phase::Rcpt => "RCPT TO",
             Phase::Data => "DATA",
             Phase::EndOfData => "end of data",
+        }
+    }
+
+    /// How the transcripts for the phase are named.
+    fn file_name(self) -> &'static str {
+        match self {
+            Phase::Greeting => "greeting",
+            Phase::Ehlo => "ehlo",
+            Phase::StartTls => "starttls",
+            Phase::Auth => "auth",
+            Phase::Mail => "mail",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+            Phase::EndOfData => "end_of_data",
         }
     }
 }
@@ -98,132 +107,15 @@ const CASES: &[Case] = &[
 /// The `timeout` in the rc: a silent server must be given up on after about this long.
 const TIMEOUT_SECS: u64 = 2;
 
-/// Starts a server that plays a normal SMTP submission except at `fail_at`, where it answers
-/// `answer`. Returns its port and a channel that receives the transcript of what rsend sent.
-fn hostile_server(fail_at: Phase, answer: Answer) -> (u16, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok((stream, _)) = listener.accept() else {
-            return;
-        };
-        let mut transcript = String::new();
-        serve(stream, fail_at, answer, &mut transcript);
-        let _ = tx.send(transcript);
-    });
-    (port, rx)
-}
-
-/// The normal answer to each command, or the scripted one at the failing phase. `None` means:
-/// say nothing and wait until rsend gives up.
-fn answer_at(phase: Phase, fail_at: Phase, answer: Answer, normal: &str) -> Option<String> {
-    if phase != fail_at {
-        return Some(normal.to_string());
-    }
-    match answer {
-        Reply(text) => Some(format!("{text}\r\n")),
-        Silence => None,
-    }
-}
-
-fn serve(stream: TcpStream, fail_at: Phase, answer: Answer, transcript: &mut String) {
-    // rsend closes the connection when it gives up; the read timeout only bounds a broken test.
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut say = |text: Option<String>, transcript: &mut String| -> bool {
-        match text {
-            Some(t) => {
-                transcript.push_str(&format!("S: {t}"));
-                writer.write_all(t.as_bytes()).is_ok()
-            }
-            None => {
-                // Silent: drain until rsend hangs up.
-                transcript.push_str("S: (silence)\n");
-                false
-            }
+/// The transcript of a normal SMTP submission that goes wrong at `case.phase`
+/// (tests/transcripts/rsend/), playing on a loopback port.
+fn hostile_server(case: &Case) -> Player {
+    let phase = case.phase.file_name();
+    match case.answer {
+        Reply(text) => {
+            Transcript::load_with(&format!("rsend/fail_at_{phase}"), &[("REPLY", text)]).play()
         }
-    };
-    let greeting = answer_at(
-        Phase::Greeting,
-        fail_at,
-        answer,
-        "220 fake.test ESMTP hostile\r\n",
-    );
-    let mut silent = !say(greeting, transcript);
-    let mut line = String::new();
-    let mut in_data = false;
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if in_data {
-            if line == ".\r\n" {
-                in_data = false;
-                transcript.push_str("C: <message>.\n");
-                if !silent {
-                    let reply =
-                        answer_at(Phase::EndOfData, fail_at, answer, "250 2.0.0 queued\r\n");
-                    silent = !say(reply, transcript);
-                }
-            }
-            continue;
-        }
-        transcript.push_str(&format!("C: {line}"));
-        if silent {
-            continue;
-        }
-        let command = line.trim_end().to_ascii_uppercase();
-        let reply = if command.starts_with("EHLO") || command.starts_with("HELO") {
-            answer_at(
-                Phase::Ehlo,
-                fail_at,
-                answer,
-                "250-fake.test\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n",
-            )
-        } else if command == "STARTTLS" {
-            // Only the STARTTLS rows ask for TLS, and they fail here.
-            answer_at(
-                Phase::StartTls,
-                fail_at,
-                answer,
-                "502 5.5.1 no TLS here\r\n",
-            )
-        } else if command.starts_with("AUTH") {
-            if command == "AUTH PLAIN" {
-                // No initial response: ask for it, then answer the credentials line.
-                if !say(Some("334 \r\n".to_string()), transcript) {
-                    return;
-                }
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                transcript.push_str("C: <credentials>\n");
-            }
-            answer_at(Phase::Auth, fail_at, answer, "235 2.7.0 authenticated\r\n")
-        } else if command.starts_with("MAIL") {
-            answer_at(Phase::Mail, fail_at, answer, "250 2.1.0 ok\r\n")
-        } else if command.starts_with("RCPT") {
-            answer_at(Phase::Rcpt, fail_at, answer, "250 2.1.5 ok\r\n")
-        } else if command == "DATA" {
-            let reply = answer_at(Phase::Data, fail_at, answer, "354 go ahead\r\n");
-            in_data = reply.as_deref().is_some_and(|r| r.starts_with("354"));
-            reply
-        } else if command == "RSET" {
-            Some("250 2.0.0 ok\r\n".to_string())
-        } else if command == "QUIT" {
-            let _ = say(Some("221 2.0.0 bye\r\n".to_string()), transcript);
-            return;
-        } else {
-            Some("500 5.5.2 what?\r\n".to_string())
-        };
-        silent = !say(reply, transcript);
+        Silence => Transcript::load(&format!("rsend/silent_at_{phase}")).play(),
     }
 }
 
@@ -251,9 +143,9 @@ fn hostile_rc(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 fn every_phase_fails_with_the_documented_exit_code() {
     let mut failures = Vec::new();
     for case in CASES {
-        let (port, transcript) = hostile_server(case.phase, case.answer);
+        let server = hostile_server(case);
         let dir = TempDir::new("hostile");
-        let rc = hostile_rc(dir.path(), port);
+        let rc = hostile_rc(dir.path(), server.port());
         let rc = rc.to_str().expect("utf-8 path");
         let mut args = vec!["-C", rc, "--danger-plaintext-auth"];
         if case.phase == Phase::StartTls {
@@ -264,11 +156,22 @@ fn every_phase_fails_with_the_documented_exit_code() {
         let out = rsend(&args, b"Subject: hostile\n\nbody\n.\nafter a dot\n");
         let took = started.elapsed();
         let stderr = show(&out.stderr);
-        let heard = transcript
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| "(no transcript: the server did not finish)".to_string());
+        let lines = match server.outcome() {
+            Ok(lines) => lines,
+            Err(e) => {
+                failures.push(format!(
+                    "{e}\n{:?} {:?}: {}",
+                    case.phase,
+                    case.answer,
+                    describe(&out)
+                ));
+                continue;
+            }
+        };
+        let message_sent = lines.iter().any(|l| l == "Subject: hostile");
+        let heard: String = lines.iter().map(|l| format!("C: {l}\n")).collect();
         let what = format!(
-            "{:?} {:?}: {}\nserver transcript:\n{heard}",
+            "{:?} {:?}: {}\nthe client sent:\n{heard}",
             case.phase,
             case.answer,
             describe(&out)
@@ -311,7 +214,7 @@ fn every_phase_fails_with_the_documented_exit_code() {
             failures.push(format!("password in stderr; {what}"));
         }
         // Nothing after a failed phase reaches the server: no message after a refusal.
-        if case.phase < Phase::EndOfData && heard.contains("<message>") {
+        if case.phase < Phase::EndOfData && message_sent {
             failures.push(format!("message sent despite the failure; {what}"));
         }
     }

@@ -5,15 +5,12 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use common::rsend::*;
 
 /// The spool file among the open files of process `pid`: the one whose name is in `dir`.
 fn spool_fd(pid: u32, dir: &std::path::Path) -> Option<std::path::PathBuf> {

@@ -6,13 +6,10 @@
 
 mod common;
 
-#[path = "rsend_support.rs.inc"]
-mod support;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use support::*;
+use common::rsend::*;
 
 const BOTH: [Via; 2] = [Via::Smtps, Via::Submission];
 

@@ -6,15 +6,18 @@
 //! processes did hold it. A control run shows the watcher finds a password that is on a
 //! command line.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use common::transcript::Transcript;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -145,82 +148,23 @@ fn run_watched(mut child: Child, stdin: &[u8]) -> (Output, Seen) {
     (out, seen)
 }
 
-/// One connection on a fresh port, handled by `script`.
-fn serve(script: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        if let Ok((sock, _)) = listener.accept() {
-            let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
-            script(sock);
-        }
-    });
-    port
-}
-
-fn read_line(r: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut buf = Vec::new();
-    match r.read_until(b'\n', &mut buf) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end().to_string()),
-    }
-}
-
 const MESSAGE: &str = "From: a@example.org\r\nTo: bob@example.org\r\nSubject: ps\r\n\r\nbody\r\n";
 
-/// An SMTP server taking AUTH PLAIN; it records the decoded credentials and answers MAIL only
-/// after a pause, so rsend is watched while it holds the password.
-fn smtp_server(credentials: Arc<Mutex<String>>) -> u16 {
-    serve(move |mut sock| {
-        let mut r = BufReader::new(sock.try_clone().expect("clone"));
-        let mut say = |s: &str| {
-            let _ = sock.write_all(s.as_bytes());
-        };
-        say("220 scripted ESMTP\r\n");
-        while let Some(line) = read_line(&mut r) {
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("EHLO") {
-                say("250-scripted\r\n250 AUTH PLAIN\r\n");
-            } else if upper.starts_with("AUTH PLAIN") {
-                let response = match line.split(' ').nth(2) {
-                    Some(ir) => ir.to_owned(),
-                    None => {
-                        say("334 \r\n");
-                        read_line(&mut r).unwrap_or_default()
-                    }
-                };
-                let decoded = B64.decode(response).unwrap_or_default();
-                *credentials.lock().expect("lock") = String::from_utf8_lossy(&decoded).into();
-                say("235 2.7.0 ok\r\n");
-            } else if upper.starts_with("MAIL") {
-                std::thread::sleep(Duration::from_millis(300));
-                say("250 2.1.0 ok\r\n");
-            } else if upper.starts_with("RCPT") {
-                say("250 2.1.5 ok\r\n");
-            } else if upper.starts_with("DATA") {
-                say("354 go\r\n");
-                while let Some(l) = read_line(&mut r) {
-                    if l == "." {
-                        break;
-                    }
-                }
-                say("250 2.0.0 queued\r\n");
-            } else if upper.starts_with("QUIT") {
-                say("221 bye\r\n");
-                return;
-            } else {
-                say("502 what\r\n");
-            }
-        }
-    })
+/// What the client sent after `command` (the line's third word), base64-decoded.
+fn decoded_argument(heard: &[String], command: &str) -> String {
+    let argument = heard
+        .iter()
+        .find_map(|l| l.strip_prefix(command))
+        .unwrap_or_default();
+    String::from_utf8_lossy(&B64.decode(argument).unwrap_or_default()).into_owned()
 }
 
 /// rsend with the password from `passwordeval`, in the msmtprc or on the command line.
 fn rsend_watched(eval_on_command_line: bool, eval: Option<String>) -> (Output, Seen, String) {
     let dir = TempDir::new("rsend");
     let eval = eval.unwrap_or_else(|| slow_password_command(&dir));
-    let credentials = Arc::new(Mutex::new(String::new()));
-    let port = smtp_server(credentials.clone());
+    let server = Transcript::load("ps/smtp").play();
+    let port = server.port();
     let mut rc = format!(
         "account default\nhost 127.0.0.1\nport {port}\ntls off\nauth plain\nuser alice\n\
          from alice@localhost\ntimeout 5\n"
@@ -243,7 +187,7 @@ fn rsend_watched(eval_on_command_line: bool, eval: Option<String>) -> (Output, S
         .spawn()
         .expect("run rsend");
     let (out, seen) = run_watched(child, MESSAGE.as_bytes());
-    let got = credentials.lock().expect("lock").clone();
+    let got = decoded_argument(&server.finish(), "AUTH PLAIN ");
     (out, seen, got)
 }
 
@@ -304,46 +248,14 @@ fn the_watcher_finds_a_password_written_on_a_command_line() {
     );
 }
 
-/// A POP3 server with one message; it records the PASS argument.
-fn pop3_server(password: Arc<Mutex<String>>) -> u16 {
-    serve(move |mut sock| {
-        let mut r = BufReader::new(sock.try_clone().expect("clone"));
-        let mut say = |s: &str| {
-            let _ = sock.write_all(s.as_bytes());
-        };
-        say("+OK scripted POP3\r\n");
-        while let Some(line) = read_line(&mut r) {
-            let mut words = line.splitn(2, ' ');
-            let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-            let arg = words.next().unwrap_or_default().to_string();
-            match verb.as_str() {
-                "CAPA" => say("+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n"),
-                "PASS" => {
-                    *password.lock().expect("lock") = arg;
-                    say("+OK logged in\r\n");
-                }
-                "USER" | "DELE" | "NOOP" | "RSET" => say("+OK\r\n"),
-                "STAT" => say(&format!("+OK 1 {}\r\n", MESSAGE.len())),
-                "UIDL" => say("+OK\r\n1 uid-1\r\n.\r\n"),
-                "LIST" => say(&format!("+OK\r\n1 {}\r\n.\r\n", MESSAGE.len())),
-                "RETR" => say(&format!("+OK {} octets\r\n{MESSAGE}.\r\n", MESSAGE.len())),
-                "QUIT" => {
-                    say("+OK bye\r\n");
-                    return;
-                }
-                _ => say("-ERR unknown\r\n"),
-            }
-        }
-    })
-}
-
 #[test]
 fn rfetch_with_passwordeval_and_an_mda_shows_no_password_in_ps() {
     let dir = TempDir::new("rfetch");
     let eval = slow_password_command(&dir);
     let delivered = dir.0.join("delivered");
-    let password = Arc::new(Mutex::new(String::new()));
-    let port = pop3_server(password.clone());
+    let size = MESSAGE.len().to_string();
+    let server = Transcript::load_with("ps/pop3", &[("MESSAGE", MESSAGE), ("SIZE", &size)]).play();
+    let port = server.port();
     // A TOML account: a fetchmailrc account always uses TLS, and this server has none.
     let config = dir.write_private(
         "config.toml",
@@ -370,8 +282,12 @@ fn rfetch_with_passwordeval_and_an_mda_shows_no_password_in_ps() {
         .spawn()
         .expect("run rfetch");
     let (out, seen) = run_watched(child, b"");
+    let heard = server.finish();
     assert_eq!(
-        *password.lock().expect("lock"),
+        heard
+            .iter()
+            .find_map(|l| l.strip_prefix("PASS "))
+            .unwrap_or_default(),
         SECRET,
         "the server got it; rfetch said {}",
         String::from_utf8_lossy(&out.stderr)

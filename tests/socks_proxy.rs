@@ -5,16 +5,15 @@
 //! credentials is an error, and the server is never contacted directly.
 
 mod common;
-#[path = "rsend_support.rs.inc"]
-mod support;
-include!("rfetch_support.rs.inc");
+use common::rfetch::*;
+use std::path::PathBuf;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TempDir, assert_exit, describe, maildir, rsend, unique, wait_for, write_rc};
+use common::rsend::{TempDir, assert_exit, describe, maildir, rsend, unique, wait_for, write_rc};
 
 /// The microsocks binary, or the test fails (never skips) saying how to install it.
 fn microsocks_binary() -> PathBuf {

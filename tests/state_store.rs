@@ -1,17 +1,13 @@
 //! The seen-message store: record and reopen, batching, UIDVALIDITY changes, fetchmail
 //! `.fetchids` import, and the corrupt/oversized file policy.
 
+mod common;
+
+use common::temp_dir;
 use std::fs;
 use std::path::PathBuf;
 
 use postie::fetch::state::{AccountKey, SeenStore, StateError, UidValidityCheck};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("postie-state-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn missing_file_is_empty_and_records_survive_reopen() {

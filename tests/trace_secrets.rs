@@ -8,15 +8,14 @@
 //! protocol as lines (`IMAP< * OK`, `POP3> USER bob`, `SMTP> MAIL FROM:<...>`), never Rust
 //! debug structures, and never the message body.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use common::transcript::{Player, Transcript};
 
 /// Non-ASCII: IMAP must send it as a literal.
 const SECRET: &str = "Geh\u{e9}im-\u{df}\u{20ac}-pw!";
@@ -29,41 +28,83 @@ const BODY_MARK: &str = "body-line-that-must-not-be-traced";
 /// AUTH responses, LOGIN password): none may appear in any output.
 type Secrets = Arc<Mutex<Vec<String>>>;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
+/// Plays tests/transcripts/trace/NAME.txt with the test message as `${MESSAGE}` (`${SIZE}`
+/// bytes) and `vars`.
+fn play(name: &str, vars: &[(&str, &str)]) -> Player {
+    let msg = message();
+    let size = msg.len().to_string();
+    let mut all = vec![("MESSAGE", msg.as_str()), ("SIZE", size.as_str())];
+    all.extend_from_slice(vars);
+    Transcript::load_with(&format!("trace/{name}"), &all)
+        .compute("scram-server-first", scram_server_first)
+        .play()
+}
+
+/// The SMTP SCRAM server-first message on the nonce of the client-first (the AUTH line's
+/// initial response), as a 334 challenge.
+fn scram_server_first(heard: &[String]) -> Vec<u8> {
+    let first = heard
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("AUTH SCRAM-SHA-256 "))
         .unwrap_or_default();
-    let d = std::env::temp_dir().join(format!("trace-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    let first = B64.decode(first).unwrap_or_default();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    let nonce = first.rsplit("r=").next().unwrap_or("x").to_string();
+    let server_first = format!("r={nonce}srvnonce,s={},i=4096", B64.encode("saltsalt"));
+    format!("334 {}\r\n", B64.encode(server_first)).into_bytes()
 }
 
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write config");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
-/// One connection on a fresh port, handled by `script` (with a read timeout).
-fn serve(script: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        if let Ok((sock, _)) = listener.accept() {
-            let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
-            script(sock);
+/// What the client sent in a secret position: PASS and APOP arguments, LOGIN passwords and
+/// literals, AUTH and AUTHENTICATE initial responses and the lines answering their
+/// challenges.
+fn secrets_in(heard: &[String]) -> Secrets {
+    let mut found = Vec::new();
+    let mut answering = false;
+    let mut literal_next = false;
+    for line in heard {
+        let untagged = match line.split_once(' ') {
+            Some((tag, rest))
+                if tag.starts_with('A') && tag[1..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                rest
+            }
+            _ => line.as_str(),
+        };
+        let words: Vec<&str> = untagged.split(' ').collect();
+        let verb = words[0].to_ascii_uppercase();
+        if literal_next {
+            literal_next = false;
+            found.push(line.clone());
+            continue;
         }
-    });
-    port
-}
-
-fn read_line(r: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut buf = Vec::new();
-    match r.read_until(b'\n', &mut buf) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end().to_string()),
+        match verb.as_str() {
+            "PASS" => found.push(words[1..].join(" ")),
+            "APOP" => found.extend(words.last().map(|w| w.to_string())),
+            "LOGIN" => {
+                let password = words[2..].join(" ");
+                if password.ends_with('}') {
+                    literal_next = true;
+                } else {
+                    found.push(password);
+                }
+            }
+            "AUTH" | "AUTHENTICATE" => {
+                found.extend(words.get(2).map(|w| w.to_string()));
+                answering = true;
+            }
+            // A challenge answer is one base64 word; a command (UIDL, QUIT) ends the exchange.
+            _ if answering
+                && !line.is_empty()
+                && !line.contains(' ')
+                && !line.chars().all(|c| c.is_ascii_uppercase()) =>
+            {
+                found.push(line.clone())
+            }
+            _ => answering = false,
+        }
     }
+    Arc::new(Mutex::new(found))
 }
 
 fn message() -> String {
@@ -72,84 +113,10 @@ fn message() -> String {
 
 // ---- SMTP (rsend) ----
 
-fn smtp_server(mech: &'static str, secrets: Secrets) -> u16 {
-    serve(move |mut sock| {
-        let mut r = BufReader::new(sock.try_clone().expect("clone"));
-        let mut say = |s: &str| {
-            let _ = sock.write_all(s.as_bytes());
-        };
-        say("220 scripted ESMTP\r\n");
-        while let Some(line) = read_line(&mut r) {
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("EHLO") {
-                say(&format!(
-                    "250-scripted\r\n250-AUTH {mech}\r\n250 8BITMIME\r\n"
-                ));
-            } else if upper.starts_with("AUTH") {
-                let words: Vec<&str> = line.split(' ').collect();
-                if let Some(ir) = words.get(2) {
-                    secrets.lock().expect("lock").push(ir.to_string());
-                }
-                let mut answer = |challenge: &str| -> Option<String> {
-                    say(&format!("334 {challenge}\r\n"));
-                    let got = read_line(&mut r)?;
-                    secrets.lock().expect("lock").push(got.clone());
-                    Some(got)
-                };
-                match mech {
-                    "LOGIN" => {
-                        answer("VXNlcm5hbWU6");
-                        answer("UGFzc3dvcmQ6");
-                        say("235 2.7.0 ok\r\n");
-                    }
-                    "CRAM-MD5" => {
-                        answer(&B64.encode("<1896.697170952@scripted>"));
-                        say("235 2.7.0 ok\r\n");
-                    }
-                    "SCRAM-SHA-256" => {
-                        let first = B64
-                            .decode(words.get(2).copied().unwrap_or_default())
-                            .unwrap_or_default();
-                        let first = String::from_utf8_lossy(&first).into_owned();
-                        let nonce = first.rsplit("r=").next().unwrap_or("x").to_string();
-                        let server_first =
-                            format!("r={nonce}srvnonce,s={},i=4096", B64.encode("saltsalt"));
-                        answer(&B64.encode(server_first));
-                        say("535 5.7.8 no\r\n");
-                    }
-                    _ => {
-                        // Without an initial response the credentials follow an empty
-                        // challenge.
-                        if words.len() < 3 {
-                            answer("");
-                        }
-                        say("235 2.7.0 ok\r\n");
-                    }
-                }
-            } else if upper.starts_with("MAIL") || upper.starts_with("RCPT") {
-                say("250 2.1.0 ok\r\n");
-            } else if upper.starts_with("DATA") {
-                say("354 go\r\n");
-                while let Some(l) = read_line(&mut r) {
-                    if l == "." {
-                        break;
-                    }
-                }
-                say("250 2.0.0 queued\r\n");
-            } else if upper.starts_with("QUIT") {
-                say("221 bye\r\n");
-                return;
-            } else {
-                say("502 what\r\n");
-            }
-        }
-    })
-}
-
 fn run_rsend(mech: &str, port: u16, verbosity: &[&str]) -> Output {
-    let dir = temp_dir("rsend");
+    let dir = common::temp_dir("rsend");
     let rc = dir.join("msmtprc");
-    write_private(
+    common::write_private(
         &rc,
         &format!(
             "account default\nhost 127.0.0.1\nport {port}\ntls off\nauth {}\nuser alice\n\
@@ -178,60 +145,8 @@ fn run_rsend(mech: &str, port: u16, verbosity: &[&str]) -> Output {
 
 // ---- POP3 and IMAP (rfetch) ----
 
-fn pop3_server(secrets: Secrets) -> u16 {
-    pop3_server_greeting(secrets, "+OK scripted POP3 <1896.697170952@scripted>\r\n")
-}
-
-fn pop3_server_greeting(secrets: Secrets, greeting: &'static str) -> u16 {
-    serve(move |mut sock| {
-        let mut r = BufReader::new(sock.try_clone().expect("clone"));
-        let msg = message();
-        let mut say = |s: &str| {
-            let _ = sock.write_all(s.as_bytes());
-        };
-        say(greeting);
-        while let Some(line) = read_line(&mut r) {
-            let mut words = line.splitn(2, ' ');
-            let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-            let arg = words.next().unwrap_or_default().to_string();
-            match verb.as_str() {
-                "CAPA" => say("+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n"),
-                "PASS" => {
-                    secrets.lock().expect("lock").push(arg);
-                    say("+OK logged in\r\n");
-                }
-                "APOP" => {
-                    let digest = arg.rsplit(' ').next().unwrap_or_default().to_string();
-                    secrets.lock().expect("lock").push(digest);
-                    say("+OK logged in\r\n");
-                }
-                "AUTH" => {
-                    // AUTH MECH [initial]: without one, ask for it with an empty challenge.
-                    let initial = arg.split(' ').nth(1).map(str::to_string);
-                    let answer = initial.or_else(|| {
-                        say("+ \r\n");
-                        read_line(&mut r)
-                    });
-                    secrets
-                        .lock()
-                        .expect("lock")
-                        .push(answer.unwrap_or_default());
-                    say("+OK logged in\r\n");
-                }
-                "USER" | "DELE" | "NOOP" | "RSET" => say("+OK\r\n"),
-                "STAT" => say(&format!("+OK 1 {}\r\n", msg.len())),
-                "UIDL" => say("+OK\r\n1 uid-1\r\n.\r\n"),
-                "LIST" => say(&format!("+OK\r\n1 {}\r\n.\r\n", msg.len())),
-                "RETR" => say(&format!("+OK {} octets\r\n{msg}.\r\n", msg.len())),
-                "QUIT" => {
-                    say("+OK bye\r\n");
-                    return;
-                }
-                _ => say("-ERR unknown\r\n"),
-            }
-        }
-    })
-}
+/// The POP3 greeting, with an APOP timestamp.
+const POP3_GREETING: &str = "+OK scripted POP3 <1896.697170952@scripted>";
 
 /// How the IMAP server announces itself.
 #[derive(Clone, Copy, Debug)]
@@ -248,106 +163,35 @@ enum ImapFlavour {
     OAuth,
 }
 
-fn imap_server(flavour: ImapFlavour, secrets: Secrets) -> u16 {
-    serve(move |mut sock| {
-        let mut r = BufReader::new(sock.try_clone().expect("clone"));
-        let msg = message();
-        let caps = match flavour {
-            ImapFlavour::Plain => "IMAP4rev1 UIDPLUS",
-            ImapFlavour::LiteralPlus => "IMAP4rev1 UIDPLUS LITERAL+",
-            ImapFlavour::SaslIr => "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN SASL-IR",
-            ImapFlavour::SaslNoIr => "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN",
-            ImapFlavour::OAuth => "IMAP4rev1 UIDPLUS AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR",
-        };
-        let _ = sock.write_all(format!("* OK [CAPABILITY {caps}] scripted\r\n").as_bytes());
-        while let Some(mut line) = read_line(&mut r) {
-            // A command with a literal: read it (after a continuation unless LITERAL+).
-            while line.ends_with('}') {
-                let Some(open) = line.rfind('{') else { break };
-                let spec = line[open + 1..line.len() - 1].to_string();
-                let (digits, plus) = match spec.strip_suffix('+') {
-                    Some(d) => (d.to_string(), true),
-                    None => (spec.clone(), false),
-                };
-                let Ok(n) = digits.parse::<usize>() else {
-                    break;
-                };
-                if !plus {
-                    let _ = sock.write_all(b"+ go ahead\r\n");
-                }
-                let mut lit = vec![0u8; n];
-                if r.read_exact(&mut lit).is_err() {
-                    return;
-                }
-                secrets
-                    .lock()
-                    .expect("lock")
-                    .push(String::from_utf8_lossy(&lit).into_owned());
-                let rest = read_line(&mut r).unwrap_or_default();
-                line = format!("{}\"\"{rest}", &line[..open]);
-            }
-            let mut words = line.splitn(3, ' ');
-            let tag = words.next().unwrap_or_default().to_string();
-            let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-            let rest = words.next().unwrap_or_default().to_string();
-            let reply = match verb.as_str() {
-                "CAPABILITY" => format!("* CAPABILITY {caps}\r\n{tag} OK done\r\n"),
-                "LOGIN" => {
-                    if let Some(q) = rest.find(" \"") {
-                        secrets
-                            .lock()
-                            .expect("lock")
-                            .push(rest[q + 1..].to_string());
-                    }
-                    format!("{tag} OK [CAPABILITY {caps}] logged in\r\n")
-                }
-                "AUTHENTICATE" => {
-                    match rest.split(' ').nth(1) {
-                        Some(ir) => secrets.lock().expect("lock").push(ir.to_string()),
-                        None => {
-                            let _ = sock.write_all(b"+ \r\n");
-                            let Some(resp) = read_line(&mut r) else {
-                                return;
-                            };
-                            secrets.lock().expect("lock").push(resp);
-                        }
-                    }
-                    format!("{tag} OK [CAPABILITY {caps}] logged in\r\n")
-                }
-                "SELECT" | "EXAMINE" => format!(
-                    "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 6] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
-                ),
-                "UID" => {
-                    let sub = rest
-                        .split(' ')
-                        .next()
-                        .unwrap_or_default()
-                        .to_ascii_uppercase();
-                    match sub.as_str() {
-                        "SEARCH" => format!("* SEARCH 5\r\n{tag} OK searched\r\n"),
-                        "FETCH" if rest.contains("BODY.PEEK[]") => format!(
-                            "* 1 FETCH (UID 5 RFC822.SIZE {} FLAGS () BODY[] {{{}}}\r\n{msg})\r\n{tag} OK fetched\r\n",
-                            msg.len(),
-                            msg.len()
-                        ),
-                        "FETCH" => format!(
-                            "* 1 FETCH (UID 5 RFC822.SIZE {} FLAGS ())\r\n{tag} OK fetched\r\n",
-                            msg.len()
-                        ),
-                        _ => format!("{tag} OK done\r\n"),
-                    }
-                }
-                "LOGOUT" => {
-                    let _ = sock.write_all(format!("* BYE bye\r\n{tag} OK bye\r\n").as_bytes());
-                    return;
-                }
-                _ => format!("{tag} OK done\r\n"),
-            };
-            if sock.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
-    })
+/// The IMAP transcript for `flavour` and a login with `secret` (`auth` names the OAuth
+/// mechanism).
+fn imap_server(flavour: ImapFlavour, secret: &str, auth: &str) -> Player {
+    let (name, caps) = match flavour {
+        ImapFlavour::Plain if secret.is_ascii() => ("imap_login_quoted", "IMAP4rev1 UIDPLUS"),
+        ImapFlavour::Plain => ("imap_login_literal", "IMAP4rev1 UIDPLUS"),
+        ImapFlavour::LiteralPlus => ("imap_login_literal_plus", "IMAP4rev1 UIDPLUS LITERAL+"),
+        ImapFlavour::SaslIr => (
+            "imap_plain_ir",
+            "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN SASL-IR",
+        ),
+        ImapFlavour::SaslNoIr => (
+            "imap_plain_no_ir",
+            "IMAP4rev1 UIDPLUS LOGINDISABLED AUTH=PLAIN",
+        ),
+        ImapFlavour::OAuth => (
+            if auth.contains("xoauth2") {
+                "imap_xoauth2"
+            } else {
+                "imap_oauthbearer"
+            },
+            "IMAP4rev1 UIDPLUS AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR",
+        ),
+    };
+    let length = secret.len().to_string();
+    play(
+        name,
+        &[("CAPS", caps), ("SECRET", secret), ("LENGTH", &length)],
+    )
 }
 
 fn run_rfetch(
@@ -358,14 +202,11 @@ fn run_rfetch(
     verbosity: &[&str],
     fetch_extra: &str,
 ) -> Output {
-    let dir = temp_dir("rfetch");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let dir = common::temp_dir("rfetch");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
     let password = secret.replace('\\', "\\\\").replace('"', "\\\"");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"{password}\"\n\
@@ -468,9 +309,12 @@ fn rsend_never_shows_the_secret_and_traces_protocol_lines() {
         "OAUTHBEARER",
     ] {
         for level in RSEND_LEVELS {
-            let secrets: Secrets = Arc::default();
-            let port = smtp_server(mech, Arc::clone(&secrets));
-            let out = run_rsend(mech, port, level);
+            let server = play(
+                &format!("smtp_{}", mech.to_ascii_lowercase().replace('-', "_")),
+                &[],
+            );
+            let out = run_rsend(mech, server.port(), level);
+            let secrets = secrets_in(&server.finish());
             let what = format!("rsend AUTH {mech} {level:?}");
             let text = check(&what, &out, SECRET, &secrets, &mut failures);
             if secrets.lock().expect("lock").is_empty() {
@@ -495,17 +339,21 @@ fn rsend_never_shows_the_secret_and_traces_protocol_lines() {
 fn rfetch_pop3_never_shows_the_secret_and_traces_protocol_lines() {
     let mut failures = Vec::new();
     // auth password: USER/PASS; the automatic choice without TLS: APOP.
-    for (auth, login) in [
-        ("auth = \"password\"", "POP3> PASS *"),
-        ("", "POP3> APOP bob *"),
-        ("auth = \"plain\"", "POP3> AUTH PLAIN *"),
-        ("auth = \"xoauth2\"", "POP3> AUTH XOAUTH2"),
-        ("auth = \"oauthbearer\"", "POP3> AUTH OAUTHBEARER *"),
+    for (auth, login, transcript) in [
+        ("auth = \"password\"", "POP3> PASS *", "pop3_password"),
+        ("", "POP3> APOP bob *", "pop3_apop"),
+        ("auth = \"plain\"", "POP3> AUTH PLAIN *", "pop3_plain"),
+        ("auth = \"xoauth2\"", "POP3> AUTH XOAUTH2", "pop3_xoauth2"),
+        (
+            "auth = \"oauthbearer\"",
+            "POP3> AUTH OAUTHBEARER *",
+            "pop3_oauthbearer",
+        ),
     ] {
         for level in RFETCH_LEVELS {
-            let secrets: Secrets = Arc::default();
-            let port = pop3_server(Arc::clone(&secrets));
-            let out = run_rfetch("pop3", port, SECRET, false, level, auth);
+            let server = play(transcript, &[("GREETING", POP3_GREETING)]);
+            let out = run_rfetch("pop3", server.port(), SECRET, false, level, auth);
+            let secrets = secrets_in(&server.finish());
             let what = format!("rfetch POP3 ({login}) {level:?}");
             let text = check(&what, &out, SECRET, &secrets, &mut failures);
             if out.status.code() != Some(0) {
@@ -544,9 +392,9 @@ fn rfetch_imap_never_shows_the_secret_and_traces_protocol_lines() {
         (ImapFlavour::OAuth, SECRET, "auth = \"oauthbearer\""),
     ] {
         for level in RFETCH_LEVELS {
-            let secrets: Secrets = Arc::default();
-            let port = imap_server(flavour, Arc::clone(&secrets));
-            let out = run_rfetch("imap", port, secret, true, level, auth);
+            let server = imap_server(flavour, secret, auth);
+            let out = run_rfetch("imap", server.port(), secret, true, level, auth);
+            let secrets = secrets_in(&server.finish());
             let what = format!("rfetch IMAP {flavour:?} {secret:?} {level:?}");
             let text = check(&what, &out, secret, &secrets, &mut failures);
             if out.status.code() != Some(0) {
@@ -587,12 +435,15 @@ fn rfetch_imap_never_shows_the_secret_and_traces_protocol_lines() {
 
 #[test]
 fn server_text_cannot_forge_trace_lines_or_restyle_the_terminal() {
-    let secrets: Secrets = Arc::default();
-    let port = pop3_server_greeting(
-        Arc::clone(&secrets),
-        "+OK hi\x1b[2J\x1b]0;title\x07\rrfetch: 99 messages forged\u{202e}\r\n",
+    let server = play(
+        "pop3_password",
+        &[(
+            "GREETING",
+            "+OK hi\x1b[2J\x1b]0;title\x07\rrfetch: 99 messages forged\u{202e}",
+        )],
     );
-    let out = run_rfetch("pop3", port, SECRET, true, &["-v", "-v"], "");
+    let out = run_rfetch("pop3", server.port(), SECRET, true, &["-v", "-v"], "");
+    server.finish();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
@@ -611,15 +462,12 @@ fn server_text_cannot_forge_trace_lines_or_restyle_the_terminal() {
 #[test]
 fn rfetch_daemon_never_shows_the_secret() {
     let mut failures = Vec::new();
-    let secrets: Secrets = Arc::default();
-    let port = imap_server(ImapFlavour::Plain, Arc::clone(&secrets));
-    let dir = temp_dir("rfetch-daemon");
-    let md = dir.join("Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).expect("maildir");
-    }
+    let server = imap_server(ImapFlavour::Plain, SECRET, "");
+    let port = server.port();
+    let dir = common::temp_dir("rfetch-daemon");
+    let md = common::new_maildir(&dir);
     let config = dir.join("config.toml");
-    write_private(
+    common::write_private(
         &config,
         &format!(
             "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"{SECRET}\"\n\
@@ -658,6 +506,7 @@ fn rfetch_daemon_never_shows_the_secret() {
     let out = child.wait_with_output().expect("wait");
     let _ = std::fs::remove_dir_all(&dir);
     let what = "rfetch -d 300 -N -v -v";
+    let secrets = secrets_in(&server.finish());
     let text = check(what, &out, SECRET, &secrets, &mut failures);
     expect_lines(
         what,
@@ -681,7 +530,7 @@ mod stack {
     use super::{BODY_MARK, Secrets, check, expect_lines};
     use std::sync::Arc;
 
-    include!("rfetch_support.rs.inc");
+    use common::rfetch::*;
 
     #[test]
     fn real_stack_traces_hide_the_passwords() {
@@ -737,7 +586,7 @@ mod stack {
         // rsend: submission, STARTTLS, AUTH LOGIN (username and password in 334 rounds).
         let dir = tempdir("trace-stack-rsend");
         let rc = dir.join("msmtprc");
-        super::write_private(
+        common::write_private(
             &rc,
             &format!(
                 "account default\nhost localhost\nport {}\ntls on\ntls_starttls on\n\

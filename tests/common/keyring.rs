@@ -1,5 +1,5 @@
 //! A private D-Bus session bus with an unlocked headless gnome-keyring on it, for the tests of
-//! the system keyring (tests/keyring.rs, tests/oauth_stack.rs). Included with `#[path]`.
+//! the system keyring (tests/keyring.rs, tests/oauth_stack.rs).
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -3,10 +3,44 @@
 //! start it.
 #![allow(dead_code)]
 
+pub mod keyring;
 pub mod mailbox;
+pub mod pop3_mailbox;
+pub mod recorder;
+pub mod rfetch;
+pub mod rsend;
+pub mod tls;
+pub mod transcript;
+pub mod wire_trace;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// A fresh directory under the system temp dir, named for `tag`, this process and the time.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("postie-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes `text` to `path` with mode 600 (the binaries refuse a readable file with a secret).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write config");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// DIR/Maildir with its cur, new and tmp.
+pub fn new_maildir(dir: &Path) -> PathBuf {
+    let md = dir.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).expect("maildir");
+    }
+    md
+}
 
 /// The running test mail stack, as described by `$STACK_DIR/stack.env` (written by
 /// `tests/stack/stack.sh up`).

@@ -1,7 +1,6 @@
-//! Shared by the rsend integration tests (loaded with `#[path] mod support;`): the rsend binary,
-//! msmtprc files that work against the stack, running programs with a message on stdin, and
-//! finding delivered messages in the stack's Maildirs.
-#![allow(dead_code)]
+//! Shared by the rsend integration tests (`common::rsend`): the rsend binary, msmtprc files that
+//! work against the stack, running programs with a message on stdin, and finding delivered
+//! messages in the stack's Maildirs.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -9,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use crate::common;
 
 pub const RSEND: &str = env!("CARGO_BIN_EXE_rsend");
 
@@ -65,7 +62,7 @@ impl Via {
 
 /// The msmtprc text that works against the stack, with `password` for alice and extra
 /// lines appended to the `smtps` account.
-pub fn msmtprc_text(stack: &common::Stack, password: &str, smtps_port: u16) -> String {
+pub fn msmtprc_text(stack: &super::Stack, password: &str, smtps_port: u16) -> String {
     format!(
         "defaults\n\
          tls on\n\
@@ -98,7 +95,7 @@ pub fn write_rc(dir: &Path, text: &str, mode: u32) -> PathBuf {
 }
 
 /// A temp dir holding the working msmtprc (mode 600).
-pub fn good_rc(stack: &common::Stack) -> (TempDir, PathBuf) {
+pub fn good_rc(stack: &super::Stack) -> (TempDir, PathBuf) {
     let dir = TempDir::new("rc");
     let rc = write_rc(
         dir.path(),
@@ -161,7 +158,7 @@ pub fn send(rc: &Path, via: Via, flags: &[&str], recipients: &[&str], input: &[u
     assert_exit(&out, 0);
 }
 
-pub fn maildir(stack: &common::Stack, user: &str) -> PathBuf {
+pub fn maildir(stack: &super::Stack, user: &str) -> PathBuf {
     match user {
         "alice" => PathBuf::from(stack.var("STACK_MAILDIR1")),
         "bob" => PathBuf::from(stack.var("STACK_MAILDIR2")),

@@ -1,0 +1,134 @@
+//! Shared by the rfetch integration tests: seeding bob's mailbox on the real stack, writing
+//! configs, running the binary, reading delivered messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn stack_sh(s: &super::Stack, args: &[&str]) -> String {
+    let out = Command::new(super::Stack::script())
+        .arg(args[0])
+        .arg(&s.dir)
+        .args(&args[1..])
+        .output()
+        .expect("run stack.sh");
+    assert!(
+        out.status.success(),
+        "stack.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn clear_bob(s: &super::Stack) {
+    stack_sh(s, &["clear", "bob"]);
+}
+
+pub fn put_bob(s: &super::Stack, dir: &Path, name: &str, content: &[u8]) {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    stack_sh(s, &["put", "bob", p.to_str().unwrap()]);
+}
+
+pub fn server_count(s: &super::Stack) -> usize {
+    let md = PathBuf::from(s.var("STACK_MAILDIR2"));
+    ["cur", "new"]
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(md.join(d))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    super::temp_dir(&format!("rfetch-{tag}"))
+}
+
+/// Writes `text` as DIR/config.toml, mode 600 (rfetch refuses a readable file with a secret).
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("config.toml");
+    super::write_private(&p, text);
+    p
+}
+
+/// A TOML config for bob; `proto` pop3/imap, `tls` "implicit" or "starttls", `target` the
+/// TOML target line(s), `extra` more fetch keys.
+pub fn toml_config(
+    s: &super::Stack,
+    dir: &Path,
+    proto: &str,
+    tls: &str,
+    target: &str,
+    extra: &str,
+) -> PathBuf {
+    let port = match (proto, tls) {
+        ("pop3", "implicit") => s.port("POP3S_PORT"),
+        ("pop3", _) => s.port("POP3_PORT"),
+        ("imap", "implicit") => s.port("IMAPS_PORT"),
+        _ => s.port("IMAP_PORT"),
+    };
+    let text = format!(
+        "[accounts.bob]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"bobpw\"\ntls_trust_file = \"{}\"\ntls_host_override = \"localhost\"\n\
+         [accounts.bob.fetch]\nprotocol = \"{proto}\"\nport = {port}\ntls_starttls = {}\n{target}\n{extra}\n",
+        s.ca().display(),
+        tls != "implicit"
+    );
+    write_config(dir, &text)
+}
+
+pub fn rfetch(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        .args(args)
+        .env("HOME", dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("run rfetch")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Removes rfetch's Received header (three lines starting "Received: from 127.0.0.1 [127.0.0.1]").
+pub fn strip_received(msg: &[u8]) -> Vec<u8> {
+    let text = msg;
+    let needle = b"Received: from 127.0.0.1 [127.0.0.1]\n\tby ";
+    if let Some(at) = text.windows(needle.len()).position(|w| w == needle) {
+        let mut end = at;
+        for _ in 0..3 {
+            end += text[end..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        }
+        let mut out = text[..at].to_vec();
+        out.extend_from_slice(&text[end..]);
+        out
+    } else {
+        panic!(
+            "no rfetch Received header in {:?}",
+            String::from_utf8_lossy(&msg[..msg.len().min(300)])
+        );
+    }
+}
+
+pub fn maildir_messages(md: &Path) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = ["new", "cur"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(md.join(d)).into_iter().flatten())
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A TOML config for a plaintext POP3 account `scripted` (bob) on a loopback `port`, delivering
+/// to `target` (a `maildir = ...`, `mbox = ...` or `mda = [...]` line).
+pub fn scripted_pop3_config(dir: &Path, port: u16, timeout: u32, target: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = {timeout}\n\
+             [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
+        ),
+    )
+}
