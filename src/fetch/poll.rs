@@ -10,7 +10,8 @@
 //! the message on the server and the poll goes on; a connection lost mid-batch leaves every
 //! unconfirmed message on the server. With `nokeep`, messages already recorded as seen (a
 //! previous run was interrupted between recording and the server's commit) are deleted
-//! without being fetched again.
+//! without being fetched again; over POP3 in a session of their own, committed by QUIT before
+//! any new message is fetched, so the deletions of an interrupted run never pile up.
 //!
 //! fetchmail's disposal options: `flush` deletes the messages recorded as seen (delivered by
 //! an earlier poll) also with `keep`; `limitflush` deletes messages over `limit` (sizes are
@@ -548,7 +549,8 @@ impl MessageSink for PopSink<'_> {
 
 /// What a POP3 poll carries from one session to the next: with `expunge N` each session ends
 /// after N deletions (QUIT commits them, fetchmail's guard against losing a long session's
-/// deletions to a dropped connection) and the poll reconnects for the rest.
+/// deletions to a dropped connection) and the poll reconnects for the rest; a session that
+/// flushes messages delivered before (an interrupted run's backlog) ends after that too.
 struct Pop3Round {
     first: bool,
     /// `fetchlimit` left for this poll (counts messages tried, as fetchmail's does).
@@ -583,14 +585,14 @@ fn poll_pop3_sessions(
             return Ok(());
         }
         log::info!(
-            "account {}: {deleted} deletions committed (expunge); reconnecting",
+            "account {}: {deleted} deletions committed; reconnecting",
             spec.name
         );
     }
 }
 
-/// One POP3 session. Returns whether messages were left for another session (`expunge N`)
-/// and how many deletions this session committed.
+/// One POP3 session. Returns whether messages were left for another session (`expunge N`, or
+/// new mail after a flushed backlog) and how many deletions this session committed.
 fn poll_pop3(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
@@ -659,17 +661,6 @@ fn poll_pop3(
         return Ok((false, 0));
     };
     let mut more = false;
-    if let Some(fl) = round.fetch_budget
-        && fresh.len() as u64 > fl
-    {
-        fetchlimit_reached(
-            &account,
-            spec.fetchlimit.unwrap_or(fl),
-            fresh.len() - fl as usize,
-        );
-        fresh.truncate(fl as usize);
-        report.fetchlimit_hit = true;
-    }
     let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
         Flushed::DeliveredBefore => {
             log::info!(
@@ -690,6 +681,26 @@ fn poll_pop3(
         early.truncate(allowed);
         fresh.clear();
         more = true;
+    }
+    if !early.is_empty() && !fresh.is_empty() && !more {
+        // POP3 deletes only at QUIT, so a session cut before it (a kill, a lost connection)
+        // leaves every message it delivered on the server, and the next session would re-delete
+        // them together with its own: each interrupted session adds to that backlog. Committed
+        // here on its own (DELE, QUIT, a new session for the new mail), the work an
+        // interrupted run did is never done twice and never holds back the next message.
+        fresh.clear();
+        more = true;
+    }
+    if let Some(fl) = round.fetch_budget
+        && fresh.len() as u64 > fl
+    {
+        fetchlimit_reached(
+            &account,
+            spec.fetchlimit.unwrap_or(fl),
+            fresh.len() - fl as usize,
+        );
+        fresh.truncate(fl as usize);
+        report.fetchlimit_hit = true;
     }
     if !early.is_empty() {
         s.dele_many(&early)?;
