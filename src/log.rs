@@ -35,6 +35,13 @@ pub fn wire(proto: &str, dir: char, line: &str) {
 /// folder, one line per message): shown on stderr unless `-s`, whatever the verbosity.
 pub const REPORT: &str = "postie::report";
 
+/// Log target for the [`REPORT`] lines about one message each ("message bob@host:3 of 500 ...
+/// delivered to ...", "... delivered before, flushed", skipped as too large): shown on stderr
+/// like [`REPORT`], except that while the progress line is drawn (stderr is a terminal) they
+/// need `-v`, since the progress line stands for them there (fetchmail's dots: one line per
+/// account, not 500 scrolling past). The log file and syslog get them always.
+pub const MESSAGE: &str = "postie::report::message";
+
 /// Log target for the "No mail for ..." summary: a [`REPORT`] line in a single run, but in
 /// daemon mode (see [`set_daemon`]) shown and recorded only at `-v`, as fetchmail does, since
 /// it would otherwise repeat every poll (a 5 s daemon wrote it 120 times in 10 minutes).
@@ -90,6 +97,16 @@ fn dropped(target: &str, level: LevelFilter, daemon: bool) -> bool {
     target == NO_MAIL && daemon && level < LevelFilter::Info
 }
 
+/// Whether a [`MESSAGE`] line goes to stderr at stderr verbosity `level`: as a [`REPORT`] line,
+/// but with the progress line drawn only from `-v` on.
+fn per_message_on_stderr(level: LevelFilter, progress: bool) -> bool {
+    if progress {
+        level >= LevelFilter::Info
+    } else {
+        level >= LevelFilter::Warn
+    }
+}
+
 /// Clears the terminal line (carriage return + erase to end of line).
 const CLEAR_LINE: &str = "\r\x1b[K";
 
@@ -103,6 +120,9 @@ impl Logger {
     fn for_stderr(&self, m: &Metadata) -> bool {
         if m.target() == WIRE {
             return self.wire;
+        }
+        if m.target() == MESSAGE && m.level() <= Level::Info {
+            return per_message_on_stderr(self.level, PROGRESS.load(Ordering::Relaxed));
         }
         if (m.target() == REPORT || m.target() == NO_MAIL) && m.level() <= Level::Info {
             return self.level >= LevelFilter::Warn;
@@ -363,6 +383,31 @@ mod tests {
             .level(Level::Info)
             .build();
         assert!(quiet_daemon.for_stderr(&no_mail), "a single run shows it");
+    }
+
+    #[test]
+    fn per_message_lines_give_way_to_the_progress_line_below_verbose() {
+        use LevelFilter::*;
+        // No progress line (a pipe, a file): shown like every report line, but not with -s.
+        assert!(!per_message_on_stderr(Error, false));
+        assert!(per_message_on_stderr(Warn, false));
+        assert!(per_message_on_stderr(Info, false));
+        // The progress line drawn: only -v and more show them besides it.
+        assert!(!per_message_on_stderr(Error, true));
+        assert!(!per_message_on_stderr(Warn, true));
+        assert!(per_message_on_stderr(Info, true));
+        assert!(per_message_on_stderr(Trace, true));
+        // The summary lines stay at the default verbosity either way.
+        let default = Logger {
+            program: "rfetch",
+            level: Warn,
+            wire: false,
+        };
+        let summary = Metadata::builder()
+            .target(REPORT)
+            .level(Level::Info)
+            .build();
+        assert!(default.for_stderr(&summary));
     }
 
     #[test]

@@ -287,3 +287,63 @@ fn an_fcntl_lock_holds_the_delivery_until_released() {
     assert_eq!(parse_mbox(&path), ["Subject: x\n\ny\n"]);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The dotlock is never seen without its owner's pid and host, the only thing that lets the
+/// next run remove it at once when its owner was killed. A lock created empty and filled after
+/// was found empty or half written by a watcher here; left like that by a kill (which the
+/// rfetch kill test hit), it held every later delivery up for its whole lock timeout, message
+/// after message, until it went stale five minutes later.
+#[test]
+fn the_dotlock_is_never_seen_without_its_owner() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = temp_dir("dotlock-content");
+    let path = dir.join("mbox");
+    let lock = dir.join("mbox.lock");
+    let done = AtomicBool::new(false);
+    let want = format!(
+        "{}\n{}\n",
+        std::process::id(),
+        rustix::system::uname().nodename().to_string_lossy()
+    );
+    let (seen, bad) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let (mut seen, mut bad) = (0usize, Vec::new());
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(text) = fs::read_to_string(&lock) {
+                    seen += 1;
+                    if text != want {
+                        bad.push(text);
+                    }
+                }
+            }
+            (seen, bad)
+        });
+        let mut mbox = Mbox::new(&path);
+        let started = Instant::now();
+        let mut n = 0;
+        while n < 300 || (started.elapsed() < Duration::from_secs(5) && n < 3000) {
+            mbox.deliver(&mut &b"Subject: one\n\nbody\n"[..], &info())
+                .unwrap();
+            n += 1;
+        }
+        done.store(true, Ordering::Relaxed);
+        watcher.join().unwrap()
+    });
+    assert!(seen > 0, "the watcher saw the lock at least once");
+    assert!(
+        bad.is_empty(),
+        "the lock was seen {} times of {seen} without its owner: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(3)]
+    );
+    let leftovers: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "mbox")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "nothing but the mbox is left: {leftovers:?}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

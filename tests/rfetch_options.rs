@@ -442,39 +442,46 @@ fn progress_line_on_a_terminal() {
         clear_bob(&s);
         seed(&s, &dir, &[small(&tag, 1), small(&tag, 2), small(&tag, 3)]);
         let (cfg, md) = maildir_config(&s, &dir, proto, "");
-        let cmd = format!("'{}' -C '{}'", env!("CARGO_BIN_EXE_rfetch"), cfg.display());
-        let o = Command::new(script)
-            .args(["-qec", &cmd, "/dev/null"])
-            .env("HOME", &dir)
-            .env_remove("FETCHMAILHOME")
-            .env_remove("XDG_CONFIG_HOME")
-            .output()
-            .expect("run script");
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(code(&o), 0, "{proto}: {out} {}", stderr(&o));
+        let on_a_terminal = |args: &str| {
+            let cmd = format!(
+                "'{}' {args} -C '{}'",
+                env!("CARGO_BIN_EXE_rfetch"),
+                cfg.display()
+            );
+            let o = Command::new(script)
+                .args(["-qec", &cmd, "/dev/null"])
+                .env("HOME", &dir)
+                .env_remove("FETCHMAILHOME")
+                .env_remove("XDG_CONFIG_HOME")
+                .output()
+                .expect("run script");
+            (code(&o), String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let (c, out) = on_a_terminal("");
+        assert_eq!(c, 0, "{proto}: {out}");
         assert_eq!(maildir_messages(&md).len(), 3);
-        for n in 1..=3 {
-            assert!(
-                out.contains(&format!("rfetch: bob@127.0.0.1: message {n} of 3 (")),
-                "{proto}: progress for message {n}: {out:?}"
-            );
-        }
-        // Drawn in place (each draw first clears the line), and cleared after the last message.
-        for n in 1..=3 {
-            assert!(
-                out.contains(&format!(
-                    "\r\x1b[Krfetch: bob@127.0.0.1: message {n} of 3 ("
-                )),
-                "{proto}: message {n} drawn in place: {out:?}"
-            );
-        }
-        let last = out.rfind("message 3 of 3").unwrap();
+        // Drawn in place (each draw first clears the line), counting deliveries (fetched
+        // apart), and cleared after the last message.
+        let done = "\r\x1b[Krfetch: bob@127.0.0.1: 3 of 3 delivered (3 fetched)";
+        assert!(
+            out.contains(done),
+            "{proto}: all 3 delivered, drawn in place: {out:?}"
+        );
+        let last = out.rfind("3 of 3 delivered").unwrap();
         assert!(
             out[last..].contains("\r\x1b[K"),
             "{proto}: cleared at the end: {out:?}"
         );
-        // The per-message info lines (printed without -v, as fetchmail does) never land
-        // behind the progress text: the line is cleared before each one.
+        // The progress line stands for the per-message lines: they need -v on a terminal.
+        assert!(
+            !out.contains("rfetch: message bob@127.0.0.1:"),
+            "{proto}: no per-message lines: {out:?}"
+        );
+        // With -v they are shown, and never land behind the progress text: the line is
+        // cleared before each one.
+        seed(&s, &dir, &[small(&tag, 4), small(&tag, 5), small(&tag, 6)]);
+        let (c, out) = on_a_terminal("-v");
+        assert_eq!(c, 0, "{proto}: {out}");
         for n in 1..=3 {
             assert!(
                 out.contains(&format!("\r\x1b[Krfetch: message bob@127.0.0.1:{n} of 3 (")),

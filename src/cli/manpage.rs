@@ -349,7 +349,10 @@ Only two options delete messages that were not delivered in the same poll: flush
 messages an earlier poll delivered (recorded as seen) and that are still on the server, also with \
 keep; limitflush deletes messages larger than limit (-l) instead of leaving them. expunge N (-e N) \
 paces the deletions: IMAP EXPUNGE after every N deletions (0: once per folder, at the end; default: \
-once per batch of 100); POP3 QUIT, which commits the deletions, and a new session after every N.",
+once per batch of 100); POP3 QUIT, which commits the deletions, and a new session after every N. \
+Messages a run delivered but could not delete (it was killed or lost its connection before POP3's \
+QUIT) are recorded as seen and deleted without being fetched again by the next run; over POP3 \
+it commits those deletions with QUIT first and fetches new mail in a new session.",
     },
     Section {
         title: "OUTPUT AND LOGGING",
@@ -357,9 +360,13 @@ once per batch of 100); POP3 QUIT, which commits the deletions, and a new sessio
 before) for bob at mail.example (23456 octets)\", or \"No mail for bob at mail.example\") and each \
 message one line, e.g. \"message bob@mail.example:3 of 10 (2345 octets) delivered to \
 /home/bob/Maildir (flushed)\" (\"not flushed\" with keep), on standard error; -s (--silent) keeps \
-only errors, -v adds connection and daemon progress, -v -v the protocol trace. When standard error is a terminal a progress line per account (message n \
-of N, octets) is updated in place and cleared when the account is done; when it is not a terminal \
-(cron, systemd, a pipe) there is no progress output at all.
+only errors, -v adds connection and daemon progress, -v -v the protocol trace. When standard \
+error is a terminal a progress line per account or folder (\"bob@mail.example: 37 of 500 \
+delivered (45 fetched)\") is updated in place and cleared when the account is done: it counts a \
+message delivered once the target confirmed it and rfetch recorded it, and shows apart how many \
+were fetched, which runs ahead; the per-message lines are then shown only with -v (they still go \
+to the log file and syslog). When standard error is not a terminal (cron, systemd, a pipe) there \
+is no progress output at all and the per-message lines are shown.
 
 -L FILE (or set logfile FILE) appends every line from the info level up, also without -v, to \
 FILE with a timestamp and the PID (\"2026-11-23 15:30:00+0000 rfetch[4242]: ...\"); the file is \

@@ -5,7 +5,8 @@
 //! half-written message never remains. Against SIGKILL, the length before each append is
 //! recorded in `FILE.rfetch-append` while the append runs: the next delivery finds the record
 //! and cuts the partial message off. A dotlock whose writer is provably dead (its pid and host
-//! are in it, the host is this one, the pid no longer exists) is removed at once.
+//! are in it from the moment it exists, the host is this one, the pid no longer exists) is
+//! removed at once.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -570,17 +571,8 @@ impl DotLock {
         let path = PathBuf::from(name);
         let mut removed_stale = false;
         loop {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    // pid and host: what proves the lock dead if this process is killed.
-                    let _ = write!(f, "{}\n{}\n", std::process::id(), host_name());
-                    return Ok(DotLock { path: Some(path) });
-                }
+            match create_filled(&path) {
+                Ok(()) => return Ok(DotLock { path: Some(path) }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if remove_if_owner_dead(&path) {
                         continue;
@@ -616,6 +608,51 @@ impl DotLock {
                 }
             }
         }
+    }
+}
+
+/// Creates the dotlock at `path` holding this process's pid and host, what proves the lock
+/// dead if the process is killed (see [`remove_if_owner_dead`]); `AlreadyExists` when it is
+/// held. The content is written to a file of this process first and hard-linked into place,
+/// so the lock never exists without it: a lock created empty and filled after (open with
+/// O_EXCL, then write) was left empty by a kill between the two, and such a lock proves
+/// nothing, so every later delivery waited its whole lock timeout on it until it went stale
+/// after [`STALE_DOTLOCK`]. Where hard links are not supported, it falls back to exactly that.
+fn create_filled(path: &Path) -> io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let content = format!("{}\n{}\n", std::process::id(), host_name());
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let own = PathBuf::from(name);
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&own)
+        .and_then(|mut f| f.write_all(content.as_bytes()));
+    let linked = written.and_then(|()| fs::hard_link(&own, path));
+    let _ = fs::remove_file(&own);
+    match linked {
+        Err(e)
+            if matches!(
+                rustix::io::Errno::from_io_error(&e),
+                Some(rustix::io::Errno::PERM | rustix::io::Errno::OPNOTSUPP)
+            ) =>
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            let _ = f.write_all(content.as_bytes());
+            Ok(())
+        }
+        other => other,
     }
 }
 

@@ -10,7 +10,8 @@
 //! the message on the server and the poll goes on; a connection lost mid-batch leaves every
 //! unconfirmed message on the server. With `nokeep`, messages already recorded as seen (a
 //! previous run was interrupted between recording and the server's commit) are deleted
-//! without being fetched again.
+//! without being fetched again; over POP3 in a session of their own, committed by QUIT before
+//! any new message is fetched, so the deletions of an interrupted run never pile up.
 //!
 //! fetchmail's disposal options: `flush` deletes the messages recorded as seen (delivered by
 //! an earlier poll) also with `keep`; `limitflush` deletes messages over `limit` (sizes are
@@ -122,15 +123,75 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     report
 }
 
-/// The terminal progress line for one message (drawn only when stderr is a terminal).
-fn show_progress(user: &str, server: &str, n: usize, total: usize, size: Option<u64>) {
-    if !plog::progress_enabled() {
-        return;
+/// The terminal progress line of one session or folder: how many of the messages it fetches
+/// are safely delivered (the target confirmed them and their seen state is recorded: a direct
+/// target's seen-log line, a Maildir batch's journal) and, separately, how many were fetched.
+/// Fetching runs ahead of delivery (a batch streams into the pipe while the target works, and a
+/// Maildir batch is made durable while the next one streams), so counting fetched messages as
+/// progress once showed "message 200 of 500" before the first delivery. Drawn only when stderr
+/// is a terminal; the per-message lines ([`plog::MESSAGE`]) then stay off the terminal unless
+/// `-v`, as fetchmail's dots replace them.
+struct Progress {
+    account: String,
+    counts: Mutex<ProgressCounts>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct ProgressCounts {
+    /// Messages this session or folder is to fetch.
+    total: usize,
+    /// Read whole from the server.
+    fetched: usize,
+    /// Confirmed by the target and recorded.
+    delivered: usize,
+}
+
+impl ProgressCounts {
+    fn line(&self, account: &str) -> String {
+        let ProgressCounts {
+            total,
+            fetched,
+            delivered,
+        } = *self;
+        format!("rfetch: {account}: {delivered} of {total} delivered ({fetched} fetched)")
     }
-    let size = size.map_or_else(String::new, |s| format!(" ({s} octets)"));
-    plog::progress(Some(&format!(
-        "rfetch: {user}@{server}: message {n} of {total}{size}"
-    )));
+}
+
+impl Progress {
+    fn new(user: &str, server: &str) -> Self {
+        Progress {
+            account: format!("{user}@{server}"),
+            counts: Mutex::new(ProgressCounts::default()),
+        }
+    }
+
+    /// A new session or folder with `total` messages to fetch.
+    fn start(&self, total: usize) {
+        self.update(|c| {
+            *c = ProgressCounts {
+                total,
+                ..ProgressCounts::default()
+            }
+        });
+    }
+
+    fn fetched(&self) {
+        self.update(|c| c.fetched += 1);
+    }
+
+    fn delivered(&self, n: usize) {
+        self.update(|c| c.delivered += n);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ProgressCounts)) {
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        change(&mut counts);
+        if plog::progress_enabled() && counts.total > 0 {
+            plog::progress(Some(&counts.line(&self.account)));
+        }
+    }
 }
 
 /// Logs the fetchlimit stop the way fetchmail does.
@@ -215,6 +276,7 @@ struct Delivery<'a> {
     client_host: String,
     /// The server's numeric address, for the Received header's `[ip]`.
     server_ip: Option<String>,
+    progress: Progress,
 }
 
 impl Delivery<'_> {
@@ -322,7 +384,7 @@ impl Delivery<'_> {
                     staged.done.push(item.key);
                 }
                 Outcome::TooLarge(size) => log::info!(
-                    target: plog::REPORT,
+                    target: plog::MESSAGE,
                     "skipping message {} ({size} octets) from {} for {}: larger than the limit of {} octets",
                     label(&item.key),
                     self.server,
@@ -369,6 +431,7 @@ impl Delivery<'_> {
         match journal::publish_batch(maildir, pending, self.ctx.state) {
             Ok(_) => {
                 report.delivered += pending_keys.len() as u64;
+                self.progress.delivered(pending_keys.len());
                 for (k, size) in pending_keys {
                     self.delivered_line(&label(&k), size, &where_to);
                     done.push(k);
@@ -390,7 +453,7 @@ impl Delivery<'_> {
 
     fn delivered_line(&self, label: &str, size: u64, target: &str) {
         log::info!(
-            target: plog::REPORT,
+            target: plog::MESSAGE,
             "message {}@{}:{label} ({size} octets) delivered to {target}{}",
             self.user,
             self.server,
@@ -420,6 +483,7 @@ impl Delivery<'_> {
 struct StateLedger<'a, K> {
     state: &'a Mutex<SeenStore>,
     key: &'a (dyn Fn(&K) -> StateKey + Sync),
+    progress: &'a Progress,
 }
 
 impl<K> StateLedger<'_, K> {
@@ -435,9 +499,10 @@ impl<K> StateLedger<'_, K> {
 impl<K> pipe::Ledger<K> for StateLedger<'_, K> {
     fn delivered(&self, key: &K) {
         let key = (self.key)(key);
-        if let Err(e) = self.with_state(|st| Ok(key.delivered(st)?)) {
+        match self.with_state(|st| Ok(key.delivered(st)?)) {
+            Ok(()) => self.progress.delivered(1),
             // The batch's commit records it again; only a kill before that would fetch it twice.
-            log::error!("{}", e.chain());
+            Err(e) => log::error!("{}", e.chain()),
         }
     }
 
@@ -526,29 +591,28 @@ struct PopSink<'a> {
     feeder: &'a Feeder<(u32, String)>,
     uids: &'a HashMap<u32, String>,
     sizes: &'a HashMap<u32, u64>,
-    /// (user, server, message count) for the progress line.
-    progress: (&'a str, &'a str, usize),
+    progress: &'a Progress,
 }
 
 impl MessageSink for PopSink<'_> {
     fn start(&mut self, msgno: u32) -> Result<()> {
         let uid = self.uids.get(&msgno).cloned().unwrap_or_default();
         let size = self.sizes.get(&msgno).copied();
-        let (user, server, total) = self.progress;
-        show_progress(user, server, msgno as usize, total, size);
         self.feeder.start((msgno, uid), size)
     }
     fn data(&mut self, chunk: &[u8]) -> Result<()> {
         self.feeder.data(chunk)
     }
     fn end(&mut self, _msgno: u32, _octets: u64) -> Result<()> {
+        self.progress.fetched();
         self.feeder.end()
     }
 }
 
 /// What a POP3 poll carries from one session to the next: with `expunge N` each session ends
 /// after N deletions (QUIT commits them, fetchmail's guard against losing a long session's
-/// deletions to a dropped connection) and the poll reconnects for the rest.
+/// deletions to a dropped connection) and the poll reconnects for the rest; a session that
+/// flushes messages delivered before (an interrupted run's backlog) ends after that too.
 struct Pop3Round {
     first: bool,
     /// `fetchlimit` left for this poll (counts messages tried, as fetchmail's does).
@@ -583,14 +647,14 @@ fn poll_pop3_sessions(
             return Ok(());
         }
         log::info!(
-            "account {}: {deleted} deletions committed (expunge); reconnecting",
+            "account {}: {deleted} deletions committed; reconnecting",
             spec.name
         );
     }
 }
 
-/// One POP3 session. Returns whether messages were left for another session (`expunge N`)
-/// and how many deletions this session committed.
+/// One POP3 session. Returns whether messages were left for another session (`expunge N`, or
+/// new mail after a flushed backlog) and how many deletions this session committed.
 fn poll_pop3(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
@@ -659,26 +723,15 @@ fn poll_pop3(
         return Ok((false, 0));
     };
     let mut more = false;
-    if let Some(fl) = round.fetch_budget
-        && fresh.len() as u64 > fl
-    {
-        fetchlimit_reached(
-            &account,
-            spec.fetchlimit.unwrap_or(fl),
-            fresh.len() - fl as usize,
-        );
-        fresh.truncate(fl as usize);
-        report.fetchlimit_hit = true;
-    }
     let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
         Flushed::DeliveredBefore => {
             log::info!(
-                target: plog::REPORT,
+                target: plog::MESSAGE,
                 "message {user}@{server}:{n} of {total} delivered before, flushed"
             )
         }
         Flushed::Oversized => log::info!(
-            target: plog::REPORT,
+            target: plog::MESSAGE,
             "message {user}@{server}:{n} of {total} ({} octets) larger than the limit, flushed",
             sizes.get(&n).copied().unwrap_or(0)
         ),
@@ -690,6 +743,26 @@ fn poll_pop3(
         early.truncate(allowed);
         fresh.clear();
         more = true;
+    }
+    if !early.is_empty() && !fresh.is_empty() && !more {
+        // POP3 deletes only at QUIT, so a session cut before it (a kill, a lost connection)
+        // leaves every message it delivered on the server, and the next session would re-delete
+        // them together with its own: each interrupted session adds to that backlog. Committed
+        // here on its own (DELE, QUIT, a new session for the new mail), the work an
+        // interrupted run did is never done twice and never holds back the next message.
+        fresh.clear();
+        more = true;
+    }
+    if let Some(fl) = round.fetch_budget
+        && fresh.len() as u64 > fl
+    {
+        fetchlimit_reached(
+            &account,
+            spec.fetchlimit.unwrap_or(fl),
+            fresh.len() - fl as usize,
+        );
+        fresh.truncate(fl as usize);
+        report.fetchlimit_hit = true;
     }
     if !early.is_empty() {
         s.dele_many(&early)?;
@@ -708,7 +781,9 @@ fn poll_pop3(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
         server_ip: peer_ip(s.connection()),
+        progress: Progress::new(&user, &server),
     };
+    d.progress.start(fresh.len());
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let opts = d.pipe_options(&header);
     let label = |k: &(u32, String)| format!("{} of {total}", k.0);
@@ -719,6 +794,7 @@ fn poll_pop3(
     let ledger = StateLedger {
         state: ctx.state,
         key: &state_key,
+        progress: &d.progress,
     };
     // After a batch is confirmed: its failures are not retried in this poll, the seen state is
     // committed, and (unless the connection is gone) the confirmed messages are deleted.
@@ -781,7 +857,7 @@ fn poll_pop3(
                         feeder,
                         uids: &uids,
                         sizes: &sizes,
-                        progress: (&user, &server, total),
+                        progress: &d.progress,
                     };
                     for r in s.retr_pipelined(batch, &mut sink)? {
                         log::warn!(
@@ -849,7 +925,7 @@ fn split_oversized<K: Copy + PartialEq>(
         Some(sz) if sz > limit => {
             if !spec.limitflush {
                 log::info!(
-                    target: plog::REPORT,
+                    target: plog::MESSAGE,
                     "skipping message {} ({sz} octets): larger than the limit of {limit} octets",
                     label(k)
                 );
@@ -864,21 +940,18 @@ fn split_oversized<K: Copy + PartialEq>(
 
 struct ImapSink<'a> {
     feeder: &'a Feeder<u32>,
-    /// (user, server, message count, UID -> position) for the progress line.
-    progress: (&'a str, &'a str, usize, &'a HashMap<u32, usize>),
+    progress: &'a Progress,
 }
 
 impl FetchSink for ImapSink<'_> {
     fn start(&mut self, meta: &FetchedMeta) -> Result<()> {
-        let (user, server, total, position) = self.progress;
-        let n = position.get(&meta.uid).copied().unwrap_or(0);
-        show_progress(user, server, n, total, meta.size);
         self.feeder.start(meta.uid, meta.size)
     }
     fn data(&mut self, chunk: &[u8]) -> Result<()> {
         self.feeder.data(chunk)
     }
     fn end(&mut self, _meta: &FetchedMeta, _octets: u64) -> Result<()> {
+        self.progress.fetched();
         self.feeder.end()
     }
 }
@@ -944,6 +1017,7 @@ pub fn poll_imap_session(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
         server_ip: peer_ip(s.connection()),
+        progress: Progress::new(&user, &server),
     };
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let opts = d.pipe_options(&header);
@@ -1038,6 +1112,7 @@ pub fn poll_imap_session(
             }
             *b -= fresh.len() as u64;
         }
+        d.progress.start(fresh.len());
         let mut expunger = Expunger {
             every: spec.expunge,
             pending: Vec::new(),
@@ -1049,7 +1124,7 @@ pub fn poll_imap_session(
                 Flushed::Oversized => "larger than the limit",
             };
             log::info!(
-                target: plog::REPORT,
+                target: plog::MESSAGE,
                 "message {user}@{server}:{n} of {total} (folder {folder}) {reason}, flushed"
             );
         });
@@ -1064,6 +1139,7 @@ pub fn poll_imap_session(
         let ledger = StateLedger {
             state: ctx.state,
             key: &state_key,
+            progress: &d.progress,
         };
         // After a batch is confirmed: the seen state is committed and (unless the connection is
         // gone) the confirmed messages are flagged or deleted.
@@ -1099,7 +1175,7 @@ pub fn poll_imap_session(
                     pipe::run_batch(target, &opts, &ledger, |feeder| {
                         let mut sink = ImapSink {
                             feeder,
-                            progress: (&user, &server, total, &position),
+                            progress: &d.progress,
                         };
                         s.fetch_bodies(batch, &mut sink).map(|_| ())
                     })
@@ -1259,6 +1335,38 @@ mod tests {
         crate::fetch::spec::from_fetchmailrc(&rc, &env)
             .unwrap()
             .remove(0)
+    }
+
+    #[test]
+    fn progress_counts_deliveries_and_shows_fetched_apart() {
+        let p = Progress::new("bob", "mail.example");
+        p.start(3);
+        for _ in 0..3 {
+            p.fetched();
+        }
+        let counts = *p.counts.lock().unwrap();
+        assert_eq!(counts.delivered, 0, "fetched is not delivered: {counts:?}");
+        assert_eq!(
+            counts.line(&p.account),
+            "rfetch: bob@mail.example: 0 of 3 delivered (3 fetched)"
+        );
+        p.delivered(1);
+        p.delivered(2);
+        let counts = *p.counts.lock().unwrap();
+        assert_eq!(
+            counts.line(&p.account),
+            "rfetch: bob@mail.example: 3 of 3 delivered (3 fetched)"
+        );
+        // A new session or folder starts over.
+        p.start(5);
+        assert_eq!(
+            *p.counts.lock().unwrap(),
+            ProgressCounts {
+                total: 5,
+                fetched: 0,
+                delivered: 0
+            }
+        );
     }
 
     #[test]
