@@ -260,10 +260,9 @@ fn netrc_lookup(lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
 
 /// The text of `path` and the metadata of the very file read.
 fn read_with_metadata(path: &std::path::Path) -> std::io::Result<(String, std::fs::Metadata)> {
-    let mut file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    let text = crate::config::read_bounded_text(file)?;
     Ok((text, meta))
 }
 

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Largest rc file read.
-pub const MAX_RC_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest rc file read (the bound of every configuration file).
+pub const MAX_RC_BYTES: u64 = super::MAX_CONFIG_BYTES;
 
 // ---------------------------------------------------------------------------------------------
 // AST

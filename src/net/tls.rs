@@ -111,6 +111,25 @@ fn system_roots() -> Result<Arc<RootCertStore>, NetError> {
         .map_err(|reason| NetError::SystemRoots { reason })
 }
 
+/// Largest PEM file read (a CA bundle, a client certificate or key): the system bundle is a
+/// few hundred KiB, and the bound keeps a path naming `/dev/zero` or a huge file from
+/// exhausting memory.
+const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The bytes of a PEM file, at most [`MAX_PEM_BYTES`]; the error is the text to show.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut pem = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| e.to_string())?;
+    if pem.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!("it is larger than {MAX_PEM_BYTES} bytes"));
+    }
+    Ok(pem)
+}
+
 /// The CA certificates in a PEM file.
 fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
     let fail = |reason: String| NetError::TrustFile {
@@ -118,7 +137,7 @@ fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
         reason,
     };
     // Read first so that a missing or unreadable file reports the OS error plainly.
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let pem = read_pem(path).map_err(fail)?;
     let mut store = RootCertStore::empty();
     let mut found = 0;
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -248,14 +267,14 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
                 path: path.to_path_buf(),
                 reason,
             };
-            let pem = std::fs::read(cert_path).map_err(|e| fail(cert_path, e.to_string()))?;
+            let pem = read_pem(cert_path).map_err(|e| fail(cert_path, e))?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| fail(cert_path, format!("not a valid PEM file ({e})")))?;
             if certs.is_empty() {
                 return Err(fail(cert_path, "it holds no PEM certificate".into()));
             }
-            let pem = std::fs::read(key_path).map_err(|e| fail(key_path, e.to_string()))?;
+            let pem = read_pem(key_path).map_err(|e| fail(key_path, e))?;
             let key = PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| fail(key_path, format!("no usable private key ({e})")))?;
             builder
@@ -471,7 +490,7 @@ mod tests {
         let missing = dir.join("missing.pem");
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
-        for path in [missing, empty] {
+        for path in [missing, empty, "/dev/zero".into()] {
             let tls = TlsOptions {
                 trust: Trust::File(path.clone()),
                 ..TlsOptions::default()
