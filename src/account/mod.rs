@@ -436,6 +436,7 @@ impl ServerSettings {
     /// password).
     pub fn fetch_auth(&self) -> crate::error::Result<crate::session::auth::FetchAuth> {
         use crate::session::auth::FetchAuth;
+        self.check_oauth_auth()?;
         match self.auth() {
             AuthSetting::Off | AuthSetting::Auto => Ok(FetchAuth::Any),
             AuthSetting::Method(name) => FetchAuth::from_name(&name).ok_or_else(|| {
@@ -454,6 +455,38 @@ impl ServerSettings {
                 )
             }),
         }
+    }
+
+    /// With `oauth_provider`, the secret is an OAuth2 access token: an explicit `auth` that
+    /// sends a password (USER/PASS, LOGIN, PLAIN, CRAM-MD5, SCRAM, APOP) would send the token
+    /// as one, silently. Only the token mechanisms and EXTERNAL (no secret at all) fit.
+    pub fn check_oauth_auth(&self) -> Result<(), SettingError> {
+        let (
+            Some(_),
+            Some(Sourced {
+                value: AuthSetting::Method(name),
+                at,
+            }),
+        ) = (&self.oauth.provider, &self.auth)
+        else {
+            return Ok(());
+        };
+        let upper = name.to_ascii_uppercase();
+        if matches!(
+            upper.as_str(),
+            "XOAUTH2" | "OAUTHBEARER" | "EXTERNAL" | "IMPLICIT"
+        ) {
+            return Ok(());
+        }
+        Err(SettingError::new(
+            Some(at),
+            format!(
+                "auth {} with oauth_provider would send the OAuth2 access token as a password; \
+                 use auth xoauth2 or oauthbearer (or leave auth unset for the provider's \
+                 mechanism)",
+                name.to_ascii_lowercase()
+            ),
+        ))
     }
 
     pub fn danger_plaintext_auth(&self) -> bool {
@@ -1562,6 +1595,46 @@ mod tests {
         s.auth = set(AuthSetting::Method("gssapi".into()));
         let e = s.fetch_auth().unwrap_err();
         assert!(e.to_string().starts_with("/x/rc:3: auth gssapi"), "{e}");
+    }
+
+    /// A password mechanism with `oauth_provider` would send the access token as the
+    /// password (USER/PASS, LOGIN, PLAIN), in cleartext inside TLS to a server that may log
+    /// it, and fail anyway: refused, naming where `auth` was set.
+    #[test]
+    fn password_mechanisms_with_oauth_are_refused() {
+        use crate::oauth::ProviderKind;
+        let mut s = ServerSettings {
+            oauth: OAuthKeys {
+                provider: set(ProviderKind::Google),
+                ..OAuthKeys::default()
+            },
+            ..ServerSettings::default()
+        };
+        for m in [
+            "PASSWORD",
+            "plain",
+            "LOGIN",
+            "CRAM-MD5",
+            "SCRAM-SHA-256",
+            "APOP",
+        ] {
+            s.auth = set(AuthSetting::Method(m.into()));
+            let e = s.check_oauth_auth().unwrap_err().to_string();
+            assert!(e.starts_with("/x/rc:3: auth "), "{m}: {e}");
+            assert!(e.contains("oauth_provider") && e.contains("xoauth2"), "{e}");
+            let e = s.fetch_auth().unwrap_err().to_string();
+            assert!(e.contains("oauth_provider"), "{m}: {e}");
+        }
+        for m in ["XOAUTH2", "oauthbearer", "EXTERNAL"] {
+            s.auth = set(AuthSetting::Method(m.into()));
+            assert!(s.check_oauth_auth().is_ok(), "{m}");
+        }
+        s.auth = set(AuthSetting::Auto);
+        assert!(s.check_oauth_auth().is_ok());
+        // Without OAuth2 every mechanism is the user's choice.
+        s.oauth.provider = None;
+        s.auth = set(AuthSetting::Method("PLAIN".into()));
+        assert!(s.check_oauth_auth().is_ok());
     }
 
     #[test]

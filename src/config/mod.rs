@@ -479,9 +479,21 @@ fn read_msmtprc_text(
         // A `password` line an `eval` line produced.
         check_secret_meta(path, meta)?;
     }
+    check_oauth_auth(&parsed.accounts)?;
     parsed.log_warnings();
     set.loaded.push(path.to_owned());
     set.accounts.extend(parsed.accounts);
+    Ok(())
+}
+
+/// A password `auth` beside `oauth_provider` would send the token as the password
+/// ([`crate::account::ServerSettings::check_oauth_auth`]): refused when the file is read.
+fn check_oauth_auth(accounts: &[Account]) -> Result<(), ConfigError> {
+    for acc in accounts {
+        if let Some(s) = &acc.submit {
+            s.server.check_oauth_auth()?;
+        }
+    }
     Ok(())
 }
 
@@ -500,6 +512,7 @@ pub fn add_msmtp_system_file(
                 check_command_meta(&system, &meta)?;
             }
             let parsed = msmtprc::parse(&text, &system, env, eval)?;
+            check_oauth_auth(&parsed.accounts)?;
             parsed.log_warnings();
             set.loaded.push(system.clone());
             for acc in parsed.accounts {
@@ -746,6 +759,30 @@ mod tests {
             assert!(e.to_string().contains(dev.to_str().unwrap()), "{e}");
             assert!(load_toml(&env, Some(dev)).is_err());
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn msmtprc_password_auth_with_oauth_is_refused() {
+        let dir = std::env::temp_dir().join(format!("postie-msmtprc-oauth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Env {
+            home: Some(dir.clone()),
+            sysconfdir: dir.join("etc"),
+            ..Default::default()
+        };
+        let rc = dir.join("msmtprc");
+        std::fs::write(
+            &rc,
+            "account a\nhost h\nfrom a@b\nuser u\noauth_provider google\noauth_client_id c\nauth login\n",
+        )
+        .unwrap();
+        let e = load_msmtprc_with(&env, Some(&rc), &mut |_| Ok(String::new())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("msmtprc:7: auth login with oauth_provider"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

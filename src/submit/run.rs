@@ -214,6 +214,7 @@ pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
     } else {
         s.tls_options()?
     };
+    s.server.check_oauth_auth()?;
     let auth = match s.server.auth() {
         AuthSetting::Off => None,
         setting => {
