@@ -211,6 +211,8 @@ pub enum TrustFile {
     System,
     /// A PEM file of CA certificates.
     Path(PathBuf),
+    /// A directory of CA certificate files (fetchmail's `sslcertpath`).
+    Dir(PathBuf),
     /// An empty argument: no CA trust at all (needs a fingerprint or `tls_certcheck off`).
     Empty,
 }
@@ -577,6 +579,10 @@ impl ServerSettings {
                 value: TrustFile::Path(p),
                 ..
             }) => Ok(Trust::File(p.clone())),
+            Some(Sourced {
+                value: TrustFile::Dir(p),
+                ..
+            }) => Ok(Trust::Dir(p.clone())),
             Some(Sourced {
                 value: TrustFile::Empty,
                 at,
@@ -1050,6 +1056,7 @@ impl SubmitSettings {
         let trust = match self.server.trust_quiet() {
             Ok(Trust::System) => "system".to_owned(),
             Ok(Trust::File(p)) => p.display().to_string(),
+            Ok(Trust::Dir(p)) => format!("{} (directory)", p.display()),
             Ok(Trust::Fingerprint(_)) => "(fingerprint)".to_owned(),
             Ok(Trust::DangerAcceptAny) => "(certificate not checked)".to_owned(),
             Err(_) => "(empty)".to_owned(),

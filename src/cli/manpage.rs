@@ -699,6 +699,8 @@ does not probe). pop2, rpop, kpop, sdps, etrn and odmr are configuration errors.
 
 TLS: ssl means implicit TLS; without it rfetch requires STARTTLS (IMAP) or STLS (POP3) and never \
 falls back to plaintext, where fetchmail 6.4 tries it opportunistically. sslcertck, sslcertfile, \
+sslcertpath (a directory as c_rehash makes it: the CA certificates of every file in it are \
+trusted, and a directory holding none is an error; it cannot be combined with sslcertfile), \
 sslcommonname, sslfingerprint, sslcert and sslkey (a client certificate) apply; sslfingerprint \
 must be a SHA-256 fingerprint (fetchmail's MD5 ones are refused). fetchmail 7's sslmode wrapped is \
 ssl; starttls=must and starttls=may both require STARTTLS. sslproto and sslprotocolversion values \

@@ -280,8 +280,15 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
     if args.nosslcertck {
         s.fetch.server.tls_certcheck = cl(false);
     }
-    if let Some(f) = &args.sslcertfile {
-        s.fetch.server.tls_trust_file = cl(TrustFile::Path(PathBuf::from(f)));
+    match (&args.sslcertfile, &args.sslcertpath) {
+        (Some(_), Some(_)) => {
+            return Err(usage(
+                "--sslcertfile and --sslcertpath together: rfetch trusts one of them".into(),
+            ));
+        }
+        (Some(f), None) => s.fetch.server.tls_trust_file = cl(TrustFile::Path(PathBuf::from(f))),
+        (None, Some(d)) => s.fetch.server.tls_trust_file = cl(TrustFile::Dir(PathBuf::from(d))),
+        (None, None) => {}
     }
     if let Some(fp) = &args.sslfingerprint {
         let parsed = crate::net::parse_fingerprint(fp).ok_or_else(|| {

@@ -162,8 +162,8 @@ pub struct RfetchArgs {
     /// CA certificates to trust.
     #[arg(long = "sslcertfile", value_name = "FILE")]
     pub sslcertfile: Option<String>,
-    /// Refused: name a CA bundle with --sslcertfile.
-    #[arg(long = "sslcertpath", value_name = "DIR", hide = true)]
+    /// A directory of CA certificates to trust (as c_rehash makes it).
+    #[arg(long = "sslcertpath", value_name = "DIR")]
     pub sslcertpath: Option<String>,
     /// Expected certificate name.
     #[arg(long = "sslcommonname", value_name = "NAME")]
@@ -372,12 +372,7 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
     ("--sslcertck", I),
     ("--nosslcertck", I),
     ("--sslcertfile", I),
-    (
-        "--sslcertpath",
-        R(
-            "rfetch does not read a hashed certificate directory (it would trust the system roots instead); name a bundle with --sslcertfile",
-        ),
-    ),
+    ("--sslcertpath", I),
     ("--sslcommonname", I),
     ("--sslfingerprint", I),
     ("--sslcert", I),

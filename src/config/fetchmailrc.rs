@@ -676,12 +676,7 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("sslproto", I),
     ("sslcertck", I),
     ("sslcertfile", I),
-    (
-        "sslcertpath",
-        R(
-            "rfetch does not read a hashed certificate directory (it would trust the system roots instead); name a bundle with sslcertfile",
-        ),
-    ),
+    ("sslcertpath", I),
     ("sslcommonname", I),
     ("sslfingerprint", I),
     ("sslcert", I),

