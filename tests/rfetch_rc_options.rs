@@ -121,3 +121,86 @@ fn sslcertpath_trusts_the_certificates_of_a_hashed_directory() {
     assert_eq!(server_count(&s), 1, "nothing fetched");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The stack server certificate's fingerprint with `openssl x509 -fingerprint -DIGEST`
+/// ("AB:CD:...").
+fn openssl_fingerprint(s: &common::Stack, digest: &str) -> String {
+    let cert = PathBuf::from(s.var("STACK_DIR")).join("tls/server.crt");
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", digest, "-in"])
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    text.trim().rsplit('=').next().unwrap().to_owned()
+}
+
+#[test]
+fn md5_and_sha1_fingerprints_are_checked_and_the_sha256_is_recommended() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("legacyfp");
+    let sha256 = s.var("STACK_SERVER_SHA256").to_owned();
+    for digest in ["-md5", "-sha1"] {
+        let fp = openssl_fingerprint(&s, digest);
+        let out = dir.join(format!("out{digest}"));
+        seed_one(&s, &dir, "m", b"From: a@x\nSubject: legacy fp\n\nbody\n");
+        let rc = pop3s_poll(
+            &s,
+            &dir,
+            &format!("sslfingerprint \"{fp}\""),
+            &capture_mda(&out),
+        );
+        let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 0, "{digest}: {err}");
+        assert_eq!(captured(&out).len(), 1, "{digest}");
+        let algorithm = if digest == "-md5" { "MD5" } else { "SHA-1" };
+        assert!(
+            err.contains(&format!(
+                "sslfingerprint is {algorithm}, a digest that can be forged"
+            )),
+            "warned when read: {err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "pin its SHA-256 instead: sslfingerprint \"{sha256}\""
+            )),
+            "the SHA-256 to use, once the server is reached: {err}"
+        );
+        // A wrong fingerprint of the same form: refused, nothing fetched.
+        let mut wrong = fp.clone();
+        wrong.replace_range(0..2, if fp.starts_with("00") { "11" } else { "00" });
+        seed_one(&s, &dir, "m", b"From: a@x\nSubject: legacy fp 2\n\nbody\n");
+        let rc = pop3s_poll(
+            &s,
+            &dir,
+            &format!("sslfingerprint \"{wrong}\""),
+            &capture_mda(&dir.join("wrong")),
+        );
+        let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+        assert_ne!(code(&o), 0, "{digest}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("fingerprint mismatch"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(server_count(&s), 1, "{digest}: nothing fetched");
+    }
+    // From the command line too, over an rc that trusts nothing of the sort.
+    let fp = openssl_fingerprint(&s, "-sha1");
+    seed_one(
+        &s,
+        &dir,
+        "m",
+        b"From: a@x\nSubject: legacy fp cli\n\nbody\n",
+    );
+    let out = dir.join("cli");
+    let rc = pop3s_poll(&s, &dir, "", &capture_mda(&out));
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap(), "--sslfingerprint", &fp]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(captured(&out).len(), 1);
+    assert!(stderr(&o).contains(&sha256), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -237,6 +237,8 @@ pub struct ServerSettings {
     pub tls_trust_file: Option<Sourced<TrustFile>>,
     /// SHA-256 of the server's leaf certificate; `None` inside means unset.
     pub tls_fingerprint: Option<Sourced<Option<[u8; 32]>>>,
+    /// fetchmail's MD5 or SHA-1 `sslfingerprint`; a SHA-256 `tls_fingerprint` wins over it.
+    pub tls_fingerprint_legacy: Option<Sourced<crate::net::LegacyPin>>,
     pub tls_certcheck: Option<Sourced<bool>>,
     /// Empty paths mean unset.
     pub tls_key_file: Option<Sourced<PathBuf>>,
@@ -569,6 +571,9 @@ impl ServerSettings {
         {
             return Ok(Trust::Fingerprint(*fp));
         }
+        if let Some(pin) = &self.tls_fingerprint_legacy {
+            return Ok(Trust::LegacyFingerprint(pin.value));
+        }
         match &self.tls_trust_file {
             None => Ok(Trust::System),
             Some(Sourced {
@@ -740,6 +745,7 @@ impl ServerSettings {
             tls_starttls,
             tls_trust_file,
             tls_fingerprint,
+            tls_fingerprint_legacy,
             tls_certcheck,
             tls_key_file,
             tls_cert_file,
@@ -1058,6 +1064,7 @@ impl SubmitSettings {
             Ok(Trust::File(p)) => p.display().to_string(),
             Ok(Trust::Dir(p)) => format!("{} (directory)", p.display()),
             Ok(Trust::Fingerprint(_)) => "(fingerprint)".to_owned(),
+            Ok(Trust::LegacyFingerprint(p)) => format!("({} fingerprint)", p.algorithm()),
             Ok(Trust::DangerAcceptAny) => "(certificate not checked)".to_owned(),
             Err(_) => "(empty)".to_owned(),
         };

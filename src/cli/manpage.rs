@@ -702,7 +702,9 @@ falls back to plaintext, where fetchmail 6.4 tries it opportunistically. sslcert
 sslcertpath (a directory as c_rehash makes it: the CA certificates of every file in it are \
 trusted, and a directory holding none is an error; it cannot be combined with sslcertfile), \
 sslcommonname, sslfingerprint, sslcert and sslkey (a client certificate) apply; sslfingerprint \
-must be a SHA-256 fingerprint (fetchmail's MD5 ones are refused). fetchmail 7's sslmode wrapped is \
+is best a SHA-256 fingerprint (32 hex pairs); fetchmail's MD5 (16) and SHA-1 (20) forms are \
+checked too, with a warning, because both digests can be forged: when the server's certificate \
+matches, the warning gives its SHA-256 to put in their place. fetchmail 7's sslmode wrapped is \
 ssl; starttls=must and starttls=may both require STARTTLS. sslproto and sslprotocolversion values \
 whose floor TLS 1.2 meets (auto, tls1+, tls1.1+, tls1.2+, tls1.2, the empty value) are accepted.
 

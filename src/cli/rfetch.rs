@@ -291,14 +291,25 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         (None, None) => {}
     }
     if let Some(fp) = &args.sslfingerprint {
-        let parsed = crate::net::parse_fingerprint(fp).ok_or_else(|| {
-            usage(
-                "--sslfingerprint must be a SHA-256 fingerprint (32 hex pairs); rfetch does not \
-                 accept MD5"
+        // The command line wins over the rc's pin of either kind.
+        if let Some(sha256) = crate::net::parse_fingerprint(fp) {
+            s.fetch.server.tls_fingerprint = cl(Some(sha256));
+            s.fetch.server.tls_fingerprint_legacy = None;
+        } else if let Some(legacy) = crate::net::LegacyPin::parse(fp) {
+            log::warn!(
+                "--sslfingerprint is {}, a digest that can be forged; rfetch checks it and \
+                 prints the SHA-256 to use instead when it reaches the server",
+                legacy.algorithm()
+            );
+            s.fetch.server.tls_fingerprint = None;
+            s.fetch.server.tls_fingerprint_legacy = cl(legacy);
+        } else {
+            return Err(usage(
+                "--sslfingerprint must be a SHA-256 fingerprint (32 hex pairs), or fetchmail's \
+                 MD5 (16) or SHA-1 (20)"
                     .into(),
-            )
-        })?;
-        s.fetch.server.tls_fingerprint = cl(Some(parsed));
+            ));
+        }
     }
     if let Some(cn) = &args.sslcommonname {
         s.fetch.server.tls_host_override = cl(cn.clone());

@@ -168,7 +168,7 @@ pub struct RfetchArgs {
     /// Expected certificate name.
     #[arg(long = "sslcommonname", value_name = "NAME")]
     pub sslcommonname: Option<String>,
-    /// Expected SHA-256 fingerprint of the server certificate (MD5 is refused).
+    /// Expected fingerprint of the server certificate: SHA-256, or MD5/SHA-1 with a warning.
     #[arg(long = "sslfingerprint", value_name = "FP")]
     pub sslfingerprint: Option<String>,
     /// Client certificate (with --sslkey).

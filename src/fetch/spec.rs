@@ -381,13 +381,25 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         (None, None) => {}
     }
     if let Some(fp) = &o.sslfingerprint {
-        let parsed = crate::net::parse_fingerprint(&fp.value).ok_or_else(|| {
-            bad(
+        if let Some(sha256) = crate::net::parse_fingerprint(&fp.value) {
+            server.tls_fingerprint = Some(Sourced::new(Some(sha256), at(fp.line)));
+        } else if let Some(legacy) = crate::net::LegacyPin::parse(&fp.value) {
+            log::warn!(
+                "{}:{}: sslfingerprint is {}, a digest that can be forged; rfetch checks it and \
+                 prints the SHA-256 to use instead when it reaches the server",
+                path.display(),
                 fp.line,
-                "sslfingerprint must be a SHA-256 fingerprint (32 hex pairs); rfetch does not accept MD5".into(),
-            )
-        })?;
-        server.tls_fingerprint = Some(Sourced::new(Some(parsed), at(fp.line)));
+                legacy.algorithm()
+            );
+            server.tls_fingerprint_legacy = Some(Sourced::new(legacy, at(fp.line)));
+        } else {
+            return Err(bad(
+                fp.line,
+                "sslfingerprint must be a SHA-256 fingerprint (32 hex pairs), or fetchmail's \
+                 MD5 (16) or SHA-1 (20)"
+                    .into(),
+            ));
+        }
     }
     if let Some(c) = &o.sslcert {
         server.tls_cert_file = Some(Sourced::new(c.value.clone(), at(c.line)));

@@ -208,8 +208,20 @@ fn dir_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
 /// certificate's key.
 #[derive(Debug)]
 struct PinnedVerifier {
-    pin: Option<[u8; 32]>,
+    pin: Pin,
     provider: Arc<CryptoProvider>,
+    /// The server as messages name it.
+    peer: String,
+}
+
+/// What a [`PinnedVerifier`] accepts.
+#[derive(Debug)]
+enum Pin {
+    /// Anything (the `danger` switch).
+    Any,
+    Sha256([u8; 32]),
+    /// fetchmail's MD5 and SHA-1 fingerprints.
+    Legacy(super::LegacyPin),
 }
 
 /// The error a [`PinnedVerifier`] reports, carried through rustls to [`handshake_error`].
@@ -240,12 +252,30 @@ impl ServerCertVerifier for PinnedVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let presented = sha256(end_entity.as_ref());
-        match self.pin {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(pin) if pin == presented => Ok(ServerCertVerified::assertion()),
-            Some(_) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+        let matched = match &self.pin {
+            Pin::Any => true,
+            Pin::Sha256(pin) => *pin == presented,
+            Pin::Legacy(pin) => {
+                let matched = pin.matches(end_entity.as_ref());
+                if matched {
+                    // Both digests have practical collisions: the match is weak evidence.
+                    log::warn!(
+                        "{}: the certificate matches the {} sslfingerprint, a digest that can \
+                         be forged; pin its SHA-256 instead: sslfingerprint \"{}\"",
+                        self.peer,
+                        pin.algorithm(),
+                        format_fingerprint(&presented)
+                    );
+                }
+                matched
+            }
+        };
+        if matched {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 rustls::OtherError(Arc::new(FingerprintMismatch { presented })),
-            ))),
+            )))
         }
     }
 
@@ -300,14 +330,25 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
         Trust::Fingerprint(pin) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: Some(*pin),
+                pin: Pin::Sha256(*pin),
                 provider,
+                peer: peer.to_string(),
             })),
+        Trust::LegacyFingerprint(pin) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    pin: Pin::Legacy(*pin),
+                    provider,
+                    peer: peer.to_string(),
+                }))
+        }
         Trust::DangerAcceptAny => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: None,
+                pin: Pin::Any,
                 provider,
+                peer: peer.to_string(),
             })),
     };
     let config = match &tls.client_cert {
@@ -570,6 +611,34 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn legacy_fingerprints_parse_and_match() {
+        use crate::net::LegacyPin;
+        let der = b"not really a certificate";
+        let md5 = "5E:AA:C5:6E:A6:83:80:AB:9A:6C:31:AA:13:BC:D7:FA";
+        let pin = LegacyPin::parse(md5).unwrap();
+        assert_eq!(pin.algorithm(), "MD5");
+        assert!(pin.matches(der));
+        assert!(
+            LegacyPin::parse(&md5.replace(':', "").to_lowercase())
+                .unwrap()
+                .matches(der)
+        );
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+        let pin = LegacyPin::parse(&format_fingerprint(sha1.as_ref())).unwrap();
+        assert_eq!(pin.algorithm(), "SHA-1");
+        assert!(pin.matches(der) && !pin.matches(b"another"));
+        for bad in [
+            "",
+            "AB",
+            "AB:CD:EF",
+            "ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ",
+            "é",
+        ] {
+            assert_eq!(LegacyPin::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
