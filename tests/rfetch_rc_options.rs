@@ -204,3 +204,44 @@ fn md5_and_sha1_fingerprints_are_checked_and_the_sha256_is_recommended() {
     assert!(stderr(&o).contains(&sha256), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn passwordfile_gives_the_password_and_must_be_private() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("pwfile");
+    let pw = dir.join("bob.pw");
+    std::fs::write(&pw, "bobpw\nnot the password\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = dir.join("out");
+    let rc = write_rc(
+        &dir,
+        &format!(
+            "set idfile \"{}/ids\"\npoll 127.0.0.1 proto imap port {} user bob ssl sslcertfile \
+             \"{}\" sslcommonname localhost\n  passwordfile \"{}\" {}\n",
+            dir.display(),
+            s.port("IMAPS_PORT"),
+            s.ca().display(),
+            pw.display(),
+            capture_mda(&out)
+        ),
+    );
+    seed_one(&s, &dir, "m", b"From: a@x\nSubject: pwfile\n\nbody\n");
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(captured(&out).len(), 1);
+
+    // Readable by the group: refused before connecting, with the fix.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+    seed_one(&s, &dir, "m2", b"From: a@x\nSubject: pwfile 2\n\nbody\n");
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains(&format!("chmod 600 {}", pw.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("bobpw"));
+    assert_eq!(server_count(&s), 1, "nothing fetched");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -711,7 +711,9 @@ whose floor TLS 1.2 meets (auto, tls1+, tls1.1+, tls1.2+, tls1.2, the empty valu
 Authentication: the auth keyword is read (kerberos_v4, kerberos_v5, otp and msn with a warning), \
 but rfetch chooses the method itself, as auth any does: the strongest the server offers of those \
 rfetch -V lists. A password needs an encrypted connection unless --danger-plaintext-auth is \
-given. password and passwordeval are honoured.
+given. password, passwordeval and passwordfile (the file's first line, read at each poll; \
+the file must be the user's and not readable by group or others, else the poll is refused with \
+the chmod 600 to run) are honoured.
 
 Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphost (host/port; \
 with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \

@@ -756,10 +756,7 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("forceidle", I),
     ("sslmode", I),
     ("sslprotocolversion", I),
-    (
-        "passwordfile",
-        R("rfetch does not read password files; use passwordeval or ~/.netrc"),
-    ),
+    ("passwordfile", I),
     (
         "passwordfd",
         R("rfetch does not read a password from a file descriptor; use passwordeval or ~/.netrc"),

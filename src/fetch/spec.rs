@@ -350,6 +350,8 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         ));
     } else if let Some(pe) = &o.passwordeval {
         server.password = Some(Sourced::new(Secret::Command(pe.value.clone()), at(pe.line)));
+    } else if let Some(pf) = &o.passwordfile {
+        server.password = Some(Sourced::new(Secret::File(pf.value.clone()), at(pf.line)));
     }
     // TLS: `ssl` is implicit TLS; without it rfetch insists on STLS/STARTTLS (fetchmail 6.4
     // tries it opportunistically; rfetch never falls back to plaintext).
