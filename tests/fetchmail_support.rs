@@ -207,14 +207,28 @@ const ALWAYS_SO: &[(&str, &str)] = &[
         "an opaque string, ignored by fetchmail too (--configdump shows it)",
     ),
     ("no rewrite", "rfetch never rewrites addresses"),
-    ("no stripcr", "rfetch delivers line ends as they came"),
-    ("no forcecr", "rfetch delivers line ends as they came"),
+    (
+        "stripcr",
+        "the default for an mda (SMTP and LMTP always carry CRLF line ends)",
+    ),
+    (
+        "forcecr",
+        "alone it changes nothing: stripcr, on by default for an mda, wins (fetchmail's rule), \
+         and SMTP and LMTP always carry CRLF; with `no stripcr` it changes the poll \
+         (tests/rfetch_rc_options.rs)",
+    ),
+    ("no forcecr", "the default"),
+    (
+        "pass8bits",
+        "rfetch always declares BODY=8BITMIME to a listener that offers 8BITMIME \
+         (tests/rfetch_rc_options.rs shows it on the wire)",
+    ),
     (
         "no pass8bits",
-        "rfetch declares 8BITMIME only for 8-bit messages",
+        "BODY=8BITMIME to a listener that offers it is what any message may carry",
     ),
-    ("no dropstatus", "rfetch never drops headers"),
-    ("no dropdelivered", "rfetch never drops headers"),
+    ("no dropstatus", "the default"),
+    ("no dropdelivered", "the default"),
     ("no mimedecode", "rfetch never decodes bodies"),
     ("no ssl", "the default: STARTTLS is required"),
     ("no keep", "the default: delivered mail is deleted"),

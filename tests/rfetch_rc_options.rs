@@ -245,3 +245,114 @@ fn passwordfile_gives_the_password_and_must_be_private() {
     assert_eq!(server_count(&s), 1, "nothing fetched");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The header block of a delivered message (up to its empty line).
+fn header_of(msg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(msg).replace("\r\n", "\n");
+    text.split("\n\n").next().unwrap().to_owned()
+}
+
+#[test]
+fn dropstatus_and_dropdelivered_leave_those_fields_out_of_the_header_only() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("drop");
+    let msg = b"Delivered-To: bob@old.example\nStatus: RO\nX-Mozilla-Status: 0001\nFrom: a@x\n\
+Subject: drop\nX-Mozilla-Status2: 00000000\nDelivered-To: second@old.example\n\tcontinued\n\n\
+Status: this line is body\nDelivered-To: so is this\n";
+    let cases = [
+        ("dropstatus dropdelivered", false, false),
+        ("dropstatus", false, true),
+        ("dropdelivered", true, false),
+        ("", true, true),
+    ];
+    for (i, (opts, status_kept, delivered_kept)) in cases.into_iter().enumerate() {
+        let out = dir.join(format!("out{i}"));
+        seed_one(&s, &dir, "m", msg);
+        let rc = pop3s_poll(
+            &s,
+            &dir,
+            &format!("sslcertfile \"{}\"", s.ca().display()),
+            &format!("{} {opts}", capture_mda(&out)),
+        );
+        let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{opts}: {}", stderr(&o));
+        let got = captured(&out);
+        assert_eq!(got.len(), 1, "{opts}");
+        let header = header_of(&got[0]);
+        let text = String::from_utf8_lossy(&got[0]).into_owned();
+        assert_eq!(
+            header.contains("\nStatus: RO"),
+            status_kept,
+            "{opts}: {header}"
+        );
+        assert_eq!(
+            header.contains("X-Mozilla-Status: 0001"),
+            status_kept,
+            "{opts}: {header}"
+        );
+        assert_eq!(
+            header.contains("Delivered-To: bob@old.example"),
+            delivered_kept,
+            "{opts}: {header}"
+        );
+        assert_eq!(
+            header.contains("\tcontinued"),
+            delivered_kept,
+            "{opts}: {header}"
+        );
+        // Neighbours stay, and the body is never touched.
+        assert!(header.contains("X-Mozilla-Status2: 00000000") && header.contains("Subject: drop"));
+        assert!(header.starts_with("Received: from 127.0.0.1"), "{header}");
+        assert!(
+            text.ends_with("\n\nStatus: this line is body\nDelivered-To: so is this\n"),
+            "{opts}: {text:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stripcr_and_forcecr_decide_the_line_ends_an_mda_gets() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("crlf");
+    for (i, (opts, crlf)) in [
+        ("", false),
+        ("stripcr", false),
+        ("forcecr", false),
+        ("no stripcr", true),
+        ("no stripcr forcecr", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.join(format!("out{i}"));
+        seed_one(
+            &s,
+            &dir,
+            "m",
+            b"From: a@x\nSubject: crlf\n\nline 1\nline 2\n",
+        );
+        let rc = pop3s_poll(
+            &s,
+            &dir,
+            &format!("sslcertfile \"{}\"", s.ca().display()),
+            &format!("{} {opts}", capture_mda(&out)),
+        );
+        let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{opts}: {}", stderr(&o));
+        let got = captured(&out);
+        assert_eq!(got.len(), 1);
+        let m = &got[0];
+        let lf = m.iter().filter(|&&b| b == b'\n').count();
+        let crlf_count = m.windows(2).filter(|w| w == b"\r\n").count();
+        if crlf {
+            assert_eq!(crlf_count, lf, "{opts}: every line ends in CRLF: {m:?}");
+        } else {
+            assert_eq!(crlf_count, 0, "{opts}: LF only: {m:?}");
+        }
+        assert!(String::from_utf8_lossy(m).contains("line 2"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -719,6 +719,15 @@ Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphos
 with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
 
+Line ends and header fields: an mda gets LF line ends (stripcr, fetchmail's default for an mda); \
+with no stripcr it gets them as the server sent them, and with no stripcr and forcecr every line \
+ends in CRLF (stripcr wins over forcecr, as in fetchmail). SMTP and LMTP always carry CRLF line \
+ends, as the protocols require, whatever stripcr says (what forcecr asks for). rfetch declares \
+BODY=8BITMIME to a listener that offers 8BITMIME for every message (what pass8bits asks for). \
+dropstatus leaves the Status: and X-Mozilla-Status: fields out of the header, dropdelivered the \
+Delivered-To: fields (with their continuation lines; the body is never changed), for every \
+target.
+
 Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
 or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured) without DNS \
 lookups; unmatched mail goes to set postmaster.

@@ -12,6 +12,7 @@ use crate::account::{
     Target, TrustFile,
 };
 use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, UserEntry};
+use crate::deliver::{DropHeaders, LineEnds};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
@@ -58,6 +59,10 @@ pub struct PollSpec {
     pub multidrop: Option<multidrop::Rules>,
     /// The domain local names are qualified with for SMTP/LMTP (`smtpaddress`, else localhost).
     pub smtp_domain: String,
+    /// The line ends an MDA is fed (`stripcr`, `forcecr`); SMTP and LMTP always carry CRLF.
+    pub mda_line_ends: LineEnds,
+    /// Header fields left out of every delivered message (`dropstatus`, `dropdelivered`).
+    pub drop_headers: DropHeaders,
 }
 
 impl PollSpec {
@@ -236,6 +241,8 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 every_nth_poll: 1,
                 multidrop: None,
                 smtp_domain: "localhost".to_owned(),
+                mda_line_ends: LineEnds::default(),
+                drop_headers: DropHeaders::default(),
             })
         })
         .collect()
@@ -452,6 +459,15 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         )
     };
 
+    // fetchmail: stripcr is on for an MDA unless `no stripcr`, and wins over forcecr; so
+    // forcecr changes what an MDA gets only with `no stripcr`.
+    let stripcr = o.stripcr.as_ref().is_none_or(|v| v.value);
+    let forcecr = o.forcecr.as_ref().is_some_and(|v| v.value);
+    let mda_line_ends = match (stripcr, forcecr) {
+        (true, _) => LineEnds::Lf,
+        (false, false) => LineEnds::AsReceived,
+        (false, true) => LineEnds::Crlf,
+    };
     let multidrop = if user.is_multidrop() {
         Some(multidrop_rules(rc, poll, user, env))
     } else {
@@ -488,6 +504,11 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
         multidrop,
         smtp_domain,
+        mda_line_ends,
+        drop_headers: DropHeaders {
+            status: o.dropstatus.as_ref().is_some_and(|v| v.value),
+            delivered: o.dropdelivered.as_ref().is_some_and(|v| v.value),
+        },
     })
 }
 
@@ -570,6 +591,8 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         every_nth_poll: 1,
         multidrop: None,
         smtp_domain: "localhost".to_owned(),
+        mda_line_ends: LineEnds::default(),
+        drop_headers: DropHeaders::default(),
     }
 }
 
