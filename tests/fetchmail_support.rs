@@ -445,19 +445,33 @@ fn values_rfetch_cannot_honour_are_refused() {
     );
 }
 
-/// A hunt list of SMTP hosts is read, but only its first host is used: that is said once.
+/// A hunt list of SMTP hosts: the first is the target, the rest are tried in turn when it
+/// cannot be reached (tests/rfetch_rc_options.rs shows the fallback on the stack).
 #[test]
-fn a_smtphost_hunt_list_warns_that_only_the_first_is_used() {
-    let rc =
-        parse_fetchmailrc(&rc_text(Pos::User, "smtphost a/25 b/25"), Path::new("/rc")).unwrap();
-    assert_eq!(rc.warnings.len(), 1);
+fn a_smtphost_hunt_list_is_tried_in_turn() {
+    let rc = parse_fetchmailrc(
+        &rc_text(Pos::User, "smtphost a/25 b/2525 c"),
+        Path::new("/rc"),
+    )
+    .unwrap();
+    assert!(rc.warnings.is_empty(), "{:?}", rc.warnings);
+    let p = &from_fetchmailrc(&rc, &env()).unwrap()[0];
+    let hosts: Vec<String> = p
+        .smtp_fallbacks
+        .iter()
+        .map(|e| format!("{}:{}", e.host, e.port))
+        .collect();
+    assert_eq!(hosts, ["b:2525", "c:25"]);
     assert!(
-        rc.warnings[0].to_string().contains("first host only"),
-        "{:?}",
-        rc.warnings
+        p.describe(&env())
+            .contains("then, while it cannot be reached, b:2525, c:25")
     );
     let rc = parse_fetchmailrc(&rc_text(Pos::User, "smtphost a/25"), Path::new("/rc")).unwrap();
-    assert!(rc.warnings.is_empty());
+    assert!(
+        from_fetchmailrc(&rc, &env()).unwrap()[0]
+            .smtp_fallbacks
+            .is_empty()
+    );
 }
 
 /// `sslmode wrapped` is implicit TLS; `sslcert`/`sslkey` reach the TLS client as its certificate.

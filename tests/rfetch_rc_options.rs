@@ -356,3 +356,85 @@ fn stripcr_and_forcecr_decide_the_line_ends_an_mda_gets() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_smtphost_list_falls_back_past_dead_and_refusing_listeners() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("hunt");
+    // A port nobody listens on, and a listener that refuses every session with 421.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in busy.incoming() {
+            let Ok(mut c) = c else { return };
+            use std::io::Write;
+            let _ = c.write_all(b"421 4.3.2 too busy, try another\r\n");
+        }
+    });
+    let tag = format!("hunt{}", std::process::id());
+    seed_one(
+        &s,
+        &dir,
+        "m",
+        format!("From: a@x\nSubject: hunt\nMessage-ID: <{tag}@t>\n\nbody\n").as_bytes(),
+    );
+    let rc = pop3s_poll(
+        &s,
+        &dir,
+        &format!("sslcertfile \"{}\"", s.ca().display()),
+        &format!(
+            "is alice here lmtp smtphost 127.0.0.1/{dead} 127.0.0.1/{busy_port} 127.0.0.1/{}",
+            s.port("LMTP_PORT")
+        ),
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server_count(&s), 0, "delivered and deleted");
+    let alice = PathBuf::from(s.var("STACK_MAILDIR1"));
+    let found = ["new", "cur"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(alice.join(d)).into_iter().flatten())
+        .any(|e| {
+            std::fs::read(e.unwrap().path())
+                .map(|b| String::from_utf8_lossy(&b).contains(&tag))
+                .unwrap_or(false)
+        });
+    assert!(
+        found,
+        "message {tag} in alice's Maildir through the third host"
+    );
+    let err = stderr(&o);
+    assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{busy_port}")), "{err}");
+
+    // Every host down: the message stays on the server.
+    seed_one(&s, &dir, "m2", b"From: a@x\nSubject: hunt 2\n\nbody\n");
+    let rc = pop3s_poll(
+        &s,
+        &dir,
+        &format!("sslcertfile \"{}\"", s.ca().display()),
+        &format!("is alice here lmtp smtphost 127.0.0.1/{dead} 127.0.0.1/{busy_port}"),
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server_count(&s), 1, "kept on the server");
+
+    // -S takes a list too.
+    let rc = pop3s_poll(
+        &s,
+        &dir,
+        &format!("sslcertfile \"{}\"", s.ca().display()),
+        "is alice here",
+    );
+    let list = format!("127.0.0.1/{dead},127.0.0.1/{}", s.port("LMTP_PORT"));
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap(), "--lmtp", "-S", &list]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server_count(&s), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -716,7 +716,9 @@ the file must be the user's and not readable by group or others, else the poll i
 the chmod 600 to run) are honoured.
 
 Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphost (host/port; \
-with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
+with lmtp, LMTP; of a list, each host is tried in turn for every new session until one \
+answers, as fetchmail does: a host that cannot be reached or refuses the session passes to the \
+next), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
 
 Line ends and header fields: an mda gets LF line ends (stripcr, fetchmail's default for an mda); \

@@ -372,15 +372,13 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
     // Where the mail goes: -S (with --lmtp, LMTP), or --lmtp to the poll's SMTP host; -m
     // wins over both, as fetchmail's mda does over smtphost.
     if let Some(hosts) = &args.smtphost {
-        let first = hosts.split(',').next().unwrap_or("localhost");
-        if hosts.contains(',') {
-            log::warn!(
-                "-S {hosts}: rfetch delivers to the first host only; while it is down the mail \
-                 stays on the server"
-            );
-        }
+        let list: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+        let first = list.first().map_or("localhost", String::as_str);
         let target = spec::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
         s.fetch.target = Some(Sourced::new(target, Provenance::CommandLine));
+        // The rest of the list is tried in turn when the first cannot be reached.
+        s.smtp_fallbacks = spec::smtp_endpoints(list.iter().skip(1), args.lmtp)
+            .map_err(|m| usage(format!("-S: {m}")))?;
     } else if args.lmtp {
         let endpoint = match s.fetch.target.as_ref().map(|t| &t.value) {
             Some(Target::Smtp(e) | Target::Lmtp(e)) if e.port != 25 => e.clone(),

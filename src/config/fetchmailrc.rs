@@ -2070,14 +2070,6 @@ impl Parser<'_> {
             "folder" => o.folders = loc(line, self.take_list(kw)?),
             "smtphost" => {
                 let hosts = self.take_list(kw)?;
-                if hosts.len() > 1 {
-                    self.warn(
-                        line,
-                        "smtphost with several hosts",
-                        "rfetch delivers to the first host only; while it is down the mail \
-                         stays on the server",
-                    );
-                }
                 u.options.smtphosts = loc(line, hosts);
             }
             "fetchdomains" => o.fetchdomains = loc(line, self.take_list(kw)?),

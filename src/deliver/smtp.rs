@@ -21,6 +21,9 @@ pub struct SmtpTarget {
     sent_on_session: u64,
     /// Reconnect after this many messages (0: never).
     batchlimit: u64,
+    /// fetchmail's smtphost hunt list: where each new session is tried in turn, first to
+    /// last; the first that answers takes the session.
+    hosts: Vec<Endpoint>,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for SmtpTarget {
 impl SmtpTarget {
     /// A target speaking `protocol` to `endpoint` without TLS or AUTH (a local listener).
     pub fn new(endpoint: Endpoint, protocol: Protocol, helo_domain: impl Into<String>) -> Self {
+        let endpoint_copy = endpoint.clone();
         SmtpTarget {
             settings: SmtpSettings {
                 endpoint,
@@ -45,10 +49,19 @@ impl SmtpTarget {
                 protocol,
                 auth: None,
             },
+            hosts: vec![endpoint_copy],
             client: None,
             sent_on_session: 0,
             batchlimit: 0,
         }
+    }
+
+    /// Hosts to try, in order, when the ones before cannot be reached or refuse the session
+    /// (fetchmail's `smtphost` list).
+    pub fn with_fallbacks(mut self, more: Vec<Endpoint>) -> Self {
+        self.hosts.truncate(1);
+        self.hosts.extend(more);
+        self
     }
 
     /// Reconnects after `n` messages (fetchmail's `batchlimit`; 0 means no limit).
@@ -73,10 +86,26 @@ impl SmtpTarget {
             self.close();
         }
         if self.client.is_none() {
-            let c = SmtpClient::connect(&self.settings).map_err(|e| {
-                DeliverError::transient(format!("cannot reach {}: {}", self.describe(), e.chain()))
-            })?;
-            self.client = Some(c);
+            let mut failures = Vec::new();
+            for ep in self.hosts.clone() {
+                self.settings.endpoint = ep;
+                match SmtpClient::connect(&self.settings) {
+                    Ok(c) => {
+                        self.client = Some(c);
+                        break;
+                    }
+                    Err(e) => {
+                        let failed = format!("cannot reach {}: {}", self.describe(), e.chain());
+                        if self.hosts.len() > 1 {
+                            log::warn!("{failed}; trying the next smtphost");
+                        }
+                        failures.push(failed);
+                    }
+                }
+            }
+            if self.client.is_none() {
+                return Err(DeliverError::transient(failures.join("; ")));
+            }
             self.sent_on_session = 0;
         }
         self.client

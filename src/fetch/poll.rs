@@ -161,13 +161,17 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
         TargetSetting::Smtp(ep) => Target::Direct {
             description: format!("smtp://{}:{}", ep.host, ep.port),
             deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Smtp, host).with_batchlimit(spec.batchlimit),
+                SmtpTarget::new(ep, SmtpProtocol::Smtp, host)
+                    .with_batchlimit(spec.batchlimit)
+                    .with_fallbacks(spec.smtp_fallbacks.clone()),
             ),
         },
         TargetSetting::Lmtp(ep) => Target::Direct {
             description: format!("lmtp://{}:{}", ep.host, ep.port),
             deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Lmtp, host).with_batchlimit(spec.batchlimit),
+                SmtpTarget::new(ep, SmtpProtocol::Lmtp, host)
+                    .with_batchlimit(spec.batchlimit)
+                    .with_fallbacks(spec.smtp_fallbacks.clone()),
             ),
         },
     })

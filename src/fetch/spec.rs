@@ -63,6 +63,9 @@ pub struct PollSpec {
     pub mda_line_ends: LineEnds,
     /// Header fields left out of every delivered message (`dropstatus`, `dropdelivered`).
     pub drop_headers: DropHeaders,
+    /// The rest of an `smtphost` list: SMTP/LMTP listeners tried in turn when the target's
+    /// cannot be reached.
+    pub smtp_fallbacks: Vec<Endpoint>,
 }
 
 impl PollSpec {
@@ -106,6 +109,19 @@ impl PollSpec {
             Target::MdaShell(cmd) => format!("MDA (sh -c) {cmd}"),
             Target::Smtp(e) => format!("SMTP {}:{} for {}", e.host, e.port, self.smtp_recipient),
             Target::Lmtp(e) => format!("LMTP {}:{} for {}", e.host, e.port, self.smtp_recipient),
+        };
+        let target = if self.smtp_fallbacks.is_empty() {
+            target
+        } else {
+            let more: Vec<String> = self
+                .smtp_fallbacks
+                .iter()
+                .map(|e| format!("{}:{}", e.host, e.port))
+                .collect();
+            format!(
+                "{target} (then, while it cannot be reached, {})",
+                more.join(", ")
+            )
         };
         let mut out = format!(
             "Options for retrieving from {}@{}{}:\n  True name of server is {ep}.\n  Protocol is {}, {tls}.\n",
@@ -243,6 +259,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 smtp_domain: "localhost".to_owned(),
                 mda_line_ends: LineEnds::default(),
                 drop_headers: DropHeaders::default(),
+                smtp_fallbacks: Vec::new(),
             })
         })
         .collect()
@@ -440,6 +457,13 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         format!("{local_user}@{smtp_domain}")
     };
     let lmtp = o.lmtp.as_ref().is_some_and(|v| v.value);
+    // The hosts after the first of an `smtphost` list (not with an mda, which wins).
+    let smtp_fallbacks = match (&o.mda, &o.smtphosts) {
+        (None, Some(h)) => {
+            smtp_endpoints(h.value.iter().skip(1), lmtp).map_err(|m| bad(h.line, m))?
+        }
+        _ => Vec::new(),
+    };
     let target = if let Some(mda) = &o.mda {
         Sourced::new(Target::MdaShell(mda.value.clone()), at(mda.line))
     } else {
@@ -509,6 +533,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             status: o.dropstatus.as_ref().is_some_and(|v| v.value),
             delivered: o.dropdelivered.as_ref().is_some_and(|v| v.value),
         },
+        smtp_fallbacks,
     })
 }
 
@@ -549,6 +574,19 @@ pub fn smtp_target(host: &str, lmtp: bool) -> std::result::Result<Target, String
             port: port.unwrap_or(25),
         }))
     }
+}
+
+/// The listeners of an `smtphost`/`-S` list, in order.
+pub fn smtp_endpoints<'a>(
+    hosts: impl Iterator<Item = &'a String>,
+    lmtp: bool,
+) -> std::result::Result<Vec<Endpoint>, String> {
+    hosts
+        .map(|h| match smtp_target(h, lmtp)? {
+            Target::Smtp(e) | Target::Lmtp(e) => Ok(e),
+            _ => Err(format!("smtphost {h}: not an SMTP or LMTP listener")),
+        })
+        .collect()
 }
 
 /// A poll named only on the command line (`rfetch -p IMAP -u bob mail.example.org`): the
@@ -593,6 +631,7 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         smtp_domain: "localhost".to_owned(),
         mda_line_ends: LineEnds::default(),
         drop_headers: DropHeaders::default(),
+        smtp_fallbacks: Vec::new(),
     }
 }
 
