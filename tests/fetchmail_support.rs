@@ -404,7 +404,6 @@ fn values_rfetch_cannot_honour_are_refused() {
             "`sslprotocolversion tls1.3` is refused",
         ),
         ("sslmode none", "`sslmode none` is refused"),
-        ("antispam 550", "`antispam` is refused"),
     ] {
         let rc = parse_fetchmailrc(&rc_text(Pos::User, line2), Path::new("/rc")).unwrap();
         let e = from_fetchmailrc(&rc, &env).unwrap_err().to_string();

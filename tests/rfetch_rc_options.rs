@@ -438,3 +438,138 @@ fn an_smtphost_list_falls_back_past_dead_and_refusing_listeners() {
     assert_eq!(server_count(&s), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scripted SMTP listener: answers MAIL FROM with `mail` and RCPT TO with `rcpt` (full reply
+/// lines), accepts the data otherwise, and records every command it was sent.
+fn scripted_smtp(
+    mail: &'static str,
+    rcpt: &'static str,
+) -> (u16, std::sync::Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let _ = conn.write_all(b"220 scripted ESMTP\r\n");
+            let mut in_data = false;
+            // Whether MAIL and RCPT of the transaction were accepted (DATA gets 503 otherwise,
+            // as a real server answers a pipelined DATA).
+            let mut envelope_ok = true;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        log.lock().unwrap().push("<end of data>".to_owned());
+                        let _ = conn.write_all(b"250 2.0.0 queued\r\n");
+                    }
+                    continue;
+                }
+                log.lock().unwrap().push(line.trim_end().to_owned());
+                let upper = line.to_ascii_uppercase();
+                let reply: &str = if upper.starts_with("EHLO") {
+                    "250-scripted\r\n250-8BITMIME\r\n250 PIPELINING\r\n"
+                } else if upper.starts_with("MAIL") {
+                    envelope_ok = mail.starts_with('2');
+                    mail
+                } else if upper.starts_with("RCPT") {
+                    envelope_ok &= rcpt.starts_with('2');
+                    rcpt
+                } else if upper.starts_with("DATA") {
+                    if envelope_ok {
+                        in_data = true;
+                        "354 go on\r\n"
+                    } else {
+                        "503 5.5.1 no valid recipients\r\n"
+                    }
+                } else if upper.starts_with("QUIT") {
+                    let _ = conn.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    "250 ok\r\n"
+                };
+                let _ = conn.write_all(reply.as_bytes());
+            }
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn antispam_codes_discard_the_message_and_others_keep_it() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("antispam");
+    let trust = format!("sslcertfile \"{}\"", s.ca().display());
+    let ok = "250 ok\r\n";
+    // (MAIL reply, RCPT reply, antispam option, discarded?)
+    let cases: [(&'static str, &'static str, &str, bool); 6] = [
+        ("550 5.7.1 spam\r\n", ok, "antispam 571 550", true),
+        (ok, "571 5.7.1 spam recipient\r\n", "antispam 571", true),
+        // Not a listed code: a permanent refusal, kept on the server (softbounce).
+        ("550 5.7.1 spam\r\n", ok, "antispam 571", false),
+        ("550 5.7.1 spam\r\n", ok, "", false),
+        ("550 5.7.1 spam\r\n", ok, "antispam -1", false),
+        // A temporary refusal stays one even when listed codes are 5xx.
+        ("451 4.3.0 later\r\n", ok, "antispam 550", false),
+    ];
+    for (mail, rcpt, opt, discarded) in cases {
+        let (port, seen) = scripted_smtp(mail, rcpt);
+        seed_one(
+            &s,
+            &dir,
+            "m",
+            b"From: a@x\nSubject: spam?\n\nbody \xc3\xa9\n",
+        );
+        let rc = pop3s_poll(
+            &s,
+            &dir,
+            &trust,
+            &format!("smtphost 127.0.0.1/{port} {opt}"),
+        );
+        let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+        let err = stderr(&o);
+        if discarded {
+            assert_eq!(code(&o), 0, "{mail}{rcpt}{opt}: {err}");
+            assert_eq!(server_count(&s), 0, "{opt}: deleted on the server");
+            assert!(err.contains("discarded"), "{opt}: {err}");
+            let cmds = seen.lock().unwrap().clone();
+            assert!(
+                !cmds.iter().any(|c| c == "<end of data>"),
+                "never delivered: {cmds:?}"
+            );
+        } else {
+            assert_eq!(
+                server_count(&s),
+                1,
+                "{mail}{opt}: kept on the server: {err}"
+            );
+            assert!(!err.contains("discarded"), "{opt}: {err}");
+        }
+        // pass8bits: BODY=8BITMIME is declared to a listener that offers it.
+        let cmds = seen.lock().unwrap().clone();
+        let from = cmds.iter().find(|c| c.starts_with("MAIL FROM")).unwrap();
+        assert!(from.contains("BODY=8BITMIME"), "{from}");
+    }
+    // -Z on the command line.
+    let (port, _) = scripted_smtp("554 5.7.1 no\r\n", ok);
+    seed_one(&s, &dir, "m", b"From: a@x\nSubject: spam cli\n\nbody\n");
+    let rc = pop3s_poll(&s, &dir, &trust, &format!("smtphost 127.0.0.1/{port}"));
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap(), "-Z", "571,554"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server_count(&s), 0);
+    // A code that is no reply code is an error naming it.
+    let rc = pop3s_poll(&s, &dir, &trust, "antispam 5500");
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("antispam 5500"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

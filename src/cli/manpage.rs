@@ -721,6 +721,12 @@ answers, as fetchmail does: a host that cannot be reached or refuses the session
 next), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
 
+antispam CODES (-Z): a listener's refusal with one of these reply codes at MAIL FROM, at RCPT TO \
+(every recipient) or after the data (LMTP) means spam: the message is deleted on the server and \
+not delivered, with a warning naming the reply, as fetchmail does (never bounced; rfetch has no \
+default list, and antispam -1 means none). A temporary (4xx) refusal keeps the message unless \
+its code is listed; any other refusal keeps it on the server.
+
 Line ends and header fields: an mda gets LF line ends (stripcr, fetchmail's default for an mda); \
 with no stripcr it gets them as the server sent them, and with no stripcr and forcecr every line \
 ends in CRLF (stripcr wins over forcecr, as in fetchmail). SMTP and LMTP always carry CRLF line \
@@ -829,8 +835,7 @@ keyword and what rfetch does instead; the rest of the file is used.",
 keyword and why (exit 5): ignoring it would be unsafe or would send the mail elsewhere. \
 --configdump still prints such a file, with the errors at its end (and exits 5). Values rfetch cannot honour are \
 refused the same way: sslproto and sslprotocolversion above TLS 1.2 or below it (rfetch speaks \
-TLS 1.2 and 1.3), sslmode none, antispam with any code (antispam -1 is accepted) and bad-header \
-reject.",
+TLS 1.2 and 1.3), sslmode none and bad-header reject.",
     );
     for (kw, support) in RC_KEYWORDS {
         match support {

@@ -369,6 +369,19 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
     if let Some(f) = &args.folder {
         s.fetch.folders = cl(f.split(',').map(str::to_owned).collect());
     }
+    if let Some(z) = &args.antispam {
+        let codes: Vec<i64> = z
+            .split(',')
+            .map(|c| c.trim().parse::<i64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| usage(format!("-Z {z}: a comma-separated list of reply codes")))?;
+        if codes != [-1] && codes.iter().any(|c| !(100..=599).contains(c)) {
+            return Err(usage(format!(
+                "-Z {z}: an SMTP reply code is 100 to 599 (or -1 alone)"
+            )));
+        }
+        s.antispam = spec::antispam_codes(&codes);
+    }
     // Where the mail goes: -S (with --lmtp, LMTP), or --lmtp to the poll's SMTP host; -m
     // wins over both, as fetchmail's mda does over smtphost.
     if let Some(hosts) = &args.smtphost {
@@ -984,9 +997,18 @@ mod tests {
                 "{line}: {e}"
             );
         }
-        // -Z -1 is "no spam codes", what rfetch does; any code is refused.
+        // -Z takes reply codes (-1: none); anything else is a usage error.
         assert!(args("-Z -1").unsupported.is_empty());
-        assert!(check_unsupported(&args("-Z 550")).is_err());
+        assert!(check_unsupported(&args("-Z 550")).is_ok());
+        let mut s = spec::from_fetchmailrc(&r, &env()).unwrap().remove(0);
+        apply_overrides(&args("-Z 571,550"), &mut s).unwrap();
+        assert_eq!(s.antispam, [571, 550]);
+        apply_overrides(&args("-Z -1"), &mut s).unwrap();
+        assert!(s.antispam.is_empty());
+        for bad in ["-Z 5500", "-Z x", "-Z 550,-1"] {
+            let e = apply_overrides(&args(bad), &mut s).unwrap_err();
+            assert_eq!(rfetch_code(e.kind()), code::SYNTAX, "{bad}");
+        }
     }
 
     #[test]

@@ -205,12 +205,12 @@ pub struct RfetchArgs {
     /// Full address for RCPT TO.
     #[arg(long = "smtpname", value_name = "USER@DOMAIN")]
     pub smtpname: Option<String>,
-    /// Only -1 (no spam codes) is accepted: rfetch never discards refused mail.
+    /// SMTP reply codes (comma-separated) that mean spam: such a message is deleted, not
+    /// delivered (-1: none).
     #[arg(
         short = 'Z',
         long = "antispam",
         value_name = "CODES",
-        hide = true,
         allow_hyphen_values = true
     )]
     pub antispam: Option<String>,
@@ -389,12 +389,7 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
     ),
     ("--smtpaddress", I),
     ("--smtpname", I),
-    (
-        "--antispam",
-        R(
-            "rfetch never discards mail the listener refuses, it stays on the server; only -Z -1 (no spam codes) is accepted",
-        ),
-    ),
+    ("--antispam", I),
     ("--mda", I),
     (
         "--bsmtp",

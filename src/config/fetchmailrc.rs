@@ -690,12 +690,7 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         "fetchdomains",
         W("only ETRN and ODMR use it, and rfetch refuses those protocols"),
     ),
-    (
-        "antispam",
-        R(
-            "rfetch never discards mail the listener refuses, it stays on the server; only `antispam -1` (no spam codes) is accepted",
-        ),
-    ),
+    ("antispam", I),
     ("mda", I),
     (
         "bsmtp",
@@ -2079,8 +2074,13 @@ impl Parser<'_> {
                 {
                     codes.push(self.take_number(kw)?);
                 }
-                if codes != [-1] {
-                    self.check_support(kw, polarity, line);
+                if codes != [-1]
+                    && let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c))
+                {
+                    return Err(self.error(
+                        line,
+                        format!("antispam {bad}: an SMTP reply code is 100 to 599 (or -1 alone)"),
+                    ));
                 }
                 u.options.antispam = loc(line, codes);
             }

@@ -24,6 +24,9 @@ pub struct SmtpTarget {
     /// fetchmail's smtphost hunt list: where each new session is tried in turn, first to
     /// last; the first that answers takes the session.
     hosts: Vec<Endpoint>,
+    /// fetchmail's `antispam`: reply codes that mean "spam, discard" at MAIL FROM, RCPT TO
+    /// or the end of the data; such a message counts as delivered without being delivered.
+    antispam: Vec<u16>,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -50,9 +53,28 @@ impl SmtpTarget {
                 auth: None,
             },
             hosts: vec![endpoint_copy],
+            antispam: Vec::new(),
             client: None,
             sent_on_session: 0,
             batchlimit: 0,
+        }
+    }
+
+    /// Reply codes that mean the listener took the message for spam (fetchmail's `antispam`).
+    pub fn with_antispam(mut self, codes: Vec<u16>) -> Self {
+        self.antispam = codes;
+        self
+    }
+
+    /// The receipt of a message discarded as spam: the listener's refusal was one of the
+    /// `antispam` codes, so it is deleted on the server, as fetchmail does, and never
+    /// delivered.
+    fn discarded(&self, what: String, refusal: &str) -> Receipt {
+        log::warn!("{what} refused the message as spam ({refusal}); it is discarded (antispam)");
+        Receipt {
+            location: format!("{what} (discarded as spam: {refusal})"),
+            path: None,
+            bytes: 0,
         }
     }
 
@@ -188,6 +210,15 @@ impl Deliver for SmtpTarget {
                         served,
                     });
                 }
+                if !rejected.is_empty()
+                    && rejected.len() == report.recipients.len()
+                    && rejected
+                        .iter()
+                        .all(|(_, reply)| self.antispam.contains(&reply.code()))
+                {
+                    let shown = rejected[0].1.to_string();
+                    return Ok(self.discarded(what, &shown));
+                }
                 if rejected.len() == report.recipients.len()
                     && let Some((address, reply)) = rejected.first()
                 {
@@ -206,6 +237,12 @@ impl Deliver for SmtpTarget {
             }
             Err(e) => {
                 let reason = format!("{what}: {}", e.chain());
+                let refusal = client.last_refusal();
+                let spam = refusal.is_some_and(|(phase, code)| {
+                    use crate::proto::smtp::Phase;
+                    matches!(phase, Phase::Mail | Phase::Rcpt | Phase::EndOfData)
+                        && self.antispam.contains(&code)
+                });
                 // The session is dropped after any failed transaction; the next message
                 // reconnects. A refusal can leave it unusable (a pipelined DATA that got its
                 // 354 is abandoned by closing the connection), and a reconnect after a failure
@@ -220,7 +257,9 @@ impl Deliver for SmtpTarget {
                 } else {
                     self.close();
                 }
-                if e.kind() == crate::ErrorKind::RejectedPermanent {
+                if spam {
+                    Ok(self.discarded(what, &e.chain()))
+                } else if e.kind() == crate::ErrorKind::RejectedPermanent {
                     Err(DeliverError::permanent(reason))
                 } else {
                     Err(DeliverError::transient(reason))

@@ -163,7 +163,8 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
             deliver: Box::new(
                 SmtpTarget::new(ep, SmtpProtocol::Smtp, host)
                     .with_batchlimit(spec.batchlimit)
-                    .with_fallbacks(spec.smtp_fallbacks.clone()),
+                    .with_fallbacks(spec.smtp_fallbacks.clone())
+                    .with_antispam(spec.antispam.clone()),
             ),
         },
         TargetSetting::Lmtp(ep) => Target::Direct {
@@ -171,7 +172,8 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
             deliver: Box::new(
                 SmtpTarget::new(ep, SmtpProtocol::Lmtp, host)
                     .with_batchlimit(spec.batchlimit)
-                    .with_fallbacks(spec.smtp_fallbacks.clone()),
+                    .with_fallbacks(spec.smtp_fallbacks.clone())
+                    .with_antispam(spec.antispam.clone()),
             ),
         },
     })

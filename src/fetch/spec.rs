@@ -66,6 +66,9 @@ pub struct PollSpec {
     /// The rest of an `smtphost` list: SMTP/LMTP listeners tried in turn when the target's
     /// cannot be reached.
     pub smtp_fallbacks: Vec<Endpoint>,
+    /// SMTP/LMTP reply codes that mean "spam": the message is deleted, not delivered
+    /// (`antispam`; empty: none).
+    pub antispam: Vec<u16>,
 }
 
 impl PollSpec {
@@ -260,6 +263,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 mda_line_ends: LineEnds::default(),
                 drop_headers: DropHeaders::default(),
                 smtp_fallbacks: Vec::new(),
+                antispam: Vec::new(),
             })
         })
         .collect()
@@ -534,6 +538,11 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             delivered: o.dropdelivered.as_ref().is_some_and(|v| v.value),
         },
         smtp_fallbacks,
+        antispam: o
+            .antispam
+            .as_ref()
+            .map(|a| antispam_codes(&a.value))
+            .unwrap_or_default(),
     })
 }
 
@@ -574,6 +583,16 @@ pub fn smtp_target(host: &str, lmtp: bool) -> std::result::Result<Target, String
             port: port.unwrap_or(25),
         }))
     }
+}
+
+/// fetchmail's `antispam` list as reply codes; `-1` means none. The parser admits only -1
+/// alone or codes from 100 to 599.
+pub fn antispam_codes(codes: &[i64]) -> Vec<u16> {
+    codes
+        .iter()
+        .filter_map(|&c| u16::try_from(c).ok())
+        .filter(|c| (100..=599).contains(c))
+        .collect()
 }
 
 /// The listeners of an `smtphost`/`-S` list, in order.
@@ -632,6 +651,7 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         mda_line_ends: LineEnds::default(),
         drop_headers: DropHeaders::default(),
         smtp_fallbacks: Vec::new(),
+        antispam: Vec::new(),
     }
 }
 
