@@ -316,6 +316,46 @@ mod tests {
         assert!(e.to_string().starts_with("/x/rc:3: auth gssapi"), "{e}");
     }
 
+    /// A password mechanism with `oauth_provider` would send the access token as the
+    /// password (USER/PASS, LOGIN, PLAIN), in cleartext inside TLS to a server that may log
+    /// it, and fail anyway: refused, naming where `auth` was set.
+    #[test]
+    fn password_mechanisms_with_oauth_are_refused() {
+        use crate::oauth::ProviderKind;
+        let mut s = ServerSettings {
+            oauth: OAuthKeys {
+                provider: set(ProviderKind::Google),
+                ..OAuthKeys::default()
+            },
+            ..ServerSettings::default()
+        };
+        for m in [
+            "PASSWORD",
+            "plain",
+            "LOGIN",
+            "CRAM-MD5",
+            "SCRAM-SHA-256",
+            "APOP",
+        ] {
+            s.auth = set(AuthSetting::Method(m.into()));
+            let e = s.check_oauth_auth().unwrap_err().to_string();
+            assert!(e.starts_with("/x/rc:3: auth "), "{m}: {e}");
+            assert!(e.contains("oauth_provider") && e.contains("xoauth2"), "{e}");
+            let e = s.fetch_auth().unwrap_err().to_string();
+            assert!(e.contains("oauth_provider"), "{m}: {e}");
+        }
+        for m in ["XOAUTH2", "oauthbearer", "EXTERNAL"] {
+            s.auth = set(AuthSetting::Method(m.into()));
+            assert!(s.check_oauth_auth().is_ok(), "{m}");
+        }
+        s.auth = set(AuthSetting::Auto);
+        assert!(s.check_oauth_auth().is_ok());
+        // Without OAuth2 every mechanism is the user's choice.
+        s.oauth.provider = None;
+        s.auth = set(AuthSetting::Method("PLAIN".into()));
+        assert!(s.check_oauth_auth().is_ok());
+    }
+
     #[test]
     fn client_cert_needs_both_files() {
         let mut s = ServerSettings {

@@ -21,6 +21,9 @@ pub enum Secret {
     Inline(String),
     /// `passwordeval CMD`: run through `sh -c`, stdin closed; stdout minus the trailing newline.
     Command(String),
+    /// `passwordfile PATH` (fetchmail): the file's first line, read at each use. The file
+    /// must be the user's and readable by nobody else.
+    File(std::path::PathBuf),
     /// `~/.netrc`, then `/etc/netrc`, by host and login.
     Netrc,
     /// Ask on `/dev/tty` without echo (only when a terminal is available).
@@ -38,6 +41,7 @@ impl fmt::Debug for Secret {
         match self {
             Secret::Inline(_) => f.write_str("Inline(<redacted>)"),
             Secret::Command(cmd) => f.debug_tuple("Command").field(cmd).finish(),
+            Secret::File(path) => f.debug_tuple("File").field(path).finish(),
             Secret::Netrc => f.write_str("Netrc"),
             Secret::Prompt => f.write_str("Prompt"),
             Secret::Keyring(attrs) => f.debug_tuple("Keyring").field(attrs).finish(),
@@ -51,6 +55,7 @@ impl fmt::Display for Secret {
         match self {
             Secret::Inline(_) => f.write_str("<redacted>"),
             Secret::Command(cmd) => write!(f, "passwordeval {cmd}"),
+            Secret::File(path) => write!(f, "passwordfile {}", path.display()),
             Secret::Netrc => f.write_str("netrc"),
             Secret::Prompt => f.write_str("prompt"),
             Secret::Keyring(_) | Secret::MsmtpKeyring => f.write_str("keyring"),
@@ -94,6 +99,21 @@ pub enum SecretError {
         reason: String,
         fix: String,
     },
+    /// A `passwordfile` others can read (or someone else's).
+    #[error("password file {path} {reason}; run: {fix}")]
+    FileInsecure {
+        path: String,
+        reason: String,
+        fix: String,
+    },
+    #[error("password file {path} has an empty first line")]
+    FileEmpty { path: String },
+    #[error("cannot read password file {path}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read {path}")]
     Netrc {
         path: String,
@@ -112,7 +132,10 @@ impl From<SecretError> for Error {
     fn from(e: SecretError) -> Self {
         let kind = match &e {
             SecretError::Netrc { .. } => ErrorKind::FileUnreadable,
-            SecretError::NetrcInsecure { .. } => ErrorKind::InsecureConfig,
+            SecretError::NetrcInsecure { .. } | SecretError::FileInsecure { .. } => {
+                ErrorKind::InsecureConfig
+            }
+            SecretError::File { .. } => ErrorKind::FileUnreadable,
             SecretError::Prompt(_) => ErrorKind::LocalIo,
             SecretError::Keyring(KeyringError::TimedOut) => ErrorKind::Timeout,
             SecretError::OAuth(o) => {
@@ -131,6 +154,7 @@ impl Secret {
         match self {
             Secret::Inline(pw) => Ok(Some(pw.clone())),
             Secret::Command(cmd) => run_password_command(cmd).map(Some),
+            Secret::File(path) => read_password_file(path).map(Some),
             Secret::Netrc => netrc_lookup(lookup),
             Secret::Prompt => prompt(lookup),
             Secret::Keyring(attrs) => {
@@ -258,12 +282,53 @@ fn netrc_lookup(lookup: &Lookup<'_>) -> Result<Option<String>, SecretError> {
     Ok(None)
 }
 
+/// fetchmail's `passwordfile`: the first line (without its CR LF), read at each use so that a
+/// rotated password is picked up by a running daemon. The file must be the user's own and
+/// readable by nobody else, checked on the very file opened; what is read is bounded.
+fn read_password_file(path: &std::path::Path) -> Result<String, SecretError> {
+    let shown = path.display().to_string();
+    let unreadable = |source| SecretError::File {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        let euid = rustix::process::geteuid().as_raw();
+        let insecure = |reason: String, fix: String| SecretError::FileInsecure {
+            path: shown.clone(),
+            reason,
+            fix,
+        };
+        if meta.uid() != euid {
+            return Err(insecure(
+                format!("is owned by uid {}, not by uid {euid}", meta.uid()),
+                format!("chown {euid} {shown} && chmod 600 {shown}"),
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(insecure(
+                format!("is readable by others (mode {:04o})", meta.mode() & 0o7777),
+                format!("chmod 600 {shown}"),
+            ));
+        }
+    }
+    let mut line = read_line(&mut file).map_err(unreadable)?;
+    if line.ends_with('\r') {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Err(SecretError::FileEmpty { path: shown });
+    }
+    Ok(line)
+}
+
 /// The text of `path` and the metadata of the very file read.
 fn read_with_metadata(path: &std::path::Path) -> std::io::Result<(String, std::fs::Metadata)> {
-    let mut file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    let text = crate::config::read_bounded_text(file)?;
     Ok((text, meta))
 }
 
@@ -440,6 +505,49 @@ mod tests {
             Secret::Netrc.resolve(&l("b")).unwrap().as_deref(),
             Some("sys")
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn password_file_gives_its_first_line_and_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("postie-pwfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Env::default();
+        let l = Lookup {
+            host: "h",
+            user: Some("u"),
+            service: "imap",
+            env: &env,
+        };
+        let file = dir.join("pw");
+        let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+        std::fs::write(&file, "s3cret pw\r\nsecond line\n").unwrap();
+        for m in [0o644, 0o640, 0o604, 0o660] {
+            mode(m);
+            let e = Secret::File(file.clone()).resolve(&l).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                shown.contains(&format!("run: chmod 600 {}", file.display())),
+                "{m:o}: {shown}"
+            );
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert_eq!(Error::from(e).kind(), ErrorKind::InsecureConfig);
+        }
+        mode(0o600);
+        let src = Secret::File(file.clone());
+        assert_eq!(src.resolve(&l).unwrap().as_deref(), Some("s3cret pw"));
+        // Read at each use: a rotated password is picked up.
+        std::fs::write(&file, "rotated").unwrap();
+        assert_eq!(src.resolve(&l).unwrap().as_deref(), Some("rotated"));
+        std::fs::write(&file, "\nlater").unwrap();
+        assert!(matches!(
+            src.resolve(&l),
+            Err(SecretError::FileEmpty { .. })
+        ));
+        let e = Secret::File(dir.join("missing")).resolve(&l).unwrap_err();
+        assert_eq!(Error::from(e).kind(), ErrorKind::FileUnreadable);
+        assert!(!format!("{src:?}{src}").contains("rotated"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -36,6 +36,8 @@ pub enum TrustFile {
     System,
     /// A PEM file of CA certificates.
     Path(PathBuf),
+    /// A directory of CA certificate files (fetchmail's `sslcertpath`).
+    Dir(PathBuf),
     /// An empty argument: no CA trust at all (needs a fingerprint or `tls_certcheck off`).
     Empty,
 }
@@ -60,6 +62,8 @@ pub struct ServerSettings {
     pub tls_trust_file: Option<Sourced<TrustFile>>,
     /// SHA-256 of the server's leaf certificate; `None` inside means unset.
     pub tls_fingerprint: Option<Sourced<Option<[u8; 32]>>>,
+    /// fetchmail's MD5 or SHA-1 `sslfingerprint`; a SHA-256 `tls_fingerprint` wins over it.
+    pub tls_fingerprint_legacy: Option<Sourced<crate::net::LegacyPin>>,
     pub tls_certcheck: Option<Sourced<bool>>,
     /// Empty paths mean unset.
     pub tls_key_file: Option<Sourced<PathBuf>>,
@@ -237,6 +241,7 @@ impl ServerSettings {
     /// password).
     pub fn fetch_auth(&self) -> crate::error::Result<crate::session::auth::FetchAuth> {
         use crate::session::auth::FetchAuth;
+        self.check_oauth_auth()?;
         match self.auth() {
             AuthSetting::Off | AuthSetting::Auto => Ok(FetchAuth::Any),
             AuthSetting::Method(name) => FetchAuth::from_name(&name).ok_or_else(|| {
@@ -255,6 +260,38 @@ impl ServerSettings {
                 )
             }),
         }
+    }
+
+    /// With `oauth_provider`, the secret is an OAuth2 access token: an explicit `auth` that
+    /// sends a password (USER/PASS, LOGIN, PLAIN, CRAM-MD5, SCRAM, APOP) would send the token
+    /// as one, silently. Only the token mechanisms and EXTERNAL (no secret at all) fit.
+    pub fn check_oauth_auth(&self) -> Result<(), SettingError> {
+        let (
+            Some(_),
+            Some(Sourced {
+                value: AuthSetting::Method(name),
+                at,
+            }),
+        ) = (&self.oauth.provider, &self.auth)
+        else {
+            return Ok(());
+        };
+        let upper = name.to_ascii_uppercase();
+        if matches!(
+            upper.as_str(),
+            "XOAUTH2" | "OAUTHBEARER" | "EXTERNAL" | "IMPLICIT"
+        ) {
+            return Ok(());
+        }
+        Err(SettingError::new(
+            Some(at),
+            format!(
+                "auth {} with oauth_provider would send the OAuth2 access token as a password; \
+                 use auth xoauth2 or oauthbearer (or leave auth unset for the provider's \
+                 mechanism)",
+                name.to_ascii_lowercase()
+            ),
+        ))
     }
 
     pub fn danger_plaintext_auth(&self) -> bool {
@@ -335,6 +372,9 @@ impl ServerSettings {
         {
             return Ok(Trust::Fingerprint(*fp));
         }
+        if let Some(pin) = &self.tls_fingerprint_legacy {
+            return Ok(Trust::LegacyFingerprint(pin.value));
+        }
         match &self.tls_trust_file {
             None => Ok(Trust::System),
             Some(Sourced {
@@ -345,6 +385,10 @@ impl ServerSettings {
                 value: TrustFile::Path(p),
                 ..
             }) => Ok(Trust::File(p.clone())),
+            Some(Sourced {
+                value: TrustFile::Dir(p),
+                ..
+            }) => Ok(Trust::Dir(p.clone())),
             Some(Sourced {
                 value: TrustFile::Empty,
                 at,

@@ -311,7 +311,9 @@ impl SubmitSettings {
         let trust = match self.server.trust_quiet() {
             Ok(Trust::System) => "system".to_owned(),
             Ok(Trust::File(p)) => p.display().to_string(),
+            Ok(Trust::Dir(p)) => format!("{} (directory)", p.display()),
             Ok(Trust::Fingerprint(_)) => "(fingerprint)".to_owned(),
+            Ok(Trust::LegacyFingerprint(p)) => format!("({} fingerprint)", p.algorithm()),
             Ok(Trust::DangerAcceptAny) => "(certificate not checked)".to_owned(),
             Err(_) => "(empty)".to_owned(),
         };

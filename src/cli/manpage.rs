@@ -714,19 +714,42 @@ does not probe). pop2, rpop, kpop, sdps, etrn and odmr are configuration errors.
 
 TLS: ssl means implicit TLS; without it rfetch requires STARTTLS (IMAP) or STLS (POP3) and never \
 falls back to plaintext, where fetchmail 6.4 tries it opportunistically. sslcertck, sslcertfile, \
+sslcertpath (a directory as c_rehash makes it: the CA certificates of every file in it are \
+trusted, and a directory holding none is an error; it cannot be combined with sslcertfile), \
 sslcommonname, sslfingerprint, sslcert and sslkey (a client certificate) apply; sslfingerprint \
-must be a SHA-256 fingerprint (fetchmail's MD5 ones are refused). fetchmail 7's sslmode wrapped is \
+is best a SHA-256 fingerprint (32 hex pairs); fetchmail's MD5 (16) and SHA-1 (20) forms are \
+checked too, with a warning, because both digests can be forged: when the server's certificate \
+matches, the warning gives its SHA-256 to put in their place. fetchmail 7's sslmode wrapped is \
 ssl; starttls=must and starttls=may both require STARTTLS. sslproto and sslprotocolversion values \
 whose floor TLS 1.2 meets (auto, tls1+, tls1.1+, tls1.2+, tls1.2, the empty value) are accepted.
 
 Authentication: the auth keyword is read (kerberos_v4, kerberos_v5, otp and msn with a warning), \
 but rfetch chooses the method itself, as auth any does: the strongest the server offers of those \
 rfetch -V lists. A password needs an encrypted connection unless --danger-plaintext-auth is \
-given. password and passwordeval are honoured.
+given. password, passwordeval and passwordfile (the file's first line, read at each poll; \
+the file must be the user's and not readable by group or others, else the poll is refused with \
+the chmod 600 to run) are honoured.
 
 Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphost (host/port; \
-with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
+with lmtp, LMTP; of a list, each host is tried in turn for every new session until one \
+answers, as fetchmail does: a host that cannot be reached or refuses the session passes to the \
+next), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
+
+antispam CODES (-Z): a listener's refusal with one of these reply codes at MAIL FROM, at RCPT TO \
+(every recipient) or after the data (LMTP) means spam: the message is deleted on the server and \
+not delivered, with a warning naming the reply, as fetchmail does (never bounced; rfetch has no \
+default list, and antispam -1 means none). A temporary (4xx) refusal keeps the message unless \
+its code is listed; any other refusal keeps it on the server.
+
+Line ends and header fields: an mda gets LF line ends (stripcr, fetchmail's default for an mda); \
+with no stripcr it gets them as the server sent them, and with no stripcr and forcecr every line \
+ends in CRLF (stripcr wins over forcecr, as in fetchmail). SMTP and LMTP always carry CRLF line \
+ends, as the protocols require, whatever stripcr says (what forcecr asks for). rfetch declares \
+BODY=8BITMIME to a listener that offers 8BITMIME for every message (what pass8bits asks for). \
+dropstatus leaves the Status: and X-Mozilla-Status: fields out of the header, dropdelivered the \
+Delivered-To: fields (with their continuation lines; the body is never changed), for every \
+target.
 
 Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
 or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured) without DNS \
@@ -827,8 +850,7 @@ keyword and what rfetch does instead; the rest of the file is used.",
 keyword and why (exit 5): ignoring it would be unsafe or would send the mail elsewhere. \
 --configdump still prints such a file, with the errors at its end (and exits 5). Values rfetch cannot honour are \
 refused the same way: sslproto and sslprotocolversion above TLS 1.2 or below it (rfetch speaks \
-TLS 1.2 and 1.3), sslmode none, antispam with any code (antispam -1 is accepted) and bad-header \
-reject.",
+TLS 1.2 and 1.3), sslmode none and bad-header reject.",
     );
     for (kw, support) in RC_KEYWORDS {
         match support {

@@ -280,18 +280,36 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
     if args.nosslcertck {
         s.fetch.server.tls_certcheck = cl(false);
     }
-    if let Some(f) = &args.sslcertfile {
-        s.fetch.server.tls_trust_file = cl(TrustFile::Path(PathBuf::from(f)));
+    match (&args.sslcertfile, &args.sslcertpath) {
+        (Some(_), Some(_)) => {
+            return Err(usage(
+                "--sslcertfile and --sslcertpath together: rfetch trusts one of them".into(),
+            ));
+        }
+        (Some(f), None) => s.fetch.server.tls_trust_file = cl(TrustFile::Path(PathBuf::from(f))),
+        (None, Some(d)) => s.fetch.server.tls_trust_file = cl(TrustFile::Dir(PathBuf::from(d))),
+        (None, None) => {}
     }
     if let Some(fp) = &args.sslfingerprint {
-        let parsed = crate::net::parse_fingerprint(fp).ok_or_else(|| {
-            usage(
-                "--sslfingerprint must be a SHA-256 fingerprint (32 hex pairs); rfetch does not \
-                 accept MD5"
+        // The command line wins over the rc's pin of either kind.
+        if let Some(sha256) = crate::net::parse_fingerprint(fp) {
+            s.fetch.server.tls_fingerprint = cl(Some(sha256));
+            s.fetch.server.tls_fingerprint_legacy = None;
+        } else if let Some(legacy) = crate::net::LegacyPin::parse(fp) {
+            log::warn!(
+                "--sslfingerprint is {}, a digest that can be forged; rfetch checks it and \
+                 prints the SHA-256 to use instead when it reaches the server",
+                legacy.algorithm()
+            );
+            s.fetch.server.tls_fingerprint = None;
+            s.fetch.server.tls_fingerprint_legacy = cl(legacy);
+        } else {
+            return Err(usage(
+                "--sslfingerprint must be a SHA-256 fingerprint (32 hex pairs), or fetchmail's \
+                 MD5 (16) or SHA-1 (20)"
                     .into(),
-            )
-        })?;
-        s.fetch.server.tls_fingerprint = cl(Some(parsed));
+            ));
+        }
     }
     if let Some(cn) = &args.sslcommonname {
         s.fetch.server.tls_host_override = cl(cn.clone());
@@ -351,18 +369,29 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
     if let Some(f) = &args.folder {
         s.fetch.folders = cl(f.split(',').map(str::to_owned).collect());
     }
+    if let Some(z) = &args.antispam {
+        let codes: Vec<i64> = z
+            .split(',')
+            .map(|c| c.trim().parse::<i64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| usage(format!("-Z {z}: a comma-separated list of reply codes")))?;
+        if codes != [-1] && codes.iter().any(|c| !(100..=599).contains(c)) {
+            return Err(usage(format!(
+                "-Z {z}: an SMTP reply code is 100 to 599 (or -1 alone)"
+            )));
+        }
+        s.antispam = spec::antispam_codes(&codes);
+    }
     // Where the mail goes: -S (with --lmtp, LMTP), or --lmtp to the poll's SMTP host; -m
     // wins over both, as fetchmail's mda does over smtphost.
     if let Some(hosts) = &args.smtphost {
-        let first = hosts.split(',').next().unwrap_or("localhost");
-        if hosts.contains(',') {
-            log::warn!(
-                "-S {hosts}: rfetch delivers to the first host only; while it is down the mail \
-                 stays on the server"
-            );
-        }
+        let list: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+        let first = list.first().map_or("localhost", String::as_str);
         let target = spec::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
         s.fetch.target = Some(Sourced::new(target, Provenance::CommandLine));
+        // The rest of the list is tried in turn when the first cannot be reached.
+        s.smtp_fallbacks = spec::smtp_endpoints(list.iter().skip(1), args.lmtp)
+            .map_err(|m| usage(format!("-S: {m}")))?;
     } else if args.lmtp {
         let endpoint = match s.fetch.target.as_ref().map(|t| &t.value) {
             Some(Target::Smtp(e) | Target::Lmtp(e)) if e.port != 25 => e.clone(),
@@ -964,9 +993,18 @@ mod tests {
                 "{line}: {e}"
             );
         }
-        // -Z -1 is "no spam codes", what rfetch does; any code is refused.
+        // -Z takes reply codes (-1: none); anything else is a usage error.
         assert!(args("-Z -1").unsupported.is_empty());
-        assert!(check_unsupported(&args("-Z 550")).is_err());
+        assert!(check_unsupported(&args("-Z 550")).is_ok());
+        let mut s = spec::from_fetchmailrc(&r, &env()).unwrap().remove(0);
+        apply_overrides(&args("-Z 571,550"), &mut s).unwrap();
+        assert_eq!(s.antispam, [571, 550]);
+        apply_overrides(&args("-Z -1"), &mut s).unwrap();
+        assert!(s.antispam.is_empty());
+        for bad in ["-Z 5500", "-Z x", "-Z 550,-1"] {
+            let e = apply_overrides(&args(bad), &mut s).unwrap_err();
+            assert_eq!(rfetch_code(e.kind()), code::SYNTAX, "{bad}");
+        }
     }
 
     #[test]

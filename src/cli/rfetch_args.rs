@@ -162,13 +162,13 @@ pub struct RfetchArgs {
     /// CA certificates to trust.
     #[arg(long = "sslcertfile", value_name = "FILE")]
     pub sslcertfile: Option<String>,
-    /// Refused: name a CA bundle with --sslcertfile.
-    #[arg(long = "sslcertpath", value_name = "DIR", hide = true)]
+    /// A directory of CA certificates to trust (as c_rehash makes it).
+    #[arg(long = "sslcertpath", value_name = "DIR")]
     pub sslcertpath: Option<String>,
     /// Expected certificate name.
     #[arg(long = "sslcommonname", value_name = "NAME")]
     pub sslcommonname: Option<String>,
-    /// Expected SHA-256 fingerprint of the server certificate (MD5 is refused).
+    /// Expected fingerprint of the server certificate: SHA-256, or MD5/SHA-1 with a warning.
     #[arg(long = "sslfingerprint", value_name = "FP")]
     pub sslfingerprint: Option<String>,
     /// Client certificate (with --sslkey).
@@ -205,12 +205,12 @@ pub struct RfetchArgs {
     /// Full address for RCPT TO.
     #[arg(long = "smtpname", value_name = "USER@DOMAIN")]
     pub smtpname: Option<String>,
-    /// Only -1 (no spam codes) is accepted: rfetch never discards refused mail.
+    /// SMTP reply codes (comma-separated) that mean spam: such a message is deleted, not
+    /// delivered (-1: none).
     #[arg(
         short = 'Z',
         long = "antispam",
         value_name = "CODES",
-        hide = true,
         allow_hyphen_values = true
     )]
     pub antispam: Option<String>,
@@ -372,12 +372,7 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
     ("--sslcertck", I),
     ("--nosslcertck", I),
     ("--sslcertfile", I),
-    (
-        "--sslcertpath",
-        R(
-            "rfetch does not read a hashed certificate directory (it would trust the system roots instead); name a bundle with --sslcertfile",
-        ),
-    ),
+    ("--sslcertpath", I),
     ("--sslcommonname", I),
     ("--sslfingerprint", I),
     ("--sslcert", I),
@@ -394,12 +389,7 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
     ),
     ("--smtpaddress", I),
     ("--smtpname", I),
-    (
-        "--antispam",
-        R(
-            "rfetch never discards mail the listener refuses, it stays on the server; only -Z -1 (no spam codes) is accepted",
-        ),
-    ),
+    ("--antispam", I),
     ("--mda", I),
     (
         "--bsmtp",

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Largest rc file read.
-pub const MAX_RC_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest rc file read (the bound of every configuration file).
+pub const MAX_RC_BYTES: u64 = super::MAX_CONFIG_BYTES;
 
 // ---------------------------------------------------------------------------------------------
 // AST
@@ -676,12 +676,7 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("sslproto", I),
     ("sslcertck", I),
     ("sslcertfile", I),
-    (
-        "sslcertpath",
-        R(
-            "rfetch does not read a hashed certificate directory (it would trust the system roots instead); name a bundle with sslcertfile",
-        ),
-    ),
+    ("sslcertpath", I),
     ("sslcommonname", I),
     ("sslfingerprint", I),
     ("sslcert", I),
@@ -695,12 +690,7 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         "fetchdomains",
         W("only ETRN and ODMR use it, and rfetch refuses those protocols"),
     ),
-    (
-        "antispam",
-        R(
-            "rfetch never discards mail the listener refuses, it stays on the server; only `antispam -1` (no spam codes) is accepted",
-        ),
-    ),
+    ("antispam", I),
     ("mda", I),
     (
         "bsmtp",
@@ -725,20 +715,15 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         R("rfetch does not rewrite addresses in headers; write `no rewrite`"),
     ),
     ("no rewrite", I),
-    ("stripcr", R(AS_IT_CAME)),
+    ("stripcr", I),
     ("no stripcr", I),
-    ("forcecr", R(AS_IT_CAME)),
+    ("forcecr", I),
     ("no forcecr", I),
-    (
-        "pass8bits",
-        W(
-            "rfetch declares BODY=8BITMIME when the message has 8-bit bytes and the listener offers it",
-        ),
-    ),
+    ("pass8bits", I),
     ("no pass8bits", I),
-    ("dropstatus", R(AS_IT_CAME)),
+    ("dropstatus", I),
     ("no dropstatus", I),
-    ("dropdelivered", R(AS_IT_CAME)),
+    ("dropdelivered", I),
     ("no dropdelivered", I),
     ("mimedecode", R(AS_IT_CAME)),
     ("no mimedecode", I),
@@ -761,10 +746,7 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("forceidle", I),
     ("sslmode", I),
     ("sslprotocolversion", I),
-    (
-        "passwordfile",
-        R("rfetch does not read password files; use passwordeval or ~/.netrc"),
-    ),
+    ("passwordfile", I),
     (
         "passwordfd",
         R("rfetch does not read a password from a file descriptor; use passwordeval or ~/.netrc"),
@@ -2083,14 +2065,6 @@ impl Parser<'_> {
             "folder" => o.folders = loc(line, self.take_list(kw)?),
             "smtphost" => {
                 let hosts = self.take_list(kw)?;
-                if hosts.len() > 1 {
-                    self.warn(
-                        line,
-                        "smtphost with several hosts",
-                        "rfetch delivers to the first host only; while it is down the mail \
-                         stays on the server",
-                    );
-                }
                 u.options.smtphosts = loc(line, hosts);
             }
             "fetchdomains" => o.fetchdomains = loc(line, self.take_list(kw)?),
@@ -2100,8 +2074,13 @@ impl Parser<'_> {
                 {
                     codes.push(self.take_number(kw)?);
                 }
-                if codes != [-1] {
-                    self.check_support(kw, polarity, line);
+                if codes != [-1]
+                    && let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c))
+                {
+                    return Err(self.error(
+                        line,
+                        format!("antispam {bad}: an SMTP reply code is 100 to 599 (or -1 alone)"),
+                    ));
                 }
                 u.options.antispam = loc(line, codes);
             }

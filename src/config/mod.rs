@@ -17,6 +17,40 @@ use crate::account::matching::from_matches;
 use crate::account::{Account, Env, Provenance, SettingError, SubmitSettings};
 use crate::error::{Error, ErrorKind};
 
+/// Largest configuration file read (msmtprc, TOML, fetchmailrc, netrc, aliases, PEM files):
+/// far above any real one, and a bound on what a file named with `-C` (`/dev/zero`, a huge
+/// log) can make postie allocate.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the text of a configuration file, at most [`MAX_CONFIG_BYTES`]: a larger file is an
+/// error (kind `InvalidData`, naming the bound) after reading one byte past the bound, never a
+/// read to the end.
+pub fn read_bounded_text(reader: impl std::io::Read) -> std::io::Result<String> {
+    read_bounded_bytes(reader).and_then(|bytes| {
+        String::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the file is not UTF-8 text",
+            )
+        })
+    })
+}
+
+/// [`read_bounded_text`] for files that need not be text (PEM files are checked by their
+/// parser).
+pub fn read_bounded_bytes(reader: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {MAX_CONFIG_BYTES} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Where in a file something went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -369,8 +403,7 @@ fn read_config_file(
     path: &Path,
     explicit: bool,
 ) -> Result<Option<(String, std::fs::Metadata)>, ConfigError> {
-    use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
+    let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ConfigError::unreadable(path, e)),
@@ -378,9 +411,7 @@ fn read_config_file(
     let meta = file
         .metadata()
         .map_err(|e| ConfigError::unreadable(path, e))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| ConfigError::unreadable(path, e))?;
+    let text = read_bounded_text(file).map_err(|e| ConfigError::unreadable(path, e))?;
     Ok(Some((text, meta)))
 }
 
@@ -448,9 +479,21 @@ fn read_msmtprc_text(
         // A `password` line an `eval` line produced.
         check_secret_meta(path, meta)?;
     }
+    check_oauth_auth(&parsed.accounts)?;
     parsed.log_warnings();
     set.loaded.push(path.to_owned());
     set.accounts.extend(parsed.accounts);
+    Ok(())
+}
+
+/// A password `auth` beside `oauth_provider` would send the token as the password
+/// ([`crate::account::ServerSettings::check_oauth_auth`]): refused when the file is read.
+fn check_oauth_auth(accounts: &[Account]) -> Result<(), ConfigError> {
+    for acc in accounts {
+        if let Some(s) = &acc.submit {
+            s.server.check_oauth_auth()?;
+        }
+    }
     Ok(())
 }
 
@@ -469,6 +512,7 @@ pub fn add_msmtp_system_file(
                 check_command_meta(&system, &meta)?;
             }
             let parsed = msmtprc::parse(&text, &system, env, eval)?;
+            check_oauth_auth(&parsed.accounts)?;
             parsed.log_warnings();
             set.loaded.push(system.clone());
             for acc in parsed.accounts {
@@ -678,5 +722,67 @@ mod tests {
         assert_eq!(e.to_string(), "/rc:4: no host");
         let e: ConfigError = SettingError::new(Some(&Provenance::CommandLine), "bad").into();
         assert_eq!(e.to_string(), "command line: bad");
+    }
+
+    /// A config file larger than the bound is refused without being read whole: a file
+    /// named with `-C` can be anything (`/dev/zero`, a multi-gigabyte log), and reading it
+    /// into memory would exhaust it.
+    #[test]
+    fn oversized_config_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("postie-config-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Env {
+            home: Some(dir.clone()),
+            sysconfdir: dir.join("etc"),
+            ..Default::default()
+        };
+        let big = "# padding padding padding padding padding padding padding padding\n"
+            .repeat((MAX_CONFIG_BYTES as usize) / 60);
+        let msmtprc = dir.join("msmtprc");
+        std::fs::write(&msmtprc, format!("{big}account a\nhost h\nfrom a@b\n")).unwrap();
+        let toml = dir.join("c.toml");
+        std::fs::write(&toml, format!("{big}[accounts.a]\nhost = \"h\"\n")).unwrap();
+        for e in [
+            load_msmtprc_with(&env, Some(&msmtprc), &mut |_| Ok(String::new())).unwrap_err(),
+            load_toml(&env, Some(&toml)).unwrap_err(),
+        ] {
+            let shown = Error::from(e).chain();
+            assert!(shown.contains("larger than"), "{shown}");
+        }
+        assert!(
+            !discover::toml_configures(discover::Program::Rsend, &toml, &env),
+            "an oversized file configures nothing"
+        );
+        for dev in ["/dev/zero", "/dev/urandom"] {
+            let dev = Path::new(dev);
+            let e = load_msmtprc_with(&env, Some(dev), &mut |_| Ok(String::new())).unwrap_err();
+            assert!(e.to_string().contains(dev.to_str().unwrap()), "{e}");
+            assert!(load_toml(&env, Some(dev)).is_err());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn msmtprc_password_auth_with_oauth_is_refused() {
+        let dir = std::env::temp_dir().join(format!("postie-msmtprc-oauth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Env {
+            home: Some(dir.clone()),
+            sysconfdir: dir.join("etc"),
+            ..Default::default()
+        };
+        let rc = dir.join("msmtprc");
+        std::fs::write(
+            &rc,
+            "account a\nhost h\nfrom a@b\nuser u\noauth_provider google\noauth_client_id c\nauth login\n",
+        )
+        .unwrap();
+        let e = load_msmtprc_with(&env, Some(&rc), &mut |_| Ok(String::new())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("msmtprc:7: auth login with oauth_provider"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -462,6 +462,11 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<ParsedToml, ConfigErr
             Some(f) => Some(build_fetch(&ctx, &submit.server, f)?),
             None => None,
         };
+        // Before anything logs in: a password mechanism would send the OAuth2 token.
+        submit.server.check_oauth_auth()?;
+        if let Some(f) = &fetch {
+            f.server.check_oauth_auth()?;
+        }
         let has_submit_keys = !t.entries().is_empty() || file.defaults.is_some();
         accounts.push(Account {
             name: name.clone(),
@@ -817,5 +822,25 @@ auth = true
         assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn password_auth_with_an_oauth_provider_is_refused() {
+        let e = parse_err(
+            "[accounts.a]\nhost = \"h\"\nuser = \"u\"\noauth_provider = \"google\"\n\
+             oauth_client_id = \"c\"\nauth = \"plain\"\n",
+        );
+        assert!(e.starts_with("/c.toml:6"), "{e}");
+        assert!(e.contains("oauth_provider"), "{e}");
+        let e = parse_err(
+            "[accounts.a]\nhost = \"h\"\nuser = \"u\"\noauth_provider = \"google\"\n\
+             oauth_client_id = \"c\"\n[accounts.a.fetch]\nprotocol = \"imap\"\nauth = \"password\"\n",
+        );
+        assert!(e.starts_with("/c.toml:8"), "{e}");
+        parse_ok(
+            "[accounts.a]\nhost = \"h\"\nuser = \"u\"\noauth_provider = \"google\"\n\
+             oauth_client_id = \"c\"\nauth = \"xoauth2\"\n[accounts.a.fetch]\nprotocol = \"imap\"\n\
+             auth = \"oauthbearer\"\n",
+        );
     }
 }

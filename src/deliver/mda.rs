@@ -41,7 +41,19 @@ pub enum MdaCommand {
 pub struct Mda {
     command: MdaCommand,
     timeout: Duration,
-    strip_cr: bool,
+    line_ends: LineEnds,
+}
+
+/// The line ends an MDA is fed (fetchmail's `stripcr` and `forcecr`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LineEnds {
+    /// CRLF becomes LF (`stripcr`, fetchmail's default for an MDA).
+    #[default]
+    Lf,
+    /// As the server sent them (`no stripcr`).
+    AsReceived,
+    /// Every line ends in CRLF, a bare LF too (`no stripcr` with `forcecr`).
+    Crlf,
 }
 
 impl Mda {
@@ -76,7 +88,7 @@ impl Mda {
         Mda {
             command,
             timeout: DEFAULT_TIMEOUT,
-            strip_cr: true,
+            line_ends: LineEnds::Lf,
         }
     }
 
@@ -87,9 +99,9 @@ impl Mda {
         self
     }
 
-    /// Whether CRLF is converted to LF (fetchmail's `stripcr`, on by default for an MDA).
-    pub fn with_strip_cr(mut self, strip_cr: bool) -> Self {
-        self.strip_cr = strip_cr;
+    /// The line ends the MDA is fed (default LF, fetchmail's `stripcr` for an MDA).
+    pub fn with_line_ends(mut self, line_ends: LineEnds) -> Self {
+        self.line_ends = line_ends;
         self
     }
 
@@ -403,7 +415,7 @@ impl Deliver for Mda {
         // file after part of a message (which it would take for the end of a complete one):
         // not when the server connection breaks, and not when rfetch itself is killed, because
         // the MDA is then fed by a process of its own (below) that outlives rfetch.
-        let (spool, written) = spool_message(msg, self.strip_cr, &what)?;
+        let (spool, written) = spool_message(msg, self.line_ends, &what)?;
         // Its own process group, so a timeout kills whatever the shell started too (a surviving
         // grandchild would otherwise hold the pipes open).
         let mut child = Command::new(program)
@@ -518,11 +530,11 @@ impl Deliver for Mda {
 /// The program that feeds the spooled message to the MDA.
 const FEEDER: &str = "/bin/cat";
 
-/// Reads the whole message (LF line endings with `strip_cr`) into an unnamed temporary file;
+/// Reads the whole message (its line ends as `line_ends` says) into an unnamed temporary file;
 /// returns it rewound, and its length.
 fn spool_message(
     msg: &mut dyn Read,
-    strip_cr: bool,
+    line_ends: LineEnds,
     what: &str,
 ) -> Result<(File, u64), DeliverError> {
     let mut file = unnamed_temp_file().map_err(|e| {
@@ -542,10 +554,26 @@ fn spool_message(
             written += chunk.len() as u64;
             out.write_all(chunk)
         };
-        let copied = if strip_cr {
-            stream_lf(msg, sink)
-        } else {
-            copy_raw(msg, &mut sink)
+        let copied = match line_ends {
+            LineEnds::Lf => stream_lf(msg, sink),
+            LineEnds::AsReceived => copy_raw(msg, &mut sink),
+            // Through LF first, so that a CRLF does not become CR CR LF.
+            LineEnds::Crlf => {
+                let mut crlf = Vec::new();
+                stream_lf(msg, |chunk| {
+                    crlf.clear();
+                    for part in chunk.split_inclusive(|&b| b == b'\n') {
+                        match part.strip_suffix(b"\n") {
+                            Some(line) => {
+                                crlf.extend_from_slice(line);
+                                crlf.extend_from_slice(b"\r\n");
+                            }
+                            None => crlf.extend_from_slice(part),
+                        }
+                    }
+                    sink(&crlf)
+                })
+            }
         };
         copied
             .and_then(|()| out.flush().map_err(super::StreamError::Write))
@@ -696,6 +724,27 @@ mod tests {
             recipient: recipient.into(),
             also: Vec::new(),
         }
+    }
+
+    #[test]
+    fn line_ends_follow_stripcr_and_forcecr() {
+        let input = b"A: b\r\nC: bare lf\n\r\nbody\rlone cr\r\nlast";
+        let spooled = |ends| {
+            let (mut f, n) = spool_message(&mut &input[..], ends, "t").unwrap();
+            let mut v = Vec::new();
+            f.read_to_end(&mut v).unwrap();
+            assert_eq!(n, v.len() as u64);
+            v
+        };
+        assert_eq!(
+            spooled(LineEnds::Lf),
+            b"A: b\nC: bare lf\n\nbody\rlone cr\nlast"
+        );
+        assert_eq!(spooled(LineEnds::AsReceived), input);
+        assert_eq!(
+            spooled(LineEnds::Crlf),
+            b"A: b\r\nC: bare lf\r\n\r\nbody\rlone cr\r\nlast"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A target receives the message as a byte stream, possibly with CRLF line endings (as POP3 and
 //! IMAP deliver them), and stores LF line endings as fetchmail and Maildir readers expect.
 
+pub mod filter;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
@@ -16,9 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use filter::{DropHeaders, HeaderFilter};
 pub use maildir::{Maildir, Pending};
 pub use mbox::Mbox;
-pub use mda::{Mda, MdaCommand};
+pub use mda::{LineEnds, Mda, MdaCommand};
 
 use crate::error::{Error, ErrorKind};
 

@@ -21,6 +21,12 @@ pub struct SmtpTarget {
     sent_on_session: u64,
     /// Reconnect after this many messages (0: never).
     batchlimit: u64,
+    /// fetchmail's smtphost hunt list: where each new session is tried in turn, first to
+    /// last; the first that answers takes the session.
+    hosts: Vec<Endpoint>,
+    /// fetchmail's `antispam`: reply codes that mean "spam, discard" at MAIL FROM, RCPT TO
+    /// or the end of the data; such a message counts as delivered without being delivered.
+    antispam: Vec<u16>,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -35,6 +41,7 @@ impl std::fmt::Debug for SmtpTarget {
 impl SmtpTarget {
     /// A target speaking `protocol` to `endpoint` without TLS or AUTH (a local listener).
     pub fn new(endpoint: Endpoint, protocol: Protocol, helo_domain: impl Into<String>) -> Self {
+        let endpoint_copy = endpoint.clone();
         SmtpTarget {
             settings: SmtpSettings {
                 endpoint,
@@ -45,10 +52,38 @@ impl SmtpTarget {
                 protocol,
                 auth: None,
             },
+            hosts: vec![endpoint_copy],
+            antispam: Vec::new(),
             client: None,
             sent_on_session: 0,
             batchlimit: 0,
         }
+    }
+
+    /// Reply codes that mean the listener took the message for spam (fetchmail's `antispam`).
+    pub fn with_antispam(mut self, codes: Vec<u16>) -> Self {
+        self.antispam = codes;
+        self
+    }
+
+    /// The receipt of a message discarded as spam: the listener's refusal was one of the
+    /// `antispam` codes, so it is deleted on the server, as fetchmail does, and never
+    /// delivered.
+    fn discarded(&self, what: String, refusal: &str) -> Receipt {
+        log::warn!("{what} refused the message as spam ({refusal}); it is discarded (antispam)");
+        Receipt {
+            location: format!("{what} (discarded as spam: {refusal})"),
+            path: None,
+            bytes: 0,
+        }
+    }
+
+    /// Hosts to try, in order, when the ones before cannot be reached or refuse the session
+    /// (fetchmail's `smtphost` list).
+    pub fn with_fallbacks(mut self, more: Vec<Endpoint>) -> Self {
+        self.hosts.truncate(1);
+        self.hosts.extend(more);
+        self
     }
 
     /// Reconnects after `n` messages (fetchmail's `batchlimit`; 0 means no limit).
@@ -73,10 +108,26 @@ impl SmtpTarget {
             self.close();
         }
         if self.client.is_none() {
-            let c = SmtpClient::connect(&self.settings).map_err(|e| {
-                DeliverError::transient(format!("cannot reach {}: {}", self.describe(), e.chain()))
-            })?;
-            self.client = Some(c);
+            let mut failures = Vec::new();
+            for ep in self.hosts.clone() {
+                self.settings.endpoint = ep;
+                match SmtpClient::connect(&self.settings) {
+                    Ok(c) => {
+                        self.client = Some(c);
+                        break;
+                    }
+                    Err(e) => {
+                        let failed = format!("cannot reach {}: {}", self.describe(), e.chain());
+                        if self.hosts.len() > 1 {
+                            log::warn!("{failed}; trying the next smtphost");
+                        }
+                        failures.push(failed);
+                    }
+                }
+            }
+            if self.client.is_none() {
+                return Err(DeliverError::transient(failures.join("; ")));
+            }
             self.sent_on_session = 0;
         }
         self.client
@@ -159,6 +210,15 @@ impl Deliver for SmtpTarget {
                         served,
                     });
                 }
+                if !rejected.is_empty()
+                    && rejected.len() == report.recipients.len()
+                    && rejected
+                        .iter()
+                        .all(|(_, reply)| self.antispam.contains(&reply.code()))
+                {
+                    let shown = rejected[0].1.to_string();
+                    return Ok(self.discarded(what, &shown));
+                }
                 if rejected.len() == report.recipients.len()
                     && let Some((address, reply)) = rejected.first()
                 {
@@ -177,6 +237,12 @@ impl Deliver for SmtpTarget {
             }
             Err(e) => {
                 let reason = format!("{what}: {}", e.chain());
+                let refusal = client.last_refusal();
+                let spam = refusal.is_some_and(|(phase, code)| {
+                    use crate::proto::smtp::Phase;
+                    matches!(phase, Phase::Mail | Phase::Rcpt | Phase::EndOfData)
+                        && self.antispam.contains(&code)
+                });
                 // The session is dropped after any failed transaction; the next message
                 // reconnects. A refusal can leave it unusable (a pipelined DATA that got its
                 // 354 is abandoned by closing the connection), and a reconnect after a failure
@@ -191,7 +257,9 @@ impl Deliver for SmtpTarget {
                 } else {
                     self.close();
                 }
-                if e.kind() == crate::ErrorKind::RejectedPermanent {
+                if spam {
+                    Ok(self.discarded(what, &e.chain()))
+                } else if e.kind() == crate::ErrorKind::RejectedPermanent {
                     Err(DeliverError::permanent(reason))
                 } else {
                     Err(DeliverError::transient(reason))

@@ -10,7 +10,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::multidrop::{Rules, Sorted};
 use crate::deliver::received::insertion_offset;
-use crate::deliver::{Deliver, DeliverError, Maildir, MessageInfo, Pending, Receipt};
+use crate::deliver::{
+    Deliver, DeliverError, DropHeaders, HeaderFilter, Maildir, MessageInfo, Pending, Receipt,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::envelope;
 use crate::message::header::{self, Item, Scanner};
@@ -129,6 +131,8 @@ pub struct PipeOptions<'a> {
     pub multidrop: Option<(&'a Rules, &'a str)>,
     pub info: MessageInfo,
     pub limit: Option<u64>,
+    /// Header fields left out on the way (`dropstatus`, `dropdelivered`).
+    pub drop_headers: DropHeaders,
 }
 
 /// Runs `fetch` (which feeds messages) while a worker delivers them into `target`. Returns
@@ -226,10 +230,11 @@ fn worker<K>(
                     info.also = wanted.collect();
                     Some(!info.recipient.is_empty())
                 };
+                let mut filtered = HeaderFilter::new(&mut reader, opts.drop_headers);
                 let staged = match target {
-                    Target::Maildir(m) => {
-                        m.deliver_unsynced(&mut reader, &info).map(Staged::Pending)
-                    }
+                    Target::Maildir(m) => m
+                        .deliver_unsynced(&mut filtered, &info)
+                        .map(Staged::Pending),
                     // Every recipient was served before: the message is delivered.
                     Target::Direct { description, .. } if left == Some(false) => {
                         Ok(Staged::Done(Receipt {
@@ -239,9 +244,10 @@ fn worker<K>(
                         }))
                     }
                     Target::Direct { deliver, .. } => {
-                        deliver.deliver(&mut reader, &info).map(Staged::Done)
+                        deliver.deliver(&mut filtered, &info).map(Staged::Done)
                     }
                 };
+                drop(filtered);
                 // A target that gave up early leaves the rest of the message in the channel.
                 reader.drain();
                 match staged {
@@ -454,6 +460,7 @@ mod tests {
             multidrop: None,
             info: MessageInfo::default(),
             limit: None,
+            drop_headers: Default::default(),
         };
         let (items, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
             for (i, m) in msgs.iter().enumerate() {
@@ -565,6 +572,7 @@ mod tests {
                 multidrop: Some((&rules, "example.org")),
                 info: MessageInfo::default(),
                 limit: None,
+                drop_headers: Default::default(),
             };
             let (_, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
                 for (i, m) in msgs.iter().enumerate() {
@@ -741,6 +749,7 @@ mod tests {
             multidrop: Some((&rules, "example.org")),
             info: MessageInfo::default(),
             limit: None,
+            drop_headers: Default::default(),
         };
         let msg: &[u8] = b"To: alice@example.org, bob@example.org\r\n\r\nbody\r\n";
         let (items, r) = run_batch(&mut t, &opts, &*book, |f: &Feeder<usize>| {

@@ -213,22 +213,28 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
         },
         TargetSetting::Mda(argv) => Target::Direct {
             description: argv.join(" "),
-            deliver: Box::new(Mda::argv(argv)?),
+            deliver: Box::new(Mda::argv(argv)?.with_line_ends(spec.mda_line_ends)),
         },
         TargetSetting::MdaShell(cmd) => Target::Direct {
             description: cmd.clone(),
-            deliver: Box::new(Mda::shell(cmd)?),
+            deliver: Box::new(Mda::shell(cmd)?.with_line_ends(spec.mda_line_ends)),
         },
         TargetSetting::Smtp(ep) => Target::Direct {
             description: format!("smtp://{}:{}", ep.host, ep.port),
             deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Smtp, host).with_batchlimit(spec.batchlimit),
+                SmtpTarget::new(ep, SmtpProtocol::Smtp, host)
+                    .with_batchlimit(spec.batchlimit)
+                    .with_fallbacks(spec.smtp_fallbacks.clone())
+                    .with_antispam(spec.antispam.clone()),
             ),
         },
         TargetSetting::Lmtp(ep) => Target::Direct {
             description: format!("lmtp://{}:{}", ep.host, ep.port),
             deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Lmtp, host).with_batchlimit(spec.batchlimit),
+                SmtpTarget::new(ep, SmtpProtocol::Lmtp, host)
+                    .with_batchlimit(spec.batchlimit)
+                    .with_fallbacks(spec.smtp_fallbacks.clone())
+                    .with_antispam(spec.antispam.clone()),
             ),
         },
     })
@@ -350,6 +356,7 @@ impl Delivery<'_> {
                 also: Vec::new(),
             },
             limit: self.spec.limit,
+            drop_headers: self.spec.drop_headers,
         }
     }
 

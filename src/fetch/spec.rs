@@ -12,6 +12,7 @@ use crate::account::{
     Target, TrustFile,
 };
 use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, UserEntry};
+use crate::deliver::{DropHeaders, LineEnds};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
 use crate::net::{Endpoint, TlsMode};
@@ -62,6 +63,16 @@ pub struct PollSpec {
     pub multidrop: Option<multidrop::Rules>,
     /// The domain local names are qualified with for SMTP/LMTP (`smtpaddress`, else localhost).
     pub smtp_domain: String,
+    /// The line ends an MDA is fed (`stripcr`, `forcecr`); SMTP and LMTP always carry CRLF.
+    pub mda_line_ends: LineEnds,
+    /// Header fields left out of every delivered message (`dropstatus`, `dropdelivered`).
+    pub drop_headers: DropHeaders,
+    /// The rest of an `smtphost` list: SMTP/LMTP listeners tried in turn when the target's
+    /// cannot be reached.
+    pub smtp_fallbacks: Vec<Endpoint>,
+    /// SMTP/LMTP reply codes that mean "spam": the message is deleted, not delivered
+    /// (`antispam`; empty: none).
+    pub antispam: Vec<u16>,
 }
 
 impl PollSpec {
@@ -105,6 +116,19 @@ impl PollSpec {
             Target::MdaShell(cmd) => format!("MDA (sh -c) {cmd}"),
             Target::Smtp(e) => format!("SMTP {}:{} for {}", e.host, e.port, self.smtp_recipient),
             Target::Lmtp(e) => format!("LMTP {}:{} for {}", e.host, e.port, self.smtp_recipient),
+        };
+        let target = if self.smtp_fallbacks.is_empty() {
+            target
+        } else {
+            let more: Vec<String> = self
+                .smtp_fallbacks
+                .iter()
+                .map(|e| format!("{}:{}", e.host, e.port))
+                .collect();
+            format!(
+                "{target} (then, while it cannot be reached, {})",
+                more.join(", ")
+            )
         };
         let mut out = format!(
             "Options for retrieving from {}@{}{}:\n  True name of server is {ep}.\n  Protocol is {}, {tls}.\n",
@@ -240,6 +264,10 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 every_nth_poll: 1,
                 multidrop: None,
                 smtp_domain: "localhost".to_owned(),
+                mda_line_ends: LineEnds::default(),
+                drop_headers: DropHeaders::default(),
+                smtp_fallbacks: Vec::new(),
+                antispam: Vec::new(),
             })
         })
         .collect()
@@ -354,6 +382,8 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         ));
     } else if let Some(pe) = &o.passwordeval {
         server.password = Some(Sourced::new(Secret::Command(pe.value.clone()), at(pe.line)));
+    } else if let Some(pf) = &o.passwordfile {
+        server.password = Some(Sourced::new(Secret::File(pf.value.clone()), at(pf.line)));
     }
     // TLS: `ssl` is implicit TLS; without it rfetch insists on STLS/STARTTLS (fetchmail 6.4
     // tries it opportunistically; rfetch never falls back to plaintext).
@@ -366,17 +396,44 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     if let Some(ck) = &o.sslcertck {
         server.tls_certcheck = Some(Sourced::new(ck.value, at(ck.line)));
     }
-    if let Some(f) = &o.sslcertfile {
-        server.tls_trust_file = Some(Sourced::new(TrustFile::Path(f.value.clone()), at(f.line)));
+    match (&o.sslcertfile, &o.sslcertpath) {
+        (Some(_), Some(d)) => {
+            return Err(bad(
+                d.line,
+                "sslcertfile and sslcertpath together: rfetch trusts one of them; put the \
+                 bundle's certificates into the directory, or use the file alone"
+                    .into(),
+            ));
+        }
+        (Some(f), None) => {
+            server.tls_trust_file =
+                Some(Sourced::new(TrustFile::Path(f.value.clone()), at(f.line)));
+        }
+        (None, Some(d)) => {
+            server.tls_trust_file = Some(Sourced::new(TrustFile::Dir(d.value.clone()), at(d.line)));
+        }
+        (None, None) => {}
     }
     if let Some(fp) = &o.sslfingerprint {
-        let parsed = crate::net::parse_fingerprint(&fp.value).ok_or_else(|| {
-            bad(
+        if let Some(sha256) = crate::net::parse_fingerprint(&fp.value) {
+            server.tls_fingerprint = Some(Sourced::new(Some(sha256), at(fp.line)));
+        } else if let Some(legacy) = crate::net::LegacyPin::parse(&fp.value) {
+            log::warn!(
+                "{}:{}: sslfingerprint is {}, a digest that can be forged; rfetch checks it and \
+                 prints the SHA-256 to use instead when it reaches the server",
+                path.display(),
                 fp.line,
-                "sslfingerprint must be a SHA-256 fingerprint (32 hex pairs); rfetch does not accept MD5".into(),
-            )
-        })?;
-        server.tls_fingerprint = Some(Sourced::new(Some(parsed), at(fp.line)));
+                legacy.algorithm()
+            );
+            server.tls_fingerprint_legacy = Some(Sourced::new(legacy, at(fp.line)));
+        } else {
+            return Err(bad(
+                fp.line,
+                "sslfingerprint must be a SHA-256 fingerprint (32 hex pairs), or fetchmail's \
+                 MD5 (16) or SHA-1 (20)"
+                    .into(),
+            ));
+        }
     }
     if let Some(c) = &o.sslcert {
         server.tls_cert_file = Some(Sourced::new(c.value.clone(), at(c.line)));
@@ -408,6 +465,13 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         format!("{local_user}@{smtp_domain}")
     };
     let lmtp = o.lmtp.as_ref().is_some_and(|v| v.value);
+    // The hosts after the first of an `smtphost` list (not with an mda, which wins).
+    let smtp_fallbacks = match (&o.mda, &o.smtphosts) {
+        (None, Some(h)) => {
+            smtp_endpoints(h.value.iter().skip(1), lmtp).map_err(|m| bad(h.line, m))?
+        }
+        _ => Vec::new(),
+    };
     let target = if let Some(mda) = &o.mda {
         Sourced::new(Target::MdaShell(mda.value.clone()), at(mda.line))
     } else {
@@ -427,6 +491,15 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         )
     };
 
+    // fetchmail: stripcr is on for an MDA unless `no stripcr`, and wins over forcecr; so
+    // forcecr changes what an MDA gets only with `no stripcr`.
+    let stripcr = o.stripcr.as_ref().is_none_or(|v| v.value);
+    let forcecr = o.forcecr.as_ref().is_some_and(|v| v.value);
+    let mda_line_ends = match (stripcr, forcecr) {
+        (true, _) => LineEnds::Lf,
+        (false, false) => LineEnds::AsReceived,
+        (false, true) => LineEnds::Crlf,
+    };
     let multidrop = if user.is_multidrop() {
         Some(multidrop_rules(rc, poll, user, env))
     } else {
@@ -463,6 +536,17 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
         multidrop,
         smtp_domain,
+        mda_line_ends,
+        drop_headers: DropHeaders {
+            status: o.dropstatus.as_ref().is_some_and(|v| v.value),
+            delivered: o.dropdelivered.as_ref().is_some_and(|v| v.value),
+        },
+        smtp_fallbacks,
+        antispam: o
+            .antispam
+            .as_ref()
+            .map(|a| antispam_codes(&a.value))
+            .unwrap_or_default(),
     })
 }
 
@@ -505,6 +589,29 @@ pub fn smtp_target(host: &str, lmtp: bool) -> std::result::Result<Target, String
     }
 }
 
+/// fetchmail's `antispam` list as reply codes; `-1` means none. The parser admits only -1
+/// alone or codes from 100 to 599.
+pub fn antispam_codes(codes: &[i64]) -> Vec<u16> {
+    codes
+        .iter()
+        .filter_map(|&c| u16::try_from(c).ok())
+        .filter(|c| (100..=599).contains(c))
+        .collect()
+}
+
+/// The listeners of an `smtphost`/`-S` list, in order.
+pub fn smtp_endpoints<'a>(
+    hosts: impl Iterator<Item = &'a String>,
+    lmtp: bool,
+) -> std::result::Result<Vec<Endpoint>, String> {
+    hosts
+        .map(|h| match smtp_target(h, lmtp)? {
+            Target::Smtp(e) | Target::Lmtp(e) => Ok(e),
+            _ => Err(format!("smtphost {h}: not an SMTP or LMTP listener")),
+        })
+        .collect()
+}
+
 /// A poll named only on the command line (`rfetch -p IMAP -u bob mail.example.org`): the
 /// server `name`, fetchmail's defaults (IMAP for AUTO, the invoking user's login, the password
 /// from ~/.netrc or the prompt, SMTP to localhost port 25), and rfetch's rule that the
@@ -545,6 +652,10 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         every_nth_poll: 1,
         multidrop: None,
         smtp_domain: "localhost".to_owned(),
+        mda_line_ends: LineEnds::default(),
+        drop_headers: DropHeaders::default(),
+        smtp_fallbacks: Vec::new(),
+        antispam: Vec::new(),
     }
 }
 

@@ -46,6 +46,52 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// An MD5 (16 bytes) or SHA-1 (20 bytes) certificate fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyPin {
+    Md5([u8; 16]),
+    Sha1([u8; 20]),
+}
+
+impl LegacyPin {
+    /// fetchmail's forms: 16 or 20 hex pairs, with colons or without, either case.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex: String = text.trim().chars().filter(|c| *c != ':').collect();
+        if !hex.is_ascii() || !hex.len().is_multiple_of(2) {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        Some(match bytes.len() {
+            16 => LegacyPin::Md5(bytes.try_into().ok()?),
+            20 => LegacyPin::Sha1(bytes.try_into().ok()?),
+            _ => return None,
+        })
+    }
+
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            LegacyPin::Md5(_) => "MD5",
+            LegacyPin::Sha1(_) => "SHA-1",
+        }
+    }
+
+    /// Whether `der` (a certificate) has this fingerprint.
+    pub fn matches(&self, der: &[u8]) -> bool {
+        match self {
+            LegacyPin::Md5(pin) => {
+                use md5::{Digest as _, Md5};
+                Md5::digest(der).as_slice() == pin
+            }
+            LegacyPin::Sha1(pin) => {
+                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref() == pin
+            }
+        }
+    }
+}
+
 /// What server certificates are trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Trust {
@@ -54,9 +100,16 @@ pub enum Trust {
     System,
     /// Only the CA certificates in this PEM file.
     File(PathBuf),
+    /// The CA certificates of every file in this directory (a hashed directory as OpenSSL's
+    /// c_rehash makes it, fetchmail's `sslcertpath`).
+    Dir(PathBuf),
     /// Exactly the leaf certificate with this SHA-256 fingerprint (name and expiry not checked,
     /// as msmtp's `tls_fingerprint`).
     Fingerprint([u8; 32]),
+    /// Exactly the leaf certificate with this MD5 or SHA-1 fingerprint (fetchmail's
+    /// `sslfingerprint` forms). Checked like [`Trust::Fingerprint`]; a match logs a warning
+    /// with the SHA-256 to pin instead, since both digests can be forged.
+    LegacyFingerprint(LegacyPin),
     /// Accept any certificate. Only from a switch whose name says `danger`.
     DangerAcceptAny,
 }

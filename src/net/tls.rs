@@ -111,6 +111,25 @@ fn system_roots() -> Result<Arc<RootCertStore>, NetError> {
         .map_err(|reason| NetError::SystemRoots { reason })
 }
 
+/// Largest PEM file read (a CA bundle, a client certificate or key): the system bundle is a
+/// few hundred KiB, and the bound keeps a path naming `/dev/zero` or a huge file from
+/// exhausting memory.
+const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The bytes of a PEM file, at most [`MAX_PEM_BYTES`]; the error is the text to show.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut pem = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| e.to_string())?;
+    if pem.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!("it is larger than {MAX_PEM_BYTES} bytes"));
+    }
+    Ok(pem)
+}
+
 /// The CA certificates in a PEM file.
 fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
     let fail = |reason: String| NetError::TrustFile {
@@ -118,7 +137,7 @@ fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
         reason,
     };
     // Read first so that a missing or unreadable file reports the OS error plainly.
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let pem = read_pem(path).map_err(fail)?;
     let mut store = RootCertStore::empty();
     let mut found = 0;
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -134,14 +153,75 @@ fn file_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
     Ok(Arc::new(store))
 }
 
+/// Most directory entries looked at for [`dir_roots`]: a system directory holds a few hundred
+/// certificates and as many hash links.
+const MAX_DIR_ENTRIES: usize = 10_000;
+
+/// The CA certificates of every file in a directory (fetchmail's `sslcertpath`, a directory
+/// that OpenSSL's c_rehash filled with `HASH.N` links beside the certificate files). OpenSSL
+/// finds a CA there by its subject hash; loading every certificate trusts the same set.
+/// Files that hold no PEM certificate (a README, a CRL) are skipped; a directory with no
+/// certificate at all is an error, never a silent fall back to the system roots.
+fn dir_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
+    let fail = |reason: String| NetError::TrustFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| fail(e.to_string()))?
+        .take(MAX_DIR_ENTRIES)
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut store = RootCertStore::empty();
+    let mut seen = std::collections::HashSet::new();
+    for file in entries {
+        // Follows the hash links; a dangling link or a subdirectory is skipped.
+        if !file.is_file() {
+            continue;
+        }
+        let Ok(pem) = read_pem(&file) else {
+            log::debug!("{}: skipped (unreadable or too large)", file.display());
+            continue;
+        };
+        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+            // c_rehash links each certificate under its hash: count it once.
+            if !seen.insert(sha256(cert.as_ref())) {
+                continue;
+            }
+            if let Err(e) = store.add(cert) {
+                log::debug!("{}: a certificate unusable as a CA ({e})", file.display());
+            }
+        }
+    }
+    if store.is_empty() {
+        return Err(fail(
+            "the directory holds no usable PEM CA certificate".into(),
+        ));
+    }
+    Ok(Arc::new(store))
+}
+
 /// Accepts exactly the leaf with the pinned SHA-256 (or any leaf when `pin` is `None`, the
 /// `danger` switch). Names and validity dates are not checked, as with msmtp's
 /// `tls_fingerprint`, but the handshake signatures still are: they prove the server holds the
 /// certificate's key.
 #[derive(Debug)]
 struct PinnedVerifier {
-    pin: Option<[u8; 32]>,
+    pin: Pin,
     provider: Arc<CryptoProvider>,
+    /// The server as messages name it.
+    peer: String,
+}
+
+/// What a [`PinnedVerifier`] accepts.
+#[derive(Debug)]
+enum Pin {
+    /// Anything (the `danger` switch).
+    Any,
+    Sha256([u8; 32]),
+    /// fetchmail's MD5 and SHA-1 fingerprints.
+    Legacy(super::LegacyPin),
 }
 
 /// The error a [`PinnedVerifier`] reports, carried through rustls to [`handshake_error`].
@@ -172,12 +252,30 @@ impl ServerCertVerifier for PinnedVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let presented = sha256(end_entity.as_ref());
-        match self.pin {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(pin) if pin == presented => Ok(ServerCertVerified::assertion()),
-            Some(_) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+        let matched = match &self.pin {
+            Pin::Any => true,
+            Pin::Sha256(pin) => *pin == presented,
+            Pin::Legacy(pin) => {
+                let matched = pin.matches(end_entity.as_ref());
+                if matched {
+                    // Both digests have practical collisions: the match is weak evidence.
+                    log::warn!(
+                        "{}: the certificate matches the {} sslfingerprint, a digest that can \
+                         be forged; pin its SHA-256 instead: sslfingerprint \"{}\"",
+                        self.peer,
+                        pin.algorithm(),
+                        format_fingerprint(&presented)
+                    );
+                }
+                matched
+            }
+        };
+        if matched {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 rustls::OtherError(Arc::new(FingerprintMismatch { presented })),
-            ))),
+            )))
         }
     }
 
@@ -228,17 +326,29 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
     let builder = match &tls.trust {
         Trust::System => builder.with_root_certificates(system_roots()?),
         Trust::File(path) => builder.with_root_certificates(file_roots(path)?),
+        Trust::Dir(path) => builder.with_root_certificates(dir_roots(path)?),
         Trust::Fingerprint(pin) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: Some(*pin),
+                pin: Pin::Sha256(*pin),
                 provider,
+                peer: peer.to_string(),
             })),
+        Trust::LegacyFingerprint(pin) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    pin: Pin::Legacy(*pin),
+                    provider,
+                    peer: peer.to_string(),
+                }))
+        }
         Trust::DangerAcceptAny => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: None,
+                pin: Pin::Any,
                 provider,
+                peer: peer.to_string(),
             })),
     };
     let config = match &tls.client_cert {
@@ -248,14 +358,14 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
                 path: path.to_path_buf(),
                 reason,
             };
-            let pem = std::fs::read(cert_path).map_err(|e| fail(cert_path, e.to_string()))?;
+            let pem = read_pem(cert_path).map_err(|e| fail(cert_path, e))?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| fail(cert_path, format!("not a valid PEM file ({e})")))?;
             if certs.is_empty() {
                 return Err(fail(cert_path, "it holds no PEM certificate".into()));
             }
-            let pem = std::fs::read(key_path).map_err(|e| fail(key_path, e.to_string()))?;
+            let pem = read_pem(key_path).map_err(|e| fail(key_path, e))?;
             let key = PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| fail(key_path, format!("no usable private key ({e})")))?;
             builder
@@ -471,7 +581,7 @@ mod tests {
         let missing = dir.join("missing.pem");
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
-        for path in [missing, empty] {
+        for path in [missing, empty, "/dev/zero".into()] {
             let tls = TlsOptions {
                 trust: Trust::File(path.clone()),
                 ..TlsOptions::default()
@@ -482,6 +592,53 @@ mod tests {
             assert_eq!(err.kind(), crate::ErrorKind::FileUnreadable);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_directory_without_certificates_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("postie-net-tls-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("README"), "no certificates here\n").unwrap();
+        for path in [dir.clone(), dir.join("missing")] {
+            let tls = TlsOptions {
+                trust: Trust::Dir(path.clone()),
+                ..TlsOptions::default()
+            };
+            let err = client_config(&tls, "p").unwrap_err();
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn legacy_fingerprints_parse_and_match() {
+        use crate::net::LegacyPin;
+        let der = b"not really a certificate";
+        let md5 = "5E:AA:C5:6E:A6:83:80:AB:9A:6C:31:AA:13:BC:D7:FA";
+        let pin = LegacyPin::parse(md5).unwrap();
+        assert_eq!(pin.algorithm(), "MD5");
+        assert!(pin.matches(der));
+        assert!(
+            LegacyPin::parse(&md5.replace(':', "").to_lowercase())
+                .unwrap()
+                .matches(der)
+        );
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+        let pin = LegacyPin::parse(&format_fingerprint(sha1.as_ref())).unwrap();
+        assert_eq!(pin.algorithm(), "SHA-1");
+        assert!(pin.matches(der) && !pin.matches(b"another"));
+        for bad in [
+            "",
+            "AB",
+            "AB:CD:EF",
+            "ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ:ZZ",
+            "é",
+        ] {
+            assert_eq!(LegacyPin::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

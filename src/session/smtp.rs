@@ -61,6 +61,9 @@ pub struct SmtpClient {
     greeting: Reply,
     caps: Capabilities,
     auth_mechanism: Option<Mechanism>,
+    /// The phase and reply code of the refusal that failed the last `send` (fetchmail's
+    /// `antispam` codes are matched against it).
+    last_refusal: Option<(crate::proto::smtp::Phase, u16)>,
 }
 
 impl fmt::Debug for SmtpClient {
@@ -311,6 +314,7 @@ impl SmtpClient {
             greeting,
             caps,
             auth_mechanism: hs.auth_mechanism(),
+            last_refusal: None,
         })
     }
 
@@ -372,6 +376,7 @@ impl SmtpClient {
         size_hint: Option<u64>,
     ) -> Result<SendReport> {
         let mut wire = self.wire();
+        let mut refusal = None;
         let result = Self::transaction(
             &mut wire,
             self.protocol,
@@ -379,9 +384,17 @@ impl SmtpClient {
             envelope,
             body,
             size_hint,
+            &mut refusal,
         );
         self.put_back(wire);
+        self.last_refusal = refusal;
         result
+    }
+
+    /// The phase and reply code of the refusal that failed the last [`send`](Self::send), if
+    /// a reply (not the connection) failed it.
+    pub fn last_refusal(&self) -> Option<(crate::proto::smtp::Phase, u16)> {
+        self.last_refusal
     }
 
     fn transaction(
@@ -391,6 +404,7 @@ impl SmtpClient {
         envelope: &Envelope,
         body: &mut dyn Read,
         size_hint: Option<u64>,
+        refusal: &mut Option<(crate::proto::smtp::Phase, u16)>,
     ) -> Result<SendReport> {
         wire.conn()?;
         let (mut txn, first) = Transaction::start(protocol, caps, envelope, size_hint)?;
@@ -412,6 +426,11 @@ impl SmtpClient {
                     return Ok(report);
                 }
                 Err(e) => {
+                    if let SmtpError::Permanent { phase, reply, .. }
+                    | SmtpError::Transient { phase, reply, .. } = &e
+                    {
+                        *refusal = Some((*phase, reply.code()));
+                    }
                     if txn.must_close() {
                         // The server waits for data we will not send: closing without the
                         // final "." is the only way to make sure nothing is delivered.

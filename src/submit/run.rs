@@ -164,6 +164,7 @@ pub fn session_settings(s: &SubmitSettings, env: &Env) -> Result<SmtpSettings> {
     } else {
         s.tls_options()?
     };
+    s.server.check_oauth_auth()?;
     let auth = match s.server.auth() {
         AuthSetting::Off => None,
         setting => {
@@ -753,13 +754,15 @@ fn finish_recipients(
     let aliases =
         match s.aliases() {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::FileUnreadable,
-                        format!("cannot read aliases file {}", path.display()),
-                        e,
-                    )
-                })?;
+                let text = std::fs::File::open(path)
+                    .and_then(config::read_bounded_text)
+                    .map_err(|e| {
+                        Error::with_source(
+                            ErrorKind::FileUnreadable,
+                            format!("cannot read aliases file {}", path.display()),
+                            e,
+                        )
+                    })?;
                 Some(Aliases::parse(&text).map_err(|m| {
                     Error::new(ErrorKind::Config, format!("{}: {m}", path.display()))
                 })?)
