@@ -259,6 +259,16 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         };
         s.fetch.server.auth = cl(setting);
     }
+    for (given, slot, name) in [
+        (&args.plugin, &mut s.hooks.plugin, "--plugin"),
+        (&args.plugout, &mut s.hooks.plugout, "--plugout"),
+    ] {
+        if let Some(cmd) = given {
+            crate::fetch::hooks::check_connect_command(cmd)
+                .map_err(|why| usage(format!("{name} {cmd:?}: {why}")))?;
+            *slot = Some(cmd.clone());
+        }
+    }
     if let Some(m) = &mut s.multidrop {
         if let Some(e) = &args.envelope {
             m.envelope = Some((0, e.clone()));

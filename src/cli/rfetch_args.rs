@@ -260,11 +260,12 @@ pub struct RfetchArgs {
     /// Ignored with a warning: the progress line is shown on a terminal only.
     #[arg(long = "showdots", hide = true)]
     pub showdots: bool,
-    /// Refused: rfetch does not run a command as the server connection.
-    #[arg(long = "plugin", value_name = "COMMAND", hide = true)]
+    /// Talk to the server through COMMAND's stdin/stdout instead of connecting (%h: host,
+    /// %p: port), e.g. "ssh %h /usr/sbin/imapd" or "socat - TCP:%h:%p".
+    #[arg(long = "plugin", value_name = "COMMAND")]
     pub plugin: Option<String>,
-    /// Refused: rfetch does not run a command as the SMTP connection.
-    #[arg(long = "plugout", value_name = "COMMAND", hide = true)]
+    /// Talk to the SMTP/LMTP listener through COMMAND's stdin/stdout (%h: host, %p: port).
+    #[arg(long = "plugout", value_name = "COMMAND")]
     pub plugout: Option<String>,
     /// Ignored with a warning: only Kerberos IV uses it.
     #[arg(long = "principal", value_name = "PRINCIPAL", hide = true)]
@@ -354,18 +355,8 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
         "--monitor",
         W("rfetch polls whether or not the link saw other traffic"),
     ),
-    (
-        "--plugin",
-        R(
-            "rfetch connects to the server itself and cannot use a command as the connection; ignoring it would send the login elsewhere",
-        ),
-    ),
-    (
-        "--plugout",
-        R(
-            "rfetch cannot use a command as the SMTP connection; ignoring it would deliver the mail elsewhere",
-        ),
-    ),
+    ("--plugin", I),
+    ("--plugout", I),
     ("--bad-header", I),
     ("--ssl", I),
     ("--sslproto", I),

@@ -626,18 +626,8 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         "monitor",
         W("rfetch polls whether or not the link saw other traffic"),
     ),
-    (
-        "plugin",
-        R(
-            "rfetch connects to the server itself and cannot use a command as the connection; ignoring it would send the login elsewhere",
-        ),
-    ),
-    (
-        "plugout",
-        R(
-            "rfetch cannot use a command as the SMTP connection; ignoring it would deliver the mail elsewhere",
-        ),
-    ),
+    ("plugin", I),
+    ("plugout", I),
     ("dns", R(NO_DNS)),
     ("no dns", I),
     (
@@ -706,16 +696,8 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         "bsmtp",
         R("rfetch cannot write BSMTP; ignoring it would deliver the mail elsewhere"),
     ),
-    (
-        "preconnect",
-        R(
-            "rfetch does not run commands before a poll; what the command sets up (a tunnel, a mount) would be missing",
-        ),
-    ),
-    (
-        "postconnect",
-        R("rfetch does not run commands after a poll"),
-    ),
+    ("preconnect", I),
+    ("postconnect", I),
     ("keep", I),
     ("flush", I),
     ("limitflush", I),

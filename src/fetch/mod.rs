@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod envelope;
+pub mod hooks;
 pub mod journal;
 pub mod lock;
 pub mod multidrop;

@@ -28,11 +28,14 @@ use crate::deliver::smtp::SmtpTarget;
 use crate::deliver::{Maildir, Mbox, Mda, MessageInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
+use crate::net::{ConnectOptions, Endpoint, TlsMode};
 use crate::proto::imap::Search;
 use crate::proto::smtp::Protocol as SmtpProtocol;
+use crate::session::auth::FetchAuth;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
 
+use super::hooks;
 use super::journal::{self, StateKey};
 use super::multidrop::Sorted;
 use super::pipe::{self, BatchItem, Feeder, Outcome, PipeOptions, Staged, Target};
@@ -104,6 +107,14 @@ impl PollReport {
 /// Polls one account. Never panics on server input; every failure ends up in the report.
 pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     let mut report = PollReport::default();
+    // fetchmail's `preconnect`: a failure aborts this poll (and is its error); `postconnect`
+    // runs after every poll that got past it, whatever the poll's outcome.
+    if let Some(cmd) = &spec.hooks.preconnect
+        && let Err(e) = hooks::run_hook("preconnect", &spec.name, cmd)
+    {
+        report.fail(e);
+        return report;
+    }
     let result = (|| -> Result<()> {
         let mut target = if ctx.check_only {
             None
@@ -118,6 +129,16 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     plog::progress(None);
     if let Err(e) = result {
         report.fail(e);
+    }
+    if let Some(cmd) = &spec.hooks.postconnect
+        && let Err(e) = hooks::run_hook("postconnect", &spec.name, cmd)
+    {
+        // The poll's own failure is the one shown and counted; this one is logged beside it.
+        if report.error.is_some() {
+            log::error!("{}", e.chain());
+        } else {
+            report.fail(e);
+        }
     }
     report
 }
@@ -158,19 +179,56 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
             description: cmd.clone(),
             deliver: Box::new(Mda::shell(cmd)?),
         },
-        TargetSetting::Smtp(ep) => Target::Direct {
-            description: format!("smtp://{}:{}", ep.host, ep.port),
-            deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Smtp, host).with_batchlimit(spec.batchlimit),
-            ),
-        },
-        TargetSetting::Lmtp(ep) => Target::Direct {
-            description: format!("lmtp://{}:{}", ep.host, ep.port),
-            deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Lmtp, host).with_batchlimit(spec.batchlimit),
-            ),
-        },
+        TargetSetting::Smtp(ep) => forward(spec, ep, SmtpProtocol::Smtp, host)?,
+        TargetSetting::Lmtp(ep) => forward(spec, ep, SmtpProtocol::Lmtp, host)?,
     })
+}
+
+/// An SMTP or LMTP target, reached through the `plugout` command when there is one.
+fn forward(spec: &PollSpec, ep: Endpoint, protocol: SmtpProtocol, helo: String) -> Result<Target> {
+    let scheme = match protocol {
+        SmtpProtocol::Smtp => "smtp",
+        SmtpProtocol::Lmtp => "lmtp",
+    };
+    let plugout = spec.hooks.plugout.as_deref();
+    let description = match plugout {
+        Some(cmd) => format!("{scheme}://{}:{} (plugout {cmd:?})", ep.host, ep.port),
+        None => format!("{scheme}://{}:{}", ep.host, ep.port),
+    };
+    let connect = hooks::route_through(plugout, &ep, ConnectOptions::default())?;
+    Ok(Target::Direct {
+        description,
+        deliver: Box::new(
+            SmtpTarget::new(ep, protocol, helo)
+                .with_connect(connect)
+                .with_batchlimit(spec.batchlimit),
+        ),
+    })
+}
+
+/// How the session reaches the server: the TLS mode and the route, through the `plugin`
+/// command when there is one. `auth ssh` over a plugin (the command, such as `ssh host imapd`
+/// answering PREAUTH, is the authentication, and no password is ever sent) lifts rfetch's
+/// STARTTLS requirement, which only protects a password and cannot be met after PREAUTH;
+/// `ssl` still runs TLS through the command.
+fn link(spec: &PollSpec, ep: &Endpoint, auth: &FetchAuth) -> Result<(TlsMode, ConnectOptions)> {
+    let f = &spec.fetch;
+    let connect = hooks::route_through(spec.hooks.plugin.as_deref(), ep, f.connect_options())?;
+    let tls_mode = match f.tls_mode() {
+        TlsMode::Starttls if spec.hooks.plugin.is_some() && *auth == FetchAuth::Implicit => {
+            TlsMode::Off
+        }
+        mode => mode,
+    };
+    Ok((tls_mode, connect))
+}
+
+/// The password for the login; none is needed (nor looked for) with `auth ssh`.
+fn login_secret(spec: &PollSpec, env: &Env, user: &str, auth: &FetchAuth) -> Result<Secret> {
+    if *auth == FetchAuth::Implicit {
+        return Ok(Secret::new(String::new()));
+    }
+    password(spec, env, user)
 }
 
 fn password(spec: &PollSpec, env: &Env, user: &str) -> Result<Secret> {
@@ -601,13 +659,19 @@ fn poll_pop3(
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let mut settings =
-        Pop3Settings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
-    settings.tls_mode = f.tls_mode();
+    let auth = f.server.fetch_auth()?;
+    let endpoint = f.endpoint()?;
+    let (tls_mode, connect) = link(spec, &endpoint, &auth)?;
+    let mut settings = Pop3Settings::new(
+        endpoint,
+        user.clone(),
+        login_secret(spec, ctx.env, &user, &auth)?,
+    );
+    settings.tls_mode = tls_mode;
     settings.tls = f.tls_options()?;
-    settings.connect = f.connect_options();
+    settings.connect = connect;
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
-    settings.auth = f.server.fetch_auth()?;
+    settings.auth = auth;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
@@ -901,13 +965,19 @@ pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> R
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let mut settings =
-        ImapSettings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
-    settings.tls_mode = f.tls_mode();
+    let auth = f.server.fetch_auth()?;
+    let endpoint = f.endpoint()?;
+    let (tls_mode, connect) = link(spec, &endpoint, &auth)?;
+    let mut settings = ImapSettings::new(
+        endpoint,
+        user.clone(),
+        login_secret(spec, ctx.env, &user, &auth)?,
+    );
+    settings.tls_mode = tls_mode;
     settings.tls = f.tls_options()?;
-    settings.connect = f.connect_options();
+    settings.connect = connect;
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
-    settings.auth = f.server.fetch_auth()?;
+    settings.auth = auth;
     settings.force_idle = force_idle;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = ImapSession::connect(&settings)

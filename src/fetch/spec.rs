@@ -58,6 +58,8 @@ pub struct PollSpec {
     pub multidrop: Option<multidrop::Rules>,
     /// The domain local names are qualified with for SMTP/LMTP (`smtpaddress`, else localhost).
     pub smtp_domain: String,
+    /// `plugin`, `plugout`, `preconnect`, `postconnect`.
+    pub hooks: super::hooks::ConnectHooks,
 }
 
 impl PollSpec {
@@ -236,6 +238,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 every_nth_poll: 1,
                 multidrop: None,
                 smtp_domain: "localhost".to_owned(),
+                hooks: Default::default(),
             })
         })
         .collect()
@@ -428,6 +431,21 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     } else {
         None
     };
+    let command = |c: &Option<crate::config::fetchmailrc::Located<String>>, kw: &str| {
+        c.as_ref()
+            .map(|c| {
+                super::hooks::check_connect_command(&c.value)
+                    .map(|()| c.value.clone())
+                    .map_err(|why| bad(c.line, format!("{kw} {:?}: {why}", c.value)))
+            })
+            .transpose()
+    };
+    let hooks = super::hooks::ConnectHooks {
+        plugin: command(&so.plugin, "plugin")?,
+        plugout: command(&so.plugout, "plugout")?,
+        preconnect: o.preconnect.as_ref().map(|c| c.value.clone()),
+        postconnect: o.postconnect.as_ref().map(|c| c.value.clone()),
+    };
     let mut fetch = FetchSettings::new(Sourced::new(protocol, at(poll.line)));
     fetch.server = server;
     if let Some(f) = &o.folders {
@@ -459,6 +477,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
         multidrop,
         smtp_domain,
+        hooks,
     })
 }
 
@@ -541,6 +560,7 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         every_nth_poll: 1,
         multidrop: None,
         smtp_domain: "localhost".to_owned(),
+        hooks: Default::default(),
     }
 }
 

@@ -23,13 +23,52 @@ pub(crate) struct Opened {
     pub peer: String,
     /// The socket's far end is a proxy or a Unix socket, not the server's IP address.
     pub indirect: bool,
+    /// The command whose stdin/stdout is the stream ([`Route::Command`]).
+    pub child: Option<CommandChild>,
+}
+
+/// The process behind a [`Route::Command`] stream, the leader of its own process group (a
+/// shell line such as `openssl s_client ...` may leave its real program a grandchild, and
+/// `s_client -quiet` does not exit at end of file). Dropping it gives the command a moment to
+/// exit by itself (its stdin has reached end of file by then) and then kills the whole group,
+/// so neither a zombie nor a lingering `ssh` outlives the connection.
+pub(crate) struct CommandChild {
+    child: std::process::Child,
+}
+
+/// How long a plugin command may take to exit after its connection closed.
+const COMMAND_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+impl Drop for CommandChild {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + COMMAND_EXIT_GRACE;
+        let group = rustix::process::Pid::from_raw(self.child.id() as i32);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    log::debug!("plugin command exited: {status}");
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+            }
+        }
+        // What the shell started and left behind (its group outlives it) goes too.
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+        }
+    }
 }
 
 /// How messages name the server of `ep` reached along `opts.route`.
 pub(crate) fn peer_name(ep: &Endpoint, opts: &ConnectOptions) -> String {
     match &opts.route {
         Route::UnixSocket(path) => path.display().to_string(),
-        Route::Direct | Route::Socks5(_) => target_name(ep),
+        Route::Direct | Route::Socks5(_) | Route::Command(_) => target_name(ep),
     }
 }
 
@@ -40,18 +79,75 @@ pub(crate) fn open(ep: &Endpoint, opts: &ConnectOptions) -> Result<Opened, NetEr
             socket: Socket::Tcp(tcp_connect(ep, opts)?),
             peer: target_name(ep),
             indirect: false,
+            child: None,
         }),
         Route::Socks5(proxy) => Ok(Opened {
             socket: Socket::Tcp(socks5_connect(ep, proxy, opts)?),
             peer: target_name(ep),
             indirect: true,
+            child: None,
         }),
         Route::UnixSocket(path) => Ok(Opened {
             socket: Socket::Unix(unix_connect(path, opts)?),
             peer: path.display().to_string(),
             indirect: true,
+            child: None,
         }),
+        Route::Command(argv) => {
+            let (stream, child) = command_connect(ep, argv, opts)?;
+            Ok(Opened {
+                socket: Socket::Unix(stream),
+                peer: target_name(ep),
+                indirect: true,
+                child: Some(child),
+            })
+        }
     }
+}
+
+/// Starts `argv` with its stdin and stdout on one end of a socket pair and returns the other
+/// end (with the io timeout on reads and writes, so a command that never answers cannot hang
+/// the session) and the process. Its stderr stays ours: ssh's messages reach the user.
+fn command_connect(
+    ep: &Endpoint,
+    argv: &[String],
+    opts: &ConnectOptions,
+) -> Result<(UnixStream, CommandChild), NetError> {
+    let target = format!("{} (plugin command)", target_name(ep));
+    let failed = |source: io::Error| NetError::Connect {
+        target: target.clone(),
+        tried: String::new(),
+        source,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Err(failed(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the plugin command is empty",
+        )));
+    };
+    let (ours, theirs) = UnixStream::pair().map_err(failed)?;
+    let theirs_out = theirs.try_clone().map_err(failed)?;
+    log::debug!(
+        "connecting to {} through the plugin command {argv:?}",
+        target_name(ep)
+    );
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .process_group(0)
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs_out,
+        )))
+        .spawn()
+        .map_err(failed)?;
+    let child = CommandChild { child };
+    let timeout = Some(opts.io_timeout).filter(|t| !t.is_zero());
+    ours.set_read_timeout(timeout).map_err(failed)?;
+    ours.set_write_timeout(timeout).map_err(failed)?;
+    Ok((ours, child))
 }
 
 /// The connect timeout as a bound (zero means none of our own).
