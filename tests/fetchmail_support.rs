@@ -178,10 +178,6 @@ const GRAMMAR: &[(&str, Pos, &str)] = &[
 const ALWAYS_SO: &[(&str, &str)] = &[
     ("uidl", "rfetch always tracks POP3 messages by UIDL"),
     (
-        "set no bouncemail",
-        "rfetch never bounces mail to its sender; refused mail stays on the server",
-    ),
-    (
         "no dns",
         "rfetch never looks multidrop domains up in the DNS",
     ),

@@ -719,9 +719,20 @@ Multidrop: several local names or * for one server account, sorted by envelope, 
 or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured) without DNS \
 lookups; unmatched mail goes to set postmaster.
 
+Refused mail: with set softbounce (the default, as in fetchmail 6.4, and --softbounce) a message \
+the SMTP or LMTP listener refuses, for good (5xx) or not, stays on the server for the next poll. \
+With set no softbounce (--nosoftbounce) a permanent refusal is reported: a delivery status \
+notification (RFC 3464 multipart/report with the refused message's header, from the null sender) \
+goes through the same listener (and plugout) to the message's sender, or with set no bouncemail \
+(--nobounce) to set postmaster (--postmaster; qualified with smtpaddress when it is a bare name); \
+a message without a usable sender, such as a bounce, is reported to the postmaster. The message is \
+deleted only once that report was accepted; when the report is refused as well, or the \
+postmaster is empty, it stays on the server (fetchmail deletes it anyway, sends its bounce to \
+localhost port 25 whatever the smtphost, and never reports a 553). An MDA's failure is never \
+reported, as in fetchmail: the message stays. set spambounce is accepted with a warning.
+
 Global options honoured: set daemon, set logfile, set syslog, set idfile, set pidfile, set \
-invisible and set postmaster; set softbounce and set no bouncemail are what rfetch always does \
-(mail the listener refuses stays on the server, no bounce is sent); set properties is read and \
+invisible, set postmaster, set softbounce and set bouncemail; set properties is read and \
 shown by --configdump, as fetchmail does nothing else with it either.",
     },
     Section {

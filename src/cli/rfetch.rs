@@ -259,6 +259,18 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         };
         s.fetch.server.auth = cl(setting);
     }
+    if args.nobounce {
+        s.bounce.bouncemail = false;
+    }
+    if args.softbounce {
+        s.bounce.softbounce = true;
+    }
+    if args.nosoftbounce {
+        s.bounce.softbounce = false;
+    }
+    if let Some(p) = &args.postmaster {
+        s.bounce.postmaster = p.clone();
+    }
     for (given, slot, name) in [
         (&args.plugin, &mut s.hooks.plugin, "--plugin"),
         (&args.plugout, &mut s.hooks.plugout, "--plugout"),
@@ -830,8 +842,10 @@ mod tests {
     /// Implemented options asking for what rfetch always does, with the reason.
     const ALWAYS_SO: &[(&str, &str)] = &[
         ("--uidl", "rfetch always tracks POP3 messages by UIDL"),
-        ("--nobounce", "rfetch never bounces mail to its sender"),
-        ("--softbounce", "refused mail always stays on the server"),
+        (
+            "--softbounce",
+            "the default: refused mail stays on the server",
+        ),
         ("--norewrite", "rfetch never rewrites addresses"),
         (
             "--bad-header",

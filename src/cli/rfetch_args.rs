@@ -96,17 +96,18 @@ pub struct RfetchArgs {
     /// PID/lock file.
     #[arg(long = "pidfile", value_name = "FILE")]
     pub pidfile: Option<String>,
-    /// Postmaster for undeliverable mail.
+    /// Postmaster for undeliverable mail, and for the reports of refused mail with --nobounce.
     #[arg(long = "postmaster", value_name = "NAME")]
     pub postmaster: Option<String>,
-    /// Send no bounce to the sender (rfetch never does: refused mail stays on the server).
+    /// With --nosoftbounce, report refused mail to the postmaster instead of its sender.
     #[arg(long = "nobounce")]
     pub nobounce: bool,
     /// Keep messages the listener refused permanently (default).
     #[arg(long = "softbounce")]
     pub softbounce: bool,
-    /// Refused: rfetch keeps mail the listener refused permanently.
-    #[arg(long = "nosoftbounce", hide = true)]
+    /// Mail the SMTP/LMTP listener refuses permanently (5xx) is reported to its sender (or the
+    /// postmaster) and deleted once that report was accepted; it stays when the report fails.
+    #[arg(long = "nosoftbounce")]
     pub nosoftbounce: bool,
     /// Do not add a Received header.
     #[arg(long = "invisible")]
@@ -319,12 +320,7 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
     ("--postmaster", I),
     ("--nobounce", I),
     ("--softbounce", I),
-    (
-        "--nosoftbounce",
-        R(
-            "rfetch keeps mail the listener refused permanently on the server; it never deletes or bounces it",
-        ),
-    ),
+    ("--nosoftbounce", I),
     ("--invisible", I),
     ("--protocol", I),
     ("--uidl", I),

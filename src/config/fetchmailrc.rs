@@ -573,8 +573,6 @@ pub enum Support {
 
 use Support::{Implemented as I, Refused as R, Warned as W};
 
-const NO_BOUNCES: &str = "rfetch sends no bounce messages: mail the listener refuses stays on \
-the server for the next poll (softbounce)";
 const NO_DNS: &str =
     "rfetch matches multidrop domains by name, without DNS lookups; write `no dns`";
 const AS_IT_CAME: &str = "rfetch delivers every message byte for byte as the server sent it";
@@ -587,17 +585,14 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("set idfile", I),
     ("set pidfile", I),
     ("set postmaster", I),
-    ("set bouncemail", W(NO_BOUNCES)),
-    // What `no bouncemail` asks for, no bounce to the sender, is what rfetch always does.
+    ("set bouncemail", I),
     ("set no bouncemail", I),
-    ("set spambounce", W(NO_BOUNCES)),
-    ("set softbounce", I),
     (
-        "set no softbounce",
-        R(
-            "rfetch keeps mail the listener refused permanently on the server; it never deletes or bounces it",
-        ),
+        "set spambounce",
+        W("rfetch sends no report for mail refused with an antispam code"),
     ),
+    ("set softbounce", I),
+    ("set no softbounce", I),
     ("set syslog", I),
     ("set invisible", I),
     (

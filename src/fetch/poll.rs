@@ -7,7 +7,9 @@
 //! fetched again.
 //!
 //! Failure rules: a delivery failure (transient or permanent: fetchmail's softbounce) leaves
-//! the message on the server and the poll goes on; a connection lost mid-batch leaves every
+//! the message on the server and the poll goes on, except that with `no softbounce` a permanent
+//! SMTP/LMTP refusal is reported to the sender (`fetch::bounce`) and the message, once the
+//! report was accepted, is done with like a delivered one; a connection lost mid-batch leaves every
 //! unconfirmed message on the server. With `nokeep`, messages already recorded as seen (a
 //! previous run was interrupted between recording and the server's commit) are deleted
 //! without being fetched again.
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::account::{Env, FetchProtocol, Target as TargetSetting};
 use crate::deliver::received::{ReceivedFor, ReceivedInfo, received_header};
 use crate::deliver::smtp::SmtpTarget;
-use crate::deliver::{Maildir, Mbox, Mda, MessageInfo};
+use crate::deliver::{Deliver, Maildir, Mbox, Mda, MessageInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
 use crate::net::{ConnectOptions, Endpoint, TlsMode};
@@ -35,6 +37,7 @@ use crate::session::auth::FetchAuth;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
 
+use super::bounce;
 use super::hooks;
 use super::journal::{self, StateKey};
 use super::multidrop::Sorted;
@@ -184,6 +187,63 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
     })
 }
 
+/// fetchmail's `no softbounce` on an SMTP or LMTP target: a permanent refusal is reported
+/// (`fetch::bounce`) through the same listener (and `plugout`), from the null sender, to the
+/// sender or the postmaster; the message is done with only when the report was accepted.
+/// `None` with `softbounce` (the default) and for the other targets, whose failures are kept.
+fn reporter(
+    spec: &PollSpec,
+    env: &Env,
+    user: &str,
+    server: &str,
+) -> Option<Box<pipe::Reporter<'static>>> {
+    if !spec.bounce.reports() {
+        return None;
+    }
+    let (ep, protocol) = match spec.fetch.target(env) {
+        TargetSetting::Smtp(ep) => (ep, SmtpProtocol::Smtp),
+        TargetSetting::Lmtp(ep) => (ep, SmtpProtocol::Lmtp),
+        _ => return None,
+    };
+    // open_target checked the plugout command already.
+    let connect = hooks::route_through(
+        spec.hooks.plugout.as_deref(),
+        &ep,
+        ConnectOptions::default(),
+    )
+    .ok()?;
+    let helo = env.hostname.clone().unwrap_or_else(|| "localhost".into());
+    let policy = spec.bounce.clone();
+    let domain = spec.smtp_domain.clone();
+    let mailbox = format!("{user}@{server}");
+    Some(Box::new(move |refused: &pipe::Refused<'_>| {
+        let to = policy
+            .report_to(refused.sender, &domain)
+            .ok_or("there is nobody to report to: the postmaster is empty")?;
+        let text = bounce::compose(
+            &bounce::Refusal {
+                header: refused.header,
+                recipients: &refused.recipients,
+                reason: &refused.reason,
+                mailbox: &mailbox,
+                host: &helo,
+            },
+            &to,
+        );
+        let mut target =
+            SmtpTarget::new(ep.clone(), protocol, helo.clone()).with_connect(connect.clone());
+        let info = MessageInfo {
+            sender: String::new(),
+            recipient: to.clone(),
+            also: Vec::new(),
+        };
+        target
+            .deliver(&mut &text[..], &info)
+            .map_err(|e| format!("the report to <{to}> was refused: {e}"))?;
+        Ok(to)
+    }))
+}
+
 /// An SMTP or LMTP target, reached through the `plugout` command when there is one.
 fn forward(spec: &PollSpec, ep: Endpoint, protocol: SmtpProtocol, helo: String) -> Result<Target> {
     let scheme = match protocol {
@@ -322,8 +382,13 @@ impl Delivery<'_> {
         }
     }
 
-    fn pipe_options<'b>(&'b self, header: &'b pipe::ReceivedHeader) -> PipeOptions<'b> {
+    fn pipe_options<'b>(
+        &'b self,
+        header: &'b pipe::ReceivedHeader,
+        report: Option<&'b pipe::Reporter<'b>>,
+    ) -> PipeOptions<'b> {
         PipeOptions {
+            report,
             received: (!self.spec.invisible).then_some(header),
             // An MDA gets the local names (%T), SMTP and LMTP addresses in smtpaddress.
             multidrop: self.spec.multidrop.as_ref().map(|m| {
@@ -387,6 +452,26 @@ impl Delivery<'_> {
                     self.user,
                     self.spec.limit.unwrap_or(0)
                 ),
+                Outcome::Reported { to, reason } => {
+                    let reason: String = reason
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    log::info!(
+                        target: plog::REPORT,
+                        "message {}@{}:{} refused permanently by {} ({reason}); reported to <{to}>{}",
+                        self.user,
+                        self.server,
+                        label(&item.key),
+                        staged.where_to,
+                        if self.spec.fetch.keep() {
+                            " (not flushed)"
+                        } else {
+                            " (flushed)"
+                        }
+                    );
+                    staged.done.push(item.key);
+                }
                 Outcome::Failed(e) => {
                     let transient = e.is_transient();
                     let err = Error::from(e).context(format!(
@@ -774,7 +859,8 @@ fn poll_pop3(
         server_ip: peer_ip(s.connection()),
     };
     let header = |sorted: Option<&Sorted>| d.received(sorted);
-    let opts = d.pipe_options(&header);
+    let reporting = reporter(spec, ctx.env, &user, &server);
+    let opts = d.pipe_options(&header, reporting.as_deref());
     let label = |k: &(u32, String)| format!("{} of {total}", k.0);
     let state_key = |k: &(u32, String)| StateKey::Pop3 {
         account: key.clone(),
@@ -1016,7 +1102,8 @@ pub fn poll_imap_session(
         server_ip: peer_ip(s.connection()),
     };
     let header = |sorted: Option<&Sorted>| d.received(sorted);
-    let opts = d.pipe_options(&header);
+    let reporting = reporter(spec, ctx.env, &user, &server);
+    let opts = d.pipe_options(&header, reporting.as_deref());
     let mut budget = spec.fetchlimit;
     for folder in f.folders() {
         if ctx.stop.load(Ordering::Relaxed) {

@@ -60,6 +60,8 @@ pub struct PollSpec {
     pub smtp_domain: String,
     /// `plugin`, `plugout`, `preconnect`, `postconnect`.
     pub hooks: super::hooks::ConnectHooks,
+    /// `softbounce`, `bouncemail`, `postmaster`: what a permanent refusal does.
+    pub bounce: super::bounce::BouncePolicy,
 }
 
 impl PollSpec {
@@ -239,6 +241,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 multidrop: None,
                 smtp_domain: "localhost".to_owned(),
                 hooks: Default::default(),
+                bounce: Default::default(),
             })
         })
         .collect()
@@ -446,6 +449,12 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         preconnect: o.preconnect.as_ref().map(|c| c.value.clone()),
         postconnect: o.postconnect.as_ref().map(|c| c.value.clone()),
     };
+    let g = &rc.globals;
+    let bounce = super::bounce::BouncePolicy {
+        softbounce: g.softbounce.as_ref().is_none_or(|v| v.value),
+        bouncemail: g.bouncemail.as_ref().is_none_or(|v| v.value),
+        postmaster: rc_postmaster(rc, env),
+    };
     let mut fetch = FetchSettings::new(Sourced::new(protocol, at(poll.line)));
     fetch.server = server;
     if let Some(f) = &o.folders {
@@ -478,6 +487,7 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         multidrop,
         smtp_domain,
         hooks,
+        bounce,
     })
 }
 
@@ -561,7 +571,18 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         multidrop: None,
         smtp_domain: "localhost".to_owned(),
         hooks: Default::default(),
+        bounce: Default::default(),
     }
+}
+
+/// fetchmail's postmaster: `set postmaster`, else the invoking user, else "postmaster" (root).
+fn rc_postmaster(rc: &FetchmailRc, env: &Env) -> String {
+    rc.globals
+        .postmaster
+        .as_ref()
+        .map(|p| p.value.clone())
+        .or_else(|| env.user.clone().filter(|u| u != "root"))
+        .unwrap_or_else(|| "postmaster".to_owned())
 }
 
 /// The sorting rules of a multidrop user entry (fetchmail's defaults: envelope `Received`,
@@ -587,13 +608,7 @@ fn multidrop_rules(
     for list in [&so.aka, &so.localdomains].into_iter().flatten() {
         domains.extend(list.value.iter().map(|d| d.to_ascii_lowercase()));
     }
-    let postmaster = rc
-        .globals
-        .postmaster
-        .as_ref()
-        .map(|p| p.value.clone())
-        .or_else(|| env.user.clone().filter(|u| u != "root"))
-        .unwrap_or_else(|| "postmaster".to_owned());
+    let postmaster = rc_postmaster(rc, env);
     multidrop::Rules {
         names: user
             .locals
