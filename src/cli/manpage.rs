@@ -430,7 +430,13 @@ the configuration (or use passwordeval), or use -N.
 In daemon mode \"No mail for ...\" is logged only with -v, as in fetchmail (it would repeat \
 every poll); the other summary and message lines are logged as in a single run.
 
-SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). SIGTERM \
+SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). As in \
+fetchmail, running rfetch while a daemon runs does the same: it sends the daemon SIGUSR1, prints \
+\"background rfetch at PID awakened\" and exits 0, when it was given nothing but -v, -s, -f, -C \
+and --pidfile; server names or other options, which the daemon would not apply, are refused with \
+exit status 8 (rfetch --quit stops the daemon). SIGHUP wakes the daemon too (fetchmail does so \
+when run as root, and otherwise dies of it). An account whose poll crashed (an internal error) is \
+logged, and the daemon stops with exit status 23 so that a supervisor notices. SIGTERM \
 and SIGINT (and rfetch --quit) stop it: the batch in progress is finished or abandoned before \
 anything unconfirmed is deleted, IDLE connections log out, and the lock file is removed. An \
 account blocked in a network read is abandoned after 8 seconds.

@@ -68,6 +68,10 @@ pub struct RfetchArgs {
     /// `--quit` was the only argument: stop the running instance and exit.
     #[arg(skip)]
     pub quit_only: bool,
+    /// Only options that may wake a running daemon were given (fetchmail's rule: none but
+    /// -v, -s and the files naming the configuration and the lock).
+    #[arg(skip)]
+    pub wake_only: bool,
     /// Append log lines (timestamped, info and up) to FILE; created mode 600 if missing.
     /// Used instead of syslog.
     #[arg(short = 'L', long = "logfile", value_name = "FILE")]
@@ -443,6 +447,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RfetchArgs, clap:
     // fetchmail decides by the argument count too: `fetchmail -q` only stops, while
     // `fetchmail -q -d 300` (what init scripts run to restart) stops and takes over.
     parsed.quit_only = parsed.quit && args.len() == 2;
+    // What may be given to an rfetch that only wakes the daemon: nothing that would change a
+    // poll (the daemon would not apply it) and no server names.
+    const WAKE_SAFE: &[&str] = &["verbose", "silent", "fetchmailrc", "config", "pidfile"];
+    parsed.wake_only = cmd.get_arguments().all(|a| {
+        WAKE_SAFE.contains(&a.get_id().as_str())
+            || matches.value_source(a.get_id().as_str())
+                != Some(clap::parser::ValueSource::CommandLine)
+    });
     Ok(parsed)
 }
 
