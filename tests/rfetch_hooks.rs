@@ -390,3 +390,49 @@ fn preconnect_and_postconnect_frame_the_poll() {
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     assert!(stderr(&o).contains("postconnect command"), "{}", stderr(&o));
 }
+
+/// An IMAP IDLE connection is a server connection too: `preconnect` runs before it is opened and
+/// `postconnect` after it ended (here at SIGTERM).
+#[test]
+fn preconnect_and_postconnect_frame_an_idle_connection() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("prepost-idle");
+    seed(&s, &dir, 1, "idle");
+    let log = dir.join("log");
+    let rc = write_rc(
+        &dir,
+        &format!(
+            "set idfile \"{d}/ids\"\n\
+             poll 127.0.0.1 proto imap port {imaps}\n\
+             user bob password bobpw ssl sslcertfile \"{ca}\" sslcommonname localhost keep idle\n\
+             mda \"cat > /dev/null\" preconnect \"echo pre >> {log}\" postconnect \"echo post >> {log}\"\n",
+            d = dir.display(),
+            imaps = s.port("IMAPS_PORT"),
+            ca = s.ca().display(),
+            log = log.display(),
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        .args(["-v", "-f", rc.to_str().unwrap()])
+        .env("HOME", &dir)
+        .env_remove("FETCHMAILHOME")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(dir.join("err"))
+        .unwrap_or_default()
+        .contains("waiting for new mail")
+    {
+        assert!(std::time::Instant::now() < deadline, "no IDLE");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\n");
+    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\npost\n");
+}

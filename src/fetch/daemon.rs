@@ -37,6 +37,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hint;
 use crate::session::imap::{IdleEvent, ImapSession};
 
+use super::hooks;
 use super::poll::{self, PollContext, PollReport};
 use super::spec::PollSpec;
 
@@ -447,7 +448,11 @@ fn idle_account(
     let mut link = Link::Unknown;
     let mut seen = control.generation();
     while !control.stopping() {
-        let mut session = match poll::imap_login(spec, ctx, spec.force_idle) {
+        // An IDLE connection is a server connection like a poll's: preconnect before it,
+        // postconnect once it ended.
+        let opened = hooks::preconnect(&spec.name, &spec.hooks)
+            .and_then(|()| poll::imap_login(spec, ctx, spec.force_idle));
+        let mut session = match opened {
             Ok(s) => s,
             Err(e) => {
                 let delay = if !e.is_transient() {
@@ -490,11 +495,16 @@ fn idle_account(
                 seen: &mut seen,
             },
         );
+        if lost.is_none() {
+            let _ = session.logout();
+        } else {
+            drop(session);
+        }
+        if let Err(e) = hooks::postconnect(&spec.name, &spec.hooks) {
+            log::error!("{}", e.chain());
+        }
         match lost {
-            None => {
-                let _ = session.logout();
-                break;
-            }
+            None => break,
             Some(e) => {
                 if link != Link::Down {
                     log::warn!(

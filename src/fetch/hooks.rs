@@ -57,6 +57,22 @@ pub fn route_through(
     Ok(opts)
 }
 
+/// The `preconnect` command of `account`, when there is one.
+pub fn preconnect(account: &str, hooks: &ConnectHooks) -> Result<()> {
+    match &hooks.preconnect {
+        Some(cmd) => run_hook("preconnect", account, cmd),
+        None => Ok(()),
+    }
+}
+
+/// The `postconnect` command of `account`, when there is one.
+pub fn postconnect(account: &str, hooks: &ConnectHooks) -> Result<()> {
+    match &hooks.postconnect {
+        Some(cmd) => run_hook("postconnect", account, cmd),
+        None => Ok(()),
+    }
+}
+
 /// Runs a `preconnect`/`postconnect` command (`which` names it) through `/bin/sh -c`, with the
 /// poll's stdin closed and a time bound; its output goes where rfetch's goes. A non-zero exit
 /// or a death by a signal is an error of kind `Config` (fetchmail's exit 5).

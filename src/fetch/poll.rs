@@ -112,9 +112,7 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     let mut report = PollReport::default();
     // fetchmail's `preconnect`: a failure aborts this poll (and is its error); `postconnect`
     // runs after every poll that got past it, whatever the poll's outcome.
-    if let Some(cmd) = &spec.hooks.preconnect
-        && let Err(e) = hooks::run_hook("preconnect", &spec.name, cmd)
-    {
+    if let Err(e) = hooks::preconnect(&spec.name, &spec.hooks) {
         report.fail(e);
         return report;
     }
@@ -133,9 +131,7 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     if let Err(e) = result {
         report.fail(e);
     }
-    if let Some(cmd) = &spec.hooks.postconnect
-        && let Err(e) = hooks::run_hook("postconnect", &spec.name, cmd)
-    {
+    if let Err(e) = hooks::postconnect(&spec.name, &spec.hooks) {
         // The poll's own failure is the one shown and counted; this one is logged beside it.
         if report.error.is_some() {
             log::error!("{}", e.chain());

@@ -164,6 +164,31 @@ impl PollSpec {
             None => {}
         }
         out.push_str(&format!("  Messages will be delivered to {target}.\n"));
+        let h = &self.hooks;
+        for (what, cmd) in [
+            ("Server connection will be through plugin", &h.plugin),
+            ("Listener connection will be through plugout", &h.plugout),
+            ("Server connection will be preceded by", &h.preconnect),
+            ("Server connection will be followed by", &h.postconnect),
+        ] {
+            if let Some(cmd) = cmd {
+                out.push_str(&format!("  {what} `{cmd}`.\n"));
+            }
+        }
+        let b = &self.bounce;
+        out.push_str(&if b.softbounce {
+            "  Mail the listener refuses permanently is kept on the server (softbounce on).\n"
+                .to_owned()
+        } else {
+            format!(
+                "  Mail the listener refuses permanently is reported to {} and then deleted (softbounce off).\n",
+                if b.bouncemail {
+                    "its sender"
+                } else {
+                    "the postmaster"
+                }
+            )
+        });
         if let Some(m) = &self.multidrop {
             let names: Vec<String> = m
                 .names
