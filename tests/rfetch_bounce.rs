@@ -349,12 +349,25 @@ fn imap_refusal_is_reported_and_expunged() {
     let dir = tempdir("bounce-imap");
     let (port, got) = scripted_smtp(refuse_bob);
     seed(&s, &dir, "imap", "a@x.org");
-    let text = rc_text(&s, &dir, "set no softbounce\n", &format!("127.0.0.1/{port}"), "")
-        .replace("proto pop3", "proto imap")
-        .replace(&s.port("POP3S_PORT").to_string(), &s.port("IMAPS_PORT").to_string());
+    let text = rc_text(
+        &s,
+        &dir,
+        "set no softbounce\n",
+        &format!("127.0.0.1/{port}"),
+        "",
+    )
+    .replace("proto pop3", "proto imap")
+    .replace(
+        &s.port("POP3S_PORT").to_string(),
+        &s.port("IMAPS_PORT").to_string(),
+    );
     let rc = write_rc(&dir, &text);
     let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
-    assert!(stderr(&o).contains("reported to <a@x.org>"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("reported to <a@x.org>"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(server_count(&s), 0, "{}", stderr(&o));
     assert_eq!(got.lock().unwrap()[0].rcpts, ["a@x.org"]);
 }

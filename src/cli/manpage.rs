@@ -719,7 +719,23 @@ Delivery: mda (run by /bin/sh, with fetchmail's %T and %F, each quoted), smtphos
 with lmtp, LMTP; of a list only the first host is used, with a warning), and otherwise SMTP to localhost port 25, as in fetchmail. A message is deleted \
 on the server only after its target confirmed it.
 
-Commands: plugin CMD (--plugin) talks to the server through the standard input and output of CMD, run by /bin/sh, instead of connecting; plugout CMD (--plugout) does the same for the SMTP or LMTP listener. %h is the host and %p the port, passed to the shell as values (quoted, whatever quoting surrounds them), so no host name is ever parsed as shell code; a command that would hand them to a second shell (sh -c '... %h', eval) is refused. rfetch cannot see whether the command encrypts, so its own rules apply through it: ssl runs TLS through the command (e.g. plugin \"socat - TCP:%h:%p\" with ssl, the certificate verified as usual), otherwise STARTTLS is required, and a password is never sent over a plugin without rfetch's own TLS (the far end is a process, not a loopback address) unless --danger-plaintext-auth is given. A command that does TLS itself (openssl s_client) therefore gives rfetch a cleartext stream: use socat and ssl instead. With auth ssh (the command is the login, e.g. plugin \"ssh %h /usr/sbin/imapd\" answering PREAUTH) no password is looked for or sent and STARTTLS is not required. The command runs in its own process group, which is ended when the connection closes. preconnect CMD runs before each poll connects; when it fails the poll is abandoned with an error (exit status 5, as fetchmail). postconnect CMD runs after each poll that got past preconnect, whatever its outcome; a failure is that poll's error. Both run through /bin/sh with at most 5 minutes each.
+Commands: plugin CMD (--plugin) talks to the server through the standard input and output of \
+CMD, run by /bin/sh, instead of connecting; plugout CMD (--plugout) does the same for the SMTP \
+or LMTP listener. %h is the host and %p the port, passed to the shell as values (quoted, \
+whatever quoting surrounds them), so no host name is ever parsed as shell code; a command that \
+would hand them to a second shell (sh -c '... %h', eval) is refused. rfetch cannot see whether \
+the command encrypts, so its own rules apply through it: ssl runs TLS through the command (e.g. \
+plugin \"socat - TCP:%h:%p\" with ssl, the certificate verified as usual), otherwise STARTTLS is \
+required, and a password is never sent over a plugin without rfetch's own TLS (the far end is a \
+process, not a loopback address) unless --danger-plaintext-auth is given. A command that does \
+TLS itself (openssl s_client) therefore gives rfetch a cleartext stream: use socat and ssl \
+instead. With auth ssh (the command is the login, e.g. plugin \"ssh %h /usr/sbin/imapd\" \
+answering PREAUTH) no password is looked for or sent and STARTTLS is not required. The command, \
+and what it started, is ended 2 seconds after the connection closed if it did not exit by \
+itself. preconnect CMD runs before each poll connects; when it fails the poll is abandoned with \
+an error (exit status 5, as fetchmail). postconnect CMD runs after each poll that got past \
+preconnect, whatever its outcome; a failure is that poll's error. Both run through /bin/sh with \
+at most 5 minutes each.
 
 Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
 or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured) without DNS \

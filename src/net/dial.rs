@@ -27,41 +27,73 @@ pub(crate) struct Opened {
     pub child: Option<CommandChild>,
 }
 
-/// The process behind a [`Route::Command`] stream, the leader of its own process group (a
-/// shell line such as `openssl s_client ...` may leave its real program a grandchild, and
-/// `s_client -quiet` does not exit at end of file). Dropping it gives the command a moment to
-/// exit by itself (its stdin has reached end of file by then) and then kills the whole group,
-/// so neither a zombie nor a lingering `ssh` outlives the connection.
+/// The process behind a [`Route::Command`] stream. Dropping it gives the command a moment to
+/// exit by itself (its stdin has reached end of file by then), then ends it and what it started
+/// (a shell line such as `openssl s_client ...` keeps its real program as a child, and
+/// `s_client -quiet` does not exit at end of file), so neither a zombie nor a lingering `ssh`
+/// outlives the connection. The command stays in rfetch's process group, so that an `ssh`
+/// asking for a password on the terminal can read it.
 pub(crate) struct CommandChild {
     child: std::process::Child,
 }
 
 /// How long a plugin command may take to exit after its connection closed.
 const COMMAND_EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Bound on the processes collected below a plugin command.
+const MAX_DESCENDANTS: usize = 64;
 
 impl Drop for CommandChild {
     fn drop(&mut self) {
         let deadline = Instant::now() + COMMAND_EXIT_GRACE;
-        let group = rustix::process::Pid::from_raw(self.child.id() as i32);
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
                     log::debug!("plugin command exited: {status}");
-                    break;
+                    return;
                 }
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
+                _ => break,
             }
         }
-        // What the shell started and left behind (its group outlives it) goes too.
-        if let Some(group) = group {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+        // Still running: its descendants first (they are re-parented once it is gone).
+        for pid in descendants(self.child.id()) {
+            if let Some(p) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The processes below `pid` (children, their children, ...), from /proc's `children` lists;
+/// at most [`MAX_DESCENDANTS`], none when /proc cannot say.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if found.len() >= MAX_DESCENDANTS || found.contains(&c) {
+                    continue;
+                }
+                found.push(c);
+                queue.push(c);
+            }
         }
     }
+    found
 }
 
 /// How messages name the server of `ep` reached along `opts.route`.
@@ -131,10 +163,8 @@ fn command_connect(
         "connecting to {} through the plugin command {argv:?}",
         target_name(ep)
     );
-    use std::os::unix::process::CommandExt;
     let child = std::process::Command::new(program)
         .args(args)
-        .process_group(0)
         .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
             theirs,
         )))
