@@ -13,7 +13,7 @@
 //! required, and a password is sent only over rfetch's own TLS (or with the danger switch): the
 //! far end of the stream is a process, never a loopback address. The one exception is
 //! `auth ssh` (fetchmail's "the plugin authenticates", e.g. `ssh host imapd` answering PREAUTH):
-//! no password is sent at all, so no TLS is demanded (see `spec.rs`).
+//! no password is sent at all, so no TLS is demanded (`poll::link`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
