@@ -178,10 +178,6 @@ const GRAMMAR: &[(&str, Pos, &str)] = &[
 const ALWAYS_SO: &[(&str, &str)] = &[
     ("uidl", "rfetch always tracks POP3 messages by UIDL"),
     (
-        "set no bouncemail",
-        "rfetch never bounces mail to its sender; refused mail stays on the server",
-    ),
-    (
         "no dns",
         "rfetch never looks multidrop domains up in the DNS",
     ),
@@ -436,10 +432,14 @@ fn values_rfetch_cannot_honour_are_refused() {
         rc.is_err(),
         "plugin is a server option: after `user` it is a syntax error"
     );
-    let rc = parse_fetchmailrc("poll h plugin x user u\n rewrite\n", Path::new("/rc")).unwrap();
+    let rc = parse_fetchmailrc(
+        "poll h interface eth0/10.0.0.1 user u\n rewrite\n",
+        Path::new("/rc"),
+    )
+    .unwrap();
     let e = from_fetchmailrc(&rc, &env).unwrap_err().to_string();
     assert!(
-        e.contains("/rc:1: `plugin`") && e.contains("/rc:2: `rewrite`"),
+        e.contains("/rc:1: `interface`") && e.contains("/rc:2: `rewrite`"),
         "{e}"
     );
 }

@@ -185,10 +185,10 @@ fn each_override_changes_the_poll() {
 #[test]
 fn refused_and_warned_options_say_so() {
     let dir = home("cli-refused");
-    let o = rfetch(&dir, &["--plugin", "ssh %h imapd", "127.0.0.1"]);
+    let o = rfetch(&dir, &["--bsmtp", "/tmp/out", "127.0.0.1"]);
     assert_eq!(code(&o), 5);
     assert!(
-        stderr(&o).contains("--plugin is refused: "),
+        stderr(&o).contains("--bsmtp is refused: "),
         "{}",
         stderr(&o)
     );
@@ -221,7 +221,7 @@ fn a_refused_rc_keyword_stops_the_run_and_configdump_shows_why() {
     let rc = dir.join("rc");
     std::fs::write(
         &rc,
-        "poll h proto imap plugin x\n user u password p\n  rewrite\n",
+        "poll h proto imap interface eth0/10.0.0.1\n user u password p\n  rewrite\n",
     )
     .unwrap();
     std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -229,7 +229,10 @@ fn a_refused_rc_keyword_stops_the_run_and_configdump_shows_why() {
     let o = rfetch(&dir, &["-f", rc]);
     assert_eq!(code(&o), 5);
     let e = stderr(&o);
-    assert!(e.contains(&format!("{rc}:1: `plugin` is refused: ")), "{e}");
+    assert!(
+        e.contains(&format!("{rc}:1: `interface` is refused: ")),
+        "{e}"
+    );
     assert!(
         e.contains(&format!("{rc}:3: `rewrite` is refused: ")),
         "{e}"
@@ -238,7 +241,8 @@ fn a_refused_rc_keyword_stops_the_run_and_configdump_shows_why() {
     assert_eq!(code(&o), 5);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("plugin \"x\"") && out.contains(&format!("# error: {rc}:3: `rewrite`")),
+        out.contains("interface \"eth0/10.0.0.1\"")
+            && out.contains(&format!("# error: {rc}:3: `rewrite`")),
         "{out}"
     );
 }

@@ -344,6 +344,68 @@ fn sigusr1_wakes_a_sleeping_daemon() {
     assert!(!dir.join(".fetchmail.pid").exists());
 }
 
+/// fetchmail's rule for a second instance: `rfetch` (with no more than -v, -s and the files)
+/// while a daemon runs wakes it with SIGUSR1 instead of failing, and the daemon polls at once.
+/// Server names and options the daemon would not apply are refused (exit 8), as in fetchmail.
+#[test]
+fn a_second_rfetch_wakes_the_daemon() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let _bob = common::mailbox::lock_bob(&s);
+    clear_bob(&s);
+    let (dir, md, cfg, mut d, fresh) = sleeping_daemon_then_mail(&s, "wake");
+    let cfg = cfg.to_str().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!has_message(&md, &fresh));
+    for refused in [
+        &["-C", cfg, "-k"][..],
+        &["-C", cfg, "bob"],
+        &["-C", cfg, "-d", "60"],
+    ] {
+        let o = rfetch(&dir, refused);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 8, "{refused:?}: {err}");
+        assert!(
+            err.contains(&format!("running at pid {}", d.child.id())),
+            "{err}"
+        );
+    }
+    assert!(!has_message(&md, &fresh));
+    let start = Instant::now();
+    let o = rfetch(&dir, &["-C", cfg, "-v"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        err.contains(&format!("background rfetch at {} awakened", d.child.id())),
+        "{err}"
+    );
+    wait_message(&mut d, &md, &fresh, Duration::from_secs(30));
+    let took = start.elapsed();
+    eprintln!("woken poll delivered the message {took:?} after rfetch was started");
+    assert!(took < Duration::from_secs(1), "{took:?}:\n{}", d.log());
+    let q = rfetch(&dir, &["--quit"]);
+    assert_eq!(code(&q), 0, "{}", String::from_utf8_lossy(&q.stderr));
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// SIGHUP (a terminal or session going away) does not end the daemon: it wakes it, as fetchmail
+/// does when it runs as root.
+#[test]
+fn sighup_wakes_the_daemon_and_does_not_kill_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let _bob = common::mailbox::lock_bob(&s);
+    clear_bob(&s);
+    let (dir, md, _, mut d, fresh) = sleeping_daemon_then_mail(&s, "hup");
+    d.signal(Signal::HUP);
+    wait_message(&mut d, &md, &fresh, Duration::from_secs(30));
+    d.wait_log("awakened by SIGHUP", 1, Duration::from_secs(10));
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
+    let q = rfetch(&dir, &["--quit"]);
+    assert_eq!(code(&q), 0, "{}", String::from_utf8_lossy(&q.stderr));
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
+
 #[test]
 fn quit_with_options_stops_the_daemon_and_takes_over() {
     // `rfetch -q -C cfg` (what an init script's restart runs): the daemon is stopped, then this

@@ -445,7 +445,13 @@ the configuration (or use passwordeval), or use -N.
 In daemon mode \"No mail for ...\" is logged only with -v, as in fetchmail (it would repeat \
 every poll); the other summary and message lines are logged as in a single run.
 
-SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). SIGTERM \
+SIGUSR1 wakes every account at once (kill -USR1 $(head -1 ~/.fetchmail.pid)). As in \
+fetchmail, running rfetch while a daemon runs does the same: it sends the daemon SIGUSR1, prints \
+\"background rfetch at PID awakened\" and exits 0, when it was given nothing but -v, -s, -f, -C \
+and --pidfile; server names or other options, which the daemon would not apply, are refused with \
+exit status 8 (rfetch --quit stops the daemon). SIGHUP wakes the daemon too (fetchmail does so \
+when run as root, and otherwise dies of it). An account whose poll crashed (an internal error) is \
+logged, and the daemon stops with exit status 23 so that a supervisor notices. SIGTERM \
 and SIGINT (and rfetch --quit) stop it: the batch in progress is finished or abandoned before \
 anything unconfirmed is deleted, IDLE connections log out, and the lock file is removed. An \
 account blocked in a network read is abandoned after 8 seconds.
@@ -751,13 +757,42 @@ dropstatus leaves the Status: and X-Mozilla-Status: fields out of the header, dr
 Delivered-To: fields (with their continuation lines; the body is never changed), for every \
 target.
 
+Commands: plugin CMD (--plugin) talks to the server through the standard input and output of \
+CMD, run by /bin/sh, instead of connecting; plugout CMD (--plugout) does the same for the SMTP \
+or LMTP listener. %h is the host and %p the port, passed to the shell as values (quoted, \
+whatever quoting surrounds them), so no host name is ever parsed as shell code; a command that \
+would hand them to a second shell (sh -c '... %h', eval) is refused. rfetch cannot see whether \
+the command encrypts, so its own rules apply through it: ssl runs TLS through the command (e.g. \
+plugin \"socat - TCP:%h:%p\" with ssl, the certificate verified as usual), otherwise STARTTLS is \
+required, and a password is never sent over a plugin without rfetch's own TLS (the far end is a \
+process, not a loopback address) unless --danger-plaintext-auth is given. A command that does \
+TLS itself (openssl s_client) therefore gives rfetch a cleartext stream: use socat and ssl \
+instead. With auth ssh (the command is the login, e.g. plugin \"ssh %h /usr/sbin/imapd\" \
+answering PREAUTH) no password is looked for or sent and STARTTLS is not required. The command, \
+and what it started, is ended 2 seconds after the connection closed if it did not exit by \
+itself. preconnect CMD runs before each poll connects; when it fails the poll is abandoned with \
+an error (exit status 5, as fetchmail). postconnect CMD runs after each poll that got past \
+preconnect, whatever its outcome; a failure is that poll's error. Both run through /bin/sh with \
+at most 5 minutes each.
+
 Multidrop: several local names or * for one server account, sorted by envelope, Resent-To/Cc/Bcc \
 or To/Cc/Bcc against the poll name, via, aka and localdomains (qvirtual honoured) without DNS \
 lookups; unmatched mail goes to set postmaster.
 
+Refused mail: with set softbounce (the default, as in fetchmail 6.4, and --softbounce) a message \
+the SMTP or LMTP listener refuses, for good (5xx) or not, stays on the server for the next poll. \
+With set no softbounce (--nosoftbounce) a permanent refusal is reported: a delivery status \
+notification (RFC 3464 multipart/report with the refused message's header, from the null sender) \
+goes through the same listener (and plugout) to the message's sender, or with set no bouncemail \
+(--nobounce) to set postmaster (--postmaster; qualified with smtpaddress when it is a bare name); \
+a message without a usable sender, such as a bounce, is reported to the postmaster. The message is \
+deleted only once that report was accepted; when the report is refused as well, or the \
+postmaster is empty, it stays on the server (fetchmail deletes it anyway, sends its bounce to \
+localhost port 25 whatever the smtphost, and never reports a 553). An MDA's failure is never \
+reported, as in fetchmail: the message stays. set spambounce is accepted with a warning.
+
 Global options honoured: set daemon, set logfile, set syslog, set idfile, set pidfile, set \
-invisible and set postmaster; set softbounce and set no bouncemail are what rfetch always does \
-(mail the listener refuses stays on the server, no bounce is sent); set properties is read and \
+invisible, set postmaster, set softbounce and set bouncemail; set properties is read and \
 shown by --configdump, as fetchmail does nothing else with it either.",
     },
     Section {

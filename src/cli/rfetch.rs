@@ -259,6 +259,28 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         };
         s.fetch.server.auth = cl(setting);
     }
+    if args.nobounce {
+        s.bounce.bouncemail = false;
+    }
+    if args.softbounce {
+        s.bounce.softbounce = true;
+    }
+    if args.nosoftbounce {
+        s.bounce.softbounce = false;
+    }
+    if let Some(p) = &args.postmaster {
+        s.bounce.postmaster = p.clone();
+    }
+    for (given, slot, name) in [
+        (&args.plugin, &mut s.hooks.plugin, "--plugin"),
+        (&args.plugout, &mut s.hooks.plugout, "--plugout"),
+    ] {
+        if let Some(cmd) = given {
+            crate::fetch::hooks::check_connect_command(cmd)
+                .map_err(|why| usage(format!("{name} {cmd:?}: {why}")))?;
+            *slot = Some(cmd.clone());
+        }
+    }
     if let Some(m) = &mut s.multidrop {
         if let Some(e) = &args.envelope {
             m.envelope = Some((0, e.clone()));
@@ -501,6 +523,37 @@ fn quit_running(path: &Path) -> Result<bool> {
     }
 }
 
+/// fetchmail's rule for a second instance: a running daemon is woken (SIGUSR1: it polls every
+/// account at once) when nothing but -v, -s and the configuration and lock files were given;
+/// server names or other options, which the daemon would not apply, are refused with exit 8, as
+/// is any other instance while a foreground one runs (the lock refuses it). `None`: no daemon
+/// runs, go on.
+fn wake_daemon(args: &RfetchArgs, lock_file: &Path) -> Result<Option<i32>> {
+    let Some((pid, true)) = lock::running_instance(lock_file) else {
+        return Ok(None);
+    };
+    if !args.servers.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Lock,
+            format!("cannot poll the servers named with another rfetch running at pid {pid}"),
+        ));
+    }
+    if !args.wake_only {
+        return Err(Error::new(
+            ErrorKind::Lock,
+            format!(
+                "cannot accept options while a background rfetch is running at pid {pid} \
+                 (rfetch alone wakes it; rfetch --quit stops it)"
+            ),
+        ));
+    }
+    lock::wake(pid)?;
+    if !args.silent {
+        eprintln!("rfetch: background rfetch at {pid} awakened");
+    }
+    Ok(Some(code::SUCCESS))
+}
+
 fn run(args: &RfetchArgs) -> Result<i32> {
     if let Some(shell) = args.completions {
         write_stdout(&completions::script(completions::Program::Rfetch, shell))?;
@@ -529,6 +582,12 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     // the process the user started already stopped the old instance before detaching
     if args.quit && args.detached_stage.is_none() {
         quit_running(&lock_path(args, loaded.rc.as_ref(), &env))?;
+    } else if args.detached_stage.is_none()
+        && !args.version
+        && !args.configdump
+        && let Some(code) = wake_daemon(args, &lock_path(args, loaded.rc.as_ref(), &env))?
+    {
+        return Ok(code);
     }
     if args.configdump {
         match &loaded.rc {
@@ -661,7 +720,11 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         daemonize::report_ready()?;
     }
     log::info!("starting daemon: polling every {interval} s");
-    daemon::run(&selected, ctx, control, schedule);
+    let reports = daemon::run(&selected, ctx, control, schedule);
+    if daemon::any_crashed(&reports) {
+        log::error!("daemon stopped after an internal error");
+        return Ok(rfetch_code(ErrorKind::Internal));
+    }
     log::info!("terminating on signal");
     Ok(code::SUCCESS)
 }
@@ -845,8 +908,10 @@ mod tests {
     /// Implemented options asking for what rfetch always does, with the reason.
     const ALWAYS_SO: &[(&str, &str)] = &[
         ("--uidl", "rfetch always tracks POP3 messages by UIDL"),
-        ("--nobounce", "rfetch never bounces mail to its sender"),
-        ("--softbounce", "refused mail always stays on the server"),
+        (
+            "--softbounce",
+            "the default: refused mail stays on the server",
+        ),
         ("--norewrite", "rfetch never rewrites addresses"),
         (
             "--bad-header",

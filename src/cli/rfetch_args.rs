@@ -68,6 +68,10 @@ pub struct RfetchArgs {
     /// `--quit` was the only argument: stop the running instance and exit.
     #[arg(skip)]
     pub quit_only: bool,
+    /// Only options that may wake a running daemon were given (fetchmail's rule: none but
+    /// -v, -s and the files naming the configuration and the lock).
+    #[arg(skip)]
+    pub wake_only: bool,
     /// Append log lines (timestamped, info and up) to FILE; created mode 600 if missing.
     /// Used instead of syslog.
     #[arg(short = 'L', long = "logfile", value_name = "FILE")]
@@ -96,17 +100,18 @@ pub struct RfetchArgs {
     /// PID/lock file.
     #[arg(long = "pidfile", value_name = "FILE")]
     pub pidfile: Option<String>,
-    /// Postmaster for undeliverable mail.
+    /// Postmaster for undeliverable mail, and for the reports of refused mail with --nobounce.
     #[arg(long = "postmaster", value_name = "NAME")]
     pub postmaster: Option<String>,
-    /// Send no bounce to the sender (rfetch never does: refused mail stays on the server).
+    /// With --nosoftbounce, report refused mail to the postmaster instead of its sender.
     #[arg(long = "nobounce")]
     pub nobounce: bool,
     /// Keep messages the listener refused permanently (default).
     #[arg(long = "softbounce")]
     pub softbounce: bool,
-    /// Refused: rfetch keeps mail the listener refused permanently.
-    #[arg(long = "nosoftbounce", hide = true)]
+    /// Mail the SMTP/LMTP listener refuses permanently (5xx) is reported to its sender (or the
+    /// postmaster) and deleted once that report was accepted; it stays when the report fails.
+    #[arg(long = "nosoftbounce")]
     pub nosoftbounce: bool,
     /// Do not add a Received header.
     #[arg(long = "invisible")]
@@ -260,11 +265,12 @@ pub struct RfetchArgs {
     /// Ignored with a warning: the progress line is shown on a terminal only.
     #[arg(long = "showdots", hide = true)]
     pub showdots: bool,
-    /// Refused: rfetch does not run a command as the server connection.
-    #[arg(long = "plugin", value_name = "COMMAND", hide = true)]
+    /// Talk to the server through COMMAND's stdin/stdout instead of connecting (%h: host,
+    /// %p: port), e.g. "ssh %h /usr/sbin/imapd" or "socat - TCP:%h:%p".
+    #[arg(long = "plugin", value_name = "COMMAND")]
     pub plugin: Option<String>,
-    /// Refused: rfetch does not run a command as the SMTP connection.
-    #[arg(long = "plugout", value_name = "COMMAND", hide = true)]
+    /// Talk to the SMTP/LMTP listener through COMMAND's stdin/stdout (%h: host, %p: port).
+    #[arg(long = "plugout", value_name = "COMMAND")]
     pub plugout: Option<String>,
     /// Ignored with a warning: only Kerberos IV uses it.
     #[arg(long = "principal", value_name = "PRINCIPAL", hide = true)]
@@ -318,12 +324,7 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
     ("--postmaster", I),
     ("--nobounce", I),
     ("--softbounce", I),
-    (
-        "--nosoftbounce",
-        R(
-            "rfetch keeps mail the listener refused permanently on the server; it never deletes or bounces it",
-        ),
-    ),
+    ("--nosoftbounce", I),
     ("--invisible", I),
     ("--protocol", I),
     ("--uidl", I),
@@ -354,18 +355,8 @@ pub const RFETCH_OPTIONS: &[(&str, Support)] = &[
         "--monitor",
         W("rfetch polls whether or not the link saw other traffic"),
     ),
-    (
-        "--plugin",
-        R(
-            "rfetch connects to the server itself and cannot use a command as the connection; ignoring it would send the login elsewhere",
-        ),
-    ),
-    (
-        "--plugout",
-        R(
-            "rfetch cannot use a command as the SMTP connection; ignoring it would deliver the mail elsewhere",
-        ),
-    ),
+    ("--plugin", I),
+    ("--plugout", I),
     ("--bad-header", I),
     ("--ssl", I),
     ("--sslproto", I),
@@ -446,6 +437,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<RfetchArgs, clap:
     // fetchmail decides by the argument count too: `fetchmail -q` only stops, while
     // `fetchmail -q -d 300` (what init scripts run to restart) stops and takes over.
     parsed.quit_only = parsed.quit && args.len() == 2;
+    // What may be given to an rfetch that only wakes the daemon: nothing that would change a
+    // poll (the daemon would not apply it) and no server names.
+    const WAKE_SAFE: &[&str] = &["verbose", "silent", "fetchmailrc", "config", "pidfile"];
+    parsed.wake_only = cmd.get_arguments().all(|a| {
+        WAKE_SAFE.contains(&a.get_id().as_str())
+            || matches.value_source(a.get_id().as_str())
+                != Some(clap::parser::ValueSource::CommandLine)
+    });
     Ok(parsed)
 }
 

@@ -573,8 +573,6 @@ pub enum Support {
 
 use Support::{Implemented as I, Refused as R, Warned as W};
 
-const NO_BOUNCES: &str = "rfetch sends no bounce messages: mail the listener refuses stays on \
-the server for the next poll (softbounce)";
 const NO_DNS: &str =
     "rfetch matches multidrop domains by name, without DNS lookups; write `no dns`";
 const AS_IT_CAME: &str = "rfetch delivers every message byte for byte as the server sent it";
@@ -587,17 +585,14 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("set idfile", I),
     ("set pidfile", I),
     ("set postmaster", I),
-    ("set bouncemail", W(NO_BOUNCES)),
-    // What `no bouncemail` asks for, no bounce to the sender, is what rfetch always does.
+    ("set bouncemail", I),
     ("set no bouncemail", I),
-    ("set spambounce", W(NO_BOUNCES)),
-    ("set softbounce", I),
     (
-        "set no softbounce",
-        R(
-            "rfetch keeps mail the listener refused permanently on the server; it never deletes or bounces it",
-        ),
+        "set spambounce",
+        W("rfetch sends no report for mail refused with an antispam code"),
     ),
+    ("set softbounce", I),
+    ("set no softbounce", I),
     ("set syslog", I),
     ("set invisible", I),
     (
@@ -626,18 +621,8 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         "monitor",
         W("rfetch polls whether or not the link saw other traffic"),
     ),
-    (
-        "plugin",
-        R(
-            "rfetch connects to the server itself and cannot use a command as the connection; ignoring it would send the login elsewhere",
-        ),
-    ),
-    (
-        "plugout",
-        R(
-            "rfetch cannot use a command as the SMTP connection; ignoring it would deliver the mail elsewhere",
-        ),
-    ),
+    ("plugin", I),
+    ("plugout", I),
     ("dns", R(NO_DNS)),
     ("no dns", I),
     (
@@ -696,16 +681,8 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
         "bsmtp",
         R("rfetch cannot write BSMTP; ignoring it would deliver the mail elsewhere"),
     ),
-    (
-        "preconnect",
-        R(
-            "rfetch does not run commands before a poll; what the command sets up (a tunnel, a mount) would be missing",
-        ),
-    ),
-    (
-        "postconnect",
-        R("rfetch does not run commands after a poll"),
-    ),
+    ("preconnect", I),
+    ("postconnect", I),
     ("keep", I),
     ("flush", I),
     ("limitflush", I),

@@ -64,7 +64,7 @@ impl Mda {
         if command.trim().is_empty() {
             return Err(DeliverError::permanent("mda command is empty"));
         }
-        let why = match scan(&command, 1).reparsed {
+        let why = match scan(&command, MDA_PLACEHOLDERS, 1).reparsed {
             None => return Ok(Self::new(MdaCommand::Shell(command))),
             Some(Reparsed::DashC) => "in the command string of -c",
             Some(Reparsed::Eval) => "on a line with eval",
@@ -179,7 +179,7 @@ pub fn expand_shell(cmd: &str, info: &MessageInfo) -> ShellInvocation {
     params.push(without_nul(&info.recipient));
     params.extend(info.also.iter().map(|r| without_nul(r)));
     ShellInvocation {
-        script: rewrite_placeholders(cmd, recipients),
+        script: scan(cmd, MDA_PLACEHOLDERS, recipients).script,
         params,
     }
 }
@@ -203,9 +203,34 @@ enum Quoting {
     Double,
 }
 
-/// The script text of [`expand_shell`]: depends only on `cmd` and the number of recipients.
-fn rewrite_placeholders(cmd: &str, recipients: usize) -> String {
-    scan(cmd, recipients).script
+/// The MDA's placeholders: `%F` (`$1`, the sender) and `%T` (`$2`..., the recipients).
+const MDA_PLACEHOLDERS: [char; 2] = ['F', 'T'];
+
+/// A fetchmailrc `plugin`/`plugout` command for one connection: `%h` becomes a reference to
+/// `$1` (the host) and `%p` to `$2` (the port), in whatever quoting they stand, exactly as
+/// [`expand_shell`] does for `%F`/`%T`, so a host name such as `x;rm -rf ~` or `$(id)` reaches
+/// the command as one argument and is never parsed by the shell. A command that would hand a
+/// value to a second parser (`sh -c '... %h'`, `eval`) is refused with the reason.
+pub fn expand_connect_command(cmd: &str, host: &str, port: u16) -> Result<ShellInvocation, String> {
+    if cmd.trim().is_empty() {
+        return Err("the command is empty".to_owned());
+    }
+    let scanned = scan(cmd, ['h', 'p'], 1);
+    let why = match scanned.reparsed {
+        None => {
+            return Ok(ShellInvocation {
+                script: scanned.script,
+                params: vec![without_nul(host), port.to_string()],
+            });
+        }
+        Some(Reparsed::DashC) => "in the command string of -c",
+        Some(Reparsed::Eval) => "on a line with eval",
+        Some(Reparsed::Arithmetic) => "inside $((...))",
+    };
+    Err(format!(
+        "%h or %p {why} would be parsed by the shell as code; pass them as arguments instead, \
+         e.g. sh -c 'ssh \"$1\" imapd' sh %h"
+    ))
 }
 
 /// Why a command line is refused even though its own shell never parses a value: it hands the
@@ -225,7 +250,9 @@ struct Scan {
     reparsed: Option<Reparsed>,
 }
 
-fn scan(cmd: &str, recipients: usize) -> Scan {
+/// Rewrites the placeholders `%{letters[0]}` (one value, `$1`) and `%{letters[1]}`
+/// (`recipients` values from `$2`) of `cmd`.
+fn scan(cmd: &str, letters: [char; 2], recipients: usize) -> Scan {
     let mut out = String::with_capacity(cmd.len() + 16);
     // Bounded by the command line's length, never by a message.
     let mut stack = vec![Quoting::Top];
@@ -252,11 +279,12 @@ fn scan(cmd: &str, recipients: usize) -> Scan {
     while let Some(c) = chars.next() {
         let here = stack.last().copied().unwrap_or(Quoting::Top);
         if c == '%'
-            && let Some(&which @ ('F' | 'T')) = chars.peek()
+            && let Some(&which) = chars.peek()
+            && letters.contains(&which)
         {
             chars.next();
-            let first = if which == 'F' { 1 } else { 2 };
-            let count = if which == 'F' { 1 } else { recipients };
+            let first = if which == letters[0] { 1 } else { 2 };
+            let count = if which == letters[0] { 1 } else { recipients };
             out.push_str(&parameter_reference(first, count, here));
             word.push('%');
             word.push(which);

@@ -86,6 +86,13 @@ impl SmtpTarget {
         self
     }
 
+    /// Connects with these socket parameters (fetchmail's `plugout`: a command's stdin/stdout
+    /// as the connection).
+    pub fn with_connect(mut self, connect: ConnectOptions) -> Self {
+        self.settings.connect = connect;
+        self
+    }
+
     /// Reconnects after `n` messages (fetchmail's `batchlimit`; 0 means no limit).
     pub fn with_batchlimit(mut self, n: u64) -> Self {
         self.batchlimit = n;

@@ -37,6 +37,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hint;
 use crate::session::imap::{IdleEvent, ImapSession};
 
+use super::hooks;
 use super::poll::{self, PollContext, PollReport};
 use super::spec::{DEFAULT_IDLE_TIMEOUT, PollSpec};
 
@@ -176,17 +177,20 @@ impl Control {
 /// Routes SIGTERM and SIGINT to [`Control::stop`] and SIGUSR1 to [`Control::wake`] through a
 /// signal-handling thread.
 pub fn install_signals(control: &'static Control) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1]).map_err(|e| {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    // SIGHUP wakes as SIGUSR1 does (fetchmail does so when run as root; otherwise it dies of
+    // it): a daemon must not end because a terminal or a session it left went away.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])
+        .map_err(|e| {
             Error::with_source(ErrorKind::Internal, "cannot install signal handlers", e)
         })?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if sig == SIGUSR1 {
-                    log::info!("awakened by SIGUSR1");
+                if sig == SIGUSR1 || sig == SIGHUP {
+                    let name = if sig == SIGHUP { "SIGHUP" } else { "SIGUSR1" };
+                    log::info!("awakened by {name}");
                     control.wake();
                 } else {
                     log::info!("terminating on signal {sig}");
@@ -257,14 +261,14 @@ pub fn run(
         let spawned = std::thread::Builder::new()
             .name(format!("account {name}"))
             .spawn(move || {
-                let r = catch_unwind(AssertUnwindSafe(|| {
+                let daemon = schedule.interval.is_some();
+                let r = guarded(&spec.name, control, daemon, || {
                     if uses_idle(&spec, ctx.check_only) {
                         idle_account(&spec, ctx, control, schedule)
                     } else {
                         poll_account(&spec, ctx, control, schedule)
                     }
-                }))
-                .unwrap_or_else(|_| crashed(&spec.name));
+                });
                 let _ = thread_tx.send((i, r));
             });
         if let Err(e) = spawned {
@@ -329,11 +333,48 @@ fn failed(e: Error) -> PollReport {
     r
 }
 
-fn crashed(name: &str) -> PollReport {
-    failed(Error::new(
-        ErrorKind::Internal,
-        format!("account {name}: the poll crashed"),
-    ))
+/// Runs an account's job, turning a panic into an error report that is logged at once (a
+/// detached daemon's stderr, where the panic message went, is /dev/null). In a daemon the whole
+/// daemon is then stopped, so that it exits with an error status its supervisor sees instead of
+/// running on without that account; a single run lets the other accounts finish.
+fn guarded(
+    name: &str,
+    control: &Control,
+    daemon: bool,
+    job: impl FnOnce() -> PollReport,
+) -> PollReport {
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        let e = Error::new(
+            ErrorKind::Internal,
+            format!(
+                "account {name}: the poll crashed ({}){}",
+                what.chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect::<String>(),
+                if daemon { "; stopping the daemon" } else { "" }
+            ),
+        );
+        log::error!("{}", e.chain());
+        if daemon {
+            control.stop();
+        }
+        failed(e)
+    })
+}
+
+/// Whether a round of reports holds a crashed account: the daemon's exit status is then an
+/// internal error, never 0.
+pub fn any_crashed(reports: &[PollReport]) -> bool {
+    reports.iter().any(|r| {
+        r.error
+            .as_ref()
+            .is_some_and(|e| e.kind() == ErrorKind::Internal)
+    })
 }
 
 fn show_error(spec: &PollSpec, report: &PollReport) {
@@ -405,7 +446,11 @@ fn idle_account(
     let mut link = Link::Unknown;
     let mut seen = control.generation();
     while !control.stopping() {
-        let mut session = match poll::imap_login(spec, ctx, spec.force_idle) {
+        // An IDLE connection is a server connection like a poll's: preconnect before it,
+        // postconnect once it ended.
+        let opened = hooks::preconnect(&spec.name, &spec.hooks)
+            .and_then(|()| poll::imap_login(spec, ctx, spec.force_idle));
+        let mut session = match opened {
             Ok(s) => s,
             Err(e) => {
                 let delay = if !e.is_transient() {
@@ -448,11 +493,16 @@ fn idle_account(
                 seen: &mut seen,
             },
         );
+        if lost.is_none() {
+            let _ = session.logout();
+        } else {
+            drop(session);
+        }
+        if let Err(e) = hooks::postconnect(&spec.name, &spec.hooks) {
+            log::error!("{}", e.chain());
+        }
         match lost {
-            None => {
-                let _ = session.logout();
-                break;
-            }
+            None => break,
             Some(e) => {
                 if link != Link::Down {
                     log::warn!(
@@ -598,6 +648,35 @@ fn noop_watch(
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// A panicking account is an internal error naming it and the panic (logged, since a
+    /// detached daemon's stderr is /dev/null); in a daemon it stops everything, so that the
+    /// daemon exits with an error status (`any_crashed`) instead of 0.
+    #[test]
+    fn a_panicking_account_stops_the_daemon_with_an_error() {
+        let control = Control::new();
+        let r = guarded("a", &control, false, || panic!("boom\nforged line"));
+        let e = r.error.as_ref().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert!(
+            e.to_string()
+                .contains("account a: the poll crashed (boom forged line)"),
+            "{e}"
+        );
+        assert!(!control.stopping(), "a single run lets the others finish");
+        assert!(any_crashed(&[PollReport::default(), r]));
+        let r = guarded("b", &control, true, || panic!("{}", String::from("owned")));
+        assert!(
+            r.error
+                .unwrap()
+                .to_string()
+                .contains("(owned); stopping the daemon")
+        );
+        assert!(control.stopping());
+        let fine = guarded("c", &control, true, PollReport::default);
+        assert!(fine.error.is_none());
+        assert!(!any_crashed(&[fine]));
+    }
 
     #[test]
     fn backoff_doubles_caps_and_resets() {

@@ -95,6 +95,33 @@ pub fn running_pid(path: &Path) -> Option<i32> {
     }
 }
 
+/// The instance holding the lock file and whether it is a daemon (the interval on the
+/// second line, as fetchmail writes it and reads it to tell a background instance).
+pub fn running_instance(path: &Path) -> Option<(i32, bool)> {
+    let pid = running_pid(path)?;
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    if lines.next().and_then(|l| l.trim().parse::<i32>().ok()) != Some(pid) {
+        return None;
+    }
+    let daemon = lines
+        .next()
+        .is_some_and(|l| l.trim().parse::<u64>().is_ok());
+    Some((pid, daemon))
+}
+
+/// fetchmail's wake-up: SIGUSR1 to the daemon `pid`, which polls every account at once.
+pub fn wake(pid: i32) -> Result<()> {
+    let p = Pid::from_raw(pid).ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
+    kill_process(p, Signal::USR1).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Lock,
+            format!("cannot wake rfetch pid {pid}"),
+            io::Error::from(e),
+        )
+    })
+}
+
 fn held_elsewhere(path: &Path, pid: Option<i32>) -> Error {
     let who = match pid {
         Some(pid) => format!("pid {pid}, "),

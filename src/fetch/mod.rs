@@ -1,7 +1,9 @@
 //! rfetch's job: mailboxes (POP3, IMAP), per-message seen state, the poll loop and the daemon.
 
+pub mod bounce;
 pub mod daemon;
 pub mod instance;
+pub mod hooks;
 pub mod journal;
 pub mod lock;
 pub mod multidrop;

@@ -54,7 +54,27 @@ pub enum Outcome {
     /// Larger than `limit`: not delivered, left on the server.
     TooLarge(u64),
     Failed(DeliverError),
+    /// Refused for good by the listener and reported (`no softbounce`): the report went to
+    /// `to` and was accepted, so the message is done with, as if delivered.
+    Reported {
+        to: String,
+        reason: String,
+    },
 }
+
+/// A message the listener refused for good, as the worker hands it to a [`Reporter`].
+pub struct Refused<'a> {
+    /// The header block as read ahead.
+    pub header: &'a [u8],
+    /// The envelope sender taken from the header ("" for none).
+    pub sender: &'a str,
+    pub recipients: Vec<String>,
+    pub reason: String,
+}
+
+/// Sends the report of a permanent refusal (fetchmail's `no softbounce`); returns whom it went
+/// to once the report was accepted, or why it was not.
+pub type Reporter<'a> = dyn Fn(&Refused<'_>) -> std::result::Result<String, String> + Sync + 'a;
 
 /// One message of a batch, as the worker reports it.
 pub struct BatchItem<K> {
@@ -133,6 +153,8 @@ pub struct PipeOptions<'a> {
     pub limit: Option<u64>,
     /// Header fields left out on the way (`dropstatus`, `dropdelivered`).
     pub drop_headers: DropHeaders,
+    /// With `no softbounce` on an SMTP/LMTP target: reports permanent refusals.
+    pub report: Option<&'a Reporter<'a>>,
 }
 
 /// Runs `fetch` (which feeds messages) while a worker delivers them into `target`. Returns
@@ -193,6 +215,11 @@ fn worker<K>(
                     header::fields_of(reader.head())
                 } else {
                     Vec::new()
+                };
+                // Kept for a refusal's report (the header block only, at most HEADER_SCAN).
+                let header_copy = match opts.report {
+                    Some(_) if direct => reader.head().to_vec(),
+                    _ => Vec::new(),
                 };
                 if direct {
                     // MAIL FROM, %F and the mbox From line come from the header, as fetchmail
@@ -259,6 +286,32 @@ fn worker<K>(
                         Outcome::Staged(Staged::Done(receipt))
                     }
                     Ok(s) => Outcome::Staged(s),
+                    Err(e @ DeliverError::Permanent { .. }) if opts.report.is_some() => {
+                        let refused = Refused {
+                            header: &header_copy,
+                            sender: &info.sender,
+                            recipients: std::iter::once(info.recipient.clone())
+                                .chain(info.also.iter().cloned())
+                                .collect(),
+                            reason: e.to_string(),
+                        };
+                        match opts.report.map(|r| r(&refused)) {
+                            Some(Ok(to)) => {
+                                // Reported: done with, recorded like a delivery so that a kill
+                                // now cannot make it be fetched (and reported) again.
+                                ledger.delivered(&key);
+                                Outcome::Reported {
+                                    to,
+                                    reason: refused.reason,
+                                }
+                            }
+                            Some(Err(why)) => Outcome::Failed(DeliverError::permanent(format!(
+                                "{e}; the report of the refusal was not sent ({why}), so the \
+                                 message is kept"
+                            ))),
+                            None => Outcome::Failed(e),
+                        }
+                    }
                     Err(e) => {
                         if let DeliverError::Partial { served, .. } = &e {
                             ledger.served(&key, served);
@@ -461,6 +514,7 @@ mod tests {
             info: MessageInfo::default(),
             limit: None,
             drop_headers: Default::default(),
+            report: None,
         };
         let (items, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
             for (i, m) in msgs.iter().enumerate() {
@@ -573,6 +627,7 @@ mod tests {
                 info: MessageInfo::default(),
                 limit: None,
                 drop_headers: Default::default(),
+                report: None,
             };
             let (_, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
                 for (i, m) in msgs.iter().enumerate() {
@@ -750,6 +805,7 @@ mod tests {
             info: MessageInfo::default(),
             limit: None,
             drop_headers: Default::default(),
+            report: None,
         };
         let msg: &[u8] = b"To: alice@example.org, bob@example.org\r\n\r\nbody\r\n";
         let (items, r) = run_batch(&mut t, &opts, &*book, |f: &Feeder<usize>| {

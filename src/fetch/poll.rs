@@ -7,7 +7,9 @@
 //! fetched again.
 //!
 //! Failure rules: a delivery failure (transient or permanent: fetchmail's softbounce) leaves
-//! the message on the server and the poll goes on; a connection lost mid-batch leaves every
+//! the message on the server and the poll goes on, except that with `no softbounce` a permanent
+//! SMTP/LMTP refusal is reported to the sender (`fetch::bounce`) and the message, once the
+//! report was accepted, is done with like a delivered one; a connection lost mid-batch leaves every
 //! unconfirmed message on the server. With `nokeep`, messages already recorded as seen (a
 //! previous run was interrupted between recording and the server's commit) are deleted
 //! without being fetched again; over POP3 in a session of their own, committed by QUIT before
@@ -26,14 +28,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::account::{Env, FetchProtocol, Target as TargetSetting};
 use crate::deliver::received::{ReceivedFor, ReceivedInfo, received_header};
 use crate::deliver::smtp::SmtpTarget;
-use crate::deliver::{Maildir, Mbox, Mda, MessageInfo};
+use crate::deliver::{Deliver, Maildir, Mbox, Mda, MessageInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
+use crate::net::{ConnectOptions, Endpoint, TlsMode};
 use crate::proto::imap::Search;
 use crate::proto::smtp::Protocol as SmtpProtocol;
+use crate::session::auth::FetchAuth;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
 
+use super::bounce;
+use super::hooks;
 use super::journal::{self, StateKey};
 use super::multidrop::Sorted;
 use super::pipe::{self, BatchItem, Feeder, Outcome, PipeOptions, Staged, Target};
@@ -105,6 +111,12 @@ impl PollReport {
 /// Polls one account. Never panics on server input; every failure ends up in the report.
 pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     let mut report = PollReport::default();
+    // fetchmail's `preconnect`: a failure aborts this poll (and is its error); `postconnect`
+    // runs after every poll that got past it, whatever the poll's outcome.
+    if let Err(e) = hooks::preconnect(&spec.name, &spec.hooks) {
+        report.fail(e);
+        return report;
+    }
     let result = (|| -> Result<()> {
         let mut target = if ctx.check_only {
             None
@@ -119,6 +131,14 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
     plog::progress(None);
     if let Err(e) = result {
         report.fail(e);
+    }
+    if let Err(e) = hooks::postconnect(&spec.name, &spec.hooks) {
+        // The poll's own failure is the one shown and counted; this one is logged beside it.
+        if report.error.is_some() {
+            log::error!("{}", e.chain());
+        } else {
+            report.fail(e);
+        }
     }
     report
 }
@@ -219,25 +239,115 @@ pub fn open_target(spec: &PollSpec, env: &Env) -> Result<Target> {
             description: cmd.clone(),
             deliver: Box::new(Mda::shell(cmd)?.with_line_ends(spec.mda_line_ends)),
         },
-        TargetSetting::Smtp(ep) => Target::Direct {
-            description: format!("smtp://{}:{}", ep.host, ep.port),
-            deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Smtp, host)
-                    .with_batchlimit(spec.batchlimit)
-                    .with_fallbacks(spec.smtp_fallbacks.clone())
-                    .with_antispam(spec.antispam.clone()),
-            ),
-        },
-        TargetSetting::Lmtp(ep) => Target::Direct {
-            description: format!("lmtp://{}:{}", ep.host, ep.port),
-            deliver: Box::new(
-                SmtpTarget::new(ep, SmtpProtocol::Lmtp, host)
-                    .with_batchlimit(spec.batchlimit)
-                    .with_fallbacks(spec.smtp_fallbacks.clone())
-                    .with_antispam(spec.antispam.clone()),
-            ),
-        },
+        TargetSetting::Smtp(ep) => forward(spec, ep, SmtpProtocol::Smtp, host)?,
+        TargetSetting::Lmtp(ep) => forward(spec, ep, SmtpProtocol::Lmtp, host)?,
     })
+}
+
+/// fetchmail's `no softbounce` on an SMTP or LMTP target: a permanent refusal is reported
+/// (`fetch::bounce`) through the same listener (and `plugout`), from the null sender, to the
+/// sender or the postmaster; the message is done with only when the report was accepted.
+/// `None` with `softbounce` (the default) and for the other targets, whose failures are kept.
+fn reporter(
+    spec: &PollSpec,
+    env: &Env,
+    user: &str,
+    server: &str,
+) -> Option<Box<pipe::Reporter<'static>>> {
+    if !spec.bounce.reports() {
+        return None;
+    }
+    let (ep, protocol) = match spec.fetch.target(env) {
+        TargetSetting::Smtp(ep) => (ep, SmtpProtocol::Smtp),
+        TargetSetting::Lmtp(ep) => (ep, SmtpProtocol::Lmtp),
+        _ => return None,
+    };
+    // open_target checked the plugout command already.
+    let connect = hooks::route_through(
+        spec.hooks.plugout.as_deref(),
+        &ep,
+        ConnectOptions::default(),
+    )
+    .ok()?;
+    let helo = env.hostname.clone().unwrap_or_else(|| "localhost".into());
+    let policy = spec.bounce.clone();
+    let domain = spec.smtp_domain.clone();
+    let mailbox = format!("{user}@{server}");
+    Some(Box::new(move |refused: &pipe::Refused<'_>| {
+        let to = policy
+            .report_to(refused.sender, &domain)
+            .ok_or("there is nobody to report to: the postmaster is empty")?;
+        let text = bounce::compose(
+            &bounce::Refusal {
+                header: refused.header,
+                recipients: &refused.recipients,
+                reason: &refused.reason,
+                mailbox: &mailbox,
+                host: &helo,
+            },
+            &to,
+        );
+        let mut target =
+            SmtpTarget::new(ep.clone(), protocol, helo.clone()).with_connect(connect.clone());
+        let info = MessageInfo {
+            sender: String::new(),
+            recipient: to.clone(),
+            also: Vec::new(),
+        };
+        target
+            .deliver(&mut &text[..], &info)
+            .map_err(|e| format!("the report to <{to}> was refused: {e}"))?;
+        Ok(to)
+    }))
+}
+
+/// An SMTP or LMTP target, reached through the `plugout` command when there is one.
+fn forward(spec: &PollSpec, ep: Endpoint, protocol: SmtpProtocol, helo: String) -> Result<Target> {
+    let scheme = match protocol {
+        SmtpProtocol::Smtp => "smtp",
+        SmtpProtocol::Lmtp => "lmtp",
+    };
+    let plugout = spec.hooks.plugout.as_deref();
+    let description = match plugout {
+        Some(cmd) => format!("{scheme}://{}:{} (plugout {cmd:?})", ep.host, ep.port),
+        None => format!("{scheme}://{}:{}", ep.host, ep.port),
+    };
+    let connect = hooks::route_through(plugout, &ep, ConnectOptions::default())?;
+    Ok(Target::Direct {
+        description,
+        deliver: Box::new(
+            SmtpTarget::new(ep, protocol, helo)
+                .with_connect(connect)
+                .with_batchlimit(spec.batchlimit)
+                .with_fallbacks(spec.smtp_fallbacks.clone())
+                .with_antispam(spec.antispam.clone()),
+        ),
+    })
+}
+
+/// How the session reaches the server: the TLS mode and the route, through the `plugin`
+/// command when there is one. `auth ssh` over a plugin (the command, such as `ssh host imapd`
+/// answering PREAUTH, is the authentication, and no password is ever sent) lifts rfetch's
+/// STARTTLS requirement, which only protects a password and cannot be met after PREAUTH;
+/// `ssl` still runs TLS through the command.
+fn link(spec: &PollSpec, ep: &Endpoint, auth: &FetchAuth) -> Result<(TlsMode, ConnectOptions)> {
+    let f = &spec.fetch;
+    let connect = hooks::route_through(spec.hooks.plugin.as_deref(), ep, f.connect_options())?;
+    let tls_mode = match f.tls_mode() {
+        TlsMode::Starttls if spec.hooks.plugin.is_some() && *auth == FetchAuth::Implicit => {
+            TlsMode::Off
+        }
+        mode => mode,
+    };
+    Ok((tls_mode, connect))
+}
+
+/// The password for the login; none is needed (nor looked for) with `auth ssh`.
+fn login_secret(spec: &PollSpec, env: &Env, user: &str, auth: &FetchAuth) -> Result<Secret> {
+    if *auth == FetchAuth::Implicit {
+        return Ok(Secret::new(String::new()));
+    }
+    password(spec, env, user)
 }
 
 fn password(spec: &PollSpec, env: &Env, user: &str) -> Result<Secret> {
@@ -332,8 +442,13 @@ impl Delivery<'_> {
         }
     }
 
-    fn pipe_options<'b>(&'b self, header: &'b pipe::ReceivedHeader) -> PipeOptions<'b> {
+    fn pipe_options<'b>(
+        &'b self,
+        header: &'b pipe::ReceivedHeader,
+        report: Option<&'b pipe::Reporter<'b>>,
+    ) -> PipeOptions<'b> {
         PipeOptions {
+            report,
             received: (!self.spec.invisible).then_some(header),
             // An MDA gets the local names (%T), SMTP and LMTP addresses in smtpaddress.
             multidrop: self.spec.multidrop.as_ref().map(|m| {
@@ -398,6 +513,26 @@ impl Delivery<'_> {
                     self.user,
                     self.spec.limit.unwrap_or(0)
                 ),
+                Outcome::Reported { to, reason } => {
+                    let reason: String = reason
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    log::info!(
+                        target: plog::REPORT,
+                        "message {}@{}:{} refused permanently by {} ({reason}); reported to <{to}>{}",
+                        self.user,
+                        self.server,
+                        label(&item.key),
+                        staged.where_to,
+                        if self.spec.fetch.keep() {
+                            " (not flushed)"
+                        } else {
+                            " (flushed)"
+                        }
+                    );
+                    staged.done.push(item.key);
+                }
                 Outcome::Failed(e) => {
                     let transient = e.is_transient();
                     let err = Error::from(e).context(format!(
@@ -672,13 +807,19 @@ fn poll_pop3(
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let mut settings =
-        Pop3Settings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
-    settings.tls_mode = f.tls_mode();
+    let auth = f.server.fetch_auth()?;
+    let endpoint = f.endpoint()?;
+    let (tls_mode, connect) = link(spec, &endpoint, &auth)?;
+    let mut settings = Pop3Settings::new(
+        endpoint,
+        user.clone(),
+        login_secret(spec, ctx.env, &user, &auth)?,
+    );
+    settings.tls_mode = tls_mode;
     settings.tls = f.tls_options()?;
-    settings.connect = f.connect_options();
+    settings.connect = connect;
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
-    settings.auth = f.server.fetch_auth()?;
+    settings.auth = auth;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
@@ -792,7 +933,8 @@ fn poll_pop3(
     };
     d.progress.start(fresh.len());
     let header = |sorted: Option<&Sorted>| d.received(sorted);
-    let opts = d.pipe_options(&header);
+    let reporting = reporter(spec, ctx.env, &user, &server);
+    let opts = d.pipe_options(&header, reporting.as_deref());
     let label = |k: &(u32, String)| format!("{} of {total}", k.0);
     let state_key = |k: &(u32, String)| StateKey::Pop3 {
         account: key.clone(),
@@ -981,13 +1123,19 @@ pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> R
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let mut settings =
-        ImapSettings::new(f.endpoint()?, user.clone(), password(spec, ctx.env, &user)?);
-    settings.tls_mode = f.tls_mode();
+    let auth = f.server.fetch_auth()?;
+    let endpoint = f.endpoint()?;
+    let (tls_mode, connect) = link(spec, &endpoint, &auth)?;
+    let mut settings = ImapSettings::new(
+        endpoint,
+        user.clone(),
+        login_secret(spec, ctx.env, &user, &auth)?,
+    );
+    settings.tls_mode = tls_mode;
     settings.tls = f.tls_options()?;
-    settings.connect = f.connect_options();
+    settings.connect = connect;
     settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
-    settings.auth = f.server.fetch_auth()?;
+    settings.auth = auth;
     settings.force_idle = force_idle;
     let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = ImapSession::connect(&settings)
@@ -1027,7 +1175,8 @@ pub fn poll_imap_session(
         progress: Progress::new(&user, &server),
     };
     let header = |sorted: Option<&Sorted>| d.received(sorted);
-    let opts = d.pipe_options(&header);
+    let reporting = reporter(spec, ctx.env, &user, &server);
+    let opts = d.pipe_options(&header, reporting.as_deref());
     let mut budget = spec.fetchlimit;
     for folder in f.folders() {
         if ctx.stop.load(Ordering::Relaxed) {

@@ -73,6 +73,10 @@ pub struct PollSpec {
     /// SMTP/LMTP reply codes that mean "spam": the message is deleted, not delivered
     /// (`antispam`; empty: none).
     pub antispam: Vec<u16>,
+    /// `plugin`, `plugout`, `preconnect`, `postconnect`.
+    pub hooks: super::hooks::ConnectHooks,
+    /// `softbounce`, `bouncemail`, `postmaster`: what a permanent refusal does.
+    pub bounce: super::bounce::BouncePolicy,
 }
 
 impl PollSpec {
@@ -188,6 +192,31 @@ impl PollSpec {
             None => {}
         }
         out.push_str(&format!("  Messages will be delivered to {target}.\n"));
+        let h = &self.hooks;
+        for (what, cmd) in [
+            ("Server connection will be through plugin", &h.plugin),
+            ("Listener connection will be through plugout", &h.plugout),
+            ("Server connection will be preceded by", &h.preconnect),
+            ("Server connection will be followed by", &h.postconnect),
+        ] {
+            if let Some(cmd) = cmd {
+                out.push_str(&format!("  {what} `{cmd}`.\n"));
+            }
+        }
+        let b = &self.bounce;
+        out.push_str(&if b.softbounce {
+            "  Mail the listener refuses permanently is kept on the server (softbounce on).\n"
+                .to_owned()
+        } else {
+            format!(
+                "  Mail the listener refuses permanently is reported to {} and then deleted (softbounce off).\n",
+                if b.bouncemail {
+                    "its sender"
+                } else {
+                    "the postmaster"
+                }
+            )
+        });
         if let Some(m) = &self.multidrop {
             let names: Vec<String> = m
                 .names
@@ -268,6 +297,8 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 drop_headers: DropHeaders::default(),
                 smtp_fallbacks: Vec::new(),
                 antispam: Vec::new(),
+                hooks: Default::default(),
+                bounce: Default::default(),
             })
         })
         .collect()
@@ -505,6 +536,27 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
     } else {
         None
     };
+    let command = |c: &Option<crate::config::fetchmailrc::Located<String>>, kw: &str| {
+        c.as_ref()
+            .map(|c| {
+                super::hooks::check_connect_command(&c.value)
+                    .map(|()| c.value.clone())
+                    .map_err(|why| bad(c.line, format!("{kw} {:?}: {why}", c.value)))
+            })
+            .transpose()
+    };
+    let hooks = super::hooks::ConnectHooks {
+        plugin: command(&so.plugin, "plugin")?,
+        plugout: command(&so.plugout, "plugout")?,
+        preconnect: o.preconnect.as_ref().map(|c| c.value.clone()),
+        postconnect: o.postconnect.as_ref().map(|c| c.value.clone()),
+    };
+    let g = &rc.globals;
+    let bounce = super::bounce::BouncePolicy {
+        softbounce: g.softbounce.as_ref().is_none_or(|v| v.value),
+        bouncemail: g.bouncemail.as_ref().is_none_or(|v| v.value),
+        postmaster: rc_postmaster(rc, env),
+    };
     let mut fetch = FetchSettings::new(Sourced::new(protocol, at(poll.line)));
     fetch.server = server;
     if let Some(f) = &o.folders {
@@ -547,6 +599,8 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
             .as_ref()
             .map(|a| antispam_codes(&a.value))
             .unwrap_or_default(),
+        hooks,
+        bounce,
     })
 }
 
@@ -656,7 +710,19 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         drop_headers: DropHeaders::default(),
         smtp_fallbacks: Vec::new(),
         antispam: Vec::new(),
+        hooks: Default::default(),
+        bounce: Default::default(),
     }
+}
+
+/// fetchmail's postmaster: `set postmaster`, else the invoking user, else "postmaster" (root).
+fn rc_postmaster(rc: &FetchmailRc, env: &Env) -> String {
+    rc.globals
+        .postmaster
+        .as_ref()
+        .map(|p| p.value.clone())
+        .or_else(|| env.user.clone().filter(|u| u != "root"))
+        .unwrap_or_else(|| "postmaster".to_owned())
 }
 
 /// The sorting rules of a multidrop user entry (fetchmail's defaults: envelope `Received`,
@@ -682,13 +748,7 @@ fn multidrop_rules(
     for list in [&so.aka, &so.localdomains].into_iter().flatten() {
         domains.extend(list.value.iter().map(|d| d.to_ascii_lowercase()));
     }
-    let postmaster = rc
-        .globals
-        .postmaster
-        .as_ref()
-        .map(|p| p.value.clone())
-        .or_else(|| env.user.clone().filter(|u| u != "root"))
-        .unwrap_or_else(|| "postmaster".to_owned());
+    let postmaster = rc_postmaster(rc, env);
     multidrop::Rules {
         names: user
             .locals

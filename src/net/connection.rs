@@ -30,6 +30,8 @@ pub struct Connection {
     /// Whether the socket's far end is something other than the server (a SOCKS5 proxy, or a
     /// Unix socket): then the socket has no address of the server to report.
     indirect: bool,
+    /// The plugin command behind the stream, reaped (or killed) when the connection is dropped.
+    _child: Option<dial::CommandChild>,
 }
 
 /// Opens a plain connection along `opts.route`: TCP (TCP_NODELAY), through a SOCKS5 proxy, or
@@ -40,6 +42,7 @@ pub fn connect(ep: &Endpoint, opts: &ConnectOptions) -> Result<Connection, NetEr
         stream: Stream::Plain(opened.socket),
         peer: opened.peer,
         indirect: opened.indirect,
+        _child: opened.child,
     })
 }
 
@@ -75,20 +78,27 @@ impl Connection {
 
     /// Runs the TLS handshake on this plain connection.
     fn secure(self, prepared: tls::Prepared, after_starttls: bool) -> Result<Connection, NetError> {
-        let sock = match self.stream {
+        let Connection {
+            stream,
+            peer,
+            indirect,
+            _child,
+        } = self;
+        let sock = match stream {
             Stream::Plain(sock) => sock,
             Stream::Tls(_) => {
                 return Err(NetError::Tls {
-                    host: self.peer,
+                    host: peer,
                     reason: "the connection already uses TLS".to_string(),
                 });
             }
         };
-        let stream = tls::handshake(sock, prepared, &self.peer, after_starttls)?;
+        let stream = tls::handshake(sock, prepared, &peer, after_starttls)?;
         let conn = Connection {
             stream: Stream::Tls(Box::new(stream)),
-            peer: self.peer,
-            indirect: self.indirect,
+            peer,
+            indirect,
+            _child,
         };
         // Postfix sends session tickets before its reply; do not let a delayed ACK stall it.
         conn.quickack();

@@ -23,13 +23,84 @@ pub(crate) struct Opened {
     pub peer: String,
     /// The socket's far end is a proxy or a Unix socket, not the server's IP address.
     pub indirect: bool,
+    /// The command whose stdin/stdout is the stream ([`Route::Command`]).
+    pub child: Option<CommandChild>,
+}
+
+/// The process behind a [`Route::Command`] stream. Dropping it gives the command a moment to
+/// exit by itself (its stdin has reached end of file by then), then ends it and what it started
+/// (a shell line such as `openssl s_client ...` keeps its real program as a child, and
+/// `s_client -quiet` does not exit at end of file), so neither a zombie nor a lingering `ssh`
+/// outlives the connection. The command stays in rfetch's process group, so that an `ssh`
+/// asking for a password on the terminal can read it.
+pub(crate) struct CommandChild {
+    child: std::process::Child,
+}
+
+/// How long a plugin command may take to exit after its connection closed.
+const COMMAND_EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Bound on the processes collected below a plugin command.
+const MAX_DESCENDANTS: usize = 64;
+
+impl Drop for CommandChild {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + COMMAND_EXIT_GRACE;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    log::debug!("plugin command exited: {status}");
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => break,
+            }
+        }
+        // Still running: its descendants first (they are re-parented once it is gone).
+        for pid in descendants(self.child.id()) {
+            if let Some(p) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The processes below `pid` (children, their children, ...), from /proc's `children` lists;
+/// at most [`MAX_DESCENDANTS`], none when /proc cannot say.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if found.len() >= MAX_DESCENDANTS || found.contains(&c) {
+                    continue;
+                }
+                found.push(c);
+                queue.push(c);
+            }
+        }
+    }
+    found
 }
 
 /// How messages name the server of `ep` reached along `opts.route`.
 pub(crate) fn peer_name(ep: &Endpoint, opts: &ConnectOptions) -> String {
     match &opts.route {
         Route::UnixSocket(path) => path.display().to_string(),
-        Route::Direct | Route::Socks5(_) => target_name(ep),
+        Route::Direct | Route::Socks5(_) | Route::Command(_) => target_name(ep),
     }
 }
 
@@ -40,18 +111,73 @@ pub(crate) fn open(ep: &Endpoint, opts: &ConnectOptions) -> Result<Opened, NetEr
             socket: Socket::Tcp(tcp_connect(ep, opts)?),
             peer: target_name(ep),
             indirect: false,
+            child: None,
         }),
         Route::Socks5(proxy) => Ok(Opened {
             socket: Socket::Tcp(socks5_connect(ep, proxy, opts)?),
             peer: target_name(ep),
             indirect: true,
+            child: None,
         }),
         Route::UnixSocket(path) => Ok(Opened {
             socket: Socket::Unix(unix_connect(path, opts)?),
             peer: path.display().to_string(),
             indirect: true,
+            child: None,
         }),
+        Route::Command(argv) => {
+            let (stream, child) = command_connect(ep, argv, opts)?;
+            Ok(Opened {
+                socket: Socket::Unix(stream),
+                peer: target_name(ep),
+                indirect: true,
+                child: Some(child),
+            })
+        }
     }
+}
+
+/// Starts `argv` with its stdin and stdout on one end of a socket pair and returns the other
+/// end (with the io timeout on reads and writes, so a command that never answers cannot hang
+/// the session) and the process. Its stderr stays ours: ssh's messages reach the user.
+fn command_connect(
+    ep: &Endpoint,
+    argv: &[String],
+    opts: &ConnectOptions,
+) -> Result<(UnixStream, CommandChild), NetError> {
+    let target = format!("{} (plugin command)", target_name(ep));
+    let failed = |source: io::Error| NetError::Connect {
+        target: target.clone(),
+        tried: String::new(),
+        source,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Err(failed(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the plugin command is empty",
+        )));
+    };
+    let (ours, theirs) = UnixStream::pair().map_err(failed)?;
+    let theirs_out = theirs.try_clone().map_err(failed)?;
+    log::debug!(
+        "connecting to {} through the plugin command {argv:?}",
+        target_name(ep)
+    );
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs_out,
+        )))
+        .spawn()
+        .map_err(failed)?;
+    let child = CommandChild { child };
+    let timeout = Some(opts.io_timeout).filter(|t| !t.is_zero());
+    ours.set_read_timeout(timeout).map_err(failed)?;
+    ours.set_write_timeout(timeout).map_err(failed)?;
+    Ok((ours, child))
 }
 
 /// The connect timeout as a bound (zero means none of our own).

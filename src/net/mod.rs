@@ -6,6 +6,7 @@
 //! * [`connect`]`(&Endpoint, &ConnectOptions) -> Result<Connection, NetError>`: plain TCP,
 //!   TCP_NODELAY, read/write timeouts = `io_timeout`; or, by `ConnectOptions::route`, through a
 //!   SOCKS5 proxy (which resolves the name: no local lookup of the target) or to a Unix socket.
+//!   With [`Route::Command`] the stream is a command's stdin/stdout (a socket pair).
 //! * [`connect_tls`]`(&Endpoint, &ConnectOptions, &TlsOptions)`: implicit TLS, handshake done.
 //! * [`Connection::upgrade_tls`]`(self, &TlsOptions, host)`: STARTTLS; the caller's protocol
 //!   buffer must be dropped before this is called (see `session`).
@@ -150,6 +151,11 @@ pub enum Route {
     /// Connect to this Unix-domain socket instead (msmtp `socket`); the endpoint's host only
     /// names the server for TLS and messages.
     UnixSocket(PathBuf),
+    /// Run this program (argv, no shell of ours) with its stdin and stdout joined to one end of
+    /// a socket pair, and talk to the server through it (fetchmail's `plugin`/`plugout`, e.g.
+    /// `ssh host imapd` or `socat - TCP:host:port`). The far end is the command, not the
+    /// server's address: the cleartext-password rule never sees a loopback peer here.
+    Command(Vec<String>),
 }
 
 /// A SOCKS5 proxy and, when it wants them, the RFC 1929 credentials (the password is redacted
