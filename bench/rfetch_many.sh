@@ -95,7 +95,8 @@ DOVE_NICE=$(ps -o ni= -p "$DOVE_MASTER" | tr -d ' ')
 dovecot_tree() { echo "$DOVE_MASTER"; pgrep -P "$DOVE_MASTER" || true; }
 if [ "$OWN_NICE" != "$DOVE_NICE" ]; then
   # shellcheck disable=SC2046
-  renice -n "$OWN_NICE" -p $(dovecot_tree) >/dev/null
+  # a child may exit between the listing and the renice: that one needs no priority any more
+  renice -n "$OWN_NICE" -p $(dovecot_tree) >/dev/null 2>&1 || true
   log "Dovecot's processes reniced from $DOVE_NICE to $OWN_NICE for the run"
 fi
 cleanup() {
