@@ -466,6 +466,21 @@ doubling up to 5 minutes; the loss and the recovery are logged once. As in fetch
 account keeps rfetch running even without -d, until a signal stops it. -c never idles.",
     },
     Section {
+        title: "SCALING OUT",
+        body: "One rfetch polls all its accounts side by side. To spread accounts over several \
+processes or machines, run one instance of the systemd template unit rfetch@.service per set of \
+accounts: rfetch@NAME reads ~/.config/postie/NAME.fetchmailrc and has its own lock \
+($XDG_RUNTIME_DIR/rfetch-NAME.pid) and seen state (~/.config/postie/NAME.fetchids), so \
+instances never share state and never wait for each other; a second start of the same instance \
+exits 8. Each mailbox (server, user, folder) must be in exactly one instance's file: two \
+instances polling one mailbox would both deliver its messages. Let every instance deliver over \
+LMTP or SMTP (lmtp smtphost HOST/PORT, smtphost HOST/PORT) into the MTA or Dovecot that owns \
+the mailboxes; it confirms each message before rfetch deletes it on the server, whichever machine \
+the instance runs on. To move an account, stop both instances and move its poll entry (with \
+keep, also its lines in the .fetchids file). The repository's docs/scaling-out.md has the \
+details.",
+    },
+    Section {
         title: "DIFFERENCES FROM FETCHMAIL",
         body: "rfetch pipelines POP3 and fetches IMAP messages with one UID FETCH, and is UID \
 based throughout (IMAP UIDVALIDITY is honoured). The seen state is written per message, not at the \

@@ -15,7 +15,8 @@
 #                                      drive: swaks, msmtp, fetchmail, mutt, git send-email;
 #                                      microsocks as the SOCKS5 proxy; python3 for seed; zsh,
 #                                      fish, systemd, dpkg-dev, binutils, lintian for the
-#                                      packaging tests),
+#                                      packaging tests; GNU time for the peak RSS of
+#                                      tests/big_message_stack.rs),
 #                                      bench (the tools bench/ compares and times with). Needs
 #                                      root only when something is missing.
 #   stack.sh seed   DIR USER N SIZE    add N messages of ~SIZE bytes to USER's INBOX (Maildir
@@ -48,13 +49,16 @@ MAIL_OWNER=mail
 # tests/rsend_clients.rs msmtp, mutt, git (git-email, and libmailtools-perl: git send-email needs
 # Mail::Address, which apt's --no-install-recommends leaves out); tests/rfetch_kill.rs and
 # tests/mda_injection.rs procmail; tests/socks_proxy.rs microsocks (a SOCKS5
-# server the test starts itself on 127.0.0.1); `stack.sh seed` (tests/stack_smoke.rs,
+# server the test starts itself on 127.0.0.1); tests/rfetch_hooks.rs socat (a plugin command);
+# `stack.sh seed` (tests/stack_smoke.rs,
 # tests/rfetch_kill.rs) runs python3; tests/completions.rs loads the scripts in zsh and fish;
 # tests/packaging.rs runs systemd-analyze (systemd), dpkg-deb, dpkg-shlibdeps (dpkg-dev),
 # strip (binutils) and lintian. bench/ compares with fetchmail (through procmail), mpop,
 # getmail6 and msmtp, times with hyperfine and /usr/bin/time, and reports with python3.
 PKGS_STACK="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix openssl"
-PKGS_TESTS="swaks msmtp fetchmail procmail mutt git-email libmailtools-perl microsocks python3-minimal zsh fish systemd dpkg-dev binutils lintian"
+PKGS_TESTS="swaks msmtp fetchmail procmail mutt git-email libmailtools-perl microsocks socat python3-minimal zsh fish systemd dpkg-dev binutils lintian"
+# tests/big_message_stack.rs reads the peak RSS of rfetch and rsend from GNU time (wait4).
+PKGS_TESTS="$PKGS_TESTS time"
 # OAuth2 and keyring tests (tests/oauth_stack.rs, tests/keyring.rs): the authorization server
 # of oauth-stack.sh, a headless Secret Service in a private D-Bus session, secret-tool.
 PKGS_TESTS="$PKGS_TESTS python3-authlib gnome-keyring libsecret-tools dbus-daemon"
@@ -332,7 +336,8 @@ mynetworks = $nets
 append_dot_mydomain = no
 biff = no
 smtpd_banner = \$myhostname ESMTP postie-stack
-message_size_limit = 67108864
+# tests/big_message_stack.rs sends 100 MB messages through Postfix (tests/run.sh)
+message_size_limit = 209715200
 mailbox_size_limit = 0
 # local mail goes to Dovecot over LMTP; nothing ever leaves loopback
 local_transport = lmtp:inet:127.0.0.1:$LMTP_PORT
