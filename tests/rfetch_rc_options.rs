@@ -411,6 +411,13 @@ fn an_smtphost_list_falls_back_past_dead_and_refusing_listeners() {
     );
     let err = stderr(&o);
     assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "delivered to lmtp://127.0.0.1:{}",
+            s.port("LMTP_PORT")
+        )),
+        "the host that took the message is named: {err}"
+    );
     assert!(err.contains(&format!("127.0.0.1:{busy_port}")), "{err}");
 
     // Every host down: the message stays on the server.
@@ -541,6 +548,10 @@ fn antispam_codes_discard_the_message_and_others_keep_it() {
             assert_eq!(code(&o), 0, "{mail}{rcpt}{opt}: {err}");
             assert_eq!(server_count(&s), 0, "{opt}: deleted on the server");
             assert!(err.contains("discarded"), "{opt}: {err}");
+            assert!(
+                err.contains("(discarded as spam: "),
+                "the message line says so: {err}"
+            );
             let cmds = seen.lock().unwrap().clone();
             assert!(
                 !cmds.iter().any(|c| c == "<end of data>"),

@@ -69,7 +69,9 @@ impl<R: Read> HeaderFilter<R> {
             },
             last_dropped: false,
             name: Vec::new(),
-            inbuf: vec![0; 16 * 1024],
+            // Allocated on the first header read: a message nothing is dropped from never
+            // needs it.
+            inbuf: Vec::new(),
             out: Vec::new(),
             pos: 0,
         }
@@ -157,6 +159,9 @@ impl<R: Read> Read for HeaderFilter<R> {
         while self.pos >= self.out.len() {
             self.out.clear();
             self.pos = 0;
+            if self.inbuf.is_empty() {
+                self.inbuf = vec![0; 16 * 1024];
+            }
             let n = self.inner.read(&mut self.inbuf)?;
             if n == 0 {
                 // A field name cut by the end of the message is passed on as it came.

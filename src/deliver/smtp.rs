@@ -158,6 +158,8 @@ impl Drop for SmtpTarget {
 
 impl Deliver for SmtpTarget {
     fn deliver(&mut self, msg: &mut dyn Read, info: &MessageInfo) -> Result<Receipt, DeliverError> {
+        // Connected first: with an smtphost list, the host that took the session is named.
+        self.client()?;
         let what = self.describe();
         let envelope = Envelope {
             from: info.sender.clone(),

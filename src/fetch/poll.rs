@@ -500,8 +500,17 @@ impl Delivery<'_> {
                     staged.pending.push((state_key(&item.key), p));
                     staged.pending_keys.push((item.key, item.size));
                 }
-                Outcome::Staged(Staged::Done(_)) => {
-                    self.delivered_line(&label(&item.key), item.size, &staged.where_to);
+                Outcome::Staged(Staged::Done(receipt)) => {
+                    // An SMTP/LMTP receipt names the host of an smtphost list that took the
+                    // message, or says it was discarded as spam (antispam).
+                    let to = if receipt.location.starts_with("smtp://")
+                        || receipt.location.starts_with("lmtp://")
+                    {
+                        &receipt.location
+                    } else {
+                        &staged.where_to
+                    };
+                    self.delivered_line(&label(&item.key), item.size, to);
                     report.delivered += 1;
                     staged.done.push(item.key);
                 }
