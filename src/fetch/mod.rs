@@ -2,8 +2,8 @@
 
 pub mod bounce;
 pub mod daemon;
-pub mod instance;
 pub mod hooks;
+pub mod instance;
 pub mod journal;
 pub mod lock;
 pub mod multidrop;
