@@ -3,8 +3,6 @@
 //! poll does: -p, -u, -P, --ssl, --sslcertfile, --sslcommonname, --sslfingerprint, -r, -k/-K,
 //! -a, -l, -B, -S with --lmtp and --smtpname (delivering to the stack's LMTP), -m.
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::rfetch::*;
 use std::path::{Path, PathBuf};

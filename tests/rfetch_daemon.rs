@@ -5,8 +5,6 @@
 //! during IDLE reconnects, and a server without IDLE is watched with NOOP. Every child rfetch
 //! is killed and reaped whatever happens (a guard kills on drop).
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::rfetch::*;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,6 @@
 //! the affected messages must stay on the server (no DELE for them, no QUIT to commit anything
 //! after the drop) and the next poll must deliver every message exactly once.
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::pop3_mailbox::{self, Faults};
 use common::recorder::Relay;

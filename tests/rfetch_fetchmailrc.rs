@@ -3,8 +3,6 @@
 //! into alice's and bob's (envelope header, To/Cc, postmaster), rc permission (exit 6) and syntax
 //! (exit 5 naming file:line) errors, unknown poll names (exit 5).
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::rfetch::*;
 use std::path::{Path, PathBuf};

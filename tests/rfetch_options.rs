@@ -3,8 +3,6 @@
 //! fetchlimit (exit 13), the TOML `recipient` for LMTP, the per-message info lines, and the
 //! progress line (only on a terminal: checked under `script`, and absent from a pipe).
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::rfetch::*;
 use std::path::{Path, PathBuf};

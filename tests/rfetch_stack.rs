@@ -4,8 +4,6 @@
 //! leaves the messages for the next poll. The tests share bob's mailbox, so they run one at
 //! a time under a lock.
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::rfetch::*;
 use std::path::PathBuf;

@@ -5,8 +5,6 @@
 //! (no partial message, no dotlock), and a second run must leave every message delivered
 //! completely, none lost and at most one twice.
 
-#![allow(dead_code)] // the shared helpers are not all used by every binary
-
 mod common;
 use common::pop3_mailbox::{self, Faults, Mailbox};
 use common::rfetch::*;

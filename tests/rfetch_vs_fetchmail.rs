@@ -8,7 +8,6 @@
 //! fetchmail refuses some things as root and insists on owning its rc file, so when the test runs
 //! as root both programs run as `nobody` through setpriv (like bench/rfetch.sh), with everything
 //! they touch under one work directory owned by nobody.
-#![allow(dead_code)] // the shared helpers are not all used by every binary
 
 mod common;
 use common::rfetch::*;
@@ -171,7 +170,6 @@ fn give_to_runner(dir: &Path) {
 
 /// One client's private files: HOME and FETCHMAILHOME (idfile, pid file) and the MDA's output.
 struct Client {
-    name: &'static str,
     program: PathBuf,
     home: PathBuf,
     out: PathBuf,
@@ -184,12 +182,7 @@ impl Client {
         std::fs::create_dir_all(&home).expect("home");
         std::fs::create_dir_all(&out).expect("out");
         chmod(&home, 0o700);
-        Client {
-            name,
-            program,
-            home,
-            out,
-        }
+        Client { program, home, out }
     }
 
     fn run(&self, rc: &Path) -> Output {

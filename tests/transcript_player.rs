@@ -218,6 +218,18 @@ fn eof_is_checked() {
 }
 
 #[test]
+fn drain_records_whatever_the_client_still_sends() {
+    let player = Transcript::parse("drain", "S: go\n!timeout 300ms\n!drain\nS: late\n").play();
+    let (mut r, mut w) = client(&player);
+    assert_eq!(line(&mut r), "go\r\n");
+    w.write_all(b"one\r\ntwo\r\n").unwrap();
+    // The server goes on after the client falls silent.
+    assert_eq!(line(&mut r), "late\r\n");
+    drop((r, w));
+    assert_eq!(player.finish(), ["one", "two"]);
+}
+
+#[test]
 fn sleep_delays_and_cut_drops_the_connection() {
     let player = Transcript::parse("slow", "S: one\n!sleep 300ms\nS= two\n!cut\n").play();
     let (mut r, w) = client(&player);

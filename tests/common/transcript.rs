@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use super::tls::TestCert;
 
-/// How long the server waits for the client to connect or to send a line, unless the
-/// transcript says otherwise.
+/// How long the server waits for the client to send a line, unless the transcript says
+/// otherwise (and, at least 10 s, for it to connect: a binary under test starts first).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client line longer than this is a mismatch, not a reason to keep buffering.
 const MAX_CLIENT_LINE: usize = 1024 * 1024;
