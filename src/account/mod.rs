@@ -233,165 +233,15 @@ impl Account {
     }
 }
 
+/// A setting as a test writes it: set at line 3 of `/x/rc`.
+#[cfg(test)]
+fn set<T>(v: T) -> Option<Sourced<T>> {
+    Some(Sourced::new(v, Provenance::file("/x/rc", 3)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Endpoint, TlsMode, Trust};
-    use std::time::Duration;
-
-    fn set<T>(v: T) -> Option<Sourced<T>> {
-        Some(Sourced::new(v, Provenance::file("/x/rc", 3)))
-    }
-
-    #[test]
-    fn smtp_port_defaults_follow_msmtp() {
-        let mut s = ServerSettings::default();
-        assert_eq!(s.port(Service::Smtp), Some(25));
-        s.tls = set(true);
-        assert_eq!(s.port(Service::Smtp), Some(25));
-        assert_eq!(s.tls_mode(), TlsMode::Starttls);
-        s.tls_starttls = set(false);
-        assert_eq!(s.port(Service::Smtp), Some(465));
-        assert_eq!(s.tls_mode(), TlsMode::Implicit);
-        assert_eq!(s.port(Service::Lmtp), None);
-        assert_eq!(s.port(Service::Pop3), Some(995));
-        assert_eq!(s.port(Service::Imap), Some(993));
-        s.tls_starttls = set(true);
-        assert_eq!(s.port(Service::Pop3), Some(110));
-        assert_eq!(s.port(Service::Imap), Some(143));
-        s.port = set(2525);
-        assert_eq!(s.port(Service::Smtp), Some(2525));
-        s.tls = set(false);
-        assert_eq!(s.tls_mode(), TlsMode::Off);
-    }
-
-    #[test]
-    fn trust_precedence_certcheck_fingerprint_file() {
-        let mut s = ServerSettings::default();
-        assert_eq!(s.trust(), Ok(Trust::System));
-        s.tls_trust_file = set(TrustFile::Path("/ca.pem".into()));
-        assert_eq!(s.trust(), Ok(Trust::File("/ca.pem".into())));
-        s.tls_fingerprint = set(Some([7; 32]));
-        assert_eq!(s.trust(), Ok(Trust::Fingerprint([7; 32])));
-        s.tls_certcheck = set(false);
-        assert_eq!(s.trust(), Ok(Trust::DangerAcceptAny));
-        let mut e = ServerSettings {
-            tls_trust_file: set(TrustFile::Empty),
-            ..Default::default()
-        };
-        let err = e.trust().unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("/x/rc:3: tls_trust_file is empty")
-        );
-        e.tls_fingerprint = set(Some([1; 32]));
-        assert!(e.trust().is_ok());
-    }
-
-    #[test]
-    fn fetch_auth_with_oauth_is_the_providers_mechanism() {
-        use crate::oauth::ProviderKind;
-        use crate::proto::sasl::Mechanism;
-        use crate::session::auth::FetchAuth;
-        let mut s = ServerSettings::default();
-        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Any);
-        // Without this the automatic choice sent the token with LOGIN or USER/PASS.
-        s.oauth.provider = set(ProviderKind::Generic);
-        assert_eq!(
-            s.fetch_auth().unwrap(),
-            FetchAuth::Sasl(Mechanism::OAuthBearer)
-        );
-        s.oauth.provider = set(ProviderKind::Google);
-        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
-        s.auth = set(AuthSetting::Auto);
-        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
-        // An explicit mechanism stays the user's choice.
-        s.auth = set(AuthSetting::Method("oauthbearer".into()));
-        assert_eq!(
-            s.fetch_auth().unwrap(),
-            FetchAuth::Sasl(Mechanism::OAuthBearer)
-        );
-        s.auth = set(AuthSetting::Method("gssapi".into()));
-        let e = s.fetch_auth().unwrap_err();
-        assert!(e.to_string().starts_with("/x/rc:3: auth gssapi"), "{e}");
-    }
-
-    #[test]
-    fn client_cert_needs_both_files() {
-        let mut s = ServerSettings {
-            tls_key_file: set("/k.pem".into()),
-            ..Default::default()
-        };
-        assert!(
-            s.tls_options()
-                .unwrap_err()
-                .message
-                .contains("requires tls_cert_file")
-        );
-        s.tls_cert_file = set("/c.pem".into());
-        s.tls_host_override = set("mx.example".into());
-        let o = s.tls_options().unwrap();
-        assert_eq!(o.client_cert, Some(("/c.pem".into(), "/k.pem".into())));
-        assert_eq!(o.server_name.as_deref(), Some("mx.example"));
-    }
-
-    #[test]
-    fn endpoint_and_connect_options() {
-        let mut s = SubmitSettings::default();
-        assert!(s.endpoint().is_err());
-        s.server.host = set("mail.example".into());
-        assert_eq!(
-            s.endpoint().unwrap(),
-            Endpoint {
-                host: "mail.example".into(),
-                port: 25
-            }
-        );
-        s.protocol = set(SubmitProtocol::Lmtp);
-        assert!(s.endpoint().unwrap_err().message.contains("LMTP"));
-        s.server.timeout = set(Some(Duration::from_secs(9)));
-        s.server.source_ip = set(Some("127.0.0.1".parse().unwrap()));
-        let c = s.connect_options();
-        assert_eq!(c.io_timeout, Duration::from_secs(9));
-        assert_eq!(c.connect_timeout, Duration::from_secs(9));
-        assert_eq!(c.source_ip, Some("127.0.0.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn submit_defaults() {
-        let s = SubmitSettings::default();
-        let env = Env::default();
-        assert_eq!(s.domain(&env), "localhost");
-        assert!(s.remove_bcc_headers());
-        assert!(s.allow_from_override());
-        assert_eq!(s.set_from_header(), HeaderPolicy::Auto);
-        assert_eq!(s.dsn_notify(), DsnNotify::Off);
-        assert_eq!(s.syslog(), None);
-        assert_eq!(s.logfile_time_format().as_deref(), Some("%b %d %H:%M:%S"));
-        assert_eq!(s.server.auth(), AuthSetting::Off);
-    }
-
-    #[test]
-    fn pretend_hides_the_password_and_cites_provenance() {
-        let mut s = SubmitSettings::default();
-        s.server.host = set("mx".into());
-        s.server.password = set(Secret::Inline("hunter2".into()));
-        let lines = s.pretend_lines(&Env::default());
-        let text = lines.join("\n");
-        assert!(!text.contains("hunter2"));
-        assert!(
-            text.contains("password              = *  # /x/rc:3"),
-            "{text}"
-        );
-        assert!(
-            text.contains("port                  = 25  # default"),
-            "{text}"
-        );
-        assert!(
-            text.contains("host                  = mx  # /x/rc:3"),
-            "{text}"
-        );
-    }
 
     #[test]
     fn substitutions() {
@@ -413,17 +263,5 @@ mod tests {
             env.config_home(),
             Some(PathBuf::from("/home/alice/.config"))
         );
-    }
-
-    #[test]
-    fn fetch_defaults() {
-        let env = Env {
-            home: Some("/h".into()),
-            ..Default::default()
-        };
-        let f = FetchSettings::new(Sourced::new(FetchProtocol::Imap, Provenance::Builtin));
-        assert_eq!(f.folders(), vec!["INBOX".to_owned()]);
-        assert!(!f.keep());
-        assert_eq!(f.target(&env), Target::Maildir("/h/Maildir".into()));
     }
 }

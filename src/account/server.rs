@@ -485,3 +485,100 @@ impl ServerSettings {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_port_defaults_follow_msmtp() {
+        let mut s = ServerSettings::default();
+        assert_eq!(s.port(Service::Smtp), Some(25));
+        s.tls = set(true);
+        assert_eq!(s.port(Service::Smtp), Some(25));
+        assert_eq!(s.tls_mode(), TlsMode::Starttls);
+        s.tls_starttls = set(false);
+        assert_eq!(s.port(Service::Smtp), Some(465));
+        assert_eq!(s.tls_mode(), TlsMode::Implicit);
+        assert_eq!(s.port(Service::Lmtp), None);
+        assert_eq!(s.port(Service::Pop3), Some(995));
+        assert_eq!(s.port(Service::Imap), Some(993));
+        s.tls_starttls = set(true);
+        assert_eq!(s.port(Service::Pop3), Some(110));
+        assert_eq!(s.port(Service::Imap), Some(143));
+        s.port = set(2525);
+        assert_eq!(s.port(Service::Smtp), Some(2525));
+        s.tls = set(false);
+        assert_eq!(s.tls_mode(), TlsMode::Off);
+    }
+
+    #[test]
+    fn trust_precedence_certcheck_fingerprint_file() {
+        let mut s = ServerSettings::default();
+        assert_eq!(s.trust(), Ok(Trust::System));
+        s.tls_trust_file = set(TrustFile::Path("/ca.pem".into()));
+        assert_eq!(s.trust(), Ok(Trust::File("/ca.pem".into())));
+        s.tls_fingerprint = set(Some([7; 32]));
+        assert_eq!(s.trust(), Ok(Trust::Fingerprint([7; 32])));
+        s.tls_certcheck = set(false);
+        assert_eq!(s.trust(), Ok(Trust::DangerAcceptAny));
+        let mut e = ServerSettings {
+            tls_trust_file: set(TrustFile::Empty),
+            ..Default::default()
+        };
+        let err = e.trust().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/x/rc:3: tls_trust_file is empty")
+        );
+        e.tls_fingerprint = set(Some([1; 32]));
+        assert!(e.trust().is_ok());
+    }
+
+    #[test]
+    fn fetch_auth_with_oauth_is_the_providers_mechanism() {
+        use crate::oauth::ProviderKind;
+        use crate::proto::sasl::Mechanism;
+        use crate::session::auth::FetchAuth;
+        let mut s = ServerSettings::default();
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Any);
+        // Without this the automatic choice sent the token with LOGIN or USER/PASS.
+        s.oauth.provider = set(ProviderKind::Generic);
+        assert_eq!(
+            s.fetch_auth().unwrap(),
+            FetchAuth::Sasl(Mechanism::OAuthBearer)
+        );
+        s.oauth.provider = set(ProviderKind::Google);
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
+        s.auth = set(AuthSetting::Auto);
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
+        // An explicit mechanism stays the user's choice.
+        s.auth = set(AuthSetting::Method("oauthbearer".into()));
+        assert_eq!(
+            s.fetch_auth().unwrap(),
+            FetchAuth::Sasl(Mechanism::OAuthBearer)
+        );
+        s.auth = set(AuthSetting::Method("gssapi".into()));
+        let e = s.fetch_auth().unwrap_err();
+        assert!(e.to_string().starts_with("/x/rc:3: auth gssapi"), "{e}");
+    }
+
+    #[test]
+    fn client_cert_needs_both_files() {
+        let mut s = ServerSettings {
+            tls_key_file: set("/k.pem".into()),
+            ..Default::default()
+        };
+        assert!(
+            s.tls_options()
+                .unwrap_err()
+                .message
+                .contains("requires tls_cert_file")
+        );
+        s.tls_cert_file = set("/c.pem".into());
+        s.tls_host_override = set("mx.example".into());
+        let o = s.tls_options().unwrap();
+        assert_eq!(o.client_cert, Some(("/c.pem".into(), "/k.pem".into())));
+        assert_eq!(o.server_name.as_deref(), Some("mx.example"));
+    }
+}
