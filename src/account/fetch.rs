@@ -140,3 +140,20 @@ impl FetchSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_defaults() {
+        let env = Env {
+            home: Some("/h".into()),
+            ..Default::default()
+        };
+        let f = FetchSettings::new(Sourced::new(FetchProtocol::Imap, Provenance::Builtin));
+        assert_eq!(f.folders(), vec!["INBOX".to_owned()]);
+        assert!(!f.keep());
+        assert_eq!(f.target(&env), Target::Maildir("/h/Maildir".into()));
+    }
+}

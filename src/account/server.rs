@@ -529,3 +529,140 @@ impl ServerSettings {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_port_defaults_follow_msmtp() {
+        let mut s = ServerSettings::default();
+        assert_eq!(s.port(Service::Smtp), Some(25));
+        s.tls = set(true);
+        assert_eq!(s.port(Service::Smtp), Some(25));
+        assert_eq!(s.tls_mode(), TlsMode::Starttls);
+        s.tls_starttls = set(false);
+        assert_eq!(s.port(Service::Smtp), Some(465));
+        assert_eq!(s.tls_mode(), TlsMode::Implicit);
+        assert_eq!(s.port(Service::Lmtp), None);
+        assert_eq!(s.port(Service::Pop3), Some(995));
+        assert_eq!(s.port(Service::Imap), Some(993));
+        s.tls_starttls = set(true);
+        assert_eq!(s.port(Service::Pop3), Some(110));
+        assert_eq!(s.port(Service::Imap), Some(143));
+        s.port = set(2525);
+        assert_eq!(s.port(Service::Smtp), Some(2525));
+        s.tls = set(false);
+        assert_eq!(s.tls_mode(), TlsMode::Off);
+    }
+
+    #[test]
+    fn trust_precedence_certcheck_fingerprint_file() {
+        let mut s = ServerSettings::default();
+        assert_eq!(s.trust(), Ok(Trust::System));
+        s.tls_trust_file = set(TrustFile::Path("/ca.pem".into()));
+        assert_eq!(s.trust(), Ok(Trust::File("/ca.pem".into())));
+        s.tls_fingerprint = set(Some([7; 32]));
+        assert_eq!(s.trust(), Ok(Trust::Fingerprint([7; 32])));
+        s.tls_certcheck = set(false);
+        assert_eq!(s.trust(), Ok(Trust::DangerAcceptAny));
+        let mut e = ServerSettings {
+            tls_trust_file: set(TrustFile::Empty),
+            ..Default::default()
+        };
+        let err = e.trust().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/x/rc:3: tls_trust_file is empty")
+        );
+        e.tls_fingerprint = set(Some([1; 32]));
+        assert!(e.trust().is_ok());
+    }
+
+    #[test]
+    fn fetch_auth_with_oauth_is_the_providers_mechanism() {
+        use crate::oauth::ProviderKind;
+        use crate::proto::sasl::Mechanism;
+        use crate::session::auth::FetchAuth;
+        let mut s = ServerSettings::default();
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Any);
+        // Without this the automatic choice sent the token with LOGIN or USER/PASS.
+        s.oauth.provider = set(ProviderKind::Generic);
+        assert_eq!(
+            s.fetch_auth().unwrap(),
+            FetchAuth::Sasl(Mechanism::OAuthBearer)
+        );
+        s.oauth.provider = set(ProviderKind::Google);
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
+        s.auth = set(AuthSetting::Auto);
+        assert_eq!(s.fetch_auth().unwrap(), FetchAuth::Sasl(Mechanism::XOAuth2));
+        // An explicit mechanism stays the user's choice.
+        s.auth = set(AuthSetting::Method("oauthbearer".into()));
+        assert_eq!(
+            s.fetch_auth().unwrap(),
+            FetchAuth::Sasl(Mechanism::OAuthBearer)
+        );
+        s.auth = set(AuthSetting::Method("gssapi".into()));
+        let e = s.fetch_auth().unwrap_err();
+        assert!(e.to_string().starts_with("/x/rc:3: auth gssapi"), "{e}");
+    }
+
+    /// A password mechanism with `oauth_provider` would send the access token as the
+    /// password (USER/PASS, LOGIN, PLAIN), in cleartext inside TLS to a server that may log
+    /// it, and fail anyway: refused, naming where `auth` was set.
+    #[test]
+    fn password_mechanisms_with_oauth_are_refused() {
+        use crate::oauth::ProviderKind;
+        let mut s = ServerSettings {
+            oauth: OAuthKeys {
+                provider: set(ProviderKind::Google),
+                ..OAuthKeys::default()
+            },
+            ..ServerSettings::default()
+        };
+        for m in [
+            "PASSWORD",
+            "plain",
+            "LOGIN",
+            "CRAM-MD5",
+            "SCRAM-SHA-256",
+            "APOP",
+        ] {
+            s.auth = set(AuthSetting::Method(m.into()));
+            let e = s.check_oauth_auth().unwrap_err().to_string();
+            assert!(e.starts_with("/x/rc:3: auth "), "{m}: {e}");
+            assert!(e.contains("oauth_provider") && e.contains("xoauth2"), "{e}");
+            let e = s.fetch_auth().unwrap_err().to_string();
+            assert!(e.contains("oauth_provider"), "{m}: {e}");
+        }
+        for m in ["XOAUTH2", "oauthbearer", "EXTERNAL"] {
+            s.auth = set(AuthSetting::Method(m.into()));
+            assert!(s.check_oauth_auth().is_ok(), "{m}");
+        }
+        s.auth = set(AuthSetting::Auto);
+        assert!(s.check_oauth_auth().is_ok());
+        // Without OAuth2 every mechanism is the user's choice.
+        s.oauth.provider = None;
+        s.auth = set(AuthSetting::Method("PLAIN".into()));
+        assert!(s.check_oauth_auth().is_ok());
+    }
+
+    #[test]
+    fn client_cert_needs_both_files() {
+        let mut s = ServerSettings {
+            tls_key_file: set("/k.pem".into()),
+            ..Default::default()
+        };
+        assert!(
+            s.tls_options()
+                .unwrap_err()
+                .message
+                .contains("requires tls_cert_file")
+        );
+        s.tls_cert_file = set("/c.pem".into());
+        s.tls_host_override = set("mx.example".into());
+        let o = s.tls_options().unwrap();
+        assert_eq!(o.client_cert, Some(("/c.pem".into(), "/k.pem".into())));
+        assert_eq!(o.server_name.as_deref(), Some("mx.example"));
+    }
+}

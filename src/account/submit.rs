@@ -611,3 +611,66 @@ fn policy(p: HeaderPolicy) -> String {
     }
     .to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_and_connect_options() {
+        let mut s = SubmitSettings::default();
+        assert!(s.endpoint().is_err());
+        s.server.host = set("mail.example".into());
+        assert_eq!(
+            s.endpoint().unwrap(),
+            Endpoint {
+                host: "mail.example".into(),
+                port: 25
+            }
+        );
+        s.protocol = set(SubmitProtocol::Lmtp);
+        assert!(s.endpoint().unwrap_err().message.contains("LMTP"));
+        s.server.timeout = set(Some(Duration::from_secs(9)));
+        s.server.source_ip = set(Some("127.0.0.1".parse().unwrap()));
+        let c = s.connect_options();
+        assert_eq!(c.io_timeout, Duration::from_secs(9));
+        assert_eq!(c.connect_timeout, Duration::from_secs(9));
+        assert_eq!(c.source_ip, Some("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn submit_defaults() {
+        let s = SubmitSettings::default();
+        let env = Env::default();
+        assert_eq!(s.domain(&env), "localhost");
+        assert!(s.remove_bcc_headers());
+        assert!(s.allow_from_override());
+        assert_eq!(s.set_from_header(), HeaderPolicy::Auto);
+        assert_eq!(s.dsn_notify(), DsnNotify::Off);
+        assert_eq!(s.syslog(), None);
+        assert_eq!(s.logfile_time_format().as_deref(), Some("%b %d %H:%M:%S"));
+        assert_eq!(s.server.auth(), AuthSetting::Off);
+    }
+
+    #[test]
+    fn pretend_hides_the_password_and_cites_provenance() {
+        let mut s = SubmitSettings::default();
+        s.server.host = set("mx".into());
+        s.server.password = set(Secret::Inline("hunter2".into()));
+        let lines = s.pretend_lines(&Env::default());
+        let text = lines.join("\n");
+        assert!(!text.contains("hunter2"));
+        assert!(
+            text.contains("password              = *  # /x/rc:3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("port                  = 25  # default"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host                  = mx  # /x/rc:3"),
+            "{text}"
+        );
+    }
+}

@@ -462,3 +462,44 @@ fn serverinfo(args: &RsendArgs, env: &Env) -> Result<(), Error> {
     let _ = client.quit();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::submit::request::DeliveryFlag;
+
+    fn req(line: &str) -> Request {
+        let args = rsend_args::parse(
+            std::iter::once("rsend".to_string()).chain(line.split_whitespace().map(String::from)),
+        )
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+        request(&args)
+    }
+
+    #[test]
+    fn request_from_the_command_line() {
+        let r = req("-C /etc/x -a work -f me@x.org -t -odq --queue-on-failure -v a@b,c@d");
+        assert_eq!(r.config_file.as_deref(), Some("/etc/x"));
+        assert_eq!(r.account, AccountChoice::Configured(Some("work".into())));
+        assert_eq!(r.from.as_deref(), Some("me@x.org"));
+        assert!(r.read_recipients && r.queue_on_failure && r.verbose && r.sender_needed);
+        assert_eq!(r.recipients, ["a@b,c@d"]);
+        assert_eq!(r.delivery, Some(DeliveryFlag::Queue));
+
+        // --host means no configuration file; -r is the envelope-from when -f is absent; the
+        // settings given as flags become msmtprc overrides, kept for a queued message.
+        let r = req("--host=mx.example.org --port=2525 -r bounce@x.org --tls=on x@y");
+        assert_eq!(r.account, AccountChoice::CommandLine);
+        assert_eq!(r.from.as_deref(), Some("bounce@x.org"));
+        assert_eq!(
+            r.overrides,
+            [
+                ("host", "mx.example.org".to_string()),
+                ("port", "2525".to_string()),
+                ("tls", "on".to_string())
+            ]
+        );
+        assert_eq!(req("x@y").account, AccountChoice::Configured(None));
+        assert!(!req("--serverinfo").sender_needed);
+    }
+}
