@@ -179,6 +179,7 @@ key_table!(FetchTable {
     expunge,
     idle_timeout,
     force_idle,
+    max_connections,
 });
 
 #[derive(Debug, Deserialize)]
