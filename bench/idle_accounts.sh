@@ -19,12 +19,18 @@
 #   - sysctl fs.inotify.max_user_instances (128 -> 8192) and fs.inotify.max_user_watches
 #     (-> 1048576): every IDLE session in Dovecot watches its Maildir with inotify, all as the
 #     'mail' user;
+#   - sysctl vm.max_map_count (65530 -> 262144): every thread of rfetch is 4 mappings (its stack
+#     and guard page, Rust's signal stack and its guard), so the default stops near 15,000
+#     threads, and a thread that cannot get its signal stack aborts the process;
 #   - Dovecot: STACK_DIR/dovecot/scale.conf, included from dovecot.conf, raises
 #     default_client_limit / default_process_limit, runs imap-login in high-performance mode
 #     (service_count = 0) and lets one imap process serve up to 250 IDLE sessions
-#     (client_limit = 250; 10,000 one-session processes would need ~30 GB), vsz_limit 2 GB;
+#     (service_count = 0, client_limit = 250: 10,000 one-session processes would need ~30 GB
+#     and more PIDs than the kernel's default pid_max), vsz_limit 2 GB;
 #     removed (and Dovecot reloaded) at exit;
 #   - the users s1..sN are appended to STACK_DIR/etc/users and removed at exit (their Maildirs too).
+# The accounts log in with AUTH=PLAIN inside TLS (what most providers take): SCRAM's PBKDF2 on
+# both sides would measure login CPU, not the cost of waiting.
 # The machine may be loaded by other work: wall-clock numbers (latency) say so in the log; RSS,
 # thread and context-switch counts do not depend on load.
 set -euo pipefail
@@ -34,6 +40,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "$(id -u)" = 0 ] || die "must run as root (users in Dovecot, sysctl, rfetch as nobody)"
 SIZES=("$@"); [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000)
 SAMPLES=${SAMPLES:-20}
+# MAX_CONNECTIONS=K: the accounts' max_connections (logins and polls at once; default rfetch's)
+MAX_CONNECTIONS=${MAX_CONNECTIONS:-}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
 ensure_stack
 RFETCH=${RFETCH:-$(build_release rfetch)}
@@ -45,6 +53,7 @@ AS="setpriv --reuid=nobody --regid=nogroup --clear-groups --"
 USERS_FILE=$STACK_DIR/etc/users
 OLD_INST=$(sysctl -n fs.inotify.max_user_instances)
 OLD_WATCH=$(sysctl -n fs.inotify.max_user_watches)
+OLD_MAPS=$(sysctl -n vm.max_map_count)
 RFETCH_PID=""
 
 remove_users() {
@@ -57,12 +66,14 @@ cleanup() {
   rm -f "$STACK_DIR/dovecot/scale.conf"
   $DOVEADM reload 2>/dev/null || true
   remove_users
-  sysctl -q -w fs.inotify.max_user_instances="$OLD_INST" fs.inotify.max_user_watches="$OLD_WATCH"
+  sysctl -q -w fs.inotify.max_user_instances="$OLD_INST" fs.inotify.max_user_watches="$OLD_WATCH" \
+    vm.max_map_count="$OLD_MAPS"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-sysctl -q -w fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576
+sysctl -q -w fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576 \
+  vm.max_map_count=262144
 cat >"$STACK_DIR/dovecot/scale.conf" <<EOF
 # bench/idle_accounts.sh: many simultaneous IDLE sessions (removed when the run ends)
 default_client_limit = 30000
@@ -75,6 +86,7 @@ service imap-login {
   process_limit = 16
 }
 service imap {
+  service_count = 0
   client_limit = 250
   process_limit = 200
   vsz_limit = 2G
@@ -158,22 +170,30 @@ counters() {
   done
   echo "$ticks $sw"
 }
+# "tid switches name" per thread, sorted by tid (for join)
+per_thread() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "${t##*/} $(awk '/ctxt_switches/ {s += $2} END {print s + 0}' "$t/status" 2>/dev/null) $(tr ' ' _ <"$t/comm" 2>/dev/null)"
+  done | sort -k1,1
+}
 status_field() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 run_n() {
   local n=$1 d=$WORK/n$n k cfg
   mkdir -p "$d"
   cfg=$d/rfetch.toml
-  "$PY" - "$cfg" "$d" "$n" "$IMAPS_PORT" "$STACK_CA" <<'PYEOF'
+  "$PY" - "$cfg" "$d" "$n" "$IMAPS_PORT" "$STACK_CA" "${MAX_CONNECTIONS:-}" <<'PYEOF'
 import os, sys
-cfg, d, n, port, ca = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+cfg, d, n, port, ca, most = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+extra = "max_connections = %s\n" % most if most else ""
 with open(cfg, "w") as f:
     for k in range(1, n + 1):
         for sub in ("cur", "new", "tmp"):
             os.makedirs("%s/d%d/%s" % (d, k, sub))
         f.write('[accounts.s%d]\nhost = "localhost"\nuser = "s%d"\npassword = "pw%d"\n'
                 'tls_trust_file = "%s"\n[accounts.s%d.fetch]\nprotocol = "imap"\nport = %s\n'
-                'tls_starttls = false\nidle = true\nmaildir = "%s/d%d"\n\n' % (k, k, k, ca, k, port, d, k))
+                'tls_starttls = false\nauth = "plain"\nidle = true\nmaildir = "%s/d%d"\n%s\n' % (k, k, k, ca, k, port, d, k, extra))
 os.chmod(cfg, 0o600)
 PYEOF
   chown -R nobody:nogroup "$d"
@@ -186,14 +206,19 @@ PYEOF
   while [ "$idling" -lt "$n" ]; do
     sleep 2; waited=$((waited + 2))
     idling=$(grep -c 'waiting for new mail (IDLE)' "$d/rfetch.log" 2>/dev/null || true)
+    idling=${idling:-0}
     kill -0 "$RFETCH_PID" 2>/dev/null || die "rfetch exited (see $d/rfetch.log)"
-    [ "$waited" -gt $((120 + n / 10)) ] && { log "N=$n: only $idling accounts reached IDLE in $waited s"; break; }
+    [ "$waited" -gt $((120 + n / 20)) ] && { log "N=$n: only $idling accounts reached IDLE in $waited s"; break; }
   done
   local ready=$(( ${EPOCHREALTIME/./} / 1000 - ${t0/./} / 1000 ))
   sleep 3   # let allocator and kernel settle after the logins
   local rss threads c0 c1 cpu sw
   rss=$(status_field "$RFETCH_PID" VmRSS); threads=$(status_field "$RFETCH_PID" Threads)
+  per_thread "$RFETCH_PID" >"$WORK/threads0"
   c0=$(counters "$RFETCH_PID"); sleep "$IDLE_SECONDS"; c1=$(counters "$RFETCH_PID")
+  per_thread "$RFETCH_PID" >"$WORK/threads1"
+  # which threads switched while idle (thread id, name, switches), for the log
+  join "$WORK/threads0" "$WORK/threads1" | awk '$4 - $2 > 0 {print $1, $3, $4 - $2}' >"$OUT/switches-$n.txt" || true
   cpu=$(awk -v a="${c0% *}" -v b="${c1% *}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
   sw=$(( ${c1#* } - ${c0#* } ))
   local sample=() step=$(( n / SAMPLES )); [ "$step" -ge 1 ] || step=1

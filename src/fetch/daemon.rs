@@ -17,7 +17,13 @@
 //! A server without the IDLE capability is watched with NOOP every 28 s instead (fetchmail's
 //! emulation); `forceidle` sends IDLE regardless. A lost connection is re-opened after 1 s,
 //! doubling to 5 minutes, reset by a successful poll; the loss and the recovery are each
-//! logged once.
+//! logged once. A waiting account costs no CPU: it sleeps in poll(2) on its socket and the
+//! [`Control::beacon`] eventfd until the server speaks, the IDLE renewal is due, or the daemon
+//! is stopped or woken. Its logins and polls run on a thread that ends with them
+//! ([`on_own_stack`]), so the waiting thread's resident stack stays small.
+//!
+//! Per server host, at most `max_connections` (default [`DEFAULT_MAX_CONNECTIONS`]) logins
+//! and polls run at once, first come first served; an IDLE connection waiting does not count.
 //!
 //! Stopping. SIGTERM/SIGINT set the stop flag: a poll finishes the batch in progress (nothing
 //! is deleted on the server before its target confirmed it, so an abandoned batch only means
@@ -27,7 +33,7 @@
 //! never cut by the exit: an mbox append is rolled back and an MDA run to its end
 //! ([`crate::deliver::finish_in_flight`]), and the exit waits for that.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,18 +108,26 @@ impl Backoff {
 /// at every interval.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 8;
 
-/// The bound on simultaneous polls on one server: a first-come, first-served ticket queue, so
-/// that with more accounts than slots each waits its turn and none is passed over.
+/// The bound on simultaneous polls on one server: a first-come, first-served queue, so that
+/// with more accounts than slots each waits its turn and none is passed over. A finished poll
+/// hands its slot to the first waiter alone (ten thousand accounts starting together must not
+/// all wake at every hand-over), and waiters sleep without a timer: a stop closes the gate.
 #[derive(Debug)]
 struct ServerGate {
     limit: u64,
-    /// (tickets handed out, tickets finished): ticket `t` may connect while
-    /// `t < finished + limit`.
-    tickets: Mutex<(u64, u64)>,
-    cv: Condvar,
+    state: Mutex<GateState>,
 }
 
-/// A slot in a [`ServerGate`]; the next ticket may go when it is dropped.
+#[derive(Debug, Default)]
+struct GateState {
+    /// Slots in use.
+    active: u64,
+    /// The waiters, oldest first: each is sent `true` when it gets a slot, `false` on stop.
+    waiting: VecDeque<mpsc::SyncSender<bool>>,
+    closed: bool,
+}
+
+/// A slot in a [`ServerGate`]; dropping it hands the slot on.
 struct GatePermit<'a>(&'a ServerGate);
 
 impl Drop for GatePermit<'_> {
@@ -122,44 +136,57 @@ impl Drop for GatePermit<'_> {
     }
 }
 
-/// How often a poll waiting for a slot looks at the stop flag (only while waiting for a slot,
-/// never while idle).
-const GATE_STOP_CHECK: Duration = Duration::from_secs(1);
-
 impl ServerGate {
     fn new(limit: u64) -> ServerGate {
         ServerGate {
             limit: limit.max(1),
-            tickets: Mutex::new((0, 0)),
-            cv: Condvar::new(),
+            state: Mutex::new(GateState::default()),
         }
     }
 
-    /// Waits for this caller's turn; None when the daemon stops meanwhile.
-    fn enter(&self, control: &Control) -> Option<GatePermit<'_>> {
-        let mut g = self.tickets.lock().ok()?;
-        let ticket = g.0;
-        g.0 += 1;
-        while ticket >= g.1.saturating_add(self.limit) {
-            if control.stopping() {
-                drop(g);
-                // Give the turn up, so later tickets are not held back by it.
-                self.finish();
+    /// Waits for this caller's turn; None when the gate was closed (the daemon stops).
+    fn enter(&self) -> Option<GatePermit<'_>> {
+        let turn = {
+            let mut g = self.state.lock().ok()?;
+            if g.closed {
                 return None;
             }
-            g = match self.cv.wait_timeout(g, GATE_STOP_CHECK) {
-                Ok((g, _)) => g,
-                Err(_) => return None,
-            };
+            if g.active < self.limit && g.waiting.is_empty() {
+                g.active += 1;
+                return Some(GatePermit(self));
+            }
+            let (tx, rx) = mpsc::sync_channel(1);
+            g.waiting.push_back(tx);
+            rx
+        };
+        // The slot is handed over with its count: `active` already includes it.
+        match turn.recv() {
+            Ok(true) => Some(GatePermit(self)),
+            _ => None,
         }
-        Some(GatePermit(self))
     }
 
     fn finish(&self) {
-        if let Ok(mut g) = self.tickets.lock() {
-            g.1 += 1;
+        let Ok(mut g) = self.state.lock() else {
+            return;
+        };
+        while let Some(next) = g.waiting.pop_front() {
+            // A waiter that is gone (its thread ended) cannot take it: try the next one.
+            if next.send(true).is_ok() {
+                return;
+            }
         }
-        self.cv.notify_all();
+        g.active = g.active.saturating_sub(1);
+    }
+
+    /// Refuses every waiter and every later caller.
+    fn close(&self) {
+        if let Ok(mut g) = self.state.lock() {
+            g.closed = true;
+            for w in g.waiting.drain(..) {
+                let _ = w.send(false);
+            }
+        }
     }
 }
 
@@ -437,12 +464,17 @@ pub fn run(
     // The stop reaches this loop as a message, so that it sleeps in recv() instead of waking
     // on a timer to look at the flag. The watcher sleeps on the condition variable.
     let stop_tx = tx.clone();
+    let gates_to_close: Vec<Arc<ServerGate>> = gates.values().cloned().collect();
     let watcher = std::thread::Builder::new()
         .name("stop watch".into())
         .stack_size(SMALL_STACK)
         .spawn(move || {
             let mut seen = control.generation();
             while control.sleep(Duration::MAX, &mut seen) != Wake::Stop {}
+            // Accounts waiting for a slot end now instead of polling once more.
+            for g in &gates_to_close {
+                g.close();
+            }
             let _ = stop_tx.send((usize::MAX, PollReport::default()));
         });
     // Without the watcher the flag is looked at every 250 ms, as before.
@@ -533,7 +565,7 @@ fn poll_account(
     let mut last = PollReport::default();
     loop {
         let permit = match gate {
-            Some(g) => match g.enter(control) {
+            Some(g) => match g.enter() {
                 Some(p) => Some(p),
                 None => return last,
             },
@@ -595,9 +627,7 @@ fn idle_account(
     let mut link = Link::Unknown;
     let mut seen = control.generation();
     while !control.stopping() {
-        let login = gated_work(gate, control, || {
-            poll::imap_login(spec, ctx, spec.force_idle)
-        });
+        let login = gated_work(gate, || poll::imap_login(spec, ctx, spec.force_idle));
         let Some(login) = login else { break };
         let mut session = match login {
             Ok(s) => s,
@@ -693,7 +723,7 @@ fn watch(
         );
     }
     loop {
-        let report = gated_work(st.gate, control, || {
+        let report = gated_work(st.gate, || {
             let mut report = PollReport::default();
             let polled = (|| -> Result<()> {
                 let mut target = if ctx.check_only {
@@ -768,17 +798,13 @@ fn watch(
 }
 
 /// Runs `work` on its own stack ([`on_own_stack`]) once the server's gate lets it in; None
-/// when the daemon stops meanwhile. IDLE accounts pass their logins and polls through the
+/// when the daemon stops meanwhile (the gate is closed). IDLE accounts pass their logins and polls through the
 /// gate too: their connections stay open, but no more than the bound log in or fetch at
 /// once (10,000 accounts starting together would otherwise ask for 10,000 TLS handshakes at
 /// the same moment, and the memory those take at once stays with the process).
-fn gated_work<T: Send>(
-    gate: Option<&ServerGate>,
-    control: &Control,
-    work: impl FnOnce() -> T + Send,
-) -> Option<T> {
+fn gated_work<T: Send>(gate: Option<&ServerGate>, work: impl FnOnce() -> T + Send) -> Option<T> {
     let _permit = match gate {
-        Some(g) => Some(g.enter(control)?),
+        Some(g) => Some(g.enter()?),
         None => None,
     };
     Some(on_own_stack(work))
@@ -866,6 +892,49 @@ mod tests {
         let mut r = Backoff::new(RETRY_FIRST, Duration::from_secs(10));
         assert_eq!(r.next_delay(), Duration::from_secs(10));
         assert_eq!(r.next_delay(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn server_gate_bounds_hands_over_in_order_and_closes() {
+        let gate = Arc::new(ServerGate::new(2));
+        let a = gate.enter().expect("first slot");
+        let b = gate.enter().expect("second slot");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for k in 0..3 {
+            let (g, seen) = (Arc::clone(&gate), Arc::clone(&order));
+            waiters.push(std::thread::spawn(move || {
+                let permit = g.enter();
+                seen.lock().unwrap().push((k, permit.is_some()));
+                // The slot is held a moment, then handed on as the permit drops.
+                std::thread::sleep(Duration::from_millis(50));
+            }));
+            // Queue them in a known order.
+            while gate.state.lock().unwrap().waiting.len() < k + 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody passes a full gate"
+        );
+        drop(a);
+        while order.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(*order.lock().unwrap(), vec![(0, true)]);
+        gate.close();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        // Waiter 0's slot went back when it ended; 1 and 2 were refused by the close.
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec![(0, true), (1, false), (2, false)]
+        );
+        assert!(gate.enter().is_none(), "a closed gate admits nobody");
+        drop(b);
+        assert_eq!(gate.state.lock().unwrap().active, 0);
     }
 
     #[test]
