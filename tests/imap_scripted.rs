@@ -383,7 +383,7 @@ fn idle_interrupted_by_caller() {
     let mut s = idle_session(server.port());
     let t = Instant::now();
     let ev = s
-        .idle_until(Duration::from_secs(60), &|| {
+        .idle_until(Duration::from_secs(60), None, &|| {
             t.elapsed() > Duration::from_millis(300)
         })
         .expect("idle");

@@ -76,6 +76,9 @@ pub struct FetchTuning {
     pub idle_timeout: Option<u64>,
     /// IMAP IDLE even when the server does not announce it.
     pub force_idle: bool,
+    /// At most this many polls at once on this account's server (TOML `max_connections`):
+    /// every polling account of the same host shares the bound (the smallest value set wins).
+    pub max_connections: Option<u64>,
 }
 
 impl FetchSettings {

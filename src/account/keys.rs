@@ -600,6 +600,15 @@ pub fn set_fetch(
         "limitflush" => f.tuning.limitflush = parse_on_off(key, &text(arg)?)?,
         "flush" => f.tuning.flush = parse_on_off(key, &text(arg)?)?,
         "force_idle" => f.tuning.force_idle = parse_on_off(key, &text(arg)?)?,
+        "max_connections" => {
+            let n = parse_count(key, &text(arg)?)?.unwrap_or(0);
+            if n == 0 {
+                return Err(KeyError::Invalid(format!(
+                    "{key} takes a whole number >= 1 (simultaneous polls on one server)"
+                )));
+            }
+            f.tuning.max_connections = Some(n);
+        }
         _ => return set_server(&mut f.server, key, &text(arg)?, at, env),
     }
     Ok(None)

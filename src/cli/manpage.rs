@@ -415,7 +415,8 @@ smtp = \"host:port\", lmtp = \"host:port\"; default ~/Maildir) and recipient = \
 RCPT TO address for smtp and lmtp targets (default $USER@localhost). fetchmail's per-poll options \
 have the same names: limit, fetchlimit, batchlimit and expunge (whole numbers; 0 for limit and \
 fetchlimit means none), limitflush and flush (booleans), idle_timeout (seconds) and force_idle \
-(boolean). Unknown keys are errors.
+(boolean), and rfetch's own max_connections (simultaneous polls on one server, default 8). \
+Unknown keys are errors.
 
 ~/.fetchmail.pid\tThe lock file: the PID on the first line and, in daemon mode, the interval on \
 the second. rfetch holds a flock(2) on it while it runs, so a lock file left by a killed instance \
@@ -639,7 +640,13 @@ seconds (default 1680); use IDLE even when the server does not announce it.
 limit, fetchlimit, batchlimit, expunge\tfetchmail's per-poll numbers (0 for limit and \
 fetchlimit means none).
 
-limitflush, flush\tDelete messages over limit; delete messages an earlier poll delivered.",
+limitflush, flush\tDelete messages over limit; delete messages an earlier poll delivered.
+
+max_connections\tAt most this many logins and polls at once on this account's server (its \
+host), shared by every account of that server, the smallest value set winning (default 8; \
+providers limit simultaneous connections). Accounts beyond it wait their turn, first come \
+first served. An IDLE account holds a slot only while it logs in or fetches, not while it \
+waits. fetchmailrc has no such keyword: a fetchmailrc's polls get the default.",
     },
     Section {
         title: "PERMISSIONS",

@@ -17,7 +17,13 @@
 //! A server without the IDLE capability is watched with NOOP every 28 s instead (fetchmail's
 //! emulation); `forceidle` sends IDLE regardless. A lost connection is re-opened after 1 s,
 //! doubling to 5 minutes, reset by a successful poll; the loss and the recovery are each
-//! logged once.
+//! logged once. A waiting account costs no CPU: it sleeps in poll(2) on its socket and the
+//! [`Control::beacon`] eventfd until the server speaks, the IDLE renewal is due, or the daemon
+//! is stopped or woken. Its logins and polls run on a thread that ends with them
+//! ([`on_own_stack`]), so the waiting thread's resident stack stays small.
+//!
+//! Per server host, at most `max_connections` (default [`DEFAULT_MAX_CONNECTIONS`]) logins
+//! and polls run at once, first come first served; an IDLE connection waiting does not count.
 //!
 //! Stopping. SIGTERM/SIGINT set the stop flag: a poll finishes the batch in progress (nothing
 //! is deleted on the server before its target confirmed it, so an abandoned batch only means
@@ -27,9 +33,11 @@
 //! never cut by the exit: an mbox append is rolled back and an MDA run to its end
 //! ([`crate::deliver::finish_in_flight`]), and the exit waits for that.
 
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::account::{FetchProtocol, Provenance, Sourced};
@@ -56,6 +64,12 @@ const IN_FLIGHT_LIMIT: Duration =
     Duration::from_secs(crate::deliver::mda::DEFAULT_TIMEOUT.as_secs() + 30);
 /// After the deliveries in flight ended, how long their threads get to record them.
 const RECORD_GRACE: Duration = Duration::from_secs(2);
+/// Stack reserved for an account thread. Only the pages a thread touched are resident, so this
+/// bounds address space (10,000 accounts x 2 MiB default = 20 GB of it), not memory; the
+/// deepest path (TLS handshake, SASL, a poll with its delivery) uses well under 256 KiB.
+const ACCOUNT_STACK: usize = 512 * 1024;
+/// Stack for a thread that only waits.
+const SMALL_STACK: usize = 64 * 1024;
 
 /// Exponential backoff: `first`, doubling, capped at `max`; [`Backoff::reset`] starts over.
 #[derive(Debug, Clone)]
@@ -87,6 +101,119 @@ impl Backoff {
     }
 }
 
+/// Simultaneous polls on one server when no account of it sets `max_connections`. Providers
+/// limit connections per user and per address (a few to 15 for IMAP, often fewer for POP3),
+/// and a daemon with hundreds of accounts on one server would otherwise open them all at once
+/// at every interval.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 8;
+
+/// The bound on simultaneous polls on one server: a first-come, first-served queue, so that
+/// with more accounts than slots each waits its turn and none is passed over. A finished poll
+/// hands its slot to the first waiter alone (ten thousand accounts starting together must not
+/// all wake at every hand-over), and waiters sleep without a timer: a stop closes the gate.
+#[derive(Debug)]
+struct ServerGate {
+    limit: u64,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Slots in use.
+    active: u64,
+    /// The waiters, oldest first: each is sent `true` when it gets a slot, `false` on stop.
+    waiting: VecDeque<mpsc::SyncSender<bool>>,
+    closed: bool,
+}
+
+/// A slot in a [`ServerGate`]; dropping it hands the slot on.
+struct GatePermit<'a>(&'a ServerGate);
+
+impl Drop for GatePermit<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+impl ServerGate {
+    fn new(limit: u64) -> ServerGate {
+        ServerGate {
+            limit: limit.max(1),
+            state: Mutex::new(GateState::default()),
+        }
+    }
+
+    /// Waits for this caller's turn; None when the gate was closed (the daemon stops).
+    fn enter(&self) -> Option<GatePermit<'_>> {
+        let turn = {
+            let mut g = self.state.lock().ok()?;
+            if g.closed {
+                return None;
+            }
+            if g.active < self.limit && g.waiting.is_empty() {
+                g.active += 1;
+                return Some(GatePermit(self));
+            }
+            let (tx, rx) = mpsc::sync_channel(1);
+            g.waiting.push_back(tx);
+            rx
+        };
+        // The slot is handed over with its count: `active` already includes it.
+        match turn.recv() {
+            Ok(true) => Some(GatePermit(self)),
+            _ => None,
+        }
+    }
+
+    fn finish(&self) {
+        let Ok(mut g) = self.state.lock() else {
+            return;
+        };
+        while let Some(next) = g.waiting.pop_front() {
+            // A waiter that is gone (its thread ended) cannot take it: try the next one.
+            if next.send(true).is_ok() {
+                return;
+            }
+        }
+        g.active = g.active.saturating_sub(1);
+    }
+
+    /// Refuses every waiter and every later caller.
+    fn close(&self) {
+        if let Ok(mut g) = self.state.lock() {
+            g.closed = true;
+            for w in g.waiting.drain(..) {
+                let _ = w.send(false);
+            }
+        }
+    }
+}
+
+/// One gate per server host (lower case): the smallest `max_connections` among its accounts,
+/// else [`DEFAULT_MAX_CONNECTIONS`]. A polling account holds a slot for its whole poll; an
+/// IDLE account for its login and for each poll, not while it waits in IDLE.
+fn server_gates(jobs: &[PollSpec]) -> HashMap<String, Arc<ServerGate>> {
+    let mut limits: HashMap<String, u64> = HashMap::new();
+    for spec in jobs {
+        let limit = spec
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .max(1);
+        limits
+            .entry(server_key(spec))
+            .and_modify(|l| *l = (*l).min(limit))
+            .or_insert(limit);
+    }
+    limits
+        .into_iter()
+        .map(|(k, l)| (k, Arc::new(ServerGate::new(l))))
+        .collect()
+}
+
+fn server_key(spec: &PollSpec) -> String {
+    spec.server_name().to_ascii_lowercase()
+}
+
 /// Why a [`Control::sleep`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -103,6 +230,9 @@ pub struct Control {
     /// Wake-up generation: each SIGUSR1 increments it and notifies the sleepers.
     wakes: Mutex<u64>,
     cv: Condvar,
+    /// The eventfd IDLE waits poll beside their socket (see [`Control::beacon`]); None until
+    /// one is asked for, and again after each wake consumed it.
+    beacon: Mutex<Option<Arc<OwnedFd>>>,
 }
 
 impl Control {
@@ -121,8 +251,12 @@ impl Control {
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _g = self.wakes.lock();
-        self.cv.notify_all();
+        {
+            let _g = self.wakes.lock();
+            self.cv.notify_all();
+        }
+        // The beacon stays readable from now on: every IDLE wait, present and future, ends.
+        self.ring_beacon(false);
     }
 
     /// Wakes every sleeping or idling account (SIGUSR1).
@@ -131,6 +265,43 @@ impl Control {
             *g = g.wrapping_add(1);
         }
         self.cv.notify_all();
+        // Rung and replaced: the waits that hold this one end, later waits get a quiet one.
+        self.ring_beacon(true);
+    }
+
+    /// A file descriptor that becomes readable, and stays so, at the next [`Control::wake`] or
+    /// at [`Control::stop`]: an IDLE wait polls it together with its socket, so that it sleeps
+    /// in the kernel until the server speaks or the daemon needs it, with no timer. A waiter
+    /// takes the beacon first and then checks [`Control::stopping`] and
+    /// [`Control::woken_since`]: a wake before the check is seen by the check, one after it
+    /// rings this beacon. None when no eventfd can be made (out of descriptors); the caller
+    /// then checks the flags on a timer.
+    pub fn beacon(&self) -> Option<Arc<OwnedFd>> {
+        let mut slot = self.beacon.lock().ok()?;
+        if slot.is_none() {
+            let fd = rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .ok()?;
+            if self.stopping() {
+                ring(&fd);
+            }
+            *slot = Some(Arc::new(fd));
+        }
+        slot.clone()
+    }
+
+    fn ring_beacon(&self, replace: bool) {
+        let Ok(mut slot) = self.beacon.lock() else {
+            return;
+        };
+        if let Some(fd) = slot.as_ref() {
+            ring(fd);
+        }
+        if replace {
+            *slot = None;
+        }
     }
 
     /// The current wake-up generation.
@@ -171,6 +342,13 @@ impl Control {
     /// Whether a wake newer than `seen` happened (without consuming it).
     fn woken_since(&self, seen: u64) -> bool {
         self.generation() != seen
+    }
+}
+
+/// Makes an eventfd readable (a counter above zero stays readable until read; nobody reads it).
+fn ring(fd: &OwnedFd) {
+    if let Err(e) = rustix::io::write(fd, &1u64.to_ne_bytes()) {
+        log::warn!("cannot signal the IDLE waits: {e}");
     }
 }
 
@@ -252,21 +430,24 @@ pub fn run(
     schedule: Schedule,
 ) -> Vec<PollReport> {
     let jobs = jobs(specs, ctx.check_only);
+    let gates = server_gates(&jobs);
     let (tx, rx) = mpsc::channel::<(usize, PollReport)>();
     let mut reports: Vec<Option<PollReport>> = Vec::new();
     for (i, spec) in jobs.into_iter().enumerate() {
         reports.push(None);
         let thread_tx = tx.clone();
         let name = spec.name.clone();
+        let gate = gates.get(&server_key(&spec)).cloned();
         let spawned = std::thread::Builder::new()
             .name(format!("account {name}"))
+            .stack_size(ACCOUNT_STACK)
             .spawn(move || {
                 let daemon = schedule.interval.is_some();
                 let r = guarded(&spec.name, control, daemon, || {
                     if uses_idle(&spec, ctx.check_only) {
-                        idle_account(&spec, ctx, control, schedule)
+                        idle_account(&spec, ctx, control, schedule, gate.as_deref())
                     } else {
-                        poll_account(&spec, ctx, control, schedule)
+                        poll_account(&spec, ctx, control, schedule, gate.as_deref())
                     }
                 });
                 let _ = thread_tx.send((i, r));
@@ -282,16 +463,43 @@ pub fn run(
             ));
         }
     }
+    // The stop reaches this loop as a message, so that it sleeps in recv() instead of waking
+    // on a timer to look at the flag. The watcher sleeps on the condition variable.
+    let stop_tx = tx.clone();
+    let gates_to_close: Vec<Arc<ServerGate>> = gates.values().cloned().collect();
+    let watcher = std::thread::Builder::new()
+        .name("stop watch".into())
+        .stack_size(SMALL_STACK)
+        .spawn(move || {
+            let mut seen = control.generation();
+            while control.sleep(Duration::MAX, &mut seen) != Wake::Stop {}
+            // Accounts waiting for a slot end now instead of polling once more.
+            for g in &gates_to_close {
+                g.close();
+            }
+            let _ = stop_tx.send((usize::MAX, PollReport::default()));
+        });
+    // Without the watcher the flag is looked at every 250 ms, as before.
+    let tick = match watcher {
+        Ok(_) => None,
+        Err(_) => Some(Duration::from_millis(250)),
+    };
     drop(tx);
     let mut remaining = reports.len();
     let mut give_up: Option<Instant> = None;
     let mut deliveries_finished = false;
     while remaining > 0 {
-        let wait = match give_up {
-            Some(t) => t.saturating_duration_since(Instant::now()),
-            None => Duration::from_millis(250),
+        let received = match (give_up, tick) {
+            (Some(t), _) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+            (None, Some(t)) => rx.recv_timeout(t),
+            (None, None) => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         };
-        match rx.recv_timeout(wait) {
+        match received {
+            Ok((usize::MAX, _)) => {
+                if give_up.is_none() {
+                    give_up = Some(Instant::now() + STOP_GRACE);
+                }
+            }
             Ok((i, r)) => {
                 if let Some(slot) = reports.get_mut(i) {
                     *slot = Some(r);
@@ -389,11 +597,21 @@ fn poll_account(
     ctx: &PollContext<'_>,
     control: &Control,
     schedule: Schedule,
+    gate: Option<&ServerGate>,
 ) -> PollReport {
     let mut seen = control.generation();
     let mut retry = schedule.interval.map(|i| Backoff::new(RETRY_FIRST, i));
+    let mut last = PollReport::default();
     loop {
+        let permit = match gate {
+            Some(g) => match g.enter() {
+                Some(p) => Some(p),
+                None => return last,
+            },
+            None => None,
+        };
         let report = poll::poll(spec, ctx);
+        drop(permit);
         show_error(spec, &report);
         let (Some(interval), Some(retry)) = (schedule.interval, retry.as_mut()) else {
             return report;
@@ -412,6 +630,7 @@ fn poll_account(
         if control.sleep(delay, &mut seen) == Wake::Stop {
             return report;
         }
+        last = report;
     }
 }
 
@@ -429,6 +648,7 @@ fn idle_account(
     ctx: &PollContext<'_>,
     control: &Control,
     schedule: Schedule,
+    gate: Option<&ServerGate>,
 ) -> PollReport {
     let label = format!(
         "account {} ({}@{} folder {})",
@@ -448,9 +668,12 @@ fn idle_account(
     while !control.stopping() {
         // An IDLE connection is a server connection like a poll's: preconnect before it,
         // postconnect once it ended.
-        let opened = hooks::preconnect(&spec.name, &spec.hooks)
-            .and_then(|()| poll::imap_login(spec, ctx, spec.force_idle));
-        let mut session = match opened {
+        let login = gated_work(gate, || {
+            hooks::preconnect(&spec.name, &spec.hooks)
+                .and_then(|()| poll::imap_login(spec, ctx, spec.force_idle))
+        });
+        let Some(login) = login else { break };
+        let mut session = match login {
             Ok(s) => s,
             Err(e) => {
                 let delay = if !e.is_transient() {
@@ -487,6 +710,7 @@ fn idle_account(
             &label,
             idle_timeout,
             &mut WatchState {
+                gate,
                 first: &mut first,
                 link: &mut link,
                 reconnect: &mut reconnect,
@@ -522,6 +746,7 @@ fn idle_account(
 }
 
 struct WatchState<'a> {
+    gate: Option<&'a ServerGate>,
     first: &'a mut Option<PollReport>,
     link: &'a mut Link,
     reconnect: &'a mut Backoff,
@@ -547,18 +772,22 @@ fn watch(
         );
     }
     loop {
-        let mut report = PollReport::default();
-        let polled = (|| -> Result<()> {
-            let mut target = if ctx.check_only {
-                None
-            } else {
-                Some(poll::open_target(spec, ctx.env)?)
-            };
-            poll::poll_imap_session(spec, ctx, s, target.as_mut(), &mut report)
-        })();
-        if let Err(e) = polled {
-            report.fail(e);
-        }
+        let report = gated_work(st.gate, || {
+            let mut report = PollReport::default();
+            let polled = (|| -> Result<()> {
+                let mut target = if ctx.check_only {
+                    None
+                } else {
+                    Some(poll::open_target(spec, ctx.env)?)
+                };
+                poll::poll_imap_session(spec, ctx, s, target.as_mut(), &mut report)
+            })();
+            if let Err(e) = polled {
+                report.fail(e);
+            }
+            report
+        });
+        let mut report = report?;
         if !s.is_usable() {
             let e = report.error.take().unwrap_or_else(|| {
                 Error::new(ErrorKind::NetworkIo, "IMAP session broke during the poll")
@@ -580,11 +809,14 @@ fn watch(
         if control.stopping() {
             return None;
         }
+        // The beacon before the checks: a wake after them rings it (see Control::beacon).
+        let beacon = control.beacon();
         let seen_now = *st.seen;
         let interrupted = || control.stopping() || control.woken_since(seen_now);
         let event = if use_idle {
             log::info!("{label}: waiting for new mail (IDLE)");
-            match s.idle_until(idle_timeout, &interrupted) {
+            let wake = beacon.as_deref().map(AsFd::as_fd);
+            match s.idle_until(idle_timeout, wake, &interrupted) {
                 Ok(ev) => Ok(ev),
                 // Refused (forceidle on a server without IDLE): watch with NOOP instead.
                 Err(e) if s.is_usable() => {
@@ -612,6 +844,55 @@ fn watch(
             Err(e) => return Some(e),
         }
     }
+}
+
+/// Runs `work` on its own stack ([`on_own_stack`]) once the server's gate lets it in; None
+/// when the daemon stops meanwhile (the gate is closed). IDLE accounts pass their logins and polls through the
+/// gate too: their connections stay open, but no more than the bound log in or fetch at
+/// once (10,000 accounts starting together would otherwise ask for 10,000 TLS handshakes at
+/// the same moment, and the memory those take at once stays with the process).
+fn gated_work<T: Send>(gate: Option<&ServerGate>, work: impl FnOnce() -> T + Send) -> Option<T> {
+    let _permit = match gate {
+        Some(g) => Some(g.enter()?),
+        None => None,
+    };
+    Some(on_own_stack(work))
+}
+
+/// Runs `work` (a login, a poll) on a thread of its own and waits for it. An IDLE account's
+/// thread spends its life waiting; the stack pages a thread once touched stay resident until it
+/// ends, so the deep paths (TLS handshake, SASL, fetching and delivering) run on a thread that
+/// ends with them (glibc returns a finished thread's stack pages to the system), and each
+/// waiting account keeps only the shallow stack of its IDLE loop: about 60 KiB less per account
+/// (BENCHMARKS.md). A panic is passed on to the caller; if no thread can be started the work
+/// runs here.
+fn on_own_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let mut work = Some(work);
+    let spawned = std::thread::scope(|scope| {
+        let slot = &mut work;
+        let handle = std::thread::Builder::new()
+            .name("account work".into())
+            .stack_size(ACCOUNT_STACK)
+            .spawn_scoped(scope, move || slot.take().map(|w| w()));
+        match handle {
+            Ok(h) => Some(h.join()),
+            Err(_) => None,
+        }
+    });
+    match spawned {
+        Some(Ok(Some(out))) => out,
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        // Not started (the closure never ran): run it here.
+        Some(Ok(None)) | None => match work.take() {
+            Some(w) => w(),
+            None => unreachable_work(),
+        },
+    }
+}
+
+/// The work was taken but produced nothing: impossible, since taking it runs it.
+fn unreachable_work() -> ! {
+    panic!("account work vanished")
 }
 
 /// fetchmail's IDLE emulation: NOOP every [`NOOP_PERIOD`]; an EXISTS in the reply is news.
@@ -689,6 +970,49 @@ mod tests {
         let mut r = Backoff::new(RETRY_FIRST, Duration::from_secs(10));
         assert_eq!(r.next_delay(), Duration::from_secs(10));
         assert_eq!(r.next_delay(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn server_gate_bounds_hands_over_in_order_and_closes() {
+        let gate = Arc::new(ServerGate::new(2));
+        let a = gate.enter().expect("first slot");
+        let b = gate.enter().expect("second slot");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for k in 0..3 {
+            let (g, seen) = (Arc::clone(&gate), Arc::clone(&order));
+            waiters.push(std::thread::spawn(move || {
+                let permit = g.enter();
+                seen.lock().unwrap().push((k, permit.is_some()));
+                // The slot is held a moment, then handed on as the permit drops.
+                std::thread::sleep(Duration::from_millis(50));
+            }));
+            // Queue them in a known order.
+            while gate.state.lock().unwrap().waiting.len() < k + 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody passes a full gate"
+        );
+        drop(a);
+        while order.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(*order.lock().unwrap(), vec![(0, true)]);
+        gate.close();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        // Waiter 0's slot went back when it ended; 1 and 2 were refused by the close.
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec![(0, true), (1, false), (2, false)]
+        );
+        assert!(gate.enter().is_none(), "a closed gate admits nobody");
+        drop(b);
+        assert_eq!(gate.state.lock().unwrap().active, 0);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct PollSpec {
     pub idle_timeout: Option<u64>,
     /// IMAP IDLE even when the server does not announce it (`forceidle`).
     pub force_idle: bool,
+    /// At most this many polls at once on this account's server (TOML `max_connections`;
+    /// None: [`crate::fetch::daemon::DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: Option<u64>,
     /// `flush`/`-F`: delete messages delivered by an earlier poll (POP3 and IMAP: recorded as
     /// seen) before fetching new ones, even with `keep`.
     pub flush: bool,
@@ -287,6 +290,7 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 vocabulary: Vocabulary::TomlFetch,
                 idle_timeout: t.idle_timeout,
                 force_idle: t.force_idle,
+                max_connections: t.max_connections,
                 flush: t.flush,
                 limitflush: t.limitflush,
                 expunge: t.expunge,
@@ -582,6 +586,8 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         vocabulary: Vocabulary::Fetchmailrc,
         idle_timeout: o.idletimeout.as_ref().map(|v| v.value).filter(|&v| v > 0),
         force_idle: o.forceidle.as_ref().is_some_and(|v| v.value),
+        // fetchmailrc has no such keyword: the default bound applies.
+        max_connections: None,
         flush: o.flush.as_ref().is_some_and(|v| v.value),
         limitflush: o.limitflush.as_ref().is_some_and(|v| v.value),
         expunge: o.expunge.as_ref().map(|v| v.value),
@@ -700,6 +706,7 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         vocabulary: Vocabulary::Fetchmailrc,
         idle_timeout: None,
         force_idle: false,
+        max_connections: None,
         flush: false,
         limitflush: false,
         expunge: None,

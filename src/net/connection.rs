@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use super::socket::{self, Socket};
@@ -230,12 +231,73 @@ impl Connection {
         }
     }
 
+    /// Whether data already received can be read without touching the socket: decrypted TLS
+    /// plaintext not yet taken (a read returns at most its buffer's worth). A TLS error counts
+    /// as data, so that the next read reports it.
+    pub fn has_buffered_input(&mut self) -> bool {
+        match &mut self.stream {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => s
+                .conn
+                .process_new_packets()
+                .map_or(true, |st| st.plaintext_bytes_to_read() > 0),
+        }
+    }
+
+    /// Sleeps in poll(2) until the socket is readable, `wake` (an eventfd or pipe) is readable,
+    /// or `timeout` passes; one system call, no timer ticks in between. Data already buffered
+    /// ([`Connection::has_buffered_input`]) is the caller's to check first.
+    pub fn wait_readable(
+        &self,
+        timeout: Duration,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<Readiness, NetError> {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let limit = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let sock = self.socket().as_fd();
+        let wake_fd = wake.unwrap_or(sock);
+        let mut both = [
+            PollFd::new(&sock, PollFlags::IN),
+            PollFd::new(&wake_fd, PollFlags::IN),
+        ];
+        let fds = both
+            .get_mut(..if wake.is_some() { 2 } else { 1 })
+            .unwrap_or_default();
+        loop {
+            match rustix::event::poll(fds, Some(&limit)) {
+                Ok(0) => return Ok(Readiness::Timeout),
+                Ok(_) => break,
+                // A signal: poll again (at worst the full timeout again, still a bounded wait).
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(NetError::Io(e.into())),
+            }
+        }
+        let ready = |fd: Option<&PollFd<'_>>| fd.is_some_and(|f| !f.revents().is_empty());
+        if ready(fds.get(1)) {
+            return Ok(Readiness::Wake);
+        }
+        Ok(Readiness::Socket)
+    }
+
     fn socket(&self) -> &Socket {
         match &self.stream {
             Stream::Plain(s) => s,
             Stream::Tls(s) => &s.sock,
         }
     }
+}
+
+/// Why [`Connection::wait_readable`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The socket has data, or an end or error a read will report.
+    Socket,
+    /// The wake descriptor is readable.
+    Wake,
+    Timeout,
 }
 
 /// Reads and drops whatever the server has already sent, without waiting for more.

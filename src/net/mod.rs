@@ -20,7 +20,7 @@ mod error;
 mod socket;
 mod tls;
 
-pub use connection::{Connection, connect, connect_tls};
+pub use connection::{Connection, Readiness, connect, connect_tls};
 pub use dns::{nameservers, srv_lookup};
 pub use error::NetError;
 pub use tls::{crypto_provider, format_fingerprint, parse_fingerprint};

@@ -351,7 +351,7 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
                 peer: peer.to_string(),
             })),
     };
-    let config = match &tls.client_cert {
+    let mut config = match &tls.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert_path, key_path)) => {
             let fail = |path: &Path, reason: String| NetError::ClientCert {
@@ -373,6 +373,11 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
                 .map_err(|e| fail(key_path, format!("key does not fit the certificate ({e})")))?
         }
     };
+    // Each connection builds its own config, so a session ticket stored in it could never be
+    // used: without this the tickets the server sends (Dovecot sends two under TLS 1.3, each
+    // kept with the server's certificate chain) stay in memory as long as the connection, which
+    // for an IDLE account is for good.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 

@@ -5,6 +5,7 @@
 //! over a [`crate::net::Connection`].
 
 use std::fmt;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use super::auth::{self, Cleartext, Initial, SaslStep, SaslWire};
@@ -12,7 +13,7 @@ pub use super::auth::{FetchAuth, Secret, Server};
 use super::link::{self, Link, SessionStart};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
-use crate::net::{Connection, Endpoint, TlsMode};
+use crate::net::{Connection, Endpoint, Readiness, TlsMode};
 use crate::proto::imap::{self, Code, Command, Event, Search, Status};
 use crate::proto::sasl::Mechanism;
 use crate::proto::trace::Outbound;
@@ -81,7 +82,7 @@ pub enum IdleEvent {
     Interrupted,
 }
 
-/// How often an IDLE wait checks its interrupt condition: the longest read while idling.
+/// How often an IDLE wait without a wake descriptor checks its interrupt condition.
 pub const IDLE_SLICE: Duration = Duration::from_millis(500);
 
 /// An IMAP session.
@@ -547,20 +548,24 @@ impl ImapSession {
 
     /// IDLE (RFC 2177) until the mailbox changes or `timeout` passes, then DONE.
     pub fn idle(&mut self, timeout: Duration) -> Result<IdleEvent> {
-        self.idle_until(timeout, &|| false)
+        self.idle_until(timeout, None, &|| false)
     }
 
     /// IDLE (RFC 2177): waits until the server reports a change (EXISTS, RECENT, EXPUNGE),
     /// `timeout` passes (callers re-issue IDLE before the server's inactivity limit; RFC 2177
-    /// asks for less than 29 minutes), `interrupted()` returns true (checked every
-    /// [`IDLE_SLICE`]), or the server ends the IDLE itself; then sends DONE and reads the
-    /// completion. The wait reads with the IDLE deadline, not the normal read timeout, which
-    /// is restored for DONE. A BYE or a lost connection is an error and the session is
-    /// unusable afterwards. Without the IDLE capability this is refused unless
-    /// [`ImapSettings::force_idle`] is set.
+    /// asks for less than 29 minutes, and the DONE then also finds a dead peer), `interrupted()`
+    /// returns true, or the server ends the IDLE itself; then sends DONE and reads the
+    /// completion. `interrupted()` is checked when `wake` (a descriptor such as the daemon's
+    /// eventfd) becomes readable; without `wake`, every [`IDLE_SLICE`]. The wait itself is one
+    /// poll(2) on the socket and `wake`, so a quiet account costs no CPU and no timer wake-ups;
+    /// once the socket is readable, the rest of a response is read with the normal read
+    /// timeout. The read buffer is released while waiting. A BYE or a lost connection is an
+    /// error and the session is unusable afterwards. Without the IDLE capability this is
+    /// refused unless [`ImapSettings::force_idle`] is set.
     pub fn idle_until(
         &mut self,
         timeout: Duration,
+        wake: Option<BorrowedFd<'_>>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<IdleEvent> {
         if !self.has_capability("IDLE") && !self.settings.force_idle {
@@ -595,10 +600,28 @@ impl ImapSession {
             if left.is_zero() {
                 break Ok(());
             }
-            if let Err(e) = self.link.conn().set_io_timeout(left.min(IDLE_SLICE)) {
-                break Err(Error::from(e));
-            }
-            match self.next_event_raw() {
+            let event = match self.link.buffered_event(&mut self.client) {
+                Ok(Some(ev)) => Ok(ev),
+                Err(e) => Err(e),
+                Ok(None) => {
+                    if !self.link.conn_mut().has_buffered_input() {
+                        self.link.release_buffer();
+                        self.client.shrink();
+                        let slice = if wake.is_some() {
+                            left
+                        } else {
+                            left.min(IDLE_SLICE)
+                        };
+                        match self.link.conn().wait_readable(slice, wake) {
+                            Ok(Readiness::Socket) => {}
+                            Ok(Readiness::Wake | Readiness::Timeout) => continue,
+                            Err(e) => break Err(Error::from(e)),
+                        }
+                    }
+                    self.next_event_raw()
+                }
+            };
+            match event {
                 Ok(Event::Exists(n)) => {
                     self.last_exists = Some(n);
                     result = IdleEvent::Exists(n);
@@ -625,16 +648,12 @@ impl ImapSession {
                     break Ok(());
                 }
                 Ok(_) => {}
+                // The rest of a response did not come within the read timeout: keep waiting.
                 Err(e) if e.kind() == ErrorKind::Timeout => {}
                 Err(e) => break Err(e),
             }
         };
-        let restored = self
-            .link
-            .conn()
-            .set_io_timeout(self.settings.connect.io_timeout)
-            .map_err(Error::from);
-        if let Err(e) = waited.and(restored) {
+        if let Err(e) = waited {
             return Err(self.poison(e));
         }
         let done = match ended {

@@ -142,6 +142,9 @@ macro_rules! machine {
 machine!(pop3::Client, pop3::Event, "POP3 server broke the protocol");
 machine!(imap::Client, imap::Event, "IMAP server broke the protocol");
 
+/// Bytes one read may take from the connection.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// One connection with its read buffer and the broken latch.
 pub(crate) struct Link {
     conn: Connection,
@@ -155,7 +158,7 @@ impl Link {
     pub fn new(conn: Connection, proto: &'static str) -> Link {
         Link {
             conn,
-            read_buf: vec![0; 64 * 1024],
+            read_buf: Vec::new(),
             broken: false,
             proto,
         }
@@ -226,6 +229,21 @@ impl Link {
         r.map_err(|e| self.poison(NetError::from_io(e).into()))
     }
 
+    /// Gives the read buffer back to the allocator: a session that waits (IDLE) for minutes
+    /// should not hold 64 KiB for it; the next read allocates it again.
+    pub fn release_buffer(&mut self) {
+        self.read_buf = Vec::new();
+    }
+
+    /// The next event `machine` can produce from what it already received, without reading.
+    pub fn buffered_event<M: Machine>(&mut self, machine: &mut M) -> Result<Option<M::Event>> {
+        let polled = machine.poll();
+        for line in machine.take_trace() {
+            plog::wire(self.proto, '<', &line);
+        }
+        polled
+    }
+
     /// The next event of `machine`, reading (with the connection's io timeout) as needed. An
     /// error here does not poison: a timed-out IDLE read is expected, the callers decide.
     pub fn next_event<M: Machine>(&mut self, machine: &mut M) -> Result<M::Event> {
@@ -238,6 +256,9 @@ impl Link {
                 return Ok(ev);
             }
             self.conn.quickack();
+            if self.read_buf.is_empty() {
+                self.read_buf = vec![0; READ_BUFFER];
+            }
             let n = match self.conn.read(&mut self.read_buf) {
                 Ok(0) => {
                     return Err(Error::new(

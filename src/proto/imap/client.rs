@@ -166,6 +166,19 @@ impl Client {
         self.mode = Mode::Text;
     }
 
+    /// Gives back the capacity the buffers grew to (a fetch leaves them at the size of the
+    /// largest chunk or response) and keeps only the bytes not yet consumed: a session about
+    /// to wait in IDLE for minutes should not hold it. Nothing observable changes.
+    pub fn shrink(&mut self) {
+        self.buf.drain(..self.pos.min(self.buf.len()));
+        self.scan = self.scan.saturating_sub(self.pos);
+        self.pos = 0;
+        self.buf.shrink_to_fit();
+        self.text.shrink_to_fit();
+        self.pending.shrink_to_fit();
+        self.queued.shrink_to_fit();
+    }
+
     /// Adds bytes read from the server.
     pub fn receive(&mut self, data: &[u8]) {
         if matches!(self.mode, Mode::TlsWait | Mode::Failed) {
@@ -449,4 +462,29 @@ enum Step {
     Event(Event),
     Again,
     NeedMore,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shrink_keeps_unread_bytes_and_gives_capacity_back() {
+        let mut c = Client::new(Limits::default());
+        let mut data = b"* OK hi\r\n* 3 EXISTS\r\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 100_000));
+        c.receive(&data);
+        assert!(matches!(c.poll(), Ok(Some(Event::Greeting { .. }))));
+        c.shrink();
+        assert!(c.buf.capacity() < 100_100, "{}", c.buf.capacity());
+        assert_eq!(c.buf.len(), data.len() - b"* OK hi\r\n".len());
+        assert_eq!(c.poll(), Ok(Some(Event::Exists(3))));
+        let mut c = Client::new(Limits::default());
+        c.receive(b"* OK hi\r\n");
+        c.receive(&vec![b'y'; 50_000]);
+        c.buf.truncate(b"* OK hi\r\n".len());
+        assert!(matches!(c.poll(), Ok(Some(Event::Greeting { .. }))));
+        c.shrink();
+        assert_eq!(c.buf.capacity(), 0);
+    }
 }
