@@ -105,10 +105,58 @@ fn pop3_connection_cut_mid_message_keeps_every_message_for_the_next_poll() {
         retr.first().copied(),
         Some(format!("RETR {CUT_AT}").as_str())
     );
-    // This server keeps what a session deleted: the third session deletes those again (not
-    // fetching them), and the poll does not reconnect a second time for them.
-    assert_eq!(commands(&s[2], "DELE").len(), MESSAGES);
+    // The server removed the first session's deliveries at the second session's QUIT: the
+    // third session deletes exactly what it fetched.
+    assert_eq!(commands(&s[2], "DELE").len(), MESSAGES - (CUT_AT - 1));
     assert_eq!(commands(&s[2], "QUIT").len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server that answers +OK to DELE and QUIT but keeps the messages: the poll after a cut
+/// runs its backlog session (DELE + QUIT of what was delivered) once, then fetches the rest in a
+/// new session, and ends; it does not reconnect again and again to delete what stays.
+#[test]
+fn a_server_that_keeps_deleted_messages_gets_one_backlog_session_per_poll() {
+    let dir = tempdir("keeps");
+    let md = dir.join("Maildir");
+    let server = pop3_mailbox::serve(
+        pop3_mailbox::mailbox((1..=MESSAGES).map(message)),
+        Faults {
+            pipelining: true,
+            cut_at: Some(CUT_AT),
+            keeps_deleted: true,
+            ..Faults::default()
+        },
+    );
+    let (port, sessions) = (server.port, server.sessions);
+    let cfg = scripted_pop3_config(&dir, port, 10, &format!("maildir = \"{}\"", md.display()));
+    let args = ["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"];
+    let first = rfetch(&dir, &args);
+    assert_eq!(
+        code(&first),
+        0,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = rfetch(&dir, &args);
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert_eq!(code(&second), 0, "{err}");
+    assert_eq!(
+        subjects(&md),
+        (1..=MESSAGES).collect::<Vec<_>>(),
+        "each message once"
+    );
+    let s = sessions.lock().unwrap();
+    assert_eq!(s.len(), 3, "cut, backlog, the rest: {s:?}");
+    assert!(commands(&s[1], "RETR").is_empty(), "{:?}", s[1]);
+    assert_eq!(commands(&s[1], "DELE").len(), CUT_AT - 1);
+    assert_eq!(
+        commands(&s[2], "RETR").len(),
+        MESSAGES - (CUT_AT - 1),
+        "only what was not delivered is fetched"
+    );
+    // The kept messages are deleted again with the rest, in the same session.
+    assert_eq!(commands(&s[2], "DELE").len(), MESSAGES);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

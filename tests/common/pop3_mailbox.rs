@@ -32,6 +32,9 @@ pub struct Faults {
     /// Send this message in 48 kB pieces 200 ms apart, setting `dribbling` when it starts.
     pub dribble: Option<usize>,
     pub dribbling: Arc<AtomicBool>,
+    /// Answer DELE and QUIT with +OK in every session but keep the messages (a broken server:
+    /// rfetch must not reconnect forever to delete them).
+    pub keeps_deleted: bool,
 }
 
 /// The running server.
@@ -57,6 +60,7 @@ pub fn serve(mailbox: Mailbox, faults: Faults) -> Pop3Mailbox {
                 } else {
                     Faults {
                         pipelining: faults.pipelining,
+                        keeps_deleted: faults.keeps_deleted,
                         ..Faults::default()
                     }
                 },
@@ -153,8 +157,10 @@ impl Session {
                 }
                 "QUIT" => {
                     let mut m = self.mailbox.lock().unwrap();
-                    for n in &deleted {
-                        m.remove(n);
+                    if !self.faults.keeps_deleted {
+                        for n in &deleted {
+                            m.remove(n);
+                        }
                     }
                     let _ = sock.write_all(b"+OK bye\r\n");
                     return;
