@@ -150,6 +150,19 @@ macro_rules! option_set {
         pub struct $name { $($(#[$fm])* pub $field: Opt<$ty>,)* }
 
         impl $name {
+            /// The keyword of each option, as written in rc syntax: the parser accepts exactly
+            /// these (and their aliases) in this record, and the dump writes each field under it.
+            pub const KEYWORDS: &'static [&'static str] = &[$($kw),*];
+
+            /// Whether `keyword` (canonical) of this set may be given as `no KEYWORD`: a flag,
+            /// or `envelope` (`no envelope`). `false` for a keyword not in the set.
+            pub(super) fn negatable(keyword: &str) -> bool {
+                $( if keyword == $kw {
+                    return <$ty as super::dump::RcValue>::NEGATABLE;
+                } )*
+                false
+            }
+
             /// Fills every option not set here from `defaults` (the `defaults` record).
             pub fn inherit(&mut self, defaults: &Self) {
                 $( if self.$field.is_none() { self.$field.clone_from(&defaults.$field); } )*

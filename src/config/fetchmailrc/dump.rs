@@ -6,10 +6,13 @@ use super::ast::{AuthType, BadHeader, Envelope, FetchmailRc, Protocol, RcSecret}
 
 /// How a value is written back in rc syntax by [`configdump`].
 pub(super) trait RcValue {
+    /// Whether the option is written `no KEYWORD` when off, and so may be given negated.
+    const NEGATABLE: bool = false;
     fn render(&self, keyword: &str) -> String;
 }
 
 impl RcValue for bool {
+    const NEGATABLE: bool = true;
     fn render(&self, kw: &str) -> String {
         match (*self, kw.strip_prefix("set ")) {
             (true, _) => kw.to_owned(),
@@ -61,6 +64,7 @@ impl RcValue for AuthType {
     }
 }
 impl RcValue for Envelope {
+    const NEGATABLE: bool = true;
     fn render(&self, kw: &str) -> String {
         match self {
             Envelope::Disabled => format!("no {kw}"),

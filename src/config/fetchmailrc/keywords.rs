@@ -1,5 +1,10 @@
 //! What rfetch does with each fetchmailrc keyword ([`RC_KEYWORDS`]), the keyword aliases, and
-//! the words the parser treats as keywords.
+//! the words the parser treats as keywords. Which options a record takes is not listed here: it
+//! is the option sets of the AST (`KEYWORDS` of [`Globals`](super::Globals), [`ServerOptions`]
+//! and [`UserOptions`]), which the parser and the dump both use; the tests below fail when the
+//! table and those sets disagree, or when the parser has no arm for an option.
+
+use super::ast::{ServerOptions, UserOptions};
 
 /// What rfetch does with a fetchmail keyword or command-line option. Every keyword of the
 /// grammar and every option of the command line is in exactly one of these sets
@@ -218,97 +223,17 @@ pub fn rc_support(keyword: &str, negated: bool) -> Option<Support> {
 
 pub(super) const NOISE: &[&str] = &["and", "with", "has", "wants", "options"];
 pub(super) const STATEMENTS: &[&str] = &["set", "defaults", "poll", "server", "skip"];
-pub(super) const SERVER_KEYWORDS: &[&str] = &[
-    "via",
-    "protocol",
-    "proto",
-    "service",
-    "port",
-    "auth",
-    "authenticate",
-    "preauth",
-    "preauthenticate",
-    "timeout",
-    "envelope",
-    "qvirtual",
-    "aka",
-    "localdomains",
-    "local",
-    "interface",
-    "monitor",
-    "plugin",
-    "plugout",
-    "dns",
-    "checkalias",
-    "uidl",
-    "interval",
-    "tracepolls",
-    "principal",
-    "esmtpname",
-    "esmtppassword",
-    "bad-header",
-];
-pub(super) const USER_KEYWORDS: &[&str] = &[
-    "password",
-    "pass",
-    "is",
-    "to",
-    "ssl",
-    "sslproto",
-    "sslcertck",
-    "sslcertfile",
-    "sslcertpath",
-    "sslcommonname",
-    "sslfingerprint",
-    "sslcert",
-    "sslkey",
-    "folder",
-    "folders",
-    "smtphost",
-    "smtphosts",
-    "smtp",
-    "lmtp",
-    "smtpaddress",
-    "smtpname",
-    "fetchdomains",
-    "antispam",
-    "mda",
-    "bsmtp",
-    "preconnect",
-    "pre",
-    "postconnect",
-    "post",
-    "keep",
-    "flush",
-    "limitflush",
-    "fetchall",
-    "rewrite",
-    "stripcr",
-    "forcecr",
-    "pass8bits",
-    "pass8",
-    "dropstatus",
-    "dropdelivered",
-    "mimedecode",
-    "mimedec",
-    "idle",
-    "limit",
-    "warnings",
-    "batchlimit",
-    "fetchlimit",
-    "fetchsizelimit",
-    "fastuidl",
-    "expunge",
-    "properties",
-    "idletimeout",
-    "forceidle",
-    "sslmode",
-    "sslprotocolversion",
-    "passwordfile",
-    "passwordfd",
-    "passwordeval",
-    "retrieve-error",
-];
+/// A server option or an alias of one: the keywords of [`ServerOptions`].
+pub(super) fn is_server_keyword(word: &str) -> bool {
+    ServerOptions::KEYWORDS.contains(&canonical_keyword(word))
+}
+
+/// A user option or an alias of one: the keywords of [`UserOptions`], and `is`/`to` (the local
+/// names, which are not an option of their own).
+pub(super) fn is_user_keyword(word: &str) -> bool {
+    matches!(word, "is" | "to") || UserOptions::KEYWORDS.contains(&canonical_keyword(word))
+}
+
 pub(super) const OTHER_KEYWORDS: &[&str] = &["user", "username", "here", "there", "no"];
 /// One-word negations (rcfile_l.l).
 pub(super) const ONE_WORD_NEGATIONS: &[(&str, &str)] = &[
@@ -336,8 +261,117 @@ pub(super) const ONE_WORD_NEGATIONS: &[(&str, &str)] = &[
 
 pub(super) fn is_keyword(word: &str) -> bool {
     STATEMENTS.contains(&word)
-        || SERVER_KEYWORDS.contains(&word)
-        || USER_KEYWORDS.contains(&word)
+        || is_server_keyword(word)
+        || is_user_keyword(word)
         || OTHER_KEYWORDS.contains(&word)
         || ONE_WORD_NEGATIONS.iter().any(|(w, _)| *w == word)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Globals, ServerOptions, UserOptions, configdump, parse_fetchmailrc};
+    use super::*;
+
+    /// Keywords of the table that are not an option of their own: the local names and the
+    /// words that say on which side a name is.
+    const NAME_WORDS: &[&str] = &["is", "to", "here", "there"];
+
+    /// Values tried after a keyword until the line parses: a flag takes none, then a number,
+    /// a protocol, an authentication type, a `bad-header` choice, an SMTP reply code.
+    const CANDIDATE_VALUES: &[&str] = &["", "1", "imap", "password", "accept", "550"];
+
+    fn negatable(keyword: &str) -> bool {
+        Globals::negatable(keyword)
+            || ServerOptions::negatable(keyword)
+            || UserOptions::negatable(keyword)
+    }
+
+    /// `no X` -> `X`, `set no X` -> `set X`; `None` for a keyword given plainly.
+    fn negated_base(entry: &str) -> Option<String> {
+        if let Some(name) = entry.strip_prefix("set no ") {
+            return Some(format!("set {name}"));
+        }
+        entry.strip_prefix("no ").map(str::to_owned)
+    }
+
+    #[test]
+    fn the_table_and_the_option_sets_name_the_same_keywords() {
+        let options: Vec<&str> = Globals::KEYWORDS
+            .iter()
+            .chain(ServerOptions::KEYWORDS)
+            .chain(UserOptions::KEYWORDS)
+            .chain(NAME_WORDS)
+            .copied()
+            .collect();
+        let mut failures = Vec::new();
+        for (entry, _) in RC_KEYWORDS {
+            match negated_base(entry) {
+                Some(base) if !negatable(&base) => failures.push(format!(
+                    "`{entry}` is in RC_KEYWORDS but `{base}` is no flag of an option set"
+                )),
+                Some(_) => {}
+                None if !options.contains(entry) => failures.push(format!(
+                    "`{entry}` is in RC_KEYWORDS but in no option set of ast.rs"
+                )),
+                None => {}
+            }
+        }
+        for keyword in &options {
+            if rc_support(keyword, false).is_none() {
+                failures.push(format!("`{keyword}` is an option but not in RC_KEYWORDS"));
+            }
+        }
+        for (word, base) in ONE_WORD_NEGATIONS {
+            if !negatable(base) && !negatable(&format!("set {base}")) {
+                failures.push(format!("`{word}` negates `{base}`, which is no flag"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// Walks the parser with every option keyword: each must reach an arm of the parser that
+    /// sets the field the dump then writes under the same keyword (a keyword listed in an
+    /// option set but missing from the parser's match is an `unknown ... option` error).
+    #[test]
+    fn every_option_keyword_reaches_the_parser_and_the_dump() {
+        let sets: [(&[&str], &str); 3] = [
+            (Globals::KEYWORDS, ""),
+            (ServerOptions::KEYWORDS, "poll h "),
+            (UserOptions::KEYWORDS, "poll h user u there "),
+        ];
+        let mut failures = Vec::new();
+        for (keywords, prefix) in sets {
+            for keyword in keywords {
+                let mut errors = Vec::new();
+                let dumped = CANDIDATE_VALUES.iter().find_map(|value| {
+                    let text = format!("{prefix}{keyword} {value}\n");
+                    match parse_fetchmailrc(&text, Path::new("/rc")) {
+                        Ok(rc) => Some(configdump(&rc)),
+                        Err(e) => {
+                            errors.push(e.to_string());
+                            None
+                        }
+                    }
+                });
+                let Some(dumped) = dumped else {
+                    failures.push(format!("`{keyword}`: no value parses: {errors:?}"));
+                    continue;
+                };
+                let written = dumped.lines().map(str::trim_start).any(|line| {
+                    line == *keyword
+                        || line
+                            .strip_prefix(keyword)
+                            .is_some_and(|rest| rest.starts_with(' '))
+                });
+                if !written {
+                    failures.push(format!(
+                        "`{keyword}` parses but the dump omits it:\n{dumped}"
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use super::FetchmailRcError;
 use super::ast::{
     AuthType, BadHeader, Envelope, FetchmailRc, Globals, LocalName, Located, Opt, PollEntry,
-    Protocol, RcRefusal, RcSecret, RcWarning, ServerOptions, UserEntry,
+    Protocol, RcRefusal, RcSecret, RcWarning, ServerOptions, UserEntry, UserOptions,
 };
 use super::dump::quote;
 use super::keywords::{
-    NOISE, ONE_WORD_NEGATIONS, SERVER_KEYWORDS, STATEMENTS, Support, USER_KEYWORDS,
-    canonical_keyword, is_keyword, rc_support,
+    NOISE, ONE_WORD_NEGATIONS, STATEMENTS, Support, canonical_keyword, is_keyword,
+    is_server_keyword, is_user_keyword, rc_support,
 };
 use super::lexer::{Tok, TokKind, lex};
 
@@ -366,24 +366,22 @@ impl Parser<'_> {
         ) {
             self.bump();
         }
-        if rc_support(&format!("set {name}"), false).is_some() {
-            self.check_support(&format!("set {name}"), polarity, line);
+        let keyword = format!("set {name}");
+        if rc_support(&keyword, false).is_some() {
+            self.check_support(&keyword, polarity, line);
+        }
+        if polarity == Polarity::No
+            && Globals::KEYWORDS.contains(&keyword.as_str())
+            && !Globals::negatable(&keyword)
+        {
+            return Err(self.error(line, format!("`set no {name}` is not valid")));
         }
         let flag = polarity == Polarity::Yes;
-        let boolean_only = |p: &Self, name: &str| -> Result<(), FetchmailRcError> {
-            if polarity == Polarity::No {
-                Err(p.error(line, format!("`set no {name}` is not valid")))
-            } else {
-                Ok(())
-            }
-        };
         match name.as_str() {
             "daemon" => {
-                boolean_only(self, &name)?;
                 g.daemon = loc(line, self.take_seconds("set daemon")?);
             }
             "logfile" | "idfile" | "pidfile" => {
-                boolean_only(self, &name)?;
                 let v = self.take_value(&format!("set {name}"))?;
                 let v = loc(line, self.resolve(v));
                 match name.as_str() {
@@ -393,11 +391,9 @@ impl Parser<'_> {
                 }
             }
             "postmaster" => {
-                boolean_only(self, &name)?;
                 g.postmaster = loc(line, self.take_name("set postmaster")?);
             }
             "properties" => {
-                boolean_only(self, &name)?;
                 g.properties = loc(line, self.take_value("set properties")?);
             }
             "bouncemail" => g.bouncemail = loc(line, flag),
@@ -454,7 +450,7 @@ impl Parser<'_> {
                 let shown = self.describe_peek();
                 return Err(self.error(line, format!("unexpected {shown}")));
             };
-            if SERVER_KEYWORDS.contains(&kw.as_str()) {
+            if is_server_keyword(&kw) {
                 if !entry.users.is_empty() {
                     return Err(self.error(
                         line,
@@ -464,7 +460,7 @@ impl Parser<'_> {
                     ));
                 }
                 self.parse_server_option(&mut entry.server, &kw, polarity, line)?;
-            } else if USER_KEYWORDS.contains(&kw.as_str()) {
+            } else if is_user_keyword(&kw) {
                 if entry.users.is_empty() {
                     entry.users.push(UserEntry {
                         line,
@@ -593,12 +589,7 @@ impl Parser<'_> {
         line: u32,
     ) -> Result<(), FetchmailRcError> {
         let flag = polarity == Polarity::Yes;
-        if polarity == Polarity::No
-            && !matches!(
-                kw,
-                "dns" | "checkalias" | "uidl" | "tracepolls" | "envelope"
-            )
-        {
+        if polarity == Polarity::No && !ServerOptions::negatable(canonical_keyword(kw)) {
             return Err(self.error(line, format!("`no {kw}` is not valid")));
         }
         self.check_support(canonical_keyword(kw), polarity, line);
@@ -702,36 +693,9 @@ impl Parser<'_> {
         polarity: Polarity,
         line: u32,
     ) -> Result<(), FetchmailRcError> {
-        let kw = match kw {
-            "pass" => "password",
-            "folders" => "folder",
-            "smtphosts" | "smtp" => "smtphost",
-            "pre" => "preconnect",
-            "post" => "postconnect",
-            "pass8" => "pass8bits",
-            "mimedec" => "mimedecode",
-            k => k,
-        };
+        let kw = canonical_keyword(kw);
         let flag = polarity == Polarity::Yes;
-        const BOOLEANS: &[&str] = &[
-            "ssl",
-            "sslcertck",
-            "lmtp",
-            "keep",
-            "flush",
-            "limitflush",
-            "fetchall",
-            "rewrite",
-            "stripcr",
-            "forcecr",
-            "pass8bits",
-            "dropstatus",
-            "dropdelivered",
-            "mimedecode",
-            "idle",
-            "forceidle",
-        ];
-        if polarity == Polarity::No && !BOOLEANS.contains(&kw) {
+        if polarity == Polarity::No && !UserOptions::negatable(kw) {
             return Err(self.error(line, format!("`no {kw}` is not valid")));
         }
         if kw != "antispam" {
