@@ -365,13 +365,13 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         s.fetch.fetchall = cl(true);
     }
     if let Some(l) = args.limit {
-        s.limit = (l > 0).then_some(l);
+        s.fetch.tuning.limit = (l > 0).then_some(l);
     }
     if let Some(l) = args.fetchlimit {
-        s.fetchlimit = (l > 0).then_some(l);
+        s.fetch.tuning.fetchlimit = (l > 0).then_some(l);
     }
     if let Some(b) = args.batchlimit {
-        s.batchlimit = b;
+        s.fetch.tuning.batchlimit = b;
     }
     if args.invisible {
         s.invisible = true;
@@ -380,13 +380,13 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         s.fetch.idle = cl(true);
     }
     if args.flush {
-        s.flush = true;
+        s.fetch.tuning.flush = true;
     }
     if args.limitflush {
-        s.limitflush = true;
+        s.fetch.tuning.limitflush = true;
     }
     if let Some(e) = args.expunge {
-        s.expunge = Some(e);
+        s.fetch.tuning.expunge = Some(e);
     }
     if let Some(f) = &args.folder {
         s.fetch.folders = cl(f.split(',').map(str::to_owned).collect());
@@ -1124,16 +1124,24 @@ mod tests {
         let r = rc("poll h proto imap user a password b keep limit 100 expunge 3\n");
         let mut specs = spec::from_fetchmailrc(&r, &env()).unwrap();
         let s = &mut specs[0];
-        assert!(!s.flush && !s.limitflush);
-        assert_eq!(s.expunge, Some(3));
+        assert!(!s.fetch.tuning.flush && !s.fetch.tuning.limitflush);
+        assert_eq!(s.fetch.tuning.expunge, Some(3));
         apply_overrides(&args("-F --limitflush -e 0 -l 50 -b 7 -B 9 -K"), s).unwrap();
-        assert!(s.flush && s.limitflush && !s.fetch.keep());
-        assert_eq!(s.expunge, Some(0));
+        assert!(s.fetch.tuning.flush && s.fetch.tuning.limitflush && !s.fetch.keep());
+        assert_eq!(s.fetch.tuning.expunge, Some(0));
         assert_eq!(
-            (s.limit, s.fetchlimit, s.batchlimit),
+            (
+                s.fetch.tuning.limit,
+                s.fetch.tuning.fetchlimit,
+                s.fetch.tuning.batchlimit
+            ),
             (Some(50), Some(9), 7)
         );
         apply_overrides(&args("-l 0 -B 0"), s).unwrap();
-        assert_eq!((s.limit, s.fetchlimit), (None, None), "0 means no limit");
+        assert_eq!(
+            (s.fetch.tuning.limit, s.fetch.tuning.fetchlimit),
+            (None, None),
+            "0 means no limit"
+        );
     }
 }

@@ -438,6 +438,8 @@ fn idle_account(
         spec.fetch.folders().join(",")
     );
     let idle_timeout = spec
+        .fetch
+        .tuning
         .idle_timeout
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_IDLE_TIMEOUT);
@@ -449,7 +451,7 @@ fn idle_account(
         // An IDLE connection is a server connection like a poll's: preconnect before it,
         // postconnect once it ended.
         let opened = hooks::preconnect(&spec.name, &spec.hooks)
-            .and_then(|()| poll::imap_login(spec, ctx, spec.force_idle));
+            .and_then(|()| poll::imap_login(spec, ctx, spec.fetch.tuning.force_idle));
         let mut session = match opened {
             Ok(s) => s,
             Err(e) => {
@@ -539,7 +541,7 @@ fn watch(
     idle_timeout: Duration,
     st: &mut WatchState<'_>,
 ) -> Option<Error> {
-    let mut use_idle = s.has_capability("IDLE") || spec.force_idle;
+    let mut use_idle = s.has_capability("IDLE") || spec.fetch.tuning.force_idle;
     if !use_idle {
         log::info!(
             "{label}: server does not offer IDLE; checking with NOOP every {} s",

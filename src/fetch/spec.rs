@@ -11,7 +11,7 @@ use crate::account::{
     Account, Env, FetchProtocol, FetchSettings, Provenance, Secret, ServerSettings, Sourced,
     Target, TrustFile,
 };
-use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, UserEntry};
+use crate::config::fetchmailrc::{self, AuthType, FetchmailRc, PollEntry, Protocol, UserEntry};
 use crate::deliver::{DropHeaders, LineEnds};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
@@ -29,12 +29,6 @@ pub struct PollSpec {
     /// fetchmailrc `skip`: polled only when named.
     pub skip: bool,
     pub fetch: FetchSettings,
-    /// Skip messages larger than this (octets).
-    pub limit: Option<u64>,
-    /// At most this many messages per poll.
-    pub fetchlimit: Option<u64>,
-    /// SMTP/LMTP: reconnect after this many messages (0: never).
-    pub batchlimit: u64,
     /// The local recipient: `%T` for an MDA, the Received `for` address.
     pub local_user: String,
     /// RCPT TO for SMTP/LMTP forwarding.
@@ -43,19 +37,6 @@ pub struct PollSpec {
     pub invisible: bool,
     /// The file language the poll came from: error hints name its keys.
     pub vocabulary: Vocabulary,
-    /// IMAP IDLE: re-issue IDLE after this many seconds (`idletimeout`; None: 28 minutes).
-    pub idle_timeout: Option<u64>,
-    /// IMAP IDLE even when the server does not announce it (`forceidle`).
-    pub force_idle: bool,
-    /// `flush`/`-F`: delete messages delivered by an earlier poll (POP3 and IMAP: recorded as
-    /// seen) before fetching new ones, even with `keep`.
-    pub flush: bool,
-    /// `limitflush`: delete messages larger than `limit` instead of leaving them.
-    pub limitflush: bool,
-    /// `expunge N`/`-e N`: IMAP expunges after every N deletions (0: once per folder at the
-    /// end); POP3 ends the session (QUIT, which commits the deletions) and reconnects after
-    /// every N deletions (0: one session). `None`: rfetch's default, once per batch.
-    pub expunge: Option<u64>,
     /// fetchmailrc `interval N`: in daemon mode, poll only every N-th cycle (1: every cycle).
     pub every_nth_poll: u64,
     /// Multidrop (several local names, or `*`): each message is sorted to its local users
@@ -158,10 +139,10 @@ impl PollSpec {
             if f.keep() { "" } else { "not " },
             on_off(f.keep())
         ));
-        if let Some(l) = self.limit {
+        if let Some(l) = self.fetch.tuning.limit {
             out.push_str(&format!("  Message size limit is {l} octets.\n"));
         }
-        if let Some(l) = self.fetchlimit {
+        if let Some(l) = self.fetch.tuning.fetchlimit {
             out.push_str(&format!("  Received-message limit is {l}.\n"));
         }
         if self.every_nth_poll > 1 {
@@ -172,17 +153,21 @@ impl PollSpec {
         }
         out.push_str(&format!(
             "  Messages seen before will {}be flushed (--flush {}).\n",
-            if self.flush { "" } else { "not " },
-            on_off(self.flush)
+            if self.fetch.tuning.flush { "" } else { "not " },
+            on_off(self.fetch.tuning.flush)
         ));
-        if self.limit.is_some() {
+        if self.fetch.tuning.limit.is_some() {
             out.push_str(&format!(
                 "  Oversized messages will {}be flushed (--limitflush {}).\n",
-                if self.limitflush { "" } else { "not " },
-                on_off(self.limitflush)
+                if self.fetch.tuning.limitflush {
+                    ""
+                } else {
+                    "not "
+                },
+                on_off(self.fetch.tuning.limitflush)
             ));
         }
-        match self.expunge {
+        match self.fetch.tuning.expunge {
             Some(0) => {
                 out.push_str("  Deletions are committed at the end of the poll (--expunge 0).\n")
             }
@@ -244,8 +229,8 @@ impl PollSpec {
         if f.idle() && f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!(
                 "  After each poll the connection stays open in IMAP IDLE (re-issued every {} s{}); new mail is fetched at once. Each folder gets its own connection.\n",
-                self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
-                if self.force_idle {
+                self.fetch.tuning.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
+                if self.fetch.tuning.force_idle {
                     ", sent even when not announced"
                 } else {
                     "; without the IDLE capability: NOOP every 28 s"
@@ -273,23 +258,14 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 Some(r) => r.value.clone(),
                 None => format!("{local_user}@localhost"),
             };
-            let t = fetch.tuning.clone();
             Some(PollSpec {
                 name: a.name.clone(),
                 skip: false,
                 smtp_recipient,
                 local_user,
                 fetch,
-                limit: t.limit,
-                fetchlimit: t.fetchlimit,
-                batchlimit: t.batchlimit,
                 invisible: false,
                 vocabulary: Vocabulary::TomlFetch,
-                idle_timeout: t.idle_timeout,
-                force_idle: t.force_idle,
-                flush: t.flush,
-                limitflush: t.limitflush,
-                expunge: t.expunge,
                 every_nth_poll: 1,
                 multidrop: None,
                 smtp_domain: "localhost".to_owned(),
@@ -569,22 +545,15 @@ fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> R
         .map(|v| Sourced::new(v.value, at(v.line)));
     fetch.idle = o.idle.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
     fetch.target = Some(target);
+    fetch.tuning = fetchmailrc::lower::tuning(o);
     Ok(PollSpec {
         name: poll.label.clone(),
         skip: poll.skip,
         fetch,
-        limit: o.limit.as_ref().map(|v| v.value).filter(|&v| v > 0),
-        fetchlimit: o.fetchlimit.as_ref().map(|v| v.value).filter(|&v| v > 0),
-        batchlimit: o.batchlimit.as_ref().map_or(0, |v| v.value),
         local_user,
         smtp_recipient,
         invisible: false,
         vocabulary: Vocabulary::Fetchmailrc,
-        idle_timeout: o.idletimeout.as_ref().map(|v| v.value).filter(|&v| v > 0),
-        force_idle: o.forceidle.as_ref().is_some_and(|v| v.value),
-        flush: o.flush.as_ref().is_some_and(|v| v.value),
-        limitflush: o.limitflush.as_ref().is_some_and(|v| v.value),
-        expunge: o.expunge.as_ref().map(|v| v.value),
         every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
         multidrop,
         smtp_domain,
@@ -691,18 +660,10 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         name: name.to_owned(),
         skip: false,
         fetch,
-        limit: None,
-        fetchlimit: None,
-        batchlimit: 0,
         smtp_recipient: format!("{local_user}@localhost"),
         local_user,
         invisible: false,
         vocabulary: Vocabulary::Fetchmailrc,
-        idle_timeout: None,
-        force_idle: false,
-        flush: false,
-        limitflush: false,
-        expunge: None,
         every_nth_poll: 1,
         multidrop: None,
         smtp_domain: "localhost".to_owned(),
@@ -796,7 +757,10 @@ mod tests {
         assert_eq!(p[0].user(&env()), "bob");
         assert_eq!(p[0].local_user, "ann");
         assert!(p[0].fetch.keep());
-        assert_eq!((p[0].limit, p[0].fetchlimit), (Some(1000), Some(5)));
+        assert_eq!(
+            (p[0].fetch.tuning.limit, p[0].fetch.tuning.fetchlimit),
+            (Some(1000), Some(5))
+        );
         assert_eq!(
             p[0].fetch.target(&env()),
             Target::MdaShell("procmail -d %T".into())
@@ -832,12 +796,15 @@ mod tests {
         )
         .unwrap();
         let p = from_fetchmailrc(&rc, &env()).unwrap();
-        assert!(p[0].flush && p[0].limitflush);
-        assert_eq!((p[0].limit, p[0].expunge), (Some(10), Some(0)));
+        assert!(p[0].fetch.tuning.flush && p[0].fetch.tuning.limitflush);
+        assert_eq!(
+            (p[0].fetch.tuning.limit, p[0].fetch.tuning.expunge),
+            (Some(10), Some(0))
+        );
         assert!(p[0].describe(&env()).contains("--flush on"));
         assert!(p[0].describe(&env()).contains("--limitflush on"));
-        assert!(!p[1].flush && !p[1].limitflush);
-        assert_eq!(p[1].expunge, None);
+        assert!(!p[1].fetch.tuning.flush && !p[1].fetch.tuning.limitflush);
+        assert_eq!(p[1].fetch.tuning.expunge, None);
     }
 
     #[test]
@@ -873,18 +840,38 @@ mod tests {
         .unwrap();
         let p = from_accounts(&parsed.accounts, &e);
         assert_eq!(
-            (p[0].limit, p[0].fetchlimit, p[0].batchlimit),
+            (
+                p[0].fetch.tuning.limit,
+                p[0].fetch.tuning.fetchlimit,
+                p[0].fetch.tuning.batchlimit
+            ),
             (Some(5000), Some(20), 7)
         );
-        assert!(p[0].limitflush && p[0].flush && p[0].force_idle);
-        assert_eq!((p[0].expunge, p[0].idle_timeout), (Some(0), Some(600)));
+        assert!(
+            p[0].fetch.tuning.limitflush && p[0].fetch.tuning.flush && p[0].fetch.tuning.force_idle
+        );
+        assert_eq!(
+            (p[0].fetch.tuning.expunge, p[0].fetch.tuning.idle_timeout),
+            (Some(0), Some(600))
+        );
         // 0 is "no limit", as in fetchmail; the rest keep their defaults.
         assert_eq!(
-            (p[1].limit, p[1].fetchlimit, p[1].batchlimit),
+            (
+                p[1].fetch.tuning.limit,
+                p[1].fetch.tuning.fetchlimit,
+                p[1].fetch.tuning.batchlimit
+            ),
             (None, None, 0)
         );
-        assert!(!p[1].flush && !p[1].limitflush && !p[1].force_idle);
-        assert_eq!((p[1].expunge, p[1].idle_timeout), (None, None));
+        assert!(
+            !p[1].fetch.tuning.flush
+                && !p[1].fetch.tuning.limitflush
+                && !p[1].fetch.tuning.force_idle
+        );
+        assert_eq!(
+            (p[1].fetch.tuning.expunge, p[1].fetch.tuning.idle_timeout),
+            (None, None)
+        );
 
         let bad = crate::config::toml::parse(
             "[accounts.a.fetch]\nprotocol = \"pop3\"\nhost = \"h\"\nfetchlimit = -3\n",

@@ -13,6 +13,7 @@ mod ast;
 mod dump;
 mod keywords;
 mod lexer;
+pub mod lower;
 mod parser;
 
 pub use ast::{
