@@ -14,6 +14,7 @@ use crate::cli::daemonize::{self, Outcome, Stage};
 use crate::cli::rfetch_args::{self, RfetchArgs};
 use crate::cli::{build_info, completions, write_stdout};
 use crate::config::discover::{self, ConfigFile, Format, Program};
+use crate::config::fetchmailrc::lower;
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{fetchmail as code, rfetch_code};
@@ -230,7 +231,7 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         s.fetch.server.user = cl(u.clone());
     }
     if let Some(p) = &args.service {
-        let port = spec::service_port(p).ok_or_else(|| {
+        let port = lower::service_port(p).ok_or_else(|| {
             usage(format!(
                 "-P {p}: not a port number or pop3, pop3s, imap, imaps"
             ))
@@ -402,17 +403,17 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
                 "-Z {z}: an SMTP reply code is 100 to 599 (or -1 alone)"
             )));
         }
-        s.antispam = spec::antispam_codes(&codes);
+        s.antispam = lower::antispam_codes(&codes);
     }
     // Where the mail goes: -S (with --lmtp, LMTP), or --lmtp to the poll's SMTP host; -m
     // wins over both, as fetchmail's mda does over smtphost.
     if let Some(hosts) = &args.smtphost {
         let list: Vec<String> = hosts.split(',').map(str::to_owned).collect();
         let first = list.first().map_or("localhost", String::as_str);
-        let target = spec::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
+        let target = lower::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
         s.fetch.target = Some(Sourced::new(target, Provenance::CommandLine));
         // The rest of the list is tried in turn when the first cannot be reached.
-        s.smtp_fallbacks = spec::smtp_endpoints(list.iter().skip(1), args.lmtp)
+        s.smtp_fallbacks = lower::smtp_endpoints(list.iter().skip(1), args.lmtp)
             .map_err(|m| usage(format!("-S: {m}")))?;
     } else if args.lmtp {
         let endpoint = match s.fetch.target.as_ref().map(|t| &t.value) {
