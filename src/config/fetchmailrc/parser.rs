@@ -298,6 +298,18 @@ impl Parser<'_> {
         crate::config::check_seconds(v).map_err(|m| self.error(line, format!("`{after}`: {m}")))
     }
 
+    /// The very next token (noise words included) is `=`.
+    fn next_is_eq(&self) -> bool {
+        self.toks
+            .get(self.pos)
+            .is_some_and(|t| t.kind == TokKind::Eq)
+    }
+
+    /// The next (noise-skipped) token is an unquoted number.
+    fn peek_is_number(&mut self) -> bool {
+        matches!(self.peek(), Some(Tok { kind: TokKind::Word { text, quoted: false }, .. }) if is_number(text))
+    }
+
     fn peek_is_value(&mut self) -> bool {
         matches!(self.peek(), Some(Tok { kind: TokKind::Word { text, quoted }, .. }) if *quoted || !is_keyword(text))
     }
@@ -357,13 +369,7 @@ impl Parser<'_> {
             polarity = Polarity::No;
             name = (*base).to_owned();
         }
-        if matches!(
-            self.toks.get(self.pos),
-            Some(Tok {
-                kind: TokKind::Eq,
-                ..
-            })
-        ) {
+        if self.next_is_eq() {
             self.bump();
         }
         let keyword = format!("set {name}");
@@ -548,13 +554,7 @@ impl Parser<'_> {
         };
         push(&mut names, first);
         loop {
-            if matches!(
-                self.toks.get(self.pos),
-                Some(Tok {
-                    kind: TokKind::Eq,
-                    ..
-                })
-            ) {
+            if self.next_is_eq() {
                 self.bump();
                 let local = self.take_name("=")?;
                 match names.last_mut() {
@@ -633,8 +633,7 @@ impl Parser<'_> {
                     s.envelope = loc(line, Envelope::Disabled);
                 } else {
                     let mut skip = 0u32;
-                    if matches!(self.peek(), Some(Tok { kind: TokKind::Word { text, quoted: false }, .. }) if is_number(text))
-                    {
+                    if self.peek_is_number() {
                         let n = self.take_count(kw)?;
                         skip = u32::try_from(n)
                             .map_err(|_| self.error(line, "envelope skip count is too large"))?;
@@ -761,15 +760,7 @@ impl Parser<'_> {
             "sslmode" => {
                 let mut v = self.take_value(kw)?;
                 // `starttls=must` lexes as three tokens (`=` is punctuation).
-                if v == "starttls"
-                    && matches!(
-                        self.toks.get(self.pos),
-                        Some(Tok {
-                            kind: TokKind::Eq,
-                            ..
-                        })
-                    )
-                {
+                if v == "starttls" && self.next_is_eq() {
                     self.bump();
                     v = format!("starttls={}", self.take_name("starttls=")?);
                 }
@@ -805,8 +796,7 @@ impl Parser<'_> {
             "fetchdomains" => o.fetchdomains = loc(line, self.take_list(kw)?),
             "antispam" => {
                 let mut codes = vec![self.take_number(kw)?];
-                while matches!(self.peek(), Some(Tok { kind: TokKind::Word { text, quoted: false }, .. }) if is_number(text))
-                {
+                while self.peek_is_number() {
                     codes.push(self.take_number(kw)?);
                 }
                 if codes != [-1]
