@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, ErrorKind};
 
-pub use fetch::{FetchProtocol, FetchSettings, FetchTuning, Target};
+pub use fetch::{FetchProtocol, FetchSettings, FetchTuning, MultidropRules, Target};
 pub use secret::{Secret, SecretError};
 pub use server::{AuthSetting, OAuthKeys, ServerSettings, Service, TrustFile, keyring_service};
 pub use submit::{

@@ -14,6 +14,7 @@ use crate::cli::daemonize::{self, Outcome, Stage};
 use crate::cli::rfetch_args::{self, RfetchArgs};
 use crate::cli::{build_info, completions, write_stdout};
 use crate::config::discover::{self, ConfigFile, Format, Program};
+use crate::config::fetchmailrc::lower;
 use crate::config::{self, fetchmailrc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::{fetchmail as code, rfetch_code};
@@ -230,7 +231,7 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         s.fetch.server.user = cl(u.clone());
     }
     if let Some(p) = &args.service {
-        let port = spec::service_port(p).ok_or_else(|| {
+        let port = lower::service_port(p).ok_or_else(|| {
             usage(format!(
                 "-P {p}: not a port number or pop3, pop3s, imap, imaps"
             ))
@@ -365,13 +366,13 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         s.fetch.fetchall = cl(true);
     }
     if let Some(l) = args.limit {
-        s.limit = (l > 0).then_some(l);
+        s.fetch.tuning.limit = (l > 0).then_some(l);
     }
     if let Some(l) = args.fetchlimit {
-        s.fetchlimit = (l > 0).then_some(l);
+        s.fetch.tuning.fetchlimit = (l > 0).then_some(l);
     }
     if let Some(b) = args.batchlimit {
-        s.batchlimit = b;
+        s.fetch.tuning.batchlimit = b;
     }
     if args.invisible {
         s.invisible = true;
@@ -380,13 +381,13 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
         s.fetch.idle = cl(true);
     }
     if args.flush {
-        s.flush = true;
+        s.fetch.tuning.flush = true;
     }
     if args.limitflush {
-        s.limitflush = true;
+        s.fetch.tuning.limitflush = true;
     }
     if let Some(e) = args.expunge {
-        s.expunge = Some(e);
+        s.fetch.tuning.expunge = Some(e);
     }
     if let Some(f) = &args.folder {
         s.fetch.folders = cl(f.split(',').map(str::to_owned).collect());
@@ -402,17 +403,17 @@ fn apply_overrides(args: &RfetchArgs, s: &mut PollSpec) -> Result<()> {
                 "-Z {z}: an SMTP reply code is 100 to 599 (or -1 alone)"
             )));
         }
-        s.antispam = spec::antispam_codes(&codes);
+        s.antispam = lower::antispam_codes(&codes);
     }
     // Where the mail goes: -S (with --lmtp, LMTP), or --lmtp to the poll's SMTP host; -m
     // wins over both, as fetchmail's mda does over smtphost.
     if let Some(hosts) = &args.smtphost {
         let list: Vec<String> = hosts.split(',').map(str::to_owned).collect();
         let first = list.first().map_or("localhost", String::as_str);
-        let target = spec::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
+        let target = lower::smtp_target(first, args.lmtp).map_err(|m| usage(format!("-S: {m}")))?;
         s.fetch.target = Some(Sourced::new(target, Provenance::CommandLine));
         // The rest of the list is tried in turn when the first cannot be reached.
-        s.smtp_fallbacks = spec::smtp_endpoints(list.iter().skip(1), args.lmtp)
+        s.smtp_fallbacks = lower::smtp_endpoints(list.iter().skip(1), args.lmtp)
             .map_err(|m| usage(format!("-S: {m}")))?;
     } else if args.lmtp {
         let endpoint = match s.fetch.target.as_ref().map(|t| &t.value) {
@@ -1124,16 +1125,24 @@ mod tests {
         let r = rc("poll h proto imap user a password b keep limit 100 expunge 3\n");
         let mut specs = spec::from_fetchmailrc(&r, &env()).unwrap();
         let s = &mut specs[0];
-        assert!(!s.flush && !s.limitflush);
-        assert_eq!(s.expunge, Some(3));
+        assert!(!s.fetch.tuning.flush && !s.fetch.tuning.limitflush);
+        assert_eq!(s.fetch.tuning.expunge, Some(3));
         apply_overrides(&args("-F --limitflush -e 0 -l 50 -b 7 -B 9 -K"), s).unwrap();
-        assert!(s.flush && s.limitflush && !s.fetch.keep());
-        assert_eq!(s.expunge, Some(0));
+        assert!(s.fetch.tuning.flush && s.fetch.tuning.limitflush && !s.fetch.keep());
+        assert_eq!(s.fetch.tuning.expunge, Some(0));
         assert_eq!(
-            (s.limit, s.fetchlimit, s.batchlimit),
+            (
+                s.fetch.tuning.limit,
+                s.fetch.tuning.fetchlimit,
+                s.fetch.tuning.batchlimit
+            ),
             (Some(50), Some(9), 7)
         );
         apply_overrides(&args("-l 0 -B 0"), s).unwrap();
-        assert_eq!((s.limit, s.fetchlimit), (None, None), "0 means no limit");
+        assert_eq!(
+            (s.fetch.tuning.limit, s.fetch.tuning.fetchlimit),
+            (None, None),
+            "0 means no limit"
+        );
     }
 }

@@ -7,25 +7,9 @@
 use crate::message::address::{domain_of, parse_address_list};
 use crate::message::header::Field;
 
-/// How a multidrop poll sorts its messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rules {
-    /// (name on the server, local user): `'srv'='loc'` or a plain `loc` (the same name).
-    pub names: Vec<(String, String)>,
-    /// `*` among the local names: any name in one of our domains goes to the local user of
-    /// the same name.
-    pub wildcard: bool,
-    /// The envelope header and how many of them to skip; `None` with `no envelope`.
-    pub envelope: Option<(u32, String)>,
-    /// `qvirtual P`: removed from the start of an envelope address's local part (a virtual
-    /// domain's `P-user@...` becomes `user@...`) before the names are matched.
-    pub qvirtual: Option<String>,
-    /// The host names that count as ours (the poll name, `via`, `aka`, `localdomains`),
-    /// lowercase; a subdomain of one counts too. An address without a domain is ours.
-    pub domains: Vec<String>,
-    /// Who gets a message no name matched (fetchmail's postmaster).
-    pub postmaster: String,
-}
+/// How a multidrop poll sorts its messages: defined with the account model, where the
+/// fetchmailrc lowering builds it.
+pub use crate::account::MultidropRules as Rules;
 
 /// The outcome for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]

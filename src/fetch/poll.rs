@@ -318,7 +318,7 @@ fn forward(spec: &PollSpec, ep: Endpoint, protocol: SmtpProtocol, helo: String) 
         deliver: Box::new(
             SmtpTarget::new(ep, protocol, helo)
                 .with_connect(connect)
-                .with_batchlimit(spec.batchlimit)
+                .with_batchlimit(spec.fetch.tuning.batchlimit)
                 .with_fallbacks(spec.smtp_fallbacks.clone())
                 .with_antispam(spec.antispam.clone()),
         ),
@@ -470,7 +470,7 @@ impl Delivery<'_> {
                 recipient: self.recipient.clone(),
                 also: Vec::new(),
             },
-            limit: self.spec.limit,
+            limit: self.spec.fetch.tuning.limit,
             drop_headers: self.spec.drop_headers,
         }
     }
@@ -520,7 +520,7 @@ impl Delivery<'_> {
                     label(&item.key),
                     self.server,
                     self.user,
-                    self.spec.limit.unwrap_or(0)
+                    self.spec.fetch.tuning.limit.unwrap_or(0)
                 ),
                 Outcome::Reported { to, reason } => {
                     let reason: String = reason
@@ -787,8 +787,10 @@ fn poll_pop3_sessions(
 ) -> Result<()> {
     let mut round = Pop3Round {
         first: true,
-        fetch_budget: spec.fetchlimit,
+        fetch_budget: spec.fetch.tuning.fetchlimit,
         deletions: spec
+            .fetch
+            .tuning
             .expunge
             .filter(|&n| n > 0)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
@@ -921,7 +923,7 @@ fn poll_pop3(
     {
         fetchlimit_reached(
             &account,
-            spec.fetchlimit.unwrap_or(fl),
+            spec.fetch.tuning.fetchlimit.unwrap_or(fl),
             fresh.len() - fl as usize,
         );
         fresh.truncate(fl as usize);
@@ -1081,13 +1083,13 @@ fn split_oversized<K: Copy + PartialEq>(
     size: impl Fn(&K) -> Option<u64>,
     label: impl Fn(&K) -> String,
 ) -> Vec<K> {
-    let Some(limit) = spec.limit else {
+    let Some(limit) = spec.fetch.tuning.limit else {
         return Vec::new();
     };
     let mut oversized = Vec::new();
     fresh.retain(|k| match size(k) {
         Some(sz) if sz > limit => {
-            if !spec.limitflush {
+            if !spec.fetch.tuning.limitflush {
                 log::info!(
                     target: plog::MESSAGE,
                     "skipping message {} ({sz} octets): larger than the limit of {limit} octets",
@@ -1192,7 +1194,7 @@ pub fn poll_imap_session(
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let reporting = reporter(spec, ctx.env, &user, &server);
     let opts = d.pipe_options(&header, reporting.as_deref());
-    let mut budget = spec.fetchlimit;
+    let mut budget = spec.fetch.tuning.fetchlimit;
     for folder in f.folders() {
         if ctx.stop.load(Ordering::Relaxed) {
             break;
@@ -1246,7 +1248,7 @@ pub fn poll_imap_session(
         }
         let position: HashMap<u32, usize> =
             all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
-        let oversized = if spec.limit.is_some() && !fresh.is_empty() {
+        let oversized = if spec.fetch.tuning.limit.is_some() && !fresh.is_empty() {
             // Sizes first, so an oversized message is never downloaded.
             let sizes: HashMap<u32, u64> = s
                 .fetch_meta(&fresh)?
@@ -1275,7 +1277,7 @@ pub fn poll_imap_session(
             if fresh.len() as u64 > *b {
                 fetchlimit_reached(
                     &account,
-                    spec.fetchlimit.unwrap_or(*b),
+                    spec.fetch.tuning.fetchlimit.unwrap_or(*b),
                     fresh.len() - *b as usize,
                 );
                 fresh.truncate(*b as usize);
@@ -1285,7 +1287,7 @@ pub fn poll_imap_session(
         }
         d.progress.start(fresh.len());
         let mut expunger = Expunger {
-            every: spec.expunge,
+            every: spec.fetch.tuning.expunge,
             pending: Vec::new(),
         };
         let early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |u, why| {
@@ -1458,13 +1460,13 @@ fn flushed_before_fetch<K: Copy>(
     mut log: impl FnMut(K, Flushed),
 ) -> Vec<K> {
     let mut early = Vec::new();
-    if !keep || spec.flush {
+    if !keep || spec.fetch.tuning.flush {
         for &k in old {
             log(k, Flushed::DeliveredBefore);
         }
         early.extend_from_slice(old);
     }
-    if spec.limitflush {
+    if spec.fetch.tuning.limitflush {
         for &k in oversized {
             log(k, Flushed::Oversized);
         }

@@ -6,12 +6,9 @@
 use std::time::Duration;
 
 use super::multidrop;
-use crate::account::AuthSetting;
-use crate::account::{
-    Account, Env, FetchProtocol, FetchSettings, Provenance, Secret, ServerSettings, Sourced,
-    Target, TrustFile,
-};
-use crate::config::fetchmailrc::{AuthType, FetchmailRc, PollEntry, Protocol, UserEntry};
+use crate::account::{Account, Env, FetchProtocol, FetchSettings, Provenance, Sourced, Target};
+use crate::config::fetchmailrc::FetchmailRc;
+use crate::config::fetchmailrc::lower::{self, RcPoll};
 use crate::deliver::{DropHeaders, LineEnds};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hint::Vocabulary;
@@ -29,12 +26,6 @@ pub struct PollSpec {
     /// fetchmailrc `skip`: polled only when named.
     pub skip: bool,
     pub fetch: FetchSettings,
-    /// Skip messages larger than this (octets).
-    pub limit: Option<u64>,
-    /// At most this many messages per poll.
-    pub fetchlimit: Option<u64>,
-    /// SMTP/LMTP: reconnect after this many messages (0: never).
-    pub batchlimit: u64,
     /// The local recipient: `%T` for an MDA, the Received `for` address.
     pub local_user: String,
     /// RCPT TO for SMTP/LMTP forwarding.
@@ -43,22 +34,6 @@ pub struct PollSpec {
     pub invisible: bool,
     /// The file language the poll came from: error hints name its keys.
     pub vocabulary: Vocabulary,
-    /// IMAP IDLE: re-issue IDLE after this many seconds (`idletimeout`; None: 28 minutes).
-    pub idle_timeout: Option<u64>,
-    /// IMAP IDLE even when the server does not announce it (`forceidle`).
-    pub force_idle: bool,
-    /// At most this many polls at once on this account's server (TOML `max_connections`;
-    /// None: [`crate::fetch::daemon::DEFAULT_MAX_CONNECTIONS`]).
-    pub max_connections: Option<u64>,
-    /// `flush`/`-F`: delete messages delivered by an earlier poll (POP3 and IMAP: recorded as
-    /// seen) before fetching new ones, even with `keep`.
-    pub flush: bool,
-    /// `limitflush`: delete messages larger than `limit` instead of leaving them.
-    pub limitflush: bool,
-    /// `expunge N`/`-e N`: IMAP expunges after every N deletions (0: once per folder at the
-    /// end); POP3 ends the session (QUIT, which commits the deletions) and reconnects after
-    /// every N deletions (0: one session). `None`: rfetch's default, once per batch.
-    pub expunge: Option<u64>,
     /// fetchmailrc `interval N`: in daemon mode, poll only every N-th cycle (1: every cycle).
     pub every_nth_poll: u64,
     /// Multidrop (several local names, or `*`): each message is sorted to its local users
@@ -161,10 +136,10 @@ impl PollSpec {
             if f.keep() { "" } else { "not " },
             on_off(f.keep())
         ));
-        if let Some(l) = self.limit {
+        if let Some(l) = self.fetch.tuning.limit {
             out.push_str(&format!("  Message size limit is {l} octets.\n"));
         }
-        if let Some(l) = self.fetchlimit {
+        if let Some(l) = self.fetch.tuning.fetchlimit {
             out.push_str(&format!("  Received-message limit is {l}.\n"));
         }
         if self.every_nth_poll > 1 {
@@ -175,17 +150,21 @@ impl PollSpec {
         }
         out.push_str(&format!(
             "  Messages seen before will {}be flushed (--flush {}).\n",
-            if self.flush { "" } else { "not " },
-            on_off(self.flush)
+            if self.fetch.tuning.flush { "" } else { "not " },
+            on_off(self.fetch.tuning.flush)
         ));
-        if self.limit.is_some() {
+        if self.fetch.tuning.limit.is_some() {
             out.push_str(&format!(
                 "  Oversized messages will {}be flushed (--limitflush {}).\n",
-                if self.limitflush { "" } else { "not " },
-                on_off(self.limitflush)
+                if self.fetch.tuning.limitflush {
+                    ""
+                } else {
+                    "not "
+                },
+                on_off(self.fetch.tuning.limitflush)
             ));
         }
-        match self.expunge {
+        match self.fetch.tuning.expunge {
             Some(0) => {
                 out.push_str("  Deletions are committed at the end of the poll (--expunge 0).\n")
             }
@@ -247,8 +226,8 @@ impl PollSpec {
         if f.idle() && f.protocol.value == FetchProtocol::Imap {
             out.push_str(&format!(
                 "  After each poll the connection stays open in IMAP IDLE (re-issued every {} s{}); new mail is fetched at once. Each folder gets its own connection.\n",
-                self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
-                if self.force_idle {
+                self.fetch.tuning.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
+                if self.fetch.tuning.force_idle {
                     ", sent even when not announced"
                 } else {
                     "; without the IDLE capability: NOOP every 28 s"
@@ -276,24 +255,14 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
                 Some(r) => r.value.clone(),
                 None => format!("{local_user}@localhost"),
             };
-            let t = fetch.tuning.clone();
             Some(PollSpec {
                 name: a.name.clone(),
                 skip: false,
                 smtp_recipient,
                 local_user,
                 fetch,
-                limit: t.limit,
-                fetchlimit: t.fetchlimit,
-                batchlimit: t.batchlimit,
                 invisible: false,
                 vocabulary: Vocabulary::TomlFetch,
-                idle_timeout: t.idle_timeout,
-                force_idle: t.force_idle,
-                max_connections: t.max_connections,
-                flush: t.flush,
-                limitflush: t.limitflush,
-                expunge: t.expunge,
                 every_nth_poll: 1,
                 multidrop: None,
                 smtp_domain: "localhost".to_owned(),
@@ -308,368 +277,68 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
         .collect()
 }
 
-/// The polls of a fetchmailrc: one per user entry of every poll/skip record.
+/// The polls of a fetchmailrc: one per user entry of every poll/skip record, from the
+/// lowering of the file into the account model.
 pub fn from_fetchmailrc(rc: &FetchmailRc, env: &Env) -> Result<Vec<PollSpec>> {
-    rc.check_refusals()?;
-    let invisible = rc.globals.invisible.as_ref().is_some_and(|v| v.value);
     let mut out = Vec::new();
-    for poll in rc.effective_polls() {
-        for user in &poll.users {
-            let mut spec = rc_user(rc, &poll, user, env)?;
-            spec.invisible = invisible;
-            out.push(spec);
-        }
+    for poll in lower::polls(rc, env)? {
+        out.push(from_rc_poll(poll?)?);
     }
     Ok(out)
 }
 
-/// fetchmail's `auth` value as the account model's setting; what rfetch cannot do is an
-/// error naming the line, never a fall back to the plain password.
-fn rc_auth(auth: AuthType, line: u32, bad: &dyn Fn(u32, String) -> Error) -> Result<AuthSetting> {
-    let method = |m: &str| Ok(AuthSetting::Method(m.to_owned()));
-    match auth {
-        AuthType::Any => Ok(AuthSetting::Auto),
-        AuthType::Password => method("PASSWORD"),
-        AuthType::CramMd5 => method("CRAM-MD5"),
-        AuthType::External => method("EXTERNAL"),
-        AuthType::Implicit => method("IMPLICIT"),
-        AuthType::OauthBearer => method("OAUTHBEARER"),
-        AuthType::Xoauth2 => method("XOAUTH2"),
-        AuthType::KerberosV4
-        | AuthType::KerberosV5
-        | AuthType::Gssapi
-        | AuthType::Otp
-        | AuthType::Ntlm
-        | AuthType::Msn => Err(bad(
-            line,
-            format!(
-                "auth {} is not supported by rfetch (use any, password, cram-md5, external, \
-                 oauthbearer, xoauth2 or ssh)",
-                auth.name()
-            ),
-        )),
-    }
-}
-
-fn rc_user(rc: &FetchmailRc, poll: &PollEntry, user: &UserEntry, env: &Env) -> Result<PollSpec> {
-    let path = &rc.source;
-    let at = |line: u32| Provenance::file(path.clone(), line);
-    let here = at(user.line);
-    let bad = |line: u32, msg: String| {
-        Error::new(
-            ErrorKind::Config,
-            format!("{}:{line}: {msg}", path.display()),
-        )
+/// A lowered fetchmailrc poll as a [`PollSpec`]: the fetch layer's checks and types on top.
+fn from_rc_poll(p: RcPoll) -> Result<PollSpec> {
+    let command = |c: Option<Sourced<String>>, kw: &str| {
+        c.map(|c| {
+            super::hooks::check_connect_command(&c.value)
+                .map(|()| c.value.clone())
+                .map_err(|why| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("{}: {kw} {:?}: {why}", c.at, c.value),
+                    )
+                })
+        })
+        .transpose()
     };
-    let s = |v: &str, line: u32| Some(Sourced::new(v.to_owned(), at(line)));
-    let o = &user.options;
-    let so = &poll.server;
-
-    let protocol = match so.protocol.as_ref().map(|p| (p.value, p.line)) {
-        // AUTO (and no protocol) is IMAP: rfetch does not probe.
-        None | Some((Protocol::Imap | Protocol::Auto, _)) => FetchProtocol::Imap,
-        Some((Protocol::Pop3 | Protocol::Apop, _)) => FetchProtocol::Pop3,
-        Some((other, line)) => {
-            return Err(bad(
-                line,
-                format!(
-                    "protocol {} is not supported by rfetch (use pop3 or imap)",
-                    other.name()
-                ),
-            ));
-        }
-    };
-    let mut server = ServerSettings {
-        host: s(poll.host(), poll.line),
-        ..ServerSettings::default()
-    };
-    if let Some(svc) = &so.service {
-        let port = service_port(&svc.value).ok_or_else(|| {
-            bad(
-                svc.line,
-                format!(
-                    "service {:?} is not a port number or a known service",
-                    svc.value
-                ),
-            )
-        })?;
-        server.port = Some(Sourced::new(port, at(svc.line)));
-    }
-    if let Some(a) = &so.auth {
-        server.auth = Some(Sourced::new(rc_auth(a.value, a.line, &bad)?, at(a.line)));
-    }
-    if let Some(t) = &so.timeout {
-        server.timeout = Some(Sourced::new(
-            (t.value > 0).then(|| std::time::Duration::from_secs(t.value)),
-            at(t.line),
-        ));
-    }
-    let login = user
-        .remote_name()
-        .map(str::to_owned)
-        .or_else(|| env.user.clone())
-        .unwrap_or_default();
-    server.user = s(&login, user.line);
-    if let Some(pw) = &o.password {
-        server.password = Some(Sourced::new(
-            Secret::Inline(pw.value.expose().to_owned()),
-            at(pw.line),
-        ));
-    } else if let Some(pe) = &o.passwordeval {
-        server.password = Some(Sourced::new(Secret::Command(pe.value.clone()), at(pe.line)));
-    } else if let Some(pf) = &o.passwordfile {
-        server.password = Some(Sourced::new(Secret::File(pf.value.clone()), at(pf.line)));
-    }
-    // TLS: `ssl` is implicit TLS; without it rfetch insists on STLS/STARTTLS (fetchmail 6.4
-    // tries it opportunistically; rfetch never falls back to plaintext).
-    // 7.0's `sslmode wrapped` is 6.4's `ssl`; `starttls=must` and `=may` both require
-    // STARTTLS (the parser refuses `none`).
-    let ssl = o.ssl.as_ref().is_some_and(|v| v.value)
-        || o.sslmode.as_ref().is_some_and(|m| m.value == "wrapped");
-    server.tls = Some(Sourced::new(true, here.clone()));
-    server.tls_starttls = Some(Sourced::new(!ssl, here.clone()));
-    if let Some(ck) = &o.sslcertck {
-        server.tls_certcheck = Some(Sourced::new(ck.value, at(ck.line)));
-    }
-    match (&o.sslcertfile, &o.sslcertpath) {
-        (Some(_), Some(d)) => {
-            return Err(bad(
-                d.line,
-                "sslcertfile and sslcertpath together: rfetch trusts one of them; put the \
-                 bundle's certificates into the directory, or use the file alone"
-                    .into(),
-            ));
-        }
-        (Some(f), None) => {
-            server.tls_trust_file =
-                Some(Sourced::new(TrustFile::Path(f.value.clone()), at(f.line)));
-        }
-        (None, Some(d)) => {
-            server.tls_trust_file = Some(Sourced::new(TrustFile::Dir(d.value.clone()), at(d.line)));
-        }
-        (None, None) => {}
-    }
-    if let Some(fp) = &o.sslfingerprint {
-        if let Some(sha256) = crate::net::parse_fingerprint(&fp.value) {
-            server.tls_fingerprint = Some(Sourced::new(Some(sha256), at(fp.line)));
-        } else if let Some(legacy) = crate::net::LegacyPin::parse(&fp.value) {
-            log::warn!(
-                "{}:{}: sslfingerprint is {}, a digest that can be forged; rfetch checks it and \
-                 prints the SHA-256 to use instead when it reaches the server",
-                path.display(),
-                fp.line,
-                legacy.algorithm()
-            );
-            server.tls_fingerprint_legacy = Some(Sourced::new(legacy, at(fp.line)));
-        } else {
-            return Err(bad(
-                fp.line,
-                "sslfingerprint must be a SHA-256 fingerprint (32 hex pairs), or fetchmail's \
-                 MD5 (16) or SHA-1 (20)"
-                    .into(),
-            ));
-        }
-    }
-    if let Some(c) = &o.sslcert {
-        server.tls_cert_file = Some(Sourced::new(c.value.clone(), at(c.line)));
-    }
-    if let Some(k) = &o.sslkey {
-        server.tls_key_file = Some(Sourced::new(k.value.clone(), at(k.line)));
-    }
-    if let Some(cn) = &o.sslcommonname {
-        server.tls_host_override = s(&cn.value, cn.line);
-    }
-
-    let local_user = user
-        .locals
-        .first()
-        .map(|l| l.local.clone())
-        .or_else(|| env.user.clone())
-        .unwrap_or_else(|| "root".into());
-    // `smtpaddress`: the domain local names are qualified with for SMTP/LMTP.
-    let smtp_domain = o
-        .smtpaddress
-        .as_ref()
-        .map_or("localhost", |d| d.value.as_str())
-        .to_owned();
-    let smtp_recipient = if let Some(name) = &o.smtpname {
-        name.value.clone()
-    } else if local_user.contains('@') {
-        local_user.clone()
-    } else {
-        format!("{local_user}@{smtp_domain}")
-    };
-    let lmtp = o.lmtp.as_ref().is_some_and(|v| v.value);
-    // The hosts after the first of an `smtphost` list (not with an mda, which wins).
-    let smtp_fallbacks = match (&o.mda, &o.smtphosts) {
-        (None, Some(h)) => {
-            smtp_endpoints(h.value.iter().skip(1), lmtp).map_err(|m| bad(h.line, m))?
-        }
-        _ => Vec::new(),
-    };
-    let target = if let Some(mda) = &o.mda {
-        Sourced::new(Target::MdaShell(mda.value.clone()), at(mda.line))
-    } else {
-        let (host, line) = match &o.smtphosts {
-            Some(h) => (
-                h.value
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "localhost".into()),
-                h.line,
-            ),
-            None => ("localhost".to_owned(), user.line),
-        };
-        Sourced::new(
-            smtp_target(&host, lmtp).map_err(|m| bad(line, m))?,
-            at(line),
-        )
-    };
-
-    // fetchmail: stripcr is on for an MDA unless `no stripcr`, and wins over forcecr; so
-    // forcecr changes what an MDA gets only with `no stripcr`.
-    let stripcr = o.stripcr.as_ref().is_none_or(|v| v.value);
-    let forcecr = o.forcecr.as_ref().is_some_and(|v| v.value);
-    let mda_line_ends = match (stripcr, forcecr) {
+    // fetchmail: stripcr wins over forcecr; so forcecr changes what an MDA gets only with
+    // `no stripcr`.
+    let mda_line_ends = match (p.stripcr, p.forcecr) {
         (true, _) => LineEnds::Lf,
         (false, false) => LineEnds::AsReceived,
         (false, true) => LineEnds::Crlf,
     };
-    let multidrop = if user.is_multidrop() {
-        Some(multidrop_rules(rc, poll, user, env))
-    } else {
-        None
-    };
-    let command = |c: &Option<crate::config::fetchmailrc::Located<String>>, kw: &str| {
-        c.as_ref()
-            .map(|c| {
-                super::hooks::check_connect_command(&c.value)
-                    .map(|()| c.value.clone())
-                    .map_err(|why| bad(c.line, format!("{kw} {:?}: {why}", c.value)))
-            })
-            .transpose()
-    };
-    let hooks = super::hooks::ConnectHooks {
-        plugin: command(&so.plugin, "plugin")?,
-        plugout: command(&so.plugout, "plugout")?,
-        preconnect: o.preconnect.as_ref().map(|c| c.value.clone()),
-        postconnect: o.postconnect.as_ref().map(|c| c.value.clone()),
-    };
-    let g = &rc.globals;
-    let bounce = super::bounce::BouncePolicy {
-        softbounce: g.softbounce.as_ref().is_none_or(|v| v.value),
-        bouncemail: g.bouncemail.as_ref().is_none_or(|v| v.value),
-        postmaster: rc_postmaster(rc, env),
-    };
-    let mut fetch = FetchSettings::new(Sourced::new(protocol, at(poll.line)));
-    fetch.server = server;
-    if let Some(f) = &o.folders {
-        fetch.folders = Some(Sourced::new(f.value.clone(), at(f.line)));
-    }
-    fetch.keep = o.keep.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
-    fetch.fetchall = o
-        .fetchall
-        .as_ref()
-        .map(|v| Sourced::new(v.value, at(v.line)));
-    fetch.idle = o.idle.as_ref().map(|v| Sourced::new(v.value, at(v.line)));
-    fetch.target = Some(target);
     Ok(PollSpec {
-        name: poll.label.clone(),
-        skip: poll.skip,
-        fetch,
-        limit: o.limit.as_ref().map(|v| v.value).filter(|&v| v > 0),
-        fetchlimit: o.fetchlimit.as_ref().map(|v| v.value).filter(|&v| v > 0),
-        batchlimit: o.batchlimit.as_ref().map_or(0, |v| v.value),
-        local_user,
-        smtp_recipient,
-        invisible: false,
+        hooks: super::hooks::ConnectHooks {
+            plugin: command(p.plugin, "plugin")?,
+            plugout: command(p.plugout, "plugout")?,
+            preconnect: p.preconnect,
+            postconnect: p.postconnect,
+        },
+        bounce: super::bounce::BouncePolicy {
+            softbounce: p.softbounce,
+            bouncemail: p.bouncemail,
+            postmaster: p.postmaster,
+        },
+        name: p.name,
+        skip: p.skip,
+        fetch: p.fetch,
+        local_user: p.local_user,
+        smtp_recipient: p.smtp_recipient,
+        invisible: p.invisible,
         vocabulary: Vocabulary::Fetchmailrc,
-        idle_timeout: o.idletimeout.as_ref().map(|v| v.value).filter(|&v| v > 0),
-        force_idle: o.forceidle.as_ref().is_some_and(|v| v.value),
-        // fetchmailrc has no such keyword: the default bound applies.
-        max_connections: None,
-        flush: o.flush.as_ref().is_some_and(|v| v.value),
-        limitflush: o.limitflush.as_ref().is_some_and(|v| v.value),
-        expunge: o.expunge.as_ref().map(|v| v.value),
-        every_nth_poll: so.interval.as_ref().map_or(1, |v| v.value.max(1)),
-        multidrop,
-        smtp_domain,
+        every_nth_poll: p.every_nth_poll,
+        multidrop: p.multidrop,
+        smtp_domain: p.smtp_domain,
         mda_line_ends,
         drop_headers: DropHeaders {
-            status: o.dropstatus.as_ref().is_some_and(|v| v.value),
-            delivered: o.dropdelivered.as_ref().is_some_and(|v| v.value),
+            status: p.dropstatus,
+            delivered: p.dropdelivered,
         },
-        smtp_fallbacks,
-        antispam: o
-            .antispam
-            .as_ref()
-            .map(|a| antispam_codes(&a.value))
-            .unwrap_or_default(),
-        hooks,
-        bounce,
+        smtp_fallbacks: p.smtp_fallbacks,
+        antispam: p.antispam,
     })
-}
-
-/// A port from fetchmail's `service`/`-P`: a number, or one of the four mail service names.
-pub fn service_port(service: &str) -> Option<u16> {
-    match service {
-        "pop3" => Some(110),
-        "pop3s" => Some(995),
-        "imap" => Some(143),
-        "imaps" => Some(993),
-        p => p.parse::<u16>().ok(),
-    }
-}
-
-/// The SMTP or LMTP listener of `smtphost`/`-S` (`host[/port]`); LMTP needs its port.
-pub fn smtp_target(host: &str, lmtp: bool) -> std::result::Result<Target, String> {
-    if host.starts_with('/') {
-        return Err(format!(
-            "smtphost {host}: local sockets are not supported by rfetch"
-        ));
-    }
-    let (h, port) = match host.split_once('/') {
-        Some((h, p)) => (
-            h.to_owned(),
-            Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("smtphost {host}: bad port"))?,
-            ),
-        ),
-        None => (host.to_owned(), None),
-    };
-    if lmtp {
-        let port = port.ok_or("lmtp needs a port: smtphost host/port")?;
-        Ok(Target::Lmtp(Endpoint { host: h, port }))
-    } else {
-        Ok(Target::Smtp(Endpoint {
-            host: h,
-            port: port.unwrap_or(25),
-        }))
-    }
-}
-
-/// fetchmail's `antispam` list as reply codes; `-1` means none. The parser admits only -1
-/// alone or codes from 100 to 599.
-pub fn antispam_codes(codes: &[i64]) -> Vec<u16> {
-    codes
-        .iter()
-        .filter_map(|&c| u16::try_from(c).ok())
-        .filter(|c| (100..=599).contains(c))
-        .collect()
-}
-
-/// The listeners of an `smtphost`/`-S` list, in order.
-pub fn smtp_endpoints<'a>(
-    hosts: impl Iterator<Item = &'a String>,
-    lmtp: bool,
-) -> std::result::Result<Vec<Endpoint>, String> {
-    hosts
-        .map(|h| match smtp_target(h, lmtp)? {
-            Target::Smtp(e) | Target::Lmtp(e) => Ok(e),
-            _ => Err(format!("smtphost {h}: not an SMTP or LMTP listener")),
-        })
-        .collect()
 }
 
 /// A poll named only on the command line (`rfetch -p IMAP -u bob mail.example.org`): the
@@ -697,19 +366,10 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         name: name.to_owned(),
         skip: false,
         fetch,
-        limit: None,
-        fetchlimit: None,
-        batchlimit: 0,
         smtp_recipient: format!("{local_user}@localhost"),
         local_user,
         invisible: false,
         vocabulary: Vocabulary::Fetchmailrc,
-        idle_timeout: None,
-        force_idle: false,
-        max_connections: None,
-        flush: false,
-        limitflush: false,
-        expunge: None,
         every_nth_poll: 1,
         multidrop: None,
         smtp_domain: "localhost".to_owned(),
@@ -719,57 +379,6 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         antispam: Vec::new(),
         hooks: Default::default(),
         bounce: Default::default(),
-    }
-}
-
-/// fetchmail's postmaster: `set postmaster`, else the invoking user, else "postmaster" (root).
-fn rc_postmaster(rc: &FetchmailRc, env: &Env) -> String {
-    rc.globals
-        .postmaster
-        .as_ref()
-        .map(|p| p.value.clone())
-        .or_else(|| env.user.clone().filter(|u| u != "root"))
-        .unwrap_or_else(|| "postmaster".to_owned())
-}
-
-/// The sorting rules of a multidrop user entry (fetchmail's defaults: envelope `Received`,
-/// our domains the poll name, `via`, `aka` and `localdomains`, the postmaster from
-/// `set postmaster`, else the invoking user, else "postmaster").
-fn multidrop_rules(
-    rc: &FetchmailRc,
-    poll: &PollEntry,
-    user: &UserEntry,
-    env: &Env,
-) -> multidrop::Rules {
-    use crate::config::fetchmailrc::Envelope;
-    let so = &poll.server;
-    let envelope = match so.envelope.as_ref().map(|e| &e.value) {
-        None => Some((0, "Received".to_owned())),
-        Some(Envelope::Disabled) => None,
-        Some(Envelope::Header { skip, name }) => Some((*skip, name.clone())),
-    };
-    let mut domains = vec![poll.label.to_ascii_lowercase()];
-    if let Some(via) = &so.via {
-        domains.push(via.value.to_ascii_lowercase());
-    }
-    for list in [&so.aka, &so.localdomains].into_iter().flatten() {
-        domains.extend(list.value.iter().map(|d| d.to_ascii_lowercase()));
-    }
-    let postmaster = rc_postmaster(rc, env);
-    multidrop::Rules {
-        names: user
-            .locals
-            .iter()
-            .map(|l| {
-                let server = l.server_name.clone().unwrap_or_else(|| l.local.clone());
-                (server, l.local.clone())
-            })
-            .collect(),
-        wildcard: user.wildcard,
-        envelope,
-        qvirtual: so.qvirtual.as_ref().map(|q| q.value.clone()),
-        domains,
-        postmaster,
     }
 }
 
@@ -803,7 +412,10 @@ mod tests {
         assert_eq!(p[0].user(&env()), "bob");
         assert_eq!(p[0].local_user, "ann");
         assert!(p[0].fetch.keep());
-        assert_eq!((p[0].limit, p[0].fetchlimit), (Some(1000), Some(5)));
+        assert_eq!(
+            (p[0].fetch.tuning.limit, p[0].fetch.tuning.fetchlimit),
+            (Some(1000), Some(5))
+        );
         assert_eq!(
             p[0].fetch.target(&env()),
             Target::MdaShell("procmail -d %T".into())
@@ -839,12 +451,15 @@ mod tests {
         )
         .unwrap();
         let p = from_fetchmailrc(&rc, &env()).unwrap();
-        assert!(p[0].flush && p[0].limitflush);
-        assert_eq!((p[0].limit, p[0].expunge), (Some(10), Some(0)));
+        assert!(p[0].fetch.tuning.flush && p[0].fetch.tuning.limitflush);
+        assert_eq!(
+            (p[0].fetch.tuning.limit, p[0].fetch.tuning.expunge),
+            (Some(10), Some(0))
+        );
         assert!(p[0].describe(&env()).contains("--flush on"));
         assert!(p[0].describe(&env()).contains("--limitflush on"));
-        assert!(!p[1].flush && !p[1].limitflush);
-        assert_eq!(p[1].expunge, None);
+        assert!(!p[1].fetch.tuning.flush && !p[1].fetch.tuning.limitflush);
+        assert_eq!(p[1].fetch.tuning.expunge, None);
     }
 
     #[test]
@@ -880,18 +495,38 @@ mod tests {
         .unwrap();
         let p = from_accounts(&parsed.accounts, &e);
         assert_eq!(
-            (p[0].limit, p[0].fetchlimit, p[0].batchlimit),
+            (
+                p[0].fetch.tuning.limit,
+                p[0].fetch.tuning.fetchlimit,
+                p[0].fetch.tuning.batchlimit
+            ),
             (Some(5000), Some(20), 7)
         );
-        assert!(p[0].limitflush && p[0].flush && p[0].force_idle);
-        assert_eq!((p[0].expunge, p[0].idle_timeout), (Some(0), Some(600)));
+        assert!(
+            p[0].fetch.tuning.limitflush && p[0].fetch.tuning.flush && p[0].fetch.tuning.force_idle
+        );
+        assert_eq!(
+            (p[0].fetch.tuning.expunge, p[0].fetch.tuning.idle_timeout),
+            (Some(0), Some(600))
+        );
         // 0 is "no limit", as in fetchmail; the rest keep their defaults.
         assert_eq!(
-            (p[1].limit, p[1].fetchlimit, p[1].batchlimit),
+            (
+                p[1].fetch.tuning.limit,
+                p[1].fetch.tuning.fetchlimit,
+                p[1].fetch.tuning.batchlimit
+            ),
             (None, None, 0)
         );
-        assert!(!p[1].flush && !p[1].limitflush && !p[1].force_idle);
-        assert_eq!((p[1].expunge, p[1].idle_timeout), (None, None));
+        assert!(
+            !p[1].fetch.tuning.flush
+                && !p[1].fetch.tuning.limitflush
+                && !p[1].fetch.tuning.force_idle
+        );
+        assert_eq!(
+            (p[1].fetch.tuning.expunge, p[1].fetch.tuning.idle_timeout),
+            (None, None)
+        );
 
         let bad = crate::config::toml::parse(
             "[accounts.a.fetch]\nprotocol = \"pop3\"\nhost = \"h\"\nfetchlimit = -3\n",
