@@ -773,6 +773,10 @@ struct Pop3Round {
     /// UIDs whose delivery failed in an earlier session of this poll: not retried until the
     /// next poll.
     failed: HashSet<String>,
+    /// A session of this poll already ended after flushing messages delivered before: once per
+    /// poll, so a server that accepts DELE and QUIT but keeps the messages cannot make the poll
+    /// reconnect forever.
+    backlog_committed: bool,
 }
 
 fn poll_pop3_sessions(
@@ -789,6 +793,7 @@ fn poll_pop3_sessions(
             .filter(|&n| n > 0)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         failed: HashSet::new(),
+        backlog_committed: false,
     };
     loop {
         let (more, deleted) = poll_pop3(spec, ctx, target.as_deref_mut(), report, &mut round)?;
@@ -901,7 +906,7 @@ fn poll_pop3(
         fresh.clear();
         more = true;
     }
-    if !early.is_empty() && !fresh.is_empty() && !more {
+    if !early.is_empty() && !fresh.is_empty() && !more && !round.backlog_committed {
         // POP3 deletes only at QUIT, so a session cut before it (a kill, a lost connection)
         // leaves every message it delivered on the server, and the next session would re-delete
         // them together with its own: each interrupted session adds to that backlog. Committed
@@ -909,6 +914,7 @@ fn poll_pop3(
         // interrupted run did is never done twice and never holds back the next message.
         fresh.clear();
         more = true;
+        round.backlog_committed = true;
     }
     if let Some(fl) = round.fetch_budget
         && fresh.len() as u64 > fl
