@@ -1,5 +1,6 @@
 //! rfetch's job: mailboxes (POP3, IMAP), per-message seen state, the poll loop and the daemon.
 
+pub mod batch;
 pub mod bounce;
 pub mod daemon;
 pub mod hooks;

@@ -38,6 +38,7 @@ use crate::session::auth::FetchAuth;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
 use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
 
+use super::batch::{Handling, Mailbox, deliver_batches};
 use super::bounce;
 use super::hooks;
 use super::journal::{self, StateKey};
@@ -151,7 +152,7 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
 /// progress once showed "message 200 of 500" before the first delivery. Drawn only when stderr
 /// is a terminal; the per-message lines ([`plog::MESSAGE`]) then stay off the terminal unless
 /// `-v`, as fetchmail's dots replace them.
-struct Progress {
+pub(super) struct Progress {
     account: String,
     counts: Mutex<ProgressCounts>,
 }
@@ -383,16 +384,16 @@ fn peer_ip(conn: &crate::net::Connection) -> Option<String> {
     conn.peer_addr().ok().map(|a| a.ip().to_string())
 }
 
-struct Delivery<'a> {
-    spec: &'a PollSpec,
-    ctx: &'a PollContext<'a>,
+pub(super) struct Delivery<'a> {
+    pub(super) spec: &'a PollSpec,
+    pub(super) ctx: &'a PollContext<'a>,
     user: String,
     server: String,
     recipient: String,
     client_host: String,
     /// The server's numeric address, for the Received header's `[ip]`.
     server_ip: Option<String>,
-    progress: Progress,
+    pub(super) progress: Progress,
 }
 
 impl Delivery<'_> {
@@ -479,7 +480,7 @@ impl Delivery<'_> {
     /// target confirmed itself are done, failures and skips are logged and kept in the report
     /// (their messages stay on the server), Maildir messages wait in the returned
     /// [`StagedBatch`] for [`publish`](Self::publish).
-    fn stage<K>(
+    pub(super) fn stage<K>(
         &self,
         target: &Target,
         items: Vec<BatchItem<K>>,
@@ -563,7 +564,7 @@ impl Delivery<'_> {
     /// Makes the staged Maildir messages durable and records them as seen, journaled
     /// ([`journal::publish_batch`]); returns every confirmed message of the batch. Runs on the
     /// session's thread or, overlapping the next batch, on its own (see [`Publishing`]).
-    fn publish<K>(
+    pub(super) fn publish<K>(
         &self,
         maildir: &mut Maildir,
         staged: StagedBatch<K>,
@@ -616,7 +617,7 @@ impl Delivery<'_> {
         );
     }
 
-    fn commit(&self, record: impl FnOnce(&mut SeenStore) -> Result<()>) -> Result<()> {
+    pub(super) fn commit(&self, record: impl FnOnce(&mut SeenStore) -> Result<()>) -> Result<()> {
         let mut st = self
             .ctx
             .state
@@ -672,69 +673,108 @@ impl<K> pipe::Ledger<K> for StateLedger<'_, K> {
 }
 
 /// A batch between [`Delivery::stage`] and [`Delivery::publish`].
-struct StagedBatch<K> {
+pub(super) struct StagedBatch<K> {
     /// Maildir messages written to `tmp/`, not yet durable.
     pending: Vec<(StateKey, Pending)>,
     pending_keys: Vec<(K, u64)>,
     /// Messages the target already confirmed.
-    done: Vec<K>,
+    pub(super) done: Vec<K>,
     where_to: String,
 }
 
-/// A Maildir batch being made durable (synced, journaled, renamed, recorded as seen) on its own
-/// thread while the session fetches the next batch: the server streams on instead of idling
-/// while the file system commits. Nothing of the batch is deleted on the server before
-/// [`Publishing::finish`] returned it as confirmed, so the contract is the same as publishing
-/// in line; only the order of work changes.
-struct Publishing<'scope, K> {
-    handle: std::thread::ScopedJoinHandle<'scope, (Vec<K>, PollReport)>,
-    /// The batch's message numbers or UIDs, confirmed or not.
-    batch: &'scope [u32],
+/// A POP3 session's messages as the fetch loop sees them: batches of the fresh messages, kept
+/// within the session's deletion allowance (`expunge N`) and the poll's `fetchlimit`; settling
+/// marks failures as not to be retried in this poll, commits the seen state and sends the
+/// deletions (DELE, committed by the session's QUIT).
+struct Pop3Mailbox<'a> {
+    session: &'a mut Pop3Session,
+    fresh: &'a [u32],
+    /// The first fresh message not yet given out.
+    next: usize,
+    keep: bool,
+    /// Deletions allowed in this session.
+    allowed: usize,
+    /// Deletions sent in this session.
+    deleted: usize,
+    /// Messages are left for another session.
+    more: bool,
+    round: &'a mut Pop3Round,
+    uids: &'a HashMap<u32, String>,
+    sizes: &'a HashMap<u32, u64>,
+    d: &'a Delivery<'a>,
+    key: &'a AccountKey,
+    account: &'a str,
 }
 
-impl<'scope, K: Send + 'scope> Publishing<'scope, K> {
-    /// Starts publishing `staged` through a second handle on the same Maildir.
-    fn start<'env>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        d: &'scope Delivery<'_>,
-        maildir: &Maildir,
-        staged: StagedBatch<K>,
-        label: &'scope (dyn Fn(&K) -> String + Sync),
-        batch: &'scope [u32],
-    ) -> Self {
-        let mut publisher = maildir.clone();
-        let handle = scope.spawn(move || {
-            let mut part = PollReport::default();
-            let done = d.publish(&mut publisher, staged, label, &mut part);
-            (done, part)
-        });
-        Publishing { handle, batch }
+impl Mailbox for Pop3Mailbox<'_> {
+    type Key = (u32, String);
+
+    fn next_batch(&mut self, publishing: usize) -> Option<Vec<u32>> {
+        if self.next >= self.fresh.len() {
+            return None;
+        }
+        // With `expunge N` a batch never takes the session past N deletions (the batch in
+        // flight counts as deleted already).
+        let room = if self.keep {
+            BATCH
+        } else {
+            self.allowed
+                .saturating_sub(self.deleted + publishing)
+                .min(BATCH)
+        };
+        if room == 0 {
+            self.more = true;
+            return None;
+        }
+        let batch = &self.fresh[self.next..self.fresh.len().min(self.next + room)];
+        self.next += batch.len();
+        if let Some(budget) = self.round.fetch_budget.as_mut() {
+            *budget = budget.saturating_sub(batch.len() as u64);
+        }
+        Some(batch.to_vec())
     }
 
-    /// Waits for the batch; returns its confirmed messages and the whole batch, and adds its
-    /// outcome to `report`.
-    fn finish(self, report: &mut PollReport) -> (Vec<K>, &'scope [u32]) {
-        let done = match self.handle.join() {
-            Ok((done, part)) => {
-                report.delivered += part.delivered;
-                if let Some(e) = part.error {
-                    report.fail(e);
-                }
-                done
-            }
-            Err(_) => {
-                // Nothing of the batch is confirmed: it stays on the server.
-                report.fail(Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "the thread publishing {} messages stopped unexpectedly; they stay on the server",
-                        self.batch.len()
-                    ),
-                ));
-                Vec::new()
-            }
+    fn fetch(&mut self, batch: &[u32], feeder: &Feeder<Self::Key>) -> Result<()> {
+        let mut sink = PopSink {
+            feeder,
+            uids: self.uids,
+            sizes: self.sizes,
+            progress: &self.d.progress,
         };
-        (done, self.batch)
+        for r in self.session.retr_pipelined(batch, &mut sink)? {
+            log::warn!(
+                "{}: server refused message {}: {}",
+                self.account,
+                r.msgno,
+                r.error.chain()
+            );
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, batch: &[u32], done: Vec<Self::Key>, delete: bool) -> Result<()> {
+        for n in batch {
+            if !done.iter().any(|(d, _)| d == n)
+                && let Some(uid) = self.uids.get(n)
+            {
+                self.round.failed.insert(uid.clone());
+            }
+        }
+        self.d.commit(|st| {
+            st.pop3_record(self.key, done.iter().map(|(_, u)| u.as_str()))?;
+            Ok(())
+        })?;
+        if !delete || self.keep {
+            return Ok(());
+        }
+        let nums: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
+        self.session.dele_many_deferred(&nums)?;
+        self.deleted += nums.len();
+        Ok(())
+    }
+
+    fn connection_lost(&self) -> String {
+        format!("{}: connection lost while fetching", self.account)
     }
 }
 
@@ -930,7 +970,7 @@ fn poll_pop3(
     if !early.is_empty() {
         s.dele_many(&early)?;
     }
-    let mut deleted = early.len();
+    let deleted = early.len();
     let uids: HashMap<u32, String> = uidl.iter().cloned().collect();
     let d = Delivery {
         spec,
@@ -960,110 +1000,31 @@ fn poll_pop3(
         key: &state_key,
         progress: &d.progress,
     };
-    // After a batch is confirmed: its failures are not retried in this poll, the seen state is
-    // committed, and (unless the connection is gone) the confirmed messages are deleted.
-    // Returns the number of deletions sent.
-    let mut settle = |s: &mut Pop3Session,
-                      batch: &[u32],
-                      done: Vec<(u32, String)>,
-                      delete: bool|
-     -> Result<usize> {
-        for n in batch {
-            if !done.iter().any(|(d, _)| d == n)
-                && let Some(uid) = uids.get(n)
-            {
-                round.failed.insert(uid.clone());
-            }
-        }
-        d.commit(|st| {
-            st.pop3_record(&key, done.iter().map(|(_, u)| u.as_str()))?;
-            Ok(())
-        })?;
-        if !delete || f.keep() {
-            return Ok(0);
-        }
-        let nums: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
-        s.dele_many_deferred(&nums)?;
-        Ok(nums.len())
+    let mut mailbox = Pop3Mailbox {
+        session: &mut s,
+        fresh: &fresh,
+        next: 0,
+        keep: f.keep(),
+        allowed,
+        deleted,
+        more,
+        round,
+        uids: &uids,
+        sizes: &sizes,
+        d: &d,
+        key: &key,
+        account: &account,
     };
-    let mut next = 0;
-    std::thread::scope(|scope| -> Result<()> {
-        // The previous Maildir batch, made durable on its own thread while this one streams in.
-        let mut in_flight: Option<Publishing<'_, (u32, String)>> = None;
-        loop {
-            let mut batch = None;
-            if ctx.stop.load(Ordering::Relaxed) {
-                log::info!("{account}: stopping on request");
-                more = false;
-            } else if next < fresh.len() {
-                // With `expunge N` a batch never takes the session past N deletions (the batch
-                // in flight counts as deleted already).
-                let room = if f.keep() {
-                    BATCH
-                } else {
-                    let flying = in_flight.as_ref().map_or(0, |p| p.batch.len());
-                    allowed.saturating_sub(deleted + flying).min(BATCH)
-                };
-                if room == 0 {
-                    more = true;
-                } else {
-                    let b = &fresh[next..fresh.len().min(next + room)];
-                    next += b.len();
-                    if let Some(budget) = round.fetch_budget.as_mut() {
-                        *budget = budget.saturating_sub(b.len() as u64);
-                    }
-                    batch = Some(b);
-                }
-            }
-            let fetched = batch.map(|batch| {
-                pipe::run_batch(target, &opts, &ledger, |feeder| {
-                    let mut sink = PopSink {
-                        feeder,
-                        uids: &uids,
-                        sizes: &sizes,
-                        progress: &d.progress,
-                    };
-                    for r in s.retr_pipelined(batch, &mut sink)? {
-                        log::warn!(
-                            "{account}: server refused message {}: {}",
-                            r.msgno,
-                            r.error.chain()
-                        );
-                    }
-                    Ok(())
-                })
-            });
-            // The previous batch is settled before anything of this one: its deletions go
-            // out first, and only once it is durable (and not over a connection that failed
-            // while fetching this batch).
-            let link_ok = !matches!(fetched, Some((_, Err(_))));
-            if let Some(publishing) = in_flight.take() {
-                let (done, prev) = publishing.finish(report);
-                deleted += settle(&mut s, prev, done, link_ok)?;
-            }
-            let (Some(batch), Some((items, fetched))) = (batch, fetched) else {
-                break;
-            };
-            let staged = d.stage(target, items, &label, &state_key, report);
-            match (&mut *target, fetched) {
-                (Target::Maildir(m), Ok(())) => {
-                    let publishing = Publishing::start(scope, &d, m, staged, &label, batch);
-                    in_flight = Some(publishing);
-                }
-                (target, fetched) => {
-                    let done = match target {
-                        Target::Maildir(m) => d.publish(m, staged, &label, report),
-                        Target::Direct { .. } => staged.done,
-                    };
-                    deleted += settle(&mut s, batch, done, fetched.is_ok())?;
-                    fetched.map_err(|e| {
-                        e.context(format!("{account}: connection lost while fetching"))
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    })?;
+    let handling = Handling {
+        opts: &opts,
+        ledger: &ledger,
+        label: &label,
+        state_key: &state_key,
+    };
+    deliver_batches(&mut mailbox, &d, target, &handling, report, &account)?;
+    let Pop3Mailbox { deleted, more, .. } = mailbox;
+    // A stop request leaves nothing for another session.
+    let more = more && !ctx.stop.load(Ordering::Relaxed);
     s.quit().map_err(|e| {
         e.context(format!(
             "{account}: QUIT failed; deletions may not have happened"
@@ -1100,6 +1061,58 @@ fn split_oversized<K: Copy + PartialEq>(
         _ => true,
     });
     oversized
+}
+
+/// An IMAP folder's messages as the fetch loop sees them: the fresh UIDs in batches of
+/// [`BATCH`]; settling commits the seen state and flags (`keep`) or deletes the confirmed
+/// messages, the deletions paced by the [`Expunger`].
+struct ImapMailbox<'a> {
+    session: &'a mut ImapSession,
+    batches: std::slice::Chunks<'a, u32>,
+    expunger: Expunger,
+    keep: bool,
+    d: &'a Delivery<'a>,
+    key: &'a AccountKey,
+    folder: &'a str,
+    validity: u32,
+    account: &'a str,
+}
+
+impl Mailbox for ImapMailbox<'_> {
+    type Key = u32;
+
+    fn next_batch(&mut self, _publishing: usize) -> Option<Vec<u32>> {
+        self.batches.next().map(<[u32]>::to_vec)
+    }
+
+    fn fetch(&mut self, batch: &[u32], feeder: &Feeder<u32>) -> Result<()> {
+        let mut sink = ImapSink {
+            feeder,
+            progress: &self.d.progress,
+        };
+        self.session.fetch_bodies(batch, &mut sink).map(|_| ())
+    }
+
+    fn settle(&mut self, _batch: &[u32], done: Vec<u32>, delete: bool) -> Result<()> {
+        self.d.commit(|st| {
+            st.imap_record(self.key, self.folder, self.validity, done.iter().copied());
+            Ok(())
+        })?;
+        if !delete || done.is_empty() {
+            Ok(())
+        } else if self.keep {
+            self.session.store_flags(&done, &["\\Seen"])
+        } else {
+            self.expunger.delete(self.session, &done)
+        }
+    }
+
+    fn connection_lost(&self) -> String {
+        format!(
+            "{}: connection lost while fetching from {}",
+            self.account, self.folder
+        )
+    }
 }
 
 struct ImapSink<'a> {
@@ -1312,76 +1325,25 @@ pub fn poll_imap_session(
             key: &state_key,
             progress: &d.progress,
         };
-        // After a batch is confirmed: the seen state is committed and (unless the connection is
-        // gone) the confirmed messages are flagged or deleted.
-        let settle = |s: &mut ImapSession,
-                      expunger: &mut Expunger,
-                      done: Vec<u32>,
-                      delete: bool|
-         -> Result<()> {
-            d.commit(|st| {
-                st.imap_record(&key, &folder, validity, done.iter().copied());
-                Ok(())
-            })?;
-            if !delete || done.is_empty() {
-                Ok(())
-            } else if f.keep() {
-                s.store_flags(&done, &["\\Seen"])
-            } else {
-                expunger.delete(s, &done)
-            }
+        let mut mailbox = ImapMailbox {
+            session: &mut *s,
+            batches: fresh.chunks(BATCH),
+            expunger,
+            keep: f.keep(),
+            d: &d,
+            key: &key,
+            folder: &folder,
+            validity,
+            account: &account,
         };
-        let mut batches = fresh.chunks(BATCH);
-        std::thread::scope(|scope| -> Result<()> {
-            // The previous Maildir batch, made durable on its own thread while this one streams.
-            let mut in_flight: Option<Publishing<'_, u32>> = None;
-            loop {
-                let batch = if ctx.stop.load(Ordering::Relaxed) {
-                    log::info!("{account}: stopping on request");
-                    None
-                } else {
-                    batches.next()
-                };
-                let fetched = batch.map(|batch| {
-                    pipe::run_batch(target, &opts, &ledger, |feeder| {
-                        let mut sink = ImapSink {
-                            feeder,
-                            progress: &d.progress,
-                        };
-                        s.fetch_bodies(batch, &mut sink).map(|_| ())
-                    })
-                });
-                // The previous batch is settled before anything of this one, and only once it
-                // is durable (and not over a connection that failed while fetching this batch).
-                let link_ok = !matches!(fetched, Some((_, Err(_))));
-                if let Some(publishing) = in_flight.take() {
-                    let (done, _) = publishing.finish(report);
-                    settle(s, &mut expunger, done, link_ok)?;
-                }
-                let (Some(batch), Some((items, fetched))) = (batch, fetched) else {
-                    break;
-                };
-                let staged = d.stage(target, items, &label, &state_key, report);
-                match (&mut *target, fetched) {
-                    (Target::Maildir(m), Ok(())) => {
-                        in_flight = Some(Publishing::start(scope, &d, m, staged, &label, batch));
-                    }
-                    (target, fetched) => {
-                        let done = match target {
-                            Target::Maildir(m) => d.publish(m, staged, &label, report),
-                            Target::Direct { .. } => staged.done,
-                        };
-                        settle(s, &mut expunger, done, fetched.is_ok())?;
-                        fetched.map_err(|e| {
-                            e.context(format!(
-                                "{account}: connection lost while fetching from {folder}"
-                            ))
-                        })?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        let handling = Handling {
+            opts: &opts,
+            ledger: &ledger,
+            label: &label,
+            state_key: &state_key,
+        };
+        deliver_batches(&mut mailbox, &d, target, &handling, report, &account)?;
+        let mut expunger = mailbox.expunger;
         expunger.finish(s)?;
         s.complete_deferred()?;
     }
