@@ -396,7 +396,31 @@ pub(super) struct Delivery<'a> {
     pub(super) progress: Progress,
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
+    /// The delivery side of one session with the server at `server_ip`.
+    pub(super) fn new(
+        spec: &'a PollSpec,
+        ctx: &'a PollContext<'a>,
+        server_ip: Option<String>,
+    ) -> Self {
+        let user = spec.user(ctx.env);
+        let server = spec.server_name();
+        Delivery {
+            spec,
+            ctx,
+            recipient: recipient(spec),
+            client_host: ctx
+                .env
+                .hostname
+                .clone()
+                .unwrap_or_else(|| "localhost".into()),
+            server_ip,
+            progress: Progress::new(&user, &server),
+            user,
+            server,
+        }
+    }
+
     /// The Received header (and, for multidrop mail no name matched, fetchmail's
     /// X-Fetchmail-Warning), for the message's multidrop sorting when there is one.
     fn received(&self, sorted: Option<&Sorted>) -> String {
@@ -443,7 +467,7 @@ impl Delivery<'_> {
         }
     }
 
-    fn pipe_options<'b>(
+    pub(super) fn pipe_options<'b>(
         &'b self,
         header: &'b pipe::ReceivedHeader,
         report: Option<&'b pipe::Reporter<'b>>,
@@ -972,20 +996,7 @@ fn poll_pop3(
     }
     let deleted = early.len();
     let uids: HashMap<u32, String> = uidl.iter().cloned().collect();
-    let d = Delivery {
-        spec,
-        ctx,
-        user: user.clone(),
-        server: server.clone(),
-        recipient: recipient(spec),
-        client_host: ctx
-            .env
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "localhost".into()),
-        server_ip: peer_ip(s.connection()),
-        progress: Progress::new(&user, &server),
-    };
+    let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
     d.progress.start(fresh.len());
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let reporting = reporter(spec, ctx.env, &user, &server);
@@ -1188,20 +1199,7 @@ pub fn poll_imap_session(
     let server = spec.server_name();
     let account = format!("account {} ({user}@{server})", spec.name);
     let key = AccountKey::imap(&server, &user);
-    let d = Delivery {
-        spec,
-        ctx,
-        user: user.clone(),
-        server: server.clone(),
-        recipient: recipient(spec),
-        client_host: ctx
-            .env
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "localhost".into()),
-        server_ip: peer_ip(s.connection()),
-        progress: Progress::new(&user, &server),
-    };
+    let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let reporting = reporter(spec, ctx.env, &user, &server);
     let opts = d.pipe_options(&header, reporting.as_deref());
