@@ -1,7 +1,7 @@
 //! The fetch loop, written once for POP3 and IMAP: batches are fetched into the delivery pipe,
 //! staged, made durable (a Maildir batch on its own thread while the next one streams) and only
 //! then settled on the server (seen state committed, confirmed messages deleted or flagged).
-//! What differs between the protocols sits behind [`Mailbox`].
+//! What differs between the protocols sits behind [`Mailbox`] (`fetch::mailbox`).
 //!
 //! Ordering rules this loop keeps, whatever the mailbox:
 //! - a batch is settled only after the target confirmed it: nothing unconfirmed is settled,
@@ -18,30 +18,9 @@ use crate::deliver::Maildir;
 use crate::error::{Error, ErrorKind, Result};
 
 use super::journal::StateKey;
-use super::pipe::{self, Feeder, PipeOptions, Target};
+use super::mailbox::Mailbox;
+use super::pipe::{self, PipeOptions, Target};
 use super::poll::{Delivery, PollReport, StagedBatch};
-
-/// One mailbox of one session, as the fetch loop drives it. The message ids of a batch are the
-/// protocol's (POP3 message numbers, IMAP UIDs); `Key` is what the delivery pipe and the seen
-/// state know a message by.
-pub(super) trait Mailbox {
-    type Key: Send;
-
-    /// The ids of the next batch to fetch, or `None` when there is nothing more for this
-    /// session. `publishing` messages of an earlier batch are being made durable and are not
-    /// settled yet (they count against a session's deletion allowance).
-    fn next_batch(&mut self, publishing: usize) -> Option<Vec<u32>>;
-
-    /// Streams the batch's messages into `feeder`, one `start`/`data`/`end` per message.
-    fn fetch(&mut self, batch: &[u32], feeder: &Feeder<Self::Key>) -> Result<()>;
-
-    /// Records `done` (the batch's confirmed messages) as seen, durably, and, when `delete`
-    /// (the connection is still good), deletes or flags them on the server as the account says.
-    fn settle(&mut self, batch: &[u32], done: Vec<Self::Key>, delete: bool) -> Result<()>;
-
-    /// The context of a connection lost while fetching.
-    fn connection_lost(&self) -> String;
-}
 
 /// How the loop hands messages to the target and names them, besides the mailbox.
 pub(super) struct Handling<'a, K> {
@@ -183,6 +162,7 @@ mod tests {
     use super::*;
     use crate::account::Env;
     use crate::deliver::{Deliver, DeliverError, MessageInfo, Receipt};
+    use crate::fetch::pipe::Feeder;
     use crate::fetch::poll::PollContext;
     use crate::fetch::spec::PollSpec;
     use crate::fetch::state::{AccountKey, SeenStore};

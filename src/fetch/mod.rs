@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod instance;
 pub mod journal;
 pub mod lock;
+pub mod mailbox;
 pub mod multidrop;
 pub mod pipe;
 pub mod poll;
