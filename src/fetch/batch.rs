@@ -584,6 +584,40 @@ mod tests {
     }
 
     #[test]
+    fn a_kill_at_any_point_delivers_again_at_most_the_message_in_flight() {
+        // A direct target's confirmation is recorded as seen before the target takes the next
+        // message: a kill between any two events leaves at most one message confirmed but not
+        // recorded (fetched again by the next poll), never two.
+        let (result, events, _) = run(Run {
+            name: "crash-points",
+            uids: (1..=10).collect(),
+            per_batch: 4,
+            fails: Some(|uid| uid == 3),
+            cut_at: None,
+            stop_after: None,
+        });
+        result.unwrap();
+        let mut unrecorded: Vec<u32> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match e {
+                Event::Confirmed(uid) => unrecorded.push(*uid),
+                Event::Recorded(uid) => unrecorded.retain(|u| u != uid),
+                _ => {}
+            }
+            assert!(
+                unrecorded.len() <= 1,
+                "a kill after event {i} would deliver {unrecorded:?} again: {events:?}"
+            );
+        }
+        assert!(unrecorded.is_empty(), "{events:?}");
+        let confirmed = events
+            .iter()
+            .filter(|e| matches!(e, Event::Confirmed(_)))
+            .count();
+        assert_eq!(confirmed, 9);
+    }
+
+    #[test]
     fn the_failed_messages_of_a_batch_never_reach_settle() {
         // Every message fails: each batch settles with nothing done.
         let (result, events, report) = run(Run {
