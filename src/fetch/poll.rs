@@ -813,7 +813,6 @@ fn poll_pop3(
         let _ = s.quit();
         return Ok((false, 0));
     };
-    let mut more = false;
     let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
         Flushed::DeliveredBefore => {
             log::info!(
@@ -828,23 +827,7 @@ fn poll_pop3(
         ),
     });
     let allowed = round.deletions.unwrap_or(usize::MAX);
-    if early.len() > allowed {
-        // The rest of them first, in the next session; nothing is fetched in this one (with
-        // `keep` it would be "delivered before" there and flushed too early).
-        early.truncate(allowed);
-        fresh.clear();
-        more = true;
-    }
-    if !early.is_empty() && !fresh.is_empty() && !more && !round.backlog_committed {
-        // POP3 deletes only at QUIT, so a session cut before it (a kill, a lost connection)
-        // leaves every message it delivered on the server, and the next session would re-delete
-        // them together with its own: each interrupted session adds to that backlog. Committed
-        // here on its own (DELE, QUIT, a new session for the new mail), the work an
-        // interrupted run did is never done twice and never holds back the next message.
-        fresh.clear();
-        more = true;
-        round.backlog_committed = true;
-    }
+    let more = round.plan(&mut early, &mut fresh);
     if let Some(fl) = round.fetch_budget
         && fresh.len() as u64 > fl
     {

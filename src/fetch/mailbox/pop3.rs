@@ -30,6 +30,34 @@ pub(in crate::fetch) struct Pop3Round {
     pub(in crate::fetch) backlog_committed: bool,
 }
 
+impl Pop3Round {
+    /// Cuts this session's work down to what it may do: `early` (deletions before any fetch:
+    /// the backlog of messages delivered before, and with `limitflush` the oversized ones) and
+    /// `fresh` (the messages to fetch). Returns whether messages are left for another session.
+    pub(in crate::fetch) fn plan(&mut self, early: &mut Vec<u32>, fresh: &mut Vec<u32>) -> bool {
+        let allowed = self.deletions.unwrap_or(usize::MAX);
+        if early.len() > allowed {
+            // The rest of them first, in the next session; nothing is fetched in this one (with
+            // `keep` it would be "delivered before" there and flushed too early).
+            early.truncate(allowed);
+            fresh.clear();
+            return true;
+        }
+        if !early.is_empty() && !fresh.is_empty() && !self.backlog_committed {
+            // POP3 deletes only at QUIT, so a session cut before it (a kill, a lost connection)
+            // leaves every message it delivered on the server, and the next session would
+            // re-delete them together with its own: each interrupted session adds to that
+            // backlog. Committed here on its own (DELE, QUIT, a new session for the new mail),
+            // the work an interrupted run did is never done twice and never holds back the next
+            // message.
+            fresh.clear();
+            self.backlog_committed = true;
+            return true;
+        }
+        false
+    }
+}
+
 /// A POP3 session's messages as the fetch loop sees them: batches of the fresh messages, kept
 /// within the session's deletion allowance (`expunge N`) and the poll's `fetchlimit`; settling
 /// marks failures as not to be retried in this poll, commits the seen state and sends the
@@ -145,5 +173,57 @@ impl MessageSink for PopSink<'_> {
     fn end(&mut self, _msgno: u32, _octets: u64) -> Result<()> {
         self.progress.fetched();
         self.feeder.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::Pop3Round;
+
+    fn round(deletions: Option<usize>) -> Pop3Round {
+        Pop3Round {
+            first: true,
+            fetch_budget: None,
+            deletions,
+            failed: HashSet::new(),
+            backlog_committed: false,
+        }
+    }
+
+    #[test]
+    fn the_backlog_is_committed_in_a_session_of_its_own_before_new_mail() {
+        let mut r = round(None);
+        let (mut early, mut fresh) = (vec![1, 2], vec![3, 4]);
+        assert!(
+            r.plan(&mut early, &mut fresh),
+            "new mail waits for the next session"
+        );
+        assert_eq!((early, fresh), (vec![1, 2], vec![]));
+        // The next session (the server kept the backlog): once per poll, so it fetches now.
+        let (mut early, mut fresh) = (vec![1, 2], vec![3, 4]);
+        assert!(!r.plan(&mut early, &mut fresh));
+        assert_eq!((early, fresh), (vec![1, 2], vec![3, 4]));
+    }
+
+    #[test]
+    fn without_a_backlog_or_new_mail_the_session_does_both_at_once() {
+        let mut r = round(None);
+        let (mut early, mut fresh) = (vec![], vec![3, 4]);
+        assert!(!r.plan(&mut early, &mut fresh));
+        assert_eq!(fresh, [3, 4]);
+        let (mut early, mut fresh) = (vec![1], vec![]);
+        assert!(!r.plan(&mut early, &mut fresh));
+        assert_eq!(early, [1]);
+        assert!(!r.backlog_committed);
+    }
+
+    #[test]
+    fn a_backlog_over_the_deletion_allowance_is_spread_over_sessions_fetching_nothing() {
+        let mut r = round(Some(2));
+        let (mut early, mut fresh) = (vec![1, 2, 3], vec![4]);
+        assert!(r.plan(&mut early, &mut fresh));
+        assert_eq!((early, fresh), (vec![1, 2], vec![]));
     }
 }
