@@ -35,14 +35,17 @@ use crate::net::{ConnectOptions, Endpoint, TlsMode};
 use crate::proto::imap::Search;
 use crate::proto::smtp::Protocol as SmtpProtocol;
 use crate::session::auth::FetchAuth;
-use crate::session::imap::{FetchSink, FetchedMeta, ImapSession, ImapSettings};
-use crate::session::pop3::{MessageSink, Pop3Session, Pop3Settings, Secret};
+use crate::session::imap::{ImapSession, ImapSettings};
+use crate::session::pop3::{Pop3Session, Pop3Settings, Secret};
 
+use super::batch::{Handling, deliver_batches};
 use super::bounce;
 use super::hooks;
 use super::journal::{self, StateKey};
+use super::mailbox::imap::{Expunger, ImapMailbox};
+use super::mailbox::pop3::{Pop3Mailbox, Pop3Round};
 use super::multidrop::Sorted;
-use super::pipe::{self, BatchItem, Feeder, Outcome, PipeOptions, Staged, Target};
+use super::pipe::{self, BatchItem, Outcome, PipeOptions, Staged, Target};
 use super::spec::PollSpec;
 use super::state::{AccountKey, SeenStore, UidValidityCheck};
 use crate::deliver::Pending;
@@ -53,7 +56,7 @@ use crate::deliver::Pending;
 /// batches of 200. 100 keeps most of the gain while a batch's open files (one per message until
 /// it is synced) stay far below the descriptor limit that [`raise_open_file_limit`] sets, even
 /// with many accounts polled at once. A Maildir batch is made durable on its own thread while
-/// the next one is fetched ([`Publishing`]): 1000 messages over POP3S into a journaled ext4 went
+/// the next one is fetched (`fetch::batch`): 1000 messages over POP3S into a journaled ext4 went
 /// from 0.316 s to 0.268 s.
 pub const BATCH: usize = 100;
 
@@ -151,7 +154,7 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
 /// progress once showed "message 200 of 500" before the first delivery. Drawn only when stderr
 /// is a terminal; the per-message lines ([`plog::MESSAGE`]) then stay off the terminal unless
 /// `-v`, as fetchmail's dots replace them.
-struct Progress {
+pub(super) struct Progress {
     account: String,
     counts: Mutex<ProgressCounts>,
 }
@@ -195,7 +198,7 @@ impl Progress {
         });
     }
 
-    fn fetched(&self) {
+    pub(super) fn fetched(&self) {
         self.update(|c| c.fetched += 1);
     }
 
@@ -383,19 +386,43 @@ fn peer_ip(conn: &crate::net::Connection) -> Option<String> {
     conn.peer_addr().ok().map(|a| a.ip().to_string())
 }
 
-struct Delivery<'a> {
-    spec: &'a PollSpec,
-    ctx: &'a PollContext<'a>,
+pub(super) struct Delivery<'a> {
+    pub(super) spec: &'a PollSpec,
+    pub(super) ctx: &'a PollContext<'a>,
     user: String,
     server: String,
     recipient: String,
     client_host: String,
     /// The server's numeric address, for the Received header's `[ip]`.
     server_ip: Option<String>,
-    progress: Progress,
+    pub(super) progress: Progress,
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
+    /// The delivery side of one session with the server at `server_ip`.
+    pub(super) fn new(
+        spec: &'a PollSpec,
+        ctx: &'a PollContext<'a>,
+        server_ip: Option<String>,
+    ) -> Self {
+        let user = spec.user(ctx.env);
+        let server = spec.server_name();
+        Delivery {
+            spec,
+            ctx,
+            recipient: recipient(spec),
+            client_host: ctx
+                .env
+                .hostname
+                .clone()
+                .unwrap_or_else(|| "localhost".into()),
+            server_ip,
+            progress: Progress::new(&user, &server),
+            user,
+            server,
+        }
+    }
+
     /// The Received header (and, for multidrop mail no name matched, fetchmail's
     /// X-Fetchmail-Warning), for the message's multidrop sorting when there is one.
     fn received(&self, sorted: Option<&Sorted>) -> String {
@@ -442,7 +469,7 @@ impl Delivery<'_> {
         }
     }
 
-    fn pipe_options<'b>(
+    pub(super) fn pipe_options<'b>(
         &'b self,
         header: &'b pipe::ReceivedHeader,
         report: Option<&'b pipe::Reporter<'b>>,
@@ -479,7 +506,7 @@ impl Delivery<'_> {
     /// target confirmed itself are done, failures and skips are logged and kept in the report
     /// (their messages stay on the server), Maildir messages wait in the returned
     /// [`StagedBatch`] for [`publish`](Self::publish).
-    fn stage<K>(
+    pub(super) fn stage<K>(
         &self,
         target: &Target,
         items: Vec<BatchItem<K>>,
@@ -563,7 +590,7 @@ impl Delivery<'_> {
     /// Makes the staged Maildir messages durable and records them as seen, journaled
     /// ([`journal::publish_batch`]); returns every confirmed message of the batch. Runs on the
     /// session's thread or, overlapping the next batch, on its own (see [`Publishing`]).
-    fn publish<K>(
+    pub(super) fn publish<K>(
         &self,
         maildir: &mut Maildir,
         staged: StagedBatch<K>,
@@ -616,7 +643,7 @@ impl Delivery<'_> {
         );
     }
 
-    fn commit(&self, record: impl FnOnce(&mut SeenStore) -> Result<()>) -> Result<()> {
+    pub(super) fn commit(&self, record: impl FnOnce(&mut SeenStore) -> Result<()>) -> Result<()> {
         let mut st = self
             .ctx
             .state
@@ -672,111 +699,13 @@ impl<K> pipe::Ledger<K> for StateLedger<'_, K> {
 }
 
 /// A batch between [`Delivery::stage`] and [`Delivery::publish`].
-struct StagedBatch<K> {
+pub(super) struct StagedBatch<K> {
     /// Maildir messages written to `tmp/`, not yet durable.
     pending: Vec<(StateKey, Pending)>,
     pending_keys: Vec<(K, u64)>,
     /// Messages the target already confirmed.
-    done: Vec<K>,
+    pub(super) done: Vec<K>,
     where_to: String,
-}
-
-/// A Maildir batch being made durable (synced, journaled, renamed, recorded as seen) on its own
-/// thread while the session fetches the next batch: the server streams on instead of idling
-/// while the file system commits. Nothing of the batch is deleted on the server before
-/// [`Publishing::finish`] returned it as confirmed, so the contract is the same as publishing
-/// in line; only the order of work changes.
-struct Publishing<'scope, K> {
-    handle: std::thread::ScopedJoinHandle<'scope, (Vec<K>, PollReport)>,
-    /// The batch's message numbers or UIDs, confirmed or not.
-    batch: &'scope [u32],
-}
-
-impl<'scope, K: Send + 'scope> Publishing<'scope, K> {
-    /// Starts publishing `staged` through a second handle on the same Maildir.
-    fn start<'env>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        d: &'scope Delivery<'_>,
-        maildir: &Maildir,
-        staged: StagedBatch<K>,
-        label: &'scope (dyn Fn(&K) -> String + Sync),
-        batch: &'scope [u32],
-    ) -> Self {
-        let mut publisher = maildir.clone();
-        let handle = scope.spawn(move || {
-            let mut part = PollReport::default();
-            let done = d.publish(&mut publisher, staged, label, &mut part);
-            (done, part)
-        });
-        Publishing { handle, batch }
-    }
-
-    /// Waits for the batch; returns its confirmed messages and the whole batch, and adds its
-    /// outcome to `report`.
-    fn finish(self, report: &mut PollReport) -> (Vec<K>, &'scope [u32]) {
-        let done = match self.handle.join() {
-            Ok((done, part)) => {
-                report.delivered += part.delivered;
-                if let Some(e) = part.error {
-                    report.fail(e);
-                }
-                done
-            }
-            Err(_) => {
-                // Nothing of the batch is confirmed: it stays on the server.
-                report.fail(Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "the thread publishing {} messages stopped unexpectedly; they stay on the server",
-                        self.batch.len()
-                    ),
-                ));
-                Vec::new()
-            }
-        };
-        (done, self.batch)
-    }
-}
-
-struct PopSink<'a> {
-    feeder: &'a Feeder<(u32, String)>,
-    uids: &'a HashMap<u32, String>,
-    sizes: &'a HashMap<u32, u64>,
-    progress: &'a Progress,
-}
-
-impl MessageSink for PopSink<'_> {
-    fn start(&mut self, msgno: u32) -> Result<()> {
-        let uid = self.uids.get(&msgno).cloned().unwrap_or_default();
-        let size = self.sizes.get(&msgno).copied();
-        self.feeder.start((msgno, uid), size)
-    }
-    fn data(&mut self, chunk: &[u8]) -> Result<()> {
-        self.feeder.data(chunk)
-    }
-    fn end(&mut self, _msgno: u32, _octets: u64) -> Result<()> {
-        self.progress.fetched();
-        self.feeder.end()
-    }
-}
-
-/// What a POP3 poll carries from one session to the next: with `expunge N` each session ends
-/// after N deletions (QUIT commits them, fetchmail's guard against losing a long session's
-/// deletions to a dropped connection) and the poll reconnects for the rest; a session that
-/// flushes messages delivered before (an interrupted run's backlog) ends after that too.
-struct Pop3Round {
-    first: bool,
-    /// `fetchlimit` left for this poll (counts messages tried, as fetchmail's does).
-    fetch_budget: Option<u64>,
-    /// Deletions allowed in one session (`expunge N`, N > 0).
-    deletions: Option<usize>,
-    /// UIDs whose delivery failed in an earlier session of this poll: not retried until the
-    /// next poll.
-    failed: HashSet<String>,
-    /// A session of this poll already ended after flushing messages delivered before: once per
-    /// poll, so a server that accepts DELE and QUIT but keeps the messages cannot make the poll
-    /// reconnect forever.
-    backlog_committed: bool,
 }
 
 fn poll_pop3_sessions(
@@ -886,7 +815,6 @@ fn poll_pop3(
         let _ = s.quit();
         return Ok((false, 0));
     };
-    let mut more = false;
     let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
         Flushed::DeliveredBefore => {
             log::info!(
@@ -901,23 +829,7 @@ fn poll_pop3(
         ),
     });
     let allowed = round.deletions.unwrap_or(usize::MAX);
-    if early.len() > allowed {
-        // The rest of them first, in the next session; nothing is fetched in this one (with
-        // `keep` it would be "delivered before" there and flushed too early).
-        early.truncate(allowed);
-        fresh.clear();
-        more = true;
-    }
-    if !early.is_empty() && !fresh.is_empty() && !more && !round.backlog_committed {
-        // POP3 deletes only at QUIT, so a session cut before it (a kill, a lost connection)
-        // leaves every message it delivered on the server, and the next session would re-delete
-        // them together with its own: each interrupted session adds to that backlog. Committed
-        // here on its own (DELE, QUIT, a new session for the new mail), the work an
-        // interrupted run did is never done twice and never holds back the next message.
-        fresh.clear();
-        more = true;
-        round.backlog_committed = true;
-    }
+    let more = round.plan(&mut early, &mut fresh);
     if let Some(fl) = round.fetch_budget
         && fresh.len() as u64 > fl
     {
@@ -932,22 +844,9 @@ fn poll_pop3(
     if !early.is_empty() {
         s.dele_many(&early)?;
     }
-    let mut deleted = early.len();
+    let deleted = early.len();
     let uids: HashMap<u32, String> = uidl.iter().cloned().collect();
-    let d = Delivery {
-        spec,
-        ctx,
-        user: user.clone(),
-        server: server.clone(),
-        recipient: recipient(spec),
-        client_host: ctx
-            .env
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "localhost".into()),
-        server_ip: peer_ip(s.connection()),
-        progress: Progress::new(&user, &server),
-    };
+    let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
     d.progress.start(fresh.len());
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let reporting = reporter(spec, ctx.env, &user, &server);
@@ -962,110 +861,31 @@ fn poll_pop3(
         key: &state_key,
         progress: &d.progress,
     };
-    // After a batch is confirmed: its failures are not retried in this poll, the seen state is
-    // committed, and (unless the connection is gone) the confirmed messages are deleted.
-    // Returns the number of deletions sent.
-    let mut settle = |s: &mut Pop3Session,
-                      batch: &[u32],
-                      done: Vec<(u32, String)>,
-                      delete: bool|
-     -> Result<usize> {
-        for n in batch {
-            if !done.iter().any(|(d, _)| d == n)
-                && let Some(uid) = uids.get(n)
-            {
-                round.failed.insert(uid.clone());
-            }
-        }
-        d.commit(|st| {
-            st.pop3_record(&key, done.iter().map(|(_, u)| u.as_str()))?;
-            Ok(())
-        })?;
-        if !delete || f.keep() {
-            return Ok(0);
-        }
-        let nums: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
-        s.dele_many_deferred(&nums)?;
-        Ok(nums.len())
+    let mut mailbox = Pop3Mailbox {
+        session: &mut s,
+        fresh: &fresh,
+        next: 0,
+        keep: f.keep(),
+        allowed,
+        deleted,
+        more,
+        round,
+        uids: &uids,
+        sizes: &sizes,
+        d: &d,
+        key: &key,
+        account: &account,
     };
-    let mut next = 0;
-    std::thread::scope(|scope| -> Result<()> {
-        // The previous Maildir batch, made durable on its own thread while this one streams in.
-        let mut in_flight: Option<Publishing<'_, (u32, String)>> = None;
-        loop {
-            let mut batch = None;
-            if ctx.stop.load(Ordering::Relaxed) {
-                log::info!("{account}: stopping on request");
-                more = false;
-            } else if next < fresh.len() {
-                // With `expunge N` a batch never takes the session past N deletions (the batch
-                // in flight counts as deleted already).
-                let room = if f.keep() {
-                    BATCH
-                } else {
-                    let flying = in_flight.as_ref().map_or(0, |p| p.batch.len());
-                    allowed.saturating_sub(deleted + flying).min(BATCH)
-                };
-                if room == 0 {
-                    more = true;
-                } else {
-                    let b = &fresh[next..fresh.len().min(next + room)];
-                    next += b.len();
-                    if let Some(budget) = round.fetch_budget.as_mut() {
-                        *budget = budget.saturating_sub(b.len() as u64);
-                    }
-                    batch = Some(b);
-                }
-            }
-            let fetched = batch.map(|batch| {
-                pipe::run_batch(target, &opts, &ledger, |feeder| {
-                    let mut sink = PopSink {
-                        feeder,
-                        uids: &uids,
-                        sizes: &sizes,
-                        progress: &d.progress,
-                    };
-                    for r in s.retr_pipelined(batch, &mut sink)? {
-                        log::warn!(
-                            "{account}: server refused message {}: {}",
-                            r.msgno,
-                            r.error.chain()
-                        );
-                    }
-                    Ok(())
-                })
-            });
-            // The previous batch is settled before anything of this one: its deletions go
-            // out first, and only once it is durable (and not over a connection that failed
-            // while fetching this batch).
-            let link_ok = !matches!(fetched, Some((_, Err(_))));
-            if let Some(publishing) = in_flight.take() {
-                let (done, prev) = publishing.finish(report);
-                deleted += settle(&mut s, prev, done, link_ok)?;
-            }
-            let (Some(batch), Some((items, fetched))) = (batch, fetched) else {
-                break;
-            };
-            let staged = d.stage(target, items, &label, &state_key, report);
-            match (&mut *target, fetched) {
-                (Target::Maildir(m), Ok(())) => {
-                    let publishing = Publishing::start(scope, &d, m, staged, &label, batch);
-                    in_flight = Some(publishing);
-                }
-                (target, fetched) => {
-                    let done = match target {
-                        Target::Maildir(m) => d.publish(m, staged, &label, report),
-                        Target::Direct { .. } => staged.done,
-                    };
-                    deleted += settle(&mut s, batch, done, fetched.is_ok())?;
-                    fetched.map_err(|e| {
-                        e.context(format!("{account}: connection lost while fetching"))
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    })?;
+    let handling = Handling {
+        opts: &opts,
+        ledger: &ledger,
+        label: &label,
+        state_key: &state_key,
+    };
+    deliver_batches(&mut mailbox, &d, target, &handling, report, &account)?;
+    let Pop3Mailbox { deleted, more, .. } = mailbox;
+    // A stop request leaves nothing for another session.
+    let more = more && !ctx.stop.load(Ordering::Relaxed);
     s.quit().map_err(|e| {
         e.context(format!(
             "{account}: QUIT failed; deletions may not have happened"
@@ -1102,24 +922,6 @@ fn split_oversized<K: Copy + PartialEq>(
         _ => true,
     });
     oversized
-}
-
-struct ImapSink<'a> {
-    feeder: &'a Feeder<u32>,
-    progress: &'a Progress,
-}
-
-impl FetchSink for ImapSink<'_> {
-    fn start(&mut self, meta: &FetchedMeta) -> Result<()> {
-        self.feeder.start(meta.uid, meta.size)
-    }
-    fn data(&mut self, chunk: &[u8]) -> Result<()> {
-        self.feeder.data(chunk)
-    }
-    fn end(&mut self, _meta: &FetchedMeta, _octets: u64) -> Result<()> {
-        self.progress.fetched();
-        self.feeder.end()
-    }
 }
 
 fn poll_imap(
@@ -1177,20 +979,7 @@ pub fn poll_imap_session(
     let server = spec.server_name();
     let account = format!("account {} ({user}@{server})", spec.name);
     let key = AccountKey::imap(&server, &user);
-    let d = Delivery {
-        spec,
-        ctx,
-        user: user.clone(),
-        server: server.clone(),
-        recipient: recipient(spec),
-        client_host: ctx
-            .env
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "localhost".into()),
-        server_ip: peer_ip(s.connection()),
-        progress: Progress::new(&user, &server),
-    };
+    let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let reporting = reporter(spec, ctx.env, &user, &server);
     let opts = d.pipe_options(&header, reporting.as_deref());
@@ -1314,132 +1103,29 @@ pub fn poll_imap_session(
             key: &state_key,
             progress: &d.progress,
         };
-        // After a batch is confirmed: the seen state is committed and (unless the connection is
-        // gone) the confirmed messages are flagged or deleted.
-        let settle = |s: &mut ImapSession,
-                      expunger: &mut Expunger,
-                      done: Vec<u32>,
-                      delete: bool|
-         -> Result<()> {
-            d.commit(|st| {
-                st.imap_record(&key, &folder, validity, done.iter().copied());
-                Ok(())
-            })?;
-            if !delete || done.is_empty() {
-                Ok(())
-            } else if f.keep() {
-                s.store_flags(&done, &["\\Seen"])
-            } else {
-                expunger.delete(s, &done)
-            }
+        let mut mailbox = ImapMailbox {
+            session: &mut *s,
+            batches: fresh.chunks(BATCH),
+            expunger,
+            keep: f.keep(),
+            d: &d,
+            key: &key,
+            folder: &folder,
+            validity,
+            account: &account,
         };
-        let mut batches = fresh.chunks(BATCH);
-        std::thread::scope(|scope| -> Result<()> {
-            // The previous Maildir batch, made durable on its own thread while this one streams.
-            let mut in_flight: Option<Publishing<'_, u32>> = None;
-            loop {
-                let batch = if ctx.stop.load(Ordering::Relaxed) {
-                    log::info!("{account}: stopping on request");
-                    None
-                } else {
-                    batches.next()
-                };
-                let fetched = batch.map(|batch| {
-                    pipe::run_batch(target, &opts, &ledger, |feeder| {
-                        let mut sink = ImapSink {
-                            feeder,
-                            progress: &d.progress,
-                        };
-                        s.fetch_bodies(batch, &mut sink).map(|_| ())
-                    })
-                });
-                // The previous batch is settled before anything of this one, and only once it
-                // is durable (and not over a connection that failed while fetching this batch).
-                let link_ok = !matches!(fetched, Some((_, Err(_))));
-                if let Some(publishing) = in_flight.take() {
-                    let (done, _) = publishing.finish(report);
-                    settle(s, &mut expunger, done, link_ok)?;
-                }
-                let (Some(batch), Some((items, fetched))) = (batch, fetched) else {
-                    break;
-                };
-                let staged = d.stage(target, items, &label, &state_key, report);
-                match (&mut *target, fetched) {
-                    (Target::Maildir(m), Ok(())) => {
-                        in_flight = Some(Publishing::start(scope, &d, m, staged, &label, batch));
-                    }
-                    (target, fetched) => {
-                        let done = match target {
-                            Target::Maildir(m) => d.publish(m, staged, &label, report),
-                            Target::Direct { .. } => staged.done,
-                        };
-                        settle(s, &mut expunger, done, fetched.is_ok())?;
-                        fetched.map_err(|e| {
-                            e.context(format!(
-                                "{account}: connection lost while fetching from {folder}"
-                            ))
-                        })?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        let handling = Handling {
+            opts: &opts,
+            ledger: &ledger,
+            label: &label,
+            state_key: &state_key,
+        };
+        deliver_batches(&mut mailbox, &d, target, &handling, report, &account)?;
+        let mut expunger = mailbox.expunger;
         expunger.finish(s)?;
         s.complete_deferred()?;
     }
     Ok(())
-}
-
-/// IMAP deletions (`\Seen \Deleted`, then EXPUNGE) paced by fetchmail's `expunge N`: EXPUNGE
-/// after every N deletions, 0 only when the folder is done; rfetch's default (`None`) is one
-/// EXPUNGE per call, i.e. per batch, deferred (see [`ImapSession::expunge_deferred`]).
-struct Expunger {
-    every: Option<u64>,
-    /// Marked \Deleted, not yet expunged.
-    pending: Vec<u32>,
-}
-
-impl Expunger {
-    fn delete(&mut self, s: &mut ImapSession, uids: &[u32]) -> Result<()> {
-        if uids.is_empty() {
-            return Ok(());
-        }
-        let every = match self.every {
-            None => {
-                // The EXPUNGE goes out with the next batch's UID FETCH (UID commands on other
-                // messages do not depend on it); the session reads its completion on the way.
-                s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
-                return s.expunge_deferred(uids);
-            }
-            Some(0) => {
-                s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
-                self.pending.extend_from_slice(uids);
-                return Ok(());
-            }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        };
-        let mut rest = uids;
-        while !rest.is_empty() {
-            let room = every.saturating_sub(self.pending.len()).max(1);
-            let (now, later) = rest.split_at(room.min(rest.len()));
-            s.store_flags(now, &["\\Seen", "\\Deleted"])?;
-            self.pending.extend_from_slice(now);
-            if self.pending.len() >= every {
-                self.finish(s)?;
-            }
-            rest = later;
-        }
-        Ok(())
-    }
-
-    /// EXPUNGE whatever is marked and pending.
-    fn finish(&mut self, s: &mut ImapSession) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let uids = std::mem::take(&mut self.pending);
-        s.expunge(&uids)
-    }
 }
 
 /// Why a message is deleted before anything is fetched.
