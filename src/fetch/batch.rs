@@ -17,10 +17,10 @@ use std::sync::atomic::Ordering;
 use crate::deliver::Maildir;
 use crate::error::{Error, ErrorKind, Result};
 
+use super::delivery::{Delivery, PollReport, StagedBatch};
 use super::journal::StateKey;
 use super::mailbox::Mailbox;
 use super::pipe::{self, PipeOptions, Target};
-use super::poll::{Delivery, PollReport, StagedBatch};
 
 /// How the loop hands messages to the target and names them, besides the mailbox.
 pub(super) struct Handling<'a, K> {
@@ -162,8 +162,8 @@ mod tests {
     use super::*;
     use crate::account::Env;
     use crate::deliver::{Deliver, DeliverError, MessageInfo, Receipt};
+    use crate::fetch::delivery::PollContext;
     use crate::fetch::pipe::Feeder;
-    use crate::fetch::poll::PollContext;
     use crate::fetch::spec::PollSpec;
     use crate::fetch::state::{AccountKey, SeenStore};
 

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bounce;
 pub mod daemon;
+pub mod delivery;
 pub mod hooks;
 pub mod instance;
 pub mod journal;

@@ -158,7 +158,7 @@ macro_rules! option_set {
             /// or `envelope` (`no envelope`). `false` for a keyword not in the set.
             pub(super) fn negatable(keyword: &str) -> bool {
                 $( if keyword == $kw {
-                    return <$ty as super::dump::RcValue>::NEGATABLE;
+                    return <$ty as RcValue>::NEGATABLE;
                 } )*
                 false
             }
@@ -171,7 +171,7 @@ macro_rules! option_set {
             pub(super) fn dump(&self, out: &mut String, indent: &str) {
                 $( if let Some(v) = &self.$field {
                     out.push_str(indent);
-                    out.push_str(&super::dump::RcValue::render(&v.value, $kw));
+                    out.push_str(&RcValue::render(&v.value, $kw));
                     out.push('\n');
                 } )*
             }
@@ -458,4 +458,12 @@ impl FetchmailRc {
             })
             .collect()
     }
+}
+
+/// How a value is written back in rc syntax by `configdump` (the impls are in `dump.rs`; the
+/// trait lives here because the option sets above ask each value type whether it takes `no`).
+pub(super) trait RcValue {
+    /// Whether the option is written `no KEYWORD` when off, and so may be given negated.
+    const NEGATABLE: bool = false;
+    fn render(&self, keyword: &str) -> String;
 }

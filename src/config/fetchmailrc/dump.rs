@@ -2,14 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::ast::{AuthType, BadHeader, Envelope, FetchmailRc, Protocol, RcSecret};
-
-/// How a value is written back in rc syntax by [`configdump`].
-pub(super) trait RcValue {
-    /// Whether the option is written `no KEYWORD` when off, and so may be given negated.
-    const NEGATABLE: bool = false;
-    fn render(&self, keyword: &str) -> String;
-}
+use super::ast::{AuthType, BadHeader, Envelope, FetchmailRc, Protocol, RcSecret, RcValue};
 
 impl RcValue for bool {
     const NEGATABLE: bool = true;

@@ -3,9 +3,9 @@
 //! EXPUNGEs paced by `expunge N`.
 
 use crate::error::Result;
+use crate::fetch::delivery::{Delivery, Progress};
 use crate::fetch::mailbox::Mailbox;
 use crate::fetch::pipe::Feeder;
-use crate::fetch::poll::{Delivery, Progress};
 use crate::fetch::state::AccountKey;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession};
 

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
+use crate::fetch::delivery::{BATCH, Delivery, Progress};
 use crate::fetch::mailbox::Mailbox;
 use crate::fetch::pipe::Feeder;
-use crate::fetch::poll::{BATCH, Delivery, Progress};
 use crate::fetch::state::AccountKey;
 use crate::session::pop3::{MessageSink, Pop3Session};
 
