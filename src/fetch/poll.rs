@@ -32,7 +32,7 @@ use crate::log as plog;
 use crate::net::{ConnectOptions, Endpoint, TlsMode};
 use crate::proto::imap::Search;
 use crate::proto::smtp::Protocol as SmtpProtocol;
-use crate::session::auth::FetchAuth;
+use crate::session::auth::{FetchAuth, Server as LoginServer};
 use crate::session::imap::{ImapSession, ImapSettings};
 use crate::session::pop3::{Pop3Session, Pop3Settings, Secret};
 
@@ -307,20 +307,8 @@ fn poll_pop3(
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
     let server = spec.server_name();
-    let auth = f.server.fetch_auth()?;
-    let endpoint = f.endpoint()?;
-    let (tls_mode, connect) = link(spec, &endpoint, &auth)?;
-    let mut settings = Pop3Settings::new(
-        endpoint,
-        user.clone(),
-        login_secret(spec, ctx.env, &user, &auth)?,
-    );
-    settings.tls_mode = tls_mode;
-    settings.tls = f.tls_options()?;
-    settings.connect = connect;
-    settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
-    settings.auth = auth;
-    let account = format!("account {} ({user}@{server})", spec.name);
+    let (login, account) = server_login(spec, ctx)?;
+    let settings = Pop3Settings::from_server(login);
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
@@ -491,27 +479,31 @@ fn poll_imap(
     Ok(())
 }
 
-/// Connects and logs in to an IMAP account; `force_idle` lets the session send IDLE to a
-/// server that does not announce it (fetchmail `forceidle`).
-pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> Result<ImapSession> {
+/// Where and how one poll of `spec` connects and logs in (POP3 and IMAP alike), and the
+/// account's name for error messages.
+fn server_login(spec: &PollSpec, ctx: &PollContext<'_>) -> Result<(LoginServer, String)> {
     let f = &spec.fetch;
     let user = spec.user(ctx.env);
-    let server = spec.server_name();
     let auth = f.server.fetch_auth()?;
     let endpoint = f.endpoint()?;
     let (tls_mode, connect) = link(spec, &endpoint, &auth)?;
-    let mut settings = ImapSettings::new(
-        endpoint,
-        user.clone(),
-        login_secret(spec, ctx.env, &user, &auth)?,
-    );
-    settings.tls_mode = tls_mode;
-    settings.tls = f.tls_options()?;
-    settings.connect = connect;
-    settings.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
-    settings.auth = auth;
+    let secret = login_secret(spec, ctx.env, &user, &auth)?;
+    let mut login = LoginServer::new(endpoint, user.clone(), secret);
+    login.tls_mode = tls_mode;
+    login.tls = f.tls_options()?;
+    login.connect = connect;
+    login.allow_plaintext = ctx.allow_plaintext || f.server.danger_plaintext_auth();
+    login.auth = auth;
+    let account = format!("account {} ({user}@{})", spec.name, spec.server_name());
+    Ok((login, account))
+}
+
+/// Connects and logs in to an IMAP account; `force_idle` lets the session send IDLE to a
+/// server that does not announce it (fetchmail `forceidle`).
+pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> Result<ImapSession> {
+    let (login, account) = server_login(spec, ctx)?;
+    let mut settings = ImapSettings::from_server(login);
     settings.force_idle = force_idle;
-    let account = format!("account {} ({user}@{server})", spec.name);
     let mut s = ImapSession::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()

@@ -30,8 +30,13 @@ pub struct ImapSettings {
 impl ImapSettings {
     /// Settings with the defaults: STARTTLS required, `any` login.
     pub fn new(endpoint: Endpoint, user: impl Into<String>, password: Secret) -> Self {
+        Self::from_server(Server::new(endpoint, user, password))
+    }
+
+    /// The same defaults around a server description already made.
+    pub fn from_server(server: Server) -> Self {
         ImapSettings {
-            server: Server::new(endpoint, user, password),
+            server,
             force_idle: false,
             limits: imap::Limits::default(),
         }

@@ -28,8 +28,13 @@ pub struct Pop3Settings {
 impl Pop3Settings {
     /// Settings with the defaults: STLS required, `any` login, 64 commands in flight.
     pub fn new(endpoint: Endpoint, user: impl Into<String>, password: Secret) -> Self {
+        Self::from_server(Server::new(endpoint, user, password))
+    }
+
+    /// The same defaults around a server description already made.
+    pub fn from_server(server: Server) -> Self {
         Pop3Settings {
-            server: Server::new(endpoint, user, password),
+            server,
             limits: pop3::Limits::default(),
             pipeline_window: 64,
         }
