@@ -98,6 +98,30 @@ fn alive(pid: i32) -> bool {
         .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
+/// Kills the daemon `pid` when the test ends before stopping it (a failed assertion would
+/// otherwise leave a detached rfetch running for its whole interval).
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+/// The same for a child of the test (std does not signal a child it has already reaped).
+struct KillChildOnDrop(std::process::Child);
+
+impl Drop for KillChildOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn daemon_mode_detaches_and_the_daemon_holds_the_lock() {
     let h = home("detach");
@@ -106,6 +130,7 @@ fn daemon_mode_detaches_and_the_daemon_holds_the_lock() {
     assert_eq!(code, Some(0), "{err}");
     // returned only after the daemon took the lock: the file is there at once
     let pid = lock_pid(&h).expect("the daemon's lock file");
+    let daemon = KillOnDrop(pid);
     let lock = std::fs::read_to_string(h.join(".fetchmail.pid")).unwrap();
     assert_eq!(lock, format!("{pid}\n300\n"));
     assert!(alive(pid), "daemon {pid} runs");
@@ -129,17 +154,21 @@ fn daemon_mode_detaches_and_the_daemon_holds_the_lock() {
     let (code, err) = run(&h, &["--quit"]);
     assert_eq!(code, Some(0), "{err}");
     wait_for("the daemon to exit", || !alive(pid));
+    // Gone: its PID may belong to someone else from now on.
+    std::mem::forget(daemon);
     assert!(!h.join(".fetchmail.pid").exists(), "lock removed");
 }
 
 #[test]
 fn nodetach_keeps_the_daemon_in_the_foreground() {
     let h = home("nodetach");
-    let mut child = rfetch(&h, &["-d", "300", "-N"])
+    let child = rfetch(&h, &["-d", "300", "-N"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = KillChildOnDrop(child);
+    let child = &mut child.0;
     wait_for("the lock file", || lock_pid(&h).is_some());
     assert_eq!(lock_pid(&h), Some(child.id() as i32), "the same process");
     assert!(child.try_wait().unwrap().is_none(), "still running");
