@@ -595,9 +595,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn multidrop_sets_each_message_s_recipients_and_keeps_its_bytes() {
-        let rules = Rules {
+    /// Multidrop rules: alice and bob of example.org, everything else to the postmaster `pm`.
+    fn alice_and_bob_at_example_org() -> Rules {
+        Rules {
             names: vec![
                 ("alice".into(), "alice".into()),
                 ("bob".into(), "bob".into()),
@@ -607,7 +607,12 @@ mod tests {
             qvirtual: None,
             domains: vec!["example.org".into()],
             postmaster: "pm".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn multidrop_sets_each_message_s_recipients_and_keeps_its_bytes() {
+        let rules = alice_and_bob_at_example_org();
         let msgs: [&[u8]; 2] = [
             b"To: bob@example.org, alice@example.org\r\nSubject: a\r\n\r\nbody a\r\n",
             b"To: x@elsewhere.net\r\n\r\nbody b\r\n",
@@ -779,17 +784,7 @@ mod tests {
 
     #[test]
     fn each_confirmed_message_is_recorded_before_the_next_and_served_recipients_are_skipped() {
-        let rules = Rules {
-            names: vec![
-                ("alice".into(), "alice".into()),
-                ("bob".into(), "bob".into()),
-            ],
-            wildcard: false,
-            envelope: None,
-            qvirtual: None,
-            domains: vec!["example.org".into()],
-            postmaster: "pm".into(),
-        };
+        let rules = alice_and_bob_at_example_org();
         let book = Arc::new(Book::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut t = Target::Direct {
