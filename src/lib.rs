@@ -31,6 +31,7 @@ pub mod log;
 pub mod message;
 pub mod net;
 pub mod oauth;
+pub mod process;
 pub mod proto;
 pub mod session;
 pub mod submit;

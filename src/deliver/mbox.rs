@@ -685,7 +685,7 @@ fn remove_if_owner_dead(path: &Path) -> bool {
         .trim()
         .parse::<i32>()
         .ok()
-        .and_then(rustix::process::Pid::from_raw)
+        .and_then(crate::process::single_process)
     else {
         return false;
     };
@@ -727,6 +727,22 @@ impl Drop for DotLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dotlock's pid is written by whoever could create the lock (a group-writable mail
+    /// spool): 0 and negative numbers name process groups, never a dead owner, and must not
+    /// panic the probe.
+    #[test]
+    fn a_dotlock_naming_a_process_group_is_not_a_dead_owner() {
+        let dir = std::env::temp_dir().join(format!("postie-dotlock-group-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let lock = dir.join("mbox.lock");
+        for pid in ["-1", "0", "-4242"] {
+            fs::write(&lock, format!("{pid}\n{}\n", host_name())).unwrap();
+            assert!(!remove_if_owner_dead(&lock), "{pid}");
+            assert!(lock.exists(), "{pid}");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     fn quote_in_pieces(input: &[u8], piece: usize) -> Vec<u8> {
         let mut q = FromQuoter::new();

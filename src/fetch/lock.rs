@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
-use rustix::process::{Pid, Signal, kill_process, test_kill_process};
+use rustix::process::{Signal, kill_process, test_kill_process};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -62,7 +62,7 @@ fn read_pid(file: &mut File) -> Option<i32> {
 
 /// Whether `pid` names a live process other than this one.
 fn is_alive_other(pid: i32) -> bool {
-    let Some(p) = Pid::from_raw(pid) else {
+    let Some(p) = crate::process::single_process(pid) else {
         return false;
     };
     if pid == std::process::id() as i32 {
@@ -82,6 +82,17 @@ fn is_alive_other(pid: i32) -> bool {
 /// signal. Probing takes a shared lock for an instant; a daemon starting in exactly that
 /// instant is refused as if another were running.
 pub fn running_pid(path: &Path) -> Option<i32> {
+    held_lock_text(path).and_then(|text| positive_pid(&text))
+}
+
+/// The first line's pid, only if it names one process (0 and negative numbers name process
+/// groups to kill(2): a lock file never makes rfetch signal a group).
+fn positive_pid(text: &str) -> Option<i32> {
+    first_line_pid(text).filter(|&pid| crate::process::single_process(pid).is_some())
+}
+
+/// The lock file's text when some process holds its flock (see [`running_pid`]), read once.
+fn held_lock_text(path: &Path) -> Option<String> {
     let mut file = File::open(path).ok()?;
     match flock(&file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => {
@@ -89,7 +100,9 @@ pub fn running_pid(path: &Path) -> Option<i32> {
             None
         }
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-            read_pid(&mut file).filter(|&pid| Pid::from_raw(pid).is_some())
+            let mut text = String::new();
+            file.read_to_string(&mut text).ok()?;
+            Some(text)
         }
         Err(_) => None,
     }
@@ -98,21 +111,19 @@ pub fn running_pid(path: &Path) -> Option<i32> {
 /// The instance holding the lock file and whether it is a daemon (the interval on the
 /// second line, as fetchmail writes it and reads it to tell a background instance).
 pub fn running_instance(path: &Path) -> Option<(i32, bool)> {
-    let pid = running_pid(path)?;
-    let text = fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    if lines.next().and_then(|l| l.trim().parse::<i32>().ok()) != Some(pid) {
-        return None;
-    }
-    let daemon = lines
-        .next()
+    let text = held_lock_text(path)?;
+    let pid = positive_pid(&text)?;
+    let daemon = text
+        .lines()
+        .nth(1)
         .is_some_and(|l| l.trim().parse::<u64>().is_ok());
     Some((pid, daemon))
 }
 
 /// fetchmail's wake-up: SIGUSR1 to the daemon `pid`, which polls every account at once.
 pub fn wake(pid: i32) -> Result<()> {
-    let p = Pid::from_raw(pid).ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
+    let p = crate::process::single_process(pid)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
     kill_process(p, Signal::USR1).map_err(|e| {
         Error::with_source(
             ErrorKind::Lock,
@@ -176,7 +187,7 @@ pub fn acquire(path: &Path, interval: Option<u64>) -> Result<PidLock> {
                     // starting when it was killed (between fork and exec the child shares the
                     // locked file), which lets go once it runs its program.
                     let gone = pid.is_some_and(|p| {
-                        Pid::from_raw(p)
+                        crate::process::single_process(p)
                             .is_some_and(|p| test_kill_process(p) == Err(rustix::io::Errno::SRCH))
                     });
                     let since = *holder_gone_since.get_or_insert_with(Instant::now);
@@ -230,7 +241,8 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
     let Some(pid) = running_pid(path) else {
         return Ok(None);
     };
-    let p = Pid::from_raw(pid).ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
+    let p = crate::process::single_process(pid)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
     kill_process(p, Signal::TERM).map_err(|e| {
         Error::with_source(
             ErrorKind::Lock,
@@ -321,6 +333,16 @@ mod tests {
         assert!(path.exists());
         held.file.write_all_at(b"4242\n", 0).unwrap();
         assert_eq!(running_pid(&path), Some(4242));
+        assert_eq!(running_instance(&path), Some((4242, false)));
+        held.file.write_all_at(b"4242\n300\n", 0).unwrap();
+        assert_eq!(running_instance(&path), Some((4242, true)));
+        // 0 and negative numbers name process groups to kill(2): never a pid to signal.
+        for group in [b"-1\n300\n", b"0\n300\n\n"] {
+            held.file.set_len(0).unwrap();
+            held.file.write_all_at(group, 0).unwrap();
+            assert_eq!(running_pid(&path), None);
+            assert_eq!(running_instance(&path), None);
+        }
         drop(held);
         assert!(!path.exists());
         let _ = fs::remove_dir_all(&dir);
