@@ -59,7 +59,7 @@ impl Drop for CommandChild {
         for pid in descendants(self.child.id()) {
             if let Some(p) = i32::try_from(pid)
                 .ok()
-                .and_then(rustix::process::Pid::from_raw)
+                .and_then(crate::process::single_process)
             {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
             }
