@@ -3,8 +3,8 @@
 //! per-message delivery step (stage, record, publish), the ledger that records each confirmed
 //! message at once, and the progress line that counts deliveries.
 
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::account::{Env, Target as TargetSetting};
 use crate::deliver::received::{ReceivedFor, ReceivedInfo, received_header};
@@ -143,8 +143,10 @@ pub(super) fn recipient(spec: &PollSpec) -> String {
 pub(super) struct Delivery<'a> {
     pub(super) spec: &'a PollSpec,
     pub(super) ctx: &'a PollContext<'a>,
-    user: String,
-    server: String,
+    pub(super) user: String,
+    pub(super) server: String,
+    /// "account NAME (user@server)": the account as error and log lines name it.
+    pub(super) account: String,
     recipient: String,
     client_host: String,
     /// The server's numeric address, for the Received header's `[ip]`.
@@ -172,6 +174,7 @@ impl<'a> Delivery<'a> {
                 .unwrap_or_else(|| "localhost".into()),
             server_ip,
             progress: Progress::new(&user, &server),
+            account: format!("account {} ({user}@{server})", spec.name),
             user,
             server,
         }
@@ -397,16 +400,23 @@ impl<'a> Delivery<'a> {
         );
     }
 
+    /// The poll's seen state, locked.
+    pub(super) fn state(&self) -> Result<MutexGuard<'a, SeenStore>> {
+        lock_state(self.ctx.state)
+    }
+
     pub(super) fn commit(&self, record: impl FnOnce(&mut SeenStore) -> Result<()>) -> Result<()> {
-        let mut st = self
-            .ctx
-            .state
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))?;
+        let mut st = self.state()?;
         record(&mut st)?;
         st.commit()?;
         Ok(())
     }
+}
+
+fn lock_state(state: &Mutex<SeenStore>) -> Result<MutexGuard<'_, SeenStore>> {
+    state
+        .lock()
+        .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))
 }
 
 /// Records each message a direct target (MDA, mbox, SMTP, LMTP) confirmed in the seen state and
@@ -420,11 +430,7 @@ pub(super) struct StateLedger<'a, K> {
 
 impl<K> StateLedger<'_, K> {
     fn with_state<T>(&self, f: impl FnOnce(&mut SeenStore) -> Result<T>) -> Result<T> {
-        let mut st = self
-            .state
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))?;
-        f(&mut st)
+        f(&mut *lock_state(self.state)?)
     }
 }
 

@@ -1,10 +1,12 @@
-//! One poll of one account: connect, list, choose the messages not seen before, stream them into
+//! One poll of one account: connect and log in (a POP3 session, again for each session a
+//! POP3 poll needs; one IMAP session for all its folders), and run the fetch sequence
+//! (`fetch::batch`) over each mailbox: list, choose the messages not seen before, stream them into
 //! the target in batches, and only after the target confirmed a batch (Maildir: one sync for the
 //! batch; the others per message) commit the UIDs as seen (one state fsync per batch) and delete
 //! them on the server unless `keep`. Maildir batches go through the batch journal
 //! (fetch::journal); every other target has each message recorded in the seen log the moment it
-//! confirmed it ([`StateLedger`]). Either way a kill makes at most the message in flight be
-//! fetched again.
+//! confirmed it (`delivery::StateLedger`). Either way a kill makes at most the message in flight
+//! be fetched again. This file also opens the target and the bounce reporter.
 //!
 //! Failure rules: a delivery failure (transient or permanent: fetchmail's softbounce) leaves
 //! the message on the server and the poll goes on, except that with `no softbounce` a permanent
@@ -21,7 +23,6 @@
 //! deletions (IMAP: EXPUNGE every N; POP3: QUIT and a new session every N). These are the
 //! only deletions of messages not delivered in the same poll.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use crate::account::{Env, FetchProtocol, Target as TargetSetting};
@@ -30,24 +31,22 @@ use crate::deliver::{Deliver, Maildir, Mbox, Mda, MessageInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
 use crate::net::{ConnectOptions, Endpoint, TlsMode};
-use crate::proto::imap::Search;
 use crate::proto::smtp::Protocol as SmtpProtocol;
 use crate::session::auth::{FetchAuth, Server as LoginServer};
 use crate::session::imap::{ImapSession, ImapSettings};
 use crate::session::pop3::{Pop3Session, Pop3Settings, Secret};
 
-use super::batch::{Handling, deliver_batches};
+use super::batch::fetch_mailbox;
 use super::bounce;
+use super::delivery::Delivery;
 pub use super::delivery::{BATCH, PollContext, PollReport};
-use super::delivery::{Delivery, StateLedger};
 use super::hooks;
-use super::journal::StateKey;
-use super::mailbox::imap::{Expunger, ImapMailbox};
+use super::mailbox::imap::ImapMailbox;
 use super::mailbox::pop3::{Pop3Mailbox, Pop3Round};
 use super::multidrop::Sorted;
 use super::pipe::{self, Target};
 use super::spec::PollSpec;
-use super::state::{AccountKey, UidValidityCheck};
+use super::state::AccountKey;
 
 /// Raises the soft limit on open files to the hard limit: a Maildir batch keeps each message's
 /// file open until the batch is synced (the fsync goes through the descriptor that wrote it),
@@ -101,14 +100,6 @@ pub fn poll(spec: &PollSpec, ctx: &PollContext<'_>) -> PollReport {
         }
     }
     report
-}
-
-/// Logs the fetchlimit stop the way fetchmail does.
-fn fetchlimit_reached(account: &str, limit: u64, left: usize) {
-    log::info!(
-        target: plog::REPORT,
-        "{account}: fetchlimit {limit} reached; {left} messages left on the server"
-    );
 }
 
 /// Opens the account's delivery target.
@@ -263,6 +254,8 @@ fn peer_ip(conn: &crate::net::Connection) -> Option<String> {
     conn.peer_addr().ok().map(|a| a.ip().to_string())
 }
 
+/// A POP3 poll: one session, or more when a session leaves messages for another (`expunge N`,
+/// new mail after a flushed backlog).
 fn poll_pop3_sessions(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
@@ -270,201 +263,59 @@ fn poll_pop3_sessions(
     report: &mut PollReport,
 ) -> Result<()> {
     let mut round = Pop3Round {
-        first: true,
-        fetch_budget: spec.fetch.tuning.fetchlimit,
         deletions: spec
             .fetch
             .tuning
             .expunge
             .filter(|&n| n > 0)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        failed: HashSet::new(),
-        backlog_committed: false,
+        ..Pop3Round::default()
     };
+    let mut budget = spec.fetch.tuning.fetchlimit;
     loop {
-        let (more, deleted) = poll_pop3(spec, ctx, target.as_deref_mut(), report, &mut round)?;
-        round.first = false;
-        // A session that deleted nothing cannot make progress by reconnecting.
-        if !more || deleted == 0 || ctx.stop.load(Ordering::Relaxed) {
+        poll_pop3(
+            spec,
+            ctx,
+            target.as_deref_mut(),
+            report,
+            &mut round,
+            &mut budget,
+        )?;
+        // A session that deleted nothing cannot make progress by reconnecting; a stop request
+        // leaves nothing for another session.
+        if !round.more || round.deleted == 0 || ctx.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         log::info!(
-            "account {}: {deleted} deletions committed; reconnecting",
-            spec.name
+            "account {}: {} deletions committed; reconnecting",
+            spec.name,
+            round.deleted
         );
     }
 }
 
-/// One POP3 session. Returns whether messages were left for another session (`expunge N`, or
-/// new mail after a flushed backlog) and how many deletions this session committed.
+/// One POP3 session of `round`: connect, log in, and the fetch sequence over its mailbox.
 fn poll_pop3(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
     target: Option<&mut Target>,
     report: &mut PollReport,
     round: &mut Pop3Round,
-) -> Result<(bool, usize)> {
-    let f = &spec.fetch;
-    let user = spec.user(ctx.env);
-    let server = spec.server_name();
+    budget: &mut Option<u64>,
+) -> Result<()> {
     let (login, account) = server_login(spec, ctx)?;
     let settings = Pop3Settings::from_server(login);
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
         .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
-    let uidl = s.uidl_all()?;
-    let sizes: HashMap<u32, u64> = s.list_all()?.into_iter().collect();
-    let total = uidl.len();
-    let key = AccountKey::pop3(&server, &user);
-    let on_server: HashSet<&str> = uidl.iter().map(|(_, u)| u.as_str()).collect();
-    let mut old = Vec::new();
-    let mut fresh = Vec::new();
-    {
-        let mut st = ctx
-            .state
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))?;
-        st.pop3_retain(&key, |u| on_server.contains(u));
-        for (n, uid) in &uidl {
-            if !f.fetchall() && st.pop3_is_seen(&key, uid) {
-                old.push(*n);
-            } else if !round.failed.contains(uid) {
-                fresh.push(*n);
-            }
-        }
-    }
-    let octets: u64 = sizes.values().sum();
-    if total == 0 {
-        log::info!(target: plog::NO_MAIL, "No mail for {user} at {server}");
-    } else {
-        log::info!(
-            target: plog::REPORT,
-            "{} ({} seen before) for {user} at {server} ({octets} octets)",
-            count_messages(total),
-            old.len()
-        );
-    }
-    let oversized = split_oversized(
-        spec,
-        &mut fresh,
-        |n| sizes.get(n).copied(),
-        |n| format!("{user}@{server}:{n}"),
-    );
-    if round.first {
-        report.waiting += fresh.len() as u64;
-    }
-    let Some(target) = target else {
-        let _ = s.quit();
-        return Ok((false, 0));
-    };
-    let mut early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |n, why| match why {
-        Flushed::DeliveredBefore => {
-            log::info!(
-                target: plog::MESSAGE,
-                "message {user}@{server}:{n} of {total} delivered before, flushed"
-            )
-        }
-        Flushed::Oversized => log::info!(
-            target: plog::MESSAGE,
-            "message {user}@{server}:{n} of {total} ({} octets) larger than the limit, flushed",
-            sizes.get(&n).copied().unwrap_or(0)
-        ),
-    });
-    let allowed = round.deletions.unwrap_or(usize::MAX);
-    let more = round.plan(&mut early, &mut fresh);
-    if let Some(fl) = round.fetch_budget
-        && fresh.len() as u64 > fl
-    {
-        fetchlimit_reached(
-            &account,
-            spec.fetch.tuning.fetchlimit.unwrap_or(fl),
-            fresh.len() - fl as usize,
-        );
-        fresh.truncate(fl as usize);
-        report.fetchlimit_hit = true;
-    }
-    if !early.is_empty() {
-        s.dele_many(&early)?;
-    }
-    let deleted = early.len();
-    let uids: HashMap<u32, String> = uidl.iter().cloned().collect();
     let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
-    d.progress.start(fresh.len());
     let header = |sorted: Option<&Sorted>| d.received(sorted);
-    let reporting = reporter(spec, ctx.env, &user, &server);
+    let reporting = reporter(spec, ctx.env, &d.user, &d.server);
     let opts = d.pipe_options(&header, reporting.as_deref());
-    let label = |k: &(u32, String)| format!("{} of {total}", k.0);
-    let state_key = |k: &(u32, String)| StateKey::Pop3 {
-        account: key.clone(),
-        uid: k.1.clone(),
-    };
-    let ledger = StateLedger {
-        state: ctx.state,
-        key: &state_key,
-        progress: &d.progress,
-    };
-    let mut mailbox = Pop3Mailbox {
-        session: &mut s,
-        fresh: &fresh,
-        next: 0,
-        keep: f.keep(),
-        allowed,
-        deleted,
-        more,
-        round,
-        uids: &uids,
-        sizes: &sizes,
-        d: &d,
-        key: &key,
-        account: &account,
-    };
-    let handling = Handling {
-        opts: &opts,
-        ledger: &ledger,
-        label: &label,
-        state_key: &state_key,
-    };
-    deliver_batches(&mut mailbox, &d, target, &handling, report, &account)?;
-    let Pop3Mailbox { deleted, more, .. } = mailbox;
-    // A stop request leaves nothing for another session.
-    let more = more && !ctx.stop.load(Ordering::Relaxed);
-    s.quit().map_err(|e| {
-        e.context(format!(
-            "{account}: QUIT failed; deletions may not have happened"
-        ))
-    })?;
-    Ok((more, deleted))
-}
-
-/// Takes the messages larger than `limit` out of `fresh` and returns them (logged as skipped
-/// unless `limitflush` will delete them). Messages of unknown size stay: the delivery pipe
-/// checks the size again as the message streams.
-fn split_oversized<K: Copy + PartialEq>(
-    spec: &PollSpec,
-    fresh: &mut Vec<K>,
-    size: impl Fn(&K) -> Option<u64>,
-    label: impl Fn(&K) -> String,
-) -> Vec<K> {
-    let Some(limit) = spec.fetch.tuning.limit else {
-        return Vec::new();
-    };
-    let mut oversized = Vec::new();
-    fresh.retain(|k| match size(k) {
-        Some(sz) if sz > limit => {
-            if !spec.fetch.tuning.limitflush {
-                log::info!(
-                    target: plog::MESSAGE,
-                    "skipping message {} ({sz} octets): larger than the limit of {limit} octets",
-                    label(k)
-                );
-            }
-            oversized.push(*k);
-            false
-        }
-        _ => true,
-    });
-    oversized
+    let key = AccountKey::pop3(&d.server, &d.user);
+    let mailbox = Pop3Mailbox::new(s, round, &d, key);
+    fetch_mailbox(mailbox, &d, target, &opts, budget, report)
 }
 
 fn poll_imap(
@@ -511,9 +362,8 @@ pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> R
     Ok(s)
 }
 
-/// One IMAP poll over an open, logged-in session (a normal poll, or an IDLE wake-up): for
-/// each folder, SELECT, choose the new messages, deliver, record and flag/expunge them. The
-/// last folder stays selected. Does not log out.
+/// One IMAP poll over an open, logged-in session (a normal poll, or an IDLE wake-up): the
+/// fetch sequence over each folder in turn. The last folder stays selected. Does not log out.
 pub fn poll_imap_session(
     spec: &PollSpec,
     ctx: &PollContext<'_>,
@@ -521,227 +371,32 @@ pub fn poll_imap_session(
     mut target: Option<&mut Target>,
     report: &mut PollReport,
 ) -> Result<()> {
-    let f = &spec.fetch;
-    let user = spec.user(ctx.env);
-    let server = spec.server_name();
-    let account = format!("account {} ({user}@{server})", spec.name);
-    let key = AccountKey::imap(&server, &user);
     let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
     let header = |sorted: Option<&Sorted>| d.received(sorted);
-    let reporting = reporter(spec, ctx.env, &user, &server);
+    let reporting = reporter(spec, ctx.env, &d.user, &d.server);
     let opts = d.pipe_options(&header, reporting.as_deref());
+    let key = AccountKey::imap(&d.server, &d.user);
     let mut budget = spec.fetch.tuning.fetchlimit;
-    for folder in f.folders() {
+    for folder in spec.fetch.folders() {
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
-        let info = s
-            .select(&folder)
-            .map_err(|e| e.context(format!("{account}: cannot open folder {folder}")))?;
-        let validity = info.uidvalidity.unwrap_or(0);
-        let all = if info.exists == 0 {
-            Vec::new()
-        } else {
-            s.uid_search(Search::All)?
-        };
-        let total = all.len();
-        let on_server: HashSet<u32> = all.iter().copied().collect();
-        let mut old = Vec::new();
-        let mut fresh = Vec::new();
-        {
-            let mut st = ctx
-                .state
-                .lock()
-                .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))?;
-            if let UidValidityCheck::Changed { old, dropped } =
-                st.imap_select(&key, &folder, validity)
-            {
-                log::warn!(
-                    "{account}: folder {folder} changed UIDVALIDITY ({old} -> {validity}); forgetting {dropped} seen messages"
-                );
-            }
-            st.imap_retain(&key, &folder, |u| on_server.contains(&u));
-            for &uid in &all {
-                if !f.fetchall() && st.imap_is_seen(&key, &folder, validity, uid) {
-                    old.push(uid);
-                } else {
-                    fresh.push(uid);
-                }
-            }
-        }
-        if total == 0 {
-            log::info!(
-                target: plog::NO_MAIL,
-                "No mail for {user} at {server} folder {folder}"
-            );
-        } else {
-            log::info!(
-                target: plog::REPORT,
-                "{} ({} seen before) for {user} at {server} folder {folder}",
-                count_messages(total),
-                old.len()
-            );
-        }
-        let position: HashMap<u32, usize> =
-            all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect();
-        let oversized = if spec.fetch.tuning.limit.is_some() && !fresh.is_empty() {
-            // Sizes first, so an oversized message is never downloaded.
-            let sizes: HashMap<u32, u64> = s
-                .fetch_meta(&fresh)?
-                .into_iter()
-                .filter_map(|m| Some((m.uid, m.size?)))
-                .collect();
-            split_oversized(
-                spec,
-                &mut fresh,
-                |u| sizes.get(u).copied(),
-                |u| {
-                    format!(
-                        "{user}@{server}:{} of {total} (folder {folder})",
-                        position.get(u).copied().unwrap_or(0)
-                    )
-                },
-            )
-        } else {
-            Vec::new()
-        };
-        report.waiting += fresh.len() as u64;
-        let Some(target) = target.as_deref_mut() else {
-            continue;
-        };
-        if let Some(b) = budget.as_mut() {
-            if fresh.len() as u64 > *b {
-                fetchlimit_reached(
-                    &account,
-                    spec.fetch.tuning.fetchlimit.unwrap_or(*b),
-                    fresh.len() - *b as usize,
-                );
-                fresh.truncate(*b as usize);
-                report.fetchlimit_hit = true;
-            }
-            *b -= fresh.len() as u64;
-        }
-        d.progress.start(fresh.len());
-        let mut expunger = Expunger {
-            every: spec.fetch.tuning.expunge,
-            pending: Vec::new(),
-        };
-        let early = flushed_before_fetch(spec, f.keep(), &old, &oversized, |u, why| {
-            let n = position.get(&u).copied().unwrap_or(0);
-            let reason = match why {
-                Flushed::DeliveredBefore => "delivered before",
-                Flushed::Oversized => "larger than the limit",
-            };
-            log::info!(
-                target: plog::MESSAGE,
-                "message {user}@{server}:{n} of {total} (folder {folder}) {reason}, flushed"
-            );
-        });
-        expunger.delete(s, &early)?;
-        let label = |uid: &u32| format!("{} of {total}", position.get(uid).copied().unwrap_or(0));
-        let state_key = |&uid: &u32| StateKey::Imap {
-            account: key.clone(),
-            folder: folder.clone(),
-            uidvalidity: validity,
-            uid,
-        };
-        let ledger = StateLedger {
-            state: ctx.state,
-            key: &state_key,
-            progress: &d.progress,
-        };
-        let mut mailbox = ImapMailbox {
-            session: &mut *s,
-            batches: fresh.chunks(BATCH),
-            expunger,
-            keep: f.keep(),
-            d: &d,
-            key: &key,
-            folder: &folder,
-            validity,
-            account: &account,
-        };
-        let handling = Handling {
-            opts: &opts,
-            ledger: &ledger,
-            label: &label,
-            state_key: &state_key,
-        };
-        deliver_batches(&mut mailbox, &d, target, &handling, report, &account)?;
-        let mut expunger = mailbox.expunger;
-        expunger.finish(s)?;
-        s.complete_deferred()?;
+        let mailbox = ImapMailbox::new(s, folder, &d, &key);
+        fetch_mailbox(
+            mailbox,
+            &d,
+            target.as_deref_mut(),
+            &opts,
+            &mut budget,
+            report,
+        )?;
     }
     Ok(())
 }
 
-/// Why a message is deleted before anything is fetched.
-#[derive(Debug, Clone, Copy)]
-enum Flushed {
-    DeliveredBefore,
-    Oversized,
-}
-
-/// The messages a poll deletes before fetching: those delivered by an earlier poll (nokeep: that
-/// poll was interrupted before its deletions reached the server; `flush`: also with keep) and,
-/// with `limitflush`, the oversized ones. `log` tells about each one.
-fn flushed_before_fetch<K: Copy>(
-    spec: &PollSpec,
-    keep: bool,
-    old: &[K],
-    oversized: &[K],
-    mut log: impl FnMut(K, Flushed),
-) -> Vec<K> {
-    let mut early = Vec::new();
-    if !keep || spec.fetch.tuning.flush {
-        for &k in old {
-            log(k, Flushed::DeliveredBefore);
-        }
-        early.extend_from_slice(old);
-    }
-    if spec.fetch.tuning.limitflush {
-        for &k in oversized {
-            log(k, Flushed::Oversized);
-        }
-        early.extend_from_slice(oversized);
-    }
-    early
-}
-
-/// "1 message", "2 messages": the count as fetchmail's summary line says it.
-fn count_messages(n: usize) -> String {
-    if n == 1 {
-        "1 message".to_owned()
-    } else {
-        format!("{n} messages")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_summary_says_one_message_not_one_messages() {
-        assert_eq!(super::count_messages(1), "1 message");
-        assert_eq!(super::count_messages(0), "0 messages");
-        assert_eq!(super::count_messages(2), "2 messages");
-    }
-
     use super::*;
-
-    fn spec(opts: &str) -> PollSpec {
-        let rc = crate::config::fetchmailrc::parse_fetchmailrc(
-            &format!("poll h proto pop3 user a password b {opts}\n"),
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let env = Env {
-            user: Some("u".into()),
-            ..Env::default()
-        };
-        crate::fetch::spec::from_fetchmailrc(&rc, &env)
-            .unwrap()
-            .remove(0)
-    }
 
     #[test]
     fn the_open_file_limit_is_raised_to_the_hard_limit() {
@@ -761,22 +416,5 @@ mod tests {
         let limit = getrlimit(Resource::Nofile);
         assert_eq!(limit.current, limit.maximum);
         assert_ne!(limit.current, Some(256));
-    }
-
-    #[test]
-    fn oversized_messages_are_split_off_by_size() {
-        let sizes: HashMap<u32, u64> = [(1, 10), (2, 5000), (3, 100), (4, 101)].into();
-        let size = |n: &u32| sizes.get(n).copied();
-        let label = |n: &u32| n.to_string();
-        let mut fresh = vec![1, 2, 3, 4, 5];
-        assert!(split_oversized(&spec(""), &mut fresh, size, label).is_empty());
-        assert_eq!(fresh, [1, 2, 3, 4, 5], "no limit: nothing is oversized");
-        let over = split_oversized(&spec("limit 100"), &mut fresh, size, label);
-        assert_eq!(over, [2, 4]);
-        // Exactly the limit is fine; an unknown size (5) is left to the pipe's check.
-        assert_eq!(fresh, [1, 3, 5]);
-        let mut fresh = vec![1, 2];
-        let over = split_oversized(&spec("limit 9 limitflush"), &mut fresh, size, label);
-        assert_eq!((over, fresh), (vec![1, 2], vec![]));
     }
 }

@@ -1,34 +1,111 @@
-//! IMAP as the fetch loop sees it: a folder's fresh UIDs in batches, streamed by UID FETCH;
-//! settling records the seen state and flags (`keep`) or deletes the confirmed messages, the
-//! EXPUNGEs paced by `expunge N`.
+//! IMAP as the fetch sequence sees it: a folder SELECTed and listed (UID SEARCH, UIDVALIDITY
+//! checked against the seen state), sizes by RFC822.SIZE, fresh UIDs in batches streamed by UID
+//! FETCH; settling records the seen state and flags (`keep`) or deletes the confirmed messages,
+//! the EXPUNGEs paced by `expunge N`; finishing expunges what is pending.
+
+use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
-use crate::fetch::delivery::{Delivery, Progress};
-use crate::fetch::mailbox::Mailbox;
+use crate::fetch::delivery::{BATCH, Delivery, Progress};
+use crate::fetch::journal::StateKey;
+use crate::fetch::mailbox::{Listing, Mailbox};
 use crate::fetch::pipe::Feeder;
-use crate::fetch::state::AccountKey;
+use crate::fetch::state::{AccountKey, UidValidityCheck};
+use crate::proto::imap::Search;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession};
 
-/// An IMAP folder's messages as the fetch loop sees them: the fresh UIDs in batches of
-/// [`BATCH`](crate::fetch::poll::BATCH); settling commits the seen state and flags (`keep`) or deletes the confirmed
-/// messages, the deletions paced by the [`Expunger`].
+/// An IMAP folder's messages as the fetch sequence sees them, over a logged-in session that
+/// stays open after [`Mailbox::finish`] (the next folder, IDLE).
 pub(in crate::fetch) struct ImapMailbox<'a> {
-    pub(in crate::fetch) session: &'a mut ImapSession,
-    pub(in crate::fetch) batches: std::slice::Chunks<'a, u32>,
-    pub(in crate::fetch) expunger: Expunger,
-    pub(in crate::fetch) keep: bool,
-    pub(in crate::fetch) d: &'a Delivery<'a>,
-    pub(in crate::fetch) key: &'a AccountKey,
-    pub(in crate::fetch) folder: &'a str,
-    pub(in crate::fetch) validity: u32,
-    pub(in crate::fetch) account: &'a str,
+    session: &'a mut ImapSession,
+    folder: String,
+    /// The folder's UIDVALIDITY, once listed.
+    validity: u32,
+    expunger: Expunger,
+    keep: bool,
+    d: &'a Delivery<'a>,
+    key: &'a AccountKey,
+}
+
+impl<'a> ImapMailbox<'a> {
+    pub(in crate::fetch) fn new(
+        session: &'a mut ImapSession,
+        folder: String,
+        d: &'a Delivery<'a>,
+        key: &'a AccountKey,
+    ) -> Self {
+        ImapMailbox {
+            session,
+            folder,
+            validity: 0,
+            expunger: Expunger {
+                every: d.spec.fetch.tuning.expunge,
+                pending: Vec::new(),
+            },
+            keep: d.spec.fetch.keep(),
+            d,
+            key,
+        }
+    }
 }
 
 impl Mailbox for ImapMailbox<'_> {
     type Key = u32;
 
-    fn next_batch(&mut self, _publishing: usize) -> Option<Vec<u32>> {
-        self.batches.next().map(<[u32]>::to_vec)
+    fn list(&mut self, fetchall: bool) -> Result<Listing> {
+        let (account, folder) = (&self.d.account, &self.folder);
+        let info = self
+            .session
+            .select(folder)
+            .map_err(|e| e.context(format!("{account}: cannot open folder {folder}")))?;
+        let validity = info.uidvalidity.unwrap_or(0);
+        self.validity = validity;
+        let all = if info.exists == 0 {
+            Vec::new()
+        } else {
+            self.session.uid_search(Search::All)?
+        };
+        let on_server: HashSet<u32> = all.iter().copied().collect();
+        let mut listing = Listing {
+            total: all.len(),
+            position: Some(all.iter().enumerate().map(|(i, u)| (*u, i + 1)).collect()),
+            folder: Some(folder.clone()),
+            ..Listing::default()
+        };
+        let mut st = self.d.state()?;
+        if let UidValidityCheck::Changed { old, dropped } =
+            st.imap_select(self.key, folder, validity)
+        {
+            log::warn!(
+                "{account}: folder {folder} changed UIDVALIDITY ({old} -> {validity}); forgetting {dropped} seen messages"
+            );
+        }
+        st.imap_retain(self.key, folder, |u| on_server.contains(&u));
+        for uid in all {
+            if !fetchall && st.imap_is_seen(self.key, folder, validity, uid) {
+                listing.old.push(uid);
+            } else {
+                listing.fresh.push(uid);
+            }
+        }
+        Ok(listing)
+    }
+
+    fn sizes(&mut self, ids: &[u32]) -> Result<HashMap<u32, u64>> {
+        Ok(self
+            .session
+            .fetch_meta(ids)?
+            .into_iter()
+            .filter_map(|m| Some((m.uid, m.size?)))
+            .collect())
+    }
+
+    fn flush(&mut self, early: &[u32]) -> Result<()> {
+        self.expunger.delete(self.session, early)
+    }
+
+    fn batch_room(&mut self, _publishing: usize) -> usize {
+        BATCH
     }
 
     fn fetch(&mut self, batch: &[u32], feeder: &Feeder<u32>) -> Result<()> {
@@ -41,7 +118,7 @@ impl Mailbox for ImapMailbox<'_> {
 
     fn settle(&mut self, _batch: &[u32], done: Vec<u32>, delete: bool) -> Result<()> {
         self.d.commit(|st| {
-            st.imap_record(self.key, self.folder, self.validity, done.iter().copied());
+            st.imap_record(self.key, &self.folder, self.validity, done.iter().copied());
             Ok(())
         })?;
         if !delete || done.is_empty() {
@@ -53,10 +130,29 @@ impl Mailbox for ImapMailbox<'_> {
         }
     }
 
+    fn finish(mut self) -> Result<()> {
+        self.expunger.finish(self.session)?;
+        self.session.complete_deferred()
+    }
+
+    fn id(uid: &u32) -> u32 {
+        *uid
+    }
+
+    fn state_key(&self) -> impl Fn(&u32) -> StateKey + Send + Sync + 'static {
+        let (account, folder, uidvalidity) = (self.key.clone(), self.folder.clone(), self.validity);
+        move |&uid| StateKey::Imap {
+            account: account.clone(),
+            folder: folder.clone(),
+            uidvalidity,
+            uid,
+        }
+    }
+
     fn connection_lost(&self) -> String {
         format!(
             "{}: connection lost while fetching from {}",
-            self.account, self.folder
+            self.d.account, self.folder
         )
     }
 }

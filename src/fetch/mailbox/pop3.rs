@@ -1,12 +1,14 @@
-//! POP3 as the fetch loop sees it: a session's fresh messages in batches kept within the
-//! session's deletion allowance and the poll's `fetchlimit`, streamed by pipelined RETR; settling
-//! records the seen state and sends DELE (committed by the session's QUIT).
+//! POP3 as the fetch sequence sees it: a session's listing (UIDL, LIST) sorted against the seen
+//! state, the early deletions (DELE), batches kept within the session's deletion allowance,
+//! streamed by pipelined RETR; settling records the seen state and sends DELE, and finishing
+//! QUITs, which commits the deletions.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::fetch::delivery::{BATCH, Delivery, Progress};
-use crate::fetch::mailbox::Mailbox;
+use crate::fetch::journal::StateKey;
+use crate::fetch::mailbox::{Listing, Mailbox};
 use crate::fetch::pipe::Feeder;
 use crate::fetch::state::AccountKey;
 use crate::session::pop3::{MessageSink, Pop3Session};
@@ -15,10 +17,10 @@ use crate::session::pop3::{MessageSink, Pop3Session};
 /// after N deletions (QUIT commits them, fetchmail's guard against losing a long session's
 /// deletions to a dropped connection) and the poll reconnects for the rest; a session that
 /// flushes messages delivered before (an interrupted run's backlog) ends after that too.
+#[derive(Debug, Default)]
 pub(in crate::fetch) struct Pop3Round {
-    pub(in crate::fetch) first: bool,
-    /// `fetchlimit` left for this poll (counts messages tried, as fetchmail's does).
-    pub(in crate::fetch) fetch_budget: Option<u64>,
+    /// Sessions of this poll so far.
+    pub(in crate::fetch) sessions: usize,
     /// Deletions allowed in one session (`expunge N`, N > 0).
     pub(in crate::fetch) deletions: Option<usize>,
     /// UIDs whose delivery failed in an earlier session of this poll: not retried until the
@@ -28,6 +30,10 @@ pub(in crate::fetch) struct Pop3Round {
     /// poll, so a server that accepts DELE and QUIT but keeps the messages cannot make the poll
     /// reconnect forever.
     pub(in crate::fetch) backlog_committed: bool,
+    /// The last session left messages for another one.
+    pub(in crate::fetch) more: bool,
+    /// Deletions the last session sent (committed by its QUIT).
+    pub(in crate::fetch) deleted: usize,
 }
 
 impl Pop3Round {
@@ -58,69 +64,116 @@ impl Pop3Round {
     }
 }
 
-/// A POP3 session's messages as the fetch loop sees them: batches of the fresh messages, kept
-/// within the session's deletion allowance (`expunge N`) and the poll's `fetchlimit`; settling
-/// marks failures as not to be retried in this poll, commits the seen state and sends the
-/// deletions (DELE, committed by the session's QUIT).
+/// A POP3 session's messages as the fetch sequence sees them; the session ends (QUIT) with
+/// [`Mailbox::finish`]. What it leaves for another session and what it deleted is in `round`.
 pub(in crate::fetch) struct Pop3Mailbox<'a> {
-    pub(in crate::fetch) session: &'a mut Pop3Session,
-    pub(in crate::fetch) fresh: &'a [u32],
-    /// The first fresh message not yet given out.
-    pub(in crate::fetch) next: usize,
-    pub(in crate::fetch) keep: bool,
-    /// Deletions allowed in this session.
-    pub(in crate::fetch) allowed: usize,
-    /// Deletions sent in this session.
-    pub(in crate::fetch) deleted: usize,
-    /// Messages are left for another session.
-    pub(in crate::fetch) more: bool,
-    pub(in crate::fetch) round: &'a mut Pop3Round,
-    pub(in crate::fetch) uids: &'a HashMap<u32, String>,
-    pub(in crate::fetch) sizes: &'a HashMap<u32, u64>,
-    pub(in crate::fetch) d: &'a Delivery<'a>,
-    pub(in crate::fetch) key: &'a AccountKey,
-    pub(in crate::fetch) account: &'a str,
+    session: Pop3Session,
+    round: &'a mut Pop3Round,
+    d: &'a Delivery<'a>,
+    key: AccountKey,
+    keep: bool,
+    /// The listing: each message number's UID and size.
+    uids: HashMap<u32, String>,
+    sizes: HashMap<u32, u64>,
+}
+
+impl<'a> Pop3Mailbox<'a> {
+    /// A new session of `round`, logged in as `key`.
+    pub(in crate::fetch) fn new(
+        session: Pop3Session,
+        round: &'a mut Pop3Round,
+        d: &'a Delivery<'a>,
+        key: AccountKey,
+    ) -> Self {
+        round.sessions += 1;
+        round.more = false;
+        round.deleted = 0;
+        Pop3Mailbox {
+            session,
+            round,
+            keep: d.spec.fetch.keep(),
+            d,
+            key,
+            uids: HashMap::new(),
+            sizes: HashMap::new(),
+        }
+    }
 }
 
 impl Mailbox for Pop3Mailbox<'_> {
     type Key = (u32, String);
 
-    fn next_batch(&mut self, publishing: usize) -> Option<Vec<u32>> {
-        if self.next >= self.fresh.len() {
-            return None;
+    fn list(&mut self, fetchall: bool) -> Result<Listing> {
+        let uidl = self.session.uidl_all()?;
+        self.sizes = self.session.list_all()?.into_iter().collect();
+        let on_server: HashSet<&str> = uidl.iter().map(|(_, u)| u.as_str()).collect();
+        let mut listing = Listing {
+            total: uidl.len(),
+            octets: Some(self.sizes.values().sum()),
+            counted_before: self.round.sessions > 1,
+            ..Listing::default()
+        };
+        {
+            let mut st = self.d.state()?;
+            st.pop3_retain(&self.key, |u| on_server.contains(u));
+            for (n, uid) in &uidl {
+                if !fetchall && st.pop3_is_seen(&self.key, uid) {
+                    listing.old.push(*n);
+                } else if !self.round.failed.contains(uid) {
+                    listing.fresh.push(*n);
+                }
+            }
+        }
+        self.uids = uidl.into_iter().collect();
+        Ok(listing)
+    }
+
+    fn sizes(&mut self, ids: &[u32]) -> Result<HashMap<u32, u64>> {
+        Ok(ids
+            .iter()
+            .filter_map(|n| Some((*n, *self.sizes.get(n)?)))
+            .collect())
+    }
+
+    fn plan(&mut self, early: &mut Vec<u32>, fresh: &mut Vec<u32>) {
+        self.round.more = self.round.plan(early, fresh);
+    }
+
+    fn flush(&mut self, early: &[u32]) -> Result<()> {
+        if !early.is_empty() {
+            self.session.dele_many(early)?;
+        }
+        self.round.deleted += early.len();
+        Ok(())
+    }
+
+    fn batch_room(&mut self, publishing: usize) -> usize {
+        if self.keep {
+            return BATCH;
         }
         // With `expunge N` a batch never takes the session past N deletions (the batch in
         // flight counts as deleted already).
-        let room = if self.keep {
-            BATCH
-        } else {
-            self.allowed
-                .saturating_sub(self.deleted + publishing)
-                .min(BATCH)
-        };
+        let allowed = self.round.deletions.unwrap_or(usize::MAX);
+        let room = allowed
+            .saturating_sub(self.round.deleted + publishing)
+            .min(BATCH);
         if room == 0 {
-            self.more = true;
-            return None;
+            self.round.more = true;
         }
-        let batch = &self.fresh[self.next..self.fresh.len().min(self.next + room)];
-        self.next += batch.len();
-        if let Some(budget) = self.round.fetch_budget.as_mut() {
-            *budget = budget.saturating_sub(batch.len() as u64);
-        }
-        Some(batch.to_vec())
+        room
     }
 
     fn fetch(&mut self, batch: &[u32], feeder: &Feeder<Self::Key>) -> Result<()> {
         let mut sink = PopSink {
             feeder,
-            uids: self.uids,
-            sizes: self.sizes,
+            uids: &self.uids,
+            sizes: &self.sizes,
             progress: &self.d.progress,
         };
         for r in self.session.retr_pipelined(batch, &mut sink)? {
             log::warn!(
                 "{}: server refused message {}: {}",
-                self.account,
+                self.d.account,
                 r.msgno,
                 r.error.chain()
             );
@@ -137,7 +190,7 @@ impl Mailbox for Pop3Mailbox<'_> {
             }
         }
         self.d.commit(|st| {
-            st.pop3_record(self.key, done.iter().map(|(_, u)| u.as_str()))?;
+            st.pop3_record(&self.key, done.iter().map(|(_, u)| u.as_str()))?;
             Ok(())
         })?;
         if !delete || self.keep {
@@ -145,12 +198,33 @@ impl Mailbox for Pop3Mailbox<'_> {
         }
         let nums: Vec<u32> = done.iter().map(|(n, _)| *n).collect();
         self.session.dele_many_deferred(&nums)?;
-        self.deleted += nums.len();
+        self.round.deleted += nums.len();
         Ok(())
     }
 
+    fn finish(self) -> Result<()> {
+        let account = &self.d.account;
+        self.session.quit().map(|_| ()).map_err(|e| {
+            e.context(format!(
+                "{account}: QUIT failed; deletions may not have happened"
+            ))
+        })
+    }
+
+    fn id(key: &Self::Key) -> u32 {
+        key.0
+    }
+
+    fn state_key(&self) -> impl Fn(&Self::Key) -> StateKey + Send + Sync + 'static {
+        let account = self.key.clone();
+        move |k| StateKey::Pop3 {
+            account: account.clone(),
+            uid: k.1.clone(),
+        }
+    }
+
     fn connection_lost(&self) -> String {
-        format!("{}: connection lost while fetching", self.account)
+        format!("{}: connection lost while fetching", self.d.account)
     }
 }
 
@@ -178,17 +252,12 @@ impl MessageSink for PopSink<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::Pop3Round;
 
     fn round(deletions: Option<usize>) -> Pop3Round {
         Pop3Round {
-            first: true,
-            fetch_budget: None,
             deletions,
-            failed: HashSet::new(),
-            backlog_committed: false,
+            ..Pop3Round::default()
         }
     }
 
