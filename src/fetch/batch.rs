@@ -979,13 +979,11 @@ mod tests {
                 ..Run::new("finish", 5)
             });
             ran.result.unwrap();
-            let n = ran.events.len();
-            assert_eq!(ran.events[n - 1], Event::Finished, "{fails:?}");
-            assert!(
-                matches!(ran.events[n - 2], Event::Settled { .. }),
-                "{fails:?}: {:?}",
-                ran.events
-            );
+            let events = &ran.events;
+            let (finished, rest) = events.split_last().unwrap();
+            assert_eq!(*finished, Event::Finished, "{fails:?}: {events:?}");
+            let settled: Vec<u32> = settled(rest).into_iter().flat_map(|(d, _)| d).collect();
+            assert_eq!(settled, [1, 2, 3, 4, 5], "{fails:?}: {events:?}");
         }
     }
 
