@@ -301,12 +301,7 @@ impl SeenStore {
             return Ok(());
         }
         self.pop3_record(account, [uid])?;
-        self.append_log(&format!(
-            "pop3 {} {} {}\n",
-            encode(&account.server),
-            encode(&account.user),
-            encode(uid)
-        ))
+        self.append_log(&record_line("pop3", account, &[uid]))
     }
 
     /// Records that the message `uid` was served to `recipients` (accepted, or refused for
@@ -323,13 +318,7 @@ impl SeenStore {
         let entry = self.accounts.entry(account.clone()).or_default();
         let served = entry.pop3_rcpts.entry(uid.to_owned()).or_default();
         let lines = new_served_records(served, recipients, |r| {
-            format!(
-                "pop3-rcpt {} {} {} {}\n",
-                encode(&account.server),
-                encode(&account.user),
-                encode(uid),
-                encode(r)
-            )
+            record_line("pop3-rcpt", account, &[uid, r])
         });
         self.log_served(&lines)
     }
@@ -394,12 +383,7 @@ impl SeenStore {
                 self.dirty = true;
                 // Logged, so the messages this run logs under the new UIDVALIDITY count after a
                 // kill; failing that, they would be fetched once more.
-                let line = format!(
-                    "imap {} {} {} {uidvalidity} -\n",
-                    encode(&account.server),
-                    encode(&account.user),
-                    encode(folder)
-                );
+                let line = record_line("imap", account, &[folder, &uidvalidity.to_string(), "-"]);
                 if let Err(e) = self.append_log(&line) {
                     log::warn!("{e}");
                 }
@@ -474,12 +458,8 @@ impl SeenStore {
             _ => {}
         }
         self.imap_record(account, folder, uidvalidity, [uid]);
-        self.append_log(&format!(
-            "imap {} {} {} {uidvalidity} {uid}\n",
-            encode(&account.server),
-            encode(&account.user),
-            encode(folder)
-        ))
+        let (uidvalidity, uid) = (uidvalidity.to_string(), uid.to_string());
+        self.append_log(&record_line("imap", account, &[folder, &uidvalidity, &uid]))
     }
 
     /// Records that message `uid` was served to `recipients` (see
@@ -504,14 +484,9 @@ impl SeenStore {
             .entry(folder.to_owned())
             .or_insert_with(|| ImapFolder::new(uidvalidity));
         let served = f.rcpts.entry(uid).or_default();
+        let (uidvalidity, uid) = (uidvalidity.to_string(), uid.to_string());
         let lines = new_served_records(served, recipients, |r| {
-            format!(
-                "imap-rcpt {} {} {} {uidvalidity} {uid} {}\n",
-                encode(&account.server),
-                encode(&account.user),
-                encode(folder),
-                encode(r)
-            )
+            record_line("imap-rcpt", account, &[folder, &uidvalidity, &uid, r])
         });
         self.log_served(&lines)
     }
@@ -590,49 +565,51 @@ impl SeenStore {
         out.push_str(MAGIC);
         out.push('\n');
         for (key, seen) in &self.accounts {
-            let server = encode(&key.server);
-            let user = encode(&key.user);
             for uid in &seen.pop3 {
-                out.push_str(&format!("pop3 {server} {user} {}\n", encode(uid)));
+                out.push_str(&record_line("pop3", key, &[uid]));
             }
             for (uid, rcpts) in &seen.pop3_rcpts {
                 for r in rcpts {
-                    out.push_str(&format!(
-                        "pop3-rcpt {server} {user} {} {}\n",
-                        encode(uid),
-                        encode(r)
-                    ));
+                    out.push_str(&record_line("pop3-rcpt", key, &[uid, r]));
                 }
             }
             for (folder, f) in &seen.imap {
                 let ranges = to_ranges(&f.uids);
-                let folder = encode(folder);
+                let uidvalidity = f.uidvalidity.to_string();
                 if ranges.is_empty() {
-                    out.push_str(&format!(
-                        "imap {server} {user} {folder} {} -\n",
-                        f.uidvalidity
-                    ));
+                    out.push_str(&record_line("imap", key, &[folder, &uidvalidity, "-"]));
                 }
                 for chunk in ranges.chunks(RANGES_PER_LINE) {
-                    out.push_str(&format!(
-                        "imap {server} {user} {folder} {} {}\n",
-                        f.uidvalidity,
-                        chunk.join(",")
-                    ));
+                    let uids = chunk.join(",");
+                    out.push_str(&record_line("imap", key, &[folder, &uidvalidity, &uids]));
                 }
                 for (uid, rcpts) in &f.rcpts {
+                    let uid = uid.to_string();
                     for r in rcpts {
-                        out.push_str(&format!(
-                            "imap-rcpt {server} {user} {folder} {} {uid} {}\n",
-                            f.uidvalidity,
-                            encode(r)
-                        ));
+                        let fields = [folder.as_str(), &uidvalidity, &uid, r];
+                        out.push_str(&record_line("imap-rcpt", key, &fields));
                     }
                 }
             }
         }
         out
     }
+}
+
+/// One record line of the file and the seen log: `KIND SERVER USER FIELD...`, each field
+/// percent-encoded (numbers, UID ranges and `-` pass unchanged).
+fn record_line(kind: &str, account: &AccountKey, fields: &[&str]) -> String {
+    let mut line = format!(
+        "{kind} {} {}",
+        encode(&account.server),
+        encode(&account.user)
+    );
+    for field in fields {
+        line.push(' ');
+        line.push_str(&encode(field));
+    }
+    line.push('\n');
+    line
 }
 
 fn check_uid(uid: &str) -> Result<(), StateError> {
@@ -744,11 +721,6 @@ fn apply_record(
     fields: &[&str],
     source: Source,
 ) -> Result<(), String> {
-    let dec = |f: &str| decode(f).ok_or_else(|| format!("bad encoding in {f:?}"));
-    let validity = |v: &str| {
-        v.parse::<u32>()
-            .map_err(|_| format!("bad uidvalidity {v:?}"))
-    };
     let imap_uid = |v: &str| {
         v.parse::<u32>()
             .ok()
@@ -757,67 +729,35 @@ fn apply_record(
     };
     match fields {
         ["pop3", server, user, uid] => {
-            let uid = dec(uid)?;
-            check_uid(&uid).map_err(|e| e.to_string())?;
-            let seen = accounts
-                .entry(AccountKey::pop3(dec(server)?, dec(user)?))
-                .or_default();
+            let (seen, uid) = pop3_message(accounts, server, user, uid)?;
             seen.pop3_rcpts.remove(&uid);
             seen.pop3.insert(uid);
         }
         ["pop3-rcpt", server, user, uid, rcpt] => {
-            let uid = dec(uid)?;
-            check_uid(&uid).map_err(|e| e.to_string())?;
-            let seen = accounts
-                .entry(AccountKey::pop3(dec(server)?, dec(user)?))
-                .or_default();
+            let (seen, uid) = pop3_message(accounts, server, user, uid)?;
             if !seen.pop3.contains(&uid) {
                 seen.pop3_rcpts.entry(uid).or_default().insert(dec(rcpt)?);
             }
         }
         ["imap", server, user, folder, v, ranges] => {
-            let uidvalidity = validity(v)?;
             let mut uids = BTreeSet::new();
             if *ranges != "-" {
                 parse_ranges(ranges, &mut uids).ok_or_else(|| format!("bad uid set {ranges:?}"))?;
             }
-            let seen = accounts
-                .entry(AccountKey::imap(dec(server)?, dec(user)?))
-                .or_default();
-            let f = seen
-                .imap
-                .entry(dec(folder)?)
-                .or_insert_with(|| ImapFolder::new(uidvalidity));
-            if f.uidvalidity != uidvalidity {
-                match source {
-                    Source::File => return Err("two uidvalidity values for one folder".into()),
-                    // The log's UIDVALIDITY change: the folder starts over, as it did in memory.
-                    Source::Log if *ranges == "-" => *f = ImapFolder::new(uidvalidity),
-                    // A message of an older UIDVALIDITY means nothing now.
-                    Source::Log => return Ok(()),
-                }
-            }
+            let Some(f) = imap_folder(accounts, [server, user, folder, v], source, *ranges == "-")?
+            else {
+                return Ok(());
+            };
             for uid in &uids {
                 f.rcpts.remove(uid);
             }
             f.uids.extend(uids);
         }
         ["imap-rcpt", server, user, folder, v, uid, rcpt] => {
-            let uidvalidity = validity(v)?;
             let uid = imap_uid(uid)?;
-            let seen = accounts
-                .entry(AccountKey::imap(dec(server)?, dec(user)?))
-                .or_default();
-            let f = seen
-                .imap
-                .entry(dec(folder)?)
-                .or_insert_with(|| ImapFolder::new(uidvalidity));
-            if f.uidvalidity != uidvalidity {
-                return match source {
-                    Source::File => Err("two uidvalidity values for one folder".into()),
-                    Source::Log => Ok(()),
-                };
-            }
+            let Some(f) = imap_folder(accounts, [server, user, folder, v], source, false)? else {
+                return Ok(());
+            };
             if !f.uids.contains(&uid) {
                 f.rcpts.entry(uid).or_default().insert(dec(rcpt)?);
             }
@@ -825,6 +765,53 @@ fn apply_record(
         _ => return Err("unrecognised record".into()),
     }
     Ok(())
+}
+
+fn dec(field: &str) -> Result<String, String> {
+    decode(field).ok_or_else(|| format!("bad encoding in {field:?}"))
+}
+
+/// The account and the checked UID a POP3 record line names.
+fn pop3_message<'a>(
+    accounts: &'a mut BTreeMap<AccountKey, AccountSeen>,
+    server: &str,
+    user: &str,
+    uid: &str,
+) -> Result<(&'a mut AccountSeen, String), String> {
+    let uid = dec(uid)?;
+    check_uid(&uid).map_err(|e| e.to_string())?;
+    let account = AccountKey::pop3(dec(server)?, dec(user)?);
+    Ok((accounts.entry(account).or_default(), uid))
+}
+
+/// The folder an IMAP record line names (`[server, user, folder, uidvalidity]`), created with
+/// the line's UIDVALIDITY. A line of another UIDVALIDITY than the folder's is an error in the
+/// file; in the log it is `None` (a message of an older UIDVALIDITY means nothing now), unless
+/// it is the log's UIDVALIDITY change (`restart`): the folder starts over, as it did in memory.
+fn imap_folder<'a>(
+    accounts: &'a mut BTreeMap<AccountKey, AccountSeen>,
+    [server, user, folder, v]: [&str; 4],
+    source: Source,
+    restart: bool,
+) -> Result<Option<&'a mut ImapFolder>, String> {
+    let uidvalidity = v
+        .parse::<u32>()
+        .map_err(|_| format!("bad uidvalidity {v:?}"))?;
+    let seen = accounts
+        .entry(AccountKey::imap(dec(server)?, dec(user)?))
+        .or_default();
+    let f = seen
+        .imap
+        .entry(dec(folder)?)
+        .or_insert_with(|| ImapFolder::new(uidvalidity));
+    if f.uidvalidity != uidvalidity {
+        match source {
+            Source::File => return Err("two uidvalidity values for one folder".into()),
+            Source::Log if restart => *f = ImapFolder::new(uidvalidity),
+            Source::Log => return Ok(None),
+        }
+    }
+    Ok(Some(f))
 }
 
 /// Largest IMAP UID range expanded from a file (a corrupt `1:4294967295` must not allocate
@@ -997,12 +984,37 @@ fn new_served_records(
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("postie-state-unit-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A directory of its own for a test, removed when the test ends; `path` is the state file.
+    struct Scratch {
+        dir: PathBuf,
+        path: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("postie-state-unit-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("seen");
+            Scratch { dir, path }
+        }
+
+        /// The store at `path`, as a new run opens it.
+        fn open(&self) -> SeenStore {
+            SeenStore::open(&self.path).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// The POP3 and the IMAP account of the tests.
+    fn keys() -> (AccountKey, AccountKey) {
+        (AccountKey::pop3("h", "u"), AccountKey::imap("h", "u"))
     }
 
     #[test]
@@ -1030,17 +1042,16 @@ mod tests {
 
     fn store_with(path: &Path, uids: &[&str]) -> SeenStore {
         let mut s = SeenStore::open(path).unwrap();
-        s.pop3_record(&AccountKey::pop3("h", "u"), uids.iter().copied())
-            .unwrap();
+        s.pop3_record(&keys().0, uids.iter().copied()).unwrap();
         s
     }
 
     #[test]
     fn a_fault_at_any_step_leaves_old_or_new_state() {
-        let dir = temp("faults");
-        let path = dir.join("seen");
+        let scratch = Scratch::new("faults");
+        let path = &scratch.path;
         store_with(&path, &["old"]).commit().unwrap();
-        let key = AccountKey::pop3("h", "u");
+        let (key, _) = keys();
         for (fault, expect_new) in [
             (FaultPoint::MidWrite, false),
             (FaultPoint::BeforeRename, false),
@@ -1048,23 +1059,21 @@ mod tests {
         ] {
             let s = store_with(&path, &["old", "new"]);
             assert!(write_atomic(&path, &s.render(), fault).is_err());
-            let reopened = SeenStore::open(&path).unwrap();
+            let reopened = scratch.open();
             assert!(reopened.pop3_is_seen(&key, "old"), "{fault:?}");
             assert_eq!(reopened.pop3_is_seen(&key, "new"), expect_new, "{fault:?}");
             // Restore the old state for the next round; a left-over temp file is overwritten.
-            let mut s = SeenStore::open(&path).unwrap();
+            let mut s = scratch.open();
             s.pop3_retain(&key, |u| u == "old");
             s.commit().unwrap();
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_seen_log_survives_a_kill_and_the_commit_removes_it() {
-        let dir = temp("seenlog");
-        let path = dir.join("seen");
-        let pop = AccountKey::pop3("h", "u");
-        let imap = AccountKey::imap("h", "u");
+        let scratch = Scratch::new("seenlog");
+        let path = &scratch.path;
+        let (pop, imap) = keys();
         {
             let mut s = store_with(&path, &["committed"]);
             s.imap_record(&imap, "INBOX", 7, [1]);
@@ -1085,7 +1094,7 @@ mod tests {
             .unwrap();
         log.write_all(b"pop3 h u cu").unwrap();
         drop(log);
-        let mut s = SeenStore::open(&path).unwrap();
+        let mut s = scratch.open();
         assert!(s.pop3_is_seen(&pop, "committed") && s.pop3_is_seen(&pop, "logged"));
         assert!(!s.pop3_is_seen(&pop, "cu") && !s.pop3_is_seen(&pop, "cut"));
         assert!(s.imap_is_seen(&imap, "INBOX", 7, 1) && s.imap_is_seen(&imap, "INBOX", 7, 2));
@@ -1098,20 +1107,17 @@ mod tests {
         s.commit().unwrap();
         assert!(!seen_log_path(&path).exists(), "the commit removes the log");
         // The file now holds what the log held, the served recipients included.
-        let s = SeenStore::open(&path).unwrap();
+        let s = scratch.open();
         assert!(s.pop3_is_seen(&pop, "logged") && s.imap_is_seen(&imap, "INBOX", 7, 2));
         assert_eq!(s.pop3_served_to(&pop, "half"), ["a@x", "b c@x"]);
         assert!(!s.is_dirty());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn delivering_a_message_forgets_its_served_recipients() {
-        let dir = temp("served");
-        let path = dir.join("seen");
-        let pop = AccountKey::pop3("h", "u");
-        let imap = AccountKey::imap("h", "u");
-        let mut s = SeenStore::open(&path).unwrap();
+        let scratch = Scratch::new("served");
+        let (pop, imap) = keys();
+        let mut s = scratch.open();
         s.pop3_served(&pop, "m", &["a@x".into()]).unwrap();
         s.imap_record(&imap, "F", 3, []);
         s.imap_served(&imap, "F", 3, 9, &["a@x".into()]).unwrap();
@@ -1123,20 +1129,19 @@ mod tests {
         assert!(s.pop3_served_to(&pop, "m").is_empty());
         assert!(s.imap_served_to(&imap, "F", 3, 9).is_empty());
         // Replayed from the log over the file that still has them, the same.
-        let s2 = SeenStore::open(&path).unwrap();
+        let s2 = scratch.open();
         assert!(s2.pop3_served_to(&pop, "m").is_empty());
         assert!(s2.imap_served_to(&imap, "F", 3, 9).is_empty());
         assert!(s2.imap_is_seen(&imap, "F", 3, 9));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_logged_uidvalidity_change_is_replayed_in_order() {
-        let dir = temp("validity-log");
-        let path = dir.join("seen");
-        let imap = AccountKey::imap("h", "u");
+        let scratch = Scratch::new("validity-log");
+        let path = &scratch.path;
+        let (_, imap) = keys();
         {
-            let mut s = SeenStore::open(&path).unwrap();
+            let mut s = scratch.open();
             s.imap_record(&imap, "F", 1, [1, 2]);
             s.commit().unwrap();
             assert_eq!(
@@ -1146,7 +1151,7 @@ mod tests {
             s.imap_delivered(&imap, "F", 2, 5).unwrap();
         }
         let text = fs::read_to_string(seen_log_path(&path)).unwrap();
-        let s = SeenStore::open(&path).unwrap();
+        let s = scratch.open();
         assert!(s.imap_is_seen(&imap, "F", 2, 5));
         assert!(!s.imap_is_seen(&imap, "F", 1, 1) && !s.imap_is_seen(&imap, "F", 2, 1));
         // The same log found again over the committed state (a power loss lost its removal)
@@ -1158,10 +1163,9 @@ mod tests {
             format!("imap h u F 1 3\n{text}imap h u F 1 4\n"),
         )
         .unwrap();
-        let again = SeenStore::open(&path).unwrap();
+        let again = scratch.open();
         assert!(again.imap_is_seen(&imap, "F", 2, 5));
         assert_eq!(again.imap_uidvalidity(&imap, "F"), Some(2));
         assert!(!again.imap_is_seen(&imap, "F", 2, 3));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
