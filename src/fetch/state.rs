@@ -1050,15 +1050,15 @@ mod tests {
     fn a_fault_at_any_step_leaves_old_or_new_state() {
         let scratch = Scratch::new("faults");
         let path = &scratch.path;
-        store_with(&path, &["old"]).commit().unwrap();
+        store_with(path, &["old"]).commit().unwrap();
         let (key, _) = keys();
         for (fault, expect_new) in [
             (FaultPoint::MidWrite, false),
             (FaultPoint::BeforeRename, false),
             (FaultPoint::BeforeDirSync, true),
         ] {
-            let s = store_with(&path, &["old", "new"]);
-            assert!(write_atomic(&path, &s.render(), fault).is_err());
+            let s = store_with(path, &["old", "new"]);
+            assert!(write_atomic(path, &s.render(), fault).is_err());
             let reopened = scratch.open();
             assert!(reopened.pop3_is_seen(&key, "old"), "{fault:?}");
             assert_eq!(reopened.pop3_is_seen(&key, "new"), expect_new, "{fault:?}");
@@ -1075,10 +1075,10 @@ mod tests {
         let path = &scratch.path;
         let (pop, imap) = keys();
         {
-            let mut s = store_with(&path, &["committed"]);
+            let mut s = store_with(path, &["committed"]);
             s.imap_record(&imap, "INBOX", 7, [1]);
             s.commit().unwrap();
-            assert!(!seen_log_path(&path).exists(), "nothing logged yet");
+            assert!(!seen_log_path(path).exists(), "nothing logged yet");
             s.pop3_delivered(&pop, "logged").unwrap();
             s.imap_delivered(&imap, "INBOX", 7, 2).unwrap();
             // Another UIDVALIDITY than the folder's is not recorded.
@@ -1090,7 +1090,7 @@ mod tests {
         // A line cut while written (no newline) is ignored.
         let mut log = OpenOptions::new()
             .append(true)
-            .open(seen_log_path(&path))
+            .open(seen_log_path(path))
             .unwrap();
         log.write_all(b"pop3 h u cu").unwrap();
         drop(log);
@@ -1105,7 +1105,7 @@ mod tests {
             "a replayed log is committed by the next commit"
         );
         s.commit().unwrap();
-        assert!(!seen_log_path(&path).exists(), "the commit removes the log");
+        assert!(!seen_log_path(path).exists(), "the commit removes the log");
         // The file now holds what the log held, the served recipients included.
         let s = scratch.open();
         assert!(s.pop3_is_seen(&pop, "logged") && s.imap_is_seen(&imap, "INBOX", 7, 2));
@@ -1150,7 +1150,7 @@ mod tests {
             );
             s.imap_delivered(&imap, "F", 2, 5).unwrap();
         }
-        let text = fs::read_to_string(seen_log_path(&path)).unwrap();
+        let text = fs::read_to_string(seen_log_path(path)).unwrap();
         let s = scratch.open();
         assert!(s.imap_is_seen(&imap, "F", 2, 5));
         assert!(!s.imap_is_seen(&imap, "F", 1, 1) && !s.imap_is_seen(&imap, "F", 2, 1));
@@ -1159,7 +1159,7 @@ mod tests {
         let mut s = s;
         s.commit().unwrap();
         fs::write(
-            seen_log_path(&path),
+            seen_log_path(path),
             format!("imap h u F 1 3\n{text}imap h u F 1 4\n"),
         )
         .unwrap();
