@@ -347,14 +347,13 @@ impl<'scope, K: Send + 'scope> Publishing<'scope, K> {
 mod tests {
     //! The sequence against an in-memory mailbox and a target that fails on demand: the
     //! ordering rules of the delivery contract, checked without a server.
-    use std::io::Read;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::account::Env;
-    use crate::deliver::{Deliver, DeliverError, MessageInfo, Receipt};
+    use crate::deliver::DeliverError;
     use crate::fetch::delivery::PollContext;
     use crate::fetch::pipe::Feeder;
     use crate::fetch::state::{AccountKey, SeenStore};
@@ -514,41 +513,25 @@ mod tests {
 
     /// A direct target (an MDA, say) that fails the messages `fails` picks, and notes when an
     /// earlier confirmation is not yet in the seen state.
-    struct Picky {
-        fails: fn(u32) -> bool,
-        log: Arc<Log>,
-        state: Arc<Mutex<SeenStore>>,
-        confirmed: Vec<u32>,
-    }
-
-    impl Deliver for Picky {
-        fn deliver(
-            &mut self,
-            msg: &mut dyn Read,
-            _info: &MessageInfo,
-        ) -> std::result::Result<Receipt, DeliverError> {
-            let mut text = String::new();
-            msg.read_to_string(&mut text)
-                .map_err(|e| DeliverError::transient(e.to_string()))?;
-            let Some(uid) = uid_of(&text) else {
+    fn picky(fails: fn(u32) -> bool, log: &Arc<Log>, state: &Arc<Mutex<SeenStore>>) -> Target {
+        let (log, state) = (log.clone(), state.clone());
+        let mut confirmed = Vec::new();
+        pipe::test_target(move |text, _| {
+            let Some(uid) = uid_of(&String::from_utf8_lossy(&text)) else {
                 return Err(DeliverError::transient("a truncated message"));
             };
-            for &earlier in &self.confirmed {
-                if !is_seen(&self.state, earlier) {
-                    push(&self.log, Event::Unrecorded(earlier));
+            for &earlier in &confirmed {
+                if !is_seen(&state, earlier) {
+                    push(&log, Event::Unrecorded(earlier));
                 }
             }
-            if (self.fails)(uid) {
+            if fails(uid) {
                 return Err(DeliverError::transient("disk full"));
             }
-            push(&self.log, Event::Confirmed(uid));
-            self.confirmed.push(uid);
-            Ok(Receipt {
-                location: "picky".into(),
-                path: None,
-                bytes: text.len() as u64,
-            })
-        }
+            push(&log, Event::Confirmed(uid));
+            confirmed.push(uid);
+            Ok(pipe::test_receipt(text.len()))
+        })
     }
 
     fn tempdir(name: &str) -> PathBuf {
@@ -654,15 +637,7 @@ mod tests {
         let log = Arc::new(Log::default());
         let maildir = dir.join("Maildir");
         let mut target = match r.fails {
-            Some(fails) => Target::Direct {
-                deliver: Box::new(Picky {
-                    fails,
-                    log: log.clone(),
-                    state: state.clone(),
-                    confirmed: Vec::new(),
-                }),
-                description: "picky".into(),
-            },
+            Some(fails) => picky(fails, &log, &state),
             None => Target::Maildir(crate::deliver::Maildir::open(&maildir).unwrap()),
         };
         let mailbox = Memory {

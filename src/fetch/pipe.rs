@@ -476,47 +476,87 @@ impl<K> Read for ChunkReader<'_, K> {
     }
 }
 
+/// A direct target made of a closure, for the tests of the pipe and of the fetch loop: it reads
+/// each message whole and the closure answers for it.
+#[cfg(test)]
+pub(super) fn test_target(
+    answer: impl FnMut(Vec<u8>, &MessageInfo) -> std::result::Result<Receipt, DeliverError>
+    + Send
+    + 'static,
+) -> Target {
+    struct Answering<F>(F);
+    impl<F> Deliver for Answering<F>
+    where
+        F: FnMut(Vec<u8>, &MessageInfo) -> std::result::Result<Receipt, DeliverError>,
+    {
+        fn deliver(
+            &mut self,
+            msg: &mut dyn Read,
+            info: &MessageInfo,
+        ) -> std::result::Result<Receipt, DeliverError> {
+            let mut text = Vec::new();
+            msg.read_to_end(&mut text)
+                .map_err(|e| DeliverError::from_io("the test target", e))?;
+            (self.0)(text, info)
+        }
+    }
+    Target::Direct {
+        deliver: Box::new(Answering(answer)),
+        description: "the test target".into(),
+    }
+}
+
+/// What a test target answers for a message it took.
+#[cfg(test)]
+pub(super) fn test_receipt(bytes: usize) -> Receipt {
+    Receipt {
+        location: "the test target".into(),
+        path: None,
+        bytes: bytes as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    struct Collect(Arc<Mutex<Vec<Vec<u8>>>>);
-    impl Deliver for Collect {
-        fn deliver(
-            &mut self,
-            msg: &mut dyn Read,
-            _: &MessageInfo,
-        ) -> std::result::Result<Receipt, DeliverError> {
-            let mut v = Vec::new();
-            msg.read_to_end(&mut v)
-                .map_err(|e| DeliverError::from_io("x", e))?;
-            let n = v.len() as u64;
-            self.0.lock().unwrap().push(v);
-            Ok(Receipt {
-                location: "c".into(),
-                path: None,
-                bytes: n,
-            })
-        }
+    /// Each message's bytes and envelope, as the target got them.
+    type Recorded = Arc<Mutex<Vec<(Vec<u8>, MessageInfo)>>>;
+
+    /// A target that takes every message and records it in `got`.
+    fn recording(got: &Recorded) -> Target {
+        let got = got.clone();
+        test_target(move |text, info| {
+            let n = text.len();
+            got.lock().unwrap().push((text, info.clone()));
+            Ok(test_receipt(n))
+        })
     }
 
-    fn run(msgs: &[&[u8]], piece: usize, cut_last: bool) -> (Vec<Vec<u8>>, usize) {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let mut t = Target::Direct {
-            deliver: Box::new(Collect(got.clone())),
-            description: "c".into(),
-        };
-        let hdr = |_: Option<&Sorted>| "Received: x\r\n".to_string();
-        let opts = PipeOptions {
-            received: Some(&hdr),
-            multidrop: None,
+    /// Pipe options with no size limit, header filter or reports.
+    fn options<'a>(
+        received: Option<&'a ReceivedHeader<'a>>,
+        multidrop: Option<(&'a Rules, &'a str)>,
+    ) -> PipeOptions<'a> {
+        PipeOptions {
+            received,
+            multidrop,
             info: MessageInfo::default(),
             limit: None,
             drop_headers: Default::default(),
             report: None,
-        };
-        let (items, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
+        }
+    }
+
+    /// Feeds `msgs` into the pipe in pieces of `piece` bytes; with `cut_last` the last one
+    /// never ends (the connection dropped).
+    fn feed<'a>(
+        msgs: &'a [&'a [u8]],
+        piece: usize,
+        cut_last: bool,
+    ) -> impl FnOnce(&Feeder<usize>) -> Result<()> + 'a {
+        move |f| {
             for (i, m) in msgs.iter().enumerate() {
                 f.start(i, None)?;
                 for c in m.chunks(piece) {
@@ -527,13 +567,25 @@ mod tests {
                 }
             }
             Ok(())
-        });
+        }
+    }
+
+    fn run(msgs: &[&[u8]], piece: usize, cut_last: bool) -> (Vec<Vec<u8>>, usize) {
+        let got = Recorded::default();
+        let hdr = |_: Option<&Sorted>| "Received: x\r\n".to_string();
+        let opts = options(Some(&hdr), None);
+        let (items, r) = run_batch(
+            &mut recording(&got),
+            &opts,
+            &NoLedger,
+            feed(msgs, piece, cut_last),
+        );
         assert!(r.is_ok());
         let ok = items
             .iter()
             .filter(|i| matches!(i.outcome, Outcome::Staged(_)))
             .count();
-        let v = got.lock().unwrap().clone();
+        let v = got.lock().unwrap().iter().map(|(m, _)| m.clone()).collect();
         (v, ok)
     }
 
@@ -572,29 +624,6 @@ mod tests {
         }
     }
 
-    /// What [`Record`] saw: each message's bytes and envelope.
-    type Recorded = Arc<Mutex<Vec<(Vec<u8>, MessageInfo)>>>;
-
-    /// Records each message's bytes and envelope.
-    struct Record(Recorded);
-    impl Deliver for Record {
-        fn deliver(
-            &mut self,
-            msg: &mut dyn Read,
-            info: &MessageInfo,
-        ) -> std::result::Result<Receipt, DeliverError> {
-            let mut v = Vec::new();
-            msg.read_to_end(&mut v)
-                .map_err(|e| DeliverError::from_io("x", e))?;
-            self.0.lock().unwrap().push((v, info.clone()));
-            Ok(Receipt {
-                location: "r".into(),
-                path: None,
-                bytes: 0,
-            })
-        }
-    }
-
     /// Multidrop rules: alice and bob of example.org, everything else to the postmaster `pm`.
     fn alice_and_bob_at_example_org() -> Rules {
         Rules {
@@ -618,33 +647,19 @@ mod tests {
             b"To: x@elsewhere.net\r\n\r\nbody b\r\n",
         ];
         for invisible in [true, false] {
-            let got = Arc::new(Mutex::new(Vec::new()));
-            let mut t = Target::Direct {
-                deliver: Box::new(Record(got.clone())),
-                description: "r".into(),
-            };
+            let got = Recorded::default();
             let hdr = |s: Option<&Sorted>| {
                 format!("Received: for {}\r\n", s.map_or(0, |s| s.locals.len()))
             };
-            let opts = PipeOptions {
-                received: (!invisible).then_some(&hdr as &ReceivedHeader<'_>),
-                multidrop: Some((&rules, "example.org")),
-                info: MessageInfo::default(),
-                limit: None,
-                drop_headers: Default::default(),
-                report: None,
-            };
-            let (_, r) = run_batch(&mut t, &opts, &NoLedger, |f: &Feeder<usize>| {
-                for (i, m) in msgs.iter().enumerate() {
-                    f.start(i, None)?;
-                    // One byte at a time: the header read-ahead spans many chunks.
-                    for c in m.chunks(1) {
-                        f.data(c)?;
-                    }
-                    f.end()?;
-                }
-                Ok(())
-            });
+            let received = (!invisible).then_some(&hdr as &ReceivedHeader<'_>);
+            let opts = options(received, Some((&rules, "example.org")));
+            // One byte at a time: the header read-ahead spans many chunks.
+            let (_, r) = run_batch(
+                &mut recording(&got),
+                &opts,
+                &NoLedger,
+                feed(&msgs, 1, false),
+            );
             assert!(r.is_ok());
             let got = got.lock().unwrap();
             assert_eq!(got[0].1.recipient, "bob@example.org");
@@ -746,62 +761,34 @@ mod tests {
         }
     }
 
-    /// Checks that every earlier message was recorded before this one is delivered, and
-    /// refuses bob temporarily for message 1 while alice takes it.
     /// Per delivery call: what the ledger had recorded as delivered then, and the envelope.
     type Calls = Arc<Mutex<Vec<(Vec<usize>, MessageInfo)>>>;
 
-    struct Checked {
-        book: Arc<Book>,
-        seen: Calls,
-    }
-
-    impl Deliver for Checked {
-        fn deliver(
-            &mut self,
-            msg: &mut dyn Read,
-            info: &MessageInfo,
-        ) -> std::result::Result<Receipt, DeliverError> {
-            let mut v = Vec::new();
-            msg.read_to_end(&mut v)
-                .map_err(|e| DeliverError::from_io("x", e))?;
-            let n = self.seen.lock().unwrap().len();
-            let recorded = self.book.delivered.lock().unwrap().clone();
-            self.seen.lock().unwrap().push((recorded, info.clone()));
-            if info.also.iter().any(|a| a == "bob@example.org") && n == 1 {
+    /// A target that notes what `book` recorded as delivered before each message reaches it,
+    /// and refuses bob temporarily for the second message while alice takes it.
+    fn checked(book: &Arc<Book>, seen: &Calls) -> Target {
+        let (book, seen) = (book.clone(), seen.clone());
+        test_target(move |text, info| {
+            let recorded = book.delivered.lock().unwrap().clone();
+            let mut seen = seen.lock().unwrap();
+            seen.push((recorded, info.clone()));
+            if info.also.iter().any(|a| a == "bob@example.org") && seen.len() == 2 {
                 return Err(DeliverError::Partial {
                     reason: "bob: 451".into(),
                     served: vec![info.recipient.clone()],
                 });
             }
-            Ok(Receipt {
-                location: "c".into(),
-                path: None,
-                bytes: v.len() as u64,
-            })
-        }
+            Ok(test_receipt(text.len()))
+        })
     }
 
     #[test]
     fn each_confirmed_message_is_recorded_before_the_next_and_served_recipients_are_skipped() {
         let rules = alice_and_bob_at_example_org();
         let book = Arc::new(Book::default());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut t = Target::Direct {
-            deliver: Box::new(Checked {
-                book: book.clone(),
-                seen: seen.clone(),
-            }),
-            description: "c".into(),
-        };
-        let opts = PipeOptions {
-            received: None,
-            multidrop: Some((&rules, "example.org")),
-            info: MessageInfo::default(),
-            limit: None,
-            drop_headers: Default::default(),
-            report: None,
-        };
+        let seen = Calls::default();
+        let mut t = checked(&book, &seen);
+        let opts = options(None, Some((&rules, "example.org")));
         let msg: &[u8] = b"To: alice@example.org, bob@example.org\r\n\r\nbody\r\n";
         let (items, r) = run_batch(&mut t, &opts, &*book, |f: &Feeder<usize>| {
             for i in 0..4 {
