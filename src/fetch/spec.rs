@@ -58,6 +58,31 @@ pub struct PollSpec {
 }
 
 impl PollSpec {
+    /// A poll of `fetch` with fetchmail's defaults for everything else: mail for the invoking
+    /// user (root when unknown), SMTP recipient `user@localhost`, a Received header, no
+    /// multidrop, no hooks, every cycle.
+    pub fn new(name: &str, fetch: FetchSettings, env: &Env, vocabulary: Vocabulary) -> Self {
+        let local_user = env.user.clone().unwrap_or_else(|| "root".into());
+        PollSpec {
+            name: name.to_owned(),
+            skip: false,
+            fetch,
+            smtp_recipient: format!("{local_user}@localhost"),
+            local_user,
+            invisible: false,
+            vocabulary,
+            every_nth_poll: 1,
+            multidrop: None,
+            smtp_domain: "localhost".to_owned(),
+            mda_line_ends: LineEnds::default(),
+            drop_headers: DropHeaders::default(),
+            smtp_fallbacks: Vec::new(),
+            antispam: Vec::new(),
+            hooks: Default::default(),
+            bounce: Default::default(),
+        }
+    }
+
     /// The server's name as messages and the Received header show it.
     pub fn server_name(&self) -> String {
         self.fetch.server.host().unwrap_or("localhost").to_owned()
@@ -250,29 +275,12 @@ pub fn from_accounts(accounts: &[Account], env: &Env) -> Vec<PollSpec> {
         .iter()
         .filter_map(|a| {
             let fetch = a.fetch.clone()?;
-            let local_user = env.user.clone().unwrap_or_else(|| "root".into());
-            let smtp_recipient = match &fetch.recipient {
-                Some(r) => r.value.clone(),
-                None => format!("{local_user}@localhost"),
-            };
-            Some(PollSpec {
-                name: a.name.clone(),
-                skip: false,
-                smtp_recipient,
-                local_user,
-                fetch,
-                invisible: false,
-                vocabulary: Vocabulary::TomlFetch,
-                every_nth_poll: 1,
-                multidrop: None,
-                smtp_domain: "localhost".to_owned(),
-                mda_line_ends: LineEnds::default(),
-                drop_headers: DropHeaders::default(),
-                smtp_fallbacks: Vec::new(),
-                antispam: Vec::new(),
-                hooks: Default::default(),
-                bounce: Default::default(),
-            })
+            let recipient = fetch.recipient.as_ref().map(|r| r.value.clone());
+            let mut spec = PollSpec::new(&a.name, fetch, env, Vocabulary::TomlFetch);
+            if let Some(r) = recipient {
+                spec.smtp_recipient = r;
+            }
+            Some(spec)
         })
         .collect()
 }
@@ -361,31 +369,19 @@ pub fn from_command_line(name: &str, env: &Env) -> PollSpec {
         }),
         cl(),
     ));
-    let local_user = env.user.clone().unwrap_or_else(|| "root".into());
-    PollSpec {
-        name: name.to_owned(),
-        skip: false,
-        fetch,
-        smtp_recipient: format!("{local_user}@localhost"),
-        local_user,
-        invisible: false,
-        vocabulary: Vocabulary::Fetchmailrc,
-        every_nth_poll: 1,
-        multidrop: None,
-        smtp_domain: "localhost".to_owned(),
-        mda_line_ends: LineEnds::default(),
-        drop_headers: DropHeaders::default(),
-        smtp_fallbacks: Vec::new(),
-        antispam: Vec::new(),
-        hooks: Default::default(),
-        bounce: Default::default(),
-    }
+    PollSpec::new(name, fetch, env, Vocabulary::Fetchmailrc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::fetchmailrc::parse_fetchmailrc;
+
+    /// The polls of the fetchmailrc `text`.
+    fn rc_polls(text: &str) -> Result<Vec<PollSpec>> {
+        let rc = parse_fetchmailrc(text, std::path::Path::new("/rc")).unwrap();
+        from_fetchmailrc(&rc, &env())
+    }
 
     fn env() -> Env {
         Env {
@@ -397,14 +393,12 @@ mod tests {
 
     #[test]
     fn rc_entries_become_polls() {
-        let rc = parse_fetchmailrc(
+        let polls = rc_polls(
             "poll pop.example proto pop3 port 1995\n  user bob there with password secret is ann here ssl keep limit 1000 fetchlimit 5\n  mda \"procmail -d %T\"\n\
              poll imap.example proto imap\n  user carl password x folder INBOX,Lists smtphost mx/2525 smtpaddress example.org\n\
              skip lm.example proto pop3 user d password y lmtp smtphost localhost/24\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let p = from_fetchmailrc(&rc, &env()).unwrap();
+        );
+        let p = polls.unwrap();
         assert_eq!(p.len(), 3);
         assert_eq!(p[0].fetch.protocol.value, FetchProtocol::Pop3);
         assert_eq!(p[0].fetch.endpoint().unwrap().port, 1995);
@@ -444,13 +438,11 @@ mod tests {
 
     #[test]
     fn disposal_options_from_the_rc() {
-        let rc = parse_fetchmailrc(
+        let polls = rc_polls(
             "poll a proto pop3 user x password y flush limitflush limit 10 expunge 0\n\
              poll b proto imap user x password y no flush\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let p = from_fetchmailrc(&rc, &env()).unwrap();
+        );
+        let p = polls.unwrap();
         assert!(p[0].fetch.tuning.flush && p[0].fetch.tuning.limitflush);
         assert_eq!(
             (p[0].fetch.tuning.limit, p[0].fetch.tuning.expunge),
@@ -543,12 +535,10 @@ mod tests {
 
     #[test]
     fn rc_interval_polls_every_nth_cycle() {
-        let rc = parse_fetchmailrc(
+        let polls = rc_polls(
             "poll a proto pop3 interval 3 user x password y\npoll b proto pop3 user x password y\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let p = from_fetchmailrc(&rc, &env()).unwrap();
+        );
+        let p = polls.unwrap();
         assert_eq!((p[0].every_nth_poll, p[1].every_nth_poll), (3, 1));
         assert!(p[0].describe(&env()).contains("polled every 3 cycles"));
         assert!(!p[1].describe(&env()).contains("cycles"));
@@ -556,25 +546,19 @@ mod tests {
 
     #[test]
     fn unsupported_protocol_names_the_line() {
-        let rc = parse_fetchmailrc(
-            "poll x proto etrn user a password b\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let e = from_fetchmailrc(&rc, &env()).unwrap_err();
+        let polls = rc_polls("poll x proto etrn user a password b\n");
+        let e = polls.unwrap_err();
         assert!(e.to_string().starts_with("/rc:1:"), "{e}");
     }
 
     #[test]
     fn multidrop_user_entries_get_sorting_rules() {
-        let rc = parse_fetchmailrc(
+        let polls = rc_polls(
             "set postmaster pm\npoll mail.example.org via 127.0.0.1 proto pop3 aka example.org \
              localdomains lists.example.org envelope 1 X-Original-To\n  \
              user shared password p to 'info'='carol' alice * here smtpaddress example.org\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let spec = &from_fetchmailrc(&rc, &env()).unwrap()[0];
+        );
+        let spec = &polls.unwrap()[0];
         let m = spec.multidrop.as_ref().expect("multidrop");
         assert_eq!(
             m.names,
@@ -597,38 +581,21 @@ mod tests {
         assert_eq!(m.postmaster, "pm");
         assert_eq!(spec.smtp_domain, "example.org");
         // The defaults: envelope Received.
-        let rc = parse_fetchmailrc(
-            "poll x proto pop3\n  user shared password p is alice bob here\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let m = from_fetchmailrc(&rc, &env()).unwrap()[0]
-            .multidrop
-            .clone()
-            .unwrap();
+        let polls = rc_polls("poll x proto pop3\n  user shared password p is alice bob here\n");
+        let m = polls.unwrap()[0].multidrop.clone().unwrap();
         assert_eq!(m.envelope, Some((0, "Received".to_owned())));
         // One local name, even mapped, is single-drop.
-        let rc = parse_fetchmailrc(
-            "poll x proto pop3 user shared password p is alice here\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        let spec = &from_fetchmailrc(&rc, &env()).unwrap()[0];
+        let polls = rc_polls("poll x proto pop3 user shared password p is alice here\n");
+        let spec = &polls.unwrap()[0];
         assert!(spec.multidrop.is_none());
         assert_eq!(spec.local_user, "alice");
     }
 
     #[test]
     fn multidrop_with_an_mda_is_allowed() {
-        let rc = parse_fetchmailrc(
+        let polls = rc_polls(
             "poll x proto pop3\n  user shared password p is alice bob here\n  mda \"procmail -d %T\"\n",
-            std::path::Path::new("/rc"),
-        )
-        .unwrap();
-        assert!(
-            from_fetchmailrc(&rc, &env()).unwrap()[0]
-                .multidrop
-                .is_some()
         );
+        assert!(polls.unwrap()[0].multidrop.is_some());
     }
 }
