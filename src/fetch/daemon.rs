@@ -446,10 +446,17 @@ pub fn run(
             .spawn(move || {
                 let daemon = schedule.interval.is_some();
                 let r = guarded(&spec.name, control, daemon, || {
+                    let account = AccountRun {
+                        spec: &spec,
+                        ctx,
+                        control,
+                        schedule,
+                        gate: gate.as_deref(),
+                    };
                     if uses_idle(&spec, ctx.check_only) {
-                        idle_account(&spec, ctx, control, schedule, gate.as_deref())
+                        idle_account(&account)
                     } else {
-                        poll_account(&spec, ctx, control, schedule, gate.as_deref())
+                        poll_account(&account)
                     }
                 });
                 let _ = thread_tx.send((i, r));
@@ -593,29 +600,35 @@ fn show_error(spec: &PollSpec, report: &PollReport) {
     }
 }
 
-/// A polling account: poll, sleep, repeat (daemon) or poll once.
-fn poll_account(
-    spec: &PollSpec,
-    ctx: &PollContext<'_>,
-    control: &Control,
+/// What one account's thread runs with.
+#[derive(Clone, Copy)]
+struct AccountRun<'a> {
+    spec: &'a PollSpec,
+    ctx: &'a PollContext<'a>,
+    control: &'a Control,
     schedule: Schedule,
-    gate: Option<&ServerGate>,
-) -> PollReport {
+    /// The server's bound on logins and polls at once.
+    gate: Option<&'a ServerGate>,
+}
+
+/// A polling account: poll, sleep, repeat (daemon) or poll once.
+fn poll_account(account: &AccountRun<'_>) -> PollReport {
+    let (spec, control, interval) = (account.spec, account.control, account.schedule.interval);
     let mut seen = control.generation();
-    let mut retry = schedule.interval.map(|i| Backoff::new(RETRY_FIRST, i));
+    let mut retry = interval.map(|i| Backoff::new(RETRY_FIRST, i));
     let mut last = PollReport::default();
     loop {
-        let permit = match gate {
+        let permit = match account.gate {
             Some(g) => match g.enter() {
                 Some(p) => Some(p),
                 None => return last,
             },
             None => None,
         };
-        let report = poll::poll(spec, ctx);
+        let report = poll::poll(spec, account.ctx);
         drop(permit);
         show_error(spec, &report);
-        let (Some(interval), Some(retry)) = (schedule.interval, retry.as_mut()) else {
+        let (Some(interval), Some(retry)) = (interval, retry.as_mut()) else {
             return report;
         };
         let delay = match &report.error {
@@ -645,13 +658,14 @@ enum Link {
 }
 
 /// An IDLE account (one folder): connect, poll, IDLE, poll on news, reconnect on loss.
-fn idle_account(
-    spec: &PollSpec,
-    ctx: &PollContext<'_>,
-    control: &Control,
-    schedule: Schedule,
-    gate: Option<&ServerGate>,
-) -> PollReport {
+fn idle_account(account: &AccountRun<'_>) -> PollReport {
+    let AccountRun {
+        spec,
+        ctx,
+        control,
+        schedule,
+        gate,
+    } = *account;
     let label = format!(
         "account {} ({}@{} folder {})",
         spec.name,
@@ -707,14 +721,11 @@ fn idle_account(
             }
         };
         let lost = watch(
-            spec,
-            ctx,
-            control,
+            account,
             &mut session,
             &label,
             idle_timeout,
             &mut WatchState {
-                gate,
                 first: &mut first,
                 link: &mut link,
                 reconnect: &mut reconnect,
@@ -750,7 +761,6 @@ fn idle_account(
 }
 
 struct WatchState<'a> {
-    gate: Option<&'a ServerGate>,
     first: &'a mut Option<PollReport>,
     link: &'a mut Link,
     reconnect: &'a mut Backoff,
@@ -760,14 +770,19 @@ struct WatchState<'a> {
 /// Polls and IDLEs on one connection until a stop (None) or until the connection is lost
 /// (the error).
 fn watch(
-    spec: &PollSpec,
-    ctx: &PollContext<'_>,
-    control: &Control,
+    account: &AccountRun<'_>,
     s: &mut ImapSession,
     label: &str,
     idle_timeout: Duration,
     st: &mut WatchState<'_>,
 ) -> Option<Error> {
+    let AccountRun {
+        spec,
+        ctx,
+        control,
+        gate,
+        ..
+    } = *account;
     let mut use_idle = s.has_capability("IDLE") || spec.fetch.tuning.force_idle;
     if !use_idle {
         log::info!(
@@ -776,7 +791,7 @@ fn watch(
         );
     }
     loop {
-        let report = gated_work(st.gate, || {
+        let report = gated_work(gate, || {
             let mut report = PollReport::default();
             let polled = (|| -> Result<()> {
                 let mut target = if ctx.check_only {
