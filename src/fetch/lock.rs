@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{FlockOperation, flock};
-use rustix::process::{Signal, kill_process, test_kill_process};
+use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -122,15 +122,21 @@ pub fn running_instance(path: &Path) -> Option<(i32, bool)> {
 
 /// fetchmail's wake-up: SIGUSR1 to the daemon `pid`, which polls every account at once.
 pub fn wake(pid: i32) -> Result<()> {
+    send(pid, Signal::USR1, "wake").map(|_| ())
+}
+
+/// Sends `signal` to the one process `pid` (never a group); `what` names the act in the error.
+fn send(pid: i32, signal: Signal, what: &str) -> Result<Pid> {
     let p = crate::process::single_process(pid)
         .ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
-    kill_process(p, Signal::USR1).map_err(|e| {
+    kill_process(p, signal).map_err(|e| {
         Error::with_source(
             ErrorKind::Lock,
-            format!("cannot wake rfetch pid {pid}"),
+            format!("cannot {what} rfetch pid {pid}"),
             io::Error::from(e),
         )
-    })
+    })?;
+    Ok(p)
 }
 
 fn held_elsewhere(path: &Path, pid: Option<i32>) -> Error {
@@ -241,15 +247,7 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
     let Some(pid) = running_pid(path) else {
         return Ok(None);
     };
-    let p = crate::process::single_process(pid)
-        .ok_or_else(|| Error::new(ErrorKind::Internal, "bad pid"))?;
-    kill_process(p, Signal::TERM).map_err(|e| {
-        Error::with_source(
-            ErrorKind::Lock,
-            format!("cannot signal rfetch pid {pid}"),
-            io::Error::from(e),
-        )
-    })?;
+    let p = send(pid, Signal::TERM, "signal")?;
     let start = Instant::now();
     while start.elapsed() < wait {
         // Gone, or done: a stopped instance removes its lock before exiting (and may linger
@@ -272,14 +270,21 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
 mod tests {
     use super::*;
 
+    /// A lock file path in a directory of the test's own, holding the pid of a process that
+    /// cannot be alive (what a killed rfetch leaves behind).
+    fn dead_holders_lock(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("rfetch-{name}-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let path = dir.join("pid");
+        fs::write(&path, "999999999\n").unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn a_lock_a_dead_holders_child_still_holds_is_waited_for() {
         // What a killed rfetch can leave for a moment: its pid, gone, in the file, and the flock
         // held by a child it was starting. flock(1) plays the child.
-        let dir = std::env::temp_dir().join(format!("rfetch-lock-orphan-{}", std::process::id()));
-        let _ = fs::create_dir_all(&dir);
-        let path = dir.join("pid");
-        fs::write(&path, "999999999\n").unwrap();
+        let (dir, path) = dead_holders_lock("lock-orphan");
         let mut child = std::process::Command::new("flock")
             .arg(&path)
             .args(["sleep", "0.5"])
@@ -305,11 +310,7 @@ mod tests {
 
     #[test]
     fn stale_lock_is_replaced_and_live_one_refused() {
-        let dir = std::env::temp_dir().join(format!("rfetch-lock-{}", std::process::id()));
-        let _ = fs::create_dir_all(&dir);
-        let path = dir.join("pid");
-        // A pid that cannot be alive.
-        fs::write(&path, "999999999\n").unwrap();
+        let (dir, path) = dead_holders_lock("lock");
         let lock = acquire(&path, Some(60)).unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
