@@ -14,6 +14,9 @@
 #     `* N EXISTS`; the script then timestamps the file appearing in the account's Maildir.
 #     Reported: delivery minus notification (rfetch's own part) and delivery minus LMTP's 250.
 # Output: one line per N on stdout and a detailed log under OUT (BENCH_OUT, default a temp dir).
+# The line splits the resident memory (from /proc/PID/smaps, also kept as OUT/smaps-N.txt):
+# stacks_kib (the account threads' stacks), heap_kib (malloc's arenas and every other anonymous
+# mapping), file_kib (the binary and libraries); per account = (N's value - a small N's) / N.
 #
 # What the run changes, and restores at exit:
 #   - sysctl fs.inotify.max_user_instances (128 -> 8192) and fs.inotify.max_user_watches
@@ -43,6 +46,11 @@ SAMPLES=${SAMPLES:-20}
 # MAX_CONNECTIONS=K: the accounts' max_connections (logins and polls at once; default rfetch's)
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
+# HEAPTRACK=1: record rfetch's allocations with heaptrack (Debian package heaptrack) into
+# OUT/heaptrack-N.zst and kill the daemon (SIGKILL) after the measurements, so that what is
+# reported as leaked is what the idle accounts held (`heaptrack --print-leaks FILE`).
+HEAPTRACK=${HEAPTRACK:-}
+HEAPTRACK_LIB=/usr/lib/heaptrack
 ensure_stack
 RFETCH=${RFETCH:-$(build_release rfetch)}
 DOVEADM="doveadm -c $STACK_DOVECONF"
@@ -189,6 +197,32 @@ print(ticks, total)
 print("\n".join(sorted(rows)))
 PYEOF
 }
+# Where the resident memory is, from /proc/PID/smaps: "stacks_kib=A heap_kib=B other_anon_kib=C
+# file_kib=D" (stacks: the account threads' 512 KiB stack mappings; heap: the main [heap] and
+# every other anonymous mapping, which are glibc's thread arenas and large allocations; file: the
+# binary and libraries). The whole smaps goes to FILE.
+smaps_parts() {
+  cp "/proc/$1/smaps" "$2" 2>/dev/null || true
+  "$PY" - "$2" <<'PYEOF'
+import sys
+parts = {"stacks": 0, "heap": 0, "file": 0}
+size = name = None
+for l in open(sys.argv[1]):
+    f = l.split()
+    if "-" in f[0] and len(f) >= 5 and ":" in f[3]:
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        size, name = (hi - lo) // 1024, (f[5] if len(f) > 5 else "")
+    elif f[0] == "Rss:":
+        kib = int(f[1])
+        if name.startswith("/"):
+            parts["file"] += kib
+        elif name == "" and 500 <= size <= 520:
+            parts["stacks"] += kib
+        else:
+            parts["heap"] += kib
+print(" ".join("%s_kib=%d" % kv for kv in parts.items()))
+PYEOF
+}
 status_field() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 run_n() {
@@ -211,7 +245,15 @@ PYEOF
   chown -R nobody:nogroup "$d"
   log "N=$n: starting rfetch -d 300 with $n IDLE accounts"
   local t0=$EPOCHREALTIME
-  (cd "$d" && exec $AS env HOME="$d" "$WORK/rfetch" -C "$cfg" -N -d 300 -i "$d/ids" -L "$d/rfetch.log") &
+  local preload=()
+  if [ -n "$HEAPTRACK" ]; then
+    # heaptrack's own wrapper, unrolled so that RFETCH_PID is rfetch itself: the allocations
+    # still live when rfetch is killed (below) are what the idle accounts hold.
+    mkfifo "$WORK/heaptrack.fifo"; chown nobody "$WORK/heaptrack.fifo"
+    "$HEAPTRACK_LIB/libexec/heaptrack_interpret" <"$WORK/heaptrack.fifo" | zstd -q >"$OUT/heaptrack-$n.zst" &
+    preload=(LD_PRELOAD="$HEAPTRACK_LIB/libheaptrack_preload.so" DUMP_HEAPTRACK_OUTPUT="$WORK/heaptrack.fifo")
+  fi
+  (cd "$d" && exec $AS env HOME="$d" "${preload[@]}" "$WORK/rfetch" -C "$cfg" -N -d 300 -i "$d/ids" -L "$d/rfetch.log") &
   RFETCH_PID=$!
   # every account in IDLE: Dovecot has n sessions of s* users in IDLE
   local idling=0 waited=0
@@ -224,8 +266,10 @@ PYEOF
   done
   local ready=$(( ${EPOCHREALTIME/./} / 1000 - ${t0/./} / 1000 ))
   sleep 3   # let allocator and kernel settle after the logins
-  local rss threads c0 c1 cpu sw
+  local rss rss_anon threads c0 c1 cpu sw parts
   rss=$(status_field "$RFETCH_PID" VmRSS); threads=$(status_field "$RFETCH_PID" Threads)
+  rss_anon=$(status_field "$RFETCH_PID" RssAnon)
+  parts=$(smaps_parts "$RFETCH_PID" "$OUT/smaps-$n.txt")
   snapshot "$RFETCH_PID" >"$WORK/snap0"; sleep "$IDLE_SECONDS"; snapshot "$RFETCH_PID" >"$WORK/snap1"
   c0=$(head -1 "$WORK/snap0"); c1=$(head -1 "$WORK/snap1")
   tail -n +2 "$WORK/snap0" >"$WORK/threads0"; tail -n +2 "$WORK/snap1" >"$WORK/threads1"
@@ -239,10 +283,17 @@ PYEOF
   lat=$("$PY" "$WORK/probe.py" "$IMAPS_PORT" "$LMTP_PORT" "$STACK_CA" "$d" "${sample[@]}" 2>>"$OUT/probe-$n.log") \
     || lat="latency probe failed (see $OUT/probe-$n.log)"
   local rss_after; rss_after=$(status_field "$RFETCH_PID" VmRSS)
-  kill -TERM "$RFETCH_PID"; wait "$RFETCH_PID" || true; RFETCH_PID=""
+  if [ -n "$HEAPTRACK" ]; then
+    # killed, not stopped: a stop logs out and frees every session before heaptrack sees the end
+    kill -KILL "$RFETCH_PID"; wait "$RFETCH_PID" || true; RFETCH_PID=""
+    wait; rm -f "$WORK/heaptrack.fifo"
+    log "N=$n: heaptrack --print-leaks on $OUT/heaptrack-$n.zst lists what the idle daemon held"
+  else
+    kill -TERM "$RFETCH_PID"; wait "$RFETCH_PID" || true; RFETCH_PID=""
+  fi
   cp "$d/rfetch.log" "$OUT/rfetch-$n.log" 2>/dev/null || true
-  printf 'N=%s idle=%s ready_ms=%s rss_kib=%s rss_after_probe_kib=%s threads=%s cpu_%ss=%s ctxt_switches_%ss=%s %s\n' \
-    "$n" "$idling" "$ready" "$rss" "$rss_after" "$threads" "$IDLE_SECONDS" "$cpu" "$IDLE_SECONDS" "$sw" "$lat" | tee -a "$OUT/summary.txt"
+  printf 'N=%s idle=%s ready_ms=%s rss_kib=%s rss_anon_kib=%s %s rss_after_probe_kib=%s threads=%s cpu_%ss=%s ctxt_switches_%ss=%s %s\n' \
+    "$n" "$idling" "$ready" "$rss" "$rss_anon" "$parts" "$rss_after" "$threads" "$IDLE_SECONDS" "$cpu" "$IDLE_SECONDS" "$sw" "$lat" | tee -a "$OUT/summary.txt"
   rm -rf "$d"
 }
 

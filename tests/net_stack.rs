@@ -396,3 +396,44 @@ fn a_missing_trust_file_is_named() {
     );
     assert_eq!(postie::Error::from(err).kind(), ErrorKind::FileUnreadable);
 }
+
+/// Accounts with different trust share nothing: connections with one trust file share one TLS
+/// configuration, and that lets no connection with another trust past its own certificate
+/// check. None resumes a session: this Dovecot (ssl_verify_client_cert, no session id context)
+/// aborts a handshake that offers one, so a second connection would fail.
+#[test]
+fn each_trust_verifies_on_its_own_and_no_session_is_resumed() {
+    let stack = common::Stack::get();
+    let dir = std::env::temp_dir().join(format!("postie-net-stack-trust-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let wrong_ca = dir.join("stranger.pem");
+    std::fs::write(&wrong_ca, stranger.cert.pem()).unwrap();
+    let copy = dir.join("stack-ca-copy.pem");
+    std::fs::copy(stack.ca(), &copy).unwrap();
+    let endpoint = ep("localhost", stack.port("IMAPS_PORT"));
+    let imaps = |t: Trust| net::connect_tls(&endpoint, &opts(), &trust(t));
+    let greeted = |mut conn: Connection| {
+        let greeting = read_line(&mut conn);
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        assert!(!conn.tls_resumed());
+    };
+
+    let good = || imaps(Trust::File(stack.ca())).unwrap();
+    greeted(good());
+    greeted(good());
+    let mut wrong_pin = stack.server_fingerprint();
+    wrong_pin[31] ^= 1;
+    for refused in [Trust::File(wrong_ca.clone()), Trust::Fingerprint(wrong_pin)] {
+        let err = imaps(refused.clone()).unwrap_err();
+        assert!(
+            matches!(err, NetError::Certificate { .. }),
+            "{refused:?}: {err:?}"
+        );
+    }
+    // The same CA under another path, or the pin, is another configuration, and verifies.
+    greeted(imaps(Trust::File(copy)).unwrap());
+    greeted(imaps(Trust::Fingerprint(stack.server_fingerprint())).unwrap());
+    greeted(good());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

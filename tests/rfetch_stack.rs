@@ -313,3 +313,44 @@ fn mbox_and_mda_targets_and_tempfail() {
         .collect();
     assert_same(&got, msgs, "mda");
 }
+
+/// Two accounts of one run on the same server with different trust files: the one whose file
+/// holds the stack's CA fetches, the one whose file holds another CA is refused the server's
+/// certificate, in whichever order their threads connect (connections with the same trust share
+/// one TLS configuration; no other trust ever does).
+#[test]
+fn accounts_with_different_trust_files_each_verify_with_their_own() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("two-trusts");
+    clear_bob(&s);
+    put_bob(&s, &dir, "one", b"Subject: one\r\n\r\nbody\r\n");
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let wrong_ca = dir.join("stranger.pem");
+    std::fs::write(&wrong_ca, stranger.cert.pem()).unwrap();
+    let account = |name: &str, ca: &std::path::Path| {
+        let md = dir.join(name);
+        format!(
+            "[accounts.{name}]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"bobpw\"\n\
+             tls_trust_file = \"{}\"\ntls_host_override = \"localhost\"\n\
+             [accounts.{name}.fetch]\nprotocol = \"imap\"\nport = {}\ntls_starttls = false\n\
+             keep = true\nmaildir = \"{}\"\n",
+            ca.display(),
+            s.port("IMAPS_PORT"),
+            md.display()
+        )
+    };
+    let text = account("trusting", &s.ca()) + &account("stranger", &wrong_ca);
+    let cfg = write_config(&dir, &text);
+    let o = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    // fetchmail's exit 0: some mail was fetched (the refused account is in the log).
+    assert_eq!(code(&o), 0, "{err}");
+    assert_eq!(maildir_messages(&dir.join("trusting")).len(), 1, "{err}");
+    assert!(maildir_messages(&dir.join("stranger")).is_empty(), "{err}");
+    let refused: Vec<&str> = err.lines().filter(|l| l.contains("not trusted")).collect();
+    assert_eq!(refused.len(), 1, "{err}");
+    assert!(refused[0].contains("unknown issuer"), "{err}");
+    assert_eq!(server_count(&s), 1, "keep leaves the message");
+    clear_bob(&s);
+}

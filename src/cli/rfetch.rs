@@ -698,6 +698,10 @@ fn run(args: &RfetchArgs) -> Result<i32> {
     );
     let Instance { lock: _lock, state } =
         Instance::start(&lock_file, interval, &instance::idfile_path(idfile, &env))?;
+    // The polls to run are in `selected`, which the account threads take over: the loaded
+    // configuration would keep a second copy of every account's settings for as long as the
+    // daemon runs.
+    drop(loaded);
     // Account threads may outlive this function when a stop abandons one blocked in a network
     // read (fetch::daemon), so what they share lives for the rest of the process.
     let control: &'static Control = Box::leak(Box::new(Control::new()));
@@ -714,14 +718,14 @@ fn run(args: &RfetchArgs) -> Result<i32> {
         interval: interval.map(Duration::from_secs),
     };
     let Some(interval) = interval else {
-        let reports = daemon::run(&selected, ctx, control, schedule);
+        let reports = daemon::run(selected, ctx, control, schedule);
         return Ok(exit_code(&reports, args.check));
     };
     if args.detached_stage == Some(Stage::Daemon) {
         daemonize::report_ready()?;
     }
     log::info!("starting daemon: polling every {interval} s");
-    let reports = daemon::run(&selected, ctx, control, schedule);
+    let reports = daemon::run(selected, ctx, control, schedule);
     if daemon::any_crashed(&reports) {
         log::error!("daemon stopped after an internal error");
         return Ok(rfetch_code(ErrorKind::Internal));

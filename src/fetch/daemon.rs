@@ -391,17 +391,19 @@ pub struct Schedule {
     pub interval: Option<Duration>,
 }
 
-/// One thread's job: an account, or one folder of an IDLE account.
-fn jobs(specs: &[PollSpec], check_only: bool) -> Vec<PollSpec> {
+/// One thread's job: an account, or one folder of an IDLE account. Takes the specs, so that
+/// each account's settings are held once, by its thread (a few KiB per account: 10,000 IDLE
+/// accounts held a copy more in the caller's list and another here).
+fn jobs(specs: Vec<PollSpec>, check_only: bool) -> Vec<PollSpec> {
     let mut out = Vec::new();
     for s in specs {
-        if !uses_idle(s, check_only) {
-            out.push(s.clone());
+        if !uses_idle(&s, check_only) {
+            out.push(s);
             continue;
         }
         let folders = s.fetch.folders();
         if folders.len() <= 1 {
-            out.push(s.clone());
+            out.push(s);
             continue;
         }
         let provenance = s
@@ -426,7 +428,7 @@ fn uses_idle(spec: &PollSpec, check_only: bool) -> bool {
 /// Returns one report per thread: its only poll (one-shot), its first poll (one-shot IDLE), or
 /// its last poll (daemon). `ctx` must outlive the threads, which may be abandoned on stop.
 pub fn run(
-    specs: &[PollSpec],
+    specs: Vec<PollSpec>,
     ctx: &'static PollContext<'static>,
     control: &'static Control,
     schedule: Schedule,
@@ -440,6 +442,10 @@ pub fn run(
         let thread_tx = tx.clone();
         let name = spec.name.clone();
         let gate = gates.get(&server_key(&spec)).cloned();
+        // Boxed: a thread's closure is moved onto its stack when the thread starts, and the
+        // settings by value (a few KiB) stayed in the stack pages a waiting account keeps
+        // (its stack measured 24 KiB resident with them in the closure, 16 KiB without).
+        let spec = Box::new(spec);
         let spawned = std::thread::Builder::new()
             .name(format!("account {name}"))
             .stack_size(ACCOUNT_STACK)

@@ -183,6 +183,15 @@ impl Connection {
             .map(|k| k.to_vec())
     }
 
+    /// Whether the TLS handshake resumed an earlier session (with a ticket from a connection of
+    /// the same trust, `net::tls::client_config`) instead of checking the certificate again.
+    pub fn tls_resumed(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => s.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        }
+    }
+
     /// The negotiated cipher suite ("TLS13_AES_256_GCM_SHA384"), when TLS is active.
     pub fn cipher_suite(&self) -> Option<String> {
         match &self.stream {

@@ -48,7 +48,7 @@ pub enum TlsMode {
 }
 
 /// An MD5 (16 bytes) or SHA-1 (20 bytes) certificate fingerprint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LegacyPin {
     Md5([u8; 16]),
     Sha1([u8; 20]),
@@ -94,7 +94,7 @@ impl LegacyPin {
 }
 
 /// What server certificates are trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum Trust {
     /// The system's root store (rustls-native-certs).
     #[default]

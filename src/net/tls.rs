@@ -3,9 +3,10 @@
 //! server name, the blocking handshake, and turning rustls failures into messages that say what
 //! to change.
 
+use std::collections::HashMap;
 use std::io;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -205,13 +206,12 @@ fn dir_roots(path: &Path) -> Result<Arc<RootCertStore>, NetError> {
 /// Accepts exactly the leaf with the pinned SHA-256 (or any leaf when `pin` is `None`, the
 /// `danger` switch). Names and validity dates are not checked, as with msmtp's
 /// `tls_fingerprint`, but the handshake signatures still are: they prove the server holds the
-/// certificate's key.
+/// certificate's key. It names no server: one configuration (and so one verifier) serves every
+/// connection with the same trust ([`client_config`]).
 #[derive(Debug)]
 struct PinnedVerifier {
     pin: Pin,
     provider: Arc<CryptoProvider>,
-    /// The server as messages name it.
-    peer: String,
 }
 
 /// What a [`PinnedVerifier`] accepts.
@@ -255,20 +255,9 @@ impl ServerCertVerifier for PinnedVerifier {
         let matched = match &self.pin {
             Pin::Any => true,
             Pin::Sha256(pin) => *pin == presented,
-            Pin::Legacy(pin) => {
-                let matched = pin.matches(end_entity.as_ref());
-                if matched {
-                    // Both digests have practical collisions: the match is weak evidence.
-                    log::warn!(
-                        "{}: the certificate matches the {} sslfingerprint, a digest that can \
-                         be forged; pin its SHA-256 instead: sslfingerprint \"{}\"",
-                        self.peer,
-                        pin.algorithm(),
-                        format_fingerprint(&presented)
-                    );
-                }
-                matched
-            }
+            // The warning that the match is weak evidence comes after the handshake, where the
+            // server's name is known (`handshake`).
+            Pin::Legacy(pin) => pin.matches(end_entity.as_ref()),
         };
         if matched {
             Ok(ServerCertVerified::assertion())
@@ -314,8 +303,116 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// Builds the rustls client configuration for these options.
+/// What a client configuration is built from: the trust and the client certificate. The
+/// server name is not part of it (each connection passes its own), so every account with the
+/// same trust and certificate shares one configuration, and two with any difference never do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConfigKey {
+    trust: Trust,
+    client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// The identity of a file as last read: device, inode, size and modification time (ns).
+type FileStamp = (u64, u64, u64, i128);
+
+/// A configuration built earlier, with the stamps of the files it was built from.
+struct Cached {
+    files: Vec<(PathBuf, Option<FileStamp>)>,
+    config: Arc<ClientConfig>,
+}
+
+/// Most distinct configurations kept: one per distinct trust and client certificate among the
+/// accounts, which a configuration file fixes; the bound only keeps a process that is handed
+/// ever new trust files from growing without end (the oldest entries then go).
+const MAX_CACHED_CONFIGS: usize = 1024;
+
+/// The configurations built so far, shared by every connection of the process.
+fn config_cache() -> &'static Mutex<HashMap<ConfigKey, Cached>> {
+    static CACHE: OnceLock<Mutex<HashMap<ConfigKey, Cached>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    // Follows links: a trust file or a c_rehash link replaced by a new target is a change.
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+    Some((m.dev(), m.ino(), m.size(), mtime))
+}
+
+/// The files a configuration for `key` is read from, each with its current stamp (None: it
+/// cannot be looked at now). A trust directory contributes itself and every entry in it.
+fn stamps(key: &ConfigKey) -> Vec<(PathBuf, Option<FileStamp>)> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    match &key.trust {
+        Trust::File(path) => files.push(path.clone()),
+        Trust::Dir(path) => {
+            files.push(path.clone());
+            if let Ok(entries) = std::fs::read_dir(path) {
+                let mut inside: Vec<PathBuf> = entries
+                    .take(MAX_DIR_ENTRIES)
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                inside.sort();
+                files.extend(inside);
+            }
+        }
+        Trust::System
+        | Trust::Fingerprint(_)
+        | Trust::LegacyFingerprint(_)
+        | Trust::DangerAcceptAny => {}
+    }
+    if let Some((cert, key)) = &key.client_cert {
+        files.push(cert.clone());
+        files.push(key.clone());
+    }
+    files
+        .into_iter()
+        .map(|p| {
+            let stamp = file_stamp(&p);
+            (p, stamp)
+        })
+        .collect()
+}
+
+/// The rustls client configuration for these options, shared: every connection with the same
+/// trust and client certificate gets the same `Arc` (and with it one parsed trust store and one
+/// store of TLS session tickets, so a later connection can resume). A connection whose trust
+/// file, trust directory (an entry added, removed or replaced) or client certificate or key
+/// changed on disk since the configuration was built (device, inode, size or modification
+/// time differ) gets a newly built one, with an empty ticket store; the system roots are read
+/// once per process. Failures are not kept: the next connection tries again.
 pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientConfig>, NetError> {
+    let key = ConfigKey {
+        trust: tls.trust.clone(),
+        client_cert: tls.client_cert.clone(),
+    };
+    // Stamped before reading, so that a change while the files are read shows next time.
+    let files = stamps(&key);
+    let cache = config_cache();
+    {
+        let cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = cached.get(&key).filter(|c| c.files == files) {
+            return Ok(hit.config.clone());
+        }
+    }
+    let config = build_config(tls, peer)?;
+    let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if cached.len() >= MAX_CACHED_CONFIGS && !cached.contains_key(&key) {
+        cached.clear();
+    }
+    cached.insert(
+        key,
+        Cached {
+            files,
+            config: config.clone(),
+        },
+    );
+    Ok(config)
+}
+
+/// Builds a rustls client configuration for these options (uncached: see [`client_config`]).
+fn build_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientConfig>, NetError> {
     let provider = crypto_provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -323,33 +420,25 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
             host: peer.to_string(),
             reason: format!("cannot set up TLS: {e}"),
         })?;
+    let pinned = |pin: Pin| {
+        Arc::new(PinnedVerifier {
+            pin,
+            provider: provider.clone(),
+        })
+    };
     let builder = match &tls.trust {
         Trust::System => builder.with_root_certificates(system_roots()?),
         Trust::File(path) => builder.with_root_certificates(file_roots(path)?),
         Trust::Dir(path) => builder.with_root_certificates(dir_roots(path)?),
         Trust::Fingerprint(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: Pin::Sha256(*pin),
-                provider,
-                peer: peer.to_string(),
-            })),
-        Trust::LegacyFingerprint(pin) => {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                    pin: Pin::Legacy(*pin),
-                    provider,
-                    peer: peer.to_string(),
-                }))
-        }
+            .with_custom_certificate_verifier(pinned(Pin::Sha256(*pin))),
+        Trust::LegacyFingerprint(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(pinned(Pin::Legacy(*pin))),
         Trust::DangerAcceptAny => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: Pin::Any,
-                provider,
-                peer: peer.to_string(),
-            })),
+            .with_custom_certificate_verifier(pinned(Pin::Any)),
     };
     let mut config = match &tls.client_cert {
         None => builder.with_no_client_auth(),
@@ -373,10 +462,12 @@ pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientCo
                 .map_err(|e| fail(key_path, format!("key does not fit the certificate ({e})")))?
         }
     };
-    // Each connection builds its own config, so a session ticket stored in it could never be
-    // used: without this the tickets the server sends (Dovecot sends two under TLS 1.3, each
-    // kept with the server's certificate chain) stay in memory as long as the connection, which
-    // for an IDLE account is for good.
+    // No session resumption, although connections with the same trust now share this
+    // configuration and a ticket from one could serve the next: an OpenSSL server that asks for
+    // client certificates without a session id context (Dovecot with ssl_verify_client_cert,
+    // as the test stack runs it) aborts every handshake that offers a ticket, and the account
+    // could not connect again until the daemon restarted. Without resumption, rustls keeps no
+    // ticket either, so nothing of a server's ever outlives its connection here.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
@@ -401,15 +492,22 @@ pub(crate) fn server_name(
 pub(crate) struct Prepared {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
+    /// The digest of a legacy (MD5 or SHA-1) pin, whose match is warned about.
+    legacy_pin: Option<&'static str>,
 }
 
 pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepared, NetError> {
     if tls.trust == Trust::DangerAcceptAny {
         log::warn!("{peer}: accepting any server certificate; the connection is not authenticated");
     }
+    let legacy_pin = match &tls.trust {
+        Trust::LegacyFingerprint(pin) => Some(pin.algorithm()),
+        _ => None,
+    };
     Ok(Prepared {
         config: client_config(tls, peer)?,
         name: server_name(tls, host, peer)?,
+        legacy_pin,
     })
 }
 
@@ -429,6 +527,17 @@ pub(crate) fn handshake(
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
             return Err(handshake_error(e, peer, after_starttls));
+        }
+    }
+    if let Some(algorithm) = prepared.legacy_pin {
+        // Both digests have practical collisions: the match is weak evidence.
+        let leaf = conn.peer_certificates().and_then(|certs| certs.first());
+        if let Some(leaf) = leaf {
+            log::warn!(
+                "{peer}: the certificate matches the {algorithm} sslfingerprint, a digest that \
+                 can be forged; pin its SHA-256 instead: sslfingerprint \"{}\"",
+                format_fingerprint(&sha256(leaf.as_ref()))
+            );
         }
     }
     Ok(StreamOwned::new(conn, sock))
@@ -644,6 +753,178 @@ mod tests {
         ] {
             assert_eq!(LegacyPin::parse(bad), None, "{bad}");
         }
+    }
+
+    /// A self-signed server for "localhost" (its certificate is its own CA), with the rustls
+    /// server configuration that presents it: one per test, so its session store is its own.
+    struct TestServer {
+        cert_pem: String,
+        fingerprint: [u8; 32],
+        config: Arc<rustls::ServerConfig>,
+    }
+
+    impl TestServer {
+        fn new() -> TestServer {
+            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+            let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+            let config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![ck.cert.der().clone()], key)
+                .unwrap();
+            TestServer {
+                cert_pem: ck.cert.pem(),
+                fingerprint: sha256(ck.cert.der().as_ref()),
+                config: Arc::new(config),
+            }
+        }
+
+        /// One handshake in memory with a client of `config`, then the server's session
+        /// tickets delivered; the client's handshake kind, or the client's error.
+        fn handshake(
+            &self,
+            config: Arc<ClientConfig>,
+        ) -> Result<rustls::HandshakeKind, rustls::Error> {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut client = ClientConnection::new(config, name).unwrap();
+            let mut server = rustls::ServerConnection::new(self.config.clone()).unwrap();
+            for _ in 0..20 {
+                let mut wire = Vec::new();
+                while client.wants_write() {
+                    client.write_tls(&mut wire).unwrap();
+                }
+                if !wire.is_empty() {
+                    server.read_tls(&mut wire.as_slice()).unwrap();
+                    if let Err(e) = server.process_new_packets() {
+                        // Let the client read the alert that says why.
+                        let mut alert = Vec::new();
+                        let _ = server.write_tls(&mut alert);
+                        let _ = client.read_tls(&mut alert.as_slice());
+                        client.process_new_packets()?;
+                        panic!("the server failed alone: {e}");
+                    }
+                }
+                let mut wire = Vec::new();
+                while server.wants_write() {
+                    server.write_tls(&mut wire).unwrap();
+                }
+                if !wire.is_empty() {
+                    client.read_tls(&mut wire.as_slice()).unwrap();
+                    client.process_new_packets()?;
+                }
+                if !client.is_handshaking() && !server.is_handshaking() && !server.wants_write() {
+                    return Ok(client.handshake_kind().unwrap());
+                }
+            }
+            panic!("the handshake did not finish");
+        }
+    }
+
+    fn trust(trust: Trust) -> TlsOptions {
+        TlsOptions {
+            trust,
+            ..TlsOptions::default()
+        }
+    }
+
+    #[test]
+    fn connections_with_the_same_trust_share_one_configuration_and_others_never_do() {
+        let dir = std::env::temp_dir().join(format!("postie-net-tls-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = TestServer::new();
+        let other = TestServer::new();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &server.cert_pem).unwrap();
+        let copy = dir.join("copy.pem");
+        std::fs::write(&copy, &server.cert_pem).unwrap();
+        let client_cert = dir.join("client.pem");
+        let client_key = dir.join("client.key");
+        let ck = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        std::fs::write(&client_cert, ck.cert.pem()).unwrap();
+        std::fs::write(&client_key, ck.signing_key.serialize_pem()).unwrap();
+
+        let a = client_config(&trust(Trust::File(ca.clone())), "p").unwrap();
+        // Another peer, another server name: still the same trust, the same configuration.
+        let named = TlsOptions {
+            server_name: Some("mail.example".into()),
+            ..trust(Trust::File(ca.clone()))
+        };
+        assert!(Arc::ptr_eq(&a, &client_config(&named, "q").unwrap()));
+        let distinct = [
+            trust(Trust::File(copy.clone())),
+            trust(Trust::Dir(dir.clone())),
+            trust(Trust::Fingerprint(server.fingerprint)),
+            trust(Trust::Fingerprint(other.fingerprint)),
+            trust(Trust::DangerAcceptAny),
+            TlsOptions {
+                client_cert: Some((client_cert.clone(), client_key.clone())),
+                ..trust(Trust::File(ca.clone()))
+            },
+        ];
+        let mut seen = vec![a.clone()];
+        for tls in &distinct {
+            let config = client_config(tls, "p").unwrap();
+            assert!(
+                seen.iter().all(|c| !Arc::ptr_eq(c, &config)),
+                "{tls:?} shares a configuration"
+            );
+            assert!(
+                Arc::ptr_eq(&config, &client_config(tls, "p").unwrap()),
+                "{tls:?}"
+            );
+            seen.push(config);
+        }
+
+        // A trust file replaced on disk (a new file renamed over it, as packages and
+        // editors do) is read again: the next connection trusts the new CA.
+        assert!(server.handshake(a.clone()).is_ok());
+        let new = dir.join("new.pem");
+        std::fs::write(&new, &other.cert_pem).unwrap();
+        std::fs::rename(&new, &ca).unwrap();
+        let b = client_config(&trust(Trust::File(ca.clone())), "p").unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(other.handshake(b.clone()).is_ok());
+        assert!(server.handshake(b).is_err());
+        // A file that became unreadable fails the connection instead of using what was read.
+        std::fs::remove_file(&ca).unwrap();
+        assert!(client_config(&trust(Trust::File(ca.clone())), "p").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_connection_resumes_a_session_whatever_the_trust() {
+        let dir =
+            std::env::temp_dir().join(format!("postie-net-tls-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = TestServer::new();
+        let stranger = TestServer::new();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &server.cert_pem).unwrap();
+        let wrong_ca = dir.join("wrong-ca.pem");
+        std::fs::write(&wrong_ca, &stranger.cert_pem).unwrap();
+        let config = |t: Trust| client_config(&trust(t), "p").unwrap();
+        let full = Ok(rustls::HandshakeKind::Full);
+
+        // The server sends session tickets; a shared configuration offers none of them back.
+        let file = config(Trust::File(ca.clone()));
+        assert_eq!(server.handshake(file.clone()), full);
+        assert_eq!(server.handshake(file.clone()), full);
+        // Nor does another trust get past its own check on the strength of those sessions.
+        let mut wrong_pin = server.fingerprint;
+        wrong_pin[0] ^= 0xff;
+        for refused in [Trust::Fingerprint(wrong_pin), Trust::File(wrong_ca.clone())] {
+            let err = server.handshake(config(refused.clone())).unwrap_err();
+            assert!(
+                matches!(err, rustls::Error::InvalidCertificate(_)),
+                "{refused:?}: {err:?}"
+            );
+        }
+        let pin = config(Trust::Fingerprint(server.fingerprint));
+        assert_eq!(server.handshake(pin.clone()), full);
+        assert_eq!(server.handshake(pin), full);
+        assert_eq!(server.handshake(file), full);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

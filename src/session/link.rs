@@ -142,8 +142,17 @@ macro_rules! machine {
 machine!(pop3::Client, pop3::Event, "POP3 server broke the protocol");
 machine!(imap::Client, imap::Event, "IMAP server broke the protocol");
 
-/// Bytes one read may take from the connection.
+/// Bytes one read may take from the connection, at most.
 const READ_BUFFER: usize = 64 * 1024;
+/// The read buffer's size when a session starts reading again (after
+/// [`Link::release_buffer`]): a read that fills it makes the next one four times larger, up to
+/// [`READ_BUFFER`], so a message body is read in 64 KiB pieces after two reads, while the
+/// short replies of a session that mostly waits (an IDLE continuation, EXISTS, the server's
+/// "still here") never take a 64 KiB block. Those blocks, taken and given back by a thousand
+/// waiting threads in glibc's shared arenas, left holes the small long-lived allocations of
+/// the sessions then pinned: 11.6 KiB of resident heap per idle IMAPS account at 1000
+/// accounts (BENCHMARKS.md).
+const READ_BUFFER_FIRST: usize = 4 * 1024;
 
 /// One connection with its read buffer and the broken latch.
 pub(crate) struct Link {
@@ -257,7 +266,7 @@ impl Link {
             }
             self.conn.quickack();
             if self.read_buf.is_empty() {
-                self.read_buf = vec![0; READ_BUFFER];
+                self.read_buf = vec![0; READ_BUFFER_FIRST];
             }
             let n = match self.conn.read(&mut self.read_buf) {
                 Ok(0) => {
@@ -271,6 +280,10 @@ impl Link {
                 Err(e) => return Err(NetError::from_io(e).into()),
             };
             machine.receive(self.read_buf.get(..n).unwrap_or_default());
+            if n == self.read_buf.len() && n < READ_BUFFER {
+                // Replaced, not grown: its bytes were handed over already.
+                self.read_buf = vec![0; (n * 4).min(READ_BUFFER)];
+            }
         }
     }
 }
