@@ -119,7 +119,7 @@ const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 /// The bytes of a PEM file, at most [`MAX_PEM_BYTES`]; the error is the text to show.
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file = crate::config::open_regular_file(path).map_err(|e| e.to_string())?;
     let mut pem = Vec::new();
     file.take(MAX_PEM_BYTES + 1)
         .read_to_end(&mut pem)

@@ -754,7 +754,7 @@ fn finish_recipients(
     let aliases =
         match s.aliases() {
             Some(path) => {
-                let text = std::fs::File::open(path)
+                let text = config::open_regular_file(path)
                     .and_then(config::read_bounded_text)
                     .map_err(|e| {
                         Error::with_source(
