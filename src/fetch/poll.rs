@@ -312,7 +312,7 @@ fn poll_pop3(
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
-        .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+        .map_err(|e| e.context(format!("{account}: login failed")))?;
     let uidl = s.uidl_all()?;
     let sizes: HashMap<u32, u64> = s.list_all()?.into_iter().collect();
     let total = uidl.len();
@@ -507,7 +507,7 @@ pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> R
     let mut s = ImapSession::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
-        .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+        .map_err(|e| e.context(format!("{account}: login failed")))?;
     Ok(s)
 }
 
