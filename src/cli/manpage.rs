@@ -747,7 +747,7 @@ trusted, and a directory holding none is an error; it cannot be combined with ss
 sslcommonname, sslfingerprint, sslcert and sslkey (a client certificate) apply; sslfingerprint \
 is best a SHA-256 fingerprint (32 hex pairs); fetchmail's MD5 (16) and SHA-1 (20) forms are \
 checked too, with a warning, because both digests can be forged: when the server's certificate \
-matches, the warning gives its SHA-256 to put in their place. fetchmail 7's sslmode wrapped is \
+matches, the warning (once per server in a daemon) gives its SHA-256 to put in their place. fetchmail 7's sslmode wrapped is \
 ssl; starttls=must and starttls=may both require STARTTLS. sslproto and sslprotocolversion values \
 whose floor TLS 1.2 meets (auto, tls1+, tls1.1+, tls1.2+, tls1.2, the empty value) are accepted.
 

@@ -258,14 +258,7 @@ impl ServerCertVerifier for PinnedVerifier {
             Pin::Legacy(pin) => {
                 let matched = pin.matches(end_entity.as_ref());
                 if matched {
-                    // Both digests have practical collisions: the match is weak evidence.
-                    log::warn!(
-                        "{}: the certificate matches the {} sslfingerprint, a digest that can \
-                         be forged; pin its SHA-256 instead: sslfingerprint \"{}\"",
-                        self.peer,
-                        pin.algorithm(),
-                        format_fingerprint(&presented)
-                    );
+                    pin.warn_weak_match(&self.peer, &presented);
                 }
                 matched
             }
