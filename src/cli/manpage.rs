@@ -561,7 +561,8 @@ tls, tls_starttls\tTLS on or off; STARTTLS (true) or implicit TLS from the first
 tls_trust_file\tCA certificates to trust (PEM); \"system\" for the system store (the default).
 
 tls_fingerprint\tTrust exactly the certificate with this SHA-256 fingerprint (hex, colons \
-optional).
+optional). A SHA-1 or MD5 fingerprint is checked too, with a warning giving the SHA-256 to pin \
+instead.
 
 tls_certcheck\tfalse disables certificate verification (dangerous).
 
@@ -702,7 +703,10 @@ set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_forma
 aliases. These are postie's own: danger_plaintext_auth allows a password over an unencrypted \
 connection, which rsend otherwise refuses; proxy_user and proxy_password authenticate to the SOCKS5 \
 proxy (RFC 1929; proxy_password makes the file a secret file); queue, queue_dir and \
-queue_max_age set up rsend's queue (see rsend(1), QUEUE).",
+queue_max_age set up rsend's queue (see rsend(1), QUEUE). tls_fingerprint is best a SHA-256 \
+fingerprint (32 hex pairs); msmtp's deprecated SHA-1 (20) and MD5 (16) forms are checked too, \
+with a warning, because both digests can be forged: when the server's certificate matches, the \
+warning gives its SHA-256 to put in their place.",
     },
     Section {
         title: "DIFFERENCES FROM MSMTP",
