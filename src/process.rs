@@ -15,7 +15,7 @@ pub fn single_process(raw: i32) -> Option<Pid> {
 const MAX_DESCENDANTS: usize = 64;
 
 /// The processes below `pid` (children, their children, ...), from /proc's `children` lists;
-/// at most [`MAX_DESCENDANTS`], none when /proc cannot say.
+/// at most `MAX_DESCENDANTS`, none when /proc cannot say.
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut queue = vec![pid];

@@ -173,7 +173,7 @@ impl Secret {
 
 /// Runs a `passwordeval` command: `sh -c CMD`, stdin closed, stderr passed through, stdout
 /// with one trailing newline (LF or CRLF) removed. A non-zero exit, more than
-/// [`MAX_SECRET_BYTES`] of output, or no exit within [`command::DEFAULT_TIMEOUT`] is an error.
+/// `MAX_SECRET_BYTES` (64 KiB) of output, or no exit within [`command::DEFAULT_TIMEOUT`] is an error.
 pub fn run_password_command(command: &str) -> Result<String, SecretError> {
     run_password_command_with(
         command,
