@@ -27,7 +27,10 @@ pub fn temp_dir(tag: &str) -> TempDir {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("postie-{tag}-{}-{nanos}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    TempDir(dir)
+    TempDir {
+        path: dir,
+        kept: false,
+    }
 }
 
 /// A test's temporary directory, removed with everything in it when dropped, unless the test
@@ -35,7 +38,10 @@ pub fn temp_dir(tag: &str) -> TempDir {
 /// `POSTIE_KEEP_TMP` is set. Without it every run of the suite left gigabytes in /tmp.
 /// Derefs to its path, so it goes wherever a `&Path` does.
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir {
+    path: PathBuf,
+    kept: bool,
+}
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
@@ -43,39 +49,48 @@ impl TempDir {
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
+    }
+
+    /// Leaves the directory in place (a test's own switch to keep its files for reading).
+    pub fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        self.path.clone()
     }
 }
 
 impl std::ops::Deref for TempDir {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl AsRef<Path> for TempDir {
     fn as_ref(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl AsRef<std::ffi::OsStr> for TempDir {
     fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
+        self.path.as_os_str()
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         if std::thread::panicking() {
-            eprintln!("test failed: its files are kept in {}", self.0.display());
+            eprintln!("test failed: its files are kept in {}", self.path.display());
             return;
         }
         if std::env::var_os("POSTIE_KEEP_TMP").is_some() {
             return;
         }
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
