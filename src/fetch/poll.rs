@@ -3,7 +3,7 @@
 //! batch; the others per message) commit the UIDs as seen (one state fsync per batch) and delete
 //! them on the server unless `keep`. Maildir batches go through the batch journal
 //! (fetch::journal); every other target has each message recorded in the seen log the moment it
-//! confirmed it (`StateLedger`). Either way a kill makes at most the message in flight be
+//! confirmed it ([`StateLedger`]). Either way a kill makes at most the message in flight be
 //! fetched again.
 //!
 //! Failure rules: a delivery failure (transient or permanent: fetchmail's softbounce) leaves
