@@ -84,6 +84,9 @@ pub enum Cause {
     PlaintextAnswer,
     /// No OAuth2 access token could be had (the message names the command or setting to fix).
     OAuthToken,
+    /// The server refused the OAuth2 access token sent with XOAUTH2 or OAUTHBEARER: expired,
+    /// revoked or without the mail scope (the password hints do not apply).
+    OAuthTokenRefused,
 }
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -76,6 +76,15 @@ pub fn hint(e: &Error, vocabulary: Vocabulary) -> Option<&'static str> {
         // The OAuth2 errors say themselves what to run or set; the hints about the mail server's
         // port or password would mislead.
         (_, Some(Cause::OAuthToken)) => None,
+        (_, Some(Cause::OAuthTokenRefused)) => Some(if rc {
+            "the token is not a password: run the passwordeval command by hand and check that it \
+             prints a current access token (refreshing it first), and that the provider granted \
+             the mail scope to your client"
+        } else {
+            "the token is not a password: with oauth_provider, run postie oauth login to authorize \
+             again; with passwordeval, run that command by hand and check that it prints a current \
+             access token; and check that the provider granted the mail scope to your client"
+        }),
         (ErrorKind::Timeout, _) if vocabulary == Submit => Some(
             "the server stopped answering; if this is port 465, set tls_starttls off (implicit TLS)",
         ),
@@ -136,6 +145,18 @@ mod tests {
                 .unwrap()
                 .contains("tls_host_override")
         );
+        let refused = Error::new(ErrorKind::Auth, "535 no").with_cause(Cause::OAuthTokenRefused);
+        for v in [
+            Vocabulary::Submit,
+            Vocabulary::TomlFetch,
+            Vocabulary::Fetchmailrc,
+        ] {
+            let h = hint(&refused, v).unwrap();
+            assert!(
+                h.contains("passwordeval") && !h.contains("check user"),
+                "{h}"
+            );
+        }
         let io = Error::new(ErrorKind::NetworkIo, "connection reset");
         assert_eq!(hint(&io, Vocabulary::TomlFetch), None);
     }

@@ -4,6 +4,8 @@
 //! "no configuration" error name the files. No network: only options that stop before any
 //! connection.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,12 +13,9 @@ use std::process::{Command, Output};
 const RFETCH: &str = env!("CARGO_BIN_EXE_rfetch");
 const RSEND: &str = env!("CARGO_BIN_EXE_rsend");
 
-/// A private, empty HOME.
-fn home(tag: &str) -> PathBuf {
-    let h = std::env::temp_dir().join(format!("postie-discovery-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&h);
-    std::fs::create_dir_all(&h).unwrap();
-    h
+/// A private, empty HOME (removed when the test passes).
+fn home(tag: &str) -> common::TempDir {
+    common::temp_dir(&format!("discovery-{tag}"))
 }
 
 /// Writes `text` to HOME/REL with mode 600.

@@ -2,19 +2,18 @@
 //! as a user would install it) and understand what its comments promise. No network: only
 //! `--configdump`, `-V` and `--pretend`.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A private HOME holding a mode-600 copy of `examples/NAME`; returns (home, copy).
-fn install(name: &str) -> (PathBuf, PathBuf) {
-    // one HOME per call: tests run in parallel and two of them install the same example
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let home =
-        std::env::temp_dir().join(format!("postie-examples-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
+/// A private HOME holding a mode-600 copy of `examples/NAME`; returns (home, copy). The HOME
+/// is removed when the test passes.
+fn install(name: &str) -> (common::TempDir, PathBuf) {
+    // one HOME per call (temp_dir's names are unique): tests run in parallel and two of them
+    // install the same example
+    let home = common::temp_dir(&format!("examples-{name}"));
     let copy = home.join(name);
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR"))

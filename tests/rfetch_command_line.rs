@@ -15,7 +15,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// A HOME with a private ~/.netrc holding bob's password, and no rc file.
-fn home(tag: &str) -> PathBuf {
+fn home(tag: &str) -> common::TempDir {
     let dir = tempdir(tag);
     let netrc = dir.join(".netrc");
     std::fs::write(&netrc, "machine 127.0.0.1 login bob password bobpw\n").unwrap();

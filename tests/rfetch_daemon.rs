@@ -297,7 +297,7 @@ fn a_hanging_server_does_not_delay_another_account() {
 fn sleeping_daemon_then_mail(
     s: &common::Stack,
     tag: &str,
-) -> (PathBuf, PathBuf, PathBuf, Daemon, String) {
+) -> (common::TempDir, PathBuf, PathBuf, Daemon, String) {
     let dir = tempdir(tag);
     let md = dir.join("Maildir");
     let cfg = write_config(&dir, &bob_account(s, "bob", &md));

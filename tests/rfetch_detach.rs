@@ -4,17 +4,18 @@
 //! daemon that cannot start reports its error and exit code to the terminal. No mail server:
 //! the account points at a closed loopback port (the daemon just retries it).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RFETCH: &str = env!("CARGO_BIN_EXE_rfetch");
 
 /// A private HOME with a mode-600 ~/.fetchmailrc polling a closed port on 127.0.0.1.
-fn home(tag: &str) -> PathBuf {
-    let h = std::env::temp_dir().join(format!("rfetch-detach-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&h);
-    std::fs::create_dir_all(&h).unwrap();
+/// Removed when the test passes.
+fn home(tag: &str) -> common::TempDir {
+    let h = common::temp_dir(&format!("rfetch-detach-{tag}"));
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

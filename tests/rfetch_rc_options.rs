@@ -164,9 +164,7 @@ fn md5_and_sha1_fingerprints_are_checked_and_the_sha256_is_recommended() {
             "warned when read: {err}"
         );
         assert!(
-            err.contains(&format!(
-                "pin its SHA-256 instead: sslfingerprint \"{sha256}\""
-            )),
+            err.contains(&format!("pin its SHA-256 instead: \"{sha256}\"")),
             "the SHA-256 to use, once the server is reached: {err}"
         );
         // A wrong fingerprint of the same form: refused, nothing fetched.
@@ -202,6 +200,55 @@ fn md5_and_sha1_fingerprints_are_checked_and_the_sha256_is_recommended() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(captured(&out).len(), 1);
     assert!(stderr(&o).contains(&sha256), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A daemon polls the same server again and again: the weak-fingerprint advice comes once per
+/// server and pin, not once per connection.
+#[test]
+fn a_daemon_gives_the_weak_fingerprint_advice_once() {
+    let _g = lock();
+    let s = common::Stack::get();
+    let dir = tempdir("legacyfp-daemon");
+    let fp = openssl_fingerprint(&s, "-sha1");
+    let rc = pop3s_poll(
+        &s,
+        &dir,
+        &format!("sslfingerprint \"{fp}\""),
+        "mda \"cat > /dev/null\"",
+    );
+    let log = dir.join("rfetch.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        // -N: stays in the foreground, supervised here.
+        .args(["-N", "-v", "-d", "1", "-f", rc.to_str().unwrap()])
+        .env("HOME", &dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start rfetch");
+    let polls = |text: &str| text.matches("No mail for bob").count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if polls(&text) >= 3 || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(polls(&text) >= 3, "three polls: {text}");
+    assert_eq!(
+        text.matches("the certificate matches the SHA-1 fingerprint")
+            .count(),
+        1,
+        "one warning for {} connections: {text}",
+        polls(&text)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

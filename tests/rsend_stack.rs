@@ -484,3 +484,64 @@ fn pretend_shows_password_as_star() {
         assert!(!show(&out.stderr).contains("alicepw"), "{args:?}");
     }
 }
+
+/// msmtp's deprecated SHA-1 and MD5 `tls_fingerprint`s pin the server too: the message goes
+/// through with a warning that gives the SHA-256 to pin instead; a wrong one is refused.
+#[test]
+fn sha1_and_md5_tls_fingerprints_pin_the_server_with_a_warning() {
+    let stack = common::Stack::get();
+    let cert = stack.dir.join("tls/server.crt");
+    let sha256 = stack.var("STACK_SERVER_SHA256").to_owned();
+    for (digest, algorithm) in [("-sha1", "SHA-1"), ("-md5", "MD5")] {
+        let o = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", digest, "-in"])
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let fp = text
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut wrong = fp.clone();
+        wrong.replace_range(0..2, if fp.starts_with("00") { "11" } else { "00" });
+        for (pin, good) in [(&fp, true), (&wrong, false)] {
+            let dir = TempDir::new("legacy-fp");
+            let rc = write_rc(
+                dir.path(),
+                &format!(
+                    "account default\nhost localhost\nport {}\ntls on\ntls_starttls off\n\
+                     tls_fingerprint {pin}\nauth on\nuser alice\npassword alicepw\n\
+                     from alice@localhost\n",
+                    stack.port("SMTPS_PORT")
+                ),
+                0o600,
+            );
+            let marker = unique("legacyfp");
+            let out = rsend(
+                &["-C", rc.to_str().expect("utf-8"), "bob@localhost"],
+                format!("Subject: {marker}\n\nbody\n").as_bytes(),
+            );
+            let err = show(&out.stderr);
+            assert!(
+                err.contains(&format!(
+                    "tls_fingerprint is {algorithm}, a digest that can be forged"
+                )),
+                "{algorithm}: warned when read: {err}"
+            );
+            if good {
+                assert_exit(&out, 0);
+                assert!(
+                    err.contains(&format!("pin its SHA-256 instead: \"{sha256}\"")),
+                    "{algorithm}: the SHA-256 to pin: {err}"
+                );
+                wait_for(&maildir(&stack, "bob"), &marker);
+            } else {
+                assert_ne!(out.status.code(), Some(0), "{algorithm}: {err}");
+                assert!(err.contains("fingerprint mismatch"), "{algorithm}: {err}");
+            }
+        }
+    }
+}

@@ -4,7 +4,8 @@
 # Starts the private mail stack in <repo>/.stack (tests/stack/stack.sh up; installs the Debian
 # packages it needs when missing), installs the clients the tests drive (stack.sh deps tests) unless one already runs there or in $POSTIE_STACK_DIR, exports
 # POSTIE_STACK_DIR for the tests, runs `cargo build --all-targets` and `cargo test --all-targets --no-fail-fast`,
-# stops the stack again if it started it, and exits with cargo's status.
+# stops the stack again if it started it, and exits with cargo's status. `cargo doc --no-deps`
+# must be free of warnings too.
 # Then `cargo check --all-targets` (warnings are errors) on a copy of the sources without
 # Cargo.lock: the tests cover the locked versions, `cargo install` without --locked resolves the
 # newest compatible ones, and both must build cleanly. The copy builds into
@@ -56,6 +57,13 @@ if [ $status = 0 ]; then
   cargo test --all-targets --no-fail-fast </dev/null
   status=$?
 fi
+
+# The API documentation builds without a warning (broken or private intra-doc links, stray
+# HTML): a broken link is documentation that silently stopped pointing anywhere.
+echo "run.sh: cargo doc --no-deps (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps </dev/null
+doc_status=$?
+if [ $status = 0 ]; then status=$doc_status; fi
 
 fresh=$(mktemp -d)
 tar -C "$REPO" --exclude=./target --exclude=./.stack --exclude=./.git --exclude=./fuzz/target --exclude=./fuzz/corpus \

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postie::account::command::{self, CommandError, Limits};
-use postie::account::secret::{SecretError, run_password_command};
+use postie::account::secret::{SecretError, run_password_command, run_password_command_with};
 use postie::config::msmtprc;
 
 /// Runs `f` on a thread and fails the test if it takes longer than `limit` (the deadlock this
@@ -68,13 +68,65 @@ fn a_command_that_never_ends_is_killed_and_reaped() {
     })
     .expect_err("never exits");
     assert!(matches!(e, CommandError::TimedOut { .. }), "{e:?}");
-    // A background child holding the output open does not keep us waiting either. (It outlives
-    // the kill of its shell: 20 s, far beyond the 0.5 s limit, and not a leftover for minutes.)
+    // A background child holding the output open does not keep us waiting either.
     let e = within(Duration::from_secs(20), move || {
         command::run("sleep 20 & echo pw", limits)
     })
     .expect_err("output never closes");
     assert!(matches!(e, CommandError::TimedOut { .. }), "{e:?}");
+}
+
+/// Whether `pid` still runs: its /proc entry exists and it is not a zombie (a killed orphan
+/// waits there for init to reap it).
+fn runs(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    !matches!(state, Some(Some('Z' | 'X')))
+}
+
+#[test]
+fn a_timed_out_password_command_leaves_no_descendant_running() {
+    let dir = std::env::temp_dir().join(format!("postie-pwcmd-tree-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pids = dir.join("pids");
+    let limits = Limits {
+        max_output: 1024,
+        timeout: Duration::from_millis(500),
+    };
+    // A grandchild (inner shell's background sleep) and a great-grandchild: neither is the
+    // process `sh -c` started, so killing that one alone leaves both running.
+    let cmd = format!(
+        "sh -c 'sleep 100 & echo $! >> {p}; (sleep 100 & echo $! >> {p}; wait) & wait'; echo never",
+        p = pids.display()
+    );
+    let e = within(Duration::from_secs(20), move || {
+        run_password_command_with(&cmd, limits)
+    })
+    .expect_err("never ends");
+    assert!(matches!(e, SecretError::CommandTimedOut { .. }), "{e:?}");
+    let listed: Vec<u32> = std::fs::read_to_string(&pids)
+        .expect("the command wrote its background pids")
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // SIGKILL is delivered asynchronously: a moment for the kernel.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while listed.iter().any(|&p| runs(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive: Vec<u32> = listed.iter().copied().filter(|&p| runs(p)).collect();
+    for &p in &alive {
+        // Not to leave them behind after the failure either.
+        let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        alive.is_empty(),
+        "still running after the timeout: {alive:?}"
+    );
 }
 
 /// Runs this test binary again with only the test `name`, `env` set, both pipes drained, and

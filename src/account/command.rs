@@ -7,9 +7,8 @@
 //! pipe at all: it is ours, as msmtp and fetchmail leave it, so a command's complaints reach
 //! the user and can never fill a buffer. The command is not moved to its own process group:
 //! `pass` and `gpg` ask for a passphrase on the terminal, which a background process group
-//! could not read. So the kill reaches the shell (or the program it `exec`s, as `sh -c 'cmd'`
-//! does for a single command), not processes it started in the background; once we stop
-//! reading, those get EPIPE/SIGPIPE on their next write.
+//! could not read. So the kill cannot name the group: it reaches the shell and, found through
+//! /proc, every process below it (background jobs included).
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -153,13 +152,10 @@ fn wait_until(
     }
 }
 
-/// SIGKILL by pid (the child is ours and not yet reaped, so the pid cannot have been reused),
-/// then reap it.
+/// SIGKILL to the command and to every process it started (`sh -c 'slow & wait'` leaves a
+/// background child the shell's death does not end), then reap it.
 fn kill_and_reap(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
+    crate::process::kill_tree_and_reap(child);
 }
 
 #[cfg(test)]

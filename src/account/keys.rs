@@ -287,6 +287,19 @@ pub fn set_server(
             s.tls_trust_file = sourced(v, at);
         }
         "tls_fingerprint" => {
+            // The last tls_fingerprint wins, whatever its digest.
+            s.tls_fingerprint_legacy = None;
+            if let Some(legacy) = crate::net::LegacyPin::parse(arg) {
+                // msmtp still accepts SHA-1 and MD5 (deprecated): checked, with the advice.
+                s.tls_fingerprint = sourced(None, at);
+                s.tls_fingerprint_legacy = sourced(legacy, at);
+                return Ok(Some(format!(
+                    "tls_fingerprint is {}, a digest that can be forged; it is checked, and once \
+                     the server's certificate matches, the SHA-256 to pin instead is printed \
+                     (rsend --serverinfo prints it too)",
+                    legacy.algorithm()
+                )));
+            }
             let v = if arg.is_empty() {
                 None
             } else {

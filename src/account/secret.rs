@@ -173,7 +173,7 @@ impl Secret {
 
 /// Runs a `passwordeval` command: `sh -c CMD`, stdin closed, stderr passed through, stdout
 /// with one trailing newline (LF or CRLF) removed. A non-zero exit, more than
-/// [`MAX_SECRET_BYTES`] of output, or no exit within [`command::DEFAULT_TIMEOUT`] is an error.
+/// `MAX_SECRET_BYTES` (64 KiB) of output, or no exit within [`command::DEFAULT_TIMEOUT`] is an error.
 pub fn run_password_command(command: &str) -> Result<String, SecretError> {
     run_password_command_with(
         command,
@@ -291,7 +291,7 @@ fn read_password_file(path: &std::path::Path) -> Result<String, SecretError> {
         path: shown.clone(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut file = crate::config::open_regular_file(path).map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     {
         use std::os::unix::fs::MetadataExt;
@@ -326,7 +326,7 @@ fn read_password_file(path: &std::path::Path) -> Result<String, SecretError> {
 
 /// The text of `path` and the metadata of the very file read.
 fn read_with_metadata(path: &std::path::Path) -> std::io::Result<(String, std::fs::Metadata)> {
-    let file = std::fs::File::open(path)?;
+    let file = crate::config::open_regular_file(path)?;
     let meta = file.metadata()?;
     let text = crate::config::read_bounded_text(file)?;
     Ok((text, meta))

@@ -561,7 +561,8 @@ tls, tls_starttls\tTLS on or off; STARTTLS (true) or implicit TLS from the first
 tls_trust_file\tCA certificates to trust (PEM); \"system\" for the system store (the default).
 
 tls_fingerprint\tTrust exactly the certificate with this SHA-256 fingerprint (hex, colons \
-optional).
+optional). A SHA-1 or MD5 fingerprint is checked too, with a warning giving the SHA-256 to pin \
+instead.
 
 tls_certcheck\tfalse disables certificate verification (dangerous).
 
@@ -702,7 +703,10 @@ set_msgid_header, set_to_header, remove_bcc_headers, logfile, logfile_time_forma
 aliases. These are postie's own: danger_plaintext_auth allows a password over an unencrypted \
 connection, which rsend otherwise refuses; proxy_user and proxy_password authenticate to the SOCKS5 \
 proxy (RFC 1929; proxy_password makes the file a secret file); queue, queue_dir and \
-queue_max_age set up rsend's queue (see rsend(1), QUEUE).",
+queue_max_age set up rsend's queue (see rsend(1), QUEUE). tls_fingerprint is best a SHA-256 \
+fingerprint (32 hex pairs); msmtp's deprecated SHA-1 (20) and MD5 (16) forms are checked too, \
+with a warning, because both digests can be forged: when the server's certificate matches, the \
+warning gives its SHA-256 to put in their place.",
     },
     Section {
         title: "DIFFERENCES FROM MSMTP",
@@ -747,7 +751,7 @@ trusted, and a directory holding none is an error; it cannot be combined with ss
 sslcommonname, sslfingerprint, sslcert and sslkey (a client certificate) apply; sslfingerprint \
 is best a SHA-256 fingerprint (32 hex pairs); fetchmail's MD5 (16) and SHA-1 (20) forms are \
 checked too, with a warning, because both digests can be forged: when the server's certificate \
-matches, the warning gives its SHA-256 to put in their place. fetchmail 7's sslmode wrapped is \
+matches, the warning (once per server in a daemon) gives its SHA-256 to put in their place. fetchmail 7's sslmode wrapped is \
 ssl; starttls=must and starttls=may both require STARTTLS. sslproto and sslprotocolversion values \
 whose floor TLS 1.2 meets (auto, tls1+, tls1.1+, tls1.2+, tls1.2, the empty value) are accepted.
 
@@ -774,7 +778,9 @@ Line ends and header fields: an mda gets LF line ends (stripcr, fetchmail's defa
 with no stripcr it gets them as the server sent them, and with no stripcr and forcecr every line \
 ends in CRLF (stripcr wins over forcecr, as in fetchmail). SMTP and LMTP always carry CRLF line \
 ends, as the protocols require, whatever stripcr says (what forcecr asks for). rfetch declares \
-BODY=8BITMIME to a listener that offers 8BITMIME for every message (what pass8bits asks for). \
+BODY=8BITMIME to a listener that offers 8BITMIME for every message (what pass8bits asks for); \
+no pass8bits changes nothing: fetchmail would then declare BODY=7BIT for a message whose header \
+says 7bit, which BODY=8BITMIME covers as well. \
 dropstatus leaves the Status: and X-Mozilla-Status: fields out of the header, dropdelivered the \
 Delivered-To: fields (with their continuation lines; the body is never changed), for every \
 target.

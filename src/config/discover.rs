@@ -283,7 +283,7 @@ fn name_files(e: Error, paths: &[&Path], label: &str) -> Error {
 /// a fetch part for rfetch). A file that cannot be read or parsed counts as not configuring:
 /// it is not the one being used, so its errors are not this run's errors.
 pub fn toml_configures(program: Program, path: &Path, env: &Env) -> bool {
-    let Ok(text) = std::fs::File::open(path).and_then(super::read_bounded_text) else {
+    let Ok(text) = super::open_regular_file(path).and_then(super::read_bounded_text) else {
         return false;
     };
     let Ok(parsed) = super::toml::parse(&text, path, env) else {

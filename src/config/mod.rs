@@ -22,6 +22,45 @@ use crate::error::{Error, ErrorKind};
 /// log) can make postie allocate.
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Opens a configuration or secret file for reading, refusing anything but a regular file
+/// (and `/dev/null`, the conventional empty file): a FIFO would block the read forever, a
+/// terminal would wait for typing, a directory fails later with a confusing error. The open
+/// itself does not block on a FIFO (`O_NONBLOCK`), and the type is checked on the very file
+/// opened, so a path swapped between a check and the open cannot slip one past.
+pub fn open_regular_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    let is_null_device = kind.is_char_device()
+        && rustix::fs::major(meta.rdev()) == 1
+        && rustix::fs::minor(meta.rdev()) == 3;
+    if kind.is_file() || is_null_device {
+        // A regular file ignores O_NONBLOCK, so reads behave as with a plain open.
+        return Ok(file);
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file"),
+    ))
+}
+
 /// Reads the text of a configuration file, at most [`MAX_CONFIG_BYTES`]: a larger file is an
 /// error (kind `InvalidData`, naming the bound) after reading one byte past the bound, never a
 /// read to the end.
@@ -403,7 +442,7 @@ fn read_config_file(
     path: &Path,
     explicit: bool,
 ) -> Result<Option<(String, std::fs::Metadata)>, ConfigError> {
-    let file = match std::fs::File::open(path) {
+    let file = match open_regular_file(path) {
         Ok(f) => f,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ConfigError::unreadable(path, e)),

@@ -569,15 +569,44 @@ mod tests {
     }
 
     #[test]
-    fn sha1_fingerprint_is_refused_with_advice() {
-        let fp = ["0a"; 20].join(":");
-        let e = parse_err(&format!("account a\ntls_fingerprint {fp}\n"));
-        assert!(
-            e.starts_with(
-                "/rc:2: tls_fingerprint: SHA-1 fingerprints are not supported, use the SHA-256"
-            ),
-            "{e}"
-        );
+    fn sha1_and_md5_fingerprints_are_accepted_with_a_warning() {
+        use crate::net::{LegacyPin, Trust};
+        for (pairs, algorithm) in [(20, "SHA-1"), (16, "MD5")] {
+            let fp = vec!["0a"; pairs].join(":");
+            let p = parse_ok(&format!("account a\ntls_fingerprint {fp}\n"));
+            let s = acc(&p, "a");
+            assert_eq!(
+                s.server.tls_fingerprint_legacy.as_ref().map(|l| l.value),
+                LegacyPin::parse(&fp)
+            );
+            assert_eq!(
+                s.server.trust(),
+                Ok(Trust::LegacyFingerprint(LegacyPin::parse(&fp).unwrap()))
+            );
+            assert!(
+                p.warnings.iter().any(|w| w.starts_with(&format!(
+                    "/rc:2: tls_fingerprint is {algorithm}, a digest that can be forged"
+                ))),
+                "{:?}",
+                p.warnings
+            );
+            // A later SHA-256 replaces it, and the other way round.
+            let sha256 = ["0b"; 32].join(":");
+            let p = parse_ok(&format!(
+                "account a\ntls_fingerprint {fp}\ntls_fingerprint {sha256}\n"
+            ));
+            assert_eq!(
+                acc(&p, "a").server.trust(),
+                Ok(Trust::Fingerprint([0x0b; 32]))
+            );
+            let p = parse_ok(&format!(
+                "account a\ntls_fingerprint {sha256}\ntls_fingerprint {fp}\n"
+            ));
+            assert!(matches!(
+                acc(&p, "a").server.trust(),
+                Ok(Trust::LegacyFingerprint(_))
+            ));
+        }
     }
 
     #[test]

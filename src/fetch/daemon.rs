@@ -20,7 +20,7 @@
 //! logged once. A waiting account costs no CPU: it sleeps in poll(2) on its socket and the
 //! [`Control::beacon`] eventfd until the server speaks, the IDLE renewal is due, or the daemon
 //! is stopped or woken. Its logins and polls run on a thread that ends with them
-//! ([`on_own_stack`]), so the waiting thread's resident stack stays small.
+//! (`on_own_stack`), so the waiting thread's resident stack stays small.
 //!
 //! Per server host, at most `max_connections` (default [`DEFAULT_MAX_CONNECTIONS`]) logins
 //! and polls run at once, first come first served; an IDLE connection waiting does not count.
@@ -275,7 +275,7 @@ impl Control {
     /// at [`Control::stop`]: an IDLE wait polls it together with its socket, so that it sleeps
     /// in the kernel until the server speaks or the daemon needs it, with no timer. A waiter
     /// takes the beacon first and then checks [`Control::stopping`] and
-    /// [`Control::woken_since`]: a wake before the check is seen by the check, one after it
+    /// `Control::woken_since`: a wake before the check is seen by the check, one after it
     /// rings this beacon. None when no eventfd can be made (out of descriptors); the caller
     /// then checks the flags on a timer.
     pub fn beacon(&self) -> Option<Arc<OwnedFd>> {

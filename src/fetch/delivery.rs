@@ -22,7 +22,7 @@ use super::state::SeenStore;
 /// Each batch drains the command pipeline once: 1000 messages of 5 KB over POP3S into a
 /// Maildir on tmpfs took 0.22 s in batches of 50, 0.17 s in batches of 100 and 0.15-0.17 s in
 /// batches of 200. 100 keeps most of the gain while a batch's open files (one per message until
-/// it is synced) stay far below the descriptor limit that [`raise_open_file_limit`] sets, even
+/// it is synced) stay far below the descriptor limit that [`raise_open_file_limit`](super::poll::raise_open_file_limit) sets, even
 /// with many accounts polled at once. A Maildir batch is made durable on its own thread while
 /// the next one is fetched (`fetch::batch`): 1000 messages over POP3S into a journaled ext4 went
 /// from 0.316 s to 0.268 s.

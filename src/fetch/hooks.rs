@@ -96,8 +96,8 @@ pub fn run_hook(which: &str, account: &str, cmd: &str) -> Result<()> {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                // The hook's background processes too, not only its shell.
+                crate::process::kill_tree_and_reap(&mut child);
                 return Err(failed(format!(
                     "did not finish within {} s and was killed",
                     HOOK_TIMEOUT.as_secs()

@@ -1,6 +1,6 @@
 //! Multidrop sorting (fetchmail's "multidrop" mode): for a message fetched
 //! from a mailbox shared by several people, which local users it is for — from its envelope
-//! header (`envelope [N] HEADER`, default `Received`'s "for <address>"), else from its
+//! header (`envelope [N] HEADER`, default `Received`'s `for <address>` clause), else from its
 //! Resent-To/Cc/Bcc or To/Cc/Bcc/Apparently-To — matched against the poll's local names, with
 //! the postmaster as the fallback. Pure: header bytes in, local names out.
 

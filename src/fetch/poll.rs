@@ -308,7 +308,7 @@ fn poll_pop3(
     let mut s = Pop3Session::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
-        .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+        .map_err(|e| e.context(format!("{account}: login failed")))?;
     let d = Delivery::new(spec, ctx, peer_ip(s.connection()));
     let header = |sorted: Option<&Sorted>| d.received(sorted);
     let reporting = reporter(spec, ctx.env, &d.user, &d.server);
@@ -358,7 +358,7 @@ pub fn imap_login(spec: &PollSpec, ctx: &PollContext<'_>, force_idle: bool) -> R
     let mut s = ImapSession::connect(&settings)
         .map_err(|e| e.context(format!("{account}: cannot connect")))?;
     s.login()
-        .map_err(|e| e.context(format!("{account}: login failed (check user and password)")))?;
+        .map_err(|e| e.context(format!("{account}: login failed")))?;
     Ok(s)
 }
 

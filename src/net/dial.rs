@@ -39,8 +39,6 @@ pub(crate) struct CommandChild {
 
 /// How long a plugin command may take to exit after its connection closed.
 const COMMAND_EXIT_GRACE: Duration = Duration::from_secs(2);
-/// Bound on the processes collected below a plugin command.
-const MAX_DESCENDANTS: usize = 64;
 
 impl Drop for CommandChild {
     fn drop(&mut self) {
@@ -56,44 +54,12 @@ impl Drop for CommandChild {
             }
         }
         // Still running: its descendants first (they are re-parented once it is gone).
-        for pid in descendants(self.child.id()) {
-            if let Some(p) = i32::try_from(pid)
-                .ok()
-                .and_then(crate::process::single_process)
-            {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-            }
+        for pid in crate::process::descendants(self.child.id()) {
+            crate::process::signal_pid(pid, rustix::process::Signal::TERM);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The processes below `pid` (children, their children, ...), from /proc's `children` lists;
-/// at most [`MAX_DESCENDANTS`], none when /proc cannot say.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut queue = vec![pid];
-    while let Some(p) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for c in children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-            {
-                if found.len() >= MAX_DESCENDANTS || found.contains(&c) {
-                    continue;
-                }
-                found.push(c);
-                queue.push(c);
-            }
-        }
-    }
-    found
 }
 
 /// How messages name the server of `ep` reached along `opts.route`.

@@ -79,6 +79,31 @@ impl LegacyPin {
         }
     }
 
+    /// Warns, once per server and pin in this process, that the certificate of `peer` matched
+    /// this weak pin, giving the SHA-256 to pin instead. A daemon connects to the same server
+    /// every poll: the advice once is enough, a copy per connection buries the log. Returns
+    /// whether it warned.
+    pub(crate) fn warn_weak_match(&self, peer: &str, sha256: &[u8; 32]) -> bool {
+        use std::collections::HashSet;
+        use std::sync::{Mutex, PoisonError};
+        static WARNED: Mutex<Option<HashSet<(String, LegacyPin)>>> = Mutex::new(None);
+        let first = WARNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashSet::new)
+            .insert((peer.to_owned(), *self));
+        if first {
+            // Both digests have practical collisions: the match is weak evidence.
+            log::warn!(
+                "{peer}: the certificate matches the {} fingerprint, a digest that can be \
+                 forged; pin its SHA-256 instead: \"{}\"",
+                self.algorithm(),
+                tls::format_fingerprint(sha256)
+            );
+        }
+        first
+    }
+
     /// Whether `der` (a certificate) has this fingerprint.
     pub fn matches(&self, der: &[u8]) -> bool {
         match self {

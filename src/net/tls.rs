@@ -120,7 +120,7 @@ const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 /// The bytes of a PEM file, at most [`MAX_PEM_BYTES`]; the error is the text to show.
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file = crate::config::open_regular_file(path).map_err(|e| e.to_string())?;
     let mut pem = Vec::new();
     file.take(MAX_PEM_BYTES + 1)
         .read_to_end(&mut pem)
@@ -492,8 +492,8 @@ pub(crate) fn server_name(
 pub(crate) struct Prepared {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
-    /// The digest of a legacy (MD5 or SHA-1) pin, whose match is warned about.
-    legacy_pin: Option<&'static str>,
+    /// A legacy (MD5 or SHA-1) pin, whose match is warned about.
+    legacy_pin: Option<super::LegacyPin>,
 }
 
 pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepared, NetError> {
@@ -501,7 +501,7 @@ pub(crate) fn prepare(tls: &TlsOptions, host: &str, peer: &str) -> Result<Prepar
         log::warn!("{peer}: accepting any server certificate; the connection is not authenticated");
     }
     let legacy_pin = match &tls.trust {
-        Trust::LegacyFingerprint(pin) => Some(pin.algorithm()),
+        Trust::LegacyFingerprint(pin) => Some(*pin),
         _ => None,
     };
     Ok(Prepared {
@@ -529,15 +529,11 @@ pub(crate) fn handshake(
             return Err(handshake_error(e, peer, after_starttls));
         }
     }
-    if let Some(algorithm) = prepared.legacy_pin {
-        // Both digests have practical collisions: the match is weak evidence.
+    if let Some(pin) = prepared.legacy_pin {
+        // Once per server and pin (a daemon connects every poll).
         let leaf = conn.peer_certificates().and_then(|certs| certs.first());
         if let Some(leaf) = leaf {
-            log::warn!(
-                "{peer}: the certificate matches the {algorithm} sslfingerprint, a digest that \
-                 can be forged; pin its SHA-256 instead: sslfingerprint \"{}\"",
-                format_fingerprint(&sha256(leaf.as_ref()))
-            );
+            pin.warn_weak_match(peer, &sha256(leaf.as_ref()));
         }
     }
     Ok(StreamOwned::new(conn, sock))

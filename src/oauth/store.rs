@@ -177,7 +177,10 @@ impl TokenFile {
         }
         let file = match OpenOptions::new()
             .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            // NONBLOCK: a FIFO in the token's place must not block the open.
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&self.path)
         {
             Ok(f) => f,
@@ -185,6 +188,12 @@ impl TokenFile {
             Err(e) => return Err(io(&self.path)(e)),
         };
         let meta = file.metadata().map_err(io(&self.path))?;
+        if !meta.is_file() {
+            return Err(StoreError::Damaged {
+                path: self.path.display().to_string(),
+                message: "it is not a regular file".into(),
+            });
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(StoreError::Insecure {

@@ -327,6 +327,21 @@ pub(crate) fn run_sasl<W: SaslWire>(wire: &mut W, mut client: SaslClient) -> Res
     )))
 }
 
+/// A refused login by XOAUTH2 or OAUTHBEARER said as what it is: the server refused a bearer
+/// token, which the user fixes at the token's source (the token command, the provider's
+/// authorization), not by checking a password. Other errors and mechanisms pass unchanged.
+pub(crate) fn name_refused_token(e: Error, mechanism: Option<Mechanism>) -> Error {
+    match mechanism {
+        Some(m @ (Mechanism::XOAuth2 | Mechanism::OAuthBearer)) if e.kind() == ErrorKind::Auth => e
+            .context(format!(
+                "the server refused the OAuth2 access token ({m}): it has expired or been \
+                 revoked, or does not grant access to mail"
+            ))
+            .with_cause(crate::error::Cause::OAuthTokenRefused),
+        _ => e,
+    }
+}
+
 fn sasl_error(e: SaslError) -> Error {
     Error::with_source(ErrorKind::Protocol, "SASL authentication aborted", e)
 }

@@ -224,8 +224,11 @@ impl ImapSession {
         else {
             return Ok(false);
         };
+        let mechanism = sasl.mechanism();
         let done = auth::run_sasl(self, sasl)?;
-        self.after_login(done, &user).map(|()| true)
+        self.after_login(done, &user)
+            .map(|()| true)
+            .map_err(|e| auth::name_refused_token(e, Some(mechanism)))
     }
 
     fn after_login(&mut self, done: Done, user: &str) -> Result<()> {

@@ -201,8 +201,11 @@ impl Pop3Session {
         else {
             return Ok(false);
         };
+        let mechanism = client.mechanism();
         let reply = auth::run_sasl(self, client)?;
-        login_reply(reply, &user).map(|()| true)
+        login_reply(reply, &user)
+            .map(|()| true)
+            .map_err(|e| auth::name_refused_token(e, Some(mechanism)))
     }
 
     /// STAT: message count and total size.

@@ -281,7 +281,10 @@ impl SmtpClient {
                     }
                 }
                 Ok(HandshakeStep::Ready) => break,
-                Err(e) => return Err(wire.fail(e)),
+                Err(e) => {
+                    let e = wire.fail(e);
+                    return Err(super::auth::name_refused_token(e, hs.auth_mechanism()));
+                }
             }
         }
         let greeting = hs

@@ -702,9 +702,12 @@ fn attempt(
     size: u64,
 ) -> Result<(String, u16)> {
     let mut client = SmtpClient::connect(session)?;
-    let reply = transact(&mut client, envelope, message, size)?;
+    let reply = transact(&mut client, envelope, message, size);
+    // After a refused transaction too: the session is still in step (it was reset), and a
+    // server that still talks gets a QUIT, not a dropped connection. `quit` sends nothing on
+    // a connection already abandoned.
     let _ = client.quit();
-    Ok(reply)
+    reply
 }
 
 /// One message on an open connection; every recipient must be accepted. Returns the final
@@ -754,7 +757,7 @@ fn finish_recipients(
     let aliases =
         match s.aliases() {
             Some(path) => {
-                let text = std::fs::File::open(path)
+                let text = config::open_regular_file(path)
                     .and_then(config::read_bounded_text)
                     .map_err(|e| {
                         Error::with_source(

@@ -16,14 +16,82 @@ pub mod wire_trace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A fresh directory under the system temp dir, named for `tag`, this process and the time.
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, named for `tag`, this process and the time,
+/// removed when the returned guard is dropped (see [`TempDir`]).
+pub fn temp_dir(tag: &str) -> TempDir {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("postie-{tag}-{}-{nanos}", std::process::id()));
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("postie-{tag}-{}-{nanos}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    TempDir {
+        path: dir,
+        kept: false,
+    }
+}
+
+/// A test's temporary directory, removed with everything in it when dropped, unless the test
+/// is failing (dropped while panicking: kept, and its path printed, for inspection) or
+/// `POSTIE_KEEP_TMP` is set. Without it every run of the suite left gigabytes in /tmp.
+/// Derefs to its path, so it goes wherever a `&Path` does.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        temp_dir(tag)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the directory in place (a test's own switch to keep its files for reading).
+    pub fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        self.path.clone()
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("test failed: its files are kept in {}", self.path.display());
+            return;
+        }
+        if std::env::var_os("POSTIE_KEEP_TMP").is_some() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Writes `text` to `path` with mode 600 (the binaries refuse a readable file with a secret).

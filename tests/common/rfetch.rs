@@ -41,7 +41,7 @@ pub fn server_count(s: &super::Stack) -> usize {
         .sum()
 }
 
-pub fn tempdir(tag: &str) -> PathBuf {
+pub fn tempdir(tag: &str) -> super::TempDir {
     super::temp_dir(&format!("rfetch-{tag}"))
 }
 

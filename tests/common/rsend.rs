@@ -22,25 +22,8 @@ pub fn unique(tag: &str) -> String {
     format!("rsend-{tag}-{}-{nanos}-{n}", std::process::id())
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A temporary directory removed on drop (kept when the test fails).
+pub use super::TempDir;
 
 /// Which Postfix port a test submits through.
 #[derive(Clone, Copy, Debug)]

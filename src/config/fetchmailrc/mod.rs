@@ -136,7 +136,7 @@ pub fn read_fetchmailrc(path: &Path) -> Result<FetchmailRc, FetchmailRcError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    let file = crate::config::open_regular_file(path).map_err(read_err)?;
     check_rc_meta(path, &file.metadata().map_err(read_err)?)?;
     let mut text = String::new();
     let n = file

@@ -75,9 +75,9 @@ pub enum Code {
     Capability(Vec<String>),
     UidValidity(u32),
     UidNext(u32),
-    /// [UNAVAILABLE], [INUSE], [LIMIT], [SERVERBUG]-like temporary conditions.
+    /// `[UNAVAILABLE]`, `[INUSE]`, `[LIMIT]`, `[SERVERBUG]`-like temporary conditions.
     Temporary(String),
-    /// [AUTHENTICATIONFAILED], [AUTHORIZATIONFAILED], [EXPIRED], [PRIVACYREQUIRED].
+    /// `[AUTHENTICATIONFAILED]`, `[AUTHORIZATIONFAILED]`, `[EXPIRED]`, `[PRIVACYREQUIRED]`.
     AuthFailed(String),
     Other(String),
 }

@@ -79,7 +79,7 @@ pub enum RespCode {
     SysTemp,
     /// [SYS/PERM]: permanent server failure.
     SysPerm,
-    /// [AUTH]: the credentials were wrong.
+    /// `[AUTH]`: the credentials were wrong.
     Auth,
     /// Any other bracketed code.
     Other(String),

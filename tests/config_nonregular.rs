@@ -1,0 +1,295 @@
+//! A FIFO (or any file that is not a regular file) where a configuration or secret file is
+//! expected is refused at once with an error that says what it is: opening a FIFO for reading
+//! blocks until a writer comes, so reading one hung rsend and rfetch forever.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use postie::account::secret::Lookup;
+use postie::account::{Env, Secret};
+
+/// How long a refusal may take: it is immediate; a hang is what this file tests against.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn fifo(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+    path
+}
+
+/// Runs `work` on a thread and returns its result, failing the test if it takes longer than
+/// [`PATIENCE`] (the blocked thread is left behind; the test process ends soon after).
+fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("{what}: still blocked after {PATIENCE:?}"))
+}
+
+/// Runs a binary, killing it and failing the test if it has not exited within [`PATIENCE`].
+fn run_bounded(mut command: Command, what: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {PATIENCE:?} (blocked on the FIFO)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An error and its sources, as the binaries show them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        shown.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    shown
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_refused_as_fifo(o: &Output, what: &str) {
+    let shown = stderr(o);
+    assert!(!o.status.success(), "{what}: succeeded: {shown}");
+    assert!(
+        shown.contains("FIFO"),
+        "{what}: the error does not say FIFO: {shown}"
+    );
+}
+
+fn env_in(home: &Path) -> Env {
+    Env {
+        home: Some(home.to_owned()),
+        xdg_config_home: Some(home.join(".config")),
+        sysconfdir: home.join("etc"),
+        ..Env::default()
+    }
+}
+
+#[test]
+fn config_files_that_are_fifos_are_refused_by_the_loaders() {
+    let dir = common::temp_dir("nonregular-loaders");
+    let rc = fifo(&dir, "msmtprc");
+    let env = env_in(&dir);
+    let e = within("load_msmtprc -C FIFO", move || {
+        postie::config::load_msmtprc(&env, Some(&rc))
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    })
+    .expect_err("a FIFO msmtprc is refused");
+    assert!(e.contains("FIFO"), "{e}");
+
+    let toml = fifo(&dir, "config.toml");
+    let env = env_in(&dir);
+    let e = within("load_toml -C FIFO", move || {
+        postie::config::load_toml(&env, Some(&toml))
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    })
+    .expect_err("a FIFO TOML file is refused");
+    assert!(e.contains("FIFO"), "{e}");
+
+    // The default TOML path, not named on the command line: refused too, not waited on.
+    fifo(&dir, ".config/postie/config.toml");
+    let env = env_in(&dir);
+    let e = within("load_toml default FIFO", move || {
+        postie::config::load_toml(&env, None)
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    })
+    .expect_err("a FIFO default TOML file is refused");
+    assert!(e.contains("FIFO"), "{e}");
+
+    let fetchmailrc = fifo(&dir, "fetchmailrc");
+    let e = within("read_fetchmailrc FIFO", move || {
+        postie::config::fetchmailrc::read_fetchmailrc(&fetchmailrc)
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    })
+    .expect_err("a FIFO fetchmailrc is refused");
+    assert!(e.contains("FIFO"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn secret_files_that_are_fifos_are_refused() {
+    let dir = common::temp_dir("nonregular-secrets");
+    let passwordfile = fifo(&dir, "pw");
+    let env = env_in(&dir);
+    let e = within("passwordfile FIFO", move || {
+        let lookup = Lookup {
+            host: "h",
+            user: Some("u"),
+            service: "imap",
+            env: &env,
+        };
+        Secret::File(passwordfile)
+            .resolve(&lookup)
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    })
+    .expect_err("a FIFO passwordfile is refused");
+    assert!(e.contains("FIFO"), "{e}");
+
+    fifo(&dir, ".netrc");
+    let env = env_in(&dir);
+    let e = within("~/.netrc FIFO", move || {
+        let lookup = Lookup {
+            host: "h",
+            user: Some("u"),
+            service: "smtp",
+            env: &env,
+        };
+        Secret::Netrc
+            .resolve(&lookup)
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    })
+    .expect_err("a FIFO ~/.netrc is refused");
+    assert!(e.contains("FIFO"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rsend_refuses_a_fifo_named_with_dash_c_or_found_as_msmtprc() {
+    let dir = common::temp_dir("nonregular-rsend");
+    let rc = fifo(&dir, "rc");
+    let mut command = Command::new(common::rsend::RSEND);
+    command
+        .args(["-C", rc.to_str().expect("utf-8"), "--serverinfo"])
+        .env("HOME", &dir)
+        .env_remove("XDG_CONFIG_HOME");
+    let o = run_bounded(command, "rsend -C FIFO");
+    assert_refused_as_fifo(&o, "rsend -C FIFO");
+
+    let home = dir.join("home");
+    fifo(&home, ".msmtprc");
+    let mut command = Command::new(common::rsend::RSEND);
+    command
+        .args(["--serverinfo"])
+        .env("HOME", &home)
+        .env_remove("XDG_CONFIG_HOME");
+    let o = run_bounded(command, "rsend with ~/.msmtprc a FIFO");
+    assert_refused_as_fifo(&o, "rsend with ~/.msmtprc a FIFO");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rsend_refuses_a_fifo_as_its_tls_trust_file() {
+    let dir = common::temp_dir("nonregular-trust");
+    let trust = fifo(&dir, "ca.pem");
+    // A server that accepts and says nothing: the trust file is read around the connect.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let rc = dir.join("rc");
+    common::write_private(
+        &rc,
+        &format!(
+            "account default\nhost 127.0.0.1\nport {port}\nfrom a@example.org\n\
+             tls on\ntls_starttls off\ntls_trust_file {}\ntimeout 30\n",
+            trust.display()
+        ),
+    );
+    let mut command = Command::new(common::rsend::RSEND);
+    command
+        .args(["-C", rc.to_str().expect("utf-8"), "b@example.org"])
+        .env("HOME", &dir)
+        .env_remove("XDG_CONFIG_HOME");
+    let o = run_bounded(command, "rsend with tls_trust_file a FIFO");
+    assert_refused_as_fifo(&o, "rsend with tls_trust_file a FIFO");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rfetch_refuses_a_fifo_named_with_dash_f_or_found_as_fetchmailrc() {
+    let dir = common::temp_dir("nonregular-rfetch");
+    let rc = fifo(&dir, "rc");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rfetch"));
+    command
+        .args(["-f", rc.to_str().expect("utf-8")])
+        .env("HOME", &dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME");
+    let o = run_bounded(command, "rfetch -f FIFO");
+    assert_refused_as_fifo(&o, "rfetch -f FIFO");
+
+    let home = dir.join("home");
+    fifo(&home, ".fetchmailrc");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rfetch"));
+    command
+        .env("HOME", &home)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME");
+    let o = run_bounded(command, "rfetch with ~/.fetchmailrc a FIFO");
+    assert_refused_as_fifo(&o, "rfetch with ~/.fetchmailrc a FIFO");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dev_null_is_still_an_empty_config_file() {
+    // `-C /dev/null` / `-f /dev/null` is the usual way to run without a config file.
+    let o = run_bounded(
+        {
+            let mut c = Command::new(common::rsend::RSEND);
+            c.args([
+                "-C",
+                "/dev/null",
+                "--host=127.0.0.1",
+                "--serverinfo",
+                "--port=1",
+            ])
+            .env_remove("HOME");
+            c
+        },
+        "rsend -C /dev/null",
+    );
+    assert!(!stderr(&o).contains("regular file"), "{}", stderr(&o));
+    let dir = common::temp_dir("nonregular-devnull");
+    let o = run_bounded(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_rfetch"));
+            c.args(["-f", "/dev/null"])
+                .env("HOME", &dir)
+                .env_remove("FETCHMAILHOME");
+            c
+        },
+        "rfetch -f /dev/null",
+    );
+    assert!(!stderr(&o).contains("regular file"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
