@@ -30,6 +30,8 @@
 #   SIZE (5000), RUNS_FAST (10: rfetch, mpop), RUNS_SLOW (3: fetchmail, getmail6), WARMUP (1),
 #   TOOLS ("floor rfetch fetchmail mpop getmail"; also floor-nowait, rfetch-before), FLOOR=path
 #   (the floor client, skip its build), RFETCH_BEFORE=path (the binary for rfetch-before),
+#   INTERLEAVE=1 (the fast tools run round by round, A B C A B C..., instead of hyperfine's
+#   all-of-A-then-all-of-B: on a shared machine a load change then hits every tool alike),
 #   RFETCH_AUTH (rfetch's `auth`, default unset: rfetch picks SCRAM-SHA-256, whose PBKDF2 costs
 #   Dovecot ~10-40 ms per login; "password" logs in as the floor and mpop do, for like with like), MULTI (1: run the 10-account part), MULTI_N
 #   (messages per account there, default N), MULTI_RTT_MS (add this round-trip time to the
@@ -51,6 +53,7 @@ WARMUP=${WARMUP:-1}
 TOOLS=${TOOLS:-floor rfetch fetchmail mpop getmail}
 MULTI=${MULTI:-1}
 MULTI_N=${MULTI_N:-$N}
+INTERLEAVE=${INTERLEAVE:-0}
 [ "$(id -u)" = 0 ] || die "must run as root (seeding the stack's mailboxes, setpriv to nobody)"
 need=(hyperfine setpriv)
 case " $TOOLS " in *" fetchmail "*) need+=(fetchmail procmail) ;; esac
@@ -242,10 +245,53 @@ run_set() {  # run_set PROTO NAME TOOL...: the tools side by side in one hyperfi
     args+=(--prepare "$W/prep.sh $t $p" -n "$t-$p"
       "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-$t-$p.txt $(cmd_for "$t" "$p")")
   done
+  if [ "$INTERLEAVE" = 1 ]; then
+    run_interleaved "$p" "$name" "$runs" "$@"
+    return
+  fi
   log "${p}s: $* side by side: $WARMUP warmup + $runs runs each of $N messages"
   hyperfine --style basic --warmup "$WARMUP" --runs "$runs" -i \
     --export-json "$OUT/hyperfine-$p-$name.json" "${args[@]}" >&2
   "$W/prep.sh" record        # counts the last run
+}
+# INTERLEAVE=1: round after round, each tool once per round (A B C A B C ...), so that a load
+# change on a shared machine hits every tool alike; hyperfine runs all of A, then all of B.
+# Wall time from date(1) around the command (the same ~1 ms of fork and exec for every tool);
+# CPU from /usr/bin/time (10 ms steps, so only its mean over the runs means anything).
+run_interleaved() {  # run_interleaved PROTO NAME RUNS TOOL...
+  local p=$1 name=$2 runs=$3 r t s e
+  shift 3
+  log "${p}s: $* interleaved: $WARMUP warmup + $runs rounds of $N messages"
+  : >"$OUT/walls-$p-$name.txt"
+  for ((r = 0; r < WARMUP + runs; r++)); do
+    for t in "$@"; do
+      "$W/prep.sh" "$t" "$p" >/dev/null
+      s=$(date +%s%N)
+      sh -c "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-$t-$p.txt $(cmd_for "$t" "$p")" \
+        >/dev/null 2>&1 || log "$t-$p exited with an error (round $r)"
+      e=$(date +%s%N)
+      [ "$r" -ge "$WARMUP" ] && echo "$t-$p $(((e - s) / 1000))" >>"$OUT/walls-$p-$name.txt"
+    done
+  done
+  "$W/prep.sh" record
+  # the same JSON as hyperfine's export, for the summary below
+  "$PY" - "$OUT" "$p" "$name" "$WARMUP" <<'PYEOF'
+import json, statistics as st, sys
+out, p, name, warmup = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+walls = {}
+for l in open("%s/walls-%s-%s.txt" % (out, p, name)):
+    cmd, us = l.split()
+    walls.setdefault(cmd, []).append(int(us) / 1e6)
+res = []
+for cmd, w in walls.items():
+    t = [l.split() for l in open("%s/time-%s.txt" % (out, cmd)) if len(l.split()) == 4][warmup:]
+    res.append({"command": cmd, "median": st.median(w), "min": min(w), "max": max(w),
+                "mean": st.mean(w), "times": w,
+                "user": st.mean(float(x[1]) for x in t) if t else 0.0,
+                "system": st.mean(float(x[2]) for x in t) if t else 0.0})
+    print("%s: median %.3f s (%.3f–%.3f), %d runs" % (cmd, st.median(w), min(w), max(w), len(w)), file=sys.stderr)
+json.dump({"results": res}, open("%s/hyperfine-%s-%s.json" % (out, p, name), "w"))
+PYEOF
 }
 for p in pop3 imap; do
   fast=() slow=()
