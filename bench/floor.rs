@@ -3,7 +3,7 @@
 //! this one's, measured in the same run, is what the client itself costs.
 //!
 //! ```text
-//! floor pop3|imap HOST PORT USER PASSWORD CA_FILE [--no-wait]
+//! floor pop3|imap HOST PORT USER PASSWORD CA_FILE [--no-wait] [--write MAILDIR]
 //! ```
 //!
 //! POP3: USER/PASS, UIDL (a client that must not fetch a message twice needs it), then RETR n
@@ -13,10 +13,17 @@
 //! sends the command that commits the deletions (POP3 QUIT; IMAP UID EXPUNGE and LOGOUT) once
 //! every earlier reply is read, and closes without waiting for its answer. Prints the number
 //! of messages fetched on stdout. A benchmark helper, not part of postie: errors panic.
+//!
+//! `--write MAILDIR` adds the least a client must do to keep the messages: each one written as
+//! it arrives to a file in MAILDIR/tmp, and every 100 messages one syncfs(2), an fsync of each
+//! file (its data is on disk already: a cheap call), the renames into new/ and an fsync of new/.
+//! The bytes are written as received (CRLF, dot-stuffed): it is a cost bound, not a delivery.
 #![forbid(unsafe_code)]
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -34,13 +41,20 @@ fn main() {
         eprintln!("usage: floor pop3|imap HOST PORT USER PASSWORD CA_FILE [--no-wait]");
         std::process::exit(2);
     }
-    let wait = args.get(7).map(String::as_str) != Some("--no-wait");
+    let wait = !args.iter().any(|a| a == "--no-wait");
+    let mut out = args
+        .iter()
+        .position(|a| a == "--write")
+        .map(|i| Writer::new(PathBuf::from(&args[i + 1])));
     let mut s = connect(&args[2], args[3].parse().expect("port"), &args[6]);
     let n = match args[1].as_str() {
-        "pop3" => pop3(&mut s, &args[4], &args[5], wait),
-        "imap" => imap(&mut s, &args[4], &args[5], wait),
+        "pop3" => pop3(&mut s, &args[4], &args[5], wait, &mut out),
+        "imap" => imap(&mut s, &args[4], &args[5], wait, &mut out),
         other => panic!("unknown protocol {other}"),
     };
+    if let Some(w) = out.as_mut() {
+        w.publish();
+    }
     let tls = s.get_mut();
     tls.conn.send_close_notify();
     let _ = tls.conn.complete_io(&mut tls.sock);
@@ -89,7 +103,77 @@ fn ok(reply: &[u8], what: &str) {
     );
 }
 
-fn pop3(s: &mut Tls, user: &str, password: &str, wait: bool) -> usize {
+/// The minimal durable Maildir writer of `--write`.
+struct Writer {
+    root: PathBuf,
+    next: usize,
+    current: Option<File>,
+    batch: Vec<(File, String)>,
+}
+
+impl Writer {
+    fn new(root: PathBuf) -> Writer {
+        for d in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(root.join(d)).expect("Maildir");
+        }
+        Writer {
+            root,
+            next: 0,
+            current: None,
+            batch: Vec::new(),
+        }
+    }
+
+    fn start(&mut self) {
+        self.next += 1;
+        let name = format!("floor.{}.{}", std::process::id(), self.next);
+        let f = File::create_new(self.root.join("tmp").join(&name)).expect("create");
+        self.current = Some(f);
+        self.batch.push((
+            self.current
+                .as_ref()
+                .expect("file")
+                .try_clone()
+                .expect("dup"),
+            name,
+        ));
+    }
+
+    fn data(&mut self, bytes: &[u8]) {
+        if let Some(f) = self.current.as_mut() {
+            f.write_all(bytes).expect("write");
+        }
+    }
+
+    fn end(&mut self) {
+        self.current = None;
+        if self.batch.len() >= 100 {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        let Some((first, _)) = self.batch.first() else {
+            return;
+        };
+        rustix::fs::syncfs(first).expect("syncfs");
+        for (f, name) in self.batch.drain(..) {
+            f.sync_all().expect("fsync");
+            drop(f);
+            std::fs::rename(
+                self.root.join("tmp").join(&name),
+                self.root.join("new").join(&name),
+            )
+            .expect("rename");
+        }
+        File::open(self.root.join("new"))
+            .expect("new/")
+            .sync_all()
+            .expect("fsync new/");
+    }
+}
+
+fn pop3(s: &mut Tls, user: &str, password: &str, wait: bool, out: &mut Option<Writer>) -> usize {
     let mut buf = Vec::with_capacity(8192);
     ok(line(s, &mut buf), "greeting");
     send(
@@ -119,9 +203,23 @@ fn pop3(s: &mut Tls, user: &str, password: &str, wait: bool) -> usize {
         }
         ok(line(s, &mut buf), &cmds[answered]);
         if cmds[answered].starts_with("RETR") {
-            while line(s, &mut buf) != b".\r\n" {}
+            if let Some(w) = out.as_mut() {
+                w.start();
+            }
+            while line(s, &mut buf) != b".\r\n" {
+                if let Some(w) = out.as_mut() {
+                    w.data(&buf);
+                }
+            }
+            if let Some(w) = out.as_mut() {
+                w.end();
+            }
         }
         answered += 1;
+    }
+    if let Some(w) = out.as_mut() {
+        // every message durable before QUIT commits the deletions
+        w.publish();
     }
     send(s, b"QUIT\r\n");
     if wait {
@@ -130,30 +228,34 @@ fn pop3(s: &mut Tls, user: &str, password: &str, wait: bool) -> usize {
     msgs.len()
 }
 
-fn imap(s: &mut Tls, user: &str, password: &str, wait: bool) -> usize {
+fn imap(s: &mut Tls, user: &str, password: &str, wait: bool, out: &mut Option<Writer>) -> usize {
     let mut buf = Vec::with_capacity(8192);
     line(s, &mut buf);
     send(
         s,
         format!("a LOGIN {user} {password}\r\nb SELECT INBOX\r\n").as_bytes(),
     );
-    until_tagged(s, "a", &mut buf);
-    until_tagged(s, "b", &mut buf);
+    until_tagged(s, "a", &mut buf, &mut None);
+    until_tagged(s, "b", &mut buf, &mut None);
     send(s, b"c UID FETCH 1:* (BODY.PEEK[])\r\n");
-    let n = until_tagged(s, "c", &mut buf);
+    let n = until_tagged(s, "c", &mut buf, out);
+    if let Some(w) = out.as_mut() {
+        // every message durable before any is flagged \Deleted
+        w.publish();
+    }
     send(s, b"d UID STORE 1:* +FLAGS.SILENT (\\Seen \\Deleted)\r\n");
-    until_tagged(s, "d", &mut buf);
+    until_tagged(s, "d", &mut buf, &mut None);
     send(s, b"e UID EXPUNGE 1:*\r\nf LOGOUT\r\n");
     if wait {
-        until_tagged(s, "e", &mut buf);
-        until_tagged(s, "f", &mut buf);
+        until_tagged(s, "e", &mut buf, &mut None);
+        until_tagged(s, "f", &mut buf, &mut None);
     }
     n
 }
 
 /// Reads responses up to the tagged completion of `tag` (which must be OK), skipping literals;
 /// returns how many literals there were (the messages of a FETCH).
-fn until_tagged(s: &mut Tls, tag: &str, buf: &mut Vec<u8>) -> usize {
+fn until_tagged(s: &mut Tls, tag: &str, buf: &mut Vec<u8>, out: &mut Option<Writer>) -> usize {
     let prefix = format!("{tag} ");
     let mut literals = 0;
     let mut sink = [0u8; 16 * 1024];
@@ -161,10 +263,19 @@ fn until_tagged(s: &mut Tls, tag: &str, buf: &mut Vec<u8>) -> usize {
         let l = line(s, buf);
         if let Some(size) = literal(l) {
             let mut left = size;
+            if let Some(w) = out.as_mut() {
+                w.start();
+            }
             while left > 0 {
                 let take = left.min(sink.len());
                 s.read_exact(&mut sink[..take]).expect("literal");
+                if let Some(w) = out.as_mut() {
+                    w.data(&sink[..take]);
+                }
                 left -= take;
+            }
+            if let Some(w) = out.as_mut() {
+                w.end();
             }
             literals += 1;
             continue;

@@ -14,6 +14,9 @@
 #          client that fetches and deletes everything and writes nothing, waiting for every reply
 #          as rfetch does; floor-nowait, the same closing without waiting for the answer to the
 #          command that commits the deletions (POP3 QUIT; IMAP UID EXPUNGE + LOGOUT);
+#          floor-write, the floor that also keeps the messages with the least a durable Maildir
+#          delivery takes (each written as it arrives; per 100: syncfs, fsyncs, renames into
+#          new/, fsync of new/): the physical bound of fetching into a Maildir on that file system;
 #          rfetch-before, a second rfetch binary (RFETCH_BEFORE=path), for before/after in one run.
 # The fast tools (floor, floor-nowait, rfetch, rfetch-before, mpop) of one protocol are measured in
 # ONE hyperfine run, side by side; fetchmail and getmail6 (seconds per run) in runs of their own.
@@ -28,7 +31,7 @@
 #
 # Environment: RFETCH=path (skip the build), CARGO_TARGET_DIR (default <repo>/target), N (1000),
 #   SIZE (5000), RUNS_FAST (10: rfetch, mpop), RUNS_SLOW (3: fetchmail, getmail6), WARMUP (1),
-#   TOOLS ("floor rfetch fetchmail mpop getmail"; also floor-nowait, rfetch-before), FLOOR=path
+#   TOOLS ("floor rfetch fetchmail mpop getmail"; also floor-nowait, floor-write, rfetch-before), FLOOR=path
 #   (the floor client, skip its build), RFETCH_BEFORE=path (the binary for rfetch-before),
 #   INTERLEAVE=1 (the fast tools run round by round, A B C A B C..., instead of hyperfine's
 #   all-of-A-then-all-of-B: on a shared machine a load change then hits every tool alike),
@@ -111,7 +114,7 @@ AS="setpriv --reuid=nobody --regid=nogroup --clear-groups -- env"
 
 # ---------------------------------------------------------------------------------------------
 # client configuration (fetch and delete everything, into a Maildir per tool)
-for t in floor floor-nowait rfetch rfetch-before fetchmail mpop getmail; do
+for t in floor floor-nowait floor-write rfetch rfetch-before fetchmail mpop getmail; do
   for p in pop3 imap; do mkdir -p "$W/$t/$p" "$W/dest-$t-$p/"{cur,new,tmp}; done
 done
 for p in pop3 imap; do
@@ -188,6 +191,7 @@ cmd_for() {
   case $t in
     floor)     echo "$AS HOME=$d $W/bin/floor $p localhost $port bob bobpw $STACK_CA" ;;
     floor-nowait) echo "$AS HOME=$d $W/bin/floor $p localhost $port bob bobpw $STACK_CA --no-wait" ;;
+    floor-write) echo "$AS HOME=$d $W/bin/floor $p localhost $port bob bobpw $STACK_CA --write $W/dest-$t-$p" ;;
     rfetch)    echo "$AS HOME=$d $W/bin/rfetch -C $d/rfetch.toml b" ;;
     rfetch-before) echo "$AS HOME=$d $W/bin/rfetch-before -C $d/rfetch.toml b" ;;
     fetchmail) echo "$AS HOME=$d FETCHMAILHOME=$d fetchmail -f $d/fetchmailrc" ;;
@@ -215,7 +219,7 @@ if [ -e "$WORK/last-ran" ]; then
   for _ in \$(seq 100); do [ "\$left" = 0 ] && break; sleep 0.05
     left=\$(find "$STACK_MAILDIR2/new" "$STACK_MAILDIR2/cur" -type f | wc -l); done
   # The floor writes nothing: it did its work when it left nothing on the server.
-  case \$lt in floor*) got=$N ;; esac
+  case \$lt in floor|floor-nowait) got=$N ;; esac
   echo "\$got \$left" >>"$OUT/counts-\$lt-\$lp.txt"
 fi
 [ "\$1" = record ] && exit 0
@@ -230,7 +234,7 @@ sync
 EOF
 chmod 755 "$W/prep.sh"
 chown -R nobody:nogroup "$W"
-chmod -R go-rwx "$W"/{floor,floor-nowait,rfetch,rfetch-before,fetchmail,mpop,getmail}
+chmod -R go-rwx "$W"/{floor,floor-nowait,floor-write,rfetch,rfetch-before,fetchmail,mpop,getmail}
 chmod 755 "$W" "$W/bin" "$W/prep.sh"
 chown root:root "$W/prep.sh"
 
@@ -405,7 +409,7 @@ for f in sorted(glob.glob("%s/hyperfine-*.json" % out)):
     for r in json.load(open(f))["results"]:
         t, p = r["command"].rsplit("-", 1)
         res[(t, p)] = r
-TOOLS = ("floor", "floor-nowait", "rfetch-before", "rfetch", "mpop", "fetchmail", "getmail")
+TOOLS = ("floor", "floor-nowait", "floor-write", "rfetch-before", "rfetch", "mpop", "fetchmail", "getmail")
 print("| protocol | tool | median wall, s (min–max) | × floor | mean CPU user+sys, s | peak RSS, KiB (median) | runs delivering all %d |" % n)
 print("|---|---|---|---|---|---|---|")
 for p in ("pop3", "imap"):
@@ -429,6 +433,9 @@ for p in ("pop3", "imap"):
         x = med[("rfetch", p)] / med[("floor", p)]
         print("- %sS: rfetch %.3f s = %.2fx the floor's %.3f s (target ≤ 1.10x) — %s" % (
             p.upper(), med[("rfetch", p)], x, med[("floor", p)], "**holds**" if x <= 1.10 else "**does not hold**"))
+    if ("rfetch", p) in med and ("floor-write", p) in med:
+        print("- %sS: rfetch = %.2fx floor-write's %.3f s (the floor plus the least a durable Maildir delivery writes)" % (
+            p.upper(), med[("rfetch", p)] / med[("floor-write", p)], med[("floor-write", p)]))
     if ("rfetch", p) in med and ("fetchmail", p) in med:
         x = med[("fetchmail", p)] / med[("rfetch", p)]
         print("- %sS: rfetch %.1fx faster than fetchmail (target ≥ 20x) — %s" % (p.upper(), x, "**holds**" if x >= 20 else "**does not hold**"))
