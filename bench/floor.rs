@@ -14,8 +14,8 @@
 //! every earlier reply is read, and closes without waiting for its answer. Prints the number
 //! of messages fetched on stdout. A benchmark helper, not part of postie: errors panic.
 //!
-//! `--write MAILDIR` adds the least a client must do to keep the messages: each one written as
-//! it arrives to a file in MAILDIR/tmp, and every 100 messages one syncfs(2), an fsync of each
+//! `--write MAILDIR` adds the least a client must do to keep the messages: each one written,
+//! once it has arrived, with one write(2) to a file in MAILDIR/tmp, and every 100 messages one syncfs(2), an fsync of each
 //! file (its data is on disk already: a cheap call), the renames into new/ and an fsync of new/.
 //! The bytes are written as received (CRLF, dot-stuffed): it is a cost bound, not a delivery.
 #![forbid(unsafe_code)]
@@ -107,7 +107,7 @@ fn ok(reply: &[u8], what: &str) {
 struct Writer {
     root: PathBuf,
     next: usize,
-    current: Option<File>,
+    current: Vec<u8>,
     batch: Vec<(File, String)>,
 }
 
@@ -119,34 +119,25 @@ impl Writer {
         Writer {
             root,
             next: 0,
-            current: None,
+            current: Vec::with_capacity(64 * 1024),
             batch: Vec::new(),
         }
     }
 
     fn start(&mut self) {
-        self.next += 1;
-        let name = format!("floor.{}.{}", std::process::id(), self.next);
-        let f = File::create_new(self.root.join("tmp").join(&name)).expect("create");
-        self.current = Some(f);
-        self.batch.push((
-            self.current
-                .as_ref()
-                .expect("file")
-                .try_clone()
-                .expect("dup"),
-            name,
-        ));
+        self.current.clear();
     }
 
     fn data(&mut self, bytes: &[u8]) {
-        if let Some(f) = self.current.as_mut() {
-            f.write_all(bytes).expect("write");
-        }
+        self.current.extend_from_slice(bytes);
     }
 
     fn end(&mut self) {
-        self.current = None;
+        self.next += 1;
+        let name = format!("floor.{}.{}", std::process::id(), self.next);
+        let mut f = File::create_new(self.root.join("tmp").join(&name)).expect("create");
+        f.write_all(&self.current).expect("write");
+        self.batch.push((f, name));
         if self.batch.len() >= 100 {
             self.publish();
         }

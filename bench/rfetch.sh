@@ -15,7 +15,7 @@
 #          as rfetch does; floor-nowait, the same closing without waiting for the answer to the
 #          command that commits the deletions (POP3 QUIT; IMAP UID EXPUNGE + LOGOUT);
 #          floor-write, the floor that also keeps the messages with the least a durable Maildir
-#          delivery takes (each written as it arrives; per 100: syncfs, fsyncs, renames into
+#          delivery takes (one write(2) per message; per 100: syncfs, fsyncs, renames into
 #          new/, fsync of new/): the physical bound of fetching into a Maildir on that file system;
 #          rfetch-before, a second rfetch binary (RFETCH_BEFORE=path), for before/after in one run.
 # The fast tools (floor, floor-nowait, rfetch, rfetch-before, mpop) of one protocol are measured in
