@@ -1,7 +1,7 @@
 # bench/lib.sh — helpers shared by bench/rsend.sh and bench/rfetch.sh (sourced, not run).
 #
 # Expects REPO to be set by the caller. Provides: need_tools, ensure_stack (loads stack.env),
-# build_release, postfix_drain_cmd, time_runs, and summarise (a small python3 report writer).
+# build_release, build_release_example, postfix_drain_cmd, time_runs, and summarise (a small python3 report writer).
 
 PY=/usr/bin/python3           # the system python: pyenv shims cost ~100 ms per call
 [ -x "$PY" ] || PY=python3
@@ -35,6 +35,14 @@ build_release() {
   log "cargo build --release (target dir $target)"
   (cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --bin "$bin" >&2)
   echo "$target/release/$bin"
+}
+
+# build_release_example NAME: the same for an example target (bench/floor.rs is `floor`).
+build_release_example() {
+  local name=$1 target=${CARGO_TARGET_DIR:-$REPO/target}
+  log "cargo build --release --example $name (target dir $target)"
+  (cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --example "$name" >&2)
+  echo "$target/release/examples/$name"
 }
 
 # A shell command that waits until Postfix's queue is empty, so that the previous run's delivery

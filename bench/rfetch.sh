@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/rfetch.sh — rfetch vs fetchmail, mpop and getmail6 on the project's loopback stack (issue 4).
+# bench/rfetch.sh — rfetch vs the protocol floor, fetchmail, mpop and getmail6 on the project's
+# loopback stack (issues 4 and 16).
 #
 #   bench/rfetch.sh [OUTDIR]
 #
@@ -9,6 +10,16 @@
 #   POP3S: rfetch (TOML, built-in Maildir), fetchmail (MDA procmail -> Maildir), mpop (native
 #          Maildir), getmail6 (Maildir destination)
 #   IMAPS: rfetch, fetchmail (procmail), getmail6 (mpop has no IMAP)
+#   both:  floor, the protocol floor (bench/floor.rs, the example `floor`): a minimal pipelined
+#          client that fetches and deletes everything and writes nothing, waiting for every reply
+#          as rfetch does; floor-nowait, the same closing without waiting for the answer to the
+#          command that commits the deletions (POP3 QUIT; IMAP UID EXPUNGE + LOGOUT);
+#          floor-write, the floor that also keeps the messages with the least a durable Maildir
+#          delivery takes (one write(2) per message; per 100: syncfs, fsyncs, renames into
+#          new/, fsync of new/): the physical bound of fetching into a Maildir on that file system;
+#          rfetch-before, a second rfetch binary (RFETCH_BEFORE=path), for before/after in one run.
+# The fast tools (floor, floor-nowait, rfetch, rfetch-before, mpop) of one protocol are measured in
+# ONE hyperfine run, side by side; fetchmail and getmail6 (seconds per run) in runs of their own.
 # All clients run as 'nobody' (fetchmail refuses root; the others are run the same way for
 # fairness) through setpriv, under /usr/bin/time so the same runs give peak RSS.
 # Every run's delivered-message count is checked (a run that did not deliver N messages is
@@ -20,7 +31,12 @@
 #
 # Environment: RFETCH=path (skip the build), CARGO_TARGET_DIR (default <repo>/target), N (1000),
 #   SIZE (5000), RUNS_FAST (10: rfetch, mpop), RUNS_SLOW (3: fetchmail, getmail6), WARMUP (1),
-#   TOOLS ("rfetch fetchmail mpop getmail"), MULTI (1: run the 10-account part), MULTI_N
+#   TOOLS ("floor rfetch fetchmail mpop getmail"; also floor-nowait, floor-write, rfetch-before), FLOOR=path
+#   (the floor client, skip its build), RFETCH_BEFORE=path (the binary for rfetch-before),
+#   INTERLEAVE=1 (the fast tools run round by round, A B C A B C..., instead of hyperfine's
+#   all-of-A-then-all-of-B: on a shared machine a load change then hits every tool alike),
+#   RFETCH_AUTH (rfetch's `auth`, default unset: rfetch picks SCRAM-SHA-256, whose PBKDF2 costs
+#   Dovecot ~10-40 ms per login; "password" logs in as the floor and mpop do, for like with like), MULTI (1: run the 10-account part), MULTI_N
 #   (messages per account there, default N), MULTI_RTT_MS (add this round-trip time to the
 #   10-account part through bench/latency_proxy.py; default 0), STACK_DIR, BENCH_TMP (where the clients' state and
 #   Maildirs live, default /tmp; /dev/shm takes the destination file system out of the race),
@@ -37,16 +53,30 @@ SIZE=${SIZE:-5000}
 RUNS_FAST=${RUNS_FAST:-10}
 RUNS_SLOW=${RUNS_SLOW:-3}
 WARMUP=${WARMUP:-1}
-TOOLS=${TOOLS:-rfetch fetchmail mpop getmail}
+TOOLS=${TOOLS:-floor rfetch fetchmail mpop getmail}
 MULTI=${MULTI:-1}
 MULTI_N=${MULTI_N:-$N}
+INTERLEAVE=${INTERLEAVE:-0}
 [ "$(id -u)" = 0 ] || die "must run as root (seeding the stack's mailboxes, setpriv to nobody)"
-need_tools hyperfine setpriv fetchmail mpop getmail procmail
+need=(hyperfine setpriv)
+case " $TOOLS " in *" fetchmail "*) need+=(fetchmail procmail) ;; esac
+case " $TOOLS " in *" mpop "*) need+=(mpop) ;; esac
+case " $TOOLS " in *" getmail "*) need+=(getmail) ;; esac
+need_tools "${need[@]}"
 
 RFETCH=${RFETCH:-}
 case " $TOOLS " in *" rfetch "*)
   [ -n "$RFETCH" ] || RFETCH=$(build_release rfetch)
   [ -x "$RFETCH" ] || die "no rfetch binary at $RFETCH" ;;
+esac
+FLOOR=${FLOOR:-}
+case " $TOOLS " in *" floor"*)
+  [ -n "$FLOOR" ] || FLOOR=$(build_release_example floor)
+  [ -x "$FLOOR" ] || die "no floor binary at $FLOOR" ;;
+esac
+RFETCH_BEFORE=${RFETCH_BEFORE:-}
+case " $TOOLS " in *" rfetch-before "*)
+  [ -x "$RFETCH_BEFORE" ] || die "TOOLS has rfetch-before: RFETCH_BEFORE must name an rfetch binary" ;;
 esac
 ensure_stack
 DOVEADM="doveadm -c $STACK_DOVECONF"
@@ -78,11 +108,13 @@ mkdir -p "$OUT"
 W=$WORK/c                 # everything the clients touch, owned by nobody
 mkdir -p "$W/bin"
 [ -n "$RFETCH" ] && cp "$RFETCH" "$W/bin/rfetch"   # reachable by nobody wherever it was built
+[ -n "$FLOOR" ] && cp "$FLOOR" "$W/bin/floor"
+[ -n "$RFETCH_BEFORE" ] && cp "$RFETCH_BEFORE" "$W/bin/rfetch-before"
 AS="setpriv --reuid=nobody --regid=nogroup --clear-groups -- env"
 
 # ---------------------------------------------------------------------------------------------
 # client configuration (fetch and delete everything, into a Maildir per tool)
-for t in rfetch fetchmail mpop getmail; do
+for t in floor floor-nowait floor-write rfetch rfetch-before fetchmail mpop getmail; do
   for p in pop3 imap; do mkdir -p "$W/$t/$p" "$W/dest-$t-$p/"{cur,new,tmp}; done
 done
 for p in pop3 imap; do
@@ -97,9 +129,11 @@ tls_trust_file = "$STACK_CA"
 protocol = "$p"
 port = $port
 tls_starttls = false
+${RFETCH_AUTH:+auth = \"$RFETCH_AUTH\"}
 maildir = "$W/dest-rfetch-$p"
 keep = false
 EOF
+  sed "s|dest-rfetch-|dest-rfetch-before-|" "$W/rfetch/$p/rfetch.toml" >"$W/rfetch-before/$p/rfetch.toml"
   P=POP3; [ $p = imap ] && P=IMAP
   cat >"$W/fetchmail/$p/fetchmailrc" <<EOF
 set no syslog
@@ -152,9 +186,14 @@ EOF
 
 # the command each (tool, protocol) runs, as nobody, with HOME inside its own directory
 cmd_for() {
-  local t=$1 p=$2 d="$W/$1/$2"
+  local t=$1 p=$2 d="$W/$1/$2" port=$POP3S_PORT
+  [ "$p" = imap ] && port=$IMAPS_PORT
   case $t in
+    floor)     echo "$AS HOME=$d $W/bin/floor $p localhost $port bob bobpw $STACK_CA" ;;
+    floor-nowait) echo "$AS HOME=$d $W/bin/floor $p localhost $port bob bobpw $STACK_CA --no-wait" ;;
+    floor-write) echo "$AS HOME=$d $W/bin/floor $p localhost $port bob bobpw $STACK_CA --write $W/dest-$t-$p" ;;
     rfetch)    echo "$AS HOME=$d $W/bin/rfetch -C $d/rfetch.toml b" ;;
+    rfetch-before) echo "$AS HOME=$d $W/bin/rfetch-before -C $d/rfetch.toml b" ;;
     fetchmail) echo "$AS HOME=$d FETCHMAILHOME=$d fetchmail -f $d/fetchmailrc" ;;
     mpop)      echo "$AS HOME=$d mpop -C $d/mpoprc b" ;;
     getmail)   echo "$AS HOME=$d getmail --getmaildir $d --rcfile getmailrc" ;;
@@ -166,42 +205,106 @@ cmd_for() {
 cat >"$W/prep.sh" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
-t=\$1 p=\$2 dest=$W/dest-\$t-\$p
-if [ -e "$WORK/ran-\$t-\$p" ]; then
+# The run just finished (whichever tool it was: one hyperfine run alternates tools) is counted
+# first; "prep.sh record" only counts it.
+if [ -e "$WORK/last-ran" ]; then
+  read -r lt lp <"$WORK/last-ran"
+  rm -f "$WORK/last-ran"
+  dest=$W/dest-\$lt-\$lp
   got=\$(find "\$dest/new" "\$dest/cur" -type f | wc -l)
   left=\$(find "$STACK_MAILDIR2/new" "$STACK_MAILDIR2/cur" -type f | wc -l)
-  echo "\$got \$left" >>"$OUT/counts-\$t-\$p.txt"
+  # A client that does not wait for the reply to the command committing the deletions may leave
+  # the server still deleting: give it up to 5 s before counting, so that the count says whether
+  # the deletions happened at all.
+  for _ in \$(seq 100); do [ "\$left" = 0 ] && break; sleep 0.05
+    left=\$(find "$STACK_MAILDIR2/new" "$STACK_MAILDIR2/cur" -type f | wc -l); done
+  # The floor writes nothing: it did its work when it left nothing on the server.
+  case \$lt in floor|floor-nowait) got=$N ;; esac
+  echo "\$got \$left" >>"$OUT/counts-\$lt-\$lp.txt"
 fi
+[ "\$1" = record ] && exit 0
+t=\$1 p=\$2 dest=$W/dest-\$1-\$2
 find "\$dest/new" "\$dest/cur" "\$dest/tmp" -type f -delete
 find "$W/\$t/\$p" -mindepth 1 -maxdepth 1 ! -name '*rc' ! -name '*.toml' -exec rm -rf {} +
 "$STACK_SH" clear "$STACK_DIR" bob >/dev/null
 "$STACK_SH" seed "$STACK_DIR" bob $N $SIZE >/dev/null
-touch "$WORK/ran-\$t-\$p"
+echo "\$t \$p" >"$WORK/last-ran"
 # Flush the seeding's writes now, so the measured run does not pay for them.
 sync
 EOF
 chmod 755 "$W/prep.sh"
 chown -R nobody:nogroup "$W"
-chmod -R go-rwx "$W"/{rfetch,fetchmail,mpop,getmail}
+chmod -R go-rwx "$W"/{floor,floor-nowait,floor-write,rfetch,rfetch-before,fetchmail,mpop,getmail}
 chmod 755 "$W" "$W/bin" "$W/prep.sh"
 chown root:root "$W/prep.sh"
 
 # ---------------------------------------------------------------------------------------------
-run_set() {  # run_set TOOL PROTO
-  local t=$1 p=$2 runs=$RUNS_FAST
-  case $t in fetchmail|getmail) runs=$RUNS_SLOW ;; esac
-  rm -f "$OUT/time-$t-$p.txt" "$OUT/counts-$t-$p.txt" "$WORK/ran-$t-$p"
-  log "$t over ${p}s: $WARMUP warmup + $runs runs of $N messages"
+run_set() {  # run_set PROTO NAME TOOL...: the tools side by side in one hyperfine run
+  local p=$1 name=$2 t runs=$RUNS_FAST args=()
+  shift 2
+  [ $# -gt 0 ] || return 0
+  case $1 in fetchmail|getmail) runs=$RUNS_SLOW ;; esac
+  for t in "$@"; do
+    rm -f "$OUT/time-$t-$p.txt" "$OUT/counts-$t-$p.txt"
+    args+=(--prepare "$W/prep.sh $t $p" -n "$t-$p"
+      "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-$t-$p.txt $(cmd_for "$t" "$p")")
+  done
+  if [ "$INTERLEAVE" = 1 ]; then
+    run_interleaved "$p" "$name" "$runs" "$@"
+    return
+  fi
+  log "${p}s: $* side by side: $WARMUP warmup + $runs runs each of $N messages"
   hyperfine --style basic --warmup "$WARMUP" --runs "$runs" -i \
-    --prepare "$W/prep.sh $t $p" --export-json "$OUT/hyperfine-$t-$p.json" \
-    -n "$t-$p" "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-$t-$p.txt $(cmd_for "$t" "$p")" >&2
-  "$W/prep.sh" "$t" "$p"        # records the last run's counts
+    --export-json "$OUT/hyperfine-$p-$name.json" "${args[@]}" >&2
+  "$W/prep.sh" record        # counts the last run
+}
+# INTERLEAVE=1: round after round, each tool once per round (A B C A B C ...), so that a load
+# change on a shared machine hits every tool alike; hyperfine runs all of A, then all of B.
+# Wall time from date(1) around the command (the same ~1 ms of fork and exec for every tool);
+# CPU from /usr/bin/time (10 ms steps, so only its mean over the runs means anything).
+run_interleaved() {  # run_interleaved PROTO NAME RUNS TOOL...
+  local p=$1 name=$2 runs=$3 r t s e
+  shift 3
+  log "${p}s: $* interleaved: $WARMUP warmup + $runs rounds of $N messages"
+  : >"$OUT/walls-$p-$name.txt"
+  for ((r = 0; r < WARMUP + runs; r++)); do
+    for t in "$@"; do
+      "$W/prep.sh" "$t" "$p" >/dev/null
+      s=$(date +%s%N)
+      sh -c "/usr/bin/time -f '%e %U %S %M' -a -o $OUT/time-$t-$p.txt $(cmd_for "$t" "$p")" \
+        >/dev/null 2>&1 || log "$t-$p exited with an error (round $r)"
+      e=$(date +%s%N)
+      [ "$r" -ge "$WARMUP" ] && echo "$t-$p $(((e - s) / 1000))" >>"$OUT/walls-$p-$name.txt"
+    done
+  done
+  "$W/prep.sh" record
+  # the same JSON as hyperfine's export, for the summary below
+  "$PY" - "$OUT" "$p" "$name" "$WARMUP" <<'PYEOF'
+import json, statistics as st, sys
+out, p, name, warmup = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+walls = {}
+for l in open("%s/walls-%s-%s.txt" % (out, p, name)):
+    cmd, us = l.split()
+    walls.setdefault(cmd, []).append(int(us) / 1e6)
+res = []
+for cmd, w in walls.items():
+    t = [l.split() for l in open("%s/time-%s.txt" % (out, cmd)) if len(l.split()) == 4][warmup:]
+    res.append({"command": cmd, "median": st.median(w), "min": min(w), "max": max(w),
+                "mean": st.mean(w), "times": w,
+                "user": st.mean(float(x[1]) for x in t) if t else 0.0,
+                "system": st.mean(float(x[2]) for x in t) if t else 0.0})
+    print("%s: median %.3f s (%.3f–%.3f), %d runs" % (cmd, st.median(w), min(w), max(w), len(w)), file=sys.stderr)
+json.dump({"results": res}, open("%s/hyperfine-%s-%s.json" % (out, p, name), "w"))
+PYEOF
 }
 for p in pop3 imap; do
+  fast=() slow=()
   for t in $TOOLS; do
     [ "$t/$p" = mpop/imap ] && continue
-    run_set "$t" "$p"
+    case $t in fetchmail|getmail) slow+=("$t") ;; *) fast+=("$t") ;; esac
   done
+  run_set "$p" fast "${fast[@]}"
+  for t in "${slow[@]}"; do run_set "$p" "$t" "$t"; done
 done
 "$STACK_SH" clear "$STACK_DIR" bob >/dev/null
 
@@ -298,30 +401,47 @@ def rss(path):
         return st.median(v), max(v)
     except (OSError, ValueError):
         return None, None
-res = {}
-print("| protocol | tool | median wall, s (min–max) | mean CPU user+sys, s | peak RSS, KiB (median) | runs delivering all %d |" % n)
-print("|---|---|---|---|---|---|")
+import glob
+res, rows = {}, []
+for f in sorted(glob.glob("%s/hyperfine-*.json" % out)):
+    if f.endswith("-multi.json"):
+        continue
+    for r in json.load(open(f))["results"]:
+        t, p = r["command"].rsplit("-", 1)
+        res[(t, p)] = r
+TOOLS = ("floor", "floor-nowait", "floor-write", "rfetch-before", "rfetch", "mpop", "fetchmail", "getmail")
+print("| protocol | tool | median wall, s (min–max) | × floor | mean CPU user+sys, s | peak RSS, KiB (median) | runs delivering all %d |" % n)
+print("|---|---|---|---|---|---|---|")
 for p in ("pop3", "imap"):
-    for t in ("rfetch", "fetchmail", "mpop", "getmail"):
-        f = "%s/hyperfine-%s-%s.json" % (out, t, p)
-        if not os.path.exists(f):
+    for t in TOOLS:
+        if (t, p) not in res:
             continue
-        r = json.load(open(f))["results"][0]
+        r = res[(t, p)]
         rm, rx = rss("%s/time-%s-%s.txt" % (out, t, p))
-        counts = [l.split() for l in open("%s/counts-%s-%s.txt" % (out, t, p))] if os.path.exists("%s/counts-%s-%s.txt" % (out, t, p)) else []
+        cf = "%s/counts-%s-%s.txt" % (out, t, p)
+        counts = [l.split() for l in open(cf)] if os.path.exists(cf) else []
         good = sum(1 for c in counts if int(c[0]) == n and int(c[1]) == 0)
-        res[(t, p)] = r["median"]
-        print("| %sS | %s | %.3f (%.3f–%.3f) | %.3f | %s | %d/%d |" % (
-            p.upper(), t, r["median"], r["min"], r["max"], r["user"] + r["system"],
+        fl = res.get(("floor", p))
+        print("| %sS | %s | %.3f (%.3f–%.3f) | %s | %.3f | %s | %d/%d |" % (
+            p.upper(), t, r["median"], r["min"], r["max"],
+            "%.2f" % (r["median"] / fl["median"]) if fl else "–", r["user"] + r["system"],
             "%d (max %d)" % (rm, rx) if rm else "?", good, len(counts)))
 print()
+med = {k: v["median"] for k, v in res.items()}
 for p in ("pop3", "imap"):
-    if ("rfetch", p) in res and ("fetchmail", p) in res:
-        x = res[("fetchmail", p)] / res[("rfetch", p)]
+    if ("rfetch", p) in med and ("floor", p) in med:
+        x = med[("rfetch", p)] / med[("floor", p)]
+        print("- %sS: rfetch %.3f s = %.2fx the floor's %.3f s (target ≤ 1.10x) — %s" % (
+            p.upper(), med[("rfetch", p)], x, med[("floor", p)], "**holds**" if x <= 1.10 else "**does not hold**"))
+    if ("rfetch", p) in med and ("floor-write", p) in med:
+        print("- %sS: rfetch = %.2fx floor-write's %.3f s (the floor plus the least a durable Maildir delivery writes)" % (
+            p.upper(), med[("rfetch", p)] / med[("floor-write", p)], med[("floor-write", p)]))
+    if ("rfetch", p) in med and ("fetchmail", p) in med:
+        x = med[("fetchmail", p)] / med[("rfetch", p)]
         print("- %sS: rfetch %.1fx faster than fetchmail (target ≥ 20x) — %s" % (p.upper(), x, "**holds**" if x >= 20 else "**does not hold**"))
-if ("rfetch", "pop3") in res and ("mpop", "pop3") in res:
-    a, b = res[("rfetch", "pop3")], res[("mpop", "pop3")]
-    print("- POP3S: rfetch %.3f s vs mpop %.3f s (target: no slower) — %s" % (a, b, "**holds**" if a <= b else "**does not hold**"))
+if ("rfetch", "pop3") in med and ("mpop", "pop3") in med:
+    a, b = med[("rfetch", "pop3")], med[("mpop", "pop3")]
+    print("- POP3S: rfetch %.3f s = %.2fx mpop's %.3f s (target ≤ 0.95x) — %s" % (a, a / b, b, "**holds**" if a <= 0.95 * b else "**does not hold**"))
 f = "%s/hyperfine-multi.json" % out
 if os.path.exists(f):
     rs = {r["command"]: r for r in json.load(open(f))["results"]}

@@ -353,3 +353,44 @@ fn auth_plain_trace_hides_the_response() {
         }
     }
 }
+
+#[test]
+fn quit_without_waiting_reads_every_dele_reply_then_closes_unanswered() {
+    let (server, mut s) = logged_in("quit_unanswered");
+    s.dele_many_deferred(&[1, 2]).expect("dele");
+    let started = Instant::now();
+    let reply = s.quit_within(Some(Duration::ZERO)).expect("quit");
+    assert_eq!(reply, None, "the server never answered QUIT");
+    // The server answers nothing after the DELE replies: a client waiting for QUIT's reply
+    // would sit here for its io timeout (1 s) and fail; this one closed at once.
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited {:?} for a reply it was told not to wait for",
+        started.elapsed()
+    );
+    let seen = server.finish();
+    assert_eq!(seen.last().map(String::as_str), Some("QUIT"), "{seen:?}");
+}
+
+#[test]
+fn quit_waits_for_a_reply_within_its_bound_and_no_longer() {
+    let (server, mut s) = logged_in("quit_slow_reply");
+    s.dele_many_deferred(&[1]).expect("dele");
+    let reply = s.quit_within(Some(Duration::from_secs(5))).expect("quit");
+    assert_eq!(reply.as_deref(), Some("1 message deleted"));
+    server.finish();
+
+    let (server, mut s) = logged_in("quit_slow_reply");
+    s.dele_many_deferred(&[1]).expect("dele");
+    let started = Instant::now();
+    let reply = s
+        .quit_within(Some(Duration::from_millis(50)))
+        .expect("quit");
+    assert_eq!(reply, None, "the answer comes 300 ms late");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(server);
+}

@@ -354,3 +354,103 @@ fn accounts_with_different_trust_files_each_verify_with_their_own() {
     assert_eq!(server_count(&s), 1, "keep leaves the message");
     clear_bob(&s);
 }
+
+/// Restores a directory's mode when dropped (also when the test fails).
+struct ModeGuard(PathBuf, u32);
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(self.1));
+    }
+}
+
+/// The distinct Message-IDs of a Maildir's messages, and how many messages there are.
+fn message_ids(md: &std::path::Path) -> (std::collections::HashSet<String>, usize) {
+    let msgs = maildir_messages(md);
+    let ids = msgs
+        .iter()
+        .filter_map(|m| {
+            let text = String::from_utf8_lossy(m);
+            text.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .map(str::to_string)
+        })
+        .collect();
+    (ids, msgs.len())
+}
+
+#[test]
+fn dovecot_deletes_at_a_quit_rfetch_does_not_wait_for() {
+    // rfetch sends QUIT and closes without reading its answer: Dovecot must still commit the
+    // deletions, also when it is still unlinking files as rfetch exits (1000 messages).
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("quit-unanswered");
+    let md = dir.join("Maildir");
+    let cfg = toml_config(
+        &s,
+        &dir,
+        "pop3",
+        "implicit",
+        &format!("maildir = \"{}\"", md.display()),
+        "",
+    );
+    for round in 1..=3 {
+        clear_bob(&s);
+        stack_sh(&s, &["seed", "bob", "1000", "2000"]);
+        let o = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+        // server_count waits for bob's POP3 session to end: Dovecot commits before that.
+        assert_eq!(
+            server_count(&s),
+            0,
+            "round {round}: the QUIT was not acted on"
+        );
+        let (ids, n) = message_ids(&md);
+        assert_eq!(
+            (ids.len(), n),
+            (1000 * round, 1000 * round),
+            "round {round}"
+        );
+    }
+}
+
+#[test]
+fn messages_of_a_session_whose_quit_failed_unseen_are_deleted_next_poll_not_fetched_twice() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("quit-failed");
+    let md = dir.join("Maildir");
+    let cfg = toml_config(
+        &s,
+        &dir,
+        "pop3",
+        "implicit",
+        &format!("maildir = \"{}\"", md.display()),
+        "",
+    );
+    clear_bob(&s);
+    stack_sh(&s, &["seed", "bob", "30", "2000"]);
+    // Dovecot (running as the mail user) can read bob's messages but not unlink them: it
+    // answers QUIT with an error and keeps every message. rfetch never reads that answer.
+    let cur = PathBuf::from(s.var("STACK_MAILDIR2")).join("cur");
+    let mode = std::fs::metadata(&cur).unwrap().permissions().mode() & 0o7777;
+    let guard = ModeGuard(cur.clone(), mode);
+    std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let o = rfetch(&dir, &["-C", cfg.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(message_ids(&md).1, 30);
+    assert_eq!(server_count(&s), 30, "the server could not delete anything");
+    drop(guard);
+    // The next poll deletes them (their seen state was recorded before any DELE) and fetches
+    // none of them again.
+    let o = rfetch(&dir, &["-v", "-C", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 1, "no new mail: {err}");
+    assert!(err.contains("delivered before, flushed"), "{err}");
+    assert_eq!(server_count(&s), 0);
+    let (ids, n) = message_ids(&md);
+    assert_eq!((ids.len(), n), (30, 30), "nothing delivered twice");
+}

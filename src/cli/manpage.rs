@@ -352,7 +352,19 @@ paces the deletions: IMAP EXPUNGE after every N deletions (0: once per folder, a
 once per batch of 100); POP3 QUIT, which commits the deletions, and a new session after every N. \
 Messages a run delivered but could not delete (it was killed or lost its connection before POP3's \
 QUIT) are recorded as seen and deleted without being fetched again by the next run; over POP3 \
-it commits those deletions with QUIT first and fetches new mail in a new session.",
+it commits those deletions with QUIT first and fetches new mail in a new session.
+
+A POP3 server deletes messages only at QUIT, and answers QUIT once it has deleted them (with 1000 \
+messages about as long as sending them took). rfetch sends QUIT at the end of a poll and closes \
+without waiting for that answer: every DELE goes out only after the message's seen state is \
+recorded, so a QUIT the server does not act on loses nothing and fetches nothing twice; the next \
+run deletes those messages without fetching them. Unlike fetchmail, whose success means the \
+server confirmed the deletions, exit status 0 therefore does not say that the server has deleted \
+the messages (they may still be being deleted as rfetch exits). rfetch still waits for the answer \
+when the poll continues in another session (expunge N, or a backlog committed first) and with \
+fetchall, which ignores the seen state. A server that allows one POP3 session per mailbox at a \
+time may refuse a run started the moment the previous one exits, until it has finished deleting. \
+Over IMAP rfetch waits for the completion of its last EXPUNGE and of LOGOUT.",
     },
     Section {
         title: "OUTPUT AND LOGGING",

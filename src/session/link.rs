@@ -4,11 +4,14 @@
 //! unusable after a failure left the protocol state unknown.
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use super::auth::Server;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log as plog;
-use crate::net::{self, ConnectOptions, Connection, Endpoint, NetError, TlsMode, TlsOptions};
+use crate::net::{
+    self, ConnectOptions, Connection, Endpoint, NetError, Readiness, TlsMode, TlsOptions,
+};
 use crate::proto::trace::Outbound;
 use crate::proto::{imap, pop3};
 
@@ -251,6 +254,24 @@ impl Link {
             plog::wire(self.proto, '<', &line);
         }
         polled
+    }
+
+    /// The next event of `machine` if it begins to arrive within `wait`; `None` when nothing
+    /// did. Once data arrives, the rest of the event is read with the io timeout.
+    pub fn next_event_within<M: Machine>(
+        &mut self,
+        machine: &mut M,
+        wait: Duration,
+    ) -> Result<Option<M::Event>> {
+        if let Some(ev) = self.buffered_event(machine)? {
+            return Ok(Some(ev));
+        }
+        if !self.conn.has_buffered_input()
+            && self.conn.wait_readable(wait, None)? == Readiness::Timeout
+        {
+            return Ok(None);
+        }
+        self.next_event(machine).map(Some)
     }
 
     /// The next event of `machine`, reading (with the connection's io timeout) as needed. An

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::time::Duration;
 
 use super::auth::{self, Cleartext, Initial, SaslStep, SaslWire};
 pub use super::auth::{FetchAuth, Secret, Server};
@@ -446,16 +447,46 @@ impl Pop3Session {
 
     /// QUIT: commits the deletions. Returns the server's reply text; an error here means the
     /// deletions may not have happened.
-    pub fn quit(mut self) -> Result<String> {
+    pub fn quit(self) -> Result<String> {
+        self.quit_within(None)
+            .map(|reply| reply.unwrap_or_default())
+    }
+
+    /// QUIT, waiting at most `wait` for the server's reply (`None`: as long as any read, the io
+    /// timeout). Returns the reply text, or `None` when `wait` passed first: the connection is
+    /// then closed, the deletions are the server's to commit and nobody learns whether it did.
+    ///
+    /// The server answers QUIT only once it has committed the deletions, which on a large
+    /// mailbox is most of a session's time (Dovecot unlinking 1000 files: 70–90 ms of a 160 ms
+    /// poll). Not waiting is safe only because every DELE is sent after the message's seen
+    /// state is durable: a QUIT the server never acts on leaves delivered messages on the
+    /// server, and the next poll deletes them without fetching them. Every DELE reply is read
+    /// before the close, so the server has processed every command before QUIT (a server that
+    /// cannot write a reply may drop the commands still in its input) and nothing unread is
+    /// left in the socket (a close with unread data sends a TCP reset instead of the end of the
+    /// stream after the QUIT).
+    pub fn quit_within(mut self, wait: Option<Duration>) -> Result<Option<String>> {
         self.send_many(&[Command::Quit])?;
         if let Err(e) = self.read_deferred_deles() {
             // That message stays on the server (and is deleted by a later poll as delivered
             // before); the QUIT still commits the other deletions.
             log::warn!("{}", e.chain());
+            self.link.ensure_usable()?;
         }
-        let reply = match self.next_event()? {
-            Event::Ok { text } => text,
-            other => return Err(self.refusal(other, "QUIT")),
+        let event = match wait {
+            None => Some(self.next_event()?),
+            Some(wait) => {
+                let r = self.link.next_event_within(&mut self.client, wait);
+                r.map_err(|e| self.link.poison(e))?
+            }
+        };
+        let reply = match event {
+            Some(Event::Ok { text }) => Some(text),
+            Some(other) => return Err(self.refusal(other, "QUIT")),
+            None => {
+                log::debug!("QUIT sent; not waiting for the server to commit the deletions");
+                None
+            }
         };
         let _ = self.link.conn_mut().shutdown();
         Ok(reply)

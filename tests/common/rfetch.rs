@@ -29,7 +29,10 @@ pub fn put_bob(s: &super::Stack, dir: &Path, name: &str, content: &[u8]) {
     stack_sh(s, &["put", "bob", p.to_str().unwrap()]);
 }
 
+/// How many messages bob's INBOX holds, once no POP3 session of bob's is open: rfetch does not
+/// wait for the answer to its last QUIT, so Dovecot may still be deleting when rfetch exits.
 pub fn server_count(s: &super::Stack) -> usize {
+    pop3_sessions_ended(s, "bob");
     let md = PathBuf::from(s.var("STACK_MAILDIR2"));
     ["cur", "new"]
         .iter()
@@ -39,6 +42,27 @@ pub fn server_count(s: &super::Stack) -> usize {
                 .unwrap_or(0)
         })
         .sum()
+}
+
+/// Waits (up to 10 s) until `doveadm who` lists no POP3 session of `user`: Dovecot commits a
+/// session's deletions before the session ends.
+pub fn pop3_sessions_ended(s: &super::Stack, user: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = Command::new("doveadm")
+            .args(["-c", s.var("STACK_DOVECONF"), "who", "-1"])
+            .output()
+            .expect("run doveadm who");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let open = listing.lines().any(|l| {
+            let mut f = l.split_whitespace();
+            f.next() == Some(user) && l.split_whitespace().any(|w| w == "pop3")
+        });
+        if !open || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 pub fn tempdir(tag: &str) -> super::TempDir {

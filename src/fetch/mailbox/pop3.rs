@@ -4,6 +4,8 @@
 //! QUITs, which commits the deletions.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::fetch::delivery::{BATCH, Delivery, Progress};
@@ -12,6 +14,11 @@ use crate::fetch::mailbox::{Listing, Mailbox};
 use crate::fetch::pipe::Feeder;
 use crate::fetch::state::AccountKey;
 use crate::session::pop3::{MessageSink, Pop3Session};
+
+/// How long the last session of a POP3 poll waits for the server's answer to QUIT, which comes
+/// only once the server has deleted the messages (half of a 1000-message poll's time with
+/// Dovecot). Not at all: see [`Pop3Session::quit_within`].
+const QUIT_WAIT: Duration = Duration::ZERO;
 
 /// What a POP3 poll carries from one session to the next: with `expunge N` each session ends
 /// after N deletions (QUIT commits them, fetchmail's guard against losing a long session's
@@ -204,11 +211,21 @@ impl Mailbox for Pop3Mailbox<'_> {
 
     fn finish(self) -> Result<()> {
         let account = &self.d.account;
-        self.session.quit().map(|_| ()).map_err(|e| {
-            e.context(format!(
-                "{account}: QUIT failed; deletions may not have happened"
-            ))
-        })
+        // Every DELE went out after its message's seen state was durable, so a QUIT the server
+        // never acts on costs nothing: the next poll deletes those messages without fetching
+        // them. The reply is awaited only when this poll goes on with another session (which
+        // would find the messages still being deleted) or without the seen state (`fetchall`).
+        // A stop request leaves nothing for another session.
+        let more = self.round.more && !self.d.ctx.stop.load(Ordering::Relaxed);
+        let quit_wait = (!more && !self.d.spec.fetch.fetchall()).then_some(QUIT_WAIT);
+        self.session
+            .quit_within(quit_wait)
+            .map(|_| ())
+            .map_err(|e| {
+                e.context(format!(
+                    "{account}: QUIT failed; deletions may not have happened"
+                ))
+            })
     }
 
     fn id(key: &Self::Key) -> u32 {
