@@ -276,6 +276,21 @@ pub(crate) trait SaslWire {
     fn poison(&mut self, e: Error) -> Error;
 }
 
+/// Runs a SASL login with `client` over `wire` and hands the final reply to `accept` (the
+/// protocol's reading of it); a refused OAuth2 token is named as such. Returns true: the login
+/// happened (the callers' `Ok(false)` is "no mechanism to use").
+pub(crate) fn sasl_login<W: SaslWire>(
+    wire: &mut W,
+    client: SaslClient,
+    accept: impl FnOnce(&mut W, W::Outcome) -> Result<()>,
+) -> Result<bool> {
+    let mechanism = client.mechanism();
+    run_sasl(wire, client)
+        .and_then(|reply| accept(wire, reply))
+        .map(|()| true)
+        .map_err(|e| name_refused_token(e, Some(mechanism)))
+}
+
 /// Runs one SASL exchange to its final reply. A failing step (a malformed challenge, a SCRAM
 /// nonce or signature that does not match) cancels the exchange and is the error; a success
 /// before SCRAM verified the server's signature is an error too (the server may not know the

@@ -224,11 +224,7 @@ impl ImapSession {
         else {
             return Ok(false);
         };
-        let mechanism = sasl.mechanism();
-        let done = auth::run_sasl(self, sasl)?;
-        self.after_login(done, &user)
-            .map(|()| true)
-            .map_err(|e| auth::name_refused_token(e, Some(mechanism)))
+        auth::sasl_login(self, sasl, |s, done| s.after_login(done, &user))
     }
 
     fn after_login(&mut self, done: Done, user: &str) -> Result<()> {

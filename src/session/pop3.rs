@@ -202,11 +202,7 @@ impl Pop3Session {
         else {
             return Ok(false);
         };
-        let mechanism = client.mechanism();
-        let reply = auth::run_sasl(self, client)?;
-        login_reply(reply, &user)
-            .map(|()| true)
-            .map_err(|e| auth::name_refused_token(e, Some(mechanism)))
+        auth::sasl_login(self, client, |_, reply| login_reply(reply, &user))
     }
 
     /// STAT: message count and total size.
