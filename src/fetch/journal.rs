@@ -380,9 +380,7 @@ pub fn publish_batch(
         }
     };
     let mut st = lock_state(state)?;
-    for e in &entries {
-        e.key.record(&mut st)?;
-    }
+    st.record_for_group_commit(|st| entries.iter().try_for_each(|e| e.key.record(st)))?;
     st.group.recorded += 1;
     let batch_number = st.group.recorded;
     match wait_durable(state, st, batch_number) {

@@ -634,15 +634,16 @@ impl SeenStore {
     /// log, which the file now covers. Does nothing when there are no changes. When this
     /// returns `Ok`, everything recorded so far survives a crash.
     pub fn commit(&mut self) -> Result<(), StateError> {
-        if !self.dirty && self.snapshots_durable() {
+        if !self.dirty {
             return Ok(());
         }
-        // A snapshot taken but not yet durable (a group commit writing it right now) may hold
-        // changes the caller relies on: a new snapshot holds them too, and cannot be overtaken.
-        if let Err(e) = self.snapshot().write() {
-            self.dirty = true;
-            return Err(e);
-        }
+        self.write_now()
+    }
+
+    /// [`commit`](Self::commit) without the shortcut.
+    fn write_now(&mut self) -> Result<(), StateError> {
+        self.snapshot().write()?;
+        self.dirty = false;
         if self.log_exists {
             // Closed first: a line appended after the removal must go to a new file.
             self.log = None;
@@ -662,18 +663,9 @@ impl SeenStore {
         Ok(())
     }
 
-    /// Whether every snapshot taken so far is durable.
-    fn snapshots_durable(&self) -> bool {
-        self.writes
-            .lock()
-            .is_ok_and(|order| order.durable >= self.snapshots)
-    }
-
-    /// Takes a snapshot of everything recorded so far; the store counts as clean until the next
-    /// change (or [`commit_failed`](Self::commit_failed)).
+    /// Takes a numbered snapshot of everything recorded so far.
     fn snapshot(&mut self) -> Snapshot {
         self.snapshots += 1;
-        self.dirty = false;
         Snapshot {
             path: self.path.clone(),
             content: self.render(),
@@ -682,16 +674,24 @@ impl SeenStore {
         }
     }
 
-    /// Starts a commit to finish with the lock released: the snapshot to write, or `None` when
-    /// everything is durable already or the commit had to be made here. It is made here while a
-    /// seen log exists: the log is removed after a write that holds every line in it, and its
-    /// lines are appended under this lock.
+    /// Records what a Maildir batch published, for the batch journal's group commit, which makes
+    /// it durable itself: the store's dirty flag is left as it was, so the other callers'
+    /// commits are not made to write for it.
+    pub(super) fn record_for_group_commit<T>(&mut self, record: impl FnOnce(&mut Self) -> T) -> T {
+        let was_dirty = self.dirty;
+        let result = record(self);
+        self.dirty = was_dirty;
+        result
+    }
+
+    /// Starts a group commit to finish with the lock released: the snapshot to write, or `None`
+    /// when the commit had to be made here. It is made here while a seen log exists: the log is
+    /// removed after a write that holds every line in it, and its lines are appended under this
+    /// lock. A snapshot leaves the store as dirty as it was: changes of other callers it holds
+    /// may not be durable yet when those callers commit, so their commit writes them again.
     pub(super) fn begin_commit(&mut self) -> Result<Option<Snapshot>, StateError> {
         if self.log_exists {
-            self.commit()?;
-            return Ok(None);
-        }
-        if !self.dirty && self.snapshots_durable() {
+            self.write_now()?;
             return Ok(None);
         }
         Ok(Some(self.snapshot()))
@@ -1235,7 +1235,10 @@ mod tests {
         // since: the caller's changes are in the snapshot in flight, not yet on disk.
         s.pop3_record(&key, ["c"]).unwrap();
         let in_flight = s.begin_commit().unwrap().unwrap();
-        assert!(!s.is_dirty());
+        assert!(
+            s.is_dirty(),
+            "a snapshot not yet durable leaves the store dirty"
+        );
         s.commit().unwrap();
         assert!(SeenStore::open(&path).unwrap().pop3_is_seen(&key, "c"));
         in_flight.write().unwrap();
