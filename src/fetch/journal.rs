@@ -490,31 +490,13 @@ pub struct Recovery {
 }
 
 /// Finishes the batches a killed run left journaled (call at start-up, after the instance lock
-/// and before any poll). Logs what it did.
+/// and before any poll). Logs what it did, one line per journal.
 pub fn recover(state: &Mutex<SeenStore>) -> Result<Recovery> {
     let mut st = lock_state(state)?;
     let state_path = st.path().to_owned();
     remove_stale_temps(&state_path);
     let journals = journals_of(&state_path)?;
-    let r = recover_locked(&mut st, &journals)?;
-    if r.torn > 0 {
-        log::info!(
-            "{} batch journals of {} were incomplete (cut while written, nothing had been delivered); ignored",
-            r.torn,
-            state_path.display()
-        );
-    }
-    if r.found > r.torn {
-        log::info!(
-            "{} batch journals of {}: recovered interrupted batches: {} messages already in the maildir recorded as fetched, {} moved from tmp/ into new/, {} not delivered",
-            r.found - r.torn,
-            state_path.display(),
-            r.recorded,
-            r.moved,
-            r.missing
-        );
-    }
-    Ok(r)
+    recover_locked(&mut st, &journals)
 }
 
 /// The journals next to the state file: the earlier version's `<statefile>.journal` and every
@@ -562,11 +544,13 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Applies `journals` (under the state lock), commits the state once, then removes them.
+/// Applies `journals` (under the state lock), commits the state once, then removes them and
+/// logs what each held.
 fn recover_locked(st: &mut SeenStore, journals: &[PathBuf]) -> Result<Recovery> {
     let mut r = Recovery::default();
     let mut dirs = BTreeSet::new();
     let mut applied = Vec::new();
+    let mut report = Vec::new();
     for path in journals {
         let text = match read_bounded(path) {
             Ok(t) => t,
@@ -583,8 +567,13 @@ fn recover_locked(st: &mut SeenStore, journals: &[PathBuf]) -> Result<Recovery> 
         applied.push(path);
         let Some(entries) = text.as_deref().and_then(parse) else {
             r.torn += 1;
+            report.push(format!(
+                "batch journal {} was incomplete (cut while written, nothing had been delivered); ignored",
+                path.display()
+            ));
             continue;
         };
+        let before = (r.recorded, r.moved, r.missing);
         for e in &entries {
             if e.final_path.exists() {
                 r.recorded += 1;
@@ -611,6 +600,13 @@ fn recover_locked(st: &mut SeenStore, journals: &[PathBuf]) -> Result<Recovery> 
             }
             e.key.record(st)?;
         }
+        report.push(format!(
+            "batch journal {}: recovered an interrupted batch: {} messages already in the maildir recorded as fetched, {} moved from tmp/ into new/, {} not delivered",
+            path.display(),
+            r.recorded - before.0,
+            r.moved - before.1,
+            r.missing - before.2
+        ));
     }
     // The renames (ours, or the killed run's that maybe never reached the disk) are made
     // durable before the state says the messages were fetched.
@@ -626,6 +622,9 @@ fn recover_locked(st: &mut SeenStore, journals: &[PathBuf]) -> Result<Recovery> 
     st.commit()?;
     for path in applied {
         remove(path)?;
+    }
+    for line in report {
+        log::info!("{line}");
     }
     Ok(r)
 }
