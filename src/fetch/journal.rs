@@ -1165,4 +1165,65 @@ mod tests {
             fs::remove_dir_all(&dir).unwrap();
         }
     }
+
+    /// Times `POSTIE_GROUP_BENCH_ACCOUNTS` (100) accounts publishing one batch of 50 messages of
+    /// 5 KB each at the same moment into Maildirs under `POSTIE_GROUP_BENCH_DIR` (a journaled
+    /// ext4 shows what the fsyncs cost): what many accounts polled together pay for the durable
+    /// step alone. `cargo test --lib group_commit_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement: run it on the file system to measure"]
+    fn group_commit_timing() {
+        let base = std::env::var_os("POSTIE_GROUP_BENCH_DIR")
+            .map_or_else(std::env::temp_dir, PathBuf::from)
+            .join(format!("postie-group-bench-{}", std::process::id()));
+        let accounts: usize = std::env::var("POSTIE_GROUP_BENCH_ACCOUNTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100);
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let state = Mutex::new(SeenStore::open(base.join("seen")).unwrap());
+        let body = format!("Subject: x\r\n\r\n{}\r\n", "y".repeat(5000));
+        let info = MessageInfo::default();
+        let staged: Vec<_> = (0..accounts)
+            .map(|k| {
+                let mut md = Maildir::open(base.join(k.to_string())).unwrap();
+                let batch: Vec<_> = (0..50)
+                    .map(|i| {
+                        let p = md.deliver_unsynced(&mut body.as_bytes(), &info).unwrap();
+                        (pop3_of(&format!("user{k}"), &format!("uid{i}")), p)
+                    })
+                    .collect();
+                (md, batch)
+            })
+            .collect();
+        let start = std::sync::Barrier::new(accounts + 1);
+        let (wall, mut latencies) = std::thread::scope(|s| {
+            let handles: Vec<_> = staged
+                .into_iter()
+                .map(|(mut md, batch)| {
+                    let (state, start) = (&state, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        let t = std::time::Instant::now();
+                        publish_batch(&mut md, batch, state).unwrap();
+                        t.elapsed()
+                    })
+                })
+                .collect();
+            start.wait();
+            let t = std::time::Instant::now();
+            let latencies: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            (t.elapsed(), latencies)
+        });
+        latencies.sort();
+        println!("state commits: {}", state.lock().unwrap().group.commits);
+        println!(
+            "{accounts} accounts x 50 messages published at once: {:.3} s wall; per batch median {:.3} s, max {:.3} s",
+            wall.as_secs_f64(),
+            latencies[latencies.len() / 2].as_secs_f64(),
+            latencies[latencies.len() - 1].as_secs_f64()
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
 }
