@@ -27,7 +27,8 @@
 #
 # Dovecot's per-user connection limit (10 from one IP) and process limit (100) would refuse 100
 # simultaneous logins of two users: this script raises them in the stack's dovecot.conf
-# (mail_max_userip_connections, default_process_limit; a marked block, left in place) and reloads.
+# (mail_max_userip_connections, default_process_limit; a marked block) and reloads; at exit it
+# removes the block it added and reloads again, so the stack's other users get its own limits back.
 #
 # Environment: RFETCH=path (skip the build), NS, RTTS, MSGS (50), SIZE (5000), RUNS (3),
 #   SINGLE_RUNS (1), STACK_DIR, BENCH_TMP (where the Maildirs and state live, default /tmp;
@@ -58,7 +59,9 @@ DOVECONF=$STACK_DOVECONF
 
 max_n=0
 for n in $NS; do [ "$n" -gt "$max_n" ] && max_n=$n; done
+LIMITS_ADDED=""
 if ! grep -q '^# bench/rfetch_many.sh limits' "$DOVECONF"; then
+  LIMITS_ADDED=1
   log "raising Dovecot's connection and process limits for $max_n simultaneous logins"
   cat >>"$DOVECONF" <<EOF
 # bench/rfetch_many.sh limits: many accounts of two users log in from 127.0.0.1 at once
@@ -105,6 +108,11 @@ cleanup() {
   [ "$OWN_NICE" != "$DOVE_NICE" ] && renice -n "$DOVE_NICE" -p $(dovecot_tree) >/dev/null 2>&1 || true
   rm -rf "$WORK"
   if [ -n "$LOOP_MNT" ]; then umount "$LOOP_MNT" && rmdir "$LOOP_MNT" && rm -f "$LOOP_IMG"; fi
+  # The block is the marker line and the four lines written after it above.
+  if [ -n "$LIMITS_ADDED" ]; then
+    sed -i '/^# bench\/rfetch_many.sh limits/,+4d' "$DOVECONF"
+    doveadm -c "$DOVECONF" reload || true
+  fi
 }
 trap cleanup EXIT
 OUT=${1:-$WORK/out}

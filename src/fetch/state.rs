@@ -4,7 +4,11 @@
 //! Durability: changes are made in memory and written by [`SeenStore::commit`], which writes the
 //! whole file to a temp file in the same directory, fsyncs it, renames it over the old one and
 //! fsyncs the directory. A SIGKILL at any point leaves either the old or the new file, never a
-//! torn one. Callers batch: record a group of UIDs, commit once per batch.
+//! torn one. Callers batch: record a group of UIDs, commit once per batch. The Maildir batch
+//! journal's group commit writes a [`Snapshot`] with the store's lock released; writes of the
+//! file are numbered when their content is taken, and one that finishes after a newer one
+//! reached the file is dropped (the newer content holds everything it held), so the file never
+//! goes back to an older state.
 //!
 //! Between two commits, each message a target confirmed is also appended to the seen log
 //! (`<statefile>.seen-log`, [`SeenStore::pop3_delivered`], [`SeenStore::imap_delivered`]): one
@@ -47,6 +51,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::journal::CommitGroup;
 
 /// Largest state file read (bytes).
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -179,6 +187,69 @@ pub struct SeenStore {
     log: Option<File>,
     /// A seen log exists on disk (replayed at open, or written since): the commit removes it.
     log_exists: bool,
+    /// Which snapshots reached the file (shared with the snapshots being written).
+    writes: Arc<Mutex<WriteOrder>>,
+    /// The number of the last snapshot taken.
+    snapshots: u64,
+    /// The Maildir batch journal's group commit, guarded by the same lock as the store.
+    pub(super) group: CommitGroup,
+}
+
+/// The snapshots of one state file that reached it. Snapshots are numbered in the order they were
+/// taken; writes can finish in another order, and an older one renamed over a newer one would
+/// forget what only the newer one holds.
+#[derive(Debug, Default)]
+struct WriteOrder {
+    /// The newest snapshot renamed over the file.
+    renamed: u64,
+    /// The newest snapshot renamed and made durable (its directory synced).
+    durable: u64,
+}
+
+/// The store's content at one moment, to write with the store's lock released
+/// ([`SeenStore::begin_commit`]).
+#[derive(Debug)]
+pub(super) struct Snapshot {
+    path: PathBuf,
+    content: String,
+    number: u64,
+    writes: Arc<Mutex<WriteOrder>>,
+}
+
+impl Snapshot {
+    /// Writes the snapshot durably unless a newer one is already durable. `Ok` means the file
+    /// holds at least this snapshot's content, durably.
+    pub(super) fn write(self) -> Result<(), StateError> {
+        let werr = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        // The slow part, the content's fsync, runs without any lock, beside other writers.
+        let tmp = write_temp(&self.path, &self.content, FaultPoint::None).map_err(werr)?;
+        let result = (|| {
+            let mut order = self
+                .writes
+                .lock()
+                .map_err(|_| io::Error::other("state write order lock poisoned"))?;
+            if order.durable >= self.number {
+                return Ok(false);
+            }
+            if order.renamed > self.number {
+                return Err(io::Error::other(
+                    "a newer write of the state file did not complete",
+                ));
+            }
+            install(&self.path, &tmp, FaultPoint::None, || {
+                order.renamed = self.number;
+            })?;
+            order.durable = self.number;
+            Ok(true)
+        })();
+        if !matches!(result, Ok(true)) {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|_| ()).map_err(werr)
+    }
 }
 
 /// The seen log of a state file: `<statefile>.seen-log`.
@@ -231,6 +302,9 @@ impl SeenStore {
             dirty: log_exists,
             log: None,
             log_exists,
+            writes: Arc::default(),
+            snapshots: 0,
+            group: CommitGroup::default(),
         })
     }
 
@@ -538,7 +612,12 @@ impl SeenStore {
         if !self.dirty {
             return Ok(());
         }
-        write_atomic(&self.path, &self.render(), FaultPoint::None)?;
+        self.write_now()
+    }
+
+    /// [`commit`](Self::commit) without the shortcut.
+    fn write_now(&mut self) -> Result<(), StateError> {
+        self.snapshot().write()?;
         self.dirty = false;
         if self.log_exists {
             // Closed first: a line appended after the removal must go to a new file.
@@ -557,6 +636,53 @@ impl SeenStore {
             self.log_exists = false;
         }
         Ok(())
+    }
+
+    /// Takes a numbered snapshot of everything recorded so far.
+    fn snapshot(&mut self) -> Snapshot {
+        self.snapshots += 1;
+        Snapshot {
+            path: self.path.clone(),
+            content: self.render(),
+            number: self.snapshots,
+            writes: Arc::clone(&self.writes),
+        }
+    }
+
+    /// Records what a Maildir batch published, for the batch journal's group commit, which makes
+    /// it durable itself: the store's dirty flag is left as it was, so the other callers'
+    /// commits are not made to write for it.
+    pub(super) fn record_for_group_commit<T>(&mut self, record: impl FnOnce(&mut Self) -> T) -> T {
+        let was_dirty = self.dirty;
+        let result = record(self);
+        self.dirty = was_dirty;
+        result
+    }
+
+    /// Starts a group commit to finish with the lock released: the snapshot to write, or `None`
+    /// when the commit had to be made here. It is made here while a seen log exists: the log is
+    /// removed after a write that holds every line in it, and its lines are appended under this
+    /// lock. A snapshot leaves the store as dirty as it was: changes of other callers it holds
+    /// may not be durable yet when those callers commit, so their commit writes them again.
+    pub(super) fn begin_commit(&mut self) -> Result<Option<Snapshot>, StateError> {
+        if self.log_exists {
+            self.write_now()?;
+            return Ok(None);
+        }
+        Ok(Some(self.snapshot()))
+    }
+
+    /// A snapshot from [`begin_commit`](Self::begin_commit) was not written: the next commit
+    /// writes what it held.
+    pub(super) fn commit_failed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The file content for the current state, for tests that leave a snapshot where a kill
+    /// would.
+    #[cfg(test)]
+    pub(super) fn render_for_test(&self) -> String {
+        self.render()
     }
 
     /// The file content for the current state.
@@ -921,14 +1047,34 @@ pub(crate) fn write_atomic(
         path: path.to_owned(),
         source,
     };
-    let dir = match path.parent() {
+    let tmp = write_temp(path, content, fault).map_err(werr)?;
+    let result = install(path, &tmp, fault, || {});
+    if result.is_err() && fault == FaultPoint::None {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(werr)
+}
+
+/// Numbers temp files, so that writes of one file from several threads never share one.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
-    };
+    }
+}
+
+/// The first half of [`write_atomic`]: `content` in a new temp file next to `path`
+/// (`<path>.tmp.<pid>.<n>`), fsynced. Returns the temp file's path.
+fn write_temp(path: &Path, content: &str, fault: FaultPoint) -> io::Result<PathBuf> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let injected = || io::Error::other("injected fault");
+    tmp_name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = parent_dir(path).join(tmp_name);
     let result = (|| {
         // A file left under this name by an earlier crash (or planted there) would keep its
         // own mode, or be a symlink written through: remove it, then create a new file with
@@ -946,24 +1092,35 @@ pub(crate) fn write_atomic(
         if fault == FaultPoint::MidWrite {
             let half = content.len() / 2;
             f.write_all(content.as_bytes().get(..half).unwrap_or_default())?;
-            return Err(injected());
+            return Err(io::Error::other("injected fault"));
         }
         f.write_all(content.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        if fault == FaultPoint::BeforeRename {
-            return Err(injected());
-        }
-        fs::rename(&tmp, path)?;
-        if fault == FaultPoint::BeforeDirSync {
-            return Err(injected());
-        }
-        File::open(&dir)?.sync_all()
+        f.sync_all()
     })();
-    if result.is_err() && fault == FaultPoint::None {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            if fault == FaultPoint::None {
+                let _ = fs::remove_file(&tmp);
+            }
+            Err(e)
+        }
     }
-    result.map_err(werr)
+}
+
+/// The second half of [`write_atomic`]: renames the synced temp file over `path`, calls
+/// `renamed`, then fsyncs the directory.
+fn install(path: &Path, tmp: &Path, fault: FaultPoint, renamed: impl FnOnce()) -> io::Result<()> {
+    let injected = || io::Error::other("injected fault");
+    if fault == FaultPoint::BeforeRename {
+        return Err(injected());
+    }
+    fs::rename(tmp, path)?;
+    renamed();
+    if fault == FaultPoint::BeforeDirSync {
+        return Err(injected());
+    }
+    File::open(parent_dir(path))?.sync_all()
 }
 
 /// Adds `recipients` to the set of those a message was served to; returns the log records
@@ -1067,6 +1224,34 @@ mod tests {
             s.pop3_retain(&key, |u| u == "old");
             s.commit().unwrap();
         }
+    }
+
+    #[test]
+    fn an_older_snapshot_written_last_does_not_replace_a_newer_one() {
+        let scratch = Scratch::new("order");
+        let (dir, path) = (&scratch.dir, &scratch.path);
+        let key = keys().0;
+        let mut s = store_with(path, &["a"]);
+        let older = s.begin_commit().unwrap().unwrap();
+        s.pop3_record(&key, ["b"]).unwrap();
+        let newer = s.begin_commit().unwrap().unwrap();
+        newer.write().unwrap();
+        // The older one finishes last: it is covered, and dropped rather than renamed.
+        older.write().unwrap();
+        let reopened = SeenStore::open(path).unwrap();
+        assert!(reopened.pop3_is_seen(&key, "a") && reopened.pop3_is_seen(&key, "b"));
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 1, "temp files removed");
+        // A commit while a snapshot is still being written writes again, though nothing changed
+        // since: the caller's changes are in the snapshot in flight, not yet on disk.
+        s.pop3_record(&key, ["c"]).unwrap();
+        let in_flight = s.begin_commit().unwrap().unwrap();
+        assert!(
+            s.is_dirty(),
+            "a snapshot not yet durable leaves the store dirty"
+        );
+        s.commit().unwrap();
+        assert!(SeenStore::open(path).unwrap().pop3_is_seen(&key, "c"));
+        in_flight.write().unwrap();
     }
 
     #[test]
