@@ -154,6 +154,21 @@ pub struct Entry {
     pub final_path: PathBuf,
 }
 
+impl Entry {
+    /// The entries of a batch of `maildir`: each key with its written file's tmp/ name and the
+    /// name it gets in new/.
+    fn for_batch(maildir: &Maildir, keys: Vec<StateKey>, pending: &[Pending]) -> Vec<Entry> {
+        keys.into_iter()
+            .zip(pending)
+            .map(|(key, p)| Entry {
+                key,
+                tmp: p.tmp_path().to_owned(),
+                final_path: maildir.final_path(p),
+            })
+            .collect()
+    }
+}
+
 /// The journal name an earlier version used for its one batch in flight: `<statefile>.journal`.
 /// Each batch's journal adds `.<n>` to it ([`batch_journal_path`]).
 pub fn journal_path(state_path: &Path) -> PathBuf {
@@ -355,15 +370,7 @@ pub fn publish_batch(
 ) -> Result<Vec<Receipt>> {
     let (keys, pending): (Vec<StateKey>, Vec<Pending>) = batch.into_iter().unzip();
     maildir.sync_files(&pending)?;
-    let entries: Vec<Entry> = keys
-        .into_iter()
-        .zip(&pending)
-        .map(|(key, p)| Entry {
-            key,
-            tmp: p.tmp_path().to_owned(),
-            final_path: maildir.final_path(p),
-        })
-        .collect();
+    let entries = Entry::for_batch(maildir, keys, &pending);
     let path = batch_journal_path(lock_state(state)?.path());
     if let Err(e) = write(&path, &entries) {
         // Nothing was renamed: a journal that did get its name names files that `pending`,
@@ -683,6 +690,14 @@ mod tests {
         dir
     }
 
+    /// A scratch directory, its state file's path and the state opened from it.
+    fn scratch_state(name: &str) -> (PathBuf, PathBuf, Mutex<SeenStore>) {
+        let dir = scratch(name);
+        let state_path = dir.join("seen");
+        let state = Mutex::new(SeenStore::open(&state_path).unwrap());
+        (dir, state_path, state)
+    }
+
     fn pop3(uid: &str) -> StateKey {
         StateKey::Pop3 {
             account: AccountKey::pop3("pop.example", "al ice"),
@@ -763,15 +778,7 @@ mod tests {
             pending.push(md.deliver_unsynced(&mut msg.as_bytes(), &info).unwrap());
         }
         md.sync_files(&pending).unwrap();
-        let entries = keys
-            .into_iter()
-            .zip(&pending)
-            .map(|(key, p)| Entry {
-                key,
-                tmp: p.tmp_path().to_owned(),
-                final_path: md.final_path(p),
-            })
-            .collect();
+        let entries = Entry::for_batch(&md, keys, &pending);
         (md, entries, pending)
     }
 
@@ -928,9 +935,7 @@ mod tests {
 
     #[test]
     fn concurrent_publishers_from_several_threads_are_all_durable() {
-        let dir = scratch("concurrent");
-        let state_path = dir.join("seen");
-        let state = Mutex::new(SeenStore::open(&state_path).unwrap());
+        let (dir, state_path, state) = scratch_state("concurrent");
         let (threads, batches, per) = (6, 4, 3);
         let mut all_keys = Vec::new();
         std::thread::scope(|s| {
@@ -1013,9 +1018,7 @@ mod tests {
 
     #[test]
     fn batches_recorded_during_a_commit_share_the_next_one() {
-        let dir = scratch("group");
-        let state_path = dir.join("seen");
-        let state = Mutex::new(SeenStore::open(&state_path).unwrap());
+        let (dir, state_path, state) = scratch_state("group");
         let results = publish_as_one_group(&dir, &state, 5, || {
             // Every batch is in new/ with its journal, and none is durable in the state yet.
             assert_eq!(files_named(&dir, "seen.journal.").len(), 5);
@@ -1033,9 +1036,7 @@ mod tests {
 
     #[test]
     fn a_failed_state_write_fails_every_batch_of_its_group() {
-        let dir = scratch("groupfail");
-        let state_path = dir.join("seen");
-        let state = Mutex::new(SeenStore::open(&state_path).unwrap());
+        let (dir, state_path, state) = scratch_state("groupfail");
         // A directory (not empty) where the state file goes: the snapshot is written and fsynced,
         // its rename over the state fails, as a full or failing disk would fail the write.
         let results = publish_as_one_group(&dir, &state, 4, || {
