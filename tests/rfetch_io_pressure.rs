@@ -21,7 +21,7 @@ mod common;
 use common::mailbox::lock_bob;
 use common::rfetch::*;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,6 +239,39 @@ fn imaps_poll_delivers_each_message_once_while_the_servers_disk_is_busy() {
     poll_under_pressure(&s, "server-disk", move |_| near_server.clone());
 }
 
+/// From an rfetch `-vv` log of an IMAP poll: the UIDs whose bodies arrived (`* N FETCH (UID u
+/// ... BODY[] {size}`; a message another session expunged comes as `BODY[] NIL`, Dovecot's
+/// `[EXPUNGEISSUED]`, and has nothing to deliver) and the UIDs rfetch marked `\Deleted` or expunged (`UID STORE`/`UID EXPUNGE`).
+fn fetched_and_deleted_uids(log: &str) -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let (mut fetched, mut deleted) = (BTreeSet::new(), BTreeSet::new());
+    for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("rfetch: IMAP< * ") {
+            if let Some(i) = rest.find(" FETCH (UID ")
+                && rest.contains("BODY[] {")
+            {
+                let uid = rest[i + 12..]
+                    .split(' ')
+                    .next()
+                    .and_then(|u| u.parse::<u32>().ok());
+                fetched.extend(uid);
+            }
+        } else if let Some(rest) = line.strip_prefix("rfetch: IMAP> ") {
+            let mut words = rest.split(' ').skip(1);
+            let set = match (words.next(), words.next(), words.next()) {
+                (Some("UID"), Some("STORE"), Some(set)) if rest.contains("\\Deleted") => set,
+                (Some("UID"), Some("EXPUNGE"), Some(set)) => set,
+                _ => continue,
+            };
+            for range in set.split(',') {
+                let (a, b) = range.split_once(':').unwrap_or((range, range));
+                let (a, b): (u32, u32) = (a.parse().expect("uid"), b.parse().expect("uid"));
+                deleted.extend(a.min(b)..=a.max(b));
+            }
+        }
+    }
+    (fetched, deleted)
+}
+
 /// Files in a Maildir's new/ and cur/.
 fn delivered_files(md: &Path) -> usize {
     ["new", "cur"]
@@ -267,6 +300,8 @@ fn imaps_poll_delivers_nothing_twice_while_another_client_empties_and_refills_th
             &format!("maildir = \"{}\"\nkeep = false", md.display()),
             "",
         );
+        // The server's disk busy too, as in the benchmark that showed the collision.
+        let pressure = Pressure::start(&s.dir.join(format!("io-pressure-{}", std::process::id())));
         let log1 = std::fs::File::create(dir.join("rfetch-1.log")).expect("log file");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rfetch"))
             .args(["-vv", "-C", cfg.to_str().unwrap()])
@@ -277,10 +312,12 @@ fn imaps_poll_delivers_nothing_twice_while_another_client_empties_and_refills_th
             .stderr(log1)
             .spawn()
             .expect("start rfetch");
-        // Mid-poll, once the first batch is in: empty the mailbox (what `stack.sh clear` does:
+        // Mid-poll, at a point that moves from round to round (the first message, the first
+        // batch, into the third, near the end): empty the mailbox (what `stack.sh clear` does:
         // doveadm expunge, then the files removed) and seed other messages.
+        let trigger = [100, 1, 250, 420][(round - 1) % 4];
         let deadline = Instant::now() + Duration::from_secs(60);
-        while delivered_files(&md) < 100 && Instant::now() < deadline {
+        while delivered_files(&md) < trigger && Instant::now() < deadline {
             if child.try_wait().expect("wait").is_some() {
                 break;
             }
@@ -294,7 +331,12 @@ fn imaps_poll_delivers_nothing_twice_while_another_client_empties_and_refills_th
             .filter(|(id, _)| !first.contains_key(id))
             .collect();
         let st1 = child.wait().expect("rfetch exits");
+        drop(pressure);
         let after_first = ids_in_maildir(&md);
+        // rfetch deleted only messages it fetched, and delivered each message it fetched.
+        let log1 = std::fs::read_to_string(dir.join("rfetch-1.log")).expect("read the log");
+        let (fetched, deleted) = fetched_and_deleted_uids(&log1);
+        let deleted_unfetched: Vec<_> = deleted.difference(&fetched).collect();
         // The next poll, undisturbed, takes what is left.
         let o = rfetch(&dir, &["-vv", "-C", cfg.to_str().unwrap()]);
         std::fs::write(dir.join("rfetch-2.log"), &o.stderr).expect("write the rfetch log");
@@ -308,9 +350,11 @@ fn imaps_poll_delivers_nothing_twice_while_another_client_empties_and_refills_th
         let second_missing: Vec<_> = second.keys().filter(|id| !got.contains_key(*id)).collect();
         eprintln!(
             "interfered round {round}: the mailbox emptied and refilled with {} after {interfered_at} \
-             deliveries; first poll {st1}, {} delivered; second poll exit {}, {} delivered in all \
+             deliveries; first poll {st1}, {} fetched, {} deleted, {} delivered; second poll exit {}, {} delivered in all \
              ({} of the first seeding, {} of the second), {left} left on the server",
             second.len(),
+            fetched.len(),
+            deleted.len(),
             after_first.values().sum::<usize>(),
             code(&o),
             got.values().sum::<usize>(),
@@ -318,6 +362,8 @@ fn imaps_poll_delivers_nothing_twice_while_another_client_empties_and_refills_th
             got.keys().filter(|id| second.contains_key(*id)).count(),
         );
         let ok = st1.code().is_some()
+            && deleted_unfetched.is_empty()
+            && fetched.len() == after_first.values().sum::<usize>()
             && code(&o) == 0
             && twice.is_empty()
             && foreign.is_empty()
@@ -326,14 +372,32 @@ fn imaps_poll_delivers_nothing_twice_while_another_client_empties_and_refills_th
         if !ok {
             let kept = dir.keep();
             panic!(
-                "interfered round {round}: first poll {st1}, second exit {}; delivered twice: \
-                 {twice:?}; not seeded: {foreign:?}; seeded second, never delivered: \
+                "interfered round {round}: first poll {st1}, second exit {}; the first poll \
+                 fetched {} and delivered {}, deleted without fetching: {deleted_unfetched:?}; \
+                 delivered twice: {twice:?}; not seeded: {foreign:?}; seeded second, never delivered: \
                  {second_missing:?}; left on the server: {left}. rfetch -vv logs in {}",
                 code(&o),
+                fetched.len(),
+                after_first.values().sum::<usize>(),
                 kept.display()
             );
         }
     }
+}
+
+#[test]
+fn the_log_parser_finds_fetched_and_deleted_uids() {
+    let log = "rfetch: IMAP> A0004 UID FETCH 7:9 (UID RFC822.SIZE FLAGS BODY.PEEK[])\n\
+               rfetch: IMAP< * 1 FETCH (UID 7 RFC822.SIZE 10 FLAGS (\\Recent) BODY[] {10}\n\
+               rfetch: IMAP< * 2 FETCH (UID 9 RFC822.SIZE 10 FLAGS (\\Recent) BODY[] {10}\n\
+               rfetch: IMAP< * 3 FETCH (UID 12 FLAGS (\\Seen))\n\
+               rfetch: IMAP< * 4 FETCH (UID 13 RFC822.SIZE 0 FLAGS (\\Recent) BODY[] NIL)\n\
+               rfetch: IMAP> A0006 UID STORE 7,9:10 +FLAGS.SILENT (\\Seen \\Deleted)\n\
+               rfetch: IMAP> A0007 UID STORE 20 +FLAGS.SILENT (\\Seen)\n\
+               rfetch: IMAP> A0008 UID EXPUNGE 11\n";
+    let (fetched, deleted) = fetched_and_deleted_uids(log);
+    assert_eq!(fetched.into_iter().collect::<Vec<_>>(), [7, 9]);
+    assert_eq!(deleted.into_iter().collect::<Vec<_>>(), [7, 9, 10, 11]);
 }
 
 #[test]
