@@ -1,7 +1,8 @@
 # bench/lib.sh — helpers shared by bench/rsend.sh and bench/rfetch.sh (sourced, not run).
 #
 # Expects REPO to be set by the caller. Provides: need_tools, ensure_stack (loads stack.env),
-# build_release, build_release_example, postfix_drain_cmd, time_runs, and summarise (a small python3 report writer).
+# lock_mailboxes, build_release, build_release_example, postfix_drain_cmd, time_runs, and
+# summarise (a small python3 report writer).
 
 PY=/usr/bin/python3           # the system python: pyenv shims cost ~100 ms per call
 [ -x "$PY" ] || PY=python3
@@ -27,6 +28,26 @@ ensure_stack() {
   fi
   # shellcheck disable=SC1091
   . "$STACK_DIR/stack.env"
+}
+
+# lock_mailboxes USER...: hold, until this shell exits, the flock on each USER's mailbox of the
+# stack ($STACK_DIR/postie-USER-mailbox.lock, the same lock the stack tests take), waiting up to
+# BENCH_LOCK_WAIT seconds (default 900) for whoever holds it. Two benchmarks (or a benchmark and
+# a test) that empty and seed the same mailbox while the other polls it make each other's runs
+# deliver 0, half or twice the messages seeded, with none left on the server: without this
+# lock that is what a second run against the same stack did. Call it after ensure_stack: a
+# server started while the lock's file descriptor is open would inherit it and hold the lock.
+lock_mailboxes() {
+  local user f fd
+  for user in "$@"; do
+    f="$STACK_DIR/postie-$user-mailbox.lock"
+    exec {fd}>>"$f" || die "cannot open $f"
+    if ! flock -n "$fd"; then
+      log "$user's mailbox on $STACK_DIR is in use by another benchmark or test: waiting up to ${BENCH_LOCK_WAIT:-900} s for its lock ($f)"
+      flock -w "${BENCH_LOCK_WAIT:-900}" "$fd" \
+        || die "$user's mailbox on $STACK_DIR is still in use after ${BENCH_LOCK_WAIT:-900} s: run one benchmark per stack"
+    fi
+  done
 }
 
 # build_release BIN: print the path of a release build of BIN ($CARGO_TARGET_DIR honoured).

@@ -22,8 +22,13 @@
 # ONE hyperfine run, side by side; fetchmail and getmail6 (seconds per run) in runs of their own.
 # All clients run as 'nobody' (fetchmail refuses root; the others are run the same way for
 # fairness) through setpriv, under /usr/bin/time so the same runs give peak RSS.
-# Every run's delivered-message count is checked (a run that did not deliver N messages is
-# reported). Each preparation ends with `sync`, so no run pays for flushing the seeding.
+# Every run's delivery is checked by Message-ID against the messages seeded for it: a run that
+# did not deliver each of them exactly once, or delivered one not seeded for it, or left any on
+# the server, is reported on stderr with the Message-IDs delivered twice, missing and foreign
+# (all of them in OUTDIR/mismatch-TOOL-PROTO.txt). The run holds the flock of bob's mailbox
+# (and alice's, for the 10-account part) on the stack for its whole length, the lock the stack
+# tests take, so a second benchmark or a test on the same stack waits instead of emptying and
+# seeding the mailbox under this one's clients (BENCH_LOCK_WAIT, default 900 s). Each preparation ends with `sync`, so no run pays for flushing the seeding.
 # Then, rfetch only: 10 IMAPS accounts polled together vs one account, and vs the same 10
 # accounts polled one after another (10 rfetch runs), each account with its own folder of
 # MULTI_N messages (the stack has two users, so 5 accounts use folders of alice's and 5 of
@@ -58,7 +63,7 @@ MULTI=${MULTI:-1}
 MULTI_N=${MULTI_N:-$N}
 INTERLEAVE=${INTERLEAVE:-0}
 [ "$(id -u)" = 0 ] || die "must run as root (seeding the stack's mailboxes, setpriv to nobody)"
-need=(hyperfine setpriv)
+need=(hyperfine setpriv flock comm)
 case " $TOOLS " in *" fetchmail "*) need+=(fetchmail procmail) ;; esac
 case " $TOOLS " in *" mpop "*) need+=(mpop) ;; esac
 case " $TOOLS " in *" getmail "*) need+=(getmail) ;; esac
@@ -80,6 +85,8 @@ case " $TOOLS " in *" rfetch-before "*)
 esac
 ensure_stack
 DOVEADM="doveadm -c $STACK_DOVECONF"
+# one benchmark (or test) per mailbox at a time: see lock_mailboxes
+if [ "$MULTI" = 1 ] && [ -n "$RFETCH" ]; then lock_mailboxes bob alice; else lock_mailboxes bob; fi
 
 # BENCH_FS=ext4: the clients' side on a fresh journaled ext4 (a loop-mounted image in /var/tmp),
 # what a user's home directory usually is; fsync costs there what it costs users.
@@ -205,6 +212,15 @@ cmd_for() {
 cat >"$W/prep.sh" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
+export LC_ALL=C   # sort, uniq and comm must collate alike
+# message_ids DIR...: the Message-ID of every file under the DIRs (the first Message-ID line of
+# its header, the header name, blanks and CR stripped), sorted, one per line. A file without one
+# is not listed (it then shows as a count mismatch).
+message_ids() {
+  find "\$@" -type f -exec awk 'FNR == 1 { h = 1 } { sub(/\\r\$/, "") } h && \$0 == "" { h = 0 }
+    h && tolower(\$0) ~ /^message-id:/ { sub(/^[^:]*:[ \\t]*/, ""); sub(/[ \\t]*\$/, ""); print; h = 0 }' {} + \\
+    | sort
+}
 # The run just finished (whichever tool it was: one hyperfine run alternates tools) is counted
 # first; "prep.sh record" only counts it.
 if [ -e "$WORK/last-ran" ]; then
@@ -219,7 +235,32 @@ if [ -e "$WORK/last-ran" ]; then
   for _ in \$(seq 100); do [ "\$left" = 0 ] && break; sleep 0.05
     left=\$(find "$STACK_MAILDIR2/new" "$STACK_MAILDIR2/cur" -type f | wc -l); done
   # The floor writes nothing: it did its work when it left nothing on the server.
-  case \$lt in floor|floor-nowait) got=$N ;; esac
+  case \$lt in floor|floor-nowait) got=$N ;; *)
+    # By Message-ID: each message seeded for this run delivered exactly once, none foreign.
+    message_ids "\$dest/new" "\$dest/cur" >"$WORK/got-ids"
+    twice=\$(uniq -d "$WORK/got-ids")
+    missing=\$(sort -u "$WORK/got-ids" | comm -23 "$WORK/seeded-ids" -)
+    foreign=\$(sort -u "$WORK/got-ids" | comm -13 "$WORK/seeded-ids" -)
+    if [ "\$got" != $N ] || [ "\$left" != 0 ] || [ -n "\$twice\$missing\$foreign" ]; then
+      run=\$(( \$(wc -l 2>/dev/null <"$OUT/counts-\$lt-\$lp.txt" || echo 0) + 1 ))
+      n2=\$(printf '%s' "\$twice" | grep -c . || true)
+      nm=\$(printf '%s' "\$missing" | grep -c . || true)
+      nf=\$(printf '%s' "\$foreign" | grep -c . || true)
+      ns=\$(wc -l <"$WORK/seeded-ids")
+      {
+        echo "== \$lt-\$lp run \$run (counting $WARMUP warmup run(s)): delivered \$got files of $N seeded" \
+          "(\$ns Message-IDs on the server after seeding), \$left left on the server"
+        echo "-- delivered twice or more (\$n2):"; uniq -cd "$WORK/got-ids"
+        echo "-- seeded, not delivered (\$nm):"; printf '%s\\n' "\$missing" | grep . || true
+        echo "-- delivered, not seeded for this run (\$nf):"; printf '%s\\n' "\$foreign" | grep . || true
+      } >>"$OUT/mismatch-\$lt-\$lp.txt"
+      first() { printf '%s\\n' "\$1" | head -3 | tr '\\n' ' '; }
+      echo "bench: \$lt-\$lp run \$run: delivered \$got of $N, \$left left on the server;" \
+        "\$ns Message-IDs on the server after seeding $N (more: another seeder on bob's mailbox);" \
+        "delivered twice \$n2 [\$(first "\$twice")], missing \$nm [\$(first "\$missing")]," \
+        "not seeded for this run \$nf [\$(first "\$foreign")]; all in $OUT/mismatch-\$lt-\$lp.txt" >&2
+    fi ;;
+  esac
   echo "\$got \$left" >>"$OUT/counts-\$lt-\$lp.txt"
 fi
 [ "\$1" = record ] && exit 0
@@ -228,6 +269,7 @@ find "\$dest/new" "\$dest/cur" "\$dest/tmp" -type f -delete
 find "$W/\$t/\$p" -mindepth 1 -maxdepth 1 ! -name '*rc' ! -name '*.toml' -exec rm -rf {} +
 "$STACK_SH" clear "$STACK_DIR" bob >/dev/null
 "$STACK_SH" seed "$STACK_DIR" bob $N $SIZE >/dev/null
+message_ids "$STACK_MAILDIR2/new" "$STACK_MAILDIR2/cur" >"$WORK/seeded-ids"
 echo "\$t \$p" >"$WORK/last-ran"
 # Flush the seeding's writes now, so the measured run does not pay for them.
 sync
@@ -427,6 +469,17 @@ for p in ("pop3", "imap"):
             "%.2f" % (r["median"] / fl["median"]) if fl else "–", r["user"] + r["system"],
             "%d (max %d)" % (rm, rx) if rm else "?", good, len(counts)))
 print()
+# Runs that did not deliver each seeded message exactly once, by Message-ID (prep.sh wrote them;
+# hyperfine hides a preparation's output, so they are shown here).
+for f in sorted(glob.glob("%s/mismatch-*.txt" % out)):
+    print("Delivery mismatches (%s):" % os.path.basename(f))
+    print()
+    print("```")
+    for l in open(f):
+        if l.startswith("==") or l.startswith("--"):
+            print(l.rstrip())
+    print("```")
+    print()
 med = {k: v["median"] for k, v in res.items()}
 for p in ("pop3", "imap"):
     if ("rfetch", p) in med and ("floor", p) in med:

@@ -55,6 +55,7 @@ RFETCH=${RFETCH:-}
 [ -n "$RFETCH" ] || RFETCH=$(build_release rfetch)
 [ -x "$RFETCH" ] || die "no rfetch binary at $RFETCH"
 ensure_stack
+lock_mailboxes alice bob   # its folders are alice's and bob's: one benchmark or test at a time
 DOVECONF=$STACK_DOVECONF
 
 max_n=0

@@ -35,6 +35,7 @@ PROTOS=${PROTOS:-pop3}
 [ -x "${RFETCH_B:-}" ] || die "RFETCH_B must name an rfetch binary"
 need_tools procmail
 ensure_stack
+lock_mailboxes bob   # it empties and seeds bob's INBOX: one benchmark or test at a time
 
 LOOP_MNT=""
 if [ "${BENCH_FS:-}" = ext4 ]; then

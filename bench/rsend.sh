@@ -35,6 +35,7 @@ RSEND=${RSEND:-}
 [ -n "$RSEND" ] || RSEND=$(build_release rsend)
 [ -x "$RSEND" ] || die "no rsend binary at $RSEND"
 ensure_stack
+lock_mailboxes bob   # it delivers to and clears bob's INBOX: one benchmark or test at a time
 
 WORK=$(mktemp -d /tmp/postie-bench-rsend.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
