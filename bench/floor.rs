@@ -68,7 +68,8 @@ fn connect(host: &str, port: u16, ca: &str) -> Tls {
             .add(cert.expect("CA certificate"))
             .expect("CA certificate");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The crate's one provider (ring; built where its deprecation is accepted, with the reason).
+    let provider = postie::net::crypto_provider();
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
