@@ -113,7 +113,21 @@ impl Mailbox for ImapMailbox<'_> {
             feeder,
             progress: &self.d.progress,
         };
-        self.session.fetch_bodies(batch, &mut sink).map(|_| ())
+        let fetched = self.session.fetch_bodies(batch, &mut sink)?;
+        // Another client expunged them between the listing and this FETCH (the server answers
+        // with no body, or not at all): nothing was delivered, nothing is deleted, and the
+        // next poll no longer lists them. Said, so a count that falls short has its reason.
+        for uid in vanished(batch, &fetched) {
+            log::info!(
+                target: crate::log::MESSAGE,
+                "message {}@{}:{uid} in {} was removed from the server by another client \
+                 before it was fetched, skipped",
+                self.d.user,
+                self.d.server,
+                self.folder
+            );
+        }
+        Ok(())
     }
 
     fn settle(&mut self, _batch: &[u32], done: Vec<u32>, delete: bool) -> Result<()> {
@@ -224,5 +238,20 @@ impl Expunger {
         }
         let uids = std::mem::take(&mut self.pending);
         s.expunge(&uids)
+    }
+}
+
+/// The UIDs of `asked` that are not in `fetched` (each side as the server ordered it).
+fn vanished(asked: &[u32], fetched: &[u32]) -> Vec<u32> {
+    let got: HashSet<u32> = fetched.iter().copied().collect();
+    asked.iter().copied().filter(|u| !got.contains(u)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vanished_names_the_uids_the_server_did_not_return() {
+        assert_eq!(super::vanished(&[5, 6, 7, 9], &[9, 5]), vec![6, 7]);
+        assert!(super::vanished(&[1, 2], &[2, 1]).is_empty());
     }
 }
