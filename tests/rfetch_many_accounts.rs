@@ -247,6 +247,12 @@ struct SlowPop3 {
 }
 
 fn slow_pop3(hold: Duration) -> SlowPop3 {
+    slow_pop3_quitting(hold, Duration::ZERO)
+}
+
+/// [`slow_pop3`] that also takes `quit_hold` to answer QUIT, as a server deleting many messages
+/// does; the session counts as open until the answer.
+fn slow_pop3_quitting(hold: Duration, quit_hold: Duration) -> SlowPop3 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let open = Arc::new(AtomicUsize::new(0));
@@ -286,6 +292,7 @@ fn slow_pop3(hold: Duration) -> SlowPop3 {
                     } else if upper.starts_with("UIDL") || upper.starts_with("LIST") {
                         out("+OK\r\n.\r\n")
                     } else if upper.starts_with("QUIT") {
+                        std::thread::sleep(quit_hold);
                         // Counted closed before the client can see the end of the session.
                         open.fetch_sub(1, Ordering::SeqCst);
                         counted = false;
@@ -372,4 +379,40 @@ fn pop3_accounts_of_one_server_share_a_bounded_number_of_connections() {
     assert_ne!(code(&out), 0, "{err}");
     assert!(err.contains("max_connections"), "{err}");
     assert!(server.users.lock().expect("lock").is_empty());
+}
+
+/// A one-shot run's account alone on its server exits without waiting for the answer to QUIT
+/// (its deletions are the server's business once the seen state is recorded); accounts that
+/// share a server wait for it, so the server never counts more sessions than max_connections.
+#[test]
+fn quit_goes_unanswered_only_for_an_account_alone_on_its_server() {
+    let quit_hold = Duration::from_secs(3);
+    let server = slow_pop3_quitting(Duration::from_millis(1), quit_hold);
+    let started = std::time::Instant::now();
+    let out = poll_pop3_accounts("quit-alone", server.port, 1, "");
+    let alone = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 1, "no mail is exit 1:\n{err}");
+    assert_eq!(sorted_users(&server.users), vec!["u0".to_string()], "{err}");
+    assert!(
+        alone < quit_hold,
+        "a lone account waited {alone:?} for QUIT's answer"
+    );
+
+    let server = slow_pop3_quitting(Duration::from_millis(1), quit_hold);
+    let started = std::time::Instant::now();
+    let out = poll_pop3_accounts("quit-shared", server.port, 2, "max_connections = 1");
+    let shared = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 1, "no mail is exit 1:\n{err}");
+    assert_eq!(server.users.lock().expect("lock").len(), 2, "{err}");
+    assert_eq!(
+        server.most.load(Ordering::SeqCst),
+        1,
+        "one session at a time"
+    );
+    assert!(
+        shared >= quit_hold * 2,
+        "two accounts sharing the server did not both wait for QUIT's answer ({shared:?})"
+    );
 }

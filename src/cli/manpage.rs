@@ -360,9 +360,12 @@ without waiting for that answer: every DELE goes out only after the message's se
 recorded, so a QUIT the server does not act on loses nothing and fetches nothing twice; the next \
 run deletes those messages without fetching them. Unlike fetchmail, whose success means the \
 server confirmed the deletions, exit status 0 therefore does not say that the server has deleted \
-the messages (they may still be being deleted as rfetch exits). rfetch still waits for the answer \
-when the poll continues in another session (expunge N, or a backlog committed first) and with \
-fetchall, which ignores the seen state. A server that allows one POP3 session per mailbox at a \
+the messages (they may still be being deleted as rfetch exits). rfetch does this only in a \
+one-shot run and for an account that is alone on its server in that run; it waits for the \
+answer in the daemon (the next poll is minutes away, and a failed QUIT gets its log line), when \
+several accounts of the run share the server (until the server has finished deleting it still \
+counts the session against max_connections), when the poll continues in another session \
+(expunge N, or a backlog committed first) and with fetchall, which ignores the seen state. A server that allows one POP3 session per mailbox at a \
 time may refuse a run started the moment the previous one exits, until it has finished deleting. \
 Over IMAP rfetch waits for the completion of its last EXPUNGE and of LOGOUT.",
     },

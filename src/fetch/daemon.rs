@@ -433,8 +433,19 @@ pub fn run(
     control: &'static Control,
     schedule: Schedule,
 ) -> Vec<PollReport> {
-    let jobs = jobs(specs, ctx.check_only);
+    let mut jobs = jobs(specs, ctx.check_only);
     let gates = server_gates(&jobs);
+    let mut per_server: HashMap<String, usize> = HashMap::new();
+    for spec in &jobs {
+        *per_server.entry(server_key(spec)).or_default() += 1;
+    }
+    for spec in &mut jobs {
+        // Only where nobody waits for the answer: a one-shot run exits right after (a daemon
+        // has minutes until its next poll, and logs a failed QUIT), and no other account of
+        // the run waits for this server's connection slot (until the server has finished
+        // deleting, it still counts the session against max_connections).
+        spec.quit_unanswered = schedule.interval.is_none() && per_server[&server_key(spec)] == 1;
+    }
     let (tx, rx) = mpsc::channel::<(usize, PollReport)>();
     let mut reports: Vec<Option<PollReport>> = Vec::new();
     for (i, spec) in jobs.into_iter().enumerate() {

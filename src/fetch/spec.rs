@@ -55,6 +55,9 @@ pub struct PollSpec {
     pub hooks: super::hooks::ConnectHooks,
     /// `softbounce`, `bouncemail`, `postmaster`: what a permanent refusal does.
     pub bounce: super::bounce::BouncePolicy,
+    /// The last QUIT of a POP3 poll goes out without waiting for its answer (the server's
+    /// deletions): set by the run for a one-shot run's account that is alone on its server.
+    pub quit_unanswered: bool,
 }
 
 impl PollSpec {
@@ -80,6 +83,7 @@ impl PollSpec {
             antispam: Vec::new(),
             hooks: Default::default(),
             bounce: Default::default(),
+            quit_unanswered: false,
         }
     }
 
@@ -346,6 +350,7 @@ fn from_rc_poll(p: RcPoll) -> Result<PollSpec> {
         },
         smtp_fallbacks: p.smtp_fallbacks,
         antispam: p.antispam,
+        quit_unanswered: false,
     })
 }
 

@@ -213,11 +213,14 @@ impl Mailbox for Pop3Mailbox<'_> {
         let account = &self.d.account;
         // Every DELE went out after its message's seen state was durable, so a QUIT the server
         // never acts on costs nothing: the next poll deletes those messages without fetching
-        // them. The reply is awaited only when this poll goes on with another session (which
-        // would find the messages still being deleted) or without the seen state (`fetchall`).
+        // them. The reply is awaited when this poll goes on with another session (which would
+        // find the messages still being deleted), without the seen state (`fetchall`), and
+        // where the run wants it (PollSpec::quit_unanswered: a daemon, a shared server).
         // A stop request leaves nothing for another session.
         let more = self.round.more && !self.d.ctx.stop.load(Ordering::Relaxed);
-        let quit_wait = (!more && !self.d.spec.fetch.fetchall()).then_some(QUIT_WAIT);
+        let spec = self.d.spec;
+        let quit_wait =
+            (spec.quit_unanswered && !more && !spec.fetch.fetchall()).then_some(QUIT_WAIT);
         self.session
             .quit_within(quit_wait)
             .map(|_| ())
