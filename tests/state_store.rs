@@ -240,11 +240,16 @@ fn state_file_is_private_even_over_a_leftover_readable_temp_file() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir("mode");
     let path = dir.join("seen");
-    // A temp file a crash left behind under the name this process will use, readable by all
-    // (or a symlink planted there): the mode given at creation must still be what we get.
-    let tmp = dir.join(format!("seen.tmp.{}", std::process::id()));
-    fs::write(&tmp, "stale").unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+    // Temp files a crash left behind under the names this process will use, readable by all
+    // (or symlinks planted there): the mode given at creation must still be what we get. The
+    // names are `seen.tmp.<pid>.<n>`, n counting this process's writes (other tests of this
+    // binary write too), so every n a write here can take is planted.
+    const NAMES: u64 = 4096;
+    let tmp = |n: u64| dir.join(format!("seen.tmp.{}.{n}", std::process::id()));
+    for n in 0..NAMES {
+        fs::write(tmp(n), "stale").unwrap();
+        fs::set_permissions(tmp(n), fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let elsewhere = dir.join("elsewhere");
     let mut s = SeenStore::open(&path).unwrap();
     s.pop3_record(&AccountKey::pop3("h", "u"), ["uid1"])
@@ -252,8 +257,11 @@ fn state_file_is_private_even_over_a_leftover_readable_temp_file() {
     s.commit().unwrap();
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "state file mode {mode:o}");
-    // A symlink under the temp name is not written through.
-    std::os::unix::fs::symlink(&elsewhere, &tmp).unwrap();
+    // A symlink under a temp name is not written through.
+    for n in 0..NAMES {
+        let _ = fs::remove_file(tmp(n));
+        std::os::unix::fs::symlink(&elsewhere, tmp(n)).unwrap();
+    }
     s.pop3_record(&AccountKey::pop3("h", "u"), ["uid2"])
         .unwrap();
     s.commit().unwrap();
