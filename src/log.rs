@@ -151,29 +151,32 @@ impl Log for Logger {
         let Ok(mut sinks) = SINKS.lock() else {
             return;
         };
+        // Messages quote servers (refusal texts, greetings): one record stays one line and
+        // carries no terminal escapes, whatever those texts hold.
+        let msg = one_line(&record.args().to_string());
         if self.for_stderr(record.metadata()) {
-            let mut err = std::io::stderr().lock();
+            // Put together first and written at once: stderr is unbuffered, and writing the
+            // pieces made four write(2) calls of every per-message line.
+            let mut line = String::with_capacity(msg.len() + 64);
             // A log line never lands behind the progress text: clear it, write, redraw.
             if sinks.shown.is_some() {
-                let _ = write!(err, "{CLEAR_LINE}");
+                line.push_str(CLEAR_LINE);
             }
-            // Messages quote servers (refusal texts, greetings): one record stays one line
-            // and carries no terminal escapes, whatever those texts hold.
-            let text = one_line(&record.args().to_string());
-            let _ = match record.level() {
-                Level::Warn if record.target() != WIRE => {
-                    writeln!(err, "{}: warning: {text}", self.program)
-                }
-                _ => writeln!(err, "{}: {text}", self.program),
-            };
+            line.push_str(self.program);
+            line.push_str(match record.level() {
+                Level::Warn if record.target() != WIRE => ": warning: ",
+                _ => ": ",
+            });
+            line.push_str(&msg);
+            line.push('\n');
             if let Some(text) = &sinks.shown {
-                let _ = write!(err, "{text}");
+                line.push_str(text);
             }
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
         if record.target() == WIRE || record.level() > Level::Info {
             return;
         }
-        let msg = one_line(&record.args().to_string());
         let program = sinks.program;
         if let Some(f) = sinks.file.as_mut() {
             let _ = f.write_all(file_line(program, record.level(), &msg).as_bytes());

@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
+use super::{Deliver, DeliverError, MessageInfo, Receipt, StreamBuffers, stream_lf_with};
 
 /// A Maildir opened for delivery. A clone is a second handle on the same directory (its own
 /// sequence counter: only [`publish`](Maildir::publish) may run through a clone while the
@@ -23,6 +23,8 @@ pub struct Maildir {
     host: String,
     pid: u32,
     seq: u64,
+    /// Reused from message to message.
+    buffers: StreamBuffers,
 }
 
 /// A message written to `tmp/` but neither fsynced nor moved into `new/`: not delivered until
@@ -81,6 +83,7 @@ impl Maildir {
             host: maildir_host(),
             pid: std::process::id(),
             seq: 0,
+            buffers: StreamBuffers::default(),
         })
     }
 
@@ -131,18 +134,14 @@ impl Maildir {
             }
         };
         // From here on, dropping `pending` (on any error) removes the tmp file.
-        let mut out = io::BufWriter::with_capacity(super::CHUNK, file);
+        let mut out = file;
         let mut bytes = 0u64;
-        let written = stream_lf(msg, |chunk| {
+        let written = stream_lf_with(msg, &mut self.buffers, super::CHUNK, |chunk| {
             bytes += chunk.len() as u64;
             out.write_all(chunk)
         })
-        .map_err(|e| e.into_deliver(&target))
-        .and_then(|()| {
-            out.into_inner().map_err(|e| {
-                DeliverError::from_io(format!("cannot write to {target}"), e.into_error())
-            })
-        });
+        .map(|()| out)
+        .map_err(|e| e.into_deliver(&target));
         match written {
             Ok(file) => Ok(Pending {
                 tmp_path,

@@ -213,8 +213,9 @@ impl Connection {
     }
 
     /// Re-arms TCP_QUICKACK so the next segment we receive is acknowledged at once instead of
-    /// waiting for the delayed-ACK timer (Linux clears the flag by itself). Call before reads
-    /// that follow a write the server answers in several segments. Failure only costs speed.
+    /// waiting for the delayed-ACK timer (Linux clears the flag by itself when we send). Call
+    /// after a write the server answers in several segments, before reading the answer.
+    /// Failure only costs speed.
     pub fn quickack(&self) {
         let Some(tcp) = self.socket().tcp() else {
             return;
