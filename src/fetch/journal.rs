@@ -51,7 +51,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::deliver::{Maildir, Pending, Receipt};
 use crate::error::{Error, ErrorKind, Result};
@@ -170,7 +170,7 @@ impl Entry {
 }
 
 /// The journal name an earlier version used for its one batch in flight: `<statefile>.journal`.
-/// Each batch's journal adds `.<n>` to it ([`batch_journal_path`]).
+/// Each batch's journal adds `.<n>` to it (`batch_journal_path`).
 pub fn journal_path(state_path: &Path) -> PathBuf {
     let mut name = state_path.as_os_str().to_owned();
     name.push(".journal");
@@ -336,26 +336,6 @@ fn lock_state(state: &Mutex<SeenStore>) -> Result<MutexGuard<'_, SeenStore>> {
     state
         .lock()
         .map_err(|_| Error::new(ErrorKind::Internal, "state lock poisoned"))
-}
-
-/// The group commit's bookkeeping, kept in the [`SeenStore`] so that the state lock guards it.
-/// Batches are numbered in the order they were recorded in memory; a snapshot taken after batch
-/// `n` was recorded holds batches `1..=n`.
-#[derive(Debug, Default)]
-pub struct CommitGroup {
-    /// The number of the last batch recorded.
-    recorded: u64,
-    /// Every batch up to this number is durable in the state file.
-    durable: u64,
-    /// The last batch of a group whose state write failed.
-    failed: u64,
-    /// A leader is writing a snapshot with the lock released.
-    writing: bool,
-    /// Wakes the batches waiting for the write in flight (always used with the store's lock).
-    written: Arc<Condvar>,
-    /// Snapshots written (or committed under the lock) by leaders.
-    #[cfg(test)]
-    commits: u64,
 }
 
 /// Makes a Maildir batch durable and records it as seen, journaled so that a kill at any point

@@ -1,8 +1,8 @@
 //! Streams fetched messages from the mail session into a delivery target without holding
 //! whole messages in memory: the session pushes chunks into a bounded channel, a worker thread
 //! pulls them through [`Deliver`] (or Maildir's unsynced write). Chunks travel in parcels of
-//! about [`PARCEL_BYTES`], so that the worker wakes once per parcel rather than per chunk. The fetchmail `Received:`
-//! header is inserted on the way (before the first existing `Received:` line). A target that
+//! about `PARCEL_BYTES`, so that the worker wakes once per parcel rather than per chunk. The
+//! fetchmail `Received:` header is inserted on the way (before the first existing `Received:` line). A target that
 //! confirms each message itself has it recorded through the [`Ledger`] before the worker reads
 //! the next one, so a kill can make only the message in flight be delivered twice.
 

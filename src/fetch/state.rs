@@ -5,7 +5,7 @@
 //! whole file to a temp file in the same directory, fsyncs it, renames it over the old one and
 //! fsyncs the directory. A SIGKILL at any point leaves either the old or the new file, never a
 //! torn one. Callers batch: record a group of UIDs, commit once per batch. The Maildir batch
-//! journal's group commit writes a [`Snapshot`] with the store's lock released; writes of the
+//! journal's group commit writes a `Snapshot` with the store's lock released; writes of the
 //! file are numbered when their content is taken, and one that finishes after a newer one
 //! reached the file is dropped (the newer content holds everything it held), so the file never
 //! goes back to an older state.
@@ -52,9 +52,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use super::journal::CommitGroup;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Largest state file read (bytes).
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -175,6 +173,26 @@ impl From<StateError> for crate::Error {
         };
         crate::Error::with_source(kind, "cannot use the seen-message state", err)
     }
+}
+
+/// The Maildir batch journal's group commit bookkeeping (`journal::publish_batch`), kept in the [`SeenStore`] so that the state lock guards it.
+/// Batches are numbered in the order they were recorded in memory; a snapshot taken after batch
+/// `n` was recorded holds batches `1..=n`.
+#[derive(Debug, Default)]
+pub(super) struct CommitGroup {
+    /// The number of the last batch recorded.
+    pub(super) recorded: u64,
+    /// Every batch up to this number is durable in the state file.
+    pub(super) durable: u64,
+    /// The last batch of a group whose state write failed.
+    pub(super) failed: u64,
+    /// A leader is writing a snapshot with the lock released.
+    pub(super) writing: bool,
+    /// Wakes the batches waiting for the write in flight (always used with the store's lock).
+    pub(super) written: Arc<Condvar>,
+    /// Snapshots written (or committed under the lock) by leaders.
+    #[cfg(test)]
+    pub(super) commits: u64,
 }
 
 /// The seen-message store, loaded in memory.
