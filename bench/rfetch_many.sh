@@ -31,7 +31,9 @@
 # removes the block it added and reloads again, so the stack's other users get its own limits back.
 #
 # Environment: RFETCH=path (skip the build), NS, RTTS, MSGS (50), SIZE (5000), RUNS (3),
-#   SINGLE_RUNS (1), STACK_DIR, BENCH_TMP (where the Maildirs and state live, default /tmp;
+#   SINGLE_RUNS (1), RFETCH_AUTH (rfetch's `auth`, default unset: SCRAM-SHA-256, whose PBKDF2
+#   costs Dovecot 20-40 ms of CPU per login; `plain` as mpop), STACK_DIR, BENCH_TMP (where the
+#   Maildirs and state live, default /tmp;
 #   /dev/shm takes the disk out), BENCH_FS=ext4 (instead of BENCH_TMP: a fresh journaled ext4 on
 #   a loop device, removed after).
 # Prints a markdown table on stdout; progress on stderr. Must run as root (seeding the stack's
@@ -138,6 +140,7 @@ for rtt in $RTTS; do
 import json, os, statistics as st, subprocess, sys, time
 (work, out, rfetch, n, rtt, port, msgs, size, runs, single_runs, stack, ca, doveconf, proxy) = sys.argv[1:]
 n, port, msgs, size, runs, single_runs = int(n), int(port), int(msgs), int(size), int(runs), int(single_runs)
+AUTH = os.environ.get("RFETCH_AUTH", "")
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count()
 os.makedirs(work, exist_ok=True)
@@ -149,7 +152,8 @@ with open(conf, "w") as f:
         pw = user(k) + "pw"
         f.write(f'[accounts.a{k}]\nhost = "localhost"\nuser = "{user(k)}"\npassword = "{pw}"\n'
                 f'tls_trust_file = "{ca}"\n[accounts.a{k}.fetch]\nprotocol = "imap"\nport = {port}\n'
-                f'tls_starttls = false\nfolders = ["many{k}"]\nmaildir = "{work}/dest{k}"\nkeep = false\n')
+                f'tls_starttls = false\nfolders = ["many{k}"]\nmaildir = "{work}/dest{k}"\nkeep = false\n'
+                + (f'auth = "{AUTH}"\n' if AUTH else ''))
 os.chmod(conf, 0o600)
 doveadm = ["doveadm", "-c", doveconf]
 mail_uid, mail_gid = int(subprocess.check_output(["id", "-u", "mail"])), int(subprocess.check_output(["id", "-g", "mail"]))
