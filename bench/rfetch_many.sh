@@ -32,7 +32,9 @@
 #
 # Environment: RFETCH=path (skip the build), NS, RTTS, MSGS (50), SIZE (5000), RUNS (3),
 #   SINGLE_RUNS (1), RFETCH_AUTH (rfetch's `auth`, default unset: SCRAM-SHA-256, whose PBKDF2
-#   costs Dovecot 20-40 ms of CPU per login; `plain` as mpop), STACK_DIR, BENCH_TMP (where the
+#   costs Dovecot 20-40 ms of CPU per login; `plain` as mpop), MAX_CONNECTIONS (each account's
+#   max_connections; default unset: rfetch's bound of 8 logins at once per server, so N accounts
+#   poll in ceil(N/8) waves), STACK_DIR, BENCH_TMP (where the
 #   Maildirs and state live, default /tmp;
 #   /dev/shm takes the disk out), BENCH_FS=ext4 (instead of BENCH_TMP: a fresh journaled ext4 on
 #   a loop device, removed after).
@@ -141,6 +143,7 @@ import json, os, statistics as st, subprocess, sys, time
 (work, out, rfetch, n, rtt, port, msgs, size, runs, single_runs, stack, ca, doveconf, proxy) = sys.argv[1:]
 n, port, msgs, size, runs, single_runs = int(n), int(port), int(msgs), int(size), int(runs), int(single_runs)
 AUTH = os.environ.get("RFETCH_AUTH", "")
+MAXCONN = os.environ.get("MAX_CONNECTIONS", "")
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count()
 os.makedirs(work, exist_ok=True)
@@ -153,7 +156,8 @@ with open(conf, "w") as f:
         f.write(f'[accounts.a{k}]\nhost = "localhost"\nuser = "{user(k)}"\npassword = "{pw}"\n'
                 f'tls_trust_file = "{ca}"\n[accounts.a{k}.fetch]\nprotocol = "imap"\nport = {port}\n'
                 f'tls_starttls = false\nfolders = ["many{k}"]\nmaildir = "{work}/dest{k}"\nkeep = false\n'
-                + (f'auth = "{AUTH}"\n' if AUTH else ''))
+                + (f'auth = "{AUTH}"\n' if AUTH else '')
+                + (f'max_connections = {MAXCONN}\n' if MAXCONN else ''))
 os.chmod(conf, 0o600)
 doveadm = ["doveadm", "-c", doveconf]
 mail_uid, mail_gid = int(subprocess.check_output(["id", "-u", "mail"])), int(subprocess.check_output(["id", "-g", "mail"]))
