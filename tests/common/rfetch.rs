@@ -44,19 +44,36 @@ pub fn server_count(s: &super::Stack) -> usize {
         .sum()
 }
 
-/// Waits (up to 10 s) until `doveadm who` lists no POP3 session of `user`: Dovecot commits a
-/// session's deletions before the session ends.
+/// Waits (up to 10 s) until `doveadm who` lists no recent POP3 session of `user`: Dovecot commits
+/// a session's deletions before the session ends. Sessions older than a minute are not waited
+/// for: they belong to no run of the test calling this (a SIGKILLed client of an earlier test
+/// can leave Dovecot's pop3 process waiting out its ten-minute autologout, and every later call
+/// then waited its full 10 s: a CI run's rfetch_options took 225 s instead of 5).
 pub fn pop3_sessions_ended(s: &super::Stack, user: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // A process's age: /proc/uptime minus its start time (field 22 of /proc/PID/stat, in the
+    // kernel's fixed 100 ticks per second); a session whose age cannot be read is waited for.
+    let recent = |pid: &str| {
+        let age = || -> Option<f64> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_name = stat.rsplit_once(')')?.1;
+            let start: f64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+            let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+            let now: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+            Some(now - start / 100.0)
+        };
+        age().is_none_or(|a| a < 60.0)
+    };
     loop {
         let out = Command::new("doveadm")
             .args(["-c", s.var("STACK_DOVECONF"), "who", "-1"])
             .output()
             .expect("run doveadm who");
         let listing = String::from_utf8_lossy(&out.stdout);
+        // Lines: username proto pid ip.
         let open = listing.lines().any(|l| {
-            let mut f = l.split_whitespace();
-            f.next() == Some(user) && l.split_whitespace().any(|w| w == "pop3")
+            let f: Vec<&str> = l.split_whitespace().collect();
+            matches!(f.as_slice(), [u, "pop3", pid, ..] if *u == user && recent(pid))
         });
         if !open || std::time::Instant::now() > deadline {
             return;
