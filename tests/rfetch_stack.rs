@@ -380,22 +380,29 @@ fn message_ids(md: &std::path::Path) -> (std::collections::HashSet<String>, usiz
     (ids, msgs.len())
 }
 
-#[test]
-fn dovecot_deletes_at_a_quit_rfetch_does_not_wait_for() {
-    // rfetch sends QUIT and closes without reading its answer: Dovecot must still commit the
-    // deletions, also when it is still unlinking files as rfetch exits (1000 messages).
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let s = common::Stack::get();
-    let dir = tempdir("quit-unanswered");
+/// A POP3S account of bob's delivering into `<dir>/Maildir`: the directory, the Maildir and the
+/// configuration file.
+fn pop3s_into_maildir(s: &common::Stack, tag: &str) -> (common::TempDir, PathBuf, PathBuf) {
+    let dir = tempdir(tag);
     let md = dir.join("Maildir");
     let cfg = toml_config(
-        &s,
+        s,
         &dir,
         "pop3",
         "implicit",
         &format!("maildir = \"{}\"", md.display()),
         "",
     );
+    (dir, md, cfg)
+}
+
+#[test]
+fn dovecot_deletes_at_a_quit_rfetch_does_not_wait_for() {
+    // rfetch sends QUIT and closes without reading its answer: Dovecot must still commit the
+    // deletions, also when it is still unlinking files as rfetch exits (1000 messages).
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let (dir, md, cfg) = pop3s_into_maildir(&s, "quit-unanswered");
     for round in 1..=3 {
         clear_bob(&s);
         stack_sh(&s, &["seed", "bob", "1000", "2000"]);
@@ -421,16 +428,7 @@ fn messages_of_a_session_whose_quit_failed_unseen_are_deleted_next_poll_not_fetc
     use std::os::unix::fs::PermissionsExt;
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = common::Stack::get();
-    let dir = tempdir("quit-failed");
-    let md = dir.join("Maildir");
-    let cfg = toml_config(
-        &s,
-        &dir,
-        "pop3",
-        "implicit",
-        &format!("maildir = \"{}\"", md.display()),
-        "",
-    );
+    let (dir, md, cfg) = pop3s_into_maildir(&s, "quit-failed");
     clear_bob(&s);
     stack_sh(&s, &["seed", "bob", "30", "2000"]);
     // Dovecot (running as the mail user) can read bob's messages but not unlink them: it
