@@ -376,12 +376,12 @@ fn stamps(key: &ConfigKey) -> Vec<(PathBuf, Option<FileStamp>)> {
 }
 
 /// The rustls client configuration for these options, shared: every connection with the same
-/// trust and client certificate gets the same `Arc` (and with it one parsed trust store and one
-/// store of TLS session tickets, so a later connection can resume). A connection whose trust
-/// file, trust directory (an entry added, removed or replaced) or client certificate or key
-/// changed on disk since the configuration was built (device, inode, size or modification
-/// time differ) gets a newly built one, with an empty ticket store; the system roots are read
-/// once per process. Failures are not kept: the next connection tries again.
+/// trust and client certificate gets the same `Arc`, and with it one parsed trust store (no
+/// session resumption: see [`build_config`]). A connection whose trust file, trust directory
+/// (an entry added, removed or replaced) or client certificate or key changed on disk since the
+/// configuration was built (device, inode, size or modification time differ) gets a newly built
+/// one; the system roots are read once per process. Failures are not kept: the next connection
+/// tries again.
 pub(crate) fn client_config(tls: &TlsOptions, peer: &str) -> Result<Arc<ClientConfig>, NetError> {
     let key = ConfigKey {
         trust: tls.trust.clone(),
