@@ -144,6 +144,11 @@ import json, os, statistics as st, subprocess, sys, time
 n, port, msgs, size, runs, single_runs = int(n), int(port), int(msgs), int(size), int(runs), int(single_runs)
 AUTH = os.environ.get("RFETCH_AUTH", "")
 MAXCONN = os.environ.get("MAX_CONNECTIONS", "")
+# Both go into the TOML file as they are: refuse anything but a mechanism name and a number.
+if AUTH and not all(c.isalnum() or c == "-" for c in AUTH):
+    sys.exit(f"RFETCH_AUTH={AUTH!r}: a mechanism name (letters, digits, '-')")
+if MAXCONN and not MAXCONN.isdigit():
+    sys.exit(f"MAX_CONNECTIONS={MAXCONN!r}: a number")
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count()
 os.makedirs(work, exist_ok=True)
