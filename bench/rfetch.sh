@@ -83,6 +83,8 @@ RFETCH_BEFORE=${RFETCH_BEFORE:-}
 case " $TOOLS " in *" rfetch-before "*)
   [ -x "$RFETCH_BEFORE" ] || die "TOOLS has rfetch-before: RFETCH_BEFORE must name an rfetch binary" ;;
 esac
+# RFETCH_AUTH goes into the TOML file as it is: a mechanism name only.
+case ${RFETCH_AUTH:-} in *[!A-Za-z0-9-]*) die "RFETCH_AUTH=$RFETCH_AUTH: a mechanism name (letters, digits, -)" ;; esac
 ensure_stack
 DOVEADM="doveadm -c $STACK_DOVECONF"
 # one benchmark (or test) per mailbox at a time: see lock_mailboxes
