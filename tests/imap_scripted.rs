@@ -277,6 +277,49 @@ fn deferred_expunge_completes_during_the_next_fetch() {
 }
 
 #[test]
+fn the_next_batch_is_asked_for_ahead_and_each_expunge_waits_for_its_store() {
+    // The wire order is the transcript's: FETCH 11 goes out before batch 10 is settled, the
+    // STOREs behind the FETCHes, EXPUNGE 10 only after STORE 10's OK was read, and the refused
+    // STORE 11 is never followed by an EXPUNGE (the player would hear it instead of LOGOUT).
+    let (server, mut s) = logged_in("asked_ahead");
+    let mut sink = Collect::default();
+    let got = s.fetch_bodies_asking_next(&[10], &[11], &mut sink);
+    assert_eq!(got.expect("batch 10"), vec![10]);
+    s.store_flags_deferred(&[10], &["\\Seen", "\\Deleted"], true)
+        .expect("store 10 sent");
+    let got = s.fetch_bodies_asking_next(&[11], &[12], &mut sink);
+    assert_eq!(got.expect("batch 11"), vec![11]);
+    s.store_flags_deferred(&[11], &["\\Seen", "\\Deleted"], true)
+        .expect("store 11 sent");
+    let got = s.fetch_bodies_asking_next(&[12], &[], &mut sink);
+    assert_eq!(got.expect("batch 12"), vec![12]);
+    let bodies: Vec<&[u8]> = sink.done.iter().map(|(_, b)| b.as_slice()).collect();
+    assert_eq!(bodies, [&b"abc"[..], b"def", b"ghi"]);
+    let e = s.complete_deferred().expect_err("STORE 11 was refused");
+    assert!(e.chain().contains("UID STORE"), "{}", e.chain());
+    s.logout().expect("logout");
+    server.finish();
+}
+
+#[test]
+fn a_batch_asked_for_ahead_and_not_taken_is_read_and_dropped() {
+    // Asked for 11, then called for 12: 11 is read to its end and dropped, 12 is fetched; 13,
+    // asked for ahead, is dropped by LOGOUT. Nothing of 11 or 13 reaches the sink.
+    let (server, mut s) = logged_in("asked_ahead_dropped");
+    let mut sink = Collect::default();
+    let got = s.fetch_bodies_asking_next(&[10], &[11], &mut sink);
+    assert_eq!(got.expect("batch 10"), vec![10]);
+    let got = s.fetch_bodies_asking_next(&[12], &[13], &mut sink);
+    assert_eq!(got.expect("batch 12"), vec![12]);
+    let uids: Vec<u32> = sink.done.iter().map(|(m, _)| m.uid).collect();
+    assert_eq!(uids, [10, 12]);
+    let bodies: Vec<&[u8]> = sink.done.iter().map(|(_, b)| b.as_slice()).collect();
+    assert_eq!(bodies, [&b"abc"[..], b"ghi"]);
+    s.logout().expect("logout");
+    server.finish();
+}
+
+#[test]
 fn untagged_bye_mid_command_is_an_error() {
     let (server, mut s) = logged_in("untagged_bye");
     let e = s.select("INBOX").expect_err("bye");

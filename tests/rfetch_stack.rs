@@ -452,3 +452,107 @@ fn messages_of_a_session_whose_quit_failed_unseen_are_deleted_next_poll_not_fetc
     let (ids, n) = message_ids(&md);
     assert_eq!((ids.len(), n), (30, 30), "nothing delivered twice");
 }
+
+/// Messages of bob's on the server whose Maildir file name carries the \Seen flag (`:2,...S`).
+fn server_seen(s: &common::Stack) -> usize {
+    let md = PathBuf::from(s.var("STACK_MAILDIR2"));
+    ["cur", "new"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(md.join(d)).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.rsplit_once(":2,")
+                .is_some_and(|(_, f)| f.contains('S'))
+        })
+        .count()
+}
+
+#[test]
+fn sigterm_during_an_imap_poll_leaves_the_batch_asked_for_ahead_unseen_on_the_server() {
+    // rfetch asks for the next batch of 100 before the current one is settled. Stopped in the
+    // middle of a poll (an MDA slow enough to be caught mid-batch), it ends after the batch it
+    // was delivering: the batch it had asked for ahead is read and dropped, so its messages
+    // stay on the server unseen and undeleted, and the next run delivers exactly them. Every
+    // message delivered once in all.
+    use rustix::process::{Pid, Signal, kill_process};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    let dir = tempdir("imap-stop-ahead");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    clear_bob(&s);
+    stack_sh(&s, &["seed", "bob", "400", "2000"]);
+    let slow = toml_config(
+        &s,
+        &dir,
+        "imap",
+        "implicit",
+        &format!(
+            "mda = [\"sh\", \"-c\", \"cat > {}/$$; sleep 0.02\"]",
+            out.display()
+        ),
+        "",
+    );
+    let delivered = || std::fs::read_dir(&out).unwrap().count();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        .args(["-v", "-C", slow.to_str().unwrap()])
+        .env("HOME", &*dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rfetch.log")).unwrap())
+        .spawn()
+        .expect("start rfetch");
+    let started = std::time::Instant::now();
+    while delivered() < 110 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "batch 2 did not start"
+        );
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("rfetch.log")).unwrap();
+    assert!(log.contains("stopping on request"), "{status:?}: {log}");
+    let first = delivered();
+    assert!(
+        (110..400).contains(&first) && first % 100 == 0,
+        "stopped after whole batches, before the end: {first} delivered; {log}"
+    );
+    // What was not delivered stays on the server, not deleted and not marked seen.
+    assert_eq!(server_count(&s), 400 - first, "{log}");
+    assert_eq!(
+        server_seen(&s),
+        0,
+        "nothing left on the server is marked seen"
+    );
+    let fast = toml_config(
+        &s,
+        &dir,
+        "imap",
+        "implicit",
+        &format!("mda = [\"sh\", \"-c\", \"cat > {}/$$\"]", out.display()),
+        "",
+    );
+    let o = rfetch(&dir, &["-C", fast.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server_count(&s), 0);
+    let mut ids = std::collections::HashSet::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let id = text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+            .expect("a Message-ID")
+            .to_string();
+        assert!(ids.insert(id.clone()), "{id} delivered twice");
+    }
+    assert_eq!(ids.len(), 400, "every message delivered once");
+}

@@ -252,8 +252,12 @@ pub(super) fn deliver_batches<M: Mailbox>(
                 tried += batch.len();
                 (!batch.is_empty()).then(|| batch.to_vec())
             };
+            // The next batch, as large as this one, unless a stop or the session's room cuts it.
+            let next = &fresh[tried..fresh.len().min(tried + batch.as_ref().map_or(0, Vec::len))];
             let fetched = batch.as_ref().map(|batch| {
-                pipe::run_batch(target, opts, ledger, |feeder| mailbox.fetch(batch, feeder))
+                pipe::run_batch(target, opts, ledger, |feeder| {
+                    mailbox.fetch(batch, next, feeder)
+                })
             });
             // The previous batch is settled before anything of this one: its deletions go out
             // first, and only once it is durable (and not over a connection that failed while
@@ -452,7 +456,7 @@ mod tests {
             allowance.saturating_sub(settled).min(self.run.per_batch)
         }
 
-        fn fetch(&mut self, batch: &[u32], feeder: &Feeder<u32>) -> Result<()> {
+        fn fetch(&mut self, batch: &[u32], _next: &[u32], feeder: &Feeder<u32>) -> Result<()> {
             self.batches += 1;
             if self.run.stop_after == Some(self.batches) {
                 self.stop.store(true, Ordering::Relaxed);

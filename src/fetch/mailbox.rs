@@ -41,7 +41,10 @@ pub trait Mailbox {
     fn batch_room(&mut self, publishing: usize) -> usize;
 
     /// Streams the batch's messages into `feeder`, one `start`/`data`/`end` per message.
-    fn fetch(&mut self, batch: &[u32], feeder: &Feeder<Self::Key>) -> Result<()>;
+    /// `next` is the batch the following call will most likely ask for (empty after the last):
+    /// a protocol may ask the server for it now, so the server streams on while this batch is
+    /// settled.
+    fn fetch(&mut self, batch: &[u32], next: &[u32], feeder: &Feeder<Self::Key>) -> Result<()>;
 
     /// Records `done` (the batch's confirmed messages) as seen, durably, and, when `delete`
     /// (the connection is still good), deletes or flags them on the server as the account says.

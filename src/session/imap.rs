@@ -1,8 +1,9 @@
 //! The blocking IMAP session: connects (IMAPS or STARTTLS; PREAUTH before a required STARTTLS
 //! is refused, CVE-2021-39272), logs in (LOGIN, AUTHENTICATE with SASL-IR or a pluggable SASL
 //! mechanism), selects a folder, searches, fetches many messages with one UID FETCH while
-//! streaming each body, stores flags, expunges (UID EXPUNGE with UIDPLUS), IDLEs and logs out,
-//! over a [`crate::net::Connection`].
+//! streaming each body (asking for the caller's next batch ahead), stores flags and expunges
+//! (UID EXPUNGE with UIDPLUS) without waiting in line for either, IDLEs and logs out, over a
+//! [`crate::net::Connection`].
 
 use std::fmt;
 use std::os::fd::BorrowedFd;
@@ -98,9 +99,28 @@ pub struct ImapSession {
     authenticated: bool,
     /// EXISTS seen since the last SELECT/NOOP/IDLE, for callers that care.
     last_exists: Option<u32>,
-    /// Commands sent without waiting for their completion (tag, name), oldest first: see
-    /// [`ImapSession::expunge_deferred`].
-    deferred: Vec<(String, &'static str)>,
+    /// Commands sent without waiting for their completion, oldest first: see
+    /// [`ImapSession::expunge_deferred`] and [`ImapSession::store_flags_deferred`].
+    deferred: Vec<Deferred>,
+    /// A UID FETCH sent ahead for the caller's next batch (see
+    /// [`ImapSession::fetch_bodies_asking_next`]), not yet read.
+    asked_ahead: Option<AskedAhead>,
+}
+
+/// A command whose completion is read while later commands run.
+struct Deferred {
+    tag: String,
+    what: &'static str,
+    /// A UID STORE of `\Deleted` whose EXPUNGE goes out once the STORE succeeded: an EXPUNGE
+    /// depends on the flags a STORE sets, so it is never pipelined behind it (RFC 9051 §5.5).
+    then_expunge: Option<String>,
+}
+
+/// A UID FETCH sent before the caller asked for it.
+struct AskedAhead {
+    tag: String,
+    /// Its UID set, to recognise the call it was sent for.
+    set: String,
 }
 
 impl fmt::Debug for ImapSession {
@@ -135,6 +155,7 @@ impl ImapSession {
             authenticated: false,
             last_exists: None,
             deferred: Vec::new(),
+            asked_ahead: None,
         }
     }
 
@@ -308,9 +329,36 @@ impl ImapSession {
     /// (one command per 8000 bytes of UID set), streaming every body into `sink`. Returns the
     /// UIDs delivered; UIDs the server no longer has are simply absent.
     pub fn fetch_bodies(&mut self, uids: &[u32], sink: &mut dyn FetchSink) -> Result<Vec<u32>> {
+        self.fetch_bodies_asking_next(uids, &[], sink)
+    }
+
+    /// Like [`ImapSession::fetch_bodies`], and once `uids` are in, asks for `next` (the
+    /// caller's next batch) at once: the server streams it while the caller settles this one
+    /// (the deferred STORE and EXPUNGE of a batch do not depend on a UID FETCH of others), and
+    /// the next call for exactly `next` reads it instead of sending it. Only one UID FETCH is
+    /// ever outstanding, so two commands' bodies never interleave (Dovecot runs pipelined UID
+    /// FETCHes side by side). A UID FETCH asked for ahead that no call takes is read and
+    /// dropped before any other command waits for its completion: its bodies were fetched with
+    /// BODY.PEEK and stay unseen on the server.
+    pub fn fetch_bodies_asking_next(
+        &mut self,
+        uids: &[u32],
+        next: &[u32],
+        sink: &mut dyn FetchSink,
+    ) -> Result<Vec<u32>> {
         let mut delivered = Vec::new();
         for set in uid_sets(uids) {
             self.fetch_set(&set, sink, &mut delivered)?;
+        }
+        if let [set] = uid_sets(next).as_slice() {
+            let tag = self.send_now(&Command::UidFetch {
+                set: set.clone(),
+                body: true,
+            })?;
+            self.asked_ahead = Some(AskedAhead {
+                tag,
+                set: set.clone(),
+            });
         }
         Ok(delivered)
     }
@@ -376,13 +424,20 @@ impl ImapSession {
         sink: &mut dyn FetchSink,
         delivered: &mut Vec<u32>,
     ) -> Result<Vec<u32>> {
-        // Deferred commands (an EXPUNGE of the previous batch) complete while this FETCH is
-        // already with the server: their completions are read here, in whatever order.
-        self.send_now(&Command::UidFetch {
-            set: set.to_string(),
-            body: true,
-        })?;
+        // Deferred commands (the STORE and EXPUNGE of the previous batch) complete while this
+        // FETCH is already with the server: their completions are read here, in whatever order.
         let mut deferred_err = None;
+        let own_tag = match self.asked_ahead.take() {
+            Some(ahead) if known_uid.is_none() && ahead.set == set => ahead.tag,
+            ahead => {
+                self.asked_ahead = ahead;
+                self.drop_asked_ahead(&mut deferred_err)?;
+                self.send_now(&Command::UidFetch {
+                    set: set.to_string(),
+                    body: true,
+                })?
+            }
+        };
         // When the server puts UID after the body, the body is held (up to MAX_HELD_BODY) until
         // the UID is known.
         let mut current: Option<FetchedMeta> = None;
@@ -460,21 +515,42 @@ impl ImapSession {
                     }
                 }
                 other => match Done::of(other) {
-                    Ok((tag, done)) => {
-                        if let Some(what) = self.take_deferred(&tag) {
-                            if let Err(e) = check_done(done, what) {
-                                deferred_err.get_or_insert(e);
-                            }
-                            continue;
-                        }
+                    Ok((tag, done)) if tag == own_tag => {
+                        // Deferred commands sent after this FETCH may still be running: they
+                        // complete while the next command runs.
                         check_done(done, "UID FETCH")?;
-                        self.complete_deferred()?;
                         return deferred_err.map_or(Ok(refetch), Err);
                     }
+                    Ok((tag, done)) => self.deferred_done(&tag, done, &mut deferred_err)?,
                     Err(other) => self.untagged(other)?,
                 },
             }
         }
+    }
+
+    /// `UID STORE uids +FLAGS.SILENT (flags)` without waiting for the completion (read while
+    /// the next command runs; a refusal fails the call that reads it). With `then_expunge`, the
+    /// UIDs are expunged (as [`ImapSession::expunge_deferred`]) once their STORE is known to
+    /// have succeeded, never before: a refused STORE expunges nothing.
+    pub fn store_flags_deferred(
+        &mut self,
+        uids: &[u32],
+        flags: &[&str],
+        then_expunge: bool,
+    ) -> Result<()> {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        for set in uid_sets(uids) {
+            let tag = self.send_now(&Command::UidStoreAdd {
+                set: set.clone(),
+                flags: flags.clone(),
+            })?;
+            self.deferred.push(Deferred {
+                tag,
+                what: "UID STORE",
+                then_expunge: then_expunge.then_some(set),
+            });
+        }
+        Ok(())
     }
 
     /// `UID STORE uids +FLAGS.SILENT (flags)`, e.g. `&["\\Seen", "\\Deleted"]`.
@@ -503,43 +579,99 @@ impl ImapSession {
     /// A refusal fails the call that reads it. The caller must not send a command whose
     /// result depends on the expunge (RFC 9051 §5.5); UID commands on other messages do not.
     pub fn expunge_deferred(&mut self, uids: &[u32]) -> Result<()> {
+        self.expunge_sets_deferred(uid_sets(uids))
+    }
+
+    fn expunge_sets_deferred(&mut self, sets: Vec<String>) -> Result<()> {
         if self.has_capability("UIDPLUS") {
-            for set in uid_sets(uids) {
+            for set in sets {
                 let tag = self.send_now(&Command::UidExpunge(set))?;
-                self.deferred.push((tag, "UID EXPUNGE"));
+                self.deferred.push(Deferred {
+                    tag,
+                    what: "UID EXPUNGE",
+                    then_expunge: None,
+                });
             }
         } else {
             let tag = self.send_now(&Command::Expunge)?;
-            self.deferred.push((tag, "EXPUNGE"));
+            self.deferred.push(Deferred {
+                tag,
+                what: "EXPUNGE",
+                then_expunge: None,
+            });
         }
         Ok(())
     }
 
-    /// Waits for every deferred command; the first refusal is the error.
+    /// Waits for every deferred command (and drops a UID FETCH asked for ahead); the first
+    /// refusal is the error.
     pub fn complete_deferred(&mut self) -> Result<()> {
         let mut first_err = None;
+        self.drop_asked_ahead(&mut first_err)?;
         while !self.deferred.is_empty() {
             match Done::of(self.next_event()?) {
-                Ok((tag, done)) => {
-                    let Some(what) = self.take_deferred(&tag) else {
-                        return Err(self.poison(Error::new(
-                            ErrorKind::Protocol,
-                            format!("IMAP server completed command {tag}, which was not sent"),
-                        )));
-                    };
-                    if let Err(e) = check_done(done, what) {
-                        first_err.get_or_insert(e);
-                    }
-                }
+                Ok((tag, done)) => self.deferred_done(&tag, done, &mut first_err)?,
                 Err(other) => self.untagged(other)?,
             }
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    fn take_deferred(&mut self, tag: &str) -> Option<&'static str> {
-        let at = self.deferred.iter().position(|(t, _)| t == tag)?;
-        Some(self.deferred.remove(at).1)
+    /// Reads the UID FETCH asked for ahead, if one is outstanding, to its end and drops its
+    /// bodies (nothing was delivered from it; BODY.PEEK left the messages unseen).
+    fn drop_asked_ahead(&mut self, first_err: &mut Option<Error>) -> Result<()> {
+        let Some(ahead) = self.asked_ahead.take() else {
+            return Ok(());
+        };
+        log::debug!(
+            "IMAP: dropping UID FETCH {} (asked for ahead, not taken)",
+            ahead.set
+        );
+        loop {
+            match self.next_event()? {
+                Event::BodyStart { .. } | Event::BodyChunk(_) => {}
+                Event::Fetch { had_body: true, .. } => {}
+                other => match Done::of(other) {
+                    Ok((tag, done)) if tag == ahead.tag => {
+                        if let Err(e) = check_done(done, "UID FETCH") {
+                            log::debug!("{}", e.chain());
+                        }
+                        return Ok(());
+                    }
+                    Ok((tag, done)) => self.deferred_done(&tag, done, first_err)?,
+                    Err(other) => self.untagged(other)?,
+                },
+            }
+        }
+    }
+
+    /// The completion of deferred command `tag`: a refusal goes into `first_err`; a STORE that
+    /// succeeded sends the EXPUNGE that waited for it. A tag that is no deferred command's is a
+    /// protocol error.
+    fn deferred_done(
+        &mut self,
+        tag: &str,
+        done: Done,
+        first_err: &mut Option<Error>,
+    ) -> Result<()> {
+        let Some(at) = self.deferred.iter().position(|d| d.tag == tag) else {
+            return Err(self.poison(Error::new(
+                ErrorKind::Protocol,
+                format!("IMAP server completed command {tag}, which was not sent"),
+            )));
+        };
+        let deferred = self.deferred.remove(at);
+        match check_done(done, deferred.what) {
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+            Ok(()) => {
+                if let Some(set) = deferred.then_expunge {
+                    self.expunge_sets_deferred(vec![set])?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// NOOP; returns the message count when the server reported one.

@@ -108,12 +108,22 @@ impl Mailbox for ImapMailbox<'_> {
         BATCH
     }
 
-    fn fetch(&mut self, batch: &[u32], feeder: &Feeder<u32>) -> Result<()> {
+    fn fetch(&mut self, batch: &[u32], next: &[u32], feeder: &Feeder<u32>) -> Result<()> {
         let mut sink = ImapSink {
             feeder,
             progress: &self.d.progress,
         };
-        let fetched = self.session.fetch_bodies(batch, &mut sink)?;
+        // Asked for ahead only when settling this batch sends nothing that waits for a
+        // completion (the default deletion, or `keep`): `expunge N` EXPUNGEs in line, and that
+        // would first have to read (and drop) the batch asked for.
+        let next = if self.keep || self.expunger.every.is_none() {
+            next
+        } else {
+            &[]
+        };
+        let fetched = self
+            .session
+            .fetch_bodies_asking_next(batch, next, &mut sink)?;
         // Another client expunged them between the listing and this FETCH (the server answers
         // with no body, or not at all): nothing was delivered, nothing is deleted, and the
         // next poll no longer lists them. Said, so a count that falls short has its reason.
@@ -138,7 +148,7 @@ impl Mailbox for ImapMailbox<'_> {
         if !delete || done.is_empty() {
             Ok(())
         } else if self.keep {
-            self.session.store_flags(&done, &["\\Seen"])
+            self.session.store_flags_deferred(&done, &["\\Seen"], false)
         } else {
             self.expunger.delete(self.session, &done)
         }
@@ -205,10 +215,10 @@ impl Expunger {
         }
         let every = match self.every {
             None => {
-                // The EXPUNGE goes out with the next batch's UID FETCH (UID commands on other
-                // messages do not depend on it); the session reads its completion on the way.
-                s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
-                return s.expunge_deferred(uids);
+                // Neither waits: the STORE goes out behind the next batch's UID FETCH (UID
+                // commands on other messages do not depend on it), and its EXPUNGE once the
+                // session has read that the STORE succeeded.
+                return s.store_flags_deferred(uids, &["\\Seen", "\\Deleted"], true);
             }
             Some(0) => {
                 s.store_flags(uids, &["\\Seen", "\\Deleted"])?;

@@ -170,7 +170,7 @@ impl Mailbox for Pop3Mailbox<'_> {
         room
     }
 
-    fn fetch(&mut self, batch: &[u32], feeder: &Feeder<Self::Key>) -> Result<()> {
+    fn fetch(&mut self, batch: &[u32], _next: &[u32], feeder: &Feeder<Self::Key>) -> Result<()> {
         let mut sink = PopSink {
             feeder,
             uids: &self.uids,
