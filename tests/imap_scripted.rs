@@ -277,26 +277,53 @@ fn deferred_expunge_completes_during_the_next_fetch() {
 }
 
 #[test]
-fn the_next_batch_is_asked_for_ahead_and_each_expunge_waits_for_its_store() {
-    // The wire order is the transcript's: FETCH 11 goes out before batch 10 is settled, the
-    // STOREs behind the FETCHes, EXPUNGE 10 only after STORE 10's OK was read, and the refused
-    // STORE 11 is never followed by an EXPUNGE (the player would hear it instead of LOGOUT).
+fn the_next_batch_is_asked_for_ahead_and_the_expunge_takes_only_what_was_stored() {
+    // The wire order is the transcript's: FETCH 11 goes out before batch 10 is settled, each
+    // STORE behind a FETCH without waiting, and the EXPUNGE only for UID 10, whose STORE was
+    // read to have succeeded; the refused STORE 11 keeps UID 11 out of it.
     let (server, mut s) = logged_in("asked_ahead");
     let mut sink = Collect::default();
     let got = s.fetch_bodies_asking_next(&[10], &[11], &mut sink);
     assert_eq!(got.expect("batch 10"), vec![10]);
-    s.store_flags_deferred(&[10], &["\\Seen", "\\Deleted"], true)
+    s.store_flags_deferred(&[10], &["\\Seen", "\\Deleted"])
         .expect("store 10 sent");
     let got = s.fetch_bodies_asking_next(&[11], &[12], &mut sink);
     assert_eq!(got.expect("batch 11"), vec![11]);
-    s.store_flags_deferred(&[11], &["\\Seen", "\\Deleted"], true)
+    assert_eq!(s.stored_deleted(), 0, "STORE 10's answer not read yet");
+    s.store_flags_deferred(&[11], &["\\Seen", "\\Deleted"])
         .expect("store 11 sent");
     let got = s.fetch_bodies_asking_next(&[12], &[], &mut sink);
     assert_eq!(got.expect("batch 12"), vec![12]);
+    assert_eq!(s.stored_deleted(), 1, "STORE 10 read to have succeeded");
     let bodies: Vec<&[u8]> = sink.done.iter().map(|(_, b)| b.as_slice()).collect();
     assert_eq!(bodies, [&b"abc"[..], b"def", b"ghi"]);
     let e = s.complete_deferred().expect_err("STORE 11 was refused");
     assert!(e.chain().contains("UID STORE"), "{}", e.chain());
+    assert_eq!(s.stored_deleted(), 1, "the refused STORE flagged nothing");
+    s.expunge_stored().expect("expunge sent");
+    assert_eq!(s.stored_deleted(), 0);
+    s.complete_deferred().expect("expunged");
+    s.logout().expect("logout");
+    server.finish();
+}
+
+#[test]
+fn without_uidplus_the_expunge_waits_until_no_store_of_deleted_is_running() {
+    let (server, mut s) = logged_in("stored_no_uidplus");
+    s.store_flags_deferred(&[10], &["\\Seen", "\\Deleted"])
+        .expect("store 10 sent");
+    let mut sink = Collect::default();
+    assert_eq!(s.fetch_bodies(&[12], &mut sink).expect("fetch"), vec![12]);
+    assert_eq!(s.stored_deleted(), 1);
+    s.store_flags_deferred(&[12], &["\\Seen", "\\Deleted"])
+        .expect("store 12 sent");
+    // A plain EXPUNGE now would race STORE 12: nothing is sent, nothing is taken.
+    s.expunge_stored().expect("nothing to send yet");
+    assert_eq!(s.stored_deleted(), 1);
+    s.complete_deferred().expect("store 12 done");
+    assert_eq!(s.stored_deleted(), 2);
+    s.expunge_stored().expect("expunge sent");
+    s.complete_deferred().expect("expunged");
     s.logout().expect("logout");
     server.finish();
 }

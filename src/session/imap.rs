@@ -105,15 +105,19 @@ pub struct ImapSession {
     /// A UID FETCH sent ahead for the caller's next batch (see
     /// [`ImapSession::fetch_bodies_asking_next`]), not yet read.
     asked_ahead: Option<AskedAhead>,
+    /// UIDs a deferred STORE has flagged `\Deleted` (its success read), not yet expunged: see
+    /// [`ImapSession::expunge_stored`].
+    stored_deleted: Vec<u32>,
 }
 
 /// A command whose completion is read while later commands run.
 struct Deferred {
     tag: String,
     what: &'static str,
-    /// A UID STORE of `\Deleted` whose EXPUNGE goes out once the STORE succeeded: an EXPUNGE
-    /// depends on the flags a STORE sets, so it is never pipelined behind it (RFC 9051 §5.5).
-    then_expunge: Option<String>,
+    /// A UID STORE that flags these UIDs `\Deleted`: once it succeeded they may be expunged
+    /// (an EXPUNGE depends on the flags a STORE sets, so it never goes out before the STORE's
+    /// success is known: RFC 9051 §5.5).
+    deletes: Option<Vec<u32>>,
 }
 
 /// A UID FETCH sent before the caller asked for it.
@@ -156,6 +160,7 @@ impl ImapSession {
             last_exists: None,
             deferred: Vec::new(),
             asked_ahead: None,
+            stored_deleted: Vec::new(),
         }
     }
 
@@ -529,28 +534,45 @@ impl ImapSession {
     }
 
     /// `UID STORE uids +FLAGS.SILENT (flags)` without waiting for the completion (read while
-    /// the next command runs; a refusal fails the call that reads it). With `then_expunge`, the
-    /// UIDs are expunged (as [`ImapSession::expunge_deferred`]) once their STORE is known to
-    /// have succeeded, never before: a refused STORE expunges nothing.
-    pub fn store_flags_deferred(
-        &mut self,
-        uids: &[u32],
-        flags: &[&str],
-        then_expunge: bool,
-    ) -> Result<()> {
+    /// the next command runs; a refusal fails the call that reads it). When `flags` holds
+    /// `\Deleted`, the UIDs become expungeable once their STORE is known to have succeeded
+    /// ([`ImapSession::expunge_stored`]), never before: a refused STORE expunges nothing.
+    pub fn store_flags_deferred(&mut self, uids: &[u32], flags: &[&str]) -> Result<()> {
+        let deletes = flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"));
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        for set in uid_sets(uids) {
+        for (set, members) in uid_groups(uids) {
             let tag = self.send_now(&Command::UidStoreAdd {
-                set: set.clone(),
+                set,
                 flags: flags.clone(),
             })?;
             self.deferred.push(Deferred {
                 tag,
                 what: "UID STORE",
-                then_expunge: then_expunge.then_some(set),
+                deletes: deletes.then_some(members),
             });
         }
         Ok(())
+    }
+
+    /// How many UIDs a STORE has flagged `\Deleted`, its success read, waiting for an EXPUNGE.
+    pub fn stored_deleted(&self) -> usize {
+        self.stored_deleted.len()
+    }
+
+    /// Expunges (deferred, as [`ImapSession::expunge_deferred`]) the UIDs whose `\Deleted`
+    /// STORE is known to have succeeded. Without UIDPLUS the EXPUNGE removes every `\Deleted`
+    /// message, so it waits while a STORE of `\Deleted` is still running (that STORE's result
+    /// would decide what the EXPUNGE removes); [`ImapSession::complete_deferred`], then this,
+    /// expunges everything.
+    pub fn expunge_stored(&mut self) -> Result<()> {
+        if self.stored_deleted.is_empty()
+            || (!self.has_capability("UIDPLUS")
+                && self.deferred.iter().any(|d| d.deletes.is_some()))
+        {
+            return Ok(());
+        }
+        let uids = std::mem::take(&mut self.stored_deleted);
+        self.expunge_deferred(&uids)
     }
 
     /// `UID STORE uids +FLAGS.SILENT (flags)`, e.g. `&["\\Seen", "\\Deleted"]`.
@@ -579,17 +601,13 @@ impl ImapSession {
     /// A refusal fails the call that reads it. The caller must not send a command whose
     /// result depends on the expunge (RFC 9051 §5.5); UID commands on other messages do not.
     pub fn expunge_deferred(&mut self, uids: &[u32]) -> Result<()> {
-        self.expunge_sets_deferred(uid_sets(uids))
-    }
-
-    fn expunge_sets_deferred(&mut self, sets: Vec<String>) -> Result<()> {
         if self.has_capability("UIDPLUS") {
-            for set in sets {
+            for set in uid_sets(uids) {
                 let tag = self.send_now(&Command::UidExpunge(set))?;
                 self.deferred.push(Deferred {
                     tag,
                     what: "UID EXPUNGE",
-                    then_expunge: None,
+                    deletes: None,
                 });
             }
         } else {
@@ -597,7 +615,7 @@ impl ImapSession {
             self.deferred.push(Deferred {
                 tag,
                 what: "EXPUNGE",
-                then_expunge: None,
+                deletes: None,
             });
         }
         Ok(())
@@ -645,9 +663,9 @@ impl ImapSession {
         }
     }
 
-    /// The completion of deferred command `tag`: a refusal goes into `first_err`; a STORE that
-    /// succeeded sends the EXPUNGE that waited for it. A tag that is no deferred command's is a
-    /// protocol error.
+    /// The completion of deferred command `tag`: a refusal goes into `first_err`; the UIDs of a
+    /// `\Deleted` STORE that succeeded become expungeable. A tag that is no deferred command's
+    /// is a protocol error.
     fn deferred_done(
         &mut self,
         tag: &str,
@@ -666,8 +684,8 @@ impl ImapSession {
                 first_err.get_or_insert(e);
             }
             Ok(()) => {
-                if let Some(set) = deferred.then_expunge {
-                    self.expunge_sets_deferred(vec![set])?;
+                if let Some(uids) = deferred.deletes {
+                    self.stored_deleted.extend(uids);
                 }
             }
         }
@@ -1071,13 +1089,20 @@ fn unexpected(ev: &Event) -> Error {
 
 /// Compresses UIDs into IMAP sets ("1:5,9,12:14"), each at most `MAX_SET_LEN` bytes.
 fn uid_sets(uids: &[u32]) -> Vec<String> {
+    uid_groups(uids).into_iter().map(|(set, _)| set).collect()
+}
+
+/// [`uid_sets`], each set with the UIDs it holds.
+fn uid_groups(uids: &[u32]) -> Vec<(String, Vec<u32>)> {
     let mut sorted = uids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut sets = Vec::new();
+    let mut groups = Vec::new();
     let mut cur = String::new();
+    let mut members = Vec::new();
     let mut i = 0;
     while i < sorted.len() {
+        let first = i;
         let start = sorted[i];
         let mut end = start;
         while i + 1 < sorted.len() && sorted[i + 1] == end.wrapping_add(1) {
@@ -1091,17 +1116,18 @@ fn uid_sets(uids: &[u32]) -> Vec<String> {
             format!("{start}:{end}")
         };
         if !cur.is_empty() && cur.len() + piece.len() + 1 > MAX_SET_LEN {
-            sets.push(std::mem::take(&mut cur));
+            groups.push((std::mem::take(&mut cur), std::mem::take(&mut members)));
         }
         if !cur.is_empty() {
             cur.push(',');
         }
         cur.push_str(&piece);
+        members.extend_from_slice(&sorted[first..i]);
     }
     if !cur.is_empty() {
-        sets.push(cur);
+        groups.push((cur, members));
     }
-    sets
+    groups
 }
 
 #[cfg(test)]
@@ -1118,6 +1144,15 @@ mod tests {
         assert!(sets.iter().all(|s| s.len() <= MAX_SET_LEN));
         let count: usize = sets.iter().map(|s| s.split(',').count()).sum();
         assert_eq!(count, 10_000);
+        let groups = uid_groups(&many);
+        assert_eq!(groups.len(), sets.len());
+        assert!(groups.iter().zip(&sets).all(|((g, _), s)| g == s));
+        let members: Vec<u32> = groups.into_iter().flat_map(|(_, m)| m).collect();
+        assert_eq!(members, many, "each set with exactly its UIDs, in order");
+        assert_eq!(
+            uid_groups(&[9, 1, 2, 2, 3]),
+            vec![("1:3,9".to_string(), vec![1, 2, 3, 9])]
+        );
     }
 
     #[test]

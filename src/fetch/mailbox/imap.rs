@@ -148,15 +148,22 @@ impl Mailbox for ImapMailbox<'_> {
         if !delete || done.is_empty() {
             Ok(())
         } else if self.keep {
-            self.session.store_flags_deferred(&done, &["\\Seen"], false)
+            self.session.store_flags_deferred(&done, &["\\Seen"])
         } else {
             self.expunger.delete(self.session, &done)
         }
     }
 
     fn finish(mut self) -> Result<()> {
-        self.expunger.finish(self.session)?;
-        self.session.complete_deferred()
+        // Every STORE completes first (a refused one is the error, after the others' messages
+        // are expunged), then what they flagged is expunged.
+        let stored = self.session.complete_deferred();
+        let expunged = self
+            .expunger
+            .finish(self.session)
+            .and_then(|()| self.session.expunge_stored())
+            .and_then(|()| self.session.complete_deferred());
+        stored.and(expunged)
     }
 
     fn id(uid: &u32) -> u32 {
@@ -199,9 +206,18 @@ impl FetchSink for ImapSink<'_> {
     }
 }
 
+/// How many messages flagged `\Deleted` the default deletion lets wait for one EXPUNGE. Each
+/// EXPUNGE costs the server a mailbox sync and an index rewrite, and it holds up the UID FETCH
+/// that streams meanwhile: one per batch of 100 made a 1000-message IMAPS poll 20 % slower than
+/// one at the end (0.108 vs 0.089 s, Dovecot on tmpfs). Waiting changes nothing for the
+/// delivery contract (a message is flagged only once delivered, and the seen state keeps it
+/// from being fetched again): it only keeps messages flagged, not yet removed, a little longer.
+const EXPUNGE_EVERY: usize = 1000;
+
 /// IMAP deletions (`\Seen \Deleted`, then EXPUNGE) paced by fetchmail's `expunge N`: EXPUNGE
-/// after every N deletions, 0 only when the folder is done; rfetch's default (`None`) is one
-/// EXPUNGE per call, i.e. per batch, deferred (see [`ImapSession::expunge_deferred`]).
+/// after every N deletions, 0 only when the folder is done. rfetch's default (`None`) waits for
+/// nothing: each batch's STORE is deferred, and once [`EXPUNGE_EVERY`] flagged messages are
+/// known flagged they are expunged, deferred too (the rest when the folder is done).
 pub(in crate::fetch) struct Expunger {
     pub(in crate::fetch) every: Option<u64>,
     /// Marked \Deleted, not yet expunged.
@@ -216,9 +232,13 @@ impl Expunger {
         let every = match self.every {
             None => {
                 // Neither waits: the STORE goes out behind the next batch's UID FETCH (UID
-                // commands on other messages do not depend on it), and its EXPUNGE once the
-                // session has read that the STORE succeeded.
-                return s.store_flags_deferred(uids, &["\\Seen", "\\Deleted"], true);
+                // commands on other messages do not depend on it); the EXPUNGE takes what the
+                // session has read to be flagged.
+                s.store_flags_deferred(uids, &["\\Seen", "\\Deleted"])?;
+                if s.stored_deleted() >= EXPUNGE_EVERY {
+                    s.expunge_stored()?;
+                }
+                return Ok(());
             }
             Some(0) => {
                 s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
