@@ -519,4 +519,4 @@ if os.path.exists(f):
           % (ten["median"] / one["median"], "**holds**" if ten["median"] < 2 * one["median"] else "**does not hold**",
              "/".join(x[1] for x in c)))
 PYEOF
-[ $# -ge 1 ] && log "raw results in $OUT"
+if [ $# -ge 1 ]; then log "raw results in $OUT"; fi

@@ -305,4 +305,4 @@ for r in rows:
         100 * r["machine_cpu"] / (r["wall"] * r["cores"]),
         r["sequential"], r["rss_kib"], r["load"]))
 PYEOF
-[ $# -ge 1 ] && log "raw results in $OUT"
+if [ $# -ge 1 ]; then log "raw results in $OUT"; fi

@@ -140,4 +140,4 @@ print("- 10 MB RSS ≤ 2 KB RSS + 4 MiB: rsend %d KiB vs %d + 4096 KiB — %s"
       % (r10["rss"], r2["rss"], ok(r10["rss"] <= r2["rss"] + 4096)))
 print("- (10 MB median wall: rsend %.3f s vs msmtp %.3f s)" % (r10["wall"], m10["wall"]))
 PYEOF
-[ $# -ge 1 ] && log "raw results in $OUT"
+if [ $# -ge 1 ]; then log "raw results in $OUT"; fi
