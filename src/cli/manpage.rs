@@ -794,8 +794,8 @@ with no stripcr it gets them as the server sent them, and with no stripcr and fo
 ends in CRLF (stripcr wins over forcecr, as in fetchmail). SMTP and LMTP always carry CRLF line \
 ends, as the protocols require, whatever stripcr says (what forcecr asks for). rfetch declares \
 BODY=8BITMIME to a listener that offers 8BITMIME for every message (what pass8bits asks for); \
-no pass8bits changes nothing: fetchmail would then declare BODY=7BIT for a message whose header \
-says 7bit, which BODY=8BITMIME covers as well. \
+no pass8bits is accepted with a warning naming it: fetchmail would then declare BODY=7BIT for a \
+message whose header says 7bit, which BODY=8BITMIME covers as well. \
 dropstatus leaves the Status: and X-Mozilla-Status: fields out of the header, dropdelivered the \
 Delivered-To: fields (with their continuation lines; the body is never changed), for every \
 target.
