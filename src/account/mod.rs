@@ -132,7 +132,7 @@ const MAX_MAILNAME_BYTES: u64 = 4096;
 
 /// The first line of a mailname file (`/etc/mailname`), trimmed; `None` if it cannot be read,
 /// says nothing, is not a regular file (a FIFO would block the read for ever) or is larger
-/// than [`MAX_MAILNAME_BYTES`] (no mailname file; a device would be read without end).
+/// than 4 KiB (no mailname file; a device would be read without end).
 pub fn read_mailname(path: &Path) -> Option<String> {
     crate::config::open_regular_file(path)
         .and_then(|file| crate::config::read_text_at_most(file, MAX_MAILNAME_BYTES))

@@ -20,8 +20,7 @@ const MAX_RESOLV_CONF_BYTES: u64 = 64 * 1024;
 /// The name servers of a resolv.conf file (`nameserver ADDRESS`, at most three as the C
 /// library uses). An address may carry a port (`127.0.0.1:5353`, `[::1]:5353`), which the C
 /// library does not accept but tests need. A file that cannot be read, is not a regular file
-/// (a FIFO would block the read for ever) or is larger than [`MAX_RESOLV_CONF_BYTES`] lists
-/// none.
+/// (a FIFO would block the read for ever) or is larger than 64 KiB lists none.
 pub fn nameservers(resolv_conf: &Path) -> Vec<SocketAddr> {
     let text = match crate::config::open_regular_file(resolv_conf)
         .and_then(|file| crate::config::read_text_at_most(file, MAX_RESOLV_CONF_BYTES))
