@@ -336,7 +336,8 @@ it once they have it. A refusal for good is a failure of the poll, as for a mess
 recipient: with softbounce the message stays, with no softbounce the refusal is reported to the \
 sender for the refused recipients only and the message is then deleted. A recipient refused \
 with an antispam code counts as served (that copy is discarded). fetchmail sends a message some \
-recipients refused temporarily again to every recipient.
+recipients refused temporarily again to every recipient, and bounces a refusal for good of some \
+recipients whatever softbounce says.
 
 An mbox is locked with a dotlock (FILE.lock, holding the PID and host name), flock and fcntl, as \
 mail readers and MDAs use any of them; a dotlock left by a process of this host that no longer \
