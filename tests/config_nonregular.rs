@@ -1,6 +1,7 @@
 //! A FIFO (or any file that is not a regular file) where a configuration or secret file is
 //! expected is refused at once with an error that says what it is: opening a FIFO for reading
-//! blocks until a writer comes, so reading one hung rsend and rfetch forever.
+//! blocks until a writer comes, so reading one hung rsend and rfetch forever. The system files
+//! read on the way (/etc/mailname, resolv.conf) are ignored in that case, and when oversized.
 
 mod common;
 
@@ -291,5 +292,72 @@ fn dev_null_is_still_an_empty_config_file() {
         "rfetch -f /dev/null",
     );
     assert!(!stderr(&o).contains("regular file"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// /etc/mailname (rsend's %M) and resolv.conf (rsend --configure) are system files rsend reads
+/// on its way: a FIFO at either hung it.
+#[test]
+fn a_fifo_as_mailname_is_ignored_not_waited_on() {
+    let dir = common::temp_dir("nonregular-mailname");
+    let mailname = fifo(&dir, "mailname");
+    let got = within("mailname FIFO", move || {
+        postie::account::read_mailname(&mailname)
+    });
+    assert_eq!(got, None);
+    // A normal file still gives its first line.
+    let mailname = dir.join("mailname.txt");
+    std::fs::write(&mailname, "  mail.example.org \nsecond line\n").expect("write");
+    assert_eq!(
+        postie::account::read_mailname(&mailname).as_deref(),
+        Some("mail.example.org")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_fifo_as_resolv_conf_is_ignored_not_waited_on() {
+    let dir = common::temp_dir("nonregular-resolv");
+    let resolv = fifo(&dir, "resolv.conf");
+    let got = within("resolv.conf FIFO", move || {
+        postie::net::nameservers(&resolv)
+    });
+    assert_eq!(got, Vec::new());
+    // A normal file still gives its name servers.
+    let resolv = dir.join("resolv.txt");
+    std::fs::write(&resolv, "search x\nnameserver 127.0.0.1\n").expect("write");
+    assert_eq!(
+        postie::net::nameservers(&resolv),
+        vec![
+            "127.0.0.1:53"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Far more than either system file ever holds (a host name; a few name server lines): a
+/// valid first line is no reason to read the rest, or to trust it.
+fn oversized(dir: &Path, name: &str, first_line: &str) -> PathBuf {
+    let path = dir.join(name);
+    let padding = "#".repeat(1 << 20);
+    std::fs::write(&path, format!("{first_line}\n{padding}\n")).expect("write");
+    path
+}
+
+#[test]
+fn an_oversized_mailname_is_ignored() {
+    let dir = common::temp_dir("oversized-mailname");
+    let mailname = oversized(&dir, "mailname", "mail.example.org");
+    assert_eq!(postie::account::read_mailname(&mailname), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_oversized_resolv_conf_is_ignored() {
+    let dir = common::temp_dir("oversized-resolv");
+    let resolv = oversized(&dir, "resolv.conf", "nameserver 127.0.0.1");
+    assert_eq!(postie::net::nameservers(&resolv), Vec::new());
     let _ = std::fs::remove_dir_all(&dir);
 }

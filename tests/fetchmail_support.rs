@@ -219,10 +219,6 @@ const ALWAYS_SO: &[(&str, &str)] = &[
         "rfetch always declares BODY=8BITMIME to a listener that offers 8BITMIME \
          (tests/rfetch_rc_options.rs shows it on the wire)",
     ),
-    (
-        "no pass8bits",
-        "BODY=8BITMIME to a listener that offers it is what any message may carry",
-    ),
     ("no dropstatus", "the default"),
     ("no dropdelivered", "the default"),
     ("no mimedecode", "rfetch never decodes bodies"),

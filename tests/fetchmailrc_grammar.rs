@@ -561,3 +561,26 @@ fn permissions_are_checked_on_disk() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn no_pass8bits_is_warned_by_name_and_line() {
+    // rfetch declares BODY=8BITMIME for every message to a listener that offers 8BITMIME, which
+    // is what `pass8bits` asks for; `no pass8bits` (fetchmail: BODY=7BIT for a message whose
+    // header says 7bit) changes nothing, so it is reported, never silently accepted.
+    let rc = parse(
+        "poll h proto imap\n  user u\n  no pass8bits\npoll k proto imap user v nopass8 \
+         is x here\npoll l proto imap user w pass8bits\n",
+    );
+    let warned: Vec<String> = rc.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    for (w, line) in warned.iter().zip([3, 4]) {
+        assert!(
+            w.starts_with(&format!(
+                "/home/u/.fetchmailrc:{line}: `no pass8bits` is not supported by rfetch and is \
+                 ignored: "
+            )) && w.contains("BODY=8BITMIME"),
+            "{w}"
+        );
+    }
+    assert!(rc.refusals.is_empty(), "{:?}", rc.refusals);
+}

@@ -23,7 +23,9 @@ struct Txn {
 }
 
 /// A listener that refuses (550 5.1.1) every RCPT whose address `refuse` names and accepts the
-/// rest; it records each transaction that reached the end of its data.
+/// rest; it records each transaction that reached the end of its data. Each connection is
+/// served on its own thread, as by a real MTA: a report goes out on a second connection while
+/// the delivery session is still open.
 fn scripted_smtp(refuse: fn(&str) -> bool) -> (u16, Arc<Mutex<Vec<Txn>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -31,76 +33,82 @@ fn scripted_smtp(refuse: fn(&str) -> bool) -> (u16, Arc<Mutex<Vec<Txn>>>) {
     let store = Arc::clone(&accepted);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut sock) = conn else { return };
-            let mut reader = BufReader::new(sock.try_clone().expect("clone"));
-            let _ = sock.write_all(b"220 scripted ESMTP\r\n");
-            let mut line = String::new();
-            let mut txn = Txn {
-                from: String::new(),
-                rcpts: Vec::new(),
-                data: String::new(),
-            };
-            let mut in_data = false;
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if in_data {
-                    if line == ".\r\n" {
-                        store.lock().unwrap().push(txn.clone());
-                        in_data = false;
-                        let _ = sock.write_all(b"250 2.0.0 queued\r\n");
-                    } else {
-                        txn.data.push_str(&line);
-                    }
-                    continue;
-                }
-                let upper = line.to_ascii_uppercase();
-                let arg = |l: &str| {
-                    l.split_once('<')
-                        .and_then(|(_, r)| r.split_once('>'))
-                        .map(|(a, _)| a.to_owned())
-                        .unwrap_or_default()
-                };
-                let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                    "250-scripted\r\n250 8BITMIME\r\n"
-                } else if upper.starts_with("MAIL") {
-                    txn = Txn {
-                        from: arg(&line),
-                        rcpts: Vec::new(),
-                        data: String::new(),
-                    };
-                    "250 2.1.0 ok\r\n"
-                } else if upper.starts_with("RCPT") {
-                    let a = arg(&line);
-                    if refuse(&a) {
-                        "550 5.1.1 no such user here\r\n"
-                    } else {
-                        txn.rcpts.push(a);
-                        "250 2.1.5 ok\r\n"
-                    }
-                } else if upper.starts_with("DATA") {
-                    if txn.rcpts.is_empty() {
-                        "554 5.5.1 no valid recipients\r\n"
-                    } else {
-                        in_data = true;
-                        "354 go ahead\r\n"
-                    }
-                } else if upper.starts_with("QUIT") {
-                    let _ = sock.write_all(b"221 bye\r\n");
-                    break;
-                } else {
-                    "250 2.0.0 ok\r\n"
-                };
-                if sock.write_all(reply.as_bytes()).is_err() {
-                    break;
-                }
-            }
+            let Ok(sock) = conn else { return };
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || serve_smtp(sock, refuse, &store));
         }
     });
     (port, accepted)
+}
+
+/// One session of [`scripted_smtp`].
+fn serve_smtp(mut sock: std::net::TcpStream, refuse: fn(&str) -> bool, store: &Mutex<Vec<Txn>>) {
+    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
+    let _ = sock.write_all(b"220 scripted ESMTP\r\n");
+    let mut line = String::new();
+    let mut txn = Txn {
+        from: String::new(),
+        rcpts: Vec::new(),
+        data: String::new(),
+    };
+    let mut in_data = false;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if in_data {
+            if line == ".\r\n" {
+                store.lock().unwrap().push(txn.clone());
+                in_data = false;
+                let _ = sock.write_all(b"250 2.0.0 queued\r\n");
+            } else {
+                txn.data.push_str(&line);
+            }
+            continue;
+        }
+        let upper = line.to_ascii_uppercase();
+        let arg = |l: &str| {
+            l.split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(a, _)| a.to_owned())
+                .unwrap_or_default()
+        };
+        let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            "250-scripted\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL") {
+            txn = Txn {
+                from: arg(&line),
+                rcpts: Vec::new(),
+                data: String::new(),
+            };
+            "250 2.1.0 ok\r\n"
+        } else if upper.starts_with("RCPT") {
+            let a = arg(&line);
+            if refuse(&a) {
+                "550 5.1.1 no such user here\r\n"
+            } else {
+                txn.rcpts.push(a);
+                "250 2.1.5 ok\r\n"
+            }
+        } else if upper.starts_with("DATA") {
+            if txn.rcpts.is_empty() {
+                "554 5.5.1 no valid recipients\r\n"
+            } else {
+                in_data = true;
+                "354 go ahead\r\n"
+            }
+        } else if upper.starts_with("QUIT") {
+            let _ = sock.write_all(b"221 bye\r\n");
+            break;
+        } else {
+            "250 2.0.0 ok\r\n"
+        };
+        if sock.write_all(reply.as_bytes()).is_err() {
+            break;
+        }
+    }
 }
 
 fn write_rc(dir: &Path, text: &str) -> PathBuf {
@@ -370,4 +378,131 @@ fn imap_refusal_is_reported_and_expunged() {
     );
     assert_eq!(server_count(&s), 0, "{}", stderr(&o));
     assert_eq!(got.lock().unwrap()[0].rcpts, ["a@x.org"]);
+}
+
+fn refuse_bob_at_example_org(a: &str) -> bool {
+    a == "bob@example.org"
+}
+
+/// A multidrop poll for alice, bob and carol at example.org, forwarded to `smtp`.
+fn multidrop_rc(s: &common::Stack, dir: &Path, globals: &str, smtp: &str) -> PathBuf {
+    write_rc(
+        dir,
+        &format!(
+            "set idfile \"{d}/ids\"\n{globals}\
+             poll 127.0.0.1 proto pop3 port {pop3s} localdomains example.org no envelope\n  \
+             user bob password bobpw ssl sslcertfile \"{ca}\" sslcommonname localhost\n  \
+             is alice bob carol here smtphost {smtp} smtpaddress example.org\n",
+            d = dir.display(),
+            pop3s = s.port("POP3S_PORT"),
+            ca = s.ca().display(),
+        ),
+    )
+}
+
+/// Multidrop forwarding where the listener refuses one recipient for good (550) and accepts
+/// the others: as for a message with one recipient, the refusal is logged with the recipient
+/// and the reply, the poll fails with it, and the message stays on the server (softbounce),
+/// retried for the refused recipient only (the others never get a second copy); with
+/// `no softbounce` the refusal is reported to the sender, naming only the refused recipient,
+/// and the message is then deleted. (It was counted delivered and deleted, the refusal a
+/// warning without the reply: the refused recipient's copy was lost.)
+#[test]
+fn a_multidrop_recipient_refused_for_good_keeps_the_message_or_is_reported() {
+    let s = common::Stack::get();
+    let _bob = common::mailbox::lock_bob(&s);
+    let dir = tempdir("bounce-multidrop");
+    let (port, got) = scripted_smtp(refuse_bob_at_example_org);
+    let smtp = format!("127.0.0.1/{port}");
+    clear_bob(&s);
+    put_bob(
+        &s,
+        &dir,
+        "m",
+        b"Return-Path: <a@x.org>\nFrom: a@x.org\n\
+          To: alice@example.org, bob@example.org, carol@example.org\n\
+          Subject: md550\nMessage-ID: <md550@t>\n\nbody md550\n",
+    );
+    let rc = multidrop_rc(&s, &dir, "", &smtp);
+    for poll in 1..=2 {
+        let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_ne!(
+            code(&o),
+            0,
+            "poll {poll}: the refusal fails the poll: {err}"
+        );
+        assert!(
+            err.contains("permanent failure")
+                && err.contains("bob@example.org")
+                && err.contains("550 5.1.1 no such user here"),
+            "poll {poll}: the refused recipient and the reply: {err}"
+        );
+        assert_eq!(
+            server_count(&s),
+            1,
+            "poll {poll}: softbounce keeps it: {err}"
+        );
+        let txns = got.lock().unwrap().clone();
+        assert_eq!(
+            txns.len(),
+            1,
+            "poll {poll}: one copy each for the others: {txns:?}"
+        );
+        assert_eq!(txns[0].rcpts, ["alice@example.org", "carol@example.org"]);
+    }
+
+    // no softbounce: reported to the sender for bob alone, then deleted.
+    let rc = multidrop_rc(&s, &dir, "set no softbounce\n", &smtp);
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("refused permanently") && err.contains("reported to <a@x.org>"),
+        "{err}"
+    );
+    assert_eq!(server_count(&s), 0, "reported, so deleted: {err}");
+    let txns = got.lock().unwrap().clone();
+    assert_eq!(txns.len(), 2, "{txns:?}");
+    let report = &txns[1];
+    assert_eq!(
+        (report.from.as_str(), &report.rcpts[..]),
+        ("", &["a@x.org".to_owned()][..])
+    );
+    assert!(
+        report
+            .data
+            .contains("Final-Recipient: rfc822; bob@example.org\r\n")
+            && !report.data.contains("Final-Recipient: rfc822; alice")
+            && !report.data.contains("Final-Recipient: rfc822; carol"),
+        "{}",
+        report.data
+    );
+
+    // With no softbounce from the first poll: delivered to the others and reported at once.
+    got.lock().unwrap().clear();
+    put_bob(
+        &s,
+        &dir,
+        "m2",
+        b"Return-Path: <a@x.org>\nFrom: a@x.org\n\
+          To: alice@example.org, bob@example.org, carol@example.org\n\
+          Subject: md550b\nMessage-ID: <md550b@t>\n\nbody md550b\n",
+    );
+    let o = rfetch(&dir, &["-f", rc.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(err.contains("reported to <a@x.org>"), "{err}");
+    assert_eq!(server_count(&s), 0, "{err}");
+    let txns = got.lock().unwrap().clone();
+    assert_eq!(txns.len(), 2, "{txns:?}");
+    assert_eq!(txns[0].rcpts, ["alice@example.org", "carol@example.org"]);
+    assert_eq!(txns[1].rcpts, ["a@x.org"]);
+    assert!(
+        txns[1]
+            .data
+            .contains("Final-Recipient: rfc822; bob@example.org\r\n")
+            && !txns[1].data.contains("Final-Recipient: rfc822; alice"),
+        "{}",
+        txns[1].data
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

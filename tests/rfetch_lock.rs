@@ -174,3 +174,68 @@ fn a_lock_left_by_a_killed_daemon_does_not_block_the_next() {
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs rfetch with `args`, killing it and failing the test if it has not exited within 10 s.
+fn run_bounded(dir: &Path, args: &[&std::ffi::OsStr], what: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+        .args(args)
+        .env("HOME", dir)
+        .env_remove("FETCHMAILHOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rfetch");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after 10 s (blocked on the lock path)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn a_fifo_at_the_lock_path_is_refused_not_waited_on() {
+    // Reading a FIFO with no writer never returns: one planted at the lock path hung both a
+    // starting rfetch and rfetch --quit.
+    let dir = tempdir("fifo");
+    let cfg = config(&dir);
+    // The default lock path, so that a bare `rfetch -q` (which reads no configuration) finds it.
+    let pidfile = dir.join(".fetchmail.pid");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &pidfile,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+    let o = run_bounded(
+        &dir,
+        &[
+            "-d".as_ref(),
+            "300".as_ref(),
+            "-N".as_ref(),
+            "-C".as_ref(),
+            cfg.as_os_str(),
+            "--pidfile".as_ref(),
+            pidfile.as_os_str(),
+        ],
+        "rfetch --pidfile FIFO",
+    );
+    let shown = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "started on a FIFO lock: {shown}");
+    assert!(
+        shown.contains("FIFO") && shown.contains(&pidfile.display().to_string()),
+        "the error names the lock file and what it is: {shown}"
+    );
+    // No rfetch can hold a FIFO as its lock: --quit has nobody to stop.
+    let o = run_bounded(&dir, &["-q".as_ref()], "rfetch -q with the lock a FIFO");
+    let shown = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "nothing to stop: {shown}");
+    assert!(shown.contains("no other rfetch is running"), "{shown}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

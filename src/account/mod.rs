@@ -22,7 +22,7 @@ pub mod server;
 pub mod submit;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind};
 
@@ -127,6 +127,20 @@ pub struct Env {
     pub mailname: Option<String>,
 }
 
+/// Largest `/etc/mailname` read: it holds one host name (at most 255 bytes).
+const MAX_MAILNAME_BYTES: u64 = 4096;
+
+/// The first line of a mailname file (`/etc/mailname`), trimmed; `None` if it cannot be read,
+/// says nothing, is not a regular file (a FIFO would block the read for ever) or is larger
+/// than 4 KiB (no mailname file; a device would be read without end).
+pub fn read_mailname(path: &Path) -> Option<String> {
+    crate::config::open_regular_file(path)
+        .and_then(|file| crate::config::read_text_at_most(file, MAX_MAILNAME_BYTES))
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+}
+
 impl Env {
     /// The real environment of this process.
     pub fn from_process() -> Env {
@@ -139,10 +153,7 @@ impl Env {
                 uname.nodename().to_str().ok().map(str::to_owned)
             })
             .filter(|h| !h.is_empty());
-        let mailname = std::fs::read_to_string(sysconfdir.join("mailname"))
-            .ok()
-            .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
-            .filter(|s| !s.is_empty());
+        let mailname = read_mailname(&sysconfdir.join("mailname"));
         Env {
             home: var("HOME").map(PathBuf::from),
             xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),

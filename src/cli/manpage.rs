@@ -329,10 +329,15 @@ and delivers again at most the message that was in flight; a power loss can in a
 the messages of the batch whose state was not yet synced.
 
 Multidrop forwarding over SMTP or LMTP sends one copy with one RCPT TO per local user. When some \
-recipients take it (or refuse it for good) and others refuse it temporarily (4xx at RCPT, or an \
-LMTP 4xx after the data), the message stays on the server and the recipients already served are \
-recorded with it in the seen state; the next poll sends it to the remaining recipients only, and \
-deletes it once they have it. fetchmail sends such a message again to every recipient.
+recipients take it and others refuse it (at RCPT, or with LMTP after the data), the message is \
+not counted delivered: it stays on the server and the recipients already served are recorded \
+with it in the seen state; the next poll sends it to the remaining recipients only, and deletes \
+it once they have it. A refusal for good is a failure of the poll, as for a message with one \
+recipient: with softbounce the message stays, with no softbounce the refusal is reported to the \
+sender for the refused recipients only and the message is then deleted. A recipient refused \
+with an antispam code counts as served (that copy is discarded). fetchmail sends a message some \
+recipients refused temporarily again to every recipient, and bounces a refusal for good of some \
+recipients whatever softbounce says.
 
 An mbox is locked with a dotlock (FILE.lock, holding the PID and host name), flock and fcntl, as \
 mail readers and MDAs use any of them; a dotlock left by a process of this host that no longer \
@@ -516,9 +521,9 @@ header (envelope; default Received's for clause), else Resent-To/Cc/Bcc or To/Cc
 domains against the poll name, via, aka and localdomains without DNS lookups (dns and checkalias \
 are ignored; qvirtual is honoured), and forwards one copy over SMTP or LMTP with one RCPT TO per local user, or runs the mda once \
 with %T expanded to every local name (each quoted); unmatched mail goes to the postmaster with an \
-X-Fetchmail-Warning header. A temporary refusal of some recipients keeps the message on the \
-server, and the next poll sends it to those recipients only (see DELIVERY CONTRACT); a permanent \
-refusal of some is logged and the others keep their copy. \
+X-Fetchmail-Warning header. A refusal of some recipients keeps the message on the server (a \
+refusal for good only with softbounce; without, it is reported), and the next poll sends it to \
+those recipients only (see DELIVERY CONTRACT). \
 A CR that is not followed by LF is delivered as it came (fetchmail drops it).",
     },
 ];
@@ -795,8 +800,8 @@ with no stripcr it gets them as the server sent them, and with no stripcr and fo
 ends in CRLF (stripcr wins over forcecr, as in fetchmail). SMTP and LMTP always carry CRLF line \
 ends, as the protocols require, whatever stripcr says (what forcecr asks for). rfetch declares \
 BODY=8BITMIME to a listener that offers 8BITMIME for every message (what pass8bits asks for); \
-no pass8bits changes nothing: fetchmail would then declare BODY=7BIT for a message whose header \
-says 7bit, which BODY=8BITMIME covers as well. \
+no pass8bits is accepted with a warning naming it: fetchmail would then declare BODY=7BIT for a \
+message whose header says 7bit, which BODY=8BITMIME covers as well. \
 dropstatus leaves the Status: and X-Mozilla-Status: fields out of the header, dropdelivered the \
 Delivered-To: fields (with their continuation lines; the body is never changed), for every \
 target.

@@ -28,17 +28,28 @@ pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 /// itself does not block on a FIFO (`O_NONBLOCK`), and the type is checked on the very file
 /// opened, so a path swapped between a check and the open cannot slip one past.
 pub fn open_regular_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
+    regular_file_only(file, true)
+}
+
+/// The check of [`open_regular_file`] on a file opened otherwise (opened with `O_NONBLOCK`,
+/// so that the open itself did not wait on a FIFO): `file` back if it is a regular file, or
+/// `/dev/null` when `allow_null_device`; else an error (kind `InvalidInput`) saying what it is.
+pub fn regular_file_only(
+    file: std::fs::File,
+    allow_null_device: bool,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = file.metadata()?;
     let kind = meta.file_type();
     let is_null_device = kind.is_char_device()
         && rustix::fs::major(meta.rdev()) == 1
         && rustix::fs::minor(meta.rdev()) == 3;
-    if kind.is_file() || is_null_device {
+    if kind.is_file() || (allow_null_device && is_null_device) {
         // A regular file ignores O_NONBLOCK, so reads behave as with a plain open.
         return Ok(file);
     }
@@ -65,7 +76,20 @@ pub fn open_regular_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// error (kind `InvalidData`, naming the bound) after reading one byte past the bound, never a
 /// read to the end.
 pub fn read_bounded_text(reader: impl std::io::Read) -> std::io::Result<String> {
-    read_bounded_bytes(reader).and_then(|bytes| {
+    read_text_at_most(reader, MAX_CONFIG_BYTES)
+}
+
+/// [`read_bounded_text`] for files that need not be text (PEM files are checked by their
+/// parser).
+pub fn read_bounded_bytes(reader: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    read_bytes_at_most(reader, MAX_CONFIG_BYTES)
+}
+
+/// The text `reader` gives, at most `max` bytes of it: for files smaller than a configuration
+/// file can be (a lock file, `/etc/mailname`, resolv.conf), with the errors of
+/// [`read_bounded_text`].
+pub fn read_text_at_most(reader: impl std::io::Read, max: u64) -> std::io::Result<String> {
+    read_bytes_at_most(reader, max).and_then(|bytes| {
         String::from_utf8(bytes).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -75,16 +99,16 @@ pub fn read_bounded_text(reader: impl std::io::Read) -> std::io::Result<String> 
     })
 }
 
-/// [`read_bounded_text`] for files that need not be text (PEM files are checked by their
-/// parser).
-pub fn read_bounded_bytes(reader: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+/// The bytes `reader` gives, at most `max`: more is an error (kind `InvalidData`, naming the
+/// bound) after reading one byte past it.
+pub fn read_bytes_at_most(reader: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    reader.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+    reader.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("the file is larger than {MAX_CONFIG_BYTES} bytes"),
+            format!("the file is larger than {max} bytes"),
         ));
     }
     Ok(bytes)

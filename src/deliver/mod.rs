@@ -64,10 +64,16 @@ pub enum DeliverError {
         source: Option<io::Error>,
     },
     /// A message for several recipients (multidrop forwarding) that some of them were served
-    /// (accepted it, or refused it for good) and others refused temporarily: transient, and
-    /// the next attempt goes to the others only.
+    /// (accepted it, or refused it with an antispam code) and the others refused: the next
+    /// attempt goes to the others only. `transient` when any of them was refused temporarily;
+    /// otherwise every one of them was refused for good, which is handled as a permanent
+    /// refusal of the message (kept with softbounce, reported to the sender without).
     #[error("{reason}")]
-    Partial { reason: String, served: Vec<String> },
+    Partial {
+        reason: String,
+        served: Vec<String>,
+        transient: bool,
+    },
 }
 
 impl DeliverError {
@@ -103,10 +109,11 @@ impl DeliverError {
     }
 
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            DeliverError::Transient { .. } | DeliverError::Partial { .. }
-        )
+        match self {
+            DeliverError::Transient { .. } => true,
+            DeliverError::Permanent { .. } => false,
+            DeliverError::Partial { transient, .. } => *transient,
+        }
     }
 
     pub fn reason(&self) -> &str {

@@ -2,13 +2,13 @@
 //! delivery: SMTP to port 25 of localhost) or an LMTP server, reusing one session for many messages and
 //! reconnecting after `batchlimit` messages. 4xx replies are transient, 5xx permanent; with
 //! LMTP (RFC 2033 §4.2) every recipient's reply after the final "." counts. A message for several
-//! recipients that some were served and others refused temporarily is a
-//! [`DeliverError::Partial`] naming the served ones, so it is retried for the others only.
+//! recipients that some were served and others refused is a [`DeliverError::Partial`] naming the
+//! served ones, so it is retried for the others only.
 
 use std::io::Read;
 
 use crate::net::{ConnectOptions, Endpoint, TlsMode, TlsOptions};
-use crate::proto::smtp::{Envelope, Protocol, RcptStatus, Recipient, Reply};
+use crate::proto::smtp::{Envelope, Protocol, RcptStatus, Recipient};
 use crate::session::smtp::{SmtpClient, SmtpSettings};
 
 use super::{Deliver, DeliverError, MessageInfo, Receipt};
@@ -179,69 +179,71 @@ impl Deliver for SmtpTarget {
         match result {
             Ok(report) => {
                 self.sent_on_session += 1;
-                // With several recipients (multidrop), permanent refusals of some are reported
-                // and the copy the others accepted counts; a temporary refusal of any keeps the
-                // message on the server for the next poll (as fetchmail's softbounce).
-                let rejected: Vec<(&str, &Reply)> = report
-                    .recipients
-                    .iter()
-                    .filter_map(|r| match &r.status {
-                        RcptStatus::Rejected(reply) => Some((r.address.as_str(), reply)),
-                        _ => None,
-                    })
-                    .collect();
-                let transient = rejected.iter().find(|(_, reply)| reply.is_transient());
-                if let Some((address, reply)) = transient {
-                    // The recipients served (accepted, or refused for good) are reported, so
-                    // the next attempt goes to the temporarily refused ones only: sending the
-                    // message again to all of them would duplicate it for the others.
-                    let served: Vec<String> = report
-                        .recipients
-                        .iter()
-                        .filter(|r| match &r.status {
-                            RcptStatus::Accepted(_) => true,
-                            RcptStatus::Rejected(reply) => !reply.is_transient(),
-                        })
-                        .map(|r| r.address.clone())
-                        .collect();
-                    let reason = format!("{what} refused {address}: {reply}");
-                    if served.is_empty() {
-                        return Err(DeliverError::transient(reason));
+                // With several recipients (multidrop), each refusal is sorted: an antispam code
+                // means that copy is discarded as spam (a whole message: every recipient
+                // refused so), any other refusal means that recipient did not get it. The
+                // message is then not delivered: the next attempt goes to the recipients not
+                // served only (the others would get a second copy), and a refusal for good is
+                // handled as for a message with one recipient (kept with softbounce, reported
+                // without it), never counted delivered.
+                let mut served = Vec::new();
+                let mut spam = Vec::new();
+                let mut refused = Vec::new();
+                let mut transient = false;
+                for r in &report.recipients {
+                    match &r.status {
+                        RcptStatus::Accepted(_) => served.push(r.address.clone()),
+                        RcptStatus::Rejected(reply) if self.antispam.contains(&reply.code()) => {
+                            spam.push((r.address.as_str(), reply));
+                        }
+                        RcptStatus::Rejected(reply) => {
+                            transient |= reply.is_transient();
+                            refused.push(format!("{}: {reply}", r.address));
+                        }
                     }
-                    for (address, reply) in rejected.iter().filter(|(_, r)| !r.is_transient()) {
-                        log::warn!("{what} refused {address}: {reply}");
+                }
+                if refused.is_empty() {
+                    if served.is_empty()
+                        && let Some((_, reply)) = spam.first()
+                    {
+                        return Ok(self.discarded(what, &reply.to_string()));
                     }
-                    return Err(DeliverError::Partial {
-                        reason: format!(
-                            "{reason} (the message went to {}; it will go to the others at the next poll)",
-                            served.join(", ")
-                        ),
-                        served,
+                    for (address, reply) in &spam {
+                        log::warn!(
+                            "{what} refused the copy for {address} as spam ({reply}); it is \
+                             discarded (antispam), the other recipients got the message"
+                        );
+                    }
+                    return Ok(Receipt {
+                        location: what,
+                        path: None,
+                        bytes: report.message_bytes,
                     });
                 }
-                if !rejected.is_empty()
-                    && rejected.len() == report.recipients.len()
-                    && rejected
-                        .iter()
-                        .all(|(_, reply)| self.antispam.contains(&reply.code()))
-                {
-                    let shown = rejected[0].1.to_string();
-                    return Ok(self.discarded(what, &shown));
+                let reason = format!("{what} refused {}", refused.join("; "));
+                if served.is_empty() && spam.is_empty() {
+                    return Err(if transient {
+                        DeliverError::transient(reason)
+                    } else {
+                        DeliverError::permanent(reason)
+                    });
                 }
-                if rejected.len() == report.recipients.len()
-                    && let Some((address, reply)) = rejected.first()
-                {
-                    return Err(DeliverError::permanent(format!(
-                        "{what} refused {address}: {reply}"
-                    )));
+                let mut done = Vec::new();
+                if !served.is_empty() {
+                    done.push(format!("the message went to {}", served.join(", ")));
                 }
-                for (address, _) in &rejected {
-                    log::warn!("{what} refused {address}; the other recipients got the message");
+                if !spam.is_empty() {
+                    let names: Vec<&str> = spam.iter().map(|(address, _)| *address).collect();
+                    done.push(format!("discarded as spam for {}", names.join(", ")));
                 }
-                Ok(Receipt {
-                    location: what,
-                    path: None,
-                    bytes: report.message_bytes,
+                if transient {
+                    done.push("it will go to the others at the next poll".to_owned());
+                }
+                served.extend(spam.iter().map(|(address, _)| (*address).to_owned()));
+                Err(DeliverError::Partial {
+                    reason: format!("{reason} ({})", done.join("; ")),
+                    served,
+                    transient,
                 })
             }
             Err(e) => {
@@ -275,5 +277,149 @@ impl Deliver for SmtpTarget {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// An LMTP listener for one session that accepts every RCPT and answers after the data, per
+    /// recipient in order, with `replies`.
+    fn scripted_lmtp(replies: &'static [&'static str]) -> Endpoint {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let Ok((mut sock, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(sock.try_clone().unwrap());
+            let _ = sock.write_all(b"220 scripted LMTP\r\n");
+            let mut line = String::new();
+            let mut in_data = false;
+            loop {
+                line.clear();
+                if matches!(reader.read_line(&mut line), Ok(0) | Err(_)) {
+                    return;
+                }
+                let reply: String = if in_data {
+                    if line != ".\r\n" {
+                        continue;
+                    }
+                    in_data = false;
+                    replies.iter().map(|r| format!("{r}\r\n")).collect()
+                } else if line.starts_with("LHLO") {
+                    "250-scripted\r\n250 PIPELINING\r\n".into()
+                } else if line.starts_with("DATA") {
+                    in_data = true;
+                    "354 go ahead\r\n".into()
+                } else if line.starts_with("QUIT") {
+                    let _ = sock.write_all(b"221 bye\r\n");
+                    return;
+                } else {
+                    "250 2.0.0 ok\r\n".into()
+                };
+                if sock.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// Delivers a small message to alice, bob and carol at example.org through a listener
+    /// answering `replies` after the data, with 554 as the antispam code.
+    fn deliver_to_three(replies: &'static [&'static str]) -> Result<Receipt, DeliverError> {
+        let mut target = SmtpTarget::new(scripted_lmtp(replies), Protocol::Lmtp, "localhost")
+            .with_antispam(vec![554]);
+        let info = MessageInfo {
+            sender: "a@x.org".into(),
+            recipient: "alice@example.org".into(),
+            also: vec!["bob@example.org".into(), "carol@example.org".into()],
+        };
+        let result = target.deliver(&mut &b"Subject: t\r\n\r\nbody\r\n"[..], &info);
+        target.close();
+        result
+    }
+
+    #[test]
+    fn a_recipient_refused_for_good_makes_a_permanent_partial_delivery() {
+        // Counted delivered once, with a warning that did not even give the reply: bob's copy
+        // was lost without the poll failing.
+        let e = deliver_to_three(&[
+            "250 2.0.0 alice ok",
+            "550 5.1.1 bob unknown",
+            "250 2.0.0 carol ok",
+        ])
+        .expect_err("bob did not get it");
+        assert!(!e.is_transient(), "{e}");
+        let DeliverError::Partial { served, reason, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(served, &["alice@example.org", "carol@example.org"]);
+        assert!(
+            reason.contains("refused bob@example.org: 550 5.1.1 bob unknown")
+                && reason.contains("went to alice@example.org, carol@example.org")
+                && !reason.contains("next poll"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_temporary_refusal_beside_one_for_good_retries_both() {
+        // The recipient refused for good is not counted served: with softbounce it is retried
+        // like a message with one recipient (it was dropped with a warning).
+        let e = deliver_to_three(&[
+            "250 2.0.0 alice ok",
+            "550 5.1.1 bob unknown",
+            "451 4.2.0 carol busy",
+        ])
+        .expect_err("bob and carol did not get it");
+        assert!(e.is_transient(), "{e}");
+        let DeliverError::Partial { served, reason, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(served, &["alice@example.org"]);
+        assert!(
+            reason.contains("bob@example.org: 550 5.1.1 bob unknown")
+                && reason.contains("carol@example.org: 451 4.2.0 carol busy")
+                && reason.contains("it will go to the others at the next poll"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn antispam_codes_discard_only_their_copies() {
+        // One recipient's spam refusal: that copy is discarded, the message delivered.
+        let ok = deliver_to_three(&["250 2.0.0 alice ok", "554 5.7.1 spam", "250 2.0.0 carol"])
+            .expect("delivered to the others, bob's copy discarded");
+        assert!(!ok.location.contains("discarded"), "{}", ok.location);
+        // Every recipient: the message is discarded as spam.
+        let all = deliver_to_three(&["554 5.7.1 spam", "554 5.7.1 spam", "554 5.7.1 spam"])
+            .expect("discarded");
+        assert!(
+            all.location.contains("discarded as spam"),
+            "{}",
+            all.location
+        );
+        // Spam for one, refused for good for another: the spam copy counts as served.
+        let e = deliver_to_three(&["250 2.0.0 alice ok", "554 5.7.1 spam", "550 5.1.1 carol"])
+            .expect_err("carol did not get it");
+        let DeliverError::Partial { served, reason, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(served, &["alice@example.org", "bob@example.org"]);
+        assert!(
+            reason.contains("went to alice@example.org; discarded as spam for bob@example.org"),
+            "{reason}"
+        );
+        // Every recipient refused for good: a permanent failure.
+        let e = deliver_to_three(&["550 5.1.1 a", "550 5.1.1 b", "550 5.1.1 c"])
+            .expect_err("nobody got it");
+        assert!(matches!(e, DeliverError::Permanent { .. }), "{e:?}");
     }
 }

@@ -9,7 +9,7 @@
 //! itself read it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek};
+use std::io::{self, Seek};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,10 +54,27 @@ fn first_line_pid(text: &str) -> Option<i32> {
     text.lines().next()?.trim().parse().ok()
 }
 
-fn read_pid(file: &mut File) -> Option<i32> {
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    first_line_pid(&text)
+/// Largest lock file read: rfetch and fetchmail write a pid and an interval, a few bytes. The
+/// bound keeps a file planted at the lock path (a huge file, a symlink to `/dev/zero`) from
+/// being read to its end.
+const MAX_LOCK_BYTES: u64 = 4096;
+
+/// The text of an open lock file from its start, at most [`MAX_LOCK_BYTES`] (larger is an
+/// error); bytes that are not UTF-8 are replaced, as they name no pid either way.
+fn read_lock_text(mut file: &File) -> io::Result<String> {
+    file.rewind()?;
+    let bytes = crate::config::read_bytes_at_most(file, MAX_LOCK_BYTES)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn read_pid(file: &File) -> Option<i32> {
+    first_line_pid(&read_lock_text(file).ok()?)
+}
+
+/// Opens the lock file at `path` for reading without waiting on a FIFO, refusing anything but a
+/// regular file (or `/dev/null`, which names no pid).
+fn open_lock_to_read(path: &Path) -> Option<File> {
+    crate::config::open_regular_file(path).ok()
 }
 
 /// Whether `pid` names a live process other than this one.
@@ -93,17 +110,13 @@ fn positive_pid(text: &str) -> Option<i32> {
 
 /// The lock file's text when some process holds its flock (see [`running_pid`]), read once.
 fn held_lock_text(path: &Path) -> Option<String> {
-    let mut file = File::open(path).ok()?;
+    let file = open_lock_to_read(path)?;
     match flock(&file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => {
             let _ = flock(&file, FlockOperation::Unlock);
             None
         }
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-            let mut text = String::new();
-            file.read_to_string(&mut text).ok()?;
-            Some(text)
-        }
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => read_lock_text(&file).ok(),
         Err(_) => None,
     }
 }
@@ -172,23 +185,28 @@ pub fn acquire(path: &Path, interval: Option<u64>) -> Result<PidLock> {
     // Each retry follows a holder that removed the file between our open and our flock;
     // holders come and go far less often than that.
     for _ in 0..16 {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             // Never truncated before the lock is ours: the holder's pid must stay readable.
             .truncate(false)
             .mode(0o644)
+            // Not waiting on a FIFO planted at the path (a regular file ignores the flag).
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)
             .map_err(|e| io_error("cannot create lock file", path, e))?;
+        // A FIFO would hang the pid read below, a device (a symlink to /dev/zero) would feed it
+        // without end, and neither can be written as a lock file.
+        let file = crate::config::regular_file_only(file, false)
+            .map_err(|e| io_error("cannot use lock file", path, e))?;
         let mut holder_gone_since = None;
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break,
                 Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
                     // The holder may not have written its pid yet: then there is none to show.
-                    let _ = file.rewind();
-                    let pid = read_pid(&mut file);
+                    let pid = read_pid(&file);
                     // The pid named is gone, yet the flock is held: by a child the holder was
                     // starting when it was killed (between fork and exec the child shares the
                     // locked file), which lets go once it runs its program.
@@ -208,9 +226,12 @@ pub fn acquire(path: &Path, interval: Option<u64>) -> Result<PidLock> {
         if !is_same_file(&file, path) {
             continue;
         }
+        // More than a lock file ever holds: some other file (a mistyped --pidfile naming a
+        // mailbox?), never overwritten with our pid.
+        let text = read_lock_text(&file).map_err(|e| io_error("cannot use lock file", path, e))?;
         // A live pid in a file nobody had locked: an instance that does not flock (fetchmail,
         // an older rfetch) holds it the O_EXCL way.
-        if let Some(pid) = read_pid(&mut file).filter(|&p| is_alive_other(p)) {
+        if let Some(pid) = first_line_pid(&text).filter(|&p| is_alive_other(p)) {
             return Err(Error::new(
                 ErrorKind::Lock,
                 format!(
@@ -252,9 +273,7 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
     while start.elapsed() < wait {
         // Gone, or done: a stopped instance removes its lock before exiting (and may linger
         // as a zombie until its parent reaps it).
-        let holder = fs::read_to_string(path)
-            .ok()
-            .and_then(|t| first_line_pid(&t));
+        let holder = open_lock_to_read(path).and_then(|f| read_pid(&f));
         if test_kill_process(p).is_err() || holder != Some(pid) {
             return Ok(Some(pid));
         }
@@ -278,6 +297,87 @@ mod tests {
         let path = dir.join("pid");
         fs::write(&path, "999999999\n").unwrap();
         (dir, path)
+    }
+
+    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what
+    /// the non-regular-file tests guard against is a read that never returns (the blocked
+    /// thread is left behind; the test process ends soon after).
+    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
+    }
+
+    #[test]
+    fn a_fifo_at_the_lock_path_is_refused_not_waited_on() {
+        // Opening a FIFO for reading waits for a writer, and reading one with no writer waits
+        // forever: a FIFO planted at the lock path once hung rfetch and rfetch --quit.
+        let (dir, path) = dead_holders_lock("lock-fifo");
+        fs::remove_file(&path).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let p = path.clone();
+        let e = within("acquire", move || acquire(&p, None).map(|_| ()))
+            .expect_err("a FIFO is no lock file");
+        let shown = e.chain();
+        assert!(shown.contains("FIFO"), "{shown}");
+        let p = path.clone();
+        assert_eq!(within("running_pid", move || running_pid(&p)), None);
+        let p = path.clone();
+        assert_eq!(
+            within("running_instance", move || running_instance(&p)),
+            None
+        );
+        let p = path.clone();
+        let quit = within("quit_running", move || {
+            quit_running(&p, Duration::from_secs(1)).map_err(|e| e.to_string())
+        });
+        assert_eq!(quit, Ok(None));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_device_at_the_lock_path_is_refused_not_read() {
+        // A symlink to /dev/zero reads zeros for ever: read to the end, it ate all memory.
+        let (dir, path) = dead_holders_lock("lock-dev");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let p = path.clone();
+        let e = within("acquire", move || acquire(&p, None).map(|_| ()))
+            .expect_err("a device is no lock file");
+        let shown = e.chain();
+        assert!(shown.contains("character device"), "{shown}");
+        let p = path.clone();
+        assert_eq!(within("running_pid", move || running_pid(&p)), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_oversized_lock_file_is_refused_and_left_alone() {
+        // Neither rfetch nor fetchmail writes more than a pid and an interval: a larger file is
+        // not a lock file (a mistyped --pidfile naming a mailbox?), so it is neither read whole
+        // nor overwritten with our pid.
+        let (dir, path) = dead_holders_lock("lock-big");
+        let big = format!("999999999\n{}", "x".repeat(1 << 20));
+        fs::write(&path, &big).unwrap();
+        let e = acquire(&path, None).unwrap_err();
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        let shown = e.chain();
+        assert!(shown.contains("larger than"), "{shown}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), big);
+        // Held by someone, it still names no pid to signal.
+        let file = File::open(&path).unwrap();
+        flock(&file, FlockOperation::LockShared).unwrap();
+        assert_eq!(running_pid(&path), None);
+        drop(file);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

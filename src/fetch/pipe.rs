@@ -192,7 +192,7 @@ pub trait Ledger<K>: Sync {
     /// The target confirmed the message: record it so that a kill from now on cannot make it be
     /// fetched again. Called before the worker reads the next message.
     fn delivered(&self, key: &K);
-    /// The message was served to these recipients while others refused it temporarily.
+    /// The message was served to these recipients while others refused it.
     fn served(&self, key: &K, recipients: &[String]);
     /// The recipients an earlier attempt served the message to (multidrop forwarding).
     fn served_before(&self, key: &K) -> Vec<String>;
@@ -362,12 +362,18 @@ fn worker<K>(
                         Outcome::Staged(Staged::Done(receipt))
                     }
                     Ok(s) => Outcome::Staged(s),
-                    Err(e @ DeliverError::Permanent { .. }) if opts.report.is_some() => {
+                    // A refusal for good, of every recipient or (multidrop) of those not served.
+                    Err(e) if !e.is_transient() && opts.report.is_some() => {
+                        let served: &[String] = match &e {
+                            DeliverError::Partial { served, .. } => served,
+                            _ => &[],
+                        };
                         let refused = Refused {
                             header: &header_copy,
                             sender: &info.sender,
                             recipients: std::iter::once(info.recipient.clone())
                                 .chain(info.also.iter().cloned())
+                                .filter(|r| !served.iter().any(|s| s.eq_ignore_ascii_case(r)))
                                 .collect(),
                             reason: e.to_string(),
                         };
@@ -381,10 +387,16 @@ fn worker<K>(
                                     reason: refused.reason,
                                 }
                             }
-                            Some(Err(why)) => Outcome::Failed(DeliverError::permanent(format!(
-                                "{e}; the report of the refusal was not sent ({why}), so the \
-                                 message is kept"
-                            ))),
+                            Some(Err(why)) => {
+                                // Kept, but those who got it do not get it again.
+                                if !served.is_empty() {
+                                    ledger.served(&key, served);
+                                }
+                                Outcome::Failed(DeliverError::permanent(format!(
+                                    "{e}; the report of the refusal was not sent ({why}), so \
+                                     the message is kept"
+                                )))
+                            }
                             None => Outcome::Failed(e),
                         }
                     }
@@ -852,6 +864,7 @@ mod tests {
                 return Err(DeliverError::Partial {
                     reason: "bob: 451".into(),
                     served: vec![info.recipient.clone()],
+                    transient: true,
                 });
             }
             Ok(test_receipt(text.len()))

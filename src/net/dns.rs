@@ -13,12 +13,25 @@ use crate::proto::dns::{self, Srv};
 /// Largest answer read: a UDP answer without EDNS is at most 512 bytes; more room costs nothing.
 const MAX_ANSWER: usize = 4096;
 
+/// Largest resolv.conf read: a real one is a few hundred bytes, and the bound keeps a device
+/// (a symlink to `/dev/zero`) or a huge file at its path from being read without end.
+const MAX_RESOLV_CONF_BYTES: u64 = 64 * 1024;
+
 /// The name servers of a resolv.conf file (`nameserver ADDRESS`, at most three as the C
 /// library uses). An address may carry a port (`127.0.0.1:5353`, `[::1]:5353`), which the C
-/// library does not accept but tests need.
+/// library does not accept but tests need. A file that cannot be read, is not a regular file
+/// (a FIFO would block the read for ever) or is larger than 64 KiB lists none.
 pub fn nameservers(resolv_conf: &Path) -> Vec<SocketAddr> {
-    let Ok(text) = std::fs::read_to_string(resolv_conf) else {
-        return Vec::new();
+    let text = match crate::config::open_regular_file(resolv_conf)
+        .and_then(|file| crate::config::read_text_at_most(file, MAX_RESOLV_CONF_BYTES))
+    {
+        Ok(text) => text,
+        Err(e) => {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::warn!("name servers not read from {}: {e}", resolv_conf.display());
+            }
+            return Vec::new();
+        }
     };
     text.lines()
         .filter_map(|l| {

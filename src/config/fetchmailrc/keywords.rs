@@ -147,7 +147,13 @@ pub const RC_KEYWORDS: &[(&str, Support)] = &[
     ("forcecr", I),
     ("no forcecr", I),
     ("pass8bits", I),
-    ("no pass8bits", I),
+    (
+        "no pass8bits",
+        W(
+            "rfetch declares BODY=8BITMIME for every message to a listener that offers \
+             8BITMIME, 7bit ones included",
+        ),
+    ),
     ("dropstatus", I),
     ("no dropstatus", I),
     ("dropdelivered", I),
