@@ -34,7 +34,13 @@
 #   SINGLE_RUNS (1), RFETCH_AUTH (rfetch's `auth`, default unset: SCRAM-SHA-256, whose PBKDF2
 #   costs Dovecot 20-40 ms of CPU per login; `plain` as mpop), MAX_CONNECTIONS (each account's
 #   max_connections; default unset: rfetch's bound of 8 logins at once per server, so N accounts
-#   poll in ceil(N/8) waves), STACK_DIR, BENCH_TMP (where the
+#   poll in ceil(N/8) waves), DOVECOT_LOGIN (default: the stack's Dovecot as configured, which is
+#   Dovecot's default "high-security" login mode: a new imap-login process for every connection
+#   and a new imap process for every login, so simultaneous connections wait for those to be
+#   spawned one after another; `prefork`: for the run, Dovecot's "high-performance" mode, the
+#   one its documentation recommends for busy servers: imap-login processes that serve many
+#   connections (service_count = 0, process_min_avail = 2) and one idle imap process ready per
+#   account (process_min_avail), in a marked block removed at exit), STACK_DIR, BENCH_TMP (where the
 #   Maildirs and state live, default /tmp;
 #   /dev/shm takes the disk out), BENCH_FS=ext4 (instead of BENCH_TMP: a fresh journaled ext4 on
 #   a loop device, removed after).
@@ -78,6 +84,29 @@ EOF
   doveadm -c "$DOVECONF" reload
   sleep 1
 fi
+PREFORK_ADDED=""
+case ${DOVECOT_LOGIN:-} in
+  "") ;;
+  prefork)
+    grep -q '^# bench/rfetch_many.sh prefork' "$DOVECONF" && die "$DOVECONF already has a prefork block (a previous run killed?): remove it"
+    PREFORK_ADDED=1
+    log "Dovecot in high-performance login mode for the run (imap-login serving many connections, $max_n imap processes ready)"
+    cat >>"$DOVECONF" <<EOF
+# bench/rfetch_many.sh prefork: Dovecot's high-performance login mode for the run
+service imap-login {
+  service_count = 0
+  process_min_avail = 2
+}
+service imap {
+  process_min_avail = $max_n
+}
+# end of bench/rfetch_many.sh prefork
+EOF
+    doveadm -c "$DOVECONF" reload
+    sleep 2
+    ;;
+  *) die "DOVECOT_LOGIN=$DOVECOT_LOGIN: unset or prefork" ;;
+esac
 
 # BENCH_FS=ext4: the clients' side on a fresh journaled ext4 (a loop-mounted image in /var/tmp),
 # so that the per-batch syncfs(2) and state fsyncs cost what they cost users, without flushing
@@ -114,6 +143,10 @@ cleanup() {
   rm -rf "$WORK"
   if [ -n "$LOOP_MNT" ]; then umount "$LOOP_MNT" && rmdir "$LOOP_MNT" && rm -f "$LOOP_IMG"; fi
   # The block is the marker line and the four lines written after it above.
+  if [ -n "$PREFORK_ADDED" ]; then
+    sed -i '/^# bench\/rfetch_many.sh prefork/,/^# end of bench\/rfetch_many.sh prefork/d' "$DOVECONF"
+    [ -n "$LIMITS_ADDED" ] || doveadm -c "$DOVECONF" reload || true
+  fi
   if [ -n "$LIMITS_ADDED" ]; then
     sed -i '/^# bench\/rfetch_many.sh limits/,+4d' "$DOVECONF"
     doveadm -c "$DOVECONF" reload || true
@@ -291,6 +324,12 @@ PYEOF
   if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""; fi
 done
 
+if [ -n "$PREFORK_ADDED" ]; then
+  echo "Dovecot in high-performance login mode (DOVECOT_LOGIN=prefork):"
+else
+  echo "Dovecot as the stack configures it (a new login process per connection, a new imap process per login):"
+fi
+echo
 "$PY" - "$OUT" <<'PYEOF'
 import glob, json, sys
 rows = sorted((json.load(open(f)) for f in glob.glob(sys.argv[1] + "/many-*.json")), key=lambda r: (r["rtt_ms"], r["n"]))
