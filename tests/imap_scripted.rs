@@ -347,6 +347,22 @@ fn a_batch_asked_for_ahead_and_not_taken_is_read_and_dropped() {
 }
 
 #[test]
+fn select_and_search_all_go_out_together() {
+    let (server, mut s) = logged_in("select_and_search");
+    let e = s.select_and_search_all("Nope").expect_err("refused SELECT");
+    assert!(e.chain().contains("SELECT Nope"), "{}", e.chain());
+    assert!(e.chain().contains("doesn't exist"), "{}", e.chain());
+    let (info, uids) = s.select_and_search_all("INBOX").expect("selected");
+    assert_eq!(
+        (info.exists, info.uidvalidity, info.uidnext),
+        (3, Some(7), Some(13))
+    );
+    assert_eq!(uids, [10, 11, 12]);
+    s.logout().expect("logout");
+    server.finish();
+}
+
+#[test]
 fn untagged_bye_mid_command_is_an_error() {
     let (server, mut s) = logged_in("untagged_bye");
     let e = s.select("INBOX").expect_err("bye");

@@ -11,7 +11,6 @@ use crate::fetch::journal::StateKey;
 use crate::fetch::mailbox::{Listing, Mailbox};
 use crate::fetch::pipe::Feeder;
 use crate::fetch::state::{AccountKey, UidValidityCheck};
-use crate::proto::imap::Search;
 use crate::session::imap::{FetchSink, FetchedMeta, ImapSession};
 
 /// An IMAP folder's messages as the fetch sequence sees them, over a logged-in session that
@@ -54,17 +53,12 @@ impl Mailbox for ImapMailbox<'_> {
 
     fn list(&mut self, fetchall: bool) -> Result<Listing> {
         let (account, folder) = (&self.d.account, &self.folder);
-        let info = self
+        let (info, all) = self
             .session
-            .select(folder)
+            .select_and_search_all(folder)
             .map_err(|e| e.context(format!("{account}: cannot open folder {folder}")))?;
         let validity = info.uidvalidity.unwrap_or(0);
         self.validity = validity;
-        let all = if info.exists == 0 {
-            Vec::new()
-        } else {
-            self.session.uid_search(Search::All)?
-        };
         let on_server: HashSet<u32> = all.iter().copied().collect();
         let mut listing = Listing {
             total: all.len(),
