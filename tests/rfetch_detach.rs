@@ -16,11 +16,7 @@ const RFETCH: &str = env!("CARGO_BIN_EXE_rfetch");
 /// Removed when the test passes.
 fn home(tag: &str) -> common::TempDir {
     let h = common::temp_dir(&format!("rfetch-detach-{tag}"));
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = common::closed_port();
     let rc = h.join(".fetchmailrc");
     std::fs::write(
         &rc,

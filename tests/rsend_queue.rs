@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,10 +16,9 @@ use std::time::{Duration, Instant};
 use common::recorder::Relay;
 use common::rsend::*;
 
-/// A port nothing listens on: bound, then closed.
+/// A port that refuses connections (see `common::closed_port`).
 fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    common::closed_port()
 }
 
 /// An msmtprc whose account `default` talks plaintext to 127.0.0.1:`port`, with the queue in

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::rsend::*;
@@ -336,10 +335,7 @@ fn wrong_password_exits_77() {
 #[test]
 fn connection_refused_exits_75() {
     let stack = common::Stack::get();
-    let unused = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let unused = common::closed_port();
     let dir = TempDir::new("refused");
     let rc = write_rc(dir.path(), &msmtprc_text(&stack, "alicepw", unused), 0o600);
     let out = rsend(

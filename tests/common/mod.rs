@@ -16,6 +16,28 @@ pub mod wire_trace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// A loopback port that refuses connections for as long as the test process runs: a socket
+/// bound to it and never listened on. A port taken from a listener that was then closed is
+/// free for the kernel to give to the next test's listener (tests run in parallel), and a client
+/// meant to be refused then connects to that test's server and waits for a greeting.
+pub fn closed_port() -> u16 {
+    use std::sync::OnceLock;
+    static CLOSED: OnceLock<(rustix::fd::OwnedFd, u16)> = OnceLock::new();
+    CLOSED
+        .get_or_init(|| {
+            use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
+            let fd = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+            let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+            bind(&fd, &any).expect("bind");
+            let addr = getsockname(&fd).expect("getsockname");
+            let port = std::net::SocketAddr::try_from(addr)
+                .expect("an inet address")
+                .port();
+            (fd, port)
+        })
+        .1
+}
+
 /// A fresh directory under the system temp dir, named for `tag`, this process and the time,
 /// removed when the returned guard is dropped (see [`TempDir`]).
 pub fn temp_dir(tag: &str) -> TempDir {
