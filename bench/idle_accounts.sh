@@ -233,6 +233,12 @@ run_n() {
 import os, sys
 cfg, d, n, port, ca, most = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 extra = "max_connections = %s\n" % most if most else ""
+# keep = true: the probe's own IDLE session must see the message's EXISTS. rfetch fetches and
+# expunges a new message within a few milliseconds of its own notification, and Dovecot, which
+# tells each session in its own time, then tells the probe's session nothing at all (a message
+# added and expunged before it told a session is never announced to it). Keeping the message
+# changes nothing the probe measures: the file is in new/ before rfetch flags anything.
+extra += "keep = true\n"
 with open(cfg, "w") as f:
     for k in range(1, n + 1):
         for sub in ("cur", "new", "tmp"):
