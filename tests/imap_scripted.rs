@@ -363,6 +363,38 @@ fn select_and_search_all_go_out_together() {
 }
 
 #[test]
+fn a_select_with_a_synchronising_literal_is_not_pipelined() {
+    // Nothing may follow a command part that waits for the server's continuation request: the
+    // player hears the name only after its "+", and the SEARCH only after the SELECT's answer.
+    let (server, mut s) = logged_in("select_literal");
+    let (info, uids) = s.select_and_search_all("Entwürfe").expect("selected");
+    assert_eq!((info.exists, info.uidvalidity), (2, Some(3)));
+    assert_eq!(uids, [4, 5]);
+    s.logout().expect("logout");
+    server.finish();
+}
+
+#[test]
+fn what_a_store_flagged_is_not_expunged_in_the_next_folder() {
+    let (server, mut s) = logged_in("leave_folder");
+    let (_, uids) = s.select_and_search_all("Lists").expect("Lists");
+    assert_eq!(uids, [10, 11]);
+    s.store_flags_deferred(&[10], &["\\Seen", "\\Deleted"])
+        .expect("store 10 sent");
+    s.store_flags_deferred(&[11], &["\\Seen", "\\Deleted"])
+        .expect("store 11 sent");
+    // The fetch sequence of Lists ended on an error here: no finish, no EXPUNGE.
+    let (_, uids) = s
+        .select_and_search_all("INBOX")
+        .expect("INBOX, the refusal only logged");
+    assert_eq!(uids, [10]);
+    assert_eq!(s.stored_deleted(), 0, "Lists' UID 10 is not INBOX's");
+    s.expunge_stored().expect("nothing to expunge");
+    s.logout().expect("logout");
+    server.finish();
+}
+
+#[test]
 fn untagged_bye_mid_command_is_an_error() {
     let (server, mut s) = logged_in("untagged_bye");
     let e = s.select("INBOX").expect_err("bye");

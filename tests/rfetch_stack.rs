@@ -507,18 +507,26 @@ fn sigterm_during_an_imap_poll_leaves_the_batch_asked_for_ahead_unseen_on_the_se
         .spawn()
         .expect("start rfetch");
     let started = std::time::Instant::now();
+    let mut exited = None;
     while delivered() < 110 {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "batch 2 did not start"
         );
-        if child.try_wait().unwrap().is_some() {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
-    let status = child.wait().unwrap();
+    // Once reaped, the PID may belong to another process: signalled only while ours.
+    let status = match exited {
+        Some(status) => status,
+        None => {
+            kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
+            child.wait().unwrap()
+        }
+    };
     let log = std::fs::read_to_string(dir.join("rfetch.log")).unwrap();
     assert!(log.contains("stopping on request"), "{status:?}: {log}");
     let first = delivered();
@@ -555,4 +563,69 @@ fn sigterm_during_an_imap_poll_leaves_the_batch_asked_for_ahead_unseen_on_the_se
         assert!(ids.insert(id.clone()), "{id} delivered twice");
     }
     assert_eq!(ids.len(), 400, "every message delivered once");
+}
+
+/// The IMAP commands rfetch sent (`-vv` protocol trace), by name: "UID FETCH", "UID STORE"...
+fn imap_commands(trace: &str) -> Vec<String> {
+    trace
+        .lines()
+        .filter_map(|l| l.split_once("IMAP> A").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once(' ').map(|(_, cmd)| cmd))
+        .map(|cmd| cmd.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .filter(|c| ["UID FETCH", "UID STORE", "UID EXPUNGE"].contains(&c.as_str()))
+        .collect()
+}
+
+#[test]
+fn imap_deletions_are_paced_by_mode_on_the_wire() {
+    // 150 messages, two batches. By default the second batch is asked for before the first is
+    // flagged, and one EXPUNGE at the end takes both. With fetchall (-a), which ignores the
+    // seen state, each batch is expunged once flagged, so that a lost connection leaves at most
+    // one batch flagged and not expunged for the next poll to fetch again.
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = common::Stack::get();
+    for (args, want) in [
+        (
+            &["-vv"][..],
+            &[
+                "UID FETCH",
+                "UID FETCH",
+                "UID STORE",
+                "UID STORE",
+                "UID EXPUNGE",
+            ][..],
+        ),
+        (
+            &["-vv", "-a"][..],
+            &[
+                "UID FETCH",
+                "UID FETCH",
+                "UID STORE",
+                "UID EXPUNGE",
+                "UID STORE",
+                "UID EXPUNGE",
+            ][..],
+        ),
+    ] {
+        let dir = tempdir("imap-pacing");
+        let md = dir.join("Maildir");
+        let cfg = toml_config(
+            &s,
+            &dir,
+            "imap",
+            "implicit",
+            &format!("maildir = \"{}\"", md.display()),
+            "",
+        );
+        clear_bob(&s);
+        stack_sh(&s, &["seed", "bob", "150", "2000"]);
+        let mut all = args.to_vec();
+        all.extend(["-C", cfg.to_str().unwrap()]);
+        let o = rfetch(&dir, &all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 0, "{args:?}: {err}");
+        assert_eq!(imap_commands(&err), want, "{args:?}");
+        assert_eq!(server_count(&s), 0, "{args:?}: everything expunged");
+        assert_eq!(message_ids(&md).1, 150, "{args:?}");
+    }
 }

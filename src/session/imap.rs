@@ -71,6 +71,11 @@ pub trait FetchSink {
     fn data(&mut self, chunk: &[u8]) -> Result<()>;
     /// The current message is complete; `octets` bytes were passed to `data`.
     fn end(&mut self, meta: &FetchedMeta, octets: u64) -> Result<()>;
+    /// Whether the caller still wants the next batch asked for ahead (not when it is
+    /// stopping: the batch would only be read and dropped).
+    fn wants_next(&self) -> bool {
+        true
+    }
 }
 
 /// How IDLE ended.
@@ -288,6 +293,7 @@ impl ImapSession {
 
     fn open_folder(&mut self, cmd: Command, folder: &str) -> Result<MailboxInfo> {
         self.send(&cmd)?;
+        self.leave_folder();
         let mut info = MailboxInfo::default();
         loop {
             match folder_event(&mut info, self.next_event()?) {
@@ -308,8 +314,21 @@ impl ImapSession {
     /// UID in the folder, in one round trip instead of two. A refused SELECT is the error; the
     /// SEARCH, which then finds no folder selected, is read and its refusal ignored.
     pub fn select_and_search_all(&mut self, folder: &str) -> Result<(MailboxInfo, Vec<u32>)> {
-        self.complete_deferred()?;
-        let select = self.send_now(&Command::Select(folder.to_string()))?;
+        let select_cmd = Command::Select(folder.to_string());
+        if !self.client.sends_in_one_piece(&select_cmd) {
+            // The folder name goes as a synchronising literal: the SEARCH may only follow once
+            // the server has taken it.
+            let info = self.select(folder)?;
+            let uids = if info.exists == 0 {
+                Vec::new()
+            } else {
+                self.uid_search(Search::All)?
+            };
+            return Ok((info, uids));
+        }
+        self.settle_deferred()?;
+        self.leave_folder();
+        let select = self.send_now(&select_cmd)?;
         let search = self.send_now(&Command::UidSearch(Search::All))?;
         let mut info = MailboxInfo::default();
         let mut uids = Vec::new();
@@ -389,7 +408,15 @@ impl ImapSession {
         for set in uid_sets(uids) {
             self.fetch_set(&set, sink, &mut delivered)?;
         }
-        if let [set] = uid_sets(next).as_slice() {
+        if let [set] = uid_sets(next).as_slice()
+            && sink.wants_next()
+        {
+            // One UID FETCH outstanding at most, whatever the caller did before.
+            let mut refused = None;
+            self.drop_asked_ahead(&mut refused)?;
+            if let Some(e) = refused {
+                return Err(e);
+            }
             let tag = self.send_now(&Command::UidFetch {
                 set: set.clone(),
                 body: true,
@@ -625,6 +652,8 @@ impl ImapSession {
     /// Removes messages marked \Deleted: only `uids` with UIDPLUS (UID EXPUNGE), otherwise
     /// every \Deleted message in the folder (EXPUNGE).
     pub fn expunge(&mut self, uids: &[u32]) -> Result<()> {
+        // Without UIDPLUS the EXPUNGE removes every \Deleted message: no STORE may still run.
+        self.complete_deferred()?;
         self.expunge_deferred(uids)?;
         self.complete_deferred()
     }
@@ -658,6 +687,12 @@ impl ImapSession {
     /// Waits for every deferred command (and drops a UID FETCH asked for ahead); the first
     /// refusal is the error.
     pub fn complete_deferred(&mut self) -> Result<()> {
+        self.complete_deferred_collect()?.map_or(Ok(()), Err)
+    }
+
+    /// [`ImapSession::complete_deferred`], the first refusal given apart from the errors that
+    /// end the session.
+    fn complete_deferred_collect(&mut self) -> Result<Option<Error>> {
         let mut first_err = None;
         self.drop_asked_ahead(&mut first_err)?;
         while !self.deferred.is_empty() {
@@ -666,7 +701,7 @@ impl ImapSession {
                 Err(other) => self.untagged(other)?,
             }
         }
-        first_err.map_or(Ok(()), Err)
+        Ok(first_err)
     }
 
     /// Reads the UID FETCH asked for ahead, if one is outstanding, to its end and drops its
@@ -940,8 +975,33 @@ impl ImapSession {
 
     /// Sends a command whose completion is read next: deferred commands complete first.
     fn send(&mut self, cmd: &Command) -> Result<()> {
-        self.complete_deferred()?;
+        self.settle_deferred()?;
         self.send_now(cmd).map(|_| ())
+    }
+
+    /// Completes what is still deferred before a command that waits for its own answer. A
+    /// deferred command can only be left over when a fetch sequence ended early on an error
+    /// (its finish reads them all): a refusal found now belongs to that error's aftermath, not
+    /// to the command about to be sent, so it is logged and the session goes on (the messages
+    /// it concerns are recorded as delivered; a later poll deletes them).
+    fn settle_deferred(&mut self) -> Result<()> {
+        if let Some(e) = self.complete_deferred_collect()? {
+            log::warn!("{}", e.chain());
+        }
+        Ok(())
+    }
+
+    /// A folder is left (SELECT, EXAMINE): what a STORE flagged there can no longer be
+    /// expunged by UID here, since UIDs are per folder. Those messages are recorded as
+    /// delivered and stay flagged; the next poll of their folder deletes them.
+    fn leave_folder(&mut self) {
+        if !self.stored_deleted.is_empty() {
+            log::debug!(
+                "IMAP: {} flagged messages left unexpunged in the folder being left",
+                self.stored_deleted.len()
+            );
+            self.stored_deleted.clear();
+        }
     }
 
     /// Sends a command; returns its tag.

@@ -4,6 +4,7 @@
 //! the EXPUNGEs paced by `expunge N`; finishing expunges what is pending.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
 use crate::fetch::delivery::{BATCH, Delivery, Progress};
@@ -40,6 +41,7 @@ impl<'a> ImapMailbox<'a> {
             expunger: Expunger {
                 every: d.spec.fetch.tuning.expunge,
                 pending: Vec::new(),
+                per_batch: d.spec.fetch.fetchall(),
             },
             keep: d.spec.fetch.keep(),
             d,
@@ -106,11 +108,13 @@ impl Mailbox for ImapMailbox<'_> {
         let mut sink = ImapSink {
             feeder,
             progress: &self.d.progress,
+            stop: Some(self.d.ctx.stop),
         };
         // Asked for ahead only when settling this batch sends nothing that waits for a
-        // completion (the default deletion, or `keep`): `expunge N` EXPUNGEs in line, and that
-        // would first have to read (and drop) the batch asked for.
-        let next = if self.keep || self.expunger.every.is_none() {
+        // completion (the default deletion, or `keep`): `expunge N` and fetchall's per-batch
+        // deletion STORE in line, and that would first have to read (and drop) the batch asked
+        // for.
+        let next = if self.keep || (self.expunger.every.is_none() && !self.expunger.per_batch) {
             next
         } else {
             &[]
@@ -185,6 +189,8 @@ impl Mailbox for ImapMailbox<'_> {
 pub(in crate::fetch) struct ImapSink<'a> {
     pub(in crate::fetch) feeder: &'a Feeder<u32>,
     pub(in crate::fetch) progress: &'a Progress,
+    /// The run's stop flag: no batch is asked for ahead once it is set.
+    pub(in crate::fetch) stop: Option<&'a AtomicBool>,
 }
 
 impl FetchSink for ImapSink<'_> {
@@ -197,6 +203,9 @@ impl FetchSink for ImapSink<'_> {
     fn end(&mut self, _meta: &FetchedMeta, _octets: u64) -> Result<()> {
         self.progress.fetched();
         self.feeder.end()
+    }
+    fn wants_next(&self) -> bool {
+        !self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -216,6 +225,11 @@ pub(in crate::fetch) struct Expunger {
     pub(in crate::fetch) every: Option<u64>,
     /// Marked \Deleted, not yet expunged.
     pub(in crate::fetch) pending: Vec<u32>,
+    /// fetchall: the listing ignores the seen state, so a message flagged and not yet expunged
+    /// when the connection drops would be fetched again by the next poll. The default deletion
+    /// then expunges every batch (STORE answered, EXPUNGE deferred), as before the amortised
+    /// EXPUNGE, keeping that window to one batch.
+    pub(in crate::fetch) per_batch: bool,
 }
 
 impl Expunger {
@@ -224,6 +238,10 @@ impl Expunger {
             return Ok(());
         }
         let every = match self.every {
+            None if self.per_batch => {
+                s.store_flags(uids, &["\\Seen", "\\Deleted"])?;
+                return s.expunge_deferred(uids);
+            }
             None => {
                 // Neither waits: the STORE goes out behind the next batch's UID FETCH (UID
                 // commands on other messages do not depend on it); the EXPUNGE takes what the

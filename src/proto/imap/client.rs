@@ -107,6 +107,13 @@ impl Client {
         (tag, first)
     }
 
+    /// Whether `cmd` goes out in one write: false when it carries a synchronising literal (a
+    /// folder name outside printable ASCII, without LITERAL+), whose rest waits for the
+    /// server's continuation request, so nothing may be pipelined behind it.
+    pub fn sends_in_one_piece(&self, cmd: &Command) -> bool {
+        cmd.segments(self.has_capability("LITERAL+")).len() <= 1
+    }
+
     /// The line answering a SASL challenge (secret); `None` cancels with "*".
     pub fn auth_response(&mut self, response: Option<&[u8]>) -> Outbound {
         let mut out = Outbound::default();
