@@ -511,17 +511,14 @@ fn recover_interrupted_append(
     target: &str,
 ) -> Result<(), DeliverError> {
     let read = crate::config::open_regular_file(record_path)
-        .map_err(|e| (true, e))
-        .and_then(|f| {
-            crate::config::read_bytes_at_most(f, MAX_RECORD_BYTES).map_err(|e| (false, e))
-        });
+        .and_then(|f| crate::config::read_bytes_at_most(f, MAX_RECORD_BYTES));
     let text = match read {
         Ok(text) => text,
-        Err((_, e)) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err((true, e)) if is_not_regular(&e) => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_not_regular(&e) => {
             return Err(not_a_regular_file(target, record_path, e));
         }
-        Err((_, e)) => {
+        Err(e) => {
             log::warn!("cannot read {}: {e}", record_path.display());
             // Too large to be a record: not one, removed like any other non-record below.
             if e.kind() != io::ErrorKind::InvalidData {
