@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rustix::fs::{FlockOperation, fcntl_lock, flock};
 
 use super::{Deliver, DeliverError, MessageInfo, Receipt, stream_lf};
+
+/// Largest dotlock read for its owner's pid and host (a pid, a host name of at most 64 bytes).
+const MAX_DOTLOCK_BYTES: u64 = 512;
 
 /// A dotlock older than this is taken to be left over from a crashed writer and removed.
 const STALE_DOTLOCK: Duration = Duration::from_secs(300);
@@ -73,7 +76,11 @@ impl Deliver for Mbox {
             .map_err(|e| DeliverError::from_io(format!("cannot open mbox {target}"), e))?;
         lock_with_deadline(&file, deadline, &target)?;
         let record_path = append_record_path(&self.path);
-        recover_interrupted_append(&mut file, &record_path, &target);
+        if let Err(e) = recover_interrupted_append(&mut file, &record_path, &target) {
+            let _ = fcntl_lock(&file, FlockOperation::Unlock);
+            let _ = flock(&file, FlockOperation::Unlock);
+            return Err(e);
+        }
 
         let original_len = file
             .seek(SeekFrom::End(0))
@@ -407,6 +414,26 @@ fn append_record_path(mbox: &Path) -> PathBuf {
 
 const RECORD_MAGIC: &str = "postie mbox append 1";
 
+/// Largest append record read: a record is a few short lines (a separator line with the
+/// sender, and three numbers).
+const MAX_RECORD_BYTES: u64 = 4096;
+
+/// A transient delivery failure for a file at `path` that is not a regular file (the error of
+/// [`crate::config::regular_file_only`]): in a group-writable spool another user can plant a
+/// FIFO or a device where postie keeps its lock or record, and the message must stay on the
+/// server until someone removes it.
+fn not_a_regular_file(target: &str, path: &Path, e: io::Error) -> DeliverError {
+    DeliverError::Transient {
+        reason: format!("mbox {target}: cannot use {}: {e}", path.display()),
+        source: Some(e),
+    }
+}
+
+/// Whether `e` is the refusal of [`crate::config::regular_file_only`].
+fn is_not_regular(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidInput
+}
+
 /// The record of one append in progress; removed once the append is durable or undone.
 struct AppendRecord {
     path: PathBuf,
@@ -416,7 +443,8 @@ impl AppendRecord {
     /// Written (not fsynced: it guards against a killed process, whose writes the kernel keeps)
     /// before the first byte of the message. None when the directory does not let us create it
     /// (a system spool): the append is then unprotected against SIGKILL, as with any mbox
-    /// writer.
+    /// writer. Created anew (O_EXCL, after removing what is there): a symlink planted at the
+    /// path is never written through, and a FIFO never waited on.
     fn write(
         path: &Path,
         original_len: u64,
@@ -428,13 +456,28 @@ impl AppendRecord {
             std::process::id(),
             u8::from(needs_newline)
         );
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                log::debug!("cannot remove {}: {e}", path.display());
+                return None;
+            }
+        }
         let written = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()));
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path);
+        let written = match written {
+            Ok(file) => file.write_all_at(text.as_bytes(), 0),
+            // Someone else's file, created since the removal: not ours to remove either.
+            Err(e) => {
+                log::debug!("cannot create {}: {e}", path.display());
+                return None;
+            }
+        };
         match written {
             Ok(()) => Some(AppendRecord {
                 path: path.to_path_buf(),
@@ -460,29 +503,40 @@ impl AppendRecord {
 /// part of a message. That part is cut off, but only when the file still holds exactly what the
 /// dead delivery wrote from its recorded length on (its separator line, and no other message's
 /// separator after it); anything else means another program changed the file since, and it is
-/// left alone with a warning.
-fn recover_interrupted_append(file: &mut File, record_path: &Path, target: &str) {
-    // Bounded: a record is a few short lines.
-    let mut text = Vec::new();
-    let read = File::open(record_path).and_then(|f| f.take(4096).read_to_end(&mut text));
-    match read {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+/// left alone with a warning. A record path that is not a regular file (a FIFO, a device) is
+/// an error: the delivery waits until someone removes it.
+fn recover_interrupted_append(
+    file: &mut File,
+    record_path: &Path,
+    target: &str,
+) -> Result<(), DeliverError> {
+    let read = crate::config::open_regular_file(record_path)
+        .and_then(|f| crate::config::read_bytes_at_most(f, MAX_RECORD_BYTES));
+    let text = match read {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if is_not_regular(&e) => {
+            return Err(not_a_regular_file(target, record_path, e));
+        }
         Err(e) => {
             log::warn!("cannot read {}: {e}", record_path.display());
-            return;
+            // Too large to be a record: not one, removed like any other non-record below.
+            if e.kind() != io::ErrorKind::InvalidData {
+                return Ok(());
+            }
+            Vec::new()
         }
     };
     let _ = fs::remove_file(record_path);
     let Some((original_len, written)) = parse_record(&text) else {
         log::warn!("ignoring {}: not an append record", record_path.display());
-        return;
+        return Ok(());
     };
     let Ok(len) = file.metadata().map(|m| m.len()) else {
-        return;
+        return Ok(());
     };
     if len <= original_len {
-        return;
+        return Ok(());
     }
     match partial_append_is_ours(file, original_len, len, &written) {
         Ok(true) => match file.set_len(original_len).and_then(|()| file.sync_all()) {
@@ -497,6 +551,7 @@ fn recover_interrupted_append(file: &mut File, record_path: &Path, target: &str)
         ),
         Err(e) => log::warn!("mbox {target}: cannot check an interrupted delivery: {e}"),
     }
+    Ok(())
 }
 
 /// (length before the append, the bytes the append began with).
@@ -574,8 +629,12 @@ impl DotLock {
             match create_filled(&path) {
                 Ok(()) => return Ok(DotLock { path: Some(path) }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if remove_if_owner_dead(&path) {
-                        continue;
+                    match remove_if_owner_dead(&path) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            return Err(not_a_regular_file(&mbox.display().to_string(), &path, e));
+                        }
                     }
                     if !removed_stale && is_stale(&path) {
                         // Bounded: a stale lock is removed once; if it reappears, someone is
@@ -628,12 +687,27 @@ fn create_filled(path: &Path) -> io::Result<()> {
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let own = PathBuf::from(name);
+    // Its name is predictable (pid and counter), so in a shared spool something may be planted
+    // there: created anew (O_EXCL), a symlink is never written through and a FIFO never waited
+    // on. Its AlreadyExists must not read as "the lock is held" to the caller.
+    let _ = fs::remove_file(&own);
     let written = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&own)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                // Transient: the message waits on the server until someone removes it.
+                io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("{} exists and cannot be removed", own.display()),
+                )
+            } else {
+                e
+            }
+        })
         .and_then(|mut f| f.write_all(content.as_bytes()));
     let linked = written.and_then(|()| fs::hard_link(&own, path));
     let _ = fs::remove_file(&own);
@@ -666,20 +740,25 @@ fn host_name() -> String {
 /// Removes the dotlock at `path` when it names a process of this host that no longer exists
 /// (a killed rfetch): waiting for the age rule would hold up every delivery for minutes. A
 /// lock without our `pid\nhost\n` form (another program's) is left to the age rule. Whether
-/// it was removed.
-fn remove_if_owner_dead(path: &Path) -> bool {
+/// it was removed; an error (kind `InvalidInput`) when the lock is no regular file (a FIFO,
+/// a device), which is no lock anyone holds, yet not ours to remove.
+fn remove_if_owner_dead(path: &Path) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let Ok(before) = fs::symlink_metadata(path) else {
-        return false;
+        return Ok(false);
     };
-    let mut text = String::new();
-    let read = File::open(path).and_then(|f| f.take(512).read_to_string(&mut text));
-    if read.is_err() {
-        return false;
-    }
+    let file = match crate::config::open_regular_file(path) {
+        Ok(file) => file,
+        Err(e) if is_not_regular(&e) => return Err(e),
+        Err(_) => return Ok(false),
+    };
+    // Bounded: our lock holds a pid and a host name; a larger one is another program's.
+    let Ok(text) = crate::config::read_text_at_most(file, MAX_DOTLOCK_BYTES) else {
+        return Ok(false);
+    };
     let mut lines = text.lines();
     let (Some(pid), Some(host)) = (lines.next(), lines.next()) else {
-        return false;
+        return Ok(false);
     };
     let Some(pid) = pid
         .trim()
@@ -687,12 +766,12 @@ fn remove_if_owner_dead(path: &Path) -> bool {
         .ok()
         .and_then(crate::process::single_process)
     else {
-        return false;
+        return Ok(false);
     };
     if host != host_name()
         || rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH)
     {
-        return false;
+        return Ok(false);
     }
     // Only the file judged: a live writer may have replaced it meanwhile. (The kernel locks
     // still exclude it if this check loses that race.)
@@ -703,9 +782,9 @@ fn remove_if_owner_dead(path: &Path) -> bool {
             "removed {}: left by process {pid}, which no longer exists",
             path.display()
         );
-        return true;
+        return Ok(true);
     }
-    false
+    Ok(false)
 }
 
 fn is_stale(path: &Path) -> bool {
@@ -738,9 +817,126 @@ mod tests {
         let lock = dir.join("mbox.lock");
         for pid in ["-1", "0", "-4242"] {
             fs::write(&lock, format!("{pid}\n{}\n", host_name())).unwrap();
-            assert!(!remove_if_owner_dead(&lock), "{pid}");
+            assert!(!remove_if_owner_dead(&lock).unwrap(), "{pid}");
             assert!(lock.exists(), "{pid}");
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what the
+    /// planted-file tests guard against is an open or a read that never returns (the blocked
+    /// thread is left behind; the test process ends soon after).
+    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
+    }
+
+    fn planted_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("postie-mbox-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+    }
+
+    /// Delivers one short message to `mbox` on a thread bounded by [`within`].
+    fn deliver_bounded(mbox: &Path) -> Result<Receipt, DeliverError> {
+        let mbox = mbox.to_path_buf();
+        within("mbox delivery", move || {
+            let info = MessageInfo {
+                sender: "a@example.org".into(),
+                recipient: "b".into(),
+                also: Vec::new(),
+            };
+            Mbox::new(mbox)
+                .with_lock_timeout(Duration::from_secs(2))
+                .deliver(&mut &b"Subject: x\n\nbody\n"[..], &info)
+        })
+    }
+
+    #[test]
+    fn a_fifo_at_the_append_record_fails_the_delivery_for_now_not_hangs_it() {
+        // In a group-writable spool another user can create FILE.rfetch-append: opened as a
+        // record to read, a FIFO waited for a writer for ever and hung every delivery.
+        let dir = planted_dir("record-fifo");
+        let mbox = dir.join("inbox");
+        let record = append_record_path(&mbox);
+        mkfifo(&record);
+        let e = deliver_bounded(&mbox).expect_err("a FIFO is no append record");
+        assert!(e.is_transient(), "{e:?}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&record.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+        // Nothing was appended, and the dotlock is gone again.
+        assert_eq!(fs::metadata(&mbox).map(|m| m.len()).unwrap_or(0), 0);
+        assert!(!dir.join("inbox.lock").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_symlink_at_the_append_record_is_not_written_through() {
+        // A dangling symlink planted at FILE.rfetch-append made the record write create (and
+        // a live one truncate) the file it names, anywhere the delivering user can write.
+        let dir = planted_dir("record-link");
+        let mbox = dir.join("inbox");
+        let victim = dir.join("victim");
+        std::os::unix::fs::symlink(&victim, append_record_path(&mbox)).unwrap();
+        deliver_bounded(&mbox).expect("delivered");
+        assert!(
+            !victim.exists(),
+            "the record was written through the symlink"
+        );
+        assert!(fs::read_to_string(&mbox).unwrap().contains("body\n"));
+        assert!(fs::symlink_metadata(append_record_path(&mbox)).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fifo_at_the_dotlock_fails_the_delivery_for_now_not_hangs_it() {
+        // A FIFO at FILE.lock: reading it for the owner's pid waited for a writer for ever.
+        let dir = planted_dir("lock-fifo");
+        let mbox = dir.join("inbox");
+        let lock = dir.join("inbox.lock");
+        mkfifo(&lock);
+        let e = deliver_bounded(&mbox).expect_err("a FIFO is no dotlock");
+        assert!(e.is_transient(), "{e:?}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&lock.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+        // Left for the administrator: it is not ours to remove.
+        assert!(fs::symlink_metadata(&lock).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_device_at_the_dotlock_fails_the_delivery_for_now() {
+        let dir = planted_dir("lock-dev");
+        let mbox = dir.join("inbox");
+        let lock = dir.join("inbox.lock");
+        std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+        let e = deliver_bounded(&mbox).expect_err("a device is no dotlock");
+        assert!(e.is_transient(), "{e:?}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&lock.display().to_string()) && shown.contains("character device"),
+            "{shown}"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -47,7 +47,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -618,14 +618,14 @@ fn recover_locked(st: &mut SeenStore, journals: &[PathBuf]) -> Result<Recovery> 
 
 /// Reads the journal; `Ok(None)` when it is too large or not text (so: not ours, ignored).
 fn read_bounded(path: &Path) -> io::Result<Option<String>> {
-    let mut raw = Vec::new();
-    File::open(path)?
-        .take(MAX_JOURNAL_BYTES + 1)
-        .read_to_end(&mut raw)?;
-    if raw.len() as u64 > MAX_JOURNAL_BYTES {
-        return Ok(None);
+    // Not waiting on a FIFO planted at a journal's name, nor reading a device.
+    let file = crate::config::open_regular_file(path)?;
+    match crate::config::read_bytes_at_most(file, MAX_JOURNAL_BYTES) {
+        Ok(raw) => Ok(String::from_utf8(raw).ok()),
+        // Reading raw bytes, its only InvalidData is the bound: no journal is that large.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(String::from_utf8(raw).ok())
 }
 
 /// Removes the temp files of writes a killed run left unfinished: the state file's
@@ -676,6 +676,35 @@ mod tests {
         let state_path = dir.join("seen");
         let state = Mutex::new(SeenStore::open(&state_path).unwrap());
         (dir, state_path, state)
+    }
+
+    #[test]
+    fn a_fifo_at_a_journal_path_is_refused_not_waited_on() {
+        // Recovery opened every `<statefile>.journal.<n>` it found: a FIFO there waited for a
+        // writer for ever and hung rfetch before its first poll.
+        let (dir, state_path, state) = scratch_state("fifo");
+        let mut name = journal_path(&state_path).into_os_string();
+        name.push(".7");
+        let fifo = PathBuf::from(name);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(recover(&state).map(|_| ()).map_err(|e| e.chain()));
+        });
+        let shown = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("recovery still blocked after 10 s")
+            .expect_err("a FIFO is no journal");
+        assert!(
+            shown.contains(&fifo.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     fn pop3(uid: &str) -> StateKey {

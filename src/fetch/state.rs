@@ -48,7 +48,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -767,13 +767,17 @@ fn check_uid(uid: &str) -> Result<(), StateError> {
 }
 
 fn read_bounded(path: &Path) -> io::Result<String> {
-    let file = File::open(path)?;
-    let mut text = String::new();
-    let n = file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if n as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::from(io::ErrorKind::FileTooLarge));
-    }
-    Ok(text)
+    // Not waiting on a FIFO, nor reading a device (a symlink to /dev/zero) up to the bound.
+    let file = crate::config::open_regular_file(path)?;
+    let bytes = crate::config::read_bytes_at_most(file, MAX_FILE_BYTES).map_err(|e| {
+        // Reading raw bytes, its only InvalidData is the bound.
+        if e.kind() == io::ErrorKind::InvalidData {
+            io::Error::from(io::ErrorKind::FileTooLarge)
+        } else {
+            e
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn parse(path: &Path, text: &str) -> Result<BTreeMap<AccountKey, AccountSeen>, StateError> {
@@ -1185,6 +1189,70 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what the
+    /// planted-file tests guard against is a read that never returns (the blocked thread is
+    /// left behind; the test process ends soon after).
+    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
+    }
+
+    /// The error [`SeenStore::open`] gives for `path`, as the user reads it, within 10 s.
+    fn open_error(path: &Path) -> String {
+        let path = path.to_path_buf();
+        within("SeenStore::open", move || {
+            SeenStore::open(path)
+                .map(|_| ())
+                .map_err(|e| crate::Error::from(e).chain())
+        })
+        .expect_err("opened")
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_fifo_at_the_state_file_or_its_log_is_refused_not_waited_on() {
+        // Opening a FIFO for reading waits for a writer: one at the state file hung rfetch.
+        let s = Scratch::new("fifo");
+        mkfifo(&s.path);
+        let shown = open_error(&s.path);
+        assert!(
+            shown.contains(&s.path.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+        fs::remove_file(&s.path).unwrap();
+        let log = seen_log_path(&s.path);
+        mkfifo(&log);
+        let shown = open_error(&s.path);
+        assert!(
+            shown.contains(&log.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_device_at_the_state_file_is_refused_not_read() {
+        // A symlink to /dev/zero was read up to the 256 MiB bound, then called corrupt.
+        let s = Scratch::new("device");
+        std::os::unix::fs::symlink("/dev/zero", &s.path).unwrap();
+        let shown = open_error(&s.path);
+        assert!(
+            shown.contains(&s.path.display().to_string()) && shown.contains("character device"),
+            "{shown}"
+        );
     }
 
     /// The POP3 and the IMAP account of the tests.

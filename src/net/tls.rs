@@ -119,16 +119,9 @@ const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The bytes of a PEM file, at most [`MAX_PEM_BYTES`]; the error is the text to show.
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = crate::config::open_regular_file(path).map_err(|e| e.to_string())?;
-    let mut pem = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| e.to_string())?;
-    if pem.len() as u64 > MAX_PEM_BYTES {
-        return Err(format!("it is larger than {MAX_PEM_BYTES} bytes"));
-    }
-    Ok(pem)
+    crate::config::open_regular_file(path)
+        .and_then(|file| crate::config::read_bytes_at_most(file, MAX_PEM_BYTES))
+        .map_err(|e| e.to_string())
 }
 
 /// The CA certificates in a PEM file.
@@ -631,6 +624,27 @@ fn certificate_reason(err: &CertificateError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_or_device_pem_file_is_refused_by_name() {
+        // Read to its end, a huge file (or a symlink to /dev/zero) would exhaust memory.
+        let dir = std::env::temp_dir().join(format!("postie-tls-pem-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.pem");
+        std::fs::write(&big, vec![b'A'; MAX_PEM_BYTES as usize + 1]).unwrap();
+        let shown = file_roots(&big).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            shown.contains(&big.display().to_string())
+                && shown.contains(&format!("larger than {MAX_PEM_BYTES} bytes")),
+            "{shown}"
+        );
+        let zero = dir.join("zero.pem");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let shown = file_roots(&zero).map(|_| ()).unwrap_err().to_string();
+        assert!(shown.contains("character device"), "{shown}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn fingerprint_round_trip() {

@@ -29,6 +29,10 @@ const TRAILER_PREFIX: &str = "sha256 ";
 const TRAILER_LEN: u64 = 7 + 64 + 1;
 /// An envelope larger than this is not ours (a corrupt or foreign file).
 const MAX_ENVELOPE: u64 = 1024 * 1024;
+/// Largest retry-state file read. A state file holds three short lines and the last error
+/// recorded: at most an SMTP reply (100 lines of 2 KiB, the reply reader's bounds), each byte
+/// escaped to at most 3, under 1 MiB with its context. A larger file is not one we wrote.
+const MAX_STATE_BYTES: u64 = 1024 * 1024;
 /// First retry delay; it doubles with each failed attempt up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: u64 = 60;
 const MAX_RETRY_DELAY: u64 = 3600;
@@ -576,8 +580,9 @@ impl Queue {
             if !old {
                 continue;
             }
-            // Its writer holds the lock while it lives.
-            if let Ok(f) = File::open(entry.path())
+            // Its writer holds the lock while it lives. Something not a regular file (a FIFO,
+            // which a plain open waits on) is no message of ours, and left alone.
+            if let Ok(f) = crate::config::open_regular_file(&entry.path())
                 && lock_now(&f).unwrap_or(false)
             {
                 let _ = fs::remove_file(entry.path());
@@ -585,21 +590,33 @@ impl Queue {
         }
     }
 
-    /// The retry state of `id` (never tried: due now).
+    /// The retry state of `id` (never tried: due now). A state file that is not a regular file
+    /// (a FIFO would block the read for ever) or larger than [`MAX_STATE_BYTES`] is ignored
+    /// with a warning naming it.
     pub fn state(&self, id: &str) -> RetryState {
-        fs::read_to_string(self.state_path(id))
-            .map(|t| RetryState::decode(&t))
-            .unwrap_or_default()
+        let path = self.state_path(id);
+        let text = crate::config::open_regular_file(&path)
+            .and_then(|f| crate::config::read_text_at_most(f, MAX_STATE_BYTES));
+        match text {
+            Ok(text) => RetryState::decode(&text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => RetryState::default(),
+            Err(e) => {
+                log::warn!("ignoring the retry state {}: {e}", path.display());
+                RetryState::default()
+            }
+        }
     }
 
     /// Writes the retry state atomically (a temporary name, then rename). Not fsynced: losing
     /// it to a crash only means an earlier retry.
     fn write_state(&self, id: &str, state: &RetryState) -> io::Result<()> {
         let tmp = self.dir.join(format!(".state-{id}-{}", std::process::id()));
+        // Created anew: whatever a killed run (or anyone) left at the name is not written
+        // through (a symlink) nor waited on (a FIFO opened to write waits for a reader).
+        let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(state.encode().as_bytes())?;
@@ -611,10 +628,11 @@ impl Queue {
     /// another flusher meanwhile). `Err`: it cannot be read as a queued message.
     pub fn claim(&self, id: &str) -> std::result::Result<Option<Claimed>, String> {
         let path = self.message_path(id);
-        let file = match File::open(&path) {
+        // Not waiting on a FIFO planted at the name, nor reading a device.
+        let file = match crate::config::open_regular_file(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot open: {e}")),
+            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
         };
         match lock_now(&file) {
             Ok(true) => {}
@@ -646,7 +664,9 @@ impl Queue {
 
     /// Reads the envelope of `id` without claiming it (for listing).
     pub fn peek(&self, id: &str) -> std::result::Result<(Stored, u64), String> {
-        let file = File::open(self.message_path(id)).map_err(|e| format!("cannot open: {e}"))?;
+        let path = self.message_path(id);
+        let file = crate::config::open_regular_file(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let (stored, envelope_len) = Stored::decode(&mut BufReader::new(file))?;
         check_length(len, envelope_len, stored.size)?;
@@ -662,7 +682,7 @@ impl Queue {
             ));
         }
         let path = self.message_path(id);
-        let file = File::open(&path).map_err(|e| {
+        let file = crate::config::open_regular_file(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::new(ErrorKind::Usage, format!("no message {id} in the queue"))
             } else {
@@ -863,6 +883,115 @@ mod tests {
         let mut p = q.begin(&stored(body.len() as u64)).unwrap();
         p.write_all(body).unwrap();
         p.commit(None).unwrap()
+    }
+
+    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what the
+    /// planted-file tests guard against is an open or a read that never returns (the blocked
+    /// thread is left behind; the test process ends soon after).
+    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_a_huge_file_as_a_state_file_is_ignored_not_waited_on() {
+        // `rsend -bp`, `rsend -q` and every successful send read the state files: a FIFO at
+        // one waited for a writer for ever, a huge one was read whole.
+        let (dir, q) = temp_queue("state-fifo");
+        let id = put(&q, b"x\r\n");
+        mkfifo(&q.state_path(&id));
+        let (probe, probe_id) = (q.clone(), id.clone());
+        assert_eq!(
+            within("state", move || probe.state(&probe_id)),
+            RetryState::default()
+        );
+        let probe_dir = dir.clone();
+        assert!(within("any_waiting", move || Queue::any_waiting(
+            &probe_dir
+        )));
+        fs::remove_file(q.state_path(&id)).unwrap();
+        let held = RetryState {
+            held: true,
+            ..RetryState::default()
+        };
+        let mut big = held.encode();
+        big.push_str(&"x".repeat(MAX_STATE_BYTES as usize));
+        fs::write(q.state_path(&id), big).unwrap();
+        assert_eq!(q.state(&id), RetryState::default());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fifo_as_a_queued_message_is_unreadable_not_waited_on() {
+        // A FIFO at ID.msg hung `rsend -q` (claim), `rsend -bp` (peek) and `rsend -q -R ID`
+        // style removal alike.
+        let (dir, q) = temp_queue("msg-fifo");
+        let id = new_id();
+        let path = q.message_path(&id);
+        mkfifo(&path);
+        let (probe, probe_id) = (q.clone(), id.clone());
+        let claimed = within("claim", move || probe.claim(&probe_id).map(|_| ()));
+        let shown = claimed.expect_err("a FIFO is no queued message");
+        assert!(
+            shown.contains(&path.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+        let (probe, probe_id) = (q.clone(), id.clone());
+        let peeked = within("peek", move || probe.peek(&probe_id).map(|_| ()));
+        let shown = peeked.expect_err("a FIFO is no queued message");
+        assert!(shown.contains("FIFO"), "{shown}");
+        let (probe, probe_id) = (q.clone(), id.clone());
+        let removed = within("remove", move || {
+            probe.remove(&probe_id).map_err(|e| e.chain())
+        });
+        let shown = removed.expect_err("a FIFO is no queued message");
+        assert!(
+            shown.contains(&path.display().to_string()) && shown.contains("FIFO"),
+            "{shown}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_old_fifo_in_tmp_is_not_waited_on() {
+        // Listing clears what killed writers left in tmp/, opening each old file to test its
+        // writer's lock: a FIFO there hung every `rsend -bp` and `rsend -q`.
+        let (dir, q) = temp_queue("tmp-fifo");
+        let fifo = dir.join("tmp").join(new_id());
+        mkfifo(&fifo);
+        let old = rustix::fs::Timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &fifo,
+            &rustix::fs::Timestamps {
+                last_access: old,
+                last_modification: old,
+            },
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+        let probe = q.clone();
+        let listed = within("entries", move || probe.entries().map(|e| e.len()));
+        assert_eq!(listed.unwrap(), 0);
+        // Not ours: left for whoever made it.
+        assert!(fs::symlink_metadata(&fifo).is_ok());
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
