@@ -355,7 +355,7 @@ messages an earlier poll delivered (recorded as seen) and that are still on the 
 keep; limitflush deletes messages larger than limit (-l) instead of leaving them. expunge N (-e N) \
 paces the deletions: IMAP EXPUNGE after every N deletions (0: once per folder, at the end; default: \
 once per 1000 and at the end of the folder, each batch of 100 flagged \\Deleted as soon as it is \
-delivered; fetchmail's default is 1); POP3 QUIT, which commits the deletions, and a new session after every N. \
+delivered; with fetchall, which ignores the seen state, once per batch; fetchmail's default is 1); POP3 QUIT, which commits the deletions, and a new session after every N. \
 Messages a run delivered but could not delete (it was killed or lost its connection before POP3's \
 QUIT) are recorded as seen and deleted without being fetched again by the next run; over POP3 \
 it commits those deletions with QUIT first and fetches new mail in a new session.
