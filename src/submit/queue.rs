@@ -591,7 +591,7 @@ impl Queue {
     }
 
     /// The retry state of `id` (never tried: due now). A state file that is not a regular file
-    /// (a FIFO would block the read for ever) or larger than [`MAX_STATE_BYTES`] is ignored
+    /// (a FIFO would block the read for ever) or larger than 1 MiB is ignored
     /// with a warning naming it.
     pub fn state(&self, id: &str) -> RetryState {
         let path = self.state_path(id);
