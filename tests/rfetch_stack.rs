@@ -291,6 +291,8 @@ fn mbox_and_mda_targets_and_tempfail() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(code(&o), 10, "{err}");
     assert!(err.contains("retried at the next poll"), "{err}");
+    // Each message's failure once: the poll's own error (the last of them) is not shown again.
+    assert_eq!(err.matches("retried at the next poll").count(), 3, "{err}");
     assert_eq!(
         server_count(&s),
         3,

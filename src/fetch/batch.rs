@@ -327,7 +327,8 @@ impl<'scope, K: Send + 'scope> Publishing<'scope, K> {
             Ok((done, part)) => {
                 report.delivered += part.delivered;
                 if let Some(e) = part.error {
-                    report.fail(e);
+                    report.error = Some(e);
+                    report.error_logged = part.error_logged;
                 }
                 done
             }

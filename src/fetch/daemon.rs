@@ -612,8 +612,14 @@ pub fn any_crashed(reports: &[PollReport]) -> bool {
 }
 
 fn show_error(spec: &PollSpec, report: &PollReport) {
-    if let Some(e) = &report.error {
-        hint::show("rfetch", e, spec.vocabulary);
+    match &report.error {
+        Some(e) if report.error_logged => {
+            if let Some(h) = hint::hint(e, spec.vocabulary) {
+                eprintln!("rfetch: {h}");
+            }
+        }
+        Some(e) => hint::show("rfetch", e, spec.vocabulary),
+        None => {}
     }
 }
 

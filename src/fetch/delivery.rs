@@ -51,12 +51,22 @@ pub struct PollReport {
     pub fetchlimit_hit: bool,
     /// The last failure (connection, login, delivery...).
     pub error: Option<Error>,
+    /// `error` was logged where it happened (a message's failed delivery: every one is logged,
+    /// not only the last): the end of the poll adds only its hint.
+    pub error_logged: bool,
 }
 
 impl PollReport {
     /// Records a failure (the last one wins).
     pub fn fail(&mut self, e: Error) {
         self.error = Some(e);
+        self.error_logged = false;
+    }
+
+    /// Records a failure that was just logged.
+    pub fn fail_logged(&mut self, e: Error) {
+        self.error = Some(e);
+        self.error_logged = true;
     }
 }
 
@@ -360,7 +370,7 @@ impl<'a> Delivery<'a> {
                         self.server
                     ));
                     log::error!("{}", err.chain());
-                    report.fail(err);
+                    report.fail_logged(err);
                 }
             }
         }
@@ -403,7 +413,7 @@ impl<'a> Delivery<'a> {
                     self.server
                 ));
                 log::error!("{}", err.chain());
-                report.fail(err);
+                report.fail_logged(err);
             }
         }
         done
