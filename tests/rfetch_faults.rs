@@ -433,3 +433,94 @@ fn multidrop_lmtp_451_after_data_for_one_recipient_retries_only_that_recipient()
 fn multidrop_smtp_451_for_one_recipient_retries_only_that_recipient() {
     multidrop_partial_refusal(false, RefuseAt::Rcpt);
 }
+
+/// `* seq FETCH` responses with bodies for UIDs `from..=to`.
+fn imap_fetches(from: usize, to: usize) -> String {
+    (from..=to)
+        .map(|n| {
+            let m = message(n);
+            format!(
+                "* {n} FETCH (UID {n} RFC822.SIZE {} FLAGS () BODY[] {{{}}}\r\n{m})\r\n",
+                m.len(),
+                m.len()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_store_refused_while_the_next_batch_streams_is_reported_as_a_refusal_and_deletes_nothing() {
+    // Three batches (201 messages). The STORE that flags batch 1 goes out behind the UID FETCH
+    // of batch 3 (asked for ahead) and the server refuses it before that FETCH completes. The
+    // session is fine: the error says the server refused a command, not that the connection
+    // was lost; every message is delivered and nothing is flagged or expunged.
+    let f = "(UID RFC822.SIZE FLAGS BODY.PEEK[])";
+    let search: Vec<String> = (1..=2 * BATCH + 1).map(|n| n.to_string()).collect();
+    let text = format!(
+        "S: * OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] ready\n\
+         C: A0001 LOGIN \"bob\" *\n\
+         S: A0001 OK [CAPABILITY IMAP4rev1 IDLE UIDPLUS] in\n\
+         C: A0002 SELECT \"INBOX\"\n\
+         C: A0003 UID SEARCH ALL\n\
+         S: * {total} EXISTS\n\
+         S: A0002 OK [READ-WRITE] selected\n\
+         S: * SEARCH {search}\n\
+         S: A0003 OK searched\n\
+         C: A0004 UID FETCH 1:{b} {f}\n\
+         S= ${{ONE}}\n\
+         S: A0004 OK fetched\n\
+         C: A0005 UID FETCH {b1}:{b2} {f}\n\
+         S= ${{TWO}}\n\
+         S: A0005 OK fetched\n\
+         C: A0006 UID FETCH {total} {f}\n\
+         C: A0007 UID STORE 1:{b} +FLAGS.SILENT (\\Seen \\Deleted)\n\
+         S: A0007 NO [CANNOT] not now\n\
+         S= ${{THREE}}\n\
+         S: A0006 OK fetched\n\
+         !eof\n",
+        total = 2 * BATCH + 1,
+        search = search.join(" "),
+        b = BATCH,
+        b1 = BATCH + 1,
+        b2 = 2 * BATCH,
+    );
+    let one = imap_fetches(1, BATCH);
+    let two = imap_fetches(BATCH + 1, 2 * BATCH);
+    let three = imap_fetches(2 * BATCH + 1, 2 * BATCH + 1);
+    let server = common::transcript::Transcript::parse_with(
+        "store-refused",
+        &text,
+        &[("ONE", &one), ("TWO", &two), ("THREE", &three)],
+    )
+    .play();
+    let dir = tempdir("store-refused");
+    let md = dir.join("Maildir");
+    let cfg = write_config(
+        &dir,
+        &format!(
+            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 10\n\
+             [accounts.scripted.fetch]\nprotocol = \"imap\"\nport = {}\nmaildir = \"{}\"\n",
+            server.port(),
+            md.display()
+        ),
+    );
+    let o = rfetch(
+        &dir,
+        &["-C", cfg.to_str().unwrap(), "--danger-plaintext-auth"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("refused UID STORE"), "{err}");
+    assert!(
+        err.contains("the server refused a command while fetching"),
+        "{err}"
+    );
+    assert!(!err.contains("connection lost"), "{err}");
+    assert_eq!(
+        subjects(&md),
+        (1..=2 * BATCH + 1).collect::<Vec<_>>(),
+        "every message delivered once: {err}"
+    );
+    // The transcript holds no further STORE and no EXPUNGE before the client closes: the
+    // player fails on any.
+    server.finish();
+}

@@ -281,7 +281,7 @@ pub(super) fn deliver_batches<M: Mailbox>(
                         Target::Direct { .. } => staged.done,
                     };
                     mailbox.settle(&batch, done, fetched.is_ok())?;
-                    fetched.map_err(|e| e.context(mailbox.connection_lost()))?;
+                    fetched.map_err(|e| e.context(mailbox.fetch_failed()))?;
                 }
             }
         }
@@ -511,7 +511,7 @@ mod tests {
             }
         }
 
-        fn connection_lost(&self) -> String {
+        fn fetch_failed(&self) -> String {
             "connection lost while fetching".into()
         }
     }

@@ -61,8 +61,9 @@ pub trait Mailbox {
     /// The seen-state key of a message (what the Maildir batch journal and the ledger record).
     fn state_key(&self) -> impl Fn(&Self::Key) -> StateKey + Send + Sync + 'static;
 
-    /// The context of a connection lost while fetching.
-    fn connection_lost(&self) -> String;
+    /// The context of a fetch that failed: a connection lost, or (the session still usable) a
+    /// command the server refused, such as a deferred deletion read while the batch streamed.
+    fn fetch_failed(&self) -> String;
 }
 
 /// What [`Mailbox::list`] found.

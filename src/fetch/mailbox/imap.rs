@@ -178,11 +178,13 @@ impl Mailbox for ImapMailbox<'_> {
         }
     }
 
-    fn connection_lost(&self) -> String {
-        format!(
-            "{}: connection lost while fetching from {}",
-            self.d.account, self.folder
-        )
+    fn fetch_failed(&self) -> String {
+        let what = if self.session.is_usable() {
+            "the server refused a command while fetching"
+        } else {
+            "connection lost while fetching"
+        };
+        format!("{}: {what} from {}", self.d.account, self.folder)
     }
 }
 

@@ -243,7 +243,7 @@ impl Mailbox for Pop3Mailbox<'_> {
         }
     }
 
-    fn connection_lost(&self) -> String {
+    fn fetch_failed(&self) -> String {
         format!("{}: connection lost while fetching", self.d.account)
     }
 }
