@@ -201,7 +201,7 @@ fn ends_with_blank_line(file: &mut File, len: u64) -> bool {
 
 /// The `From ` separator line: `From sender asctime-date`.
 pub fn from_line(sender: &str, when: SystemTime) -> String {
-    let sender: String = sender
+    let mut sender: String = sender
         .chars()
         .map(|c| {
             if c.is_whitespace() || c.is_control() {
@@ -211,6 +211,16 @@ pub fn from_line(sender: &str, when: SystemTime) -> String {
             }
         })
         .collect();
+    // The sender comes from the message. Cut to what an SMTP reverse-path may hold (256
+    // octets), with room to spare: the separator goes into the append record too, whose read
+    // is bounded, and a record too long to read would leave a killed append unprotected.
+    if sender.len() > MAX_FROM_SENDER {
+        let mut end = MAX_FROM_SENDER;
+        while !sender.is_char_boundary(end) {
+            end -= 1;
+        }
+        sender.truncate(end);
+    }
     let sender = if sender.is_empty() {
         "MAILER-DAEMON".to_owned()
     } else {
@@ -413,6 +423,9 @@ fn append_record_path(mbox: &Path) -> PathBuf {
 }
 
 const RECORD_MAGIC: &str = "postie mbox append 1";
+
+/// Longest sender a separator line carries, in bytes (see [`from_line`]).
+const MAX_FROM_SENDER: usize = 512;
 
 /// Largest append record read: a record is a few short lines (a separator line with the
 /// sender, and three numbers).
@@ -991,6 +1004,19 @@ mod tests {
             let first = quoted.split(|&b| b == b'\n').next().unwrap();
             assert_eq!(unquote_line(first), line);
         }
+    }
+
+    #[test]
+    fn a_separator_line_and_its_append_record_stay_bounded_whatever_the_sender() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let line = from_line(&"é".repeat(5000), t);
+        assert!(line.len() <= MAX_FROM_SENDER + 40, "{} bytes", line.len());
+        assert!(
+            line.starts_with("From é") && line.ends_with(" 2023\n"),
+            "{line}"
+        );
+        let record = format!("{RECORD_MAGIC}\n{}\n{}\n1\n{line}", u32::MAX, u64::MAX);
+        assert!((record.len() as u64) < MAX_RECORD_BYTES);
     }
 
     #[test]
