@@ -30,9 +30,12 @@ const TRAILER_LEN: u64 = 7 + 64 + 1;
 /// An envelope larger than this is not ours (a corrupt or foreign file).
 const MAX_ENVELOPE: u64 = 1024 * 1024;
 /// Largest retry-state file read. A state file holds three short lines and the last error
-/// recorded: at most an SMTP reply (100 lines of 2 KiB, the reply reader's bounds), each byte
-/// escaped to at most 3, under 1 MiB with its context. A larger file is not one we wrote.
+/// recorded, cut to [`MAX_ERROR_BYTES`] when written, each byte escaped to at most 3: well
+/// under 1 MiB. A larger file is not one we wrote.
 const MAX_STATE_BYTES: u64 = 1024 * 1024;
+/// Longest error text a retry state keeps (an SMTP reply within the reply reader's bounds is
+/// shorter; the cut makes the state file's bound hold whatever the error says).
+const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// First retry delay; it doubles with each failed attempt up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: u64 = 60;
 const MAX_RETRY_DELAY: u64 = 3600;
@@ -271,6 +274,14 @@ impl RetryState {
                 "queued longer than {} and kept: {reason}",
                 age_text(max_age.as_secs())
             );
+        }
+        if reason.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push_str(" [...]");
         }
         RetryState {
             attempts,
@@ -904,6 +915,27 @@ mod tests {
             rustix::fs::Mode::from_raw_mode(0o600),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_retry_state_stays_within_its_read_bound_whatever_the_error() {
+        let error = "\u{1}é".repeat(600_000);
+        let state = RetryState::default().after_failure(
+            &error,
+            false,
+            0,
+            60,
+            Duration::from_secs(5 * 86400),
+        );
+        let text = state.encode();
+        assert!(
+            (text.len() as u64) < MAX_STATE_BYTES,
+            "{} bytes",
+            text.len()
+        );
+        let back = RetryState::decode(&text);
+        assert_eq!(back, state, "written and read back the same");
+        assert!(back.last_error.unwrap().ends_with(" [...]"));
     }
 
     #[test]
