@@ -35,5 +35,7 @@ pub mod process;
 pub mod proto;
 pub mod session;
 pub mod submit;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, ErrorKind, Result};

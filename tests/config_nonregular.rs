@@ -6,61 +6,20 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+use common::{run_bounded, within};
 
 use postie::account::secret::Lookup;
 use postie::account::{Env, Secret};
-
-/// How long a refusal may take: it is immediate; a hang is what this file tests against.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 fn fifo(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("mkdir");
     }
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &path,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .expect("mkfifo");
+    common::mkfifo(&path);
     path
-}
-
-/// Runs `work` on a thread and returns its result, failing the test if it takes longer than
-/// [`PATIENCE`] (the blocked thread is left behind; the test process ends soon after).
-fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(PATIENCE)
-        .unwrap_or_else(|_| panic!("{what}: still blocked after {PATIENCE:?}"))
-}
-
-/// Runs a binary, killing it and failing the test if it has not exited within [`PATIENCE`].
-fn run_bounded(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {PATIENCE:?} (blocked on the FIFO)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// An error and its sources, as the binaries show them.

@@ -175,28 +175,15 @@ fn a_lock_left_by_a_killed_daemon_does_not_block_the_next() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs rfetch with `args`, killing it and failing the test if it has not exited within 10 s.
+/// Runs rfetch with `args` and HOME at `dir`, bounded by [`common::run_bounded`].
 fn run_bounded(dir: &Path, args: &[&std::ffi::OsStr], what: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rfetch"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rfetch"));
+    command
         .args(args)
         .env("HOME", dir)
         .env_remove("FETCHMAILHOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rfetch");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after 10 s (blocked on the lock path)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("output")
+        .env_remove("XDG_CONFIG_HOME");
+    common::run_bounded(command, what)
 }
 
 #[test]
@@ -207,12 +194,7 @@ fn a_fifo_at_the_lock_path_is_refused_not_waited_on() {
     let cfg = config(&dir);
     // The default lock path, so that a bare `rfetch -q` (which reads no configuration) finds it.
     let pidfile = dir.join(".fetchmail.pid");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &pidfile,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .expect("mkfifo");
+    common::mkfifo(&pidfile);
     let o = run_bounded(
         &dir,
         &[

@@ -819,6 +819,7 @@ impl Drop for DotLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{mkfifo, within};
 
     /// A dotlock's pid is written by whoever could create the lock (a group-writable mail
     /// spool): 0 and negative numbers name process groups, never a dead owner, and must not
@@ -836,32 +837,11 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
-    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what the
-    /// planted-file tests guard against is an open or a read that never returns (the blocked
-    /// thread is left behind; the test process ends soon after).
-    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(work());
-        });
-        rx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
-    }
-
     fn planted_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("postie-mbox-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    fn mkfifo(path: &Path) {
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
     }
 
     /// Delivers one short message to `mbox` on a thread bounded by [`within`].

@@ -686,20 +686,11 @@ mod tests {
         let mut name = journal_path(&state_path).into_os_string();
         name.push(".7");
         let fifo = PathBuf::from(name);
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(recover(&state).map(|_| ()).map_err(|e| e.chain()));
-        });
-        let shown = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("recovery still blocked after 10 s")
-            .expect_err("a FIFO is no journal");
+        crate::test_support::mkfifo(&fifo);
+        let shown = crate::test_support::within("recovery", move || {
+            recover(&state).map(|_| ()).map_err(|e| e.chain())
+        })
+        .expect_err("a FIFO is no journal");
         assert!(
             shown.contains(&fifo.display().to_string()) && shown.contains("FIFO"),
             "{shown}"

@@ -288,6 +288,7 @@ pub fn quit_running(path: &Path, wait: Duration) -> Result<Option<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{mkfifo, within};
 
     /// A lock file path in a directory of the test's own, holding the pid of a process that
     /// cannot be alive (what a killed rfetch leaves behind).
@@ -299,30 +300,13 @@ mod tests {
         (dir, path)
     }
 
-    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what
-    /// the non-regular-file tests guard against is a read that never returns (the blocked
-    /// thread is left behind; the test process ends soon after).
-    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(work());
-        });
-        rx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
-    }
-
     #[test]
     fn a_fifo_at_the_lock_path_is_refused_not_waited_on() {
         // Opening a FIFO for reading waits for a writer, and reading one with no writer waits
         // forever: a FIFO planted at the lock path once hung rfetch and rfetch --quit.
         let (dir, path) = dead_holders_lock("lock-fifo");
         fs::remove_file(&path).unwrap();
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
+        mkfifo(&path);
         let p = path.clone();
         let e = within("acquire", move || acquire(&p, None).map(|_| ()))
             .expect_err("a FIFO is no lock file");

@@ -1162,6 +1162,7 @@ fn new_served_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{mkfifo, within};
 
     /// A directory of its own for a test, removed when the test ends; `path` is the state file.
     struct Scratch {
@@ -1191,18 +1192,6 @@ mod tests {
         }
     }
 
-    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what the
-    /// planted-file tests guard against is a read that never returns (the blocked thread is
-    /// left behind; the test process ends soon after).
-    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(work());
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
-    }
-
     /// The error [`SeenStore::open`] gives for `path`, as the user reads it, within 10 s.
     fn open_error(path: &Path) -> String {
         let path = path.to_path_buf();
@@ -1212,15 +1201,6 @@ mod tests {
                 .map_err(|e| crate::Error::from(e).chain())
         })
         .expect_err("opened")
-    }
-
-    fn mkfifo(path: &Path) {
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
     }
 
     #[test]

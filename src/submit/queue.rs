@@ -863,6 +863,7 @@ impl Claimed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{mkfifo, within};
 
     fn temp_queue(tag: &str) -> (PathBuf, Queue) {
         let dir = std::env::temp_dir().join(format!(
@@ -894,27 +895,6 @@ mod tests {
         let mut p = q.begin(&stored(body.len() as u64)).unwrap();
         p.write_all(body).unwrap();
         p.commit(None).unwrap()
-    }
-
-    /// Runs `work` on a thread and fails the test if it has not returned within 10 s: what the
-    /// planted-file tests guard against is an open or a read that never returns (the blocked
-    /// thread is left behind; the test process ends soon after).
-    fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(work());
-        });
-        rx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{what}: still blocked after 10 s"))
-    }
-
-    fn mkfifo(path: &Path) {
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
     }
 
     #[test]

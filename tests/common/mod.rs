@@ -38,6 +38,55 @@ pub fn closed_port() -> u16 {
         .1
 }
 
+/// How long a refusal may take in the planted-file tests: it is immediate; a hang (an open or a
+/// read of a FIFO that never returns) is what they test against.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Makes a FIFO (mode 0600) at `path`.
+pub fn mkfifo(path: &Path) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+}
+
+/// Runs `work` on a thread and returns its result, failing the test if it takes longer than
+/// [`PATIENCE`] (the blocked thread is left behind; the test process ends soon after).
+pub fn within<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("{what}: still blocked after {PATIENCE:?}"))
+}
+
+/// Runs a binary with stdin from /dev/null and its output captured, killing it and failing the
+/// test if it has not exited within [`PATIENCE`].
+pub fn run_bounded(mut command: std::process::Command, what: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {PATIENCE:?} (blocked on a planted file)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A fresh directory under the system temp dir, named for `tag`, this process and the time,
 /// removed when the returned guard is dropped (see [`TempDir`]).
 pub fn temp_dir(tag: &str) -> TempDir {
