@@ -495,14 +495,12 @@ fn a_store_refused_while_the_next_batch_streams_is_reported_as_a_refusal_and_del
     .play();
     let dir = tempdir("store-refused");
     let md = dir.join("Maildir");
-    let cfg = write_config(
+    let cfg = scripted_config(
         &dir,
-        &format!(
-            "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = 10\n\
-             [accounts.scripted.fetch]\nprotocol = \"imap\"\nport = {}\nmaildir = \"{}\"\n",
-            server.port(),
-            md.display()
-        ),
+        "imap",
+        server.port(),
+        10,
+        &format!("maildir = \"{}\"", md.display()),
     );
     let o = rfetch(
         &dir,

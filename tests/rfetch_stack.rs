@@ -367,30 +367,30 @@ impl Drop for ModeGuard {
     }
 }
 
+/// A message's Message-ID header line.
+fn message_id(message: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(message)
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        .map(str::to_string)
+}
+
 /// The distinct Message-IDs of a Maildir's messages, and how many messages there are.
 fn message_ids(md: &std::path::Path) -> (std::collections::HashSet<String>, usize) {
     let msgs = maildir_messages(md);
-    let ids = msgs
-        .iter()
-        .filter_map(|m| {
-            let text = String::from_utf8_lossy(m);
-            text.lines()
-                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-                .map(str::to_string)
-        })
-        .collect();
+    let ids = msgs.iter().filter_map(|m| message_id(m)).collect();
     (ids, msgs.len())
 }
 
-/// A POP3S account of bob's delivering into `<dir>/Maildir`: the directory, the Maildir and the
-/// configuration file.
-fn pop3s_into_maildir(s: &common::Stack, tag: &str) -> (common::TempDir, PathBuf, PathBuf) {
+/// An implicit-TLS account of bob's (`proto` pop3 or imap) delivering into `<dir>/Maildir`:
+/// the directory, the Maildir and the configuration file.
+fn into_maildir(s: &common::Stack, proto: &str, tag: &str) -> (common::TempDir, PathBuf, PathBuf) {
     let dir = tempdir(tag);
     let md = dir.join("Maildir");
     let cfg = toml_config(
         s,
         &dir,
-        "pop3",
+        proto,
         "implicit",
         &format!("maildir = \"{}\"", md.display()),
         "",
@@ -404,7 +404,7 @@ fn dovecot_deletes_at_a_quit_rfetch_does_not_wait_for() {
     // deletions, also when it is still unlinking files as rfetch exits (1000 messages).
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = common::Stack::get();
-    let (dir, md, cfg) = pop3s_into_maildir(&s, "quit-unanswered");
+    let (dir, md, cfg) = into_maildir(&s, "pop3", "quit-unanswered");
     for round in 1..=3 {
         clear_bob(&s);
         stack_sh(&s, &["seed", "bob", "1000", "2000"]);
@@ -430,7 +430,7 @@ fn messages_of_a_session_whose_quit_failed_unseen_are_deleted_next_poll_not_fetc
     use std::os::unix::fs::PermissionsExt;
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = common::Stack::get();
-    let (dir, md, cfg) = pop3s_into_maildir(&s, "quit-failed");
+    let (dir, md, cfg) = into_maildir(&s, "pop3", "quit-failed");
     clear_bob(&s);
     stack_sh(&s, &["seed", "bob", "30", "2000"]);
     // Dovecot (running as the mail user) can read bob's messages but not unlink them: it
@@ -556,12 +556,7 @@ fn sigterm_during_an_imap_poll_leaves_the_batch_asked_for_ahead_unseen_on_the_se
     assert_eq!(server_count(&s), 0);
     let mut ids = std::collections::HashSet::new();
     for e in std::fs::read_dir(&out).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        let id = text
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-            .expect("a Message-ID")
-            .to_string();
+        let id = message_id(&std::fs::read(e.unwrap().path()).unwrap()).expect("a Message-ID");
         assert!(ids.insert(id.clone()), "{id} delivered twice");
     }
     assert_eq!(ids.len(), 400, "every message delivered once");
@@ -609,16 +604,7 @@ fn imap_deletions_are_paced_by_mode_on_the_wire() {
             ][..],
         ),
     ] {
-        let dir = tempdir("imap-pacing");
-        let md = dir.join("Maildir");
-        let cfg = toml_config(
-            &s,
-            &dir,
-            "imap",
-            "implicit",
-            &format!("maildir = \"{}\"", md.display()),
-            "",
-        );
+        let (dir, md, cfg) = into_maildir(&s, "imap", "imap-pacing");
         clear_bob(&s);
         stack_sh(&s, &["seed", "bob", "150", "2000"]);
         let mut all = args.to_vec();

@@ -165,11 +165,16 @@ pub fn maildir_messages(md: &Path) -> Vec<Vec<u8>> {
 /// A TOML config for a plaintext POP3 account `scripted` (bob) on a loopback `port`, delivering
 /// to `target` (a `maildir = ...`, `mbox = ...` or `mda = [...]` line).
 pub fn scripted_pop3_config(dir: &Path, port: u16, timeout: u32, target: &str) -> PathBuf {
+    scripted_config(dir, "pop3", port, timeout, target)
+}
+
+/// [`scripted_pop3_config`] for `proto` ("pop3" or "imap").
+pub fn scripted_config(dir: &Path, proto: &str, port: u16, timeout: u32, target: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
             "[accounts.scripted]\nhost = \"127.0.0.1\"\nuser = \"bob\"\npassword = \"x\"\ntls = false\ntimeout = {timeout}\n\
-             [accounts.scripted.fetch]\nprotocol = \"pop3\"\nport = {port}\n{target}\n"
+             [accounts.scripted.fetch]\nprotocol = \"{proto}\"\nport = {port}\n{target}\n"
         ),
     )
 }

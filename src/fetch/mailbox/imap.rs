@@ -108,7 +108,7 @@ impl Mailbox for ImapMailbox<'_> {
         let mut sink = ImapSink {
             feeder,
             progress: &self.d.progress,
-            stop: Some(self.d.ctx.stop),
+            stop: self.d.ctx.stop,
         };
         // Asked for ahead only when settling this batch sends nothing that waits for a
         // completion (the default deletion, or `keep`): `expunge N` and fetchall's per-batch
@@ -192,7 +192,7 @@ pub(in crate::fetch) struct ImapSink<'a> {
     pub(in crate::fetch) feeder: &'a Feeder<u32>,
     pub(in crate::fetch) progress: &'a Progress,
     /// The run's stop flag: no batch is asked for ahead once it is set.
-    pub(in crate::fetch) stop: Option<&'a AtomicBool>,
+    pub(in crate::fetch) stop: &'a AtomicBool,
 }
 
 impl FetchSink for ImapSink<'_> {
@@ -207,7 +207,7 @@ impl FetchSink for ImapSink<'_> {
         self.feeder.end()
     }
     fn wants_next(&self) -> bool {
-        !self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+        !self.stop.load(Ordering::Relaxed)
     }
 }
 
